@@ -1,0 +1,45 @@
+using DBSync.Protocol;
+
+namespace DBSync;
+
+/// <summary>
+/// Implemented by the DBSync source generator for every <see cref="SyncTableAttribute"/> type. The members are static so
+/// the runtime reaches generated code without reflection or virtual dispatch; user code rarely calls them directly.
+/// </summary>
+/// <typeparam name="TSelf">The entity type.</typeparam>
+public interface ISyncTable<TSelf> where TSelf : ISyncTable<TSelf>
+{
+    /// <summary>The mapped table and its columns.</summary>
+    static abstract SyncTableInfo TableInfo { get; }
+
+    /// <summary>Builds an entity from a pgoutput TupleData section. The reader yields only mapped, present values;
+    /// unchanged TOAST columns are recorded on the reader instead.</summary>
+    static abstract TSelf DecodeTuple(ref TupleReader tuple);
+
+    /// <summary>Builds an entity from a snapshot row whose columns are selected in <see cref="SyncTableInfo.Columns"/> order.</summary>
+    static abstract TSelf ReadRow(ref SnapshotRowReader row);
+
+    /// <summary>Whether two entities have the same primary key.</summary>
+    static abstract bool KeyEquals(TSelf x, TSelf y);
+
+    /// <summary>A hash code of the primary key, consistent with <see cref="KeyEquals"/>.</summary>
+    static abstract int GetKeyHashCode(TSelf value);
+}
+
+/// <summary>An <see cref="IEqualityComparer{T}"/> that compares entities by primary key only.</summary>
+/// <typeparam name="T">The entity type.</typeparam>
+public sealed class KeyComparer<T> : IEqualityComparer<T> where T : ISyncTable<T>
+{
+    /// <summary>The shared instance.</summary>
+    public static KeyComparer<T> Instance { get; } = new();
+
+    private KeyComparer()
+    {
+    }
+
+    /// <inheritdoc />
+    public bool Equals(T? x, T? y) => x is null ? y is null : y is not null && T.KeyEquals(x, y);
+
+    /// <inheritdoc />
+    public int GetHashCode(T obj) => T.GetKeyHashCode(obj);
+}
