@@ -1,0 +1,346 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Net;
+using System.Net.Sockets;
+using Npgsql;
+
+namespace DBSync.Testing;
+
+/// <summary>
+/// A PostgreSQL server with <c>wal_level=logical</c> for tests, samples and benchmarks. <see cref="StartAsync"/> uses the
+/// server named by <c>POSTGRES_HOST</c>, <c>POSTGRES_PORT</c>, <c>POSTGRES_USER</c>, <c>POSTGRES_PASSWORD</c> and
+/// <c>POSTGRES_NAME</c> when <c>POSTGRES_HOST</c> is set; otherwise it creates a throwaway cluster with <c>initdb</c> in a
+/// temporary directory, listening on a free loopback port, and removes it on dispose. As root the cluster runs as the
+/// <c>postgres</c> user (the server refuses to run as root).
+/// </summary>
+public sealed class PostgresServer : IAsyncDisposable
+{
+    private readonly LocalCluster? _cluster;
+    private int _databaseCounter;
+
+    private PostgresServer(NpgsqlConnectionStringBuilder admin, LocalCluster? cluster)
+    {
+        Admin = admin;
+        _cluster = cluster;
+    }
+
+    /// <summary>Whether this is a throwaway cluster owned by this process (false for a server named by POSTGRES_* variables).</summary>
+    public bool IsThrowaway => _cluster is not null;
+
+    /// <summary>The connection string of the configured database (POSTGRES_NAME, or <c>postgres</c>) as a superuser-like admin role.</summary>
+    public string ConnectionString => Admin.ConnectionString;
+
+    /// <summary>The server's port.</summary>
+    public int Port => Admin.Port;
+
+    /// <summary>The directory of the throwaway cluster's binaries, or null for an external server.</summary>
+    public string? BinDirectory => _cluster?.BinDirectory;
+
+    /// <summary>The data directory of the throwaway cluster, or null for an external server.</summary>
+    public string? DataDirectory => _cluster?.DataDirectory;
+
+    private NpgsqlConnectionStringBuilder Admin { get; }
+
+    /// <summary>Starts (or connects to) a server and checks that <c>wal_level</c> is <c>logical</c>.</summary>
+    /// <param name="settings">Extra server settings for a throwaway cluster (ignored for an external server).</param>
+    /// <param name="forceLocal">Start a throwaway cluster even when POSTGRES_HOST is set (for tests that need their own settings).</param>
+    /// <param name="cancellationToken">Cancels the start.</param>
+    public static async Task<PostgresServer> StartAsync(IReadOnlyDictionary<string, string>? settings = null, bool forceLocal = false, CancellationToken cancellationToken = default)
+    {
+        PostgresServer server;
+        var host = Environment.GetEnvironmentVariable("POSTGRES_HOST");
+        if (!string.IsNullOrWhiteSpace(host) && !forceLocal)
+        {
+            var builder = new NpgsqlConnectionStringBuilder
+            {
+                Host = host,
+                Port = int.Parse(Environment.GetEnvironmentVariable("POSTGRES_PORT") is { Length: > 0 } p ? p : "5432", CultureInfo.InvariantCulture),
+                Username = Environment.GetEnvironmentVariable("POSTGRES_USER") is { Length: > 0 } u ? u : "postgres",
+                Password = Environment.GetEnvironmentVariable("POSTGRES_PASSWORD"),
+                Database = Environment.GetEnvironmentVariable("POSTGRES_NAME") is { Length: > 0 } d ? d : "postgres",
+                Pooling = false,
+            };
+            server = new PostgresServer(builder, cluster: null);
+        }
+        else
+        {
+            var cluster = await LocalCluster.CreateAsync(settings, cancellationToken).ConfigureAwait(false);
+            var builder = new NpgsqlConnectionStringBuilder
+            {
+                Host = "127.0.0.1",
+                Port = cluster.Port,
+                Username = "postgres",
+                Database = "postgres",
+                Pooling = false,
+            };
+            server = new PostgresServer(builder, cluster);
+        }
+
+        if (settings?.ContainsKey("wal_level") == true)
+            return server; // the caller asked for a specific wal_level, for example to test the error without logical
+
+        await using (var connection = await server.OpenAsync(cancellationToken: cancellationToken).ConfigureAwait(false))
+        {
+            await using var command = new NpgsqlCommand("SHOW wal_level", connection);
+            var walLevel = (string?)await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false);
+            if (walLevel != "logical")
+            {
+                await server.DisposeAsync().ConfigureAwait(false);
+                throw new InvalidOperationException(
+                    $"The PostgreSQL server at {server.Admin.Host}:{server.Admin.Port} has wal_level={walLevel}; DBSync needs wal_level=logical. " +
+                    "Run ALTER SYSTEM SET wal_level = logical and restart the server, or unset POSTGRES_HOST to use a throwaway local cluster.");
+            }
+        }
+
+        return server;
+    }
+
+    /// <summary>The connection string of another database on the same server.</summary>
+    public string ConnectionStringFor(string database, string? username = null, string? password = null)
+    {
+        var builder = new NpgsqlConnectionStringBuilder(Admin.ConnectionString) { Database = database };
+        if (username is not null)
+        {
+            builder.Username = username;
+            builder.Password = password;
+        }
+        return builder.ConnectionString;
+    }
+
+    /// <summary>Opens a connection to the configured database, or to <paramref name="database"/>.</summary>
+    public async Task<NpgsqlConnection> OpenAsync(string? database = null, CancellationToken cancellationToken = default)
+    {
+        var connection = new NpgsqlConnection(database is null ? ConnectionString : ConnectionStringFor(database));
+        await connection.OpenAsync(cancellationToken).ConfigureAwait(false);
+        return connection;
+    }
+
+    /// <summary>Runs SQL on the configured database, or on <paramref name="database"/>.</summary>
+    public async Task ExecuteAsync(string sql, string? database = null, CancellationToken cancellationToken = default)
+    {
+        await using var connection = await OpenAsync(database, cancellationToken).ConfigureAwait(false);
+        await using var command = new NpgsqlCommand(sql, connection);
+        await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Runs a query and returns the first column of the first row.</summary>
+    public async Task<T> ScalarAsync<T>(string sql, string? database = null, CancellationToken cancellationToken = default)
+    {
+        await using var connection = await OpenAsync(database, cancellationToken).ConfigureAwait(false);
+        await using var command = new NpgsqlCommand(sql, connection);
+        return (T)(await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!;
+    }
+
+    /// <summary>
+    /// Creates a fresh database with a unique name (prefix + counter + process id) and returns its name. Tests use one
+    /// database each: logical messages and slots are per database, so tests never see each other's changes.
+    /// </summary>
+    public async Task<string> CreateDatabaseAsync(string prefix = "dbsync_test", CancellationToken cancellationToken = default)
+    {
+        var name = $"{prefix}_{Environment.ProcessId}_{Interlocked.Increment(ref _databaseCounter)}".ToLowerInvariant();
+        await ExecuteAsync($"CREATE DATABASE \"{name}\"", cancellationToken: cancellationToken).ConfigureAwait(false);
+        return name;
+    }
+
+    /// <summary>Drops a database created by <see cref="CreateDatabaseAsync"/>, with its replication slots.</summary>
+    public async Task DropDatabaseAsync(string name, CancellationToken cancellationToken = default)
+    {
+        // A walsender releases its slot a moment after its client disconnects; a database with slots cannot be dropped.
+        var literal = name.Replace("'", "''", StringComparison.Ordinal);
+        for (var attempt = 0; attempt < 100; attempt++)
+        {
+            await ExecuteAsync($"SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = '{literal}' AND NOT active",
+                cancellationToken: cancellationToken).ConfigureAwait(false);
+            if (await ScalarAsync<long>($"SELECT count(*) FROM pg_replication_slots WHERE database = '{literal}'", cancellationToken: cancellationToken).ConfigureAwait(false) == 0)
+                break;
+            await Task.Delay(100, cancellationToken).ConfigureAwait(false);
+        }
+        await ExecuteAsync($"DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)", cancellationToken: cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Restarts a throwaway cluster (fast shutdown), for example after <c>ALTER SYSTEM</c>.</summary>
+    public Task RestartAsync(CancellationToken cancellationToken = default)
+        => (_cluster ?? throw new InvalidOperationException("Only a throwaway cluster can be restarted by the test helper.")).RestartAsync(cancellationToken);
+
+    /// <inheritdoc />
+    public async ValueTask DisposeAsync()
+    {
+        if (_cluster is not null)
+            await _cluster.DisposeAsync().ConfigureAwait(false);
+    }
+
+    /// <summary>An initdb cluster in a temporary directory.</summary>
+    private sealed class LocalCluster : IAsyncDisposable
+    {
+        private static readonly bool s_isRoot = Environment.UserName == "root" || Environment.GetEnvironmentVariable("USER") == "root";
+
+        private LocalCluster(string binDirectory, string root, int port)
+        {
+            BinDirectory = binDirectory;
+            Root = root;
+            Port = port;
+        }
+
+        public string BinDirectory { get; }
+
+        public string Root { get; }
+
+        public string DataDirectory => Path.Combine(Root, "data");
+
+        public int Port { get; private set; }
+
+        private string LogFile => Path.Combine(Root, "server.log");
+
+        public static async Task<LocalCluster> CreateAsync(IReadOnlyDictionary<string, string>? settings, CancellationToken cancellationToken)
+        {
+            var bin = FindBinDirectory();
+            var root = Path.Combine(Path.GetTempPath(), "dbsync-pg-" + Guid.NewGuid().ToString("N")[..12]);
+            Directory.CreateDirectory(root);
+            if (s_isRoot)
+                await RunAsync("chown", ["postgres:postgres", root], asPostgres: false, cancellationToken).ConfigureAwait(false);
+
+            var cluster = new LocalCluster(bin, root, FreePort());
+            try
+            {
+                await RunAsync(Path.Combine(bin, "initdb"),
+                    ["-D", cluster.DataDirectory, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C", "--no-sync"],
+                    asPostgres: s_isRoot, cancellationToken).ConfigureAwait(false);
+
+                var conf = new Dictionary<string, string>
+                {
+                    ["listen_addresses"] = "'127.0.0.1'",
+                    ["unix_socket_directories"] = $"'{root}'",
+                    ["wal_level"] = "logical",
+                    ["max_replication_slots"] = "40",
+                    ["max_wal_senders"] = "40",
+                    ["max_connections"] = "200",
+                    ["fsync"] = "off",
+                    ["full_page_writes"] = "off",
+                    ["shared_buffers"] = "256MB",
+                    ["log_min_messages"] = "warning",
+                };
+                if (settings is not null)
+                {
+                    foreach (var (key, value) in settings)
+                        conf[key] = value;
+                }
+
+                await File.AppendAllLinesAsync(Path.Combine(cluster.DataDirectory, "postgresql.auto.conf"),
+                    conf.Select(kv => $"{kv.Key} = {kv.Value}"), cancellationToken).ConfigureAwait(false);
+                await cluster.StartServerAsync(cancellationToken).ConfigureAwait(false);
+                return cluster;
+            }
+            catch
+            {
+                await cluster.DisposeAsync().ConfigureAwait(false);
+                throw;
+            }
+        }
+
+        public async Task RestartAsync(CancellationToken cancellationToken)
+        {
+            await RunAsync(Path.Combine(BinDirectory, "pg_ctl"), ["-D", DataDirectory, "-m", "fast", "-w", "stop"], s_isRoot, cancellationToken).ConfigureAwait(false);
+            await StartServerAsync(cancellationToken).ConfigureAwait(false);
+        }
+
+        private async Task StartServerAsync(CancellationToken cancellationToken)
+        {
+            // A port found free can be taken by someone else before the server binds it; try a few.
+            for (var attempt = 1; ; attempt++)
+            {
+                try
+                {
+                    await RunAsync(Path.Combine(BinDirectory, "pg_ctl"),
+                        ["-D", DataDirectory, "-l", LogFile, "-o", $"-p {Port}", "-w", "-t", "60", "start"],
+                        asPostgres: s_isRoot, cancellationToken).ConfigureAwait(false);
+                    return;
+                }
+                catch (InvalidOperationException) when (attempt < 3)
+                {
+                    Port = FreePort();
+                }
+            }
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            try
+            {
+                if (File.Exists(Path.Combine(DataDirectory, "postmaster.pid")))
+                {
+                    await RunAsync(Path.Combine(BinDirectory, "pg_ctl"), ["-D", DataDirectory, "-m", "immediate", "-w", "stop"],
+                        s_isRoot, CancellationToken.None).ConfigureAwait(false);
+                }
+            }
+            finally
+            {
+                try
+                {
+                    Directory.Delete(Root, recursive: true);
+                }
+                catch (IOException)
+                {
+                    // A leftover temp directory is harmless; the server is already stopped.
+                }
+            }
+        }
+
+        private static string FindBinDirectory()
+        {
+            var fromEnv = Environment.GetEnvironmentVariable("PG_BIN");
+            if (!string.IsNullOrEmpty(fromEnv) && File.Exists(Path.Combine(fromEnv, "initdb")))
+                return fromEnv;
+            const string debianRoot = "/usr/lib/postgresql";
+            if (Directory.Exists(debianRoot))
+            {
+                var best = Directory.GetDirectories(debianRoot)
+                    .Select(d => (Dir: Path.Combine(d, "bin"), Version: int.TryParse(Path.GetFileName(d), NumberStyles.None, CultureInfo.InvariantCulture, out var v) ? v : 0))
+                    .Where(x => File.Exists(Path.Combine(x.Dir, "initdb")))
+                    .OrderByDescending(x => x.Version)
+                    .FirstOrDefault();
+                if (best.Dir is not null)
+                    return best.Dir;
+            }
+            throw new InvalidOperationException(
+                "No PostgreSQL server binaries found (looked for initdb under PG_BIN and /usr/lib/postgresql/*/bin). " +
+                "Install them (Debian: apt-get install postgresql-15), set PG_BIN to the directory holding initdb and pg_ctl, " +
+                "or point POSTGRES_HOST/PORT/USER/PASSWORD/NAME at a server with wal_level=logical.");
+        }
+
+        private static int FreePort()
+        {
+            using var listener = new TcpListener(IPAddress.Loopback, 0);
+            listener.Start();
+            return ((IPEndPoint)listener.LocalEndpoint).Port;
+        }
+
+        private static async Task RunAsync(string fileName, IReadOnlyList<string> arguments, bool asPostgres, CancellationToken cancellationToken)
+        {
+            var start = new ProcessStartInfo
+            {
+                FileName = asPostgres ? "runuser" : fileName,
+                RedirectStandardOutput = true,
+                RedirectStandardError = true,
+                UseShellExecute = false,
+                WorkingDirectory = Path.GetTempPath(),
+            };
+            if (asPostgres)
+            {
+                foreach (var a in new[] { "-u", "postgres", "--", fileName })
+                    start.ArgumentList.Add(a);
+            }
+            foreach (var a in arguments)
+                start.ArgumentList.Add(a);
+
+            using var process = Process.Start(start) ?? throw new InvalidOperationException($"Could not start {fileName}.");
+            var stdout = process.StandardOutput.ReadToEndAsync(cancellationToken);
+            var stderr = process.StandardError.ReadToEndAsync(cancellationToken);
+            await process.WaitForExitAsync(cancellationToken).ConfigureAwait(false);
+            if (process.ExitCode != 0)
+            {
+                throw new InvalidOperationException(
+                    $"{Path.GetFileName(fileName)} {string.Join(' ', arguments)} failed with exit code {process.ExitCode}:\n{await stdout.ConfigureAwait(false)}\n{await stderr.ConfigureAwait(false)}");
+            }
+        }
+    }
+}
