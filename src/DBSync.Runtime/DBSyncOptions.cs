@@ -1,0 +1,66 @@
+using System.Text.RegularExpressions;
+using Microsoft.Extensions.Logging;
+
+namespace DBSync;
+
+/// <summary>Configuration of a DBSync client.</summary>
+public sealed partial class DBSyncOptions
+{
+    /// <summary>
+    /// An Npgsql connection string for the source database. The role needs <c>LOGIN REPLICATION</c> (or superuser),
+    /// <c>SELECT</c> on the mapped tables, and ownership of them (or <c>CREATE</c> on the database) if DBSync is to create the
+    /// publication. TLS and authentication settings are taken from here as Npgsql understands them.
+    /// </summary>
+    public string ConnectionString { get; set; } = "";
+
+    /// <summary>The logical replication slot to read. Lower-case letters, digits and underscores, at most 63 characters.
+    /// Created (with the <c>pgoutput</c> plugin) when missing. Default <c>dbsync</c>.</summary>
+    public string SlotName { get; set; } = "dbsync";
+
+    /// <summary>The publication that names the replicated tables. Same naming rules as <see cref="SlotName"/>. Created when
+    /// missing, and mapped tables it lacks are added to it. Default <c>dbsync</c>.</summary>
+    public string PublicationName { get; set; } = "dbsync";
+
+    /// <summary>
+    /// How often the client reports its confirmed position to the server even without a server request. The position
+    /// covers only transactions whose handlers have completed. Default 10 seconds, like <c>wal_receiver_status_interval</c>.
+    /// </summary>
+    public TimeSpan StatusInterval { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>
+    /// While no transaction is in flight, the server's keepalive position is confirmed after it has been stable for this
+    /// long, so a slot on a quiet table never pins WAL that other databases or tables produce. Default 1 second.
+    /// </summary>
+    public TimeSpan IdleConfirmInterval { get; set; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>Where DBSync logs what it does. Default: no logging.</summary>
+    public ILoggerFactory? LoggerFactory { get; set; }
+
+    /// <summary>Checks the options and throws an <see cref="ArgumentException"/> naming the first invalid one.</summary>
+    public void Validate()
+    {
+        if (string.IsNullOrWhiteSpace(ConnectionString))
+            throw new ArgumentException("DBSyncOptions.ConnectionString is empty. Set it to an Npgsql connection string for the source database.", nameof(ConnectionString));
+        ValidateName(SlotName, nameof(SlotName));
+        ValidateName(PublicationName, nameof(PublicationName));
+        if (StatusInterval <= TimeSpan.Zero)
+            throw new ArgumentException($"DBSyncOptions.StatusInterval must be positive (was {StatusInterval}).", nameof(StatusInterval));
+        if (IdleConfirmInterval <= TimeSpan.Zero)
+            throw new ArgumentException($"DBSyncOptions.IdleConfirmInterval must be positive (was {IdleConfirmInterval}).", nameof(IdleConfirmInterval));
+    }
+
+    // Slot names may only hold [a-z0-9_]; publication names are passed unquoted to pgoutput, which folds them to lower
+    // case, so the same rule keeps both unambiguous and safe to splice into replication commands.
+    private static void ValidateName(string value, string option)
+    {
+        if (!NamePattern().IsMatch(value ?? ""))
+        {
+            throw new ArgumentException(
+                $"DBSyncOptions.{option} '{value}' is not valid: use 1 to 63 lower-case letters, digits and underscores, starting with a letter or underscore (for example 'orders_sync').",
+                option);
+        }
+    }
+
+    [GeneratedRegex("^[a-z_][a-z0-9_]{0,62}$", RegexOptions.CultureInvariant)]
+    private static partial Regex NamePattern();
+}

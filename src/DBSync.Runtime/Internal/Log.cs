@@ -1,0 +1,31 @@
+using Microsoft.Extensions.Logging;
+
+namespace DBSync;
+
+/// <summary>DBSync's log messages. Event ids are stable: 1xxx setup, 2xxx stream. No message ever carries a password.</summary>
+internal static partial class Log
+{
+    [LoggerMessage(1001, LogLevel.Information, "Created publication \"{Publication}\" for {Tables}")]
+    public static partial void PublicationCreated(ILogger logger, string publication, string tables);
+
+    [LoggerMessage(1002, LogLevel.Information, "Added {Tables} to publication \"{Publication}\"")]
+    public static partial void PublicationTablesAdded(ILogger logger, string publication, string tables);
+
+    [LoggerMessage(1003, LogLevel.Warning, "Publication \"{Publication}\" publishes only {Actions}; other kinds of change will not be delivered")]
+    public static partial void PublicationPublishesOnly(ILogger logger, string publication, string actions);
+
+    [LoggerMessage(1004, LogLevel.Information, "Created replication slot \"{Slot}\" at {Lsn}")]
+    public static partial void SlotCreated(ILogger logger, string slot, string lsn);
+
+    [LoggerMessage(2001, LogLevel.Information, "Streaming slot \"{Slot}\" (pgoutput protocol {Protocol}, {Format} tuples) from {Lsn}")]
+    public static partial void StreamStarted(ILogger logger, string slot, int protocol, string format, string lsn);
+
+    [LoggerMessage(2002, LogLevel.Information, "Stopped streaming slot \"{Slot}\"; confirmed {Lsn}")]
+    public static partial void StreamStopped(ILogger logger, string slot, string lsn);
+
+    [LoggerMessage(2003, LogLevel.Debug, "Relation {Relation} (oid {Oid}) bound to {Entity}")]
+    public static partial void RelationBound(ILogger logger, string relation, uint oid, string entity);
+
+    [LoggerMessage(2004, LogLevel.Error, "Stream of slot \"{Slot}\" stopped by an error; the last confirmed position is {Lsn}")]
+    public static partial void StreamFailed(ILogger logger, Exception exception, string slot, string lsn);
+}

@@ -1,0 +1,92 @@
+using DBSync.Mapping;
+using DBSync.Protocol;
+using NpgsqlTypes;
+
+namespace DBSync.Replication;
+
+/// <summary>
+/// The handlers of one mapped table, and the bridge from untyped frames to <see cref="Change{T}"/>: the stream loop calls
+/// these virtual methods with tuple bytes, the generic subclass decodes with the generated code and calls the handlers.
+/// Methods are not async so the tuple span never crosses an await; the returned task is the handlers'.
+/// </summary>
+internal abstract class TableRegistration
+{
+    public abstract SyncTableInfo Table { get; }
+
+    public abstract ValueTask OnInsertAsync(ReadOnlySpan<byte> newTuple, ColumnBinding binding, in TransactionContext tx, ulong lsn, CancellationToken cancellationToken);
+
+    public abstract ValueTask OnUpdateAsync(ReadOnlySpan<byte> newTuple, OldTupleKind oldKind, ReadOnlySpan<byte> oldTuple, ColumnBinding binding, in TransactionContext tx, ulong lsn, CancellationToken cancellationToken);
+
+    public abstract ValueTask OnDeleteAsync(OldTupleKind oldKind, ReadOnlySpan<byte> oldTuple, ColumnBinding binding, in TransactionContext tx, ulong lsn, CancellationToken cancellationToken);
+
+    public abstract ValueTask OnTruncateAsync(in TransactionContext tx, ulong lsn, CancellationToken cancellationToken);
+}
+
+internal sealed class TableRegistration<T> : TableRegistration where T : ISyncTable<T>
+{
+    private readonly List<Func<Change<T>, CancellationToken, ValueTask>> _handlers = [];
+
+    public override SyncTableInfo Table => T.TableInfo;
+
+    public void Add(Func<Change<T>, CancellationToken, ValueTask> handler) => _handlers.Add(handler);
+
+    public override ValueTask OnInsertAsync(ReadOnlySpan<byte> newTuple, ColumnBinding binding, in TransactionContext tx, ulong lsn, CancellationToken cancellationToken)
+    {
+        var row = Decode(newTuple, binding, keyOnly: false, out var unchanged);
+        return DeliverAsync(new Change<T>(ChangeKind.Insert, row, default, OldRowKind.None, unchanged,
+            new NpgsqlLogSequenceNumber(lsn), tx.CommitLsn, tx.CommitTime, tx.Xid), cancellationToken);
+    }
+
+    public override ValueTask OnUpdateAsync(ReadOnlySpan<byte> newTuple, OldTupleKind oldKind, ReadOnlySpan<byte> oldTuple, ColumnBinding binding, in TransactionContext tx, ulong lsn, CancellationToken cancellationToken)
+    {
+        var row = Decode(newTuple, binding, keyOnly: false, out var unchanged);
+        var old = DecodeOld(oldKind, oldTuple, binding, out var oldRowKind);
+        return DeliverAsync(new Change<T>(ChangeKind.Update, row, old, oldRowKind, unchanged,
+            new NpgsqlLogSequenceNumber(lsn), tx.CommitLsn, tx.CommitTime, tx.Xid), cancellationToken);
+    }
+
+    public override ValueTask OnDeleteAsync(OldTupleKind oldKind, ReadOnlySpan<byte> oldTuple, ColumnBinding binding, in TransactionContext tx, ulong lsn, CancellationToken cancellationToken)
+    {
+        var old = DecodeOld(oldKind, oldTuple, binding, out var oldRowKind);
+        return DeliverAsync(new Change<T>(ChangeKind.Delete, default, old, oldRowKind, ColumnSet.Empty,
+            new NpgsqlLogSequenceNumber(lsn), tx.CommitLsn, tx.CommitTime, tx.Xid), cancellationToken);
+    }
+
+    public override ValueTask OnTruncateAsync(in TransactionContext tx, ulong lsn, CancellationToken cancellationToken)
+        => DeliverAsync(new Change<T>(ChangeKind.Truncate, default, default, OldRowKind.None, ColumnSet.Empty,
+            new NpgsqlLogSequenceNumber(lsn), tx.CommitLsn, tx.CommitTime, tx.Xid), cancellationToken);
+
+    private static T Decode(ReadOnlySpan<byte> tuple, ColumnBinding binding, bool keyOnly, out ColumnSet unchangedToast)
+    {
+        var reader = new TupleReader(tuple, binding, keyOnly);
+        var row = T.DecodeTuple(ref reader);
+        unchangedToast = reader.UnchangedToast;
+        return row;
+    }
+
+    private static T? DecodeOld(OldTupleKind kind, ReadOnlySpan<byte> tuple, ColumnBinding binding, out OldRowKind oldRowKind)
+    {
+        switch (kind)
+        {
+            case OldTupleKind.Key:
+                oldRowKind = OldRowKind.Key;
+                return Decode(tuple, binding, keyOnly: true, out _);
+            case OldTupleKind.Full:
+                oldRowKind = OldRowKind.Full;
+                // The old row of REPLICA IDENTITY FULL carries every value, TOASTed ones included.
+                return Decode(tuple, binding, keyOnly: false, out _);
+            default:
+                oldRowKind = OldRowKind.None;
+                return default;
+        }
+    }
+
+    private ValueTask DeliverAsync(Change<T> change, CancellationToken cancellationToken)
+        => _handlers.Count == 1 ? _handlers[0](change, cancellationToken) : DeliverToAllAsync(change, cancellationToken);
+
+    private async ValueTask DeliverToAllAsync(Change<T> change, CancellationToken cancellationToken)
+    {
+        foreach (var handler in _handlers)
+            await handler(change, cancellationToken).ConfigureAwait(false);
+    }
+}
