@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# DBSync's two entry points, the commands README.md names:
+#   ./build.sh sample   run the sample (a throwaway local PostgreSQL unless POSTGRES_HOST is set)
+#   ./build.sh test     build and run every test against a real PostgreSQL
+# Both install the PostgreSQL server binaries first when they are missing and no POSTGRES_HOST is given.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+ensure_postgres() {
+  if [ -n "${POSTGRES_HOST:-}" ]; then
+    return
+  fi
+  if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || [ -x "${PG_BIN:-/nonexistent}/initdb" ]; then
+    return
+  fi
+  echo "PostgreSQL server binaries not found; installing them with apt-get." >&2
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq postgresql >/dev/null
+}
+
+ensure_dotnet() {
+  command -v dotnet >/dev/null 2>&1 || { echo "The .NET 10 SDK is required (dotnet not found on PATH)." >&2; exit 1; }
+}
+
+case "${1:-}" in
+  sample)
+    ensure_dotnet
+    ensure_postgres
+    dotnet run --project samples/DBSync.Sample -c Release
+    ;;
+  test)
+    ensure_dotnet
+    ensure_postgres
+    log=$(mktemp)
+    status=0
+    dotnet test DBSync.sln -c Release 2>&1 | tee "$log" || status=$?
+    # One closing line for the whole run, summed over the test assemblies.
+    awk '/(Passed|Failed)!/ { for (i = 1; i <= NF; i++) { gsub(",", "", $(i+1)); if ($i == "Failed:") f += $(i+1); if ($i == "Passed:") p += $(i+1); if ($i == "Skipped:") s += $(i+1) } }
+         END { printf "%d passed, %d failed, %d skipped\n", p, f, s; if (p == 0) exit 1 }' "$log" || status=1
+    rm -f "$log"
+    exit $status
+    ;;
+  *)
+    echo "usage: ./build.sh sample | test" >&2
+    exit 2
+    ;;
+esac
