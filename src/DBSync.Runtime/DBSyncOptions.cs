@@ -3,7 +3,7 @@ using Microsoft.Extensions.Logging;
 
 namespace DBSync;
 
-/// <summary>Configuration of a DBSync client.</summary>
+/// <summary>Configuration of a <see cref="DBSyncClient"/>.</summary>
 public sealed partial class DBSyncOptions
 {
     /// <summary>

@@ -1,0 +1,137 @@
+using DBSync.Replication;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using NpgsqlTypes;
+
+namespace DBSync;
+
+/// <summary>
+/// Streams typed changes of the registered tables from a PostgreSQL logical replication slot.
+/// </summary>
+/// <remarks>
+/// Register handlers with <see cref="On{T}(Func{Change{T}, CancellationToken, ValueTask})"/> and friends, then call
+/// <see cref="RunAsync"/>. Handlers run one at a time, in commit order. Delivery is at-least-once: the position confirmed
+/// to the server covers only transactions whose handlers (row handlers, then transaction handlers) all completed, so after
+/// a crash or a handler failure the unconfirmed transactions are delivered again, whole.
+/// </remarks>
+public sealed class DBSyncClient
+{
+    private readonly DBSyncOptions _options;
+    private readonly Dictionary<(string Schema, string Name), TableRegistration> _tables = [];
+    private readonly List<Func<CommittedTransaction, CancellationToken, ValueTask>> _transactionHandlers = [];
+    private readonly List<Func<LogicalMessage, CancellationToken, ValueTask>> _messageHandlers = [];
+    private readonly TaskCompletionSource _streaming = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private ReplicationSession? _session;
+    private int _running;
+
+    /// <summary>Creates a client. Nothing connects until <see cref="RunAsync"/>.</summary>
+    /// <exception cref="ArgumentException">An option is invalid; the message names it.</exception>
+    public DBSyncClient(DBSyncOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        options.Validate();
+        _options = options;
+    }
+
+    /// <summary>
+    /// Completes when the publication and slot exist and the stream has started: every change committed after this point
+    /// is delivered. Faults if <see cref="RunAsync"/> fails before that.
+    /// </summary>
+    public Task Streaming => _streaming.Task;
+
+    /// <summary>The last position confirmed to the server (the end of the last fully handled transaction, or a later
+    /// keepalive position while idle). A restart resumes after it.</summary>
+    public NpgsqlLogSequenceNumber ConfirmedLsn => _session?.ConfirmedLsn ?? default;
+
+    /// <summary>Adds a handler for changes of the table mapped by <typeparamref name="T"/>.</summary>
+    public DBSyncClient On<T>(Func<Change<T>, CancellationToken, ValueTask> handler) where T : ISyncTable<T>
+    {
+        ArgumentNullException.ThrowIfNull(handler);
+        ThrowIfRunning();
+        var table = T.TableInfo;
+        if (!_tables.TryGetValue((table.Schema, table.Name), out var registration))
+        {
+            registration = new TableRegistration<T>();
+            _tables.Add((table.Schema, table.Name), registration);
+        }
+
+        if (registration is not TableRegistration<T> typed)
+        {
+            throw new InvalidOperationException(
+                $"Table {table.DisplayName} is already mapped by {registration.Table.EntityType.FullName}; map each table with one type.");
+        }
+
+        typed.Add(handler);
+        return this;
+    }
+
+    /// <summary>Adds a synchronous handler for changes of the table mapped by <typeparamref name="T"/>.</summary>
+    public DBSyncClient On<T>(Action<Change<T>> handler) where T : ISyncTable<T>
+    {
+        ArgumentNullException.ThrowIfNull(handler);
+        return On<T>((change, _) =>
+        {
+            handler(change);
+            return ValueTask.CompletedTask;
+        });
+    }
+
+    /// <summary>Adds a handler called once per transaction, after the row handlers of all its changes completed.</summary>
+    public DBSyncClient OnTransaction(Func<CommittedTransaction, CancellationToken, ValueTask> handler)
+    {
+        ArgumentNullException.ThrowIfNull(handler);
+        ThrowIfRunning();
+        _transactionHandlers.Add(handler);
+        return this;
+    }
+
+    /// <summary>Adds a handler for logical decoding messages (<c>pg_logical_emit_message</c>), in stream order.</summary>
+    public DBSyncClient OnMessage(Func<LogicalMessage, CancellationToken, ValueTask> handler)
+    {
+        ArgumentNullException.ThrowIfNull(handler);
+        ThrowIfRunning();
+        _messageHandlers.Add(handler);
+        return this;
+    }
+
+    /// <summary>
+    /// Checks the database, creates the publication and slot if missing, and streams changes to the handlers until
+    /// <paramref name="cancellationToken"/> is cancelled. On cancellation the current transaction's frames are still
+    /// processed, the confirmed position is sent to the server, and the method returns normally.
+    /// </summary>
+    /// <exception cref="DBSyncConfigurationException">The database is not ready for change capture; the message says how to fix it.</exception>
+    /// <exception cref="SchemaMismatchException">A mapped column disappeared or changed to an incompatible type.</exception>
+    /// <exception cref="DecodeException">A value does not fit its property.</exception>
+    public async Task RunAsync(CancellationToken cancellationToken = default)
+    {
+        if (_tables.Count == 0)
+            throw new InvalidOperationException("No table is registered. Call On<T>(...) for at least one [SyncTable] type before RunAsync.");
+        if (Interlocked.Exchange(ref _running, 1) == 1)
+            throw new InvalidOperationException("RunAsync is already running on this client.");
+
+        var logger = (_options.LoggerFactory ?? NullLoggerFactory.Instance).CreateLogger("DBSync");
+        try
+        {
+            var tables = _tables.Values.Select(r => r.Table).ToArray();
+            var server = await ReplicationSetup.PrepareAsync(_options, tables, logger, cancellationToken).ConfigureAwait(false);
+            _session = new ReplicationSession(_options, _tables, _transactionHandlers, _messageHandlers, logger);
+            await _session.RunAsync(server, () => _streaming.TrySetResult(), cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e)
+        {
+            _streaming.TrySetException(e);
+            throw;
+        }
+        finally
+        {
+            _streaming.TrySetCanceled(CancellationToken.None);
+            Volatile.Write(ref _running, 0);
+        }
+    }
+
+    private void ThrowIfRunning()
+    {
+        if (Volatile.Read(ref _running) == 1)
+            throw new InvalidOperationException("Handlers must be registered before RunAsync starts.");
+    }
+}

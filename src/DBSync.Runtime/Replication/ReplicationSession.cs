@@ -1,0 +1,391 @@
+using System.Buffers;
+using System.Globalization;
+using System.Text;
+using DBSync.Mapping;
+using DBSync.Protocol;
+using Microsoft.Extensions.Logging;
+using Npgsql;
+using Npgsql.Replication;
+using Npgsql.Replication.Internal;
+using Npgsql.Replication.PgOutput;
+using NpgsqlTypes;
+
+namespace DBSync.Replication;
+
+/// <summary>
+/// One run of the stream: a replication connection, raw pgoutput frames decoded in order, typed changes delivered to the
+/// handlers one at a time, and the confirmed position advanced only past transactions whose handlers completed.
+/// </summary>
+internal sealed class ReplicationSession
+{
+    private const string ObjectInUse = "55006";
+
+    private readonly DBSyncOptions _options;
+    private readonly IReadOnlyDictionary<(string Schema, string Name), TableRegistration> _tables;
+    private readonly IReadOnlyList<Func<CommittedTransaction, CancellationToken, ValueTask>> _transactionHandlers;
+    private readonly IReadOnlyList<Func<LogicalMessage, CancellationToken, ValueTask>> _messageHandlers;
+    private readonly ILogger _logger;
+    private readonly Dictionary<uint, RelationState> _relations = [];
+    private readonly Dictionary<uint, string> _typeNames = [];
+    private readonly CancellationTokenSource _readCancellation = new();
+    private byte[] _buffer = ArrayPool<byte>.Shared.Rent(64 * 1024);
+    private LogicalReplicationConnection? _connection;
+
+    // Transaction state: only the read loop touches it.
+    private bool _inTransaction;
+    private TransactionContext _transaction;
+    private int _changeCount;
+    private string? _origin;
+
+    // Shared with the idle timer and the stop callback.
+    private volatile bool _idle;
+    private volatile bool _stopRequested;
+    private long _framesReceived;
+    private long _confirmed;
+
+    public ReplicationSession(
+        DBSyncOptions options,
+        IReadOnlyDictionary<(string Schema, string Name), TableRegistration> tables,
+        IReadOnlyList<Func<CommittedTransaction, CancellationToken, ValueTask>> transactionHandlers,
+        IReadOnlyList<Func<LogicalMessage, CancellationToken, ValueTask>> messageHandlers,
+        ILogger logger)
+    {
+        _options = options;
+        _tables = tables;
+        _transactionHandlers = transactionHandlers;
+        _messageHandlers = messageHandlers;
+        _logger = logger;
+    }
+
+    /// <summary>The last position confirmed to the server.</summary>
+    public NpgsqlLogSequenceNumber ConfirmedLsn => new(unchecked((ulong)Interlocked.Read(ref _confirmed)));
+
+    public async Task RunAsync(ServerInfo server, Action onStreaming, CancellationToken cancellationToken)
+    {
+        var protocol = server.VersionNum >= 140000 ? 2 : 1;
+        var pluginOptions = new List<KeyValuePair<string, string?>>
+        {
+            new("proto_version", protocol.ToString(CultureInfo.InvariantCulture)),
+            new("publication_names", _options.PublicationName),
+        };
+        if (protocol >= 2)
+        {
+            pluginOptions.Add(new("binary", "true"));
+            pluginOptions.Add(new("messages", "true"));
+        }
+
+        AdvanceConfirmed((ulong)server.SlotStart);
+        await using var connection = new LogicalReplicationConnection(ReplicationSetup.AppendServerOptions(_options.ConnectionString));
+        connection.WalReceiverStatusInterval = _options.StatusInterval;
+        await connection.Open(cancellationToken).ConfigureAwait(false);
+        _connection = connection;
+
+        var idleConfirmation = ConfirmWhileIdleAsync(connection, _readCancellation.Token);
+        using var stopRegistration = cancellationToken.Register(static state => ((ReplicationSession)state!).RequestStop(), this);
+        try
+        {
+            var frames = connection.StartLogicalReplication(new PgOutputReplicationSlot(_options.SlotName), _readCancellation.Token,
+                walLocation: null, pluginOptions, bypassingStream: false);
+            Log.StreamStarted(_logger, _options.SlotName, protocol, protocol >= 2 ? "binary" : "text", ConfirmedLsn.ToString());
+            _idle = true;
+            onStreaming();
+            await foreach (var frame in frames.ConfigureAwait(false))
+            {
+                _idle = false;
+                Interlocked.Increment(ref _framesReceived);
+                var length = checked((int)frame.Data.Length);
+                EnsureBuffer(length);
+                await frame.Data.ReadExactlyAsync(_buffer.AsMemory(0, length), _readCancellation.Token).ConfigureAwait(false);
+                await HandleFrameAsync(length, (ulong)frame.WalStart, cancellationToken).ConfigureAwait(false);
+
+                if (_inTransaction)
+                    continue;
+                // Between transactions: stop here if asked, else mark the loop idle and check once more, so a stop
+                // request that saw the loop busy is not missed.
+                if (_stopRequested)
+                    break;
+                _idle = true;
+                if (_stopRequested)
+                    break;
+            }
+
+            await FlushStatusAsync().ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (_stopRequested)
+        {
+            // Stopped while waiting for a frame; the stop callback already sent the confirmed position.
+        }
+        catch (PostgresException e) when (e.SqlState == ObjectInUse)
+        {
+            throw new DBSyncConfigurationException(
+                $"Replication slot \"{_options.SlotName}\" is in use by another connection ({e.MessageText}). " +
+                "A slot serves one consumer at a time: stop the other consumer, or give this one its own DBSyncOptions.SlotName.", e);
+        }
+        catch (Exception e)
+        {
+            // Transactions whose handlers completed stay confirmed; the failed one is delivered again on the next run.
+            Log.StreamFailed(_logger, e, _options.SlotName, ConfirmedLsn.ToString());
+            await FlushStatusAsync().ConfigureAwait(false);
+            throw;
+        }
+        finally
+        {
+            await _readCancellation.CancelAsync().ConfigureAwait(false);
+            await idleConfirmation.ConfigureAwait(false);
+            _readCancellation.Dispose();
+            ArrayPool<byte>.Shared.Return(_buffer);
+            _buffer = [];
+        }
+
+        Log.StreamStopped(_logger, _options.SlotName, ConfirmedLsn.ToString());
+    }
+
+    private void RequestStop()
+    {
+        _stopRequested = true;
+        if (_idle)
+            _ = FlushAndCancelAsync();
+    }
+
+    private async Task FlushAndCancelAsync()
+    {
+        await FlushStatusAsync().ConfigureAwait(false);
+        await _readCancellation.CancelAsync().ConfigureAwait(false);
+    }
+
+    /// <summary>Sends the confirmed position now, while the connection is still streaming.</summary>
+    private async Task FlushStatusAsync()
+    {
+        var connection = _connection!;
+        connection.SetReplicationStatus(ConfirmedLsn);
+        try
+        {
+            await connection.SendStatusUpdate(CancellationToken.None).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is InvalidOperationException or NpgsqlException or ObjectDisposedException)
+        {
+            // The connection is already gone; the server keeps the last position it received, and anything after it
+            // is delivered again on the next run (at-least-once).
+        }
+    }
+
+    private ValueTask HandleFrameAsync(int length, ulong lsn, CancellationToken cancellationToken)
+    {
+        ReadOnlySpan<byte> frame = _buffer.AsSpan(0, length);
+        var kind = PgOutputParser.KindOf(frame);
+        switch (kind)
+        {
+            case PgOutputMessageKind.Begin:
+            {
+                var begin = PgOutputParser.ReadBegin(frame);
+                if (_inTransaction)
+                    throw new ProtocolException($"Begin of transaction {begin.Xid} at {new NpgsqlLogSequenceNumber(lsn)} arrived inside transaction {_transaction.Xid}.");
+                _inTransaction = true;
+                _transaction = new TransactionContext(begin.Xid, new NpgsqlLogSequenceNumber(begin.FinalLsn), new DateTimeOffset(begin.CommitTime, TimeSpan.Zero));
+                _changeCount = 0;
+                _origin = null;
+                return default;
+            }
+            case PgOutputMessageKind.Commit:
+            {
+                var commit = PgOutputParser.ReadCommit(frame);
+                RequireTransaction(kind, lsn);
+                if (commit.CommitLsn != (ulong)_transaction.CommitLsn)
+                {
+                    throw new ProtocolException(
+                        $"Commit at {new NpgsqlLogSequenceNumber(commit.CommitLsn)} does not match the Begin of transaction {_transaction.Xid} (final LSN {_transaction.CommitLsn}).");
+                }
+                return CompleteTransactionAsync(commit.EndLsn, cancellationToken);
+            }
+            case PgOutputMessageKind.Origin:
+                _origin = PgOutputParser.ReadOrigin(frame).Name;
+                return default;
+            case PgOutputMessageKind.Relation:
+                Bind(PgOutputParser.ReadRelation(frame, inStream: false));
+                return default;
+            case PgOutputMessageKind.Type:
+            {
+                var type = PgOutputParser.ReadType(frame, inStream: false);
+                _typeNames[type.TypeOid] = $"{type.Namespace}.{type.Name}";
+                return default;
+            }
+            case PgOutputMessageKind.Insert:
+            {
+                var insert = PgOutputParser.ReadInsert(frame, inStream: false);
+                RequireTransaction(kind, lsn);
+                var relation = RelationOf(insert.RelationId, kind);
+                if (relation.Registration is null)
+                    return default;
+                _changeCount++;
+                return relation.Registration.OnInsertAsync(insert.NewTuple, relation.Binding!, _transaction, lsn, cancellationToken);
+            }
+            case PgOutputMessageKind.Update:
+            {
+                var update = PgOutputParser.ReadUpdate(frame, inStream: false);
+                RequireTransaction(kind, lsn);
+                var relation = RelationOf(update.RelationId, kind);
+                if (relation.Registration is null)
+                    return default;
+                _changeCount++;
+                return relation.Registration.OnUpdateAsync(update.NewTuple, update.OldKind, update.OldTuple, relation.Binding!, _transaction, lsn, cancellationToken);
+            }
+            case PgOutputMessageKind.Delete:
+            {
+                var delete = PgOutputParser.ReadDelete(frame, inStream: false);
+                RequireTransaction(kind, lsn);
+                var relation = RelationOf(delete.RelationId, kind);
+                if (relation.Registration is null)
+                    return default;
+                _changeCount++;
+                return relation.Registration.OnDeleteAsync(delete.OldKind, delete.OldTuple, relation.Binding!, _transaction, lsn, cancellationToken);
+            }
+            case PgOutputMessageKind.Truncate:
+            {
+                var truncate = PgOutputParser.ReadTruncate(frame, inStream: false);
+                RequireTransaction(kind, lsn);
+                return TruncateAsync(truncate.RelationIds, lsn, cancellationToken);
+            }
+            case PgOutputMessageKind.Message:
+            {
+                var message = PgOutputParser.ReadMessage(frame, inStream: false);
+                if (_messageHandlers.Count == 0)
+                    return default;
+                var xid = message.Transactional && _inTransaction ? _transaction.Xid : message.Xid;
+                return DeliverMessageAsync(new LogicalMessage(message.Transactional, new NpgsqlLogSequenceNumber(message.Lsn),
+                    Encoding.UTF8.GetString(message.Prefix), message.Content.ToArray(), xid), cancellationToken);
+            }
+            case PgOutputMessageKind.StreamAbort:
+                // DBSync does not request streaming; some servers still send a stray Stream Abort. Nothing to undo.
+                return default;
+            default:
+                throw new ProtocolException(
+                    $"Unexpected pgoutput message '{(char)kind}' at {new NpgsqlLogSequenceNumber(lsn)}: DBSync requested neither streaming nor two-phase decoding.");
+        }
+    }
+
+    private void RequireTransaction(PgOutputMessageKind kind, ulong lsn)
+    {
+        if (!_inTransaction)
+            throw new ProtocolException($"pgoutput message '{(char)kind}' at {new NpgsqlLogSequenceNumber(lsn)} arrived outside a transaction.");
+    }
+
+    private RelationState RelationOf(uint relationId, PgOutputMessageKind kind)
+        => _relations.TryGetValue(relationId, out var relation)
+            ? relation
+            : throw new ProtocolException($"pgoutput message '{(char)kind}' names relation oid {relationId} before any Relation message described it.");
+
+    private void Bind(RelationMessage relation)
+    {
+        ColumnBinding? binding = null;
+        if (_tables.TryGetValue((relation.Namespace, relation.Name), out var registration))
+        {
+            // Throws SchemaMismatchException when a mapped column vanished or changed to an incompatible type: the
+            // stream stops before any change of the new shape is delivered or acknowledged.
+            binding = ColumnBinding.Create(registration.Table, relation, _typeNames);
+            Log.RelationBound(_logger, $"{relation.Namespace}.{relation.Name}", relation.RelationId, registration.Table.EntityType.Name);
+        }
+        _relations[relation.RelationId] = new RelationState(relation, registration, binding);
+    }
+
+    private async ValueTask TruncateAsync(uint[] relationIds, ulong lsn, CancellationToken cancellationToken)
+    {
+        foreach (var relationId in relationIds)
+        {
+            var relation = RelationOf(relationId, PgOutputMessageKind.Truncate);
+            if (relation.Registration is null)
+                continue;
+            _changeCount++;
+            await relation.Registration.OnTruncateAsync(_transaction, lsn, cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    private async ValueTask DeliverMessageAsync(LogicalMessage message, CancellationToken cancellationToken)
+    {
+        foreach (var handler in _messageHandlers)
+            await handler(message, cancellationToken).ConfigureAwait(false);
+    }
+
+    private ValueTask CompleteTransactionAsync(ulong endLsn, CancellationToken cancellationToken)
+    {
+        _inTransaction = false;
+        if (_transactionHandlers.Count == 0)
+        {
+            Acknowledge(endLsn);
+            return default;
+        }
+
+        var committed = new CommittedTransaction(_transaction.Xid, _transaction.CommitLsn, new NpgsqlLogSequenceNumber(endLsn),
+            _transaction.CommitTime, _changeCount, _origin);
+        return DeliverCommitAsync(committed, cancellationToken);
+    }
+
+    private async ValueTask DeliverCommitAsync(CommittedTransaction committed, CancellationToken cancellationToken)
+    {
+        foreach (var handler in _transactionHandlers)
+            await handler(committed, cancellationToken).ConfigureAwait(false);
+        Acknowledge((ulong)committed.EndLsn);
+    }
+
+    /// <summary>Every handler of the transaction ending at <paramref name="endLsn"/> completed: it may be confirmed.</summary>
+    private void Acknowledge(ulong endLsn)
+    {
+        AdvanceConfirmed(endLsn);
+        _connection!.SetReplicationStatus(ConfirmedLsn);
+    }
+
+    private void AdvanceConfirmed(ulong lsn)
+    {
+        var current = Interlocked.Read(ref _confirmed);
+        while (lsn > unchecked((ulong)current))
+        {
+            var seen = Interlocked.CompareExchange(ref _confirmed, unchecked((long)lsn), current);
+            if (seen == current)
+                return;
+            current = seen;
+        }
+    }
+
+    /// <summary>
+    /// Confirms the server's keepalive position while no transaction is in flight, so a slot whose tables are quiet does
+    /// not hold back WAL. Npgsql consumes keepalives itself and folds their position into LastReceivedLsn, as it does the
+    /// end position of data frames; a frame's end can lie past the commit of a transaction still being delivered. So the
+    /// position is confirmed only when the loop was idle and neither the frame count nor the position changed over a
+    /// whole interval: a frame Npgsql has read is handed to the loop at once, which would have changed the count.
+    /// </summary>
+    private async Task ConfirmWhileIdleAsync(LogicalReplicationConnection connection, CancellationToken cancellationToken)
+    {
+        using var timer = new PeriodicTimer(_options.IdleConfirmInterval);
+        long seenFrames = -1;
+        ulong seenLsn = 0;
+        try
+        {
+            while (await timer.WaitForNextTickAsync(cancellationToken).ConfigureAwait(false))
+            {
+                var idle = _idle;
+                var frames = Interlocked.Read(ref _framesReceived);
+                var lsn = (ulong)connection.LastReceivedLsn;
+                idle &= _idle;
+                if (idle && frames == seenFrames && lsn == seenLsn && lsn > (ulong)ConfirmedLsn)
+                {
+                    AdvanceConfirmed(lsn);
+                    connection.SetReplicationStatus(ConfirmedLsn);
+                }
+                (seenFrames, seenLsn) = idle ? (frames, lsn) : (-1, 0UL);
+            }
+        }
+        catch (OperationCanceledException)
+        {
+            // The session is ending.
+        }
+    }
+
+    private void EnsureBuffer(int length)
+    {
+        if (_buffer.Length >= length)
+            return;
+        ArrayPool<byte>.Shared.Return(_buffer);
+        _buffer = ArrayPool<byte>.Shared.Rent(length);
+    }
+
+    private sealed record RelationState(RelationMessage Relation, TableRegistration? Registration, ColumnBinding? Binding);
+}
