@@ -1,0 +1,66 @@
+using Microsoft.CodeAnalysis;
+
+namespace DBSync.Generators.Diagnostics;
+
+/// <summary>DBSync's diagnostics. Ids are stable and listed in AnalyzerReleases.*.md; each message says how to fix the code.</summary>
+internal static class DiagnosticDescriptors
+{
+    private const string Category = "DBSync";
+
+    public const string SupportedTypes =
+        "bool, short, int, long, decimal, string, DateOnly, DateTime, DateTimeOffset, Guid, string[] and Nullable<T> of the value types";
+
+    public static readonly DiagnosticDescriptor NotPartial = new(
+        "DBSYNC001", "Sync table type must be partial",
+        "Type '{0}' must be declared partial so DBSync can generate its decoder{1}",
+        Category, DiagnosticSeverity.Error, isEnabledByDefault: true,
+        description: "The generator adds ISyncTable<T> to [SyncTable] types in a partial declaration; the type and every type containing it must be partial.");
+
+    public static readonly DiagnosticDescriptor NoPrimaryKey = new(
+        "DBSYNC002", "Sync table type has no primary key",
+        "Type '{0}' has no [PrimaryKey] property; mark the property (or properties, with Order) that form the table's primary key",
+        Category, DiagnosticSeverity.Error, isEnabledByDefault: true,
+        description: "Changes are matched to rows by primary key; every [SyncTable] type needs at least one [PrimaryKey] property.");
+
+    public static readonly DiagnosticDescriptor UnsupportedType = new(
+        "DBSYNC003", "Unsupported property type",
+        "Property '{0}.{1}' has type '{2}', which DBSync cannot decode; supported types are " + SupportedTypes + ". Change the type or mark the property [SyncIgnore].",
+        Category, DiagnosticSeverity.Error, isEnabledByDefault: true);
+
+    public static readonly DiagnosticDescriptor DuplicateColumn = new(
+        "DBSYNC004", "Two properties map to the same column",
+        "Properties '{0}' and '{1}' of '{2}' both map to column '{3}'; give one of them another [Column(\"...\")] name or mark it [SyncIgnore]",
+        Category, DiagnosticSeverity.Error, isEnabledByDefault: true);
+
+    public static readonly DiagnosticDescriptor BadTableName = new(
+        "DBSYNC005", "Bad table name",
+        "[SyncTable(\"{0}\")] on '{1}' is not a valid table name: write \"table\" or \"schema.table\", each part non-empty, without surrounding spaces, at most 63 bytes",
+        Category, DiagnosticSeverity.Error, isEnabledByDefault: true);
+
+    public static readonly DiagnosticDescriptor GenericType = new(
+        "DBSYNC006", "Generic sync table types are not supported",
+        "Type '{0}' is generic (or nested in a generic type); [SyncTable] types must be non-generic",
+        Category, DiagnosticSeverity.Error, isEnabledByDefault: true);
+
+    public static readonly DiagnosticDescriptor NullableKey = new(
+        "DBSYNC007", "Primary key property is nullable",
+        "Primary key property '{0}.{1}' is nullable, but key columns are NOT NULL in PostgreSQL; make its type non-nullable",
+        Category, DiagnosticSeverity.Error, isEnabledByDefault: true);
+
+    public static readonly DiagnosticDescriptor NoConstructor = new(
+        "DBSYNC008", "No usable constructor",
+        "Type '{0}' needs an accessible parameterless constructor, or one whose parameters all match mapped properties by name and type, so DBSync can create it",
+        Category, DiagnosticSeverity.Error, isEnabledByDefault: true);
+
+    public static DiagnosticDescriptor ById(string id) => id switch
+    {
+        "DBSYNC001" => NotPartial,
+        "DBSYNC002" => NoPrimaryKey,
+        "DBSYNC003" => UnsupportedType,
+        "DBSYNC004" => DuplicateColumn,
+        "DBSYNC005" => BadTableName,
+        "DBSYNC006" => GenericType,
+        "DBSYNC007" => NullableKey,
+        _ => NoConstructor,
+    };
+}

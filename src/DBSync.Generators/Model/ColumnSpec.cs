@@ -1,0 +1,10 @@
+namespace DBSync.Generators.Model;
+
+/// <summary>One mapped property. <see cref="ColumnType"/> is the name of a DBSync.SyncColumnType member.</summary>
+internal sealed record ColumnSpec(
+    string PropertyName,
+    string ColumnName,
+    string ColumnType,
+    string TypeDisplay,
+    bool IsNullable,
+    int KeyOrder);

@@ -1,0 +1,207 @@
+using System.Collections.Generic;
+using System.Linq;
+using System.Text;
+using System.Threading;
+using DBSync.Generators.Diagnostics;
+using DBSync.Generators.Helpers;
+using DBSync.Generators.Model;
+using Microsoft.CodeAnalysis;
+using Microsoft.CodeAnalysis.CSharp;
+using Microsoft.CodeAnalysis.CSharp.Syntax;
+
+namespace DBSync.Generators;
+
+public sealed partial class SyncTableGenerator
+{
+    /// <summary>Turns an annotated type symbol into an <see cref="EntitySpec"/>, or into diagnostics.</summary>
+    internal static class Parser
+    {
+        private const string ColumnAttribute = "DBSync.ColumnAttribute";
+        private const string PrimaryKeyAttribute = "DBSync.PrimaryKeyAttribute";
+        private const string SyncIgnoreAttribute = "DBSync.SyncIgnoreAttribute";
+
+        private static readonly SymbolDisplayFormat s_typeFormat = SymbolDisplayFormat.FullyQualifiedFormat
+            .AddMiscellaneousOptions(SymbolDisplayMiscellaneousOptions.IncludeNullableReferenceTypeModifier);
+
+        public static ParseResult Parse(GeneratorAttributeSyntaxContext context, CancellationToken cancellationToken)
+        {
+            var type = (INamedTypeSymbol)context.TargetSymbol;
+            var syntax = (TypeDeclarationSyntax)context.TargetNode;
+            var location = syntax.Identifier.GetLocation();
+            var diagnostics = new List<DiagnosticInfo>();
+
+            if (type.IsGenericType || ContainingTypes(type).Any(t => t.IsGenericType))
+                return Fail(DiagnosticInfo.Create(DiagnosticDescriptors.GenericType, location, type.Name));
+
+            foreach (var t in new[] { type }.Concat(ContainingTypes(type)))
+            {
+                var isPartial = t.DeclaringSyntaxReferences.Any(r =>
+                    r.GetSyntax(cancellationToken) is TypeDeclarationSyntax d && d.Modifiers.Any(SyntaxKind.PartialKeyword));
+                if (!isPartial)
+                {
+                    var which = SymbolEqualityComparer.Default.Equals(t, type) ? "" : $" (it is nested in '{t.Name}', which must be partial too)";
+                    diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.NotPartial, location, SymbolEqualityComparer.Default.Equals(t, type) ? type.Name : t.Name, which));
+                }
+            }
+
+            var tableName = context.Attributes[0].ConstructorArguments.FirstOrDefault().Value as string ?? "";
+            if (!TrySplitTableName(tableName, out var schema, out var table))
+                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.BadTableName, location, tableName, type.Name));
+
+            var columns = new List<ColumnSpec>();
+            var columnLocations = new List<Location?>();
+            foreach (var property in MappedProperties(type))
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                var propertyLocation = property.Locations.FirstOrDefault();
+                if (!TryClassify(property.Type, property.NullableAnnotation, out var columnType, out var isNullable))
+                {
+                    diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.UnsupportedType, propertyLocation,
+                        type.Name, property.Name, property.Type.ToDisplayString(SymbolDisplayFormat.MinimallyQualifiedFormat)));
+                    continue;
+                }
+
+                var keyOrder = -1;
+                var columnName = NameConversions.ToSnakeCase(property.Name);
+                foreach (var attribute in property.GetAttributes())
+                {
+                    var name = attribute.AttributeClass?.ToDisplayString();
+                    if (name == ColumnAttribute && attribute.ConstructorArguments.FirstOrDefault().Value is string explicitName)
+                        columnName = explicitName;
+                    else if (name == PrimaryKeyAttribute)
+                        keyOrder = attribute.NamedArguments.FirstOrDefault(a => a.Key == "Order").Value.Value as int? ?? 0;
+                }
+
+                if (keyOrder >= 0 && isNullable)
+                    diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.NullableKey, propertyLocation, type.Name, property.Name));
+
+                var duplicate = columns.FindIndex(c => c.ColumnName == columnName);
+                if (duplicate >= 0)
+                {
+                    diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.DuplicateColumn, propertyLocation,
+                        columns[duplicate].PropertyName, property.Name, type.Name, columnName));
+                    continue;
+                }
+
+                columns.Add(new ColumnSpec(property.Name, columnName, columnType, property.Type.ToDisplayString(s_typeFormat), isNullable, keyOrder));
+                columnLocations.Add(propertyLocation);
+            }
+
+            if (!columns.Any(c => c.KeyOrder >= 0))
+                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.NoPrimaryKey, location, type.Name));
+
+            // Key positions: by Order, then declaration order, renumbered 0..n-1.
+            var keys = columns.Select((c, i) => (Column: c, Index: i)).Where(x => x.Column.KeyOrder >= 0)
+                .OrderBy(x => x.Column.KeyOrder).ThenBy(x => x.Index).Select(x => x.Index).ToList();
+            for (var k = 0; k < keys.Count; k++)
+                columns[keys[k]] = columns[keys[k]] with { KeyOrder = k };
+
+            var constructorColumns = FindConstructor(type, columns);
+            if (constructorColumns is null)
+                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.NoConstructor, location, type.Name));
+
+            if (diagnostics.Count > 0)
+                return new ParseResult(null, new EquatableArray<DiagnosticInfo>(diagnostics));
+
+            var ns = type.ContainingNamespace.IsGlobalNamespace ? null : type.ContainingNamespace.ToDisplayString();
+            var containing = ContainingTypes(type).Reverse().Select(t => new ContainingTypeSpec(Keyword(t), t.Name)).ToList();
+            var hintName = (ns is null ? "" : ns + ".") + string.Join(".", containing.Select(c => c.Name).Concat([type.Name])) + ".SyncTable.g.cs";
+            var entity = new EntitySpec(ns, type.Name, type.ToDisplayString(SymbolDisplayFormat.FullyQualifiedFormat), Keyword(type), type.IsValueType,
+                new EquatableArray<ContainingTypeSpec>(containing), schema, table, new EquatableArray<ColumnSpec>(columns),
+                new EquatableArray<int>(constructorColumns!), hintName);
+            return new ParseResult(entity, EquatableArray<DiagnosticInfo>.Empty);
+
+            static ParseResult Fail(DiagnosticInfo diagnostic) => new(null, new EquatableArray<DiagnosticInfo>([diagnostic]));
+        }
+
+        private static IEnumerable<INamedTypeSymbol> ContainingTypes(INamedTypeSymbol type)
+        {
+            for (var t = type.ContainingType; t is not null; t = t.ContainingType)
+                yield return t;
+        }
+
+        private static IEnumerable<IPropertySymbol> MappedProperties(INamedTypeSymbol type)
+            => type.GetMembers().OfType<IPropertySymbol>().Where(p =>
+                p.DeclaredAccessibility == Accessibility.Public && !p.IsStatic && !p.IsIndexer && p.SetMethod is not null
+                && !p.GetAttributes().Any(a => a.AttributeClass?.ToDisplayString() == SyncIgnoreAttribute));
+
+        private static bool TryClassify(ITypeSymbol type, NullableAnnotation annotation, out string columnType, out bool isNullable)
+        {
+            isNullable = false;
+            if (type is INamedTypeSymbol { OriginalDefinition.SpecialType: SpecialType.System_Nullable_T } nullable)
+            {
+                type = nullable.TypeArguments[0];
+                isNullable = true;
+            }
+            else if (type.IsReferenceType)
+            {
+                // Annotated, or written in a nullable-oblivious context: NULL is a legal value.
+                isNullable = annotation != NullableAnnotation.NotAnnotated;
+            }
+
+            columnType = type.SpecialType switch
+            {
+                SpecialType.System_Boolean => "Boolean",
+                SpecialType.System_Int16 => "Int16",
+                SpecialType.System_Int32 => "Int32",
+                SpecialType.System_Int64 => "Int64",
+                SpecialType.System_Decimal => "Decimal",
+                SpecialType.System_String => "String",
+                SpecialType.System_DateTime => "DateTime",
+                _ => type switch
+                {
+                    IArrayTypeSymbol { Rank: 1, ElementType.SpecialType: SpecialType.System_String } => "StringArray",
+                    INamedTypeSymbol named => named.ToDisplayString() switch
+                    {
+                        "System.DateOnly" => "DateOnly",
+                        "System.DateTimeOffset" => "DateTimeOffset",
+                        "System.Guid" => "Guid",
+                        _ => "",
+                    },
+                    _ => "",
+                },
+            };
+            return columnType.Length > 0;
+        }
+
+        /// <summary>The mapped columns a constructor takes, in parameter order; empty for a parameterless constructor; null when none fits.</summary>
+        private static int[]? FindConstructor(INamedTypeSymbol type, List<ColumnSpec> columns)
+        {
+            var candidates = type.InstanceConstructors
+                .Where(c => c.DeclaredAccessibility is Accessibility.Public or Accessibility.Internal or Accessibility.ProtectedOrInternal or Accessibility.Private)
+                .OrderBy(c => c.Parameters.Length);
+            foreach (var constructor in candidates)
+            {
+                if (constructor.Parameters.Length == 0)
+                    return [];
+                var mapped = new List<int>();
+                foreach (var parameter in constructor.Parameters)
+                {
+                    var index = columns.FindIndex(c => string.Equals(c.PropertyName, parameter.Name, System.StringComparison.OrdinalIgnoreCase)
+                        && c.TypeDisplay.TrimEnd('?') == parameter.Type.ToDisplayString(s_typeFormat).TrimEnd('?'));
+                    if (index < 0)
+                        break;
+                    mapped.Add(index);
+                }
+                if (mapped.Count == constructor.Parameters.Length)
+                    return [.. mapped];
+            }
+            return type.IsValueType ? [] : null;
+        }
+
+        private static bool TrySplitTableName(string name, out string schema, out string table)
+        {
+            var parts = name.Split('.');
+            (schema, table) = parts.Length == 2 ? (parts[0], parts[1]) : ("public", parts[0]);
+            return parts.Length is 1 or 2 && parts.All(p => p.Length > 0 && p.Trim() == p && Encoding.UTF8.GetByteCount(p) <= 63);
+        }
+
+        private static string Keyword(INamedTypeSymbol type) => (type.IsRecord, type.IsValueType) switch
+        {
+            (true, true) => "record struct",
+            (true, false) => "record",
+            (false, true) => "struct",
+            _ => type.TypeKind == TypeKind.Interface ? "interface" : "class",
+        };
+    }
+}
