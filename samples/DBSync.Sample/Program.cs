@@ -1,0 +1,117 @@
+// DBSync sample: creates the seed schema (Users, Restaurant, Visit), streams its changes as typed events and prints
+// them while it writes inserts, updates and deletes.
+//
+//   dotnet run --project samples/DBSync.Sample
+//
+// With POSTGRES_HOST/PORT/USER/PASSWORD/NAME set it uses that server (wal_level must be logical; the role must be able
+// to create a database and use replication); otherwise it starts a throwaway local PostgreSQL and removes it at the end.
+using DBSync;
+using DBSync.Sample;
+using DBSync.Testing;
+using Npgsql;
+
+await using var server = await PostgresServer.StartAsync();
+Console.WriteLine(server.IsThrowaway
+    ? $"Started a throwaway PostgreSQL on port {server.Port}."
+    : $"Using the PostgreSQL server named by POSTGRES_HOST (port {server.Port}).");
+
+var database = await server.CreateDatabaseAsync("dbsync_sample");
+try
+{
+    await server.ExecuteAsync(await File.ReadAllTextAsync(Path.Combine(AppContext.BaseDirectory, "seed-schema.sql")), database);
+    await RunSampleAsync(server.ConnectionStringFor(database));
+}
+finally
+{
+    await server.DropDatabaseAsync(database);
+}
+
+static async Task RunSampleAsync(string connectionString)
+{
+    const int expectedChanges = 11; // 7 inserts, 3 updates, 1 delete
+    var received = 0;
+    var allReceived = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+    void Count()
+    {
+        if (Interlocked.Increment(ref received) == expectedChanges)
+            allReceived.TrySetResult();
+    }
+
+    var client = new DBSyncClient(new DBSyncOptions
+    {
+        ConnectionString = connectionString,
+        SlotName = "dbsync_sample",
+        PublicationName = "dbsync_sample",
+    });
+
+    client
+        .On<User>(change =>
+        {
+            var user = change.Row!;
+            var address = change.IsUnchangedToast(nameof(User.Address)) ? "(unchanged)" : user.Address ?? "null";
+            Console.WriteLine($"{change.Kind,-8} users      id={user.Id} first_name={user.FirstName} email={user.Email} " +
+                              $"date_of_birth={user.DateOfBirth?.ToString("yyyy-MM-dd") ?? "null"} address={address} " +
+                              $"interests=[{string.Join(", ", user.Interests ?? [])}]   xid={change.Xid} lsn={change.Lsn}");
+            Count();
+        })
+        .On<Restaurant>(change =>
+        {
+            var restaurant = change.Row!;
+            Console.WriteLine($"{change.Kind,-8} restaurant id={restaurant.Id} name={restaurant.Name} rating={restaurant.Rating?.ToString() ?? "null"} " +
+                              $"tags=[{string.Join(", ", restaurant.Tags ?? [])}]   xid={change.Xid} lsn={change.Lsn}");
+            Count();
+        })
+        .On<Visit>(change =>
+        {
+            var visit = change.Row!;
+            Console.WriteLine($"{change.Kind,-8} visit      user_id={visit.UserId} restaurant_id={visit.RestaurantId} " +
+                              $"amount_spent={(change.Kind == ChangeKind.Delete ? "(key only)" : visit.AmountSpent.ToString("0.00"))}   xid={change.Xid} lsn={change.Lsn}");
+            Count();
+        })
+        .OnTransaction((tx, _) =>
+        {
+            Console.WriteLine($"-- commit xid={tx.Xid} changes={tx.ChangeCount} commit_lsn={tx.CommitLsn} at {tx.CommitTime:HH:mm:ss.fff}");
+            return ValueTask.CompletedTask;
+        });
+
+    using var stop = new CancellationTokenSource();
+    var run = client.RunAsync(stop.Token);
+    await Task.WhenAny(client.Streaming, run);
+    await client.Streaming; // surfaces a setup error (wal_level, privileges, missing tables) with its message
+    Console.WriteLine("Streaming; writing changes...");
+
+    await using (var connection = new NpgsqlConnection(connectionString))
+    {
+        await connection.OpenAsync();
+        string[] statements =
+        [
+            """
+            INSERT INTO Users (first_name, user_name, email, date_of_birth, address, interests) VALUES
+              ('Ada', 'ada', 'ada@example.com', '1815-12-10', '12 St James''s Square, London', ARRAY['math', 'engines']),
+              ('Grace', 'grace', 'grace@example.com', '1906-12-09', NULL, ARRAY['compilers'])
+            """,
+            """
+            INSERT INTO Restaurant (id, name, description, rating, tags) VALUES
+              ('r-tofu', 'Tofu House', 'Soft tofu stew', 4, ARRAY['korean', 'spicy']),
+              ('r-pizza', 'Pizza Place', NULL, NULL, ARRAY[]::text[])
+            """,
+            "INSERT INTO Visit (user_id, restaurant_id, amount_spent, visit_rating) VALUES (1, 'r-tofu', 23.50, 5), (2, 'r-pizza', 12.00, NULL), (1, 'r-pizza', 8.25, 3)",
+            "UPDATE Users SET email = 'ada@lovelace.example' WHERE id = 1",
+            "UPDATE Restaurant SET rating = 5, tags = array_append(tags, 'cozy') WHERE id = 'r-tofu'",
+            "UPDATE Visit SET amount_spent = amount_spent + 1.25 WHERE user_id = 1 AND restaurant_id = 'r-tofu'",
+            "DELETE FROM Visit WHERE user_id = 2",
+        ];
+        foreach (var sql in statements)
+        {
+            await using var command = new NpgsqlCommand(sql, connection);
+            await command.ExecuteNonQueryAsync();
+        }
+    }
+
+    var finished = await Task.WhenAny(allReceived.Task, run, Task.Delay(TimeSpan.FromSeconds(60)));
+    await stop.CancelAsync();
+    await run;
+    if (finished != allReceived.Task)
+        throw new TimeoutException($"Received {received} of {expectedChanges} changes within 60 seconds.");
+    Console.WriteLine($"Received all {expectedChanges} changes; confirmed position {client.ConfirmedLsn}.");
+}

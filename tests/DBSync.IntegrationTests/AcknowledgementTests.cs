@@ -1,0 +1,71 @@
+using DBSync.IntegrationTests.Infrastructure;
+using DBSync.Sample;
+using NpgsqlTypes;
+
+namespace DBSync.IntegrationTests;
+
+[Collection(PostgresCollection.Name)]
+[Trait("Category", "Integration")]
+public sealed class AcknowledgementTests(PostgresFixture fixture)
+{
+    [Fact]
+    public async Task StopAndRestart_ResumesAfterTheLastAcknowledgedTransaction_NothingLostNothingRepeated()
+    {
+        await using var db = await TestDatabase.CreateAsync(fixture.Server);
+        NpgsqlLogSequenceNumber lastEnd;
+        await using (var first = await StreamRun.StartAsync(db.ConnectionString))
+        {
+            foreach (var id in new[] { "r-1", "r-2", "r-3" })
+                await db.ExecuteAsync($"INSERT INTO Restaurant (id, name) VALUES ('{id}', 'n')");
+            await first.WaitUntilAsync(r => r.Transactions.Count == 3, "3 transactions");
+            lastEnd = first.Recorder.Transactions[^1].EndLsn;
+            await first.StopAsync();
+
+            Assert.True(first.Client.ConfirmedLsn >= lastEnd);
+            var confirmed = await SlotConfirmedAsync(db);
+            Assert.Equal(first.Client.ConfirmedLsn, confirmed);
+        }
+
+        // Written while no consumer runs: the slot keeps them.
+        await db.ExecuteAsync("INSERT INTO Restaurant (id, name) VALUES ('r-4', 'n')");
+        await db.ExecuteAsync("INSERT INTO Restaurant (id, name) VALUES ('r-5', 'n'); UPDATE Restaurant SET rating = 1 WHERE id = 'r-1'");
+
+        await using var second = await StreamRun.StartAsync(db.ConnectionString);
+        await db.ExecuteAsync("INSERT INTO Restaurant (id, name) VALUES ('r-6', 'n')");
+        await second.WaitUntilAsync(r => r.Of<Restaurant>().Any(c => c.New!.Id == "r-6"), "r-6");
+
+        Assert.Equal(["r-4", "r-5", "r-1", "r-6"], second.Recorder.Of<Restaurant>().Select(c => c.New!.Id));
+        Assert.Equal([ChangeKind.Insert, ChangeKind.Insert, ChangeKind.Update, ChangeKind.Insert], second.Recorder.Of<Restaurant>().Select(c => c.Kind));
+        Assert.All(second.Recorder.Transactions, t => Assert.True(t.CommitLsn > lastEnd));
+    }
+
+    [Fact]
+    public async Task HandlerFailure_StopsTheStream_AndTheFailedTransactionIsDeliveredAgainOnRestart()
+    {
+        await using var db = await TestDatabase.CreateAsync(fixture.Server);
+        var failure = new InvalidOperationException("handler failed on r-2");
+        await using (var first = await StreamRun.StartAsync(db.ConnectionString, (client, recorder) => client.On<Restaurant>(c =>
+                     {
+                         if (c.New!.Id == "r-2")
+                             throw failure;
+                         recorder.Add(c);
+                     })))
+        {
+            foreach (var id in new[] { "r-1", "r-2", "r-3" })
+                await db.ExecuteAsync($"INSERT INTO Restaurant (id, name) VALUES ('{id}', 'n')");
+
+            var thrown = await Assert.ThrowsAsync<InvalidOperationException>(() => first.Run.WaitAsync(TimeSpan.FromSeconds(30)));
+            Assert.Same(failure, thrown);
+            Assert.Equal(["r-1"], first.Recorder.Of<Restaurant>().Select(c => c.New!.Id));
+            // The completed transaction is confirmed on the way out; the failed one is not.
+            Assert.Equal(first.Recorder.Transactions.Single().EndLsn, await SlotConfirmedAsync(db));
+        }
+
+        await using var second = await StreamRun.StartAsync(db.ConnectionString);
+        await second.WaitUntilAsync(r => r.Of<Restaurant>().Count == 2, "r-2 and r-3 again");
+        Assert.Equal(["r-2", "r-3"], second.Recorder.Of<Restaurant>().Select(c => c.New!.Id));
+    }
+
+    private static async Task<NpgsqlLogSequenceNumber> SlotConfirmedAsync(TestDatabase db)
+        => NpgsqlLogSequenceNumber.Parse(await db.ScalarAsync<string>("SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = 'dbsync_test'"));
+}

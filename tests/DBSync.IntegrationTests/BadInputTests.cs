@@ -1,0 +1,149 @@
+using DBSync.IntegrationTests.Infrastructure;
+using DBSync.Sample;
+using DBSync.Testing;
+
+namespace DBSync.IntegrationTests;
+
+[SyncTable("missing_table")]
+public partial class MissingTable
+{
+    [PrimaryKey]
+    public int Id { get; set; }
+}
+
+[SyncTable("no_key")]
+public partial class NoKey
+{
+    [PrimaryKey]
+    public int Id { get; set; }
+
+    public string? Name { get; set; }
+}
+
+/// <summary>Maps the seed's restaurant table with the wrong key.</summary>
+[SyncTable("restaurant")]
+public partial class RestaurantByName
+{
+    [PrimaryKey]
+    public string Name { get; set; } = "";
+}
+
+[Collection(PostgresCollection.Name)]
+[Trait("Category", "Integration")]
+public sealed class BadInputTests(PostgresFixture fixture)
+{
+    [Fact]
+    public async Task WalLevelNotLogical_ThrowsNamingTheSettingAndTheFix()
+    {
+        await using var server = await PostgresServer.StartAsync(new Dictionary<string, string> { ["wal_level"] = "replica" }, forceLocal: true);
+        await server.ExecuteAsync("CREATE TABLE restaurant (id varchar(255) PRIMARY KEY, name varchar(255) NOT NULL)");
+
+        var error = await Assert.ThrowsAsync<DBSyncConfigurationException>(() => RunAsync(server.ConnectionString, c => c.On<RestaurantByName>(_ => { })));
+        Assert.Contains("wal_level is 'replica'", error.Message, StringComparison.Ordinal);
+        Assert.Contains("ALTER SYSTEM SET wal_level = logical", error.Message, StringComparison.Ordinal);
+        Assert.Contains("restart", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task RoleWithoutReplication_ThrowsNamingTheRoleAndTheFix()
+    {
+        var db = await TestDatabase.CreateAsync(fixture.Server);
+        var role = $"norepl_{db.Name}";
+        try
+        {
+            await db.ExecuteAsync($"CREATE ROLE {role} LOGIN PASSWORD 'secret-pw-1'; GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role};");
+            var connectionString = fixture.Server.ConnectionStringFor(db.Name, role, "secret-pw-1");
+
+            var error = await Assert.ThrowsAsync<DBSyncConfigurationException>(() => RunAsync(connectionString, c => c.On<Restaurant>(_ => { })));
+            Assert.Contains($"Role \"{role}\"", error.Message, StringComparison.Ordinal);
+            Assert.Contains($"ALTER ROLE \"{role}\" WITH REPLICATION", error.Message, StringComparison.Ordinal);
+            Assert.DoesNotContain("secret-pw-1", error.ToString(), StringComparison.Ordinal);
+        }
+        finally
+        {
+            await db.DisposeAsync();
+            await fixture.Server.ExecuteAsync($"DROP ROLE IF EXISTS {role}");
+        }
+    }
+
+    [Fact]
+    public async Task MissingTable_ThrowsNamingTheTableAndTheEntity()
+    {
+        await using var db = await TestDatabase.CreateAsync(fixture.Server);
+
+        var error = await Assert.ThrowsAsync<DBSyncConfigurationException>(() => RunAsync(db.ConnectionString, c => c.On<MissingTable>(_ => { }).On<Restaurant>(_ => { })));
+        Assert.Contains("Table public.missing_table (mapped by DBSync.IntegrationTests.MissingTable) does not exist", error.Message, StringComparison.Ordinal);
+        Assert.DoesNotContain("restaurant", error.Message, StringComparison.Ordinal);
+        Assert.Equal(0L, await db.ScalarAsync<long>("SELECT count(*) FROM pg_replication_slots WHERE database = current_database()"));
+    }
+
+    [Fact]
+    public async Task TableWithoutPrimaryKeyOrReplicaIdentity_ThrowsWithTheFix_AndStreamsOnceFixed()
+    {
+        await using var db = await TestDatabase.CreateAsync(fixture.Server, seedSchema: false);
+        await db.ExecuteAsync("CREATE TABLE no_key (id int NOT NULL, name text)");
+
+        var error = await Assert.ThrowsAsync<DBSyncConfigurationException>(() => RunAsync(db.ConnectionString, c => c.On<NoKey>(_ => { })));
+        Assert.Contains("public.no_key has no primary key and no replica identity", error.Message, StringComparison.Ordinal);
+        Assert.Contains("ADD PRIMARY KEY (\"id\")", error.Message, StringComparison.Ordinal);
+        Assert.Contains("REPLICA IDENTITY FULL", error.Message, StringComparison.Ordinal);
+
+        await db.ExecuteAsync("ALTER TABLE no_key REPLICA IDENTITY FULL");
+        await using var run = await StreamRun.StartAsync(db.ConnectionString, (client, recorder) => client.On<NoKey>(c => recorder.Add(c)));
+        await db.ExecuteAsync("INSERT INTO no_key VALUES (1, 'one'); DELETE FROM no_key");
+        await run.WaitUntilAsync(r => r.Of<NoKey>().Count == 2, "insert and delete");
+        Assert.Equal((OldRowKind.Full, "one"), (run.Recorder.Of<NoKey>()[1].OldRowKind, run.Recorder.Of<NoKey>()[1].Old!.Name));
+    }
+
+    [Fact]
+    public async Task ReplicaIdentityNothing_ThrowsWithTheFix()
+    {
+        await using var db = await TestDatabase.CreateAsync(fixture.Server);
+        await db.ExecuteAsync("ALTER TABLE Restaurant REPLICA IDENTITY NOTHING");
+
+        var error = await Assert.ThrowsAsync<DBSyncConfigurationException>(() => RunAsync(db.ConnectionString, c => c.On<Restaurant>(_ => { })));
+        Assert.Contains("public.restaurant has REPLICA IDENTITY NOTHING", error.Message, StringComparison.Ordinal);
+        Assert.Contains("REPLICA IDENTITY DEFAULT", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task EntityKeyDifferentFromPrimaryKey_ThrowsNamingBothKeys()
+    {
+        await using var db = await TestDatabase.CreateAsync(fixture.Server);
+
+        var error = await Assert.ThrowsAsync<DBSyncConfigurationException>(() => RunAsync(db.ConnectionString, c => c.On<RestaurantByName>(_ => { })));
+        Assert.Contains("marks [PrimaryKey] on (name) but the primary key of public.restaurant is (id)", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task SlotInUseByAnotherConsumer_ThrowsNamingTheSlot()
+    {
+        await using var db = await TestDatabase.CreateAsync(fixture.Server);
+        await using var first = await StreamRun.StartAsync(db.ConnectionString);
+
+        var error = await Assert.ThrowsAsync<DBSyncConfigurationException>(() => RunAsync(db.ConnectionString, c => c.On<Restaurant>(_ => { }), slot: "dbsync_test"));
+        Assert.Contains("Replication slot \"dbsync_test\" is in use", error.Message, StringComparison.Ordinal);
+        Assert.False(first.Run.IsCompleted);
+    }
+
+    [Theory]
+    [InlineData("Upper", "SlotName")]
+    [InlineData("has-dash", "SlotName")]
+    [InlineData("", "SlotName")]
+    [InlineData("x'; DROP TABLE users; --", "SlotName")]
+    public void InvalidSlotName_IsRejectedBeforeConnecting(string slot, string option)
+    {
+        var error = Assert.Throws<ArgumentException>(() => new DBSyncClient(new DBSyncOptions { ConnectionString = "Host=unused", SlotName = slot }));
+        Assert.Equal(option, error.ParamName);
+        Assert.Contains("lower-case letters, digits and underscores", error.Message, StringComparison.Ordinal);
+    }
+
+    private static async Task RunAsync(string connectionString, Action<DBSyncClient> register, string slot = "dbsync_bad")
+    {
+        var client = new DBSyncClient(new DBSyncOptions { ConnectionString = connectionString, SlotName = slot, PublicationName = slot });
+        register(client);
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        await client.RunAsync(timeout.Token);
+        Assert.Fail("RunAsync returned without the expected error.");
+    }
+}
