@@ -71,14 +71,15 @@ public sealed partial class SyncTableGenerator
             for (var i = 0; i < entity.Columns.Count; i++)
             {
                 var c = entity.Columns[i];
-                w.Line($"{c.TypeDisplay} {Local(i)} = default{(c.IsNullable ? "" : "!")};");
+                var isReference = c.ColumnType is "String" or "StringArray";
+                w.Line($"{c.TypeDisplay} {Local(i)} = default{(isReference && !c.IsNullable ? "!" : "")};");
             }
             w.Open("while (tuple.TryReadNext(out var value))");
             w.Open("switch (value.Target)");
             for (var i = 0; i < entity.Columns.Count; i++)
             {
                 var c = entity.Columns[i];
-                var read = $"value.Read{ReadMethod(c.ColumnType)}()";
+                var read = $"value.Read{c.ColumnType}()";
                 w.Line($"case {i}: {Local(i)} = {(c.IsNullable ? $"value.IsNull ? null : {read}" : read)}; break;");
             }
             w.Close();
@@ -93,7 +94,7 @@ public sealed partial class SyncTableGenerator
             for (var i = 0; i < entity.Columns.Count; i++)
             {
                 var c = entity.Columns[i];
-                var read = $"row.Read{ReadMethod(c.ColumnType)}({i})";
+                var read = $"row.Read{c.ColumnType}({i})";
                 w.Line($"{c.TypeDisplay} {Local(i)} = {(c.IsNullable ? $"row.IsNull({i}) ? null : {read}" : read)};");
             }
             w.Line($"return {Construct(entity, Local)};");
@@ -109,7 +110,7 @@ public sealed partial class SyncTableGenerator
             w.Open($"static bool {contract}.KeyEquals({entity.FullTypeName} x, {entity.FullTypeName} y)");
             if (!entity.IsValueType)
             {
-                w.Line("if (ReferenceEquals(x, y)) return true;");
+                w.Line("if (global::System.Object.ReferenceEquals(x, y)) return true;");
                 w.Line("if (x is null || y is null) return false;");
             }
             w.Line($"return {comparisons};");
@@ -154,7 +155,5 @@ public sealed partial class SyncTableGenerator
         }
 
         private static string Local(int index) => "__c" + index.ToString(System.Globalization.CultureInfo.InvariantCulture);
-
-        private static string ReadMethod(string columnType) => columnType;
     }
 }

@@ -39,8 +39,10 @@ public sealed partial class SyncTableGenerator
                     r.GetSyntax(cancellationToken) is TypeDeclarationSyntax d && d.Modifiers.Any(SyntaxKind.PartialKeyword));
                 if (!isPartial)
                 {
-                    var which = SymbolEqualityComparer.Default.Equals(t, type) ? "" : $" (it is nested in '{t.Name}', which must be partial too)";
-                    diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.NotPartial, location, SymbolEqualityComparer.Default.Equals(t, type) ? type.Name : t.Name, which));
+                    var why = SymbolEqualityComparer.Default.Equals(t, type)
+                        ? " so DBSync can generate its decoder"
+                        : $", because it contains [SyncTable] type '{type.Name}'";
+                    diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.NotPartial, location, t.Name, why));
                 }
             }
 

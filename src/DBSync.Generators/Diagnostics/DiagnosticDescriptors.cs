@@ -12,7 +12,7 @@ internal static class DiagnosticDescriptors
 
     public static readonly DiagnosticDescriptor NotPartial = new(
         "DBSYNC001", "Sync table type must be partial",
-        "Type '{0}' must be declared partial so DBSync can generate its decoder{1}",
+        "Type '{0}' must be declared partial{1}",
         Category, DiagnosticSeverity.Error, isEnabledByDefault: true,
         description: "The generator adds ISyncTable<T> to [SyncTable] types in a partial declaration; the type and every type containing it must be partial.");
 
