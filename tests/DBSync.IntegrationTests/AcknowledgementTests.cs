@@ -66,6 +66,30 @@ public sealed class AcknowledgementTests(PostgresFixture fixture)
         Assert.Equal(["r-2", "r-3"], second.Recorder.Of<Restaurant>().Select(c => c.New!.Id));
     }
 
+    [Fact]
+    public async Task IdleSlot_WhileWalGrowsOutsideThePublication_ConfirmedPositionAdvances()
+    {
+        await using var db = await TestDatabase.CreateAsync(fixture.Server);
+        await db.ExecuteAsync("CREATE TABLE unpublished (id serial PRIMARY KEY, payload text)");
+        await using var run = await StreamRun.StartAsync(db.ConnectionString, configure: o =>
+        {
+            o.StatusInterval = TimeSpan.FromMilliseconds(500);
+            o.IdleConfirmInterval = TimeSpan.FromMilliseconds(200);
+        });
+        var start = await SlotConfirmedAsync(db);
+
+        for (var i = 0; i < 5; i++)
+            await db.ExecuteAsync("INSERT INTO unpublished (payload) SELECT repeat('x', 1000) FROM generate_series(1, 100)");
+        var walAfterWrites = NpgsqlLogSequenceNumber.Parse(await db.ScalarAsync<string>("SELECT pg_current_wal_lsn()::text"));
+
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        while (await SlotConfirmedAsync(db) < walAfterWrites && DateTime.UtcNow < deadline)
+            await Task.Delay(100);
+        var confirmed = await SlotConfirmedAsync(db);
+        Assert.True(confirmed >= walAfterWrites, $"confirmed_flush_lsn stayed at {confirmed} (started at {start}) while WAL reached {walAfterWrites}");
+        Assert.Empty(run.Recorder.All);
+    }
+
     private static async Task<NpgsqlLogSequenceNumber> SlotConfirmedAsync(TestDatabase db)
         => NpgsqlLogSequenceNumber.Parse(await db.ScalarAsync<string>("SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = 'dbsync_test'"));
 }
