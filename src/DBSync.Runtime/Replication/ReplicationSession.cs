@@ -212,32 +212,23 @@ internal sealed class ReplicationSession
             case PgOutputMessageKind.Insert:
             {
                 var insert = PgOutputParser.ReadInsert(frame, inStream: false);
-                RequireTransaction(kind, lsn);
-                var relation = RelationOf(insert.RelationId, kind);
-                if (relation.Registration is null)
-                    return default;
-                _changeCount++;
-                return relation.Registration.OnInsertAsync(insert.NewTuple, relation.Binding!, _transaction, lsn, cancellationToken);
+                return IsDelivered(insert.RelationId, kind, lsn, out var relation)
+                    ? relation.Registration!.OnInsertAsync(insert.NewTuple, relation.Binding!, _transaction, lsn, cancellationToken)
+                    : default;
             }
             case PgOutputMessageKind.Update:
             {
                 var update = PgOutputParser.ReadUpdate(frame, inStream: false);
-                RequireTransaction(kind, lsn);
-                var relation = RelationOf(update.RelationId, kind);
-                if (relation.Registration is null)
-                    return default;
-                _changeCount++;
-                return relation.Registration.OnUpdateAsync(update.NewTuple, update.OldKind, update.OldTuple, relation.Binding!, _transaction, lsn, cancellationToken);
+                return IsDelivered(update.RelationId, kind, lsn, out var relation)
+                    ? relation.Registration!.OnUpdateAsync(update.NewTuple, update.OldKind, update.OldTuple, relation.Binding!, _transaction, lsn, cancellationToken)
+                    : default;
             }
             case PgOutputMessageKind.Delete:
             {
                 var delete = PgOutputParser.ReadDelete(frame, inStream: false);
-                RequireTransaction(kind, lsn);
-                var relation = RelationOf(delete.RelationId, kind);
-                if (relation.Registration is null)
-                    return default;
-                _changeCount++;
-                return relation.Registration.OnDeleteAsync(delete.OldKind, delete.OldTuple, relation.Binding!, _transaction, lsn, cancellationToken);
+                return IsDelivered(delete.RelationId, kind, lsn, out var relation)
+                    ? relation.Registration!.OnDeleteAsync(delete.OldKind, delete.OldTuple, relation.Binding!, _transaction, lsn, cancellationToken)
+                    : default;
             }
             case PgOutputMessageKind.Truncate:
             {
@@ -267,6 +258,18 @@ internal sealed class ReplicationSession
     {
         if (!_inTransaction)
             throw new ProtocolException($"pgoutput message '{(char)kind}' at {new NpgsqlLogSequenceNumber(lsn)} arrived outside a transaction.");
+    }
+
+    /// <summary>Checks a row change is inside a transaction and finds its relation; true (and counted) when a handler
+    /// is registered for the table, false for a table of the publication that no handler maps.</summary>
+    private bool IsDelivered(uint relationId, PgOutputMessageKind kind, ulong lsn, out RelationState relation)
+    {
+        RequireTransaction(kind, lsn);
+        relation = RelationOf(relationId, kind);
+        if (relation.Registration is null)
+            return false;
+        _changeCount++;
+        return true;
     }
 
     private RelationState RelationOf(uint relationId, PgOutputMessageKind kind)
