@@ -51,11 +51,18 @@ public sealed partial class SyncTableGenerator
                 diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.BadTableName, location, tableName, type.Name));
 
             var columns = new List<ColumnSpec>();
+            var hasUnresolvedTypes = false;
             var columnLocations = new List<Location?>();
             foreach (var property in MappedProperties(type))
             {
                 cancellationToken.ThrowIfCancellationRequested();
                 var propertyLocation = property.Locations.FirstOrDefault();
+                if (IsUnresolved(property.Type))
+                {
+                    // The compiler already reports the missing type; no code until it resolves, and no second error.
+                    hasUnresolvedTypes = true;
+                    continue;
+                }
                 if (!TryClassify(property.Type, property.NullableAnnotation, out var columnType, out var isNullable))
                 {
                     diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.UnsupportedType, propertyLocation,
@@ -102,7 +109,7 @@ public sealed partial class SyncTableGenerator
             if (constructorColumns is null)
                 diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.NoConstructor, location, type.Name));
 
-            if (diagnostics.Count > 0)
+            if (diagnostics.Count > 0 || hasUnresolvedTypes)
                 return new ParseResult(null, new EquatableArray<DiagnosticInfo>(diagnostics));
 
             var ns = type.ContainingNamespace.IsGlobalNamespace ? null : type.ContainingNamespace.ToDisplayString();
@@ -126,6 +133,10 @@ public sealed partial class SyncTableGenerator
             => type.GetMembers().OfType<IPropertySymbol>().Where(p =>
                 p.DeclaredAccessibility == Accessibility.Public && !p.IsStatic && !p.IsIndexer && p.SetMethod is not null
                 && !p.GetAttributes().Any(a => a.AttributeClass?.ToDisplayString() == SyncIgnoreAttribute));
+
+        private static bool IsUnresolved(ITypeSymbol type) => type.TypeKind == TypeKind.Error
+            || type is INamedTypeSymbol { OriginalDefinition.SpecialType: SpecialType.System_Nullable_T } n && n.TypeArguments[0].TypeKind == TypeKind.Error
+            || type is IArrayTypeSymbol { ElementType.TypeKind: TypeKind.Error };
 
         private static bool TryClassify(ITypeSymbol type, NullableAnnotation annotation, out string columnType, out bool isNullable)
         {

@@ -58,6 +58,15 @@ public sealed class DiagnosticTests
             "DBSYNC008", "T5", "Type 'T5' needs an accessible parameterless constructor");
 
     [Fact]
+    public void UnresolvedPropertyType_LeavesTheErrorToTheCompiler_AndGeneratesNothing()
+    {
+        var (output, diagnostics, sources) = GeneratorHarness.Run("using DBSync; [SyncTable(\"t\")] public partial class T6 { [PrimaryKey] public int Id { get; set; } public Missing? Thing { get; set; } }");
+        Assert.Empty(diagnostics);
+        Assert.Empty(sources);
+        Assert.Contains(output.GetDiagnostics(), d => d.Id == "CS0246");
+    }
+
+    [Fact]
     public void EntityWithErrors_GetsNoGeneratedCode()
     {
         var (_, diagnostics, sources) = GeneratorHarness.Run("using DBSync; [SyncTable(\"t\")] public partial class Keyless { public int Id { get; set; } }");

@@ -13,7 +13,7 @@ public sealed class GeneratedCodeTests
         var (_, diagnostics, sources) = GeneratorHarness.Run(GeneratorHarness.SeedEntities);
 
         Assert.Empty(diagnostics);
-        Snapshot.Match(sources[$"Seed.{entity}.SyncTable.g.cs"], entity);
+        Snapshot.Match(sources[$"DBSync.Sample.{entity}.SyncTable.g.cs"], entity);
     }
 
     [Fact]
@@ -56,7 +56,7 @@ public sealed class GeneratedCodeTests
 
         Assert.Empty(diagnostics);
         Assert.Equal(
-            ["Seed.Restaurant.SyncTable.g.cs", "Seed.User.SyncTable.g.cs", "Seed.Visit.SyncTable.g.cs",
+            ["DBSync.Sample.Restaurant.SyncTable.g.cs", "DBSync.Sample.User.SyncTable.g.cs", "DBSync.Sample.Visit.SyncTable.g.cs",
              "Shapes.Order.SyncTable.g.cs", "Shapes.Outer.Inner.Thing.SyncTable.g.cs", "Shapes.Person.SyncTable.g.cs"],
             sources.Keys.Order(StringComparer.Ordinal));
         var problems = output.GetDiagnostics().Where(d => d.Severity >= DiagnosticSeverity.Warning).ToList();

@@ -37,44 +37,10 @@ internal static class GeneratorHarness
         return (output, diagnostics, generated);
     }
 
-    public const string SeedEntities = """
-        using System;
-        using DBSync;
+    /// <summary>The seed schema's entities, read from the sample (their one definition).</summary>
+    public static string SeedEntities { get; } =
+        "global using System;\n" + File.ReadAllText(Path.Combine(RepositoryRoot(), "samples", "DBSync.Sample", "Entities.cs")); // the sample has implicit usings
 
-        namespace Seed;
-
-        [SyncTable("users")]
-        public partial class User
-        {
-            [PrimaryKey] public int Id { get; set; }
-            public string FirstName { get; set; } = "";
-            public string UserName { get; set; } = "";
-            public string Email { get; set; } = "";
-            public string? Avatar { get; set; }
-            public string? Homepage { get; set; }
-            public DateOnly? DateOfBirth { get; set; }
-            public string? Address { get; set; }
-            public string[]? Interests { get; set; }
-        }
-
-        [SyncTable("restaurant")]
-        public partial class Restaurant
-        {
-            [PrimaryKey] public string Id { get; set; } = "";
-            public string Name { get; set; } = "";
-            public string? Description { get; set; }
-            public string? Address { get; set; }
-            public int? Rating { get; set; }
-            public string[]? Tags { get; set; }
-        }
-
-        [SyncTable("visit")]
-        public partial class Visit
-        {
-            [PrimaryKey(Order = 0)] public int UserId { get; set; }
-            [PrimaryKey(Order = 1)] public string RestaurantId { get; set; } = "";
-            public decimal AmountSpent { get; set; }
-            public int? VisitRating { get; set; }
-        }
-        """;
+    public static string RepositoryRoot([System.Runtime.CompilerServices.CallerFilePath] string path = "")
+        => Path.GetFullPath(Path.Combine(Path.GetDirectoryName(path)!, "..", ".."));
 }

@@ -1,4 +1,3 @@
-using System.Runtime.CompilerServices;
 using Microsoft.CodeAnalysis;
 
 namespace DBSync.Generators.Tests;
@@ -9,7 +8,7 @@ public sealed class ReadmeExampleTests
     [Fact]
     public void ReadmeExample_CompilesWithTheGenerator()
     {
-        var readme = File.ReadAllText(Path.Combine(RepositoryRoot(), "README.md"));
+        var readme = File.ReadAllText(Path.Combine(GeneratorHarness.RepositoryRoot(), "README.md"));
         var start = readme.IndexOf("```csharp\n", StringComparison.Ordinal);
         Assert.True(start >= 0, "README.md has no ```csharp block");
         start += "```csharp\n".Length;
@@ -23,6 +22,4 @@ public sealed class ReadmeExampleTests
         var problems = output.GetDiagnostics().Where(d => d.Severity >= DiagnosticSeverity.Warning).ToList();
         Assert.True(problems.Count == 0, string.Join("\n", problems));
     }
-
-    private static string RepositoryRoot([CallerFilePath] string path = "") => Path.GetFullPath(Path.Combine(Path.GetDirectoryName(path)!, "..", ".."));
 }
