@@ -20,7 +20,7 @@ public sealed class DBSyncClient
     private readonly Dictionary<(string Schema, string Name), TableRegistration> _tables = [];
     private readonly List<Func<CommittedTransaction, CancellationToken, ValueTask>> _transactionHandlers = [];
     private readonly List<Func<LogicalMessage, CancellationToken, ValueTask>> _messageHandlers = [];
-    private readonly TaskCompletionSource _streaming = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private TaskCompletionSource _streaming = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private ReplicationSession? _session;
     private int _running;
 
@@ -35,7 +35,7 @@ public sealed class DBSyncClient
 
     /// <summary>
     /// Completes when the publication and slot exist and the stream has started: every change committed after this point
-    /// is delivered. Faults if <see cref="RunAsync"/> fails before that.
+    /// is delivered. Faults if <see cref="RunAsync"/> fails before that. Each run of <see cref="RunAsync"/> has its own.
     /// </summary>
     public Task Streaming => _streaming.Task;
 
@@ -109,6 +109,8 @@ public sealed class DBSyncClient
         if (Interlocked.Exchange(ref _running, 1) == 1)
             throw new InvalidOperationException("RunAsync is already running on this client.");
 
+        if (_streaming.Task.IsCompleted)
+            _streaming = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         var logger = (_options.LoggerFactory ?? NullLoggerFactory.Instance).CreateLogger("DBSync");
         try
         {

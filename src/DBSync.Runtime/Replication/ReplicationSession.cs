@@ -81,7 +81,7 @@ internal sealed class ReplicationSession
         _connection = connection;
 
         var idleConfirmation = ConfirmWhileIdleAsync(connection, _readCancellation.Token);
-        using var stopRegistration = cancellationToken.Register(static state => ((ReplicationSession)state!).RequestStop(), this);
+        var stopRegistration = cancellationToken.Register(static state => ((ReplicationSession)state!).RequestStop(), this);
         try
         {
             var frames = connection.StartLogicalReplication(new PgOutputReplicationSlot(_options.SlotName), _readCancellation.Token,
@@ -130,6 +130,9 @@ internal sealed class ReplicationSession
         }
         finally
         {
+            // No stop request may reach the cancellation source or connection once they are being torn down.
+            await stopRegistration.DisposeAsync().ConfigureAwait(false);
+            _idle = false;
             await _readCancellation.CancelAsync().ConfigureAwait(false);
             await idleConfirmation.ConfigureAwait(false);
             _readCancellation.Dispose();

@@ -1,4 +1,3 @@
-using System.Globalization;
 using System.Text;
 using Microsoft.Extensions.Logging;
 using Npgsql;
@@ -262,8 +261,6 @@ internal static partial class ReplicationSetup
                 $"Cannot create replication slot \"{slot}\": {e.MessageText}. Raise max_replication_slots (needs a restart) or drop unused slots.", e);
         }
     }
-
-    internal static string DescribeVersion(int versionNum) => (versionNum / 10000).ToString(CultureInfo.InvariantCulture);
 
     internal static string AppendServerOptions(string connectionString)
     {
