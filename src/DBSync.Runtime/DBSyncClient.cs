@@ -1,4 +1,5 @@
 using DBSync.Replication;
+using DBSync.Snapshots;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using NpgsqlTypes;
@@ -20,6 +21,8 @@ public sealed class DBSyncClient
     private readonly Dictionary<(string Schema, string Name), TableRegistration> _tables = [];
     private readonly List<Func<CommittedTransaction, CancellationToken, ValueTask>> _transactionHandlers = [];
     private readonly List<Func<LogicalMessage, CancellationToken, ValueTask>> _messageHandlers = [];
+    private readonly ILogger _logger;
+    private readonly SnapshotCoordinator _snapshots;
     private TaskCompletionSource _streaming = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private ReplicationSession? _session;
     private int _running;
@@ -31,6 +34,8 @@ public sealed class DBSyncClient
         ArgumentNullException.ThrowIfNull(options);
         options.Validate();
         _options = options;
+        _logger = (options.LoggerFactory ?? NullLoggerFactory.Instance).CreateLogger("DBSync");
+        _snapshots = new SnapshotCoordinator(options, _logger);
     }
 
     /// <summary>
@@ -95,6 +100,21 @@ public sealed class DBSyncClient
     }
 
     /// <summary>
+    /// Captures the current state of the table mapped by <typeparamref name="T"/> while the stream runs: every row is
+    /// delivered as a <see cref="ChangeKind.Read"/> change, in chunks by primary key interleaved with the stream
+    /// (Netflix DBLog's watermark algorithm), so applying all changes in order converges to the source. No locks; writes
+    /// continue. Snapshots run one table at a time, in request order, while <see cref="RunAsync"/> runs.
+    /// </summary>
+    /// <returns>A task that completes when every row of the table has been delivered.</returns>
+    public Task SnapshotAsync<T>() where T : ISyncTable<T>
+    {
+        var table = T.TableInfo;
+        if (!_tables.TryGetValue((table.Schema, table.Name), out var registration) || registration is not TableRegistration<T>)
+            throw new InvalidOperationException($"Register a handler with On<{typeof(T).Name}>(...) before requesting a snapshot of {table.DisplayName}.");
+        return _snapshots.RequestAsync(registration);
+    }
+
+    /// <summary>
     /// Checks the database, creates the publication and slot if missing, and streams changes to the handlers until
     /// <paramref name="cancellationToken"/> is cancelled. On cancellation the current transaction's frames are still
     /// processed, the confirmed position is sent to the server, and the method returns normally.
@@ -111,13 +131,18 @@ public sealed class DBSyncClient
 
         if (_streaming.Task.IsCompleted)
             _streaming = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        var logger = (_options.LoggerFactory ?? NullLoggerFactory.Instance).CreateLogger("DBSync");
+        using var snapshotsStop = new CancellationTokenSource();
+        var snapshots = Task.CompletedTask;
         try
         {
             var tables = _tables.Values.Select(r => r.Table).ToArray();
-            var server = await ReplicationSetup.PrepareAsync(_options, tables, logger, cancellationToken).ConfigureAwait(false);
-            _session = new ReplicationSession(_options, _tables, _transactionHandlers, _messageHandlers, logger);
-            await _session.RunAsync(server, () => _streaming.TrySetResult(), cancellationToken).ConfigureAwait(false);
+            var server = await ReplicationSetup.PrepareAsync(_options, tables, _logger, cancellationToken).ConfigureAwait(false);
+            _session = new ReplicationSession(_options, _tables, _transactionHandlers, _messageHandlers, _snapshots, _logger);
+            await _session.RunAsync(server, () =>
+            {
+                snapshots = _snapshots.RunAsync(snapshotsStop.Token);
+                _streaming.TrySetResult();
+            }, cancellationToken).ConfigureAwait(false);
         }
         catch (Exception e)
         {
@@ -126,6 +151,15 @@ public sealed class DBSyncClient
         }
         finally
         {
+            // Snapshot work needs the stream; it stops with it. Requests still queued wait for the next run.
+            await snapshotsStop.CancelAsync().ConfigureAwait(false);
+            try
+            {
+                await snapshots.ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+            }
             _streaming.TrySetCanceled(CancellationToken.None);
             Volatile.Write(ref _running, 0);
         }

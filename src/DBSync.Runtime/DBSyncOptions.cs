@@ -33,6 +33,12 @@ public sealed partial class DBSyncOptions
     /// </summary>
     public TimeSpan IdleConfirmInterval { get; set; } = TimeSpan.FromSeconds(1);
 
+    /// <summary>Rows per snapshot chunk (keyset pagination on the primary key). Default 1024.</summary>
+    public int SnapshotChunkSize { get; set; } = 1024;
+
+    /// <summary>A pause between snapshot chunks, to spare a busy source. Default none.</summary>
+    public TimeSpan SnapshotChunkDelay { get; set; } = TimeSpan.Zero;
+
     /// <summary>Where DBSync logs what it does. Default: no logging.</summary>
     public ILoggerFactory? LoggerFactory { get; set; }
 
@@ -45,6 +51,10 @@ public sealed partial class DBSyncOptions
         ValidateName(PublicationName, nameof(PublicationName));
         if (StatusInterval <= TimeSpan.Zero)
             throw new ArgumentException($"DBSyncOptions.StatusInterval must be positive (was {StatusInterval}).", nameof(StatusInterval));
+        if (SnapshotChunkSize < 1)
+            throw new ArgumentException($"DBSyncOptions.SnapshotChunkSize must be at least 1 (was {SnapshotChunkSize}).", nameof(SnapshotChunkSize));
+        if (SnapshotChunkDelay < TimeSpan.Zero)
+            throw new ArgumentException($"DBSyncOptions.SnapshotChunkDelay cannot be negative (was {SnapshotChunkDelay}).", nameof(SnapshotChunkDelay));
         if (IdleConfirmInterval <= TimeSpan.Zero)
             throw new ArgumentException($"DBSyncOptions.IdleConfirmInterval must be positive (was {IdleConfirmInterval}).", nameof(IdleConfirmInterval));
     }

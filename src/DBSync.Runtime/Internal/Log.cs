@@ -28,4 +28,13 @@ internal static partial class Log
 
     [LoggerMessage(2004, LogLevel.Error, "Stream of slot \"{Slot}\" stopped by an error; the last confirmed position is {Lsn}")]
     public static partial void StreamFailed(ILogger logger, Exception exception, string slot, string lsn);
+
+    [LoggerMessage(3001, LogLevel.Information, "Snapshot of {Table} started (keys up to {MaxKey})")]
+    public static partial void SnapshotStarted(ILogger logger, string table, string maxKey);
+
+    [LoggerMessage(3002, LogLevel.Information, "Snapshot of {Table} completed: {Rows} rows read")]
+    public static partial void SnapshotCompleted(ILogger logger, string table, long rows);
+
+    [LoggerMessage(3003, LogLevel.Error, "Snapshot of {Table} failed")]
+    public static partial void SnapshotFailed(ILogger logger, Exception exception, string table);
 }

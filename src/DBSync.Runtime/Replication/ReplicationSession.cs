@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Text;
 using DBSync.Mapping;
 using DBSync.Protocol;
+using DBSync.Snapshots;
 using Microsoft.Extensions.Logging;
 using Npgsql;
 using Npgsql.Replication;
@@ -25,6 +26,8 @@ internal sealed class ReplicationSession
     private readonly IReadOnlyList<Func<CommittedTransaction, CancellationToken, ValueTask>> _transactionHandlers;
     private readonly IReadOnlyList<Func<LogicalMessage, CancellationToken, ValueTask>> _messageHandlers;
     private readonly ILogger _logger;
+    private readonly SnapshotCoordinator _snapshots;
+    private readonly byte[] _watermarkPrefix;
     private readonly Dictionary<uint, RelationState> _relations = [];
     private readonly Dictionary<uint, string> _typeNames = [];
     private readonly CancellationTokenSource _readCancellation = new();
@@ -48,8 +51,11 @@ internal sealed class ReplicationSession
         IReadOnlyDictionary<(string Schema, string Name), TableRegistration> tables,
         IReadOnlyList<Func<CommittedTransaction, CancellationToken, ValueTask>> transactionHandlers,
         IReadOnlyList<Func<LogicalMessage, CancellationToken, ValueTask>> messageHandlers,
+        SnapshotCoordinator snapshots,
         ILogger logger)
     {
+        _snapshots = snapshots;
+        _watermarkPrefix = Encoding.UTF8.GetBytes(snapshots.Prefix);
         _options = options;
         _tables = tables;
         _transactionHandlers = transactionHandlers;
@@ -242,6 +248,12 @@ internal sealed class ReplicationSession
             case PgOutputMessageKind.Message:
             {
                 var message = PgOutputParser.ReadMessage(frame, inStream: false);
+                if (message.Transactional && message.Prefix.SequenceEqual(_watermarkPrefix))
+                {
+                    // This pipeline's snapshot watermark: handled here, never shown to message handlers.
+                    RequireTransaction(kind, lsn);
+                    return _snapshots.OnWatermarkAsync(message.Content, _transaction, lsn, cancellationToken);
+                }
                 if (_messageHandlers.Count == 0)
                     return default;
                 var xid = message.Transactional && _inTransaction ? _transaction.Xid : message.Xid;
@@ -314,6 +326,7 @@ internal sealed class ReplicationSession
     private ValueTask CompleteTransactionAsync(ulong endLsn, CancellationToken cancellationToken)
     {
         _inTransaction = false;
+        _snapshots.OnCommitted(_transaction.Xid);
         if (_transactionHandlers.Count == 0)
         {
             Acknowledge(endLsn);

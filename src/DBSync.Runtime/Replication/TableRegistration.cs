@@ -1,5 +1,8 @@
+using System.Data;
 using DBSync.Mapping;
 using DBSync.Protocol;
+using DBSync.Snapshots;
+using Npgsql;
 using NpgsqlTypes;
 
 namespace DBSync.Replication;
@@ -20,11 +23,30 @@ internal abstract class TableRegistration
     public abstract ValueTask OnDeleteAsync(OldTupleKind oldKind, ReadOnlySpan<byte> oldTuple, ColumnBinding binding, in TransactionContext tx, ulong lsn, CancellationToken cancellationToken);
 
     public abstract ValueTask OnTruncateAsync(in TransactionContext tx, ulong lsn, CancellationToken cancellationToken);
+
+    /// <summary>Starts recording the keys of delivered changes for a snapshot of this table.</summary>
+    public abstract void BeginSnapshot();
+
+    public abstract void EndSnapshot();
+
+    public abstract void OnLowWatermark(long chunk);
+
+    /// <summary>Sets the (empty) chunk of a fence: a watermark pair that only marks a point in the stream.</summary>
+    public abstract void SetFence(long chunk, SnapshotVisibility visibility);
+
+    /// <summary>Emits the chunk's remaining rows as Read changes, at the high watermark's place in the stream.</summary>
+    public abstract ValueTask OnHighWatermarkAsync(long chunk, in TransactionContext tx, ulong lsn, CancellationToken cancellationToken);
+
+    /// <summary>Reads one chunk in a REPEATABLE READ transaction with its snapshot, hands it to the window, and returns
+    /// how many rows it had and the last key (as text).</summary>
+    public abstract Task<(int Count, string[]? LastKey)> ReadChunkAsync(NpgsqlConnection connection, SnapshotQuery query, string[]? lastKey,
+        int chunkSize, long chunk, CancellationToken cancellationToken);
 }
 
 internal sealed class TableRegistration<T> : TableRegistration where T : ISyncTable<T>
 {
     private readonly List<Func<Change<T>, CancellationToken, ValueTask>> _handlers = [];
+    private volatile SnapshotWindow<T>? _window;
 
     public override SyncTableInfo Table => T.TableInfo;
 
@@ -81,8 +103,73 @@ internal sealed class TableRegistration<T> : TableRegistration where T : ISyncTa
         }
     }
 
+    public override void BeginSnapshot() => _window = new SnapshotWindow<T>();
+
+    public override void EndSnapshot() => _window = null;
+
+    public override void OnLowWatermark(long chunk) => ActiveWindow(chunk).OnLow(chunk);
+
+    public override ValueTask OnHighWatermarkAsync(long chunk, in TransactionContext tx, ulong lsn, CancellationToken cancellationToken)
+    {
+        var rows = ActiveWindow(chunk).OnHigh(chunk);
+        return rows.Count == 0 ? default : DeliverReadsAsync(rows, tx, lsn, cancellationToken);
+    }
+
+    public override async Task<(int Count, string[]? LastKey)> ReadChunkAsync(NpgsqlConnection connection, SnapshotQuery query, string[]? lastKey,
+        int chunkSize, long chunk, CancellationToken cancellationToken)
+    {
+        var rows = new List<T>();
+        string[]? last = null;
+        SnapshotVisibility visibility;
+        await using (var transaction = await connection.BeginTransactionAsync(IsolationLevel.RepeatableRead, cancellationToken).ConfigureAwait(false))
+        {
+            // The first statement fixes the transaction's snapshot; the chunk SELECT below reads with the same one.
+            await using (var snapshot = new NpgsqlCommand("SELECT pg_current_snapshot()::text", connection, transaction))
+                visibility = SnapshotVisibility.Parse((string)(await snapshot.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!);
+
+            await using var command = new NpgsqlCommand(query.ChunkSql(lastKey is not null, chunkSize), connection, transaction);
+            foreach (var value in (lastKey ?? []).Concat(query.MaxKey!))
+                command.Parameters.Add(new NpgsqlParameter { Value = value, NpgsqlDbType = NpgsqlDbType.Text });
+            await using (var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
+            {
+                var columns = T.TableInfo.Columns.Length;
+                while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+                {
+                    var row = new SnapshotRowReader(reader, T.TableInfo);
+                    rows.Add(T.ReadRow(ref row));
+                    last ??= new string[T.TableInfo.KeyColumns.Length];
+                    for (var i = 0; i < last.Length; i++)
+                        last[i] = reader.GetString(columns + i);
+                }
+            }
+            await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+        }
+
+        var count = rows.Count;
+        ActiveWindow(chunk).SetChunk(chunk, rows, visibility);
+        return (count, last);
+    }
+
+    public override void SetFence(long chunk, SnapshotVisibility visibility) => ActiveWindow(chunk).SetChunk(chunk, [], visibility);
+
+    private SnapshotWindow<T> ActiveWindow(long chunk)
+        => _window ?? throw new DBSyncException($"Watermark of chunk {chunk} for {T.TableInfo.DisplayName}, whose snapshot is not running.");
+
+    private async ValueTask DeliverReadsAsync(List<T> rows, TransactionContext tx, ulong lsn, CancellationToken cancellationToken)
+    {
+        foreach (var row in rows)
+        {
+            await DeliverAsync(new Change<T>(ChangeKind.Read, row, default, OldRowKind.None, ColumnSet.Empty,
+                new NpgsqlLogSequenceNumber(lsn), tx.CommitLsn, tx.CommitTime, tx.Xid), cancellationToken).ConfigureAwait(false);
+        }
+    }
+
     private ValueTask DeliverAsync(Change<T> change, CancellationToken cancellationToken)
-        => _handlers.Count == 1 ? _handlers[0](change, cancellationToken) : DeliverToAllAsync(change, cancellationToken);
+    {
+        if (change.Kind != ChangeKind.Read)
+            _window?.Record(change.Xid, change);
+        return _handlers.Count == 1 ? _handlers[0](change, cancellationToken) : DeliverToAllAsync(change, cancellationToken);
+    }
 
     private async ValueTask DeliverToAllAsync(Change<T> change, CancellationToken cancellationToken)
     {

@@ -1,0 +1,93 @@
+namespace DBSync.Snapshots;
+
+/// <summary>
+/// The DBLog window of one table while its snapshot runs. The stream records the key of every change it delivers for
+/// the table, with its transaction id; at the high watermark the chunk drops every row whose key was changed after the
+/// low watermark, or by a transaction the chunk's snapshot does not see (it may have been delivered before the low
+/// watermark yet be newer than the chunk: the commit-visibility race). What remains is emitted as Read changes.
+/// </summary>
+/// <remarks>Recording and the watermarks run on the stream's thread; the chunk arrives from the coordinator's, always
+/// before the high watermark is written, so it is in hand when the stream reaches it.</remarks>
+internal sealed class SnapshotWindow<T> where T : ISyncTable<T>
+{
+    private readonly List<Touch> _touches = [];
+    private readonly object _chunkLock = new();
+    private long _sequence;
+    private long _lowSequence = -1;
+    private long _lowChunk = -1;
+    private PendingChunk? _chunk;
+
+    /// <summary>Records the keys a delivered change touched.</summary>
+    public void Record(uint xid, in Change<T> change)
+    {
+        _sequence++;
+        switch (change.Kind)
+        {
+            case ChangeKind.Truncate:
+                _touches.Add(new Touch(xid, _sequence, default, IsTruncate: true));
+                break;
+            default:
+                if (change.New is not null)
+                    _touches.Add(new Touch(xid, _sequence, change.New, IsTruncate: false));
+                // A key update (or delete) also clears the old key.
+                if (change.Old is not null)
+                    _touches.Add(new Touch(xid, _sequence, change.Old, IsTruncate: false));
+                break;
+        }
+    }
+
+    /// <summary>The chunk read between the watermarks of <paramref name="chunk"/>.</summary>
+    public void SetChunk(long chunk, List<T> rows, SnapshotVisibility visibility)
+    {
+        lock (_chunkLock)
+            _chunk = new PendingChunk(chunk, rows, visibility);
+    }
+
+    /// <summary>The stream reached the low watermark of <paramref name="chunk"/>.</summary>
+    public void OnLow(long chunk)
+    {
+        if (_lowChunk >= 0)
+            throw new DBSyncException($"Snapshot of {T.TableInfo.DisplayName}: low watermark of chunk {chunk} arrived while chunk {_lowChunk} was still open.");
+        _lowChunk = chunk;
+        _lowSequence = _sequence;
+    }
+
+    /// <summary>The stream reached the high watermark of <paramref name="chunk"/>: the rows to emit as Read changes.</summary>
+    public List<T> OnHigh(long chunk)
+    {
+        if (_lowChunk != chunk)
+            throw new DBSyncException($"Snapshot of {T.TableInfo.DisplayName}: high watermark of chunk {chunk} arrived without its low watermark (open: {_lowChunk}).");
+        PendingChunk pending;
+        lock (_chunkLock)
+        {
+            pending = _chunk is { } c && c.Chunk == chunk
+                ? c
+                : throw new DBSyncException($"Snapshot of {T.TableInfo.DisplayName}: the stream reached the high watermark of chunk {chunk} before its rows were read.");
+            _chunk = null;
+        }
+
+        var stale = new HashSet<T>(KeyComparer<T>.Instance);
+        var truncated = false;
+        foreach (var touch in _touches)
+        {
+            if (touch.Sequence <= _lowSequence && pending.Visibility.Sees(touch.Xid))
+                continue; // older than the chunk: the chunk already reflects it
+            if (touch.IsTruncate)
+                truncated = true;
+            else
+                stale.Add(touch.Key!);
+        }
+
+        // Only changes the chunk's snapshot did not see can matter to a later chunk: visible ones stay visible.
+        _touches.RemoveAll(t => pending.Visibility.Sees(t.Xid));
+        _lowChunk = -1;
+        if (truncated)
+            return [];
+        pending.Rows.RemoveAll(stale.Contains);
+        return pending.Rows;
+    }
+
+    private readonly record struct Touch(uint Xid, long Sequence, T? Key, bool IsTruncate);
+
+    private sealed record PendingChunk(long Chunk, List<T> Rows, SnapshotVisibility Visibility);
+}
