@@ -80,6 +80,54 @@ public sealed class SnapshotTests(PostgresFixture fixture)
     }
 
     [Fact]
+    public async Task ChangeDecodedDuringTheSnapshotButInvisibleToALaterChunk_IsNotOverwrittenByThatChunk()
+    {
+        await using var db = await TestDatabase.CreateAsync(fixture.Server);
+        await db.ExecuteAsync("INSERT INTO restaurant (id, name, rating) SELECT 'r-' || lpad(g::text, 3, '0'), 'R' || g, 1 FROM generate_series(1, 200) g");
+        var replica = new Replica();
+        var reads = new System.Collections.Concurrent.ConcurrentDictionary<string, bool>();
+        await using var run = await StreamRun.StartAsync(db.ConnectionString, (client, _) =>
+        {
+            replica.Register(client);
+            client.On<Restaurant>(c =>
+            {
+                if (c.Kind == ChangeKind.Read)
+                    reads[c.New!.Id] = true;
+            });
+        }, configure: o =>
+        {
+            o.SnapshotChunkSize = 10;
+            o.SnapshotChunkDelay = TimeSpan.FromMilliseconds(150);
+        });
+
+        var snapshot = run.Client.SnapshotAsync<Restaurant>();
+        await run.WaitUntilAsync(_ => reads.ContainsKey("r-030"), "the snapshot to be under way");
+        Task writer;
+        try
+        {
+            await fixture.Server.ExecuteAsync("ALTER SYSTEM SET synchronous_standby_names = 'dbsync_no_such_standby'; SELECT pg_reload_conf();");
+            await Task.Delay(200);
+            writer = db.ExecuteAsync("UPDATE restaurant SET rating = 99 WHERE id = 'r-180'");
+            await run.WaitUntilAsync(_ => replica.Read(r => r.Restaurants.TryGetValue("r-180", out var x) && x.Rating == 99), "the decoded update");
+            // The chunk holding r-180 is read while the update is still invisible to it.
+            await run.WaitUntilAsync(_ => reads.ContainsKey("r-190"), "the snapshot to pass r-180");
+            Assert.False(writer.IsCompleted, "the update must still wait for the standby while its chunk is read");
+            Assert.Equal(1, await db.ScalarAsync<int>("SELECT rating FROM restaurant WHERE id = 'r-180'"));
+        }
+        finally
+        {
+            await fixture.Server.ExecuteAsync("ALTER SYSTEM RESET synchronous_standby_names; SELECT pg_reload_conf();");
+        }
+
+        await writer.WaitAsync(TimeSpan.FromSeconds(30));
+        await snapshot.WaitAsync(TimeSpan.FromSeconds(60));
+        await WaitForStreamToCatchUpAsync(db, replica, run);
+        Assert.False(reads.ContainsKey("r-180"), "the chunk's stale copy of r-180 must have been dropped");
+        Assert.Equal(99, replica.Read(r => r.Restaurants["r-180"].Rating));
+        await replica.AssertEqualsSourceAsync(db.ConnectionString);
+    }
+
+    [Fact]
     public async Task EmptyTableAndChunkSizeOne_SnapshotDeliversEveryRowOnceAsRead()
     {
         await using var db = await TestDatabase.CreateAsync(fixture.Server);
