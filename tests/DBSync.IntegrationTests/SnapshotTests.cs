@@ -51,10 +51,8 @@ public sealed class SnapshotTests(PostgresFixture fixture)
 
         Task writer;
         Task snapshot;
-        try
+        await using (await HoldCommitsAsync())
         {
-            await fixture.Server.ExecuteAsync("ALTER SYSTEM SET synchronous_standby_names = 'dbsync_no_such_standby'; SELECT pg_reload_conf();");
-            await Task.Delay(200); // let backends see the new setting
             // The UPDATE's commit record reaches the WAL (and the stream); its backend then waits for the standby, so
             // the change stays invisible to new snapshots.
             writer = db.ExecuteAsync("UPDATE restaurant SET rating = 99, tags = ARRAY['updated'] WHERE id = 'r-001'");
@@ -65,10 +63,6 @@ public sealed class SnapshotTests(PostgresFixture fixture)
             snapshot = run.Client.SnapshotAsync<Restaurant>();
             await Task.Delay(1000);
             Assert.False(snapshot.IsCompleted, "no chunk may be read while a delivered change is still invisible");
-        }
-        finally
-        {
-            await fixture.Server.ExecuteAsync("ALTER SYSTEM RESET synchronous_standby_names; SELECT pg_reload_conf();");
         }
 
         await writer.WaitAsync(TimeSpan.FromSeconds(30));
@@ -103,20 +97,14 @@ public sealed class SnapshotTests(PostgresFixture fixture)
         var snapshot = run.Client.SnapshotAsync<Restaurant>();
         await run.WaitUntilAsync(_ => reads.ContainsKey("r-030"), "the snapshot to be under way");
         Task writer;
-        try
+        await using (await HoldCommitsAsync())
         {
-            await fixture.Server.ExecuteAsync("ALTER SYSTEM SET synchronous_standby_names = 'dbsync_no_such_standby'; SELECT pg_reload_conf();");
-            await Task.Delay(200);
             writer = db.ExecuteAsync("UPDATE restaurant SET rating = 99 WHERE id = 'r-180'");
             await run.WaitUntilAsync(_ => replica.Read(r => r.Restaurants.TryGetValue("r-180", out var x) && x.Rating == 99), "the decoded update");
             // The chunk holding r-180 is read while the update is still invisible to it.
             await run.WaitUntilAsync(_ => reads.ContainsKey("r-190"), "the snapshot to pass r-180");
             Assert.False(writer.IsCompleted, "the update must still wait for the standby while its chunk is read");
             Assert.Equal(1, await db.ScalarAsync<int>("SELECT rating FROM restaurant WHERE id = 'r-180'"));
-        }
-        finally
-        {
-            await fixture.Server.ExecuteAsync("ALTER SYSTEM RESET synchronous_standby_names; SELECT pg_reload_conf();");
         }
 
         await writer.WaitAsync(TimeSpan.FromSeconds(30));
@@ -141,6 +129,23 @@ public sealed class SnapshotTests(PostgresFixture fixture)
         Assert.All(reads, c => Assert.Equal(ChangeKind.Read, c.Kind));
         Assert.Equal(["r-1", "r-2", "r-3", "r-4", "r-5"], reads.Select(c => c.New!.Id));
         Assert.Empty(run.Recorder.Of<Visit>());
+    }
+
+    /// <summary>
+    /// Until disposed, a committing transaction (synchronous_commit on) writes its commit record and then waits for a
+    /// synchronous standby that does not exist: decodable, but invisible to new snapshots. DBSync's own watermark writes
+    /// use synchronous_commit = local and read-only chunk queries never wait, so only the test's writer is held.
+    /// </summary>
+    private async Task<IAsyncDisposable> HoldCommitsAsync()
+    {
+        await fixture.Server.ExecuteAsync("ALTER SYSTEM SET synchronous_standby_names = 'dbsync_no_such_standby'; SELECT pg_reload_conf();");
+        await Task.Delay(200); // let backends see the new setting
+        return new Release(fixture.Server);
+    }
+
+    private sealed class Release(DBSync.Testing.PostgresServer server) : IAsyncDisposable
+    {
+        public async ValueTask DisposeAsync() => await server.ExecuteAsync("ALTER SYSTEM RESET synchronous_standby_names; SELECT pg_reload_conf();");
     }
 
     private static async Task WaitForStreamToCatchUpAsync(TestDatabase db, Replica replica, StreamRun run)
