@@ -105,13 +105,15 @@ public sealed class DBSyncClient
     /// (Netflix DBLog's watermark algorithm), so applying all changes in order converges to the source. No locks; writes
     /// continue. Snapshots run one table at a time, in request order, while <see cref="RunAsync"/> runs.
     /// </summary>
+    /// <param name="cancellationToken">Cancels the snapshot: before it starts, or between chunks (rows already delivered
+    /// stay delivered; the stream goes on).</param>
     /// <returns>A task that completes when every row of the table has been delivered.</returns>
-    public Task SnapshotAsync<T>() where T : ISyncTable<T>
+    public Task SnapshotAsync<T>(CancellationToken cancellationToken = default) where T : ISyncTable<T>
     {
         var table = T.TableInfo;
         if (!_tables.TryGetValue((table.Schema, table.Name), out var registration) || registration is not TableRegistration<T>)
             throw new InvalidOperationException($"Register a handler with On<{typeof(T).Name}>(...) before requesting a snapshot of {table.DisplayName}.");
-        return _snapshots.RequestAsync(registration);
+        return _snapshots.RequestAsync(registration, cancellationToken);
     }
 
     /// <summary>

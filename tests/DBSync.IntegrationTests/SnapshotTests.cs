@@ -116,6 +116,39 @@ public sealed class SnapshotTests(PostgresFixture fixture)
     }
 
     [Fact]
+    public async Task CancelledSnapshot_StopsBetweenChunks_StreamGoesOn_AndANewSnapshotCompletes()
+    {
+        await using var db = await TestDatabase.CreateAsync(fixture.Server);
+        await db.ExecuteAsync("INSERT INTO restaurant (id, name) SELECT 'r-' || lpad(g::text, 3, '0'), 'n' FROM generate_series(1, 200) g");
+        await using var run = await StreamRun.StartAsync(db.ConnectionString, configure: o =>
+        {
+            o.SnapshotChunkSize = 10;
+            o.SnapshotChunkDelay = TimeSpan.FromMilliseconds(100);
+        });
+        int Reads() => run.Recorder.Of<Restaurant>().Count(c => c.Kind == ChangeKind.Read);
+
+        using var cancel = new CancellationTokenSource();
+        var first = run.Client.SnapshotAsync<Restaurant>(cancel.Token);
+        await run.WaitUntilAsync(_ => Reads() >= 20, "two chunks");
+        await cancel.CancelAsync();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => first.WaitAsync(TimeSpan.FromSeconds(30)));
+        var readsWhenCancelled = Reads();
+        Assert.InRange(readsWhenCancelled, 20, 190);
+
+        await db.ExecuteAsync("INSERT INTO restaurant (id, name) VALUES ('after-cancel', 'n')");
+        await run.WaitUntilAsync(r => r.Of<Restaurant>().Any(c => c.Kind == ChangeKind.Insert), "the insert after cancelling");
+        Assert.InRange(Reads(), readsWhenCancelled, readsWhenCancelled + 10); // at most the chunk in flight
+
+        using var alreadyCancelled = new CancellationTokenSource();
+        await alreadyCancelled.CancelAsync();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => run.Client.SnapshotAsync<Restaurant>(alreadyCancelled.Token).WaitAsync(TimeSpan.FromSeconds(30)));
+
+        var before = Reads();
+        await run.Client.SnapshotAsync<Restaurant>().WaitAsync(TimeSpan.FromSeconds(60));
+        Assert.Equal(201, Reads() - before);
+    }
+
+    [Fact]
     public async Task EmptyTableAndChunkSizeOne_SnapshotDeliversEveryRowOnceAsRead()
     {
         await using var db = await TestDatabase.CreateAsync(fixture.Server);

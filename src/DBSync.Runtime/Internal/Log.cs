@@ -37,4 +37,7 @@ internal static partial class Log
 
     [LoggerMessage(3003, LogLevel.Error, "Snapshot of {Table} failed")]
     public static partial void SnapshotFailed(ILogger logger, Exception exception, string table);
+
+    [LoggerMessage(3004, LogLevel.Information, "Snapshot of {Table} cancelled")]
+    public static partial void SnapshotCancelled(ILogger logger, string table);
 }

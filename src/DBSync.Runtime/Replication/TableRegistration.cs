@@ -107,12 +107,13 @@ internal sealed class TableRegistration<T> : TableRegistration where T : ISyncTa
 
     public override void EndSnapshot() => _window = null;
 
-    public override void OnLowWatermark(long chunk) => ActiveWindow(chunk).OnLow(chunk);
+    // A watermark can outlive its snapshot (cancelled, or the run ended while it was in flight): it is stale, ignored.
+    public override void OnLowWatermark(long chunk) => _window?.OnLow(chunk);
 
     public override ValueTask OnHighWatermarkAsync(long chunk, in TransactionContext tx, ulong lsn, CancellationToken cancellationToken)
     {
-        var rows = ActiveWindow(chunk).OnHigh(chunk);
-        return rows.Count == 0 ? default : DeliverReadsAsync(rows, tx, lsn, cancellationToken);
+        var rows = _window?.OnHigh(chunk);
+        return rows is null || rows.Count == 0 ? default : DeliverReadsAsync(rows, tx, lsn, cancellationToken);
     }
 
     public override async Task<(int Count, string[]? LastKey)> ReadChunkAsync(NpgsqlConnection connection, SnapshotQuery query, string[]? lastKey,

@@ -36,10 +36,11 @@ internal sealed class SnapshotCoordinator
     /// <summary>The logical message prefix of this pipeline's watermarks.</summary>
     public string Prefix { get; }
 
-    /// <summary>Queues a snapshot of <paramref name="table"/>; the task completes when all its rows were delivered.</summary>
-    public Task RequestAsync(TableRegistration table)
+    /// <summary>Queues a snapshot of <paramref name="table"/>; the task completes when all its rows were delivered, or is
+    /// cancelled with <paramref name="cancellationToken"/> (before it starts, or between and during chunks).</summary>
+    public Task RequestAsync(TableRegistration table, CancellationToken cancellationToken)
     {
-        var request = new Request(table, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously));
+        var request = new Request(table, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously), cancellationToken);
         _requests.Writer.TryWrite(request);
         return request.Done.Task;
     }
@@ -88,15 +89,22 @@ internal sealed class SnapshotCoordinator
         _runId = Guid.NewGuid().ToString("N")[..12];
         await foreach (var request in _requests.Reader.ReadAllAsync(cancellationToken).ConfigureAwait(false))
         {
+            using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, request.Cancel);
             try
             {
-                await SnapshotTableAsync(request.Table, cancellationToken).ConfigureAwait(false);
+                request.Cancel.ThrowIfCancellationRequested();
+                await SnapshotTableAsync(request.Table, linked.Token).ConfigureAwait(false);
                 request.Done.TrySetResult();
             }
             catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
             {
                 request.Done.TrySetCanceled(cancellationToken);
                 throw;
+            }
+            catch (OperationCanceledException) when (request.Cancel.IsCancellationRequested)
+            {
+                Log.SnapshotCancelled(_logger, request.Table.Table.DisplayName);
+                request.Done.TrySetCanceled(request.Cancel);
             }
             catch (Exception e) when (!cancellationToken.IsCancellationRequested)
             {
@@ -202,5 +210,5 @@ internal sealed class SnapshotCoordinator
         return (string)(await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!;
     }
 
-    private sealed record Request(TableRegistration Table, TaskCompletionSource Done);
+    private sealed record Request(TableRegistration Table, TaskCompletionSource Done, CancellationToken Cancel);
 }
