@@ -40,4 +40,10 @@ internal static partial class Log
 
     [LoggerMessage(3004, LogLevel.Information, "Snapshot of {Table} cancelled")]
     public static partial void SnapshotCancelled(ILogger logger, string table);
+
+    [LoggerMessage(2005, LogLevel.Warning, "Walsender {Pid} kept slot \"{Slot}\" after its connection closed; terminated it")]
+    public static partial void WalSenderTerminated(ILogger logger, int pid, string slot);
+
+    [LoggerMessage(2006, LogLevel.Warning, "Could not check that walsender {Pid} released its slot")]
+    public static partial void WalSenderCheckFailed(ILogger logger, Exception exception, int pid);
 }

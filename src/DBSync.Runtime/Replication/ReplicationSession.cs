@@ -81,10 +81,27 @@ internal sealed class ReplicationSession
         }
 
         AdvanceConfirmed((ulong)server.SlotStart);
-        await using var connection = new LogicalReplicationConnection(ReplicationSetup.AppendServerOptions(_options.ConnectionString));
-        connection.WalReceiverStatusInterval = _options.StatusInterval;
-        await connection.Open(cancellationToken).ConfigureAwait(false);
-        _connection = connection;
+        var connection = new LogicalReplicationConnection(ReplicationSetup.AppendServerOptions(_options.ConnectionString));
+        var walSender = 0;
+        try
+        {
+            connection.WalReceiverStatusInterval = _options.StatusInterval;
+            await connection.Open(cancellationToken).ConfigureAwait(false);
+            walSender = connection.ProcessID;
+            _connection = connection;
+            await StreamAsync(connection, protocol, pluginOptions, onStreaming, cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            await connection.DisposeAsync().ConfigureAwait(false);
+            if (walSender != 0)
+                await EnsureWalSenderGoneAsync(walSender).ConfigureAwait(false);
+        }
+    }
+
+    private async Task StreamAsync(LogicalReplicationConnection connection, int protocol, List<KeyValuePair<string, string?>> pluginOptions,
+        Action onStreaming, CancellationToken cancellationToken)
+    {
 
         var idleConfirmation = ConfirmWhileIdleAsync(connection, _readCancellation.Token);
         var stopRegistration = cancellationToken.Register(static state => ((ReplicationSession)state!).RequestStop(), this);
@@ -95,7 +112,9 @@ internal sealed class ReplicationSession
             Log.StreamStarted(_logger, _options.SlotName, protocol, protocol >= 2 ? "binary" : "text", ConfirmedLsn.ToString());
             _idle = true;
             onStreaming();
-            await foreach (var frame in frames.ConfigureAwait(false))
+            // A stop requested before the loop was idle found nothing to cancel; with no frame coming it would wait
+            // forever. The frames are enumerated lazily, so not entering the loop never sends START_REPLICATION.
+            await foreach (var frame in (_stopRequested ? AsyncEnumerable.Empty<XLogDataMessage>() : frames).ConfigureAwait(false))
             {
                 _idle = false;
                 Interlocked.Increment(ref _framesReceived);
@@ -149,6 +168,37 @@ internal sealed class ReplicationSession
         Log.StreamStopped(_logger, _options.SlotName, ConfirmedLsn.ToString());
     }
 
+    /// <summary>
+    /// After the replication connection is closed, its walsender must let go of the slot so the next run can take it.
+    /// A stop that cancels the START_REPLICATION handshake can leave Npgsql unable to close the socket, and the
+    /// walsender then holds the slot until wal_sender_timeout; end that backend (it is this session's own).
+    /// </summary>
+    private async Task EnsureWalSenderGoneAsync(int pid)
+    {
+        try
+        {
+            await using var admin = new NpgsqlConnection(_options.ConnectionString);
+            await admin.OpenAsync(CancellationToken.None).ConfigureAwait(false);
+            for (var attempt = 0; attempt < 20; attempt++)
+            {
+                await using var alive = new NpgsqlCommand("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", admin);
+                alive.Parameters.Add(new NpgsqlParameter { Value = pid });
+                if ((long)(await alive.ExecuteScalarAsync(CancellationToken.None).ConfigureAwait(false))! == 0)
+                    return;
+                await Task.Delay(50, CancellationToken.None).ConfigureAwait(false);
+            }
+            await using var terminate = new NpgsqlCommand("SELECT pg_terminate_backend($1)", admin);
+            terminate.Parameters.Add(new NpgsqlParameter { Value = pid });
+            await terminate.ExecuteNonQueryAsync(CancellationToken.None).ConfigureAwait(false);
+            Log.WalSenderTerminated(_logger, pid, _options.SlotName);
+        }
+        catch (NpgsqlException e)
+        {
+            // The server is unreachable; its walsender ends with the connection or at wal_sender_timeout.
+            Log.WalSenderCheckFailed(_logger, e, pid);
+        }
+    }
+
     private void RequestStop()
     {
         _stopRequested = true;
@@ -159,7 +209,14 @@ internal sealed class ReplicationSession
     private async Task FlushAndCancelAsync()
     {
         await FlushStatusAsync().ConfigureAwait(false);
-        await _readCancellation.CancelAsync().ConfigureAwait(false);
+        try
+        {
+            await _readCancellation.CancelAsync().ConfigureAwait(false);
+        }
+        catch (ObjectDisposedException)
+        {
+            // The session already ended on its own.
+        }
     }
 
     /// <summary>Sends the confirmed position now, while the connection is still streaming.</summary>
