@@ -155,6 +155,13 @@ public sealed class PostgresServer : IAsyncDisposable
                 break;
             await Task.Delay(100, cancellationToken).ConfigureAwait(false);
         }
+        // The database is being thrown away: a backend still holding one of its slots (rarely seen after a client was
+        // stopped within its first second) is ended, since DROP DATABASE ... WITH (FORCE) does not end walsenders.
+        await ExecuteAsync($"SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE database = '{literal}' AND active_pid IS NOT NULL",
+            cancellationToken: cancellationToken).ConfigureAwait(false);
+        await Task.Delay(200, cancellationToken).ConfigureAwait(false);
+        await ExecuteAsync($"SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = '{literal}' AND NOT active",
+            cancellationToken: cancellationToken).ConfigureAwait(false);
         await ExecuteAsync($"DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)", cancellationToken: cancellationToken).ConfigureAwait(false);
     }
 

@@ -67,6 +67,37 @@ public sealed class AcknowledgementTests(PostgresFixture fixture)
     }
 
     [Fact]
+    public async Task StopRequestedWhileStarting_OnAQuietDatabase_ReturnsPromptly()
+    {
+        await using var db = await TestDatabase.CreateAsync(fixture.Server);
+        var client = new DBSyncClient(new DBSyncOptions { ConnectionString = db.ConnectionString, SlotName = "dbsync_test", PublicationName = "dbsync_test" });
+        client.On<Restaurant>(_ => { });
+        for (var delay = 0; delay <= 500; delay += 25)
+        {
+            using var stop = new CancellationTokenSource(TimeSpan.FromMilliseconds(delay));
+            var run = client.RunAsync(stop.Token);
+            var finished = await Task.WhenAny(run, Task.Delay(TimeSpan.FromSeconds(20)));
+            Assert.True(finished == run, $"RunAsync did not return within 20 s of a stop requested {delay} ms after it started");
+            try
+            {
+                await run;
+            }
+            catch (OperationCanceledException)
+            {
+                // A stop during setup surfaces as cancellation.
+            }
+
+            // The slot is released as RunAsync returns, so a restart can take it at once.
+            var deadline = DateTime.UtcNow.AddSeconds(5);
+            while (await db.ScalarAsync<long>("SELECT count(*) FROM pg_replication_slots WHERE active") > 0)
+            {
+                Assert.True(DateTime.UtcNow < deadline, $"the slot was still active 5 s after a stop requested {delay} ms after start");
+                await Task.Delay(50);
+            }
+        }
+    }
+
+    [Fact]
     public async Task IdleSlot_WhileWalGrowsOutsideThePublication_ConfirmedPositionAdvances()
     {
         await using var db = await TestDatabase.CreateAsync(fixture.Server);
