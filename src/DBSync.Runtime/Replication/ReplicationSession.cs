@@ -208,7 +208,10 @@ internal sealed class ReplicationSession
 
     private async Task FlushAndCancelAsync()
     {
-        await FlushStatusAsync().ConfigureAwait(false);
+        // Before the first frame the START_REPLICATION handshake may still be under way: a status update written into
+        // it can stall, and there is nothing new to confirm yet. Never let the flush hold up the cancellation.
+        if (Interlocked.Read(ref _framesReceived) > 0)
+            await FlushStatusAsync().ConfigureAwait(false);
         try
         {
             await _readCancellation.CancelAsync().ConfigureAwait(false);
@@ -226,9 +229,9 @@ internal sealed class ReplicationSession
         connection.SetReplicationStatus(ConfirmedLsn);
         try
         {
-            await connection.SendStatusUpdate(CancellationToken.None).ConfigureAwait(false);
+            await connection.SendStatusUpdate(CancellationToken.None).WaitAsync(TimeSpan.FromSeconds(5)).ConfigureAwait(false);
         }
-        catch (Exception e) when (e is InvalidOperationException or NpgsqlException or ObjectDisposedException)
+        catch (Exception e) when (e is InvalidOperationException or NpgsqlException or ObjectDisposedException or TimeoutException)
         {
             // The connection is already gone; the server keeps the last position it received, and anything after it
             // is delivered again on the next run (at-least-once).
