@@ -39,6 +39,7 @@ internal sealed class ReplicationSession
     private TransactionContext _transaction;
     private int _changeCount;
     private string? _origin;
+    private bool _watermarkTransaction;
 
     // Shared with the idle timer and the stop callback.
     private volatile bool _idle;
@@ -253,6 +254,7 @@ internal sealed class ReplicationSession
                 _transaction = new TransactionContext(begin.Xid, new NpgsqlLogSequenceNumber(begin.FinalLsn), new DateTimeOffset(begin.CommitTime, TimeSpan.Zero));
                 _changeCount = 0;
                 _origin = null;
+                _watermarkTransaction = false;
                 return default;
             }
             case PgOutputMessageKind.Commit:
@@ -310,8 +312,9 @@ internal sealed class ReplicationSession
                 var message = PgOutputParser.ReadMessage(frame, inStream: false);
                 if (message.Transactional && message.Prefix.SequenceEqual(_watermarkPrefix))
                 {
-                    // This pipeline's snapshot watermark: handled here, never shown to message handlers.
+                    // This pipeline's snapshot watermark: handled here, never shown to message or transaction handlers.
                     RequireTransaction(kind, lsn);
+                    _watermarkTransaction = true;
                     return _snapshots.OnWatermarkAsync(message.Content, _transaction, lsn, cancellationToken);
                 }
                 if (_messageHandlers.Count == 0)
@@ -387,7 +390,7 @@ internal sealed class ReplicationSession
     {
         _inTransaction = false;
         _snapshots.OnCommitted(_transaction.Xid);
-        if (_transactionHandlers.Count == 0)
+        if (_transactionHandlers.Count == 0 || _watermarkTransaction)
         {
             Acknowledge(endLsn);
             return default;
