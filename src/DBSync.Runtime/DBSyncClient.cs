@@ -21,6 +21,7 @@ public sealed class DBSyncClient
     private readonly Dictionary<(string Schema, string Name), TableRegistration> _tables = [];
     private readonly List<Func<CommittedTransaction, CancellationToken, ValueTask>> _transactionHandlers = [];
     private readonly List<Func<LogicalMessage, CancellationToken, ValueTask>> _messageHandlers = [];
+    private readonly List<Func<SnapshotProgress, CancellationToken, ValueTask>> _progressHandlers = [];
     private readonly ILogger _logger;
     private readonly SnapshotCoordinator _snapshots;
     private TaskCompletionSource _streaming = new(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -35,8 +36,12 @@ public sealed class DBSyncClient
         options.Validate();
         _options = options;
         _logger = (options.LoggerFactory ?? NullLoggerFactory.Instance).CreateLogger("DBSync");
-        _snapshots = new SnapshotCoordinator(options, _logger);
+        if (options.SignalTableName is var (schema, name))
+            _tables.Add((schema, name), new SignalRegistration(schema, name));
+        _snapshots = new SnapshotCoordinator(options, _tables, _progressHandlers, () => (ulong)ConfirmedLsn, _logger);
     }
+
+    internal SnapshotCoordinator Snapshots => _snapshots;
 
     /// <summary>
     /// Completes when the publication and slot exist and the stream has started: every change committed after this point
@@ -60,6 +65,8 @@ public sealed class DBSyncClient
             _tables.Add((table.Schema, table.Name), registration);
         }
 
+        if (registration is SignalRegistration)
+            throw new InvalidOperationException($"Table {table.DisplayName} is the signal table (DBSyncOptions.SignalTable); it cannot be mapped by {typeof(T).Name}.");
         if (registration is not TableRegistration<T> typed)
         {
             throw new InvalidOperationException(
@@ -99,22 +106,67 @@ public sealed class DBSyncClient
         return this;
     }
 
+    /// <summary>Adds a handler for snapshot progress notifications (<see cref="SnapshotTableStarted"/>,
+    /// <see cref="SnapshotChunkCompleted"/>, <see cref="SnapshotTableCompleted"/>, ...), called one at a time, in order.</summary>
+    public DBSyncClient OnSnapshotProgress(Func<SnapshotProgress, CancellationToken, ValueTask> handler)
+    {
+        ArgumentNullException.ThrowIfNull(handler);
+        ThrowIfRunning();
+        _progressHandlers.Add(handler);
+        return this;
+    }
+
+    /// <summary>Adds a synchronous handler for snapshot progress notifications.</summary>
+    public DBSyncClient OnSnapshotProgress(Action<SnapshotProgress> handler)
+    {
+        ArgumentNullException.ThrowIfNull(handler);
+        return OnSnapshotProgress((progress, _) =>
+        {
+            handler(progress);
+            return ValueTask.CompletedTask;
+        });
+    }
+
     /// <summary>
     /// Captures the current state of the table mapped by <typeparamref name="T"/> while the stream runs: every row is
     /// delivered as a <see cref="ChangeKind.Read"/> change, in chunks by primary key interleaved with the stream
     /// (Netflix DBLog's watermark algorithm), so applying all changes in order converges to the source. No locks; writes
-    /// continue. Snapshots run one table at a time, in request order, while <see cref="RunAsync"/> runs.
+    /// continue. Snapshots run one table at a time, in request order, while <see cref="RunAsync"/> runs; progress is
+    /// checkpointed after every chunk, so after a restart the snapshot continues where it stopped.
     /// </summary>
     /// <param name="cancellationToken">Cancels the snapshot: before it starts, or between chunks (rows already delivered
     /// stay delivered; the stream goes on).</param>
-    /// <returns>A task that completes when every row of the table has been delivered.</returns>
+    /// <returns>A task that completes when every row of the table has been delivered (in this process).</returns>
     public Task SnapshotAsync<T>(CancellationToken cancellationToken = default) where T : ISyncTable<T>
     {
         var table = T.TableInfo;
         if (!_tables.TryGetValue((table.Schema, table.Name), out var registration) || registration is not TableRegistration<T>)
             throw new InvalidOperationException($"Register a handler with On<{typeof(T).Name}>(...) before requesting a snapshot of {table.DisplayName}.");
-        return _snapshots.RequestAsync(registration, cancellationToken);
+        return _snapshots.RequestAsync([SnapshotTable.Of<T>()], cancellationToken);
     }
+
+    /// <summary>
+    /// Queues snapshots of several tables, each optionally with a filter or a surrogate chunk key. A table listed twice is
+    /// snapshotted once; a table that no registered type maps, or that does not exist, is reported
+    /// (<see cref="SnapshotTableSkipped"/>, and a log warning) and skipped.
+    /// </summary>
+    /// <returns>A task that completes when every listed table is done or skipped; it faults if one failed (a bad filter,
+    /// for example) and is cancelled if one was cancelled.</returns>
+    public Task SnapshotAsync(IEnumerable<SnapshotTable> tables, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(tables);
+        return _snapshots.RequestAsync(tables, cancellationToken);
+    }
+
+    /// <summary>Pauses snapshots after the chunk in flight; the stream goes on. Persisted: a restart stays paused.</summary>
+    public void PauseSnapshots() => _snapshots.Pause();
+
+    /// <summary>Resumes paused snapshots where they stopped.</summary>
+    public void ResumeSnapshots() => _snapshots.Resume();
+
+    /// <summary>Cancels the snapshots of <paramref name="tables"/> (<c>name</c> or <c>schema.name</c>), or all when none
+    /// is given; a chunk in flight is abandoned, rows already delivered stay delivered.</summary>
+    public void CancelSnapshots(params string[] tables) => _snapshots.Cancel(tables ?? []);
 
     /// <summary>
     /// Checks the database, creates the publication and slot if missing, and streams changes to the handlers until
@@ -126,7 +178,7 @@ public sealed class DBSyncClient
     /// <exception cref="DecodeException">A value does not fit its property.</exception>
     public async Task RunAsync(CancellationToken cancellationToken = default)
     {
-        if (_tables.Count == 0)
+        if (!_tables.Values.Any(t => t is not SignalRegistration))
             throw new InvalidOperationException("No table is registered. Call On<T>(...) for at least one [SyncTable] type before RunAsync.");
         if (Interlocked.Exchange(ref _running, 1) == 1)
             throw new InvalidOperationException("RunAsync is already running on this client.");
@@ -138,7 +190,9 @@ public sealed class DBSyncClient
         try
         {
             var tables = _tables.Values.Select(r => r.Table).ToArray();
-            var server = await ReplicationSetup.PrepareAsync(_options, tables, _logger, cancellationToken).ConfigureAwait(false);
+            var server = await ReplicationSetup.PrepareAsync(_options, tables, _logger, _snapshots.PrepareNewSlotAsync, cancellationToken).ConfigureAwait(false);
+            if (!server.SlotCreated)
+                await _snapshots.LoadAsync(cancellationToken).ConfigureAwait(false);
             _session = new ReplicationSession(_options, _tables, _transactionHandlers, _messageHandlers, _snapshots, _logger);
             await _session.RunAsync(server, () =>
             {

@@ -39,6 +39,26 @@ public sealed partial class DBSyncOptions
     /// <summary>A pause between snapshot chunks, to spare a busy source. Default none.</summary>
     public TimeSpan SnapshotChunkDelay { get; set; } = TimeSpan.Zero;
 
+    /// <summary>
+    /// Whether to snapshot every registered table when the slot is created (the first run of a pipeline), so the
+    /// consumer starts from the tables' full state and not only from changes after that moment. The queued snapshot is
+    /// checkpointed before the slot exists, so an interrupted initial snapshot continues on the next run. Default true.
+    /// </summary>
+    public bool InitialSnapshot { get; set; } = true;
+
+    /// <summary>
+    /// Where snapshot progress is kept between runs. Default (null): a <see cref="PostgresCheckpointStore"/> with the table
+    /// <c>public.dbsync_checkpoint</c> in the source database, created on the first save.
+    /// </summary>
+    public ICheckpointStore? CheckpointStore { get; set; }
+
+    /// <summary>
+    /// A table (<c>name</c> or <c>schema.name</c>) whose inserted rows start, pause, resume or cancel snapshots, for SQL
+    /// and other processes: <c>INSERT INTO dbsync_signal (kind, tables) VALUES ('snapshot', ARRAY['public.users'])</c>.
+    /// Created when missing and added to the publication; signals act in commit order, once. Default null: no signal table.
+    /// </summary>
+    public string? SignalTable { get; set; }
+
     /// <summary>Where DBSync logs what it does. Default: no logging.</summary>
     public ILoggerFactory? LoggerFactory { get; set; }
 
@@ -55,6 +75,12 @@ public sealed partial class DBSyncOptions
             throw new ArgumentException($"DBSyncOptions.SnapshotChunkSize must be at least 1 (was {SnapshotChunkSize}).", nameof(SnapshotChunkSize));
         if (SnapshotChunkDelay < TimeSpan.Zero)
             throw new ArgumentException($"DBSyncOptions.SnapshotChunkDelay cannot be negative (was {SnapshotChunkDelay}).", nameof(SnapshotChunkDelay));
+        if (SignalTable is not null && !SignalTablePattern().IsMatch(SignalTable))
+        {
+            throw new ArgumentException(
+                $"DBSyncOptions.SignalTable '{SignalTable}' is not valid: use [schema.]name with lower-case letters, digits and underscores (for example 'dbsync_signal').",
+                nameof(SignalTable));
+        }
         if (IdleConfirmInterval <= TimeSpan.Zero)
             throw new ArgumentException($"DBSyncOptions.IdleConfirmInterval must be positive (was {IdleConfirmInterval}).", nameof(IdleConfirmInterval));
     }
@@ -73,4 +99,13 @@ public sealed partial class DBSyncOptions
 
     [GeneratedRegex("^[a-z_][a-z0-9_]{0,62}$", RegexOptions.CultureInvariant)]
     private static partial Regex NamePattern();
+
+    [GeneratedRegex("^([a-z_][a-z0-9_]{0,62}\\.)?[a-z_][a-z0-9_]{0,62}$", RegexOptions.CultureInvariant)]
+    private static partial Regex SignalTablePattern();
+
+    /// <summary>The signal table as (schema, name), or null.</summary>
+    internal (string Schema, string Name)? SignalTableName
+        => SignalTable is null ? null : SignalTable.Contains('.', StringComparison.Ordinal)
+            ? (SignalTable[..SignalTable.IndexOf('.', StringComparison.Ordinal)], SignalTable[(SignalTable.IndexOf('.', StringComparison.Ordinal) + 1)..])
+            : ("public", SignalTable);
 }

@@ -2,7 +2,7 @@ using Microsoft.Extensions.Logging;
 
 namespace DBSync;
 
-/// <summary>DBSync's log messages. Event ids are stable: 1xxx setup, 2xxx stream. No message ever carries a password.</summary>
+/// <summary>DBSync's log messages. Event ids are stable: 1xxx setup, 2xxx stream, 3xxx snapshots, 4xxx checkpoints and signals. No message ever carries a password.</summary>
 internal static partial class Log
 {
     [LoggerMessage(1001, LogLevel.Information, "Created publication \"{Publication}\" for {Tables}")]
@@ -29,10 +29,10 @@ internal static partial class Log
     [LoggerMessage(2004, LogLevel.Error, "Stream of slot \"{Slot}\" stopped by an error; the last confirmed position is {Lsn}")]
     public static partial void StreamFailed(ILogger logger, Exception exception, string slot, string lsn);
 
-    [LoggerMessage(3001, LogLevel.Information, "Snapshot of {Table} started (keys up to {MaxKey})")]
-    public static partial void SnapshotStarted(ILogger logger, string table, string maxKey);
+    [LoggerMessage(3001, LogLevel.Information, "Snapshot of {Table} started (keys up to {MaxKey}, from {From})")]
+    public static partial void SnapshotStarted(ILogger logger, string table, string maxKey, string from);
 
-    [LoggerMessage(3002, LogLevel.Information, "Snapshot of {Table} completed: {Rows} rows read")]
+    [LoggerMessage(3002, LogLevel.Information, "Snapshot of {Table} completed: {Rows} rows delivered")]
     public static partial void SnapshotCompleted(ILogger logger, string table, long rows);
 
     [LoggerMessage(3003, LogLevel.Error, "Snapshot of {Table} failed")]
@@ -40,6 +40,30 @@ internal static partial class Log
 
     [LoggerMessage(3004, LogLevel.Information, "Snapshot of {Table} cancelled")]
     public static partial void SnapshotCancelled(ILogger logger, string table);
+
+    [LoggerMessage(3005, LogLevel.Warning, "Snapshot of {Table} skipped: {Reason}")]
+    public static partial void SnapshotSkipped(ILogger logger, string table, string reason);
+
+    [LoggerMessage(3006, LogLevel.Information, "Chunk {Chunk} of {Table} is read again: the table's shape changed while it was read")]
+    public static partial void ChunkReread(ILogger logger, string table, long chunk);
+
+    [LoggerMessage(4001, LogLevel.Information, "Checkpoint of slot \"{Slot}\" loaded: {Tables} table snapshot(s) queued; saved at confirmed position {Lsn}")]
+    public static partial void CheckpointLoaded(ILogger logger, string slot, int tables, string lsn);
+
+    [LoggerMessage(4002, LogLevel.Warning, "Slot \"{Slot}\" is created anew; the checkpoint of its earlier incarnation is discarded")]
+    public static partial void CheckpointDiscarded(ILogger logger, string slot);
+
+    [LoggerMessage(4003, LogLevel.Error, "Could not save the checkpoint of slot \"{Slot}\"")]
+    public static partial void CheckpointSaveFailed(ILogger logger, Exception exception, string slot);
+
+    [LoggerMessage(4004, LogLevel.Information, "Signal {Id} ({Kind}) received")]
+    public static partial void SignalReceived(ILogger logger, long id, string kind);
+
+    [LoggerMessage(4005, LogLevel.Warning, "Signal {Id} ignored: {Reason}")]
+    public static partial void SignalIgnored(ILogger logger, long id, string reason);
+
+    [LoggerMessage(1005, LogLevel.Information, "Created signal table {Table}")]
+    public static partial void SignalTableCreated(ILogger logger, string table);
 
     [LoggerMessage(2005, LogLevel.Warning, "Walsender {Pid} kept slot \"{Slot}\" after its connection closed; terminated it")]
     public static partial void WalSenderTerminated(ILogger logger, int pid, string slot);

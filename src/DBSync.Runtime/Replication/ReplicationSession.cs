@@ -30,6 +30,7 @@ internal sealed class ReplicationSession
     private readonly byte[] _watermarkPrefix;
     private readonly Dictionary<uint, RelationState> _relations = [];
     private readonly Dictionary<uint, string> _typeNames = [];
+    private readonly SignalRegistration? _signals;
     private readonly CancellationTokenSource _readCancellation = new();
     private byte[] _buffer = ArrayPool<byte>.Shared.Rent(64 * 1024);
     private LogicalReplicationConnection? _connection;
@@ -62,6 +63,7 @@ internal sealed class ReplicationSession
         _transactionHandlers = transactionHandlers;
         _messageHandlers = messageHandlers;
         _logger = logger;
+        _signals = tables.Values.OfType<SignalRegistration>().FirstOrDefault();
     }
 
     /// <summary>The last position confirmed to the server.</summary>
@@ -255,6 +257,7 @@ internal sealed class ReplicationSession
                 _changeCount = 0;
                 _origin = null;
                 _watermarkTransaction = false;
+                _signals?.Reset();
                 return default;
             }
             case PgOutputMessageKind.Commit:
@@ -346,7 +349,8 @@ internal sealed class ReplicationSession
         relation = RelationOf(relationId, kind);
         if (relation.Registration is null)
             return false;
-        _changeCount++;
+        if (relation.Registration is not SignalRegistration)
+            _changeCount++;
         return true;
     }
 
@@ -364,6 +368,9 @@ internal sealed class ReplicationSession
             // stream stops before any change of the new shape is delivered or acknowledged.
             binding = ColumnBinding.Create(registration.Table, relation, _typeNames);
             Log.RelationBound(_logger, $"{relation.Namespace}.{relation.Name}", relation.RelationId, registration.Table.EntityType.Name);
+            // A changed shape inside a snapshot window means the chunk was read with the old one: it is read again.
+            if (_relations.TryGetValue(relation.RelationId, out var previous) && !previous.Relation.Columns.AsSpan().SequenceEqual(relation.Columns))
+                registration.OnShapeChanged();
         }
         _relations[relation.RelationId] = new RelationState(relation, registration, binding);
     }
@@ -390,6 +397,20 @@ internal sealed class ReplicationSession
     {
         _inTransaction = false;
         _snapshots.OnCommitted(_transaction.Xid);
+        if (_signals?.TakePending() is { } signals)
+            return CompleteSignalTransactionAsync(signals, endLsn, cancellationToken);
+        return CompleteHandledTransactionAsync(endLsn, cancellationToken);
+    }
+
+    /// <summary>Signals act (and are checkpointed) before their transaction is acknowledged: none is lost in a crash.</summary>
+    private async ValueTask CompleteSignalTransactionAsync(List<Signal> signals, ulong endLsn, CancellationToken cancellationToken)
+    {
+        await _snapshots.ApplySignalsAsync(signals, (ulong)_transaction.CommitLsn, cancellationToken).ConfigureAwait(false);
+        await CompleteHandledTransactionAsync(endLsn, cancellationToken).ConfigureAwait(false);
+    }
+
+    private ValueTask CompleteHandledTransactionAsync(ulong endLsn, CancellationToken cancellationToken)
+    {
         if (_transactionHandlers.Count == 0 || _watermarkTransaction)
         {
             Acknowledge(endLsn);

@@ -19,7 +19,13 @@ internal static partial class ReplicationSetup
     private const string InsufficientPrivilege = "42501";
     private const string ConfigurationLimitExceeded = "53400";
 
-    public static async Task<ServerInfo> PrepareAsync(DBSyncOptions options, IReadOnlyList<SyncTableInfo> tables, ILogger logger, CancellationToken cancellationToken)
+    /// <param name="options">The pipeline's options.</param>
+    /// <param name="tables">The mapped tables (and the signal table, if any).</param>
+    /// <param name="logger">Where to log.</param>
+    /// <param name="beforeSlotCreated">Runs when the slot is missing, just before it is created.</param>
+    /// <param name="cancellationToken">Cancels the setup.</param>
+    public static async Task<ServerInfo> PrepareAsync(DBSyncOptions options, IReadOnlyList<SyncTableInfo> tables, ILogger logger,
+        Func<CancellationToken, Task> beforeSlotCreated, CancellationToken cancellationToken)
     {
         await using var connection = new NpgsqlConnection(options.ConnectionString);
         await connection.OpenAsync(cancellationToken).ConfigureAwait(false);
@@ -40,9 +46,11 @@ internal static partial class ReplicationSetup
                 $"Run ALTER ROLE \"{user}\" WITH REPLICATION; as a superuser, or connect as a role that has it.");
         }
 
+        if (options.SignalTableName is var (signalSchema, signalName))
+            await EnsureSignalTableAsync(connection, signalSchema, signalName, logger, cancellationToken).ConfigureAwait(false);
         await CheckTablesAsync(connection, tables, database, user, cancellationToken).ConfigureAwait(false);
         await EnsurePublicationAsync(connection, options.PublicationName, tables, user, logger, cancellationToken).ConfigureAwait(false);
-        var (created, start) = await EnsureSlotAsync(connection, options.SlotName, database, logger, cancellationToken).ConfigureAwait(false);
+        var (created, start) = await EnsureSlotAsync(connection, options.SlotName, database, logger, beforeSlotCreated, cancellationToken).ConfigureAwait(false);
         return new ServerInfo(versionNum, database, created, start);
     }
 
@@ -207,8 +215,31 @@ internal static partial class ReplicationSetup
         }
     }
 
+    private static async Task EnsureSignalTableAsync(NpgsqlConnection connection, string schema, string name, ILogger logger, CancellationToken cancellationToken)
+    {
+        var qualified = $"{SyncTableInfo.QuoteIdentifier(schema)}.{SyncTableInfo.QuoteIdentifier(name)}";
+        await using (var exists = new NpgsqlCommand("SELECT to_regclass($1) IS NOT NULL", connection))
+        {
+            exists.Parameters.Add(new NpgsqlParameter { Value = qualified });
+            if ((bool)(await exists.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!)
+                return;
+        }
+        var sql = SignalRegistration.CreateSql(qualified);
+        try
+        {
+            await using var create = new NpgsqlCommand(sql, connection);
+            await create.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+            Log.SignalTableCreated(logger, $"{schema}.{name}");
+        }
+        catch (PostgresException e) when (e.SqlState is InsufficientPrivilege or "3F000")
+        {
+            throw new DBSyncConfigurationException(
+                $"Cannot create signal table {schema}.{name} ({e.MessageText}). Create it once as a privileged role: {sql}; then GRANT SELECT ON it to the role DBSync uses and INSERT to the roles that send signals.", e);
+        }
+    }
+
     private static async Task<(bool Created, NpgsqlLogSequenceNumber Start)> EnsureSlotAsync(NpgsqlConnection connection, string slot, string database,
-        ILogger logger, CancellationToken cancellationToken)
+        ILogger logger, Func<CancellationToken, Task> beforeSlotCreated, CancellationToken cancellationToken)
     {
         await using (var command = new NpgsqlCommand(
             "SELECT plugin, slot_type, database, row_to_json(s)->>'wal_status', confirmed_flush_lsn::text FROM pg_replication_slots s WHERE slot_name = $1", connection))
@@ -243,6 +274,7 @@ internal static partial class ReplicationSetup
             }
         }
 
+        await beforeSlotCreated(cancellationToken).ConfigureAwait(false);
         try
         {
             await using var create = new NpgsqlCommand("SELECT lsn::text FROM pg_create_logical_replication_slot($1, 'pgoutput')", connection);

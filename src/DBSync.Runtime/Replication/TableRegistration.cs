@@ -34,13 +34,19 @@ internal abstract class TableRegistration
     /// <summary>Sets the (empty) chunk of a fence: a watermark pair that only marks a point in the stream.</summary>
     public abstract void SetFence(long chunk, SnapshotVisibility visibility);
 
-    /// <summary>Emits the chunk's remaining rows as Read changes, at the high watermark's place in the stream.</summary>
-    public abstract ValueTask OnHighWatermarkAsync(long chunk, in TransactionContext tx, ulong lsn, CancellationToken cancellationToken);
+    /// <summary>Emits the chunk's remaining rows as Read changes, at the high watermark's place in the stream; returns
+    /// how many, or -1 when the table's shape changed inside the window and the chunk must be read again.</summary>
+    public abstract ValueTask<int> OnHighWatermarkAsync(long chunk, in TransactionContext tx, ulong lsn, CancellationToken cancellationToken);
 
-    /// <summary>Reads one chunk in a REPEATABLE READ transaction with its snapshot, hands it to the window, and returns
-    /// how many rows it had and the last key (as text).</summary>
-    public abstract Task<(int Count, string[]? LastKey)> ReadChunkAsync(NpgsqlConnection connection, SnapshotQuery query, string[]? lastKey,
-        int chunkSize, long chunk, CancellationToken cancellationToken);
+    /// <summary>The stream saw a Relation message that changes the table's shape.</summary>
+    public virtual void OnShapeChanged()
+    {
+    }
+
+    /// <summary>Reads one chunk in a read-only REPEATABLE READ transaction with its snapshot, hands it to the window, and
+    /// returns how many rows it had and the last chunk key (as text).</summary>
+    public abstract Task<(int Count, IReadOnlyList<string>? LastKey)> ReadChunkAsync(NpgsqlConnection connection, SnapshotQuery query,
+        IReadOnlyList<string>? lastKey, int chunkSize, long chunk, CancellationToken cancellationToken);
 }
 
 internal sealed class TableRegistration<T> : TableRegistration where T : ISyncTable<T>
@@ -110,27 +116,33 @@ internal sealed class TableRegistration<T> : TableRegistration where T : ISyncTa
     // A watermark can outlive its snapshot (cancelled, or the run ended while it was in flight): it is stale, ignored.
     public override void OnLowWatermark(long chunk) => _window?.OnLow(chunk);
 
-    public override ValueTask OnHighWatermarkAsync(long chunk, in TransactionContext tx, ulong lsn, CancellationToken cancellationToken)
+    public override ValueTask<int> OnHighWatermarkAsync(long chunk, in TransactionContext tx, ulong lsn, CancellationToken cancellationToken)
     {
-        var rows = _window?.OnHigh(chunk);
-        return rows is null || rows.Count == 0 ? default : DeliverReadsAsync(rows, tx, lsn, cancellationToken);
+        if (_window is not { } window)
+            return new(0);
+        var rows = window.OnHigh(chunk);
+        if (rows is null)
+            return new(-1);
+        return rows.Count == 0 ? new(0) : DeliverReadsAsync(rows, tx, lsn, cancellationToken);
     }
 
-    public override async Task<(int Count, string[]? LastKey)> ReadChunkAsync(NpgsqlConnection connection, SnapshotQuery query, string[]? lastKey,
-        int chunkSize, long chunk, CancellationToken cancellationToken)
+    public override void OnShapeChanged() => _window?.OnShapeChanged();
+
+    public override async Task<(int Count, IReadOnlyList<string>? LastKey)> ReadChunkAsync(NpgsqlConnection connection, SnapshotQuery query,
+        IReadOnlyList<string>? lastKey, int chunkSize, long chunk, CancellationToken cancellationToken)
     {
         var rows = new List<T>();
         string[]? last = null;
         SnapshotVisibility visibility;
         await using (var transaction = await connection.BeginTransactionAsync(IsolationLevel.RepeatableRead, cancellationToken).ConfigureAwait(false))
         {
-            // The first statement fixes the transaction's snapshot; the chunk SELECT below reads with the same one.
-            await using (var snapshot = new NpgsqlCommand("SELECT pg_current_snapshot()::text", connection, transaction))
+            // Read only (a filter is SQL of the caller's); the first query fixes the transaction's snapshot, and the chunk
+            // SELECT below reads with the same one.
+            await using (var snapshot = new NpgsqlCommand("SET TRANSACTION READ ONLY; SELECT pg_current_snapshot()::text", connection, transaction))
                 visibility = SnapshotVisibility.Parse((string)(await snapshot.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!);
 
             await using var command = new NpgsqlCommand(query.ChunkSql(lastKey is not null, chunkSize), connection, transaction);
-            foreach (var value in (lastKey ?? []).Concat(query.MaxKey!))
-                command.Parameters.Add(new NpgsqlParameter { Value = value, NpgsqlDbType = NpgsqlDbType.Text });
+            query.AddParameters(command, lastKey);
             await using (var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
             {
                 var columns = T.TableInfo.Columns.Length;
@@ -138,7 +150,7 @@ internal sealed class TableRegistration<T> : TableRegistration where T : ISyncTa
                 {
                     var row = new SnapshotRowReader(reader, T.TableInfo);
                     rows.Add(T.ReadRow(ref row));
-                    last ??= new string[T.TableInfo.KeyColumns.Length];
+                    last ??= new string[query.KeyColumns.Length];
                     for (var i = 0; i < last.Length; i++)
                         last[i] = reader.GetString(columns + i);
                 }
@@ -156,13 +168,14 @@ internal sealed class TableRegistration<T> : TableRegistration where T : ISyncTa
     private SnapshotWindow<T> ActiveWindow(long chunk)
         => _window ?? throw new DBSyncException($"Watermark of chunk {chunk} for {T.TableInfo.DisplayName}, whose snapshot is not running.");
 
-    private async ValueTask DeliverReadsAsync(List<T> rows, TransactionContext tx, ulong lsn, CancellationToken cancellationToken)
+    private async ValueTask<int> DeliverReadsAsync(List<T> rows, TransactionContext tx, ulong lsn, CancellationToken cancellationToken)
     {
         foreach (var row in rows)
         {
             await DeliverAsync(new Change<T>(ChangeKind.Read, row, default, OldRowKind.None, ColumnSet.Empty,
                 new NpgsqlLogSequenceNumber(lsn), tx.CommitLsn, tx.CommitTime, tx.Xid), cancellationToken).ConfigureAwait(false);
         }
+        return rows.Count;
     }
 
     private ValueTask DeliverAsync(Change<T> change, CancellationToken cancellationToken)

@@ -1,4 +1,4 @@
-using System.Threading.Channels;
+using DBSync.Checkpoints;
 using DBSync.Replication;
 using Microsoft.Extensions.Logging;
 using Npgsql;
@@ -6,44 +6,296 @@ using Npgsql;
 namespace DBSync.Snapshots;
 
 /// <summary>
-/// Runs requested table snapshots one at a time beside the stream, DBLog style: per chunk it commits a low watermark,
-/// reads the chunk (REPEATABLE READ, with its snapshot), hands it to the table's window, commits a high watermark, and
-/// waits until the stream has passed the high watermark and delivered the chunk's remaining rows. The stream never
-/// stops; no lock is taken and no transaction stays open between chunks.
+/// Runs table snapshots one at a time beside the stream, DBLog style: per chunk it commits a low watermark, reads the
+/// chunk (REPEATABLE READ, with its snapshot), hands it to the table's window, commits a high watermark, and waits until
+/// the stream has passed the high watermark and delivered the chunk's remaining rows. The stream never stops; no lock is
+/// taken and no transaction stays open between chunks.
 /// </summary>
+/// <remarks>
+/// The queue (what to snapshot, how far each table got) is the pipeline's checkpoint: it is saved after every chunk and
+/// every change of the queue, and loaded when a run starts, so a restart continues after the last completed chunk.
+/// Requests, pauses and cancellations may come from any thread (API calls, the signal table); the queue is changed under
+/// a lock and the coordinator's loop acts on it between chunks.
+/// </remarks>
 internal sealed class SnapshotCoordinator
 {
     private const int RecentTransactions = 4096;
 
     private readonly DBSyncOptions _options;
     private readonly ILogger _logger;
-    private readonly Channel<Request> _requests = Channel.CreateUnbounded<Request>();
+    private readonly IReadOnlyDictionary<(string Schema, string Name), TableRegistration> _tables;
+    private readonly IReadOnlyList<Func<SnapshotProgress, CancellationToken, ValueTask>> _progressHandlers;
+    private readonly ICheckpointStore _store;
+    private readonly Func<ulong> _confirmedLsn;
     private readonly object _lock = new();
+    private readonly SemaphoreSlim _wake = new(0);
+    private readonly SemaphoreSlim _saveGate = new(1, 1);
+    private readonly List<Job> _queue = [];
     private readonly uint[] _recent = new uint[RecentTransactions];
     private int _recentCount;
+    private bool _paused;
+    private bool? _pauseRequestedBeforeLoad;
+    private ulong _lastSignalLsn;
     private TableRegistration? _active;
-    private long _waitingChunk = -1;
-    private TaskCompletionSource? _reached;
+    private long _waitingWindow = -1;
+    private TaskCompletionSource<int>? _reached;
+    private long _windowSequence;
     private string _runId = "";
 
-    public SnapshotCoordinator(DBSyncOptions options, ILogger logger)
+    public SnapshotCoordinator(
+        DBSyncOptions options,
+        IReadOnlyDictionary<(string Schema, string Name), TableRegistration> tables,
+        IReadOnlyList<Func<SnapshotProgress, CancellationToken, ValueTask>> progressHandlers,
+        Func<ulong> confirmedLsn,
+        ILogger logger)
     {
         _options = options;
+        _tables = tables;
+        _progressHandlers = progressHandlers;
+        _confirmedLsn = confirmedLsn;
         _logger = logger;
+        _store = options.CheckpointStore ?? new PostgresCheckpointStore(options.ConnectionString);
         Prefix = Watermark.PrefixFor(options.SlotName);
     }
 
     /// <summary>The logical message prefix of this pipeline's watermarks.</summary>
     public string Prefix { get; }
 
-    /// <summary>Queues a snapshot of <paramref name="table"/>; the task completes when all its rows were delivered, or is
-    /// cancelled with <paramref name="cancellationToken"/> (before it starts, or between and during chunks).</summary>
-    public Task RequestAsync(TableRegistration table, CancellationToken cancellationToken)
+    /// <summary>Test seam: runs after a chunk was read and before its high watermark is written.</summary>
+    internal Func<string, long, CancellationToken, Task>? AfterChunkRead { get; set; }
+
+    // ---- Requests (any thread) ----
+
+    /// <summary>Queues snapshots of <paramref name="tables"/>; the task completes when each is done or skipped, faults if
+    /// one failed, and is cancelled if one was cancelled (also through <paramref name="cancellationToken"/>).</summary>
+    public Task RequestAsync(IEnumerable<SnapshotTable> tables, CancellationToken cancellationToken)
     {
-        var request = new Request(table, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously), cancellationToken);
-        _requests.Writer.TryWrite(request);
-        return request.Done.Task;
+        var waits = new List<Task>();
+        var jobs = new List<Job>();
+        lock (_lock)
+        {
+            foreach (var job in Enqueue(tables, withWaiters: true))
+            {
+                jobs.Add(job);
+                waits.Add(job.Waiters[^1].Task);
+            }
+        }
+        _wake.Release();
+        if (cancellationToken.CanBeCanceled)
+        {
+            var registration = cancellationToken.Register(() => Cancel(jobs));
+            _ = Task.WhenAll(waits).ContinueWith(_ => registration.Dispose(), TaskScheduler.Default);
+        }
+        return Task.WhenAll(waits);
     }
+
+    /// <summary>Pauses after the chunk in flight (persisted: a restart stays paused until resumed).</summary>
+    public void Pause() => SetPaused(true);
+
+    public void Resume() => SetPaused(false);
+
+    /// <summary>Cancels the snapshots of <paramref name="tables"/> (<c>schema.name</c> or <c>name</c>), or of every table when empty.</summary>
+    public void Cancel(IReadOnlyCollection<string> tables)
+    {
+        var names = tables.Select(t => new SnapshotTable(t).QualifiedName()).ToHashSet();
+        lock (_lock)
+            Cancel(_queue.Where(j => names.Count == 0 || names.Contains((j.State.Schema, j.State.Name))).ToList());
+    }
+
+    private void Cancel(List<Job> jobs)
+    {
+        lock (_lock)
+        {
+            foreach (var job in jobs)
+                job.Cancel.Cancel();
+        }
+        _wake.Release();
+    }
+
+    private void SetPaused(bool paused)
+    {
+        lock (_lock)
+        {
+            _paused = paused;
+            _pauseRequestedBeforeLoad = paused;
+        }
+        _wake.Release();
+    }
+
+    /// <summary>Adds jobs for <paramref name="tables"/>: a table listed twice in one request, or queued already with the same
+    /// settings, is snapshotted once. Caller holds the lock.</summary>
+    private List<Job> Enqueue(IEnumerable<SnapshotTable> tables, bool withWaiters)
+    {
+        var added = new List<Job>();
+        var seen = new HashSet<(string, string)>();
+        foreach (var table in tables)
+        {
+            ArgumentNullException.ThrowIfNull(table);
+            var (schema, name) = table.QualifiedName();
+            var state = new JobState
+            {
+                Schema = schema,
+                Name = name,
+                Filter = string.IsNullOrWhiteSpace(table.Filter) ? null : table.Filter,
+                FilterParameters = [.. table.FilterParameters],
+                ChunkKey = string.IsNullOrWhiteSpace(table.ChunkKey) ? null : table.ChunkKey,
+            };
+            var job = new Job(state);
+            if (!seen.Add((schema, name)))
+            {
+                job.SkipReason = $"listed more than once in one request; it is snapshotted once";
+            }
+            else if (_queue.FirstOrDefault(j => !j.Cancel.IsCancellationRequested && j.SkipReason is null && SameSettings(j.State, state)) is { } queued)
+            {
+                if (withWaiters)
+                    queued.Waiters.Add(NewWaiter());
+                added.Add(queued);
+                continue;
+            }
+            if (withWaiters)
+                job.Waiters.Add(NewWaiter());
+            _queue.Add(job);
+            added.Add(job);
+        }
+        return added;
+    }
+
+    private static TaskCompletionSource NewWaiter() => new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    private static bool SameSettings(JobState a, JobState b)
+        => a.Schema == b.Schema && a.Name == b.Name && a.Filter == b.Filter && a.ChunkKey == b.ChunkKey
+            && a.FilterParameters.SequenceEqual(b.FilterParameters);
+
+    // ---- Signals (the stream's thread) ----
+
+    /// <summary>Acts on the signal-table rows of one committed transaction, once: a transaction replayed after a restart
+    /// is recognised by its commit LSN. The new queue is saved before the transaction is acknowledged.</summary>
+    public async ValueTask ApplySignalsAsync(IReadOnlyList<Signal> signals, ulong commitLsn, CancellationToken cancellationToken)
+    {
+        lock (_lock)
+        {
+            if (commitLsn <= _lastSignalLsn)
+                return;
+            _lastSignalLsn = commitLsn;
+            foreach (var signal in signals)
+            {
+                Log.SignalReceived(_logger, signal.Id, signal.Kind);
+                switch (signal.Kind)
+                {
+                    case "snapshot":
+                        if (signal.Tables.Count == 0)
+                            Log.SignalIgnored(_logger, signal.Id, "a snapshot signal needs at least one table in 'tables'");
+                        Enqueue(signal.Tables.Select(t => new SnapshotTable(t)
+                        {
+                            Filter = signal.Filter,
+                            FilterParameters = signal.FilterParameters,
+                            ChunkKey = signal.ChunkKey,
+                        }), withWaiters: false);
+                        break;
+                    case "pause":
+                        _paused = true;
+                        break;
+                    case "resume":
+                        _paused = false;
+                        break;
+                    case "cancel":
+                        var names = signal.Tables.Select(t => new SnapshotTable(t).QualifiedName()).ToHashSet();
+                        foreach (var job in _queue.Where(j => names.Count == 0 || names.Contains((j.State.Schema, j.State.Name))))
+                            job.Cancel.Cancel();
+                        break;
+                    default:
+                        Log.SignalIgnored(_logger, signal.Id, $"unknown kind '{signal.Kind}' (use snapshot, pause, resume or cancel)");
+                        break;
+                }
+            }
+        }
+        await SaveAsync(cancellationToken).ConfigureAwait(false);
+        _wake.Release();
+    }
+
+    // ---- Checkpoint ----
+
+    /// <summary>The slot is about to be created: any checkpoint belongs to an earlier slot and is replaced. With
+    /// <see cref="DBSyncOptions.InitialSnapshot"/>, every registered table is queued, and the queue is saved before the
+    /// slot exists, so a crash in between cannot lose the initial snapshot.</summary>
+    public async Task PrepareNewSlotAsync(CancellationToken cancellationToken)
+    {
+        var stale = await _store.LoadAsync(_options.SlotName, cancellationToken).ConfigureAwait(false);
+        if (stale is not null)
+            Log.CheckpointDiscarded(_logger, _options.SlotName);
+        lock (_lock)
+        {
+            _lastSignalLsn = 0;
+            if (_options.InitialSnapshot)
+            {
+                var initial = _tables.Values.Where(t => t is not SignalRegistration).Select(t => new SnapshotTable(t.Table.DisplayName)).ToList();
+                var jobs = Enqueue(initial, withWaiters: false);
+                // Initial snapshots go first, before anything requested while the slot did not exist.
+                _queue.RemoveAll(jobs.Contains);
+                _queue.InsertRange(0, jobs);
+            }
+        }
+        if (stale is not null || _queue.Count > 0)
+            await SaveAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>The slot exists: continue from its checkpoint (snapshots in progress first, then new requests).</summary>
+    public async Task LoadAsync(CancellationToken cancellationToken)
+    {
+        var bytes = await _store.LoadAsync(_options.SlotName, cancellationToken).ConfigureAwait(false);
+        if (bytes is null)
+            return;
+        var checkpoint = Checkpoint.Deserialize(bytes, $"of slot \"{_options.SlotName}\"");
+        if (checkpoint.Slot != _options.SlotName)
+        {
+            throw new DBSyncConfigurationException(
+                $"The checkpoint store returned a checkpoint of slot \"{checkpoint.Slot}\" for slot \"{_options.SlotName}\". Give each slot its own store or file.");
+        }
+        lock (_lock)
+        {
+            var requested = _queue.ToList();
+            _queue.Clear();
+            _queue.AddRange(checkpoint.Jobs.Select(j => new Job(j) { Resumed = j.Started }));
+            foreach (var job in requested)
+            {
+                if (_queue.FirstOrDefault(j => SameSettings(j.State, job.State)) is { } same)
+                    same.Waiters.AddRange(job.Waiters);
+                else
+                    _queue.Add(job);
+            }
+            _paused = _pauseRequestedBeforeLoad ?? checkpoint.Paused;
+            _lastSignalLsn = checkpoint.LastSignalLsn;
+        }
+        Log.CheckpointLoaded(_logger, _options.SlotName, checkpoint.Jobs.Count, new NpgsqlTypes.NpgsqlLogSequenceNumber(checkpoint.ConfirmedLsn).ToString());
+    }
+
+    private async Task SaveAsync(CancellationToken cancellationToken)
+    {
+        await _saveGate.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            Checkpoint checkpoint;
+            lock (_lock)
+            {
+                checkpoint = new Checkpoint
+                {
+                    Slot = _options.SlotName,
+                    ConfirmedLsn = _confirmedLsn(),
+                    SavedAt = DateTime.UtcNow,
+                    Paused = _paused,
+                    LastSignalLsn = _lastSignalLsn,
+                    Jobs = _queue.Where(j => j.SkipReason is null && !j.Cancel.IsCancellationRequested).Select(j => j.State).ToList(),
+                };
+            }
+            await _store.SaveAsync(_options.SlotName, checkpoint.Serialize(), cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            _saveGate.Release();
+        }
+    }
+
+    // ---- Stream side ----
 
     /// <summary>Stream side: a transaction committed (its xid is remembered for the visibility fence).</summary>
     public void OnCommitted(uint xid)
@@ -73,55 +325,152 @@ internal sealed class SnapshotCoordinator
         return HighAsync(active, watermark.Chunk, tx, lsn, cancellationToken);
     }
 
-    private async ValueTask HighAsync(TableRegistration table, long chunk, TransactionContext tx, ulong lsn, CancellationToken cancellationToken)
+    private async ValueTask HighAsync(TableRegistration table, long window, TransactionContext tx, ulong lsn, CancellationToken cancellationToken)
     {
-        await table.OnHighWatermarkAsync(chunk, tx, lsn, cancellationToken).ConfigureAwait(false);
+        var emitted = await table.OnHighWatermarkAsync(window, tx, lsn, cancellationToken).ConfigureAwait(false);
         lock (_lock)
         {
-            if (_waitingChunk == chunk)
-                _reached?.TrySetResult();
+            if (_waitingWindow == window)
+                _reached?.TrySetResult(emitted);
         }
     }
+
+    // ---- The loop ----
 
     /// <summary>Runs queued snapshots until <paramref name="cancellationToken"/> is cancelled (the stream stopped).</summary>
     public async Task RunAsync(CancellationToken cancellationToken)
     {
         _runId = Guid.NewGuid().ToString("N")[..12];
-        await foreach (var request in _requests.Reader.ReadAllAsync(cancellationToken).ConfigureAwait(false))
+        var notifiedPaused = false;
+        var busy = false;
+        while (true)
         {
-            using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, request.Cancel);
+            cancellationToken.ThrowIfCancellationRequested();
+            Job? next;
+            bool paused;
+            List<Job> settled;
+            lock (_lock)
+            {
+                settled = _queue.Where(j => j.SkipReason is not null || j.Cancel.IsCancellationRequested).ToList();
+                _queue.RemoveAll(settled.Contains);
+                paused = _paused;
+                next = paused ? null : _queue.FirstOrDefault();
+            }
+
+            foreach (var job in settled)
+                await SettleAsync(job, cancellationToken).ConfigureAwait(false);
+            if (settled.Count > 0)
+                await SaveAsync(cancellationToken).ConfigureAwait(false);
+            if (paused != notifiedPaused)
+            {
+                notifiedPaused = paused;
+                await SaveAsync(cancellationToken).ConfigureAwait(false);
+                await NotifyAsync(paused ? new SnapshotsPaused() : new SnapshotsResumed(), cancellationToken).ConfigureAwait(false);
+            }
+
+            if (next is null)
+            {
+                if (busy && !paused)
+                {
+                    busy = false;
+                    await NotifyAsync(new SnapshotsCompleted(), cancellationToken).ConfigureAwait(false);
+                }
+                await _wake.WaitAsync(cancellationToken).ConfigureAwait(false);
+                continue;
+            }
+
+            busy = true;
+            await RunJobAsync(next, cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>Reports and removes a skipped or cancelled job that is not running.</summary>
+    private async Task SettleAsync(Job job, CancellationToken cancellationToken)
+    {
+        if (job.SkipReason is { } reason)
+        {
+            Log.SnapshotSkipped(_logger, job.State.DisplayName, reason);
+            await NotifyAsync(new SnapshotTableSkipped(job.State.DisplayName, reason), cancellationToken).ConfigureAwait(false);
+            job.Complete(null);
+        }
+        else
+        {
+            Log.SnapshotCancelled(_logger, job.State.DisplayName);
+            await NotifyAsync(new SnapshotTableCancelled(job.State.DisplayName), cancellationToken).ConfigureAwait(false);
+            job.Complete(new OperationCanceledException(job.Cancel.Token));
+        }
+    }
+
+    private async Task RunJobAsync(Job job, CancellationToken cancellationToken)
+    {
+        if (!_tables.TryGetValue((job.State.Schema, job.State.Name), out var table) || table is SignalRegistration)
+        {
+            lock (_lock)
+                job.SkipReason = table is SignalRegistration
+                    ? "it is the signal table"
+                    : "no type mapping it is registered (register one with On<T>(...) before RunAsync)";
+            return; // settled on the next turn of the loop
+        }
+
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, job.Cancel.Token);
+        try
+        {
+            var completed = await SnapshotTableAsync(job, table, linked.Token).ConfigureAwait(false);
+            if (!completed)
+                return; // paused: the job stays first in the queue
+            lock (_lock)
+                _queue.Remove(job);
+            await SaveAsync(cancellationToken).ConfigureAwait(false);
+            Log.SnapshotCompleted(_logger, job.State.DisplayName, job.State.RowsEmitted);
+            await NotifyAsync(new SnapshotTableCompleted(job.State.DisplayName, job.State.Chunks, job.State.RowsRead, job.State.RowsEmitted), cancellationToken).ConfigureAwait(false);
+            job.Complete(null);
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+            throw; // the stream stopped: the job stays queued, with its progress saved
+        }
+        catch (OperationCanceledException) when (job.Cancel.IsCancellationRequested)
+        {
+            // Settled (reported and removed) on the next turn of the loop.
+        }
+        catch (SnapshotTableMissingException e)
+        {
+            lock (_lock)
+                job.SkipReason = e.Message;
+        }
+        catch (Exception e)
+        {
+            // The snapshot of this table failed; the stream and the other tables go on.
+            Log.SnapshotFailed(_logger, e, job.State.DisplayName);
+            lock (_lock)
+                _queue.Remove(job);
+            await NotifyAsync(new SnapshotTableFailed(job.State.DisplayName, e), cancellationToken).ConfigureAwait(false);
+            job.Complete(e);
             try
             {
-                request.Cancel.ThrowIfCancellationRequested();
-                await SnapshotTableAsync(request.Table, linked.Token).ConfigureAwait(false);
-                request.Done.TrySetResult();
+                await SaveAsync(cancellationToken).ConfigureAwait(false);
             }
-            catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+            catch (Exception saveError) when (saveError is not OperationCanceledException)
             {
-                request.Done.TrySetCanceled(cancellationToken);
-                throw;
-            }
-            catch (OperationCanceledException) when (request.Cancel.IsCancellationRequested)
-            {
-                Log.SnapshotCancelled(_logger, request.Table.Table.DisplayName);
-                request.Done.TrySetCanceled(request.Cancel);
-            }
-            catch (Exception e) when (!cancellationToken.IsCancellationRequested)
-            {
-                // The snapshot failed (the stream goes on); the caller's task carries the error.
-                Log.SnapshotFailed(_logger, e, request.Table.Table.DisplayName);
-                request.Done.TrySetException(e);
+                Log.CheckpointSaveFailed(_logger, saveError, _options.SlotName);
             }
         }
     }
 
-    private async Task SnapshotTableAsync(TableRegistration table, CancellationToken cancellationToken)
+    /// <summary>Snapshots one table from where its job stands; false when it stopped for a pause.</summary>
+    private async Task<bool> SnapshotTableAsync(Job job, TableRegistration table, CancellationToken cancellationToken)
     {
         await using var connection = new NpgsqlConnection(_options.ConnectionString);
         await connection.OpenAsync(cancellationToken).ConfigureAwait(false);
         // Watermarks must reach the WAL without waiting for synchronous standbys.
         await ExecuteAsync(connection, "SET synchronous_commit = local", cancellationToken).ConfigureAwait(false);
-        var query = await SnapshotQuery.CreateAsync(connection, table.Table, cancellationToken).ConfigureAwait(false);
+        var query = await SnapshotQuery.CreateAsync(connection, table.Table, job.State, cancellationToken).ConfigureAwait(false);
+        if (!job.State.Started)
+        {
+            lock (_lock)
+                job.State = job.State with { Started = true, MaxKey = query.MaxKey };
+            await SaveAsync(cancellationToken).ConfigureAwait(false);
+        }
 
         lock (_lock)
             _active = table;
@@ -129,22 +478,55 @@ internal sealed class SnapshotCoordinator
         try
         {
             await FenceAsync(connection, table, cancellationToken).ConfigureAwait(false);
-            Log.SnapshotStarted(_logger, table.Table.DisplayName, query.MaxKey is null ? "(empty)" : string.Join(", ", query.MaxKey));
-            var rows = 0L;
-            string[]? lastKey = null;
-            for (var chunk = 1L; query.MaxKey is not null; chunk++)
+            Log.SnapshotStarted(_logger, table.Table.DisplayName, query.MaxKey is null ? "(empty)" : string.Join(", ", query.MaxKey),
+                job.State.LastKey is null ? "the start" : string.Join(", ", job.State.LastKey));
+            await NotifyAsync(new SnapshotTableStarted(job.State.DisplayName, query.MaxKey, job.Resumed, job.State.LastKey), cancellationToken).ConfigureAwait(false);
+            job.Resumed = true; // after a pause it continues, too
+
+            var chunkSize = _options.SnapshotChunkSize;
+            while (query.MaxKey is not null && !job.Done)
             {
-                await EmitAsync(connection, new Watermark(WatermarkKind.Low, _runId, chunk), cancellationToken).ConfigureAwait(false);
-                var (count, last) = await table.ReadChunkAsync(connection, query, lastKey, _options.SnapshotChunkSize, chunk, cancellationToken).ConfigureAwait(false);
-                await EmitAndWaitAsync(connection, chunk, cancellationToken).ConfigureAwait(false);
-                rows += count;
-                if (count < _options.SnapshotChunkSize)
-                    break;
-                lastKey = last;
-                if (_options.SnapshotChunkDelay > TimeSpan.Zero)
+                lock (_lock)
+                {
+                    if (_paused)
+                        return false;
+                }
+                cancellationToken.ThrowIfCancellationRequested();
+
+                var chunk = job.State.Chunks + 1;
+                int count, emitted, attempts = 0;
+                IReadOnlyList<string>? last;
+                do
+                {
+                    attempts++;
+                    var window = Interlocked.Increment(ref _windowSequence);
+                    await EmitAsync(connection, new Watermark(WatermarkKind.Low, _runId, window), cancellationToken).ConfigureAwait(false);
+                    (count, last) = await table.ReadChunkAsync(connection, query, job.State.LastKey, chunkSize, window, cancellationToken).ConfigureAwait(false);
+                    if (AfterChunkRead is { } hook)
+                        await hook(job.State.DisplayName, chunk, cancellationToken).ConfigureAwait(false);
+                    emitted = await EmitAndWaitAsync(connection, window, cancellationToken).ConfigureAwait(false);
+                    if (emitted < 0)
+                        Log.ChunkReread(_logger, job.State.DisplayName, chunk);
+                }
+                while (emitted < 0); // the table's shape changed inside the window: read the chunk again with the new one
+
+                lock (_lock)
+                {
+                    job.State = job.State with
+                    {
+                        Chunks = chunk,
+                        LastKey = last ?? job.State.LastKey,
+                        RowsRead = job.State.RowsRead + count,
+                        RowsEmitted = job.State.RowsEmitted + emitted,
+                    };
+                    job.Done = count < chunkSize;
+                }
+                await SaveAsync(cancellationToken).ConfigureAwait(false);
+                await NotifyAsync(new SnapshotChunkCompleted(job.State.DisplayName, chunk, count, emitted, last, attempts), cancellationToken).ConfigureAwait(false);
+                if (!job.Done && _options.SnapshotChunkDelay > TimeSpan.Zero)
                     await Task.Delay(_options.SnapshotChunkDelay, cancellationToken).ConfigureAwait(false);
             }
-            Log.SnapshotCompleted(_logger, table.Table.DisplayName, rows);
+            return true;
         }
         finally
         {
@@ -155,16 +537,17 @@ internal sealed class SnapshotCoordinator
     }
 
     /// <summary>
-    /// Chunk 0: a watermark pair with no rows. Once the stream passes it, every change of the table delivered after it
-    /// is recorded by the window. Changes delivered before it were not, so wait until the transactions behind them are
-    /// visible to new snapshots (a transaction can be decoded while its backend still waits for a synchronous standby);
-    /// from then on no chunk can be older than a change already delivered.
+    /// A watermark pair with no rows. Once the stream passes it, every change of the table delivered after it is recorded
+    /// by the window. Changes delivered before it were not, so wait until the transactions behind them are visible to new
+    /// snapshots (a transaction can be decoded while its backend still waits for a synchronous standby); from then on no
+    /// chunk can be older than a change already delivered.
     /// </summary>
     private async Task FenceAsync(NpgsqlConnection connection, TableRegistration table, CancellationToken cancellationToken)
     {
-        await EmitAsync(connection, new Watermark(WatermarkKind.Low, _runId, 0), cancellationToken).ConfigureAwait(false);
-        table.SetFence(0, SnapshotVisibility.Parse(await ScalarAsync(connection, "SELECT pg_current_snapshot()::text", cancellationToken).ConfigureAwait(false)));
-        await EmitAndWaitAsync(connection, 0, cancellationToken).ConfigureAwait(false);
+        var window = Interlocked.Increment(ref _windowSequence);
+        await EmitAsync(connection, new Watermark(WatermarkKind.Low, _runId, window), cancellationToken).ConfigureAwait(false);
+        table.SetFence(window, SnapshotVisibility.Parse(await ScalarAsync(connection, "SELECT pg_current_snapshot()::text", cancellationToken).ConfigureAwait(false)));
+        await EmitAndWaitAsync(connection, window, cancellationToken).ConfigureAwait(false);
 
         uint[] delivered;
         lock (_lock)
@@ -178,16 +561,24 @@ internal sealed class SnapshotCoordinator
         }
     }
 
-    private async Task EmitAndWaitAsync(NpgsqlConnection connection, long chunk, CancellationToken cancellationToken)
+    /// <summary>Writes the high watermark and waits for the stream to pass it: the rows emitted, or -1 when the chunk must
+    /// be read again.</summary>
+    private async Task<int> EmitAndWaitAsync(NpgsqlConnection connection, long window, CancellationToken cancellationToken)
     {
-        var reached = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var reached = new TaskCompletionSource<int>(TaskCreationOptions.RunContinuationsAsynchronously);
         lock (_lock)
         {
-            _waitingChunk = chunk;
+            _waitingWindow = window;
             _reached = reached;
         }
-        await EmitAsync(connection, new Watermark(WatermarkKind.High, _runId, chunk), cancellationToken).ConfigureAwait(false);
-        await reached.Task.WaitAsync(cancellationToken).ConfigureAwait(false);
+        await EmitAsync(connection, new Watermark(WatermarkKind.High, _runId, window), cancellationToken).ConfigureAwait(false);
+        return await reached.Task.WaitAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    private async Task NotifyAsync(SnapshotProgress progress, CancellationToken cancellationToken)
+    {
+        foreach (var handler in _progressHandlers)
+            await handler(progress, cancellationToken).ConfigureAwait(false);
     }
 
     private async Task EmitAsync(NpgsqlConnection connection, Watermark watermark, CancellationToken cancellationToken)
@@ -210,5 +601,36 @@ internal sealed class SnapshotCoordinator
         return (string)(await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!;
     }
 
-    private sealed record Request(TableRegistration Table, TaskCompletionSource Done, CancellationToken Cancel);
+    /// <summary>One table's snapshot in the queue: its persisted state, plus what only this process knows.</summary>
+    private sealed class Job(JobState state)
+    {
+        public JobState State { get; set; } = state;
+
+        public List<TaskCompletionSource> Waiters { get; } = [];
+
+        public CancellationTokenSource Cancel { get; } = new();
+
+        public string? SkipReason { get; set; }
+
+        /// <summary>Whether the table's snapshot had started before (in an earlier run, or before a pause).</summary>
+        public bool Resumed { get; set; }
+
+        public bool Done { get; set; }
+
+        public void Complete(Exception? error)
+        {
+            foreach (var waiter in Waiters)
+            {
+                if (error is OperationCanceledException cancelled)
+                    waiter.TrySetCanceled(cancelled.CancellationToken);
+                else if (error is not null)
+                    waiter.TrySetException(error);
+                else
+                    waiter.TrySetResult();
+            }
+        }
+    }
 }
+
+/// <summary>The table of a snapshot request does not exist (any more): the request is reported and skipped.</summary>
+internal sealed class SnapshotTableMissingException(string message) : Exception(message);

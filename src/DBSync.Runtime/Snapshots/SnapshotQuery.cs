@@ -1,87 +1,171 @@
 using System.Text;
+using DBSync.Checkpoints;
 using Npgsql;
+using NpgsqlTypes;
 
 namespace DBSync.Snapshots;
 
 /// <summary>
-/// The keyset chunk query of one table: <c>WHERE (k1, k2) &gt; (last) AND (k1, k2) &lt;= (max) ORDER BY k1, k2 LIMIT n</c>,
-/// never OFFSET. Key values travel as text and are cast to the key columns' own types, so any key type works and
-/// progress can be stored as plain strings. The maximum key is fixed when the table's snapshot starts, so a table that
-/// keeps growing still finishes (rows inserted later arrive through the stream).
+/// The keyset chunk query of one table's snapshot: <c>WHERE (filter) AND (k1, k2) &gt; (last) AND (k1, k2) &lt;= (max)
+/// ORDER BY k1, k2 LIMIT n</c>, never OFFSET. The chunk key is the primary key, or a surrogate column (NOT NULL, with a
+/// unique index of its own). Key values travel as text and are cast to the key columns' own types, so any key type works
+/// and progress can be stored as plain strings. The maximum key is fixed when the table's snapshot starts, so a table
+/// that keeps growing still finishes (rows inserted later arrive through the stream).
 /// </summary>
 internal sealed class SnapshotQuery
 {
-    private SnapshotQuery(SyncTableInfo table, string[] keyTypes, string[]? maxKey)
+    private const string UndefinedTable = "42P01";
+
+    private SnapshotQuery(SyncTableInfo table, string[] keyColumns, string[] keyTypes, string? filter, IReadOnlyList<string?> filterParameters, string[]? maxKey)
     {
         Table = table;
+        KeyColumns = keyColumns;
         KeyTypes = keyTypes;
+        Filter = filter;
+        FilterParameters = filterParameters;
         MaxKey = maxKey;
     }
 
     public SyncTableInfo Table { get; }
 
-    /// <summary>The SQL types of the key columns (format_type), in key order.</summary>
+    /// <summary>The chunk key columns, in order.</summary>
+    public string[] KeyColumns { get; }
+
+    /// <summary>The SQL types of the chunk key columns (format_type), in key order.</summary>
     public string[] KeyTypes { get; }
+
+    public string? Filter { get; }
+
+    public IReadOnlyList<string?> FilterParameters { get; }
 
     /// <summary>The largest key when the snapshot started, as text; null for an empty table.</summary>
     public string[]? MaxKey { get; }
 
-    public static async Task<SnapshotQuery> CreateAsync(NpgsqlConnection connection, SyncTableInfo table, CancellationToken cancellationToken)
+    /// <summary>Checks the table, chunk key and filter of <paramref name="job"/> and fixes the maximum key (or takes the one
+    /// fixed when the job first started).</summary>
+    /// <exception cref="SnapshotTableMissingException">The table does not exist.</exception>
+    /// <exception cref="DBSyncException">The chunk key or the filter is not usable; the message says why.</exception>
+    public static async Task<SnapshotQuery> CreateAsync(NpgsqlConnection connection, SyncTableInfo table, JobState job, CancellationToken cancellationToken)
     {
-        var keyTypes = new string[table.KeyColumns.Length];
-        await using (var command = new NpgsqlCommand(
-            "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a WHERE a.attrelid = $1::regclass AND a.attnum > 0 AND NOT a.attisdropped",
-            connection))
+        var columns = await ReadColumnsAsync(connection, table, cancellationToken).ConfigureAwait(false);
+        string[] keyColumns;
+        if (job.ChunkKey is null)
         {
-            command.Parameters.Add(new NpgsqlParameter { Value = table.QualifiedName });
-            await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
-            while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
-            {
-                for (var i = 0; i < keyTypes.Length; i++)
-                {
-                    if (table.KeyColumns[i].Name == reader.GetString(0))
-                        keyTypes[i] = reader.GetString(1);
-                }
-            }
+            keyColumns = [.. table.KeyColumns.Select(k => k.Name)];
         }
+        else
+        {
+            await CheckChunkKeyAsync(connection, table, job.ChunkKey, columns, cancellationToken).ConfigureAwait(false);
+            keyColumns = [job.ChunkKey];
+        }
+        var keyTypes = keyColumns.Select(k => columns.TryGetValue(k, out var c) ? c.Type
+            : throw new DBSyncException($"Snapshot of {table.DisplayName}: key column \"{k}\" does not exist any more.")).ToArray();
 
-        string[]? maxKey = null;
-        var keys = string.Join(", ", table.KeyColumns.Select(k => SyncTableInfo.QuoteIdentifier(k.Name) + " DESC"));
-        var texts = KeyTexts(table);
-        await using (var command = new NpgsqlCommand($"SELECT {texts} FROM {table.QualifiedName} ORDER BY {keys} LIMIT 1", connection))
+        var query = new SnapshotQuery(table, keyColumns, keyTypes, job.Filter, job.FilterParameters, null);
+        if (job.Started)
+            return new SnapshotQuery(table, keyColumns, keyTypes, job.Filter, job.FilterParameters, job.MaxKey?.ToArray());
+
+        // The largest key (among the rows the filter selects); a bad filter fails here, before any watermark.
+        var order = string.Join(", ", keyColumns.Select(k => SyncTableInfo.QuoteIdentifier(k) + " DESC"));
+        var sql = $"SELECT {query.KeyTexts()} FROM {table.QualifiedName} {query.FilterClause("WHERE")} ORDER BY {order} LIMIT 1";
+        await using var command = new NpgsqlCommand(sql, connection);
+        query.AddFilterParameters(command);
+        try
         {
             await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+            string[]? maxKey = null;
             if (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
-                maxKey = [.. Enumerable.Range(0, keyTypes.Length).Select(reader.GetString)];
+                maxKey = [.. Enumerable.Range(0, keyColumns.Length).Select(reader.GetString)];
+            return new SnapshotQuery(table, keyColumns, keyTypes, job.Filter, job.FilterParameters, maxKey);
         }
-
-        return new SnapshotQuery(table, keyTypes, maxKey);
+        catch (PostgresException e) when (job.Filter is not null && e.SqlState != UndefinedTable)
+        {
+            throw new DBSyncException(
+                $"Snapshot filter of {table.DisplayName} is not valid: {e.MessageText}. The filter was: {job.Filter} " +
+                $"with {job.FilterParameters.Count} parameter(s); write a SQL condition on the table's columns, with $1, $2, ... for the parameters.", e);
+        }
     }
 
-    /// <summary>The chunk SELECT: the entity's columns in order, then the key columns as text. Parameters: the last key
-    /// of the previous chunk (when <paramref name="hasLastKey"/>), then the maximum key.</summary>
+    private static async Task<Dictionary<string, (string Type, bool NotNull)>> ReadColumnsAsync(NpgsqlConnection connection, SyncTableInfo table, CancellationToken cancellationToken)
+    {
+        var columns = new Dictionary<string, (string Type, bool NotNull)>();
+        await using var command = new NpgsqlCommand(
+            "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), a.attnotnull FROM pg_attribute a " +
+            "WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped",
+            connection);
+        command.Parameters.Add(new NpgsqlParameter { Value = table.QualifiedName });
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+        while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+            columns[reader.GetString(0)] = (reader.GetString(1), reader.GetBoolean(2));
+        if (columns.Count == 0)
+            throw new SnapshotTableMissingException($"table {table.DisplayName} does not exist");
+        return columns;
+    }
+
+    private static async Task CheckChunkKeyAsync(NpgsqlConnection connection, SyncTableInfo table, string chunkKey,
+        Dictionary<string, (string Type, bool NotNull)> columns, CancellationToken cancellationToken)
+    {
+        if (!columns.TryGetValue(chunkKey, out var column))
+            throw new DBSyncException($"Snapshot chunk key \"{chunkKey}\" is not a column of {table.DisplayName}. Name a NOT NULL column with a unique index of its own, or leave ChunkKey unset to use the primary key.");
+        await using var command = new NpgsqlCommand(
+            "SELECT EXISTS (SELECT 1 FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] " +
+            "WHERE i.indrelid = to_regclass($1) AND i.indisunique AND i.indisvalid AND i.indnkeyatts = 1 AND i.indpred IS NULL " +
+            "AND i.indexprs IS NULL AND a.attname = $2)",
+            connection);
+        command.Parameters.Add(new NpgsqlParameter { Value = table.QualifiedName });
+        command.Parameters.Add(new NpgsqlParameter { Value = chunkKey });
+        var unique = (bool)(await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!;
+        if (!column.NotNull || !unique)
+        {
+            var missing = string.Join(" and ", new[] { column.NotNull ? null : "NOT NULL", unique ? null : "a unique index on it alone" }.Where(m => m is not null));
+            throw new DBSyncException(
+                $"Snapshot chunk key \"{chunkKey}\" of {table.DisplayName} lacks {missing}: chunks by a key that can repeat or be NULL would skip rows. " +
+                $"Add it (ALTER TABLE {table.QualifiedName} ALTER COLUMN {SyncTableInfo.QuoteIdentifier(chunkKey)} SET NOT NULL; CREATE UNIQUE INDEX ON {table.QualifiedName} ({SyncTableInfo.QuoteIdentifier(chunkKey)});) or use the primary key.");
+        }
+    }
+
+    /// <summary>The chunk SELECT: the entity's columns in order, then the chunk key columns as text. Parameters: the
+    /// filter's, then the last key of the previous chunk (when <paramref name="hasLastKey"/>), then the maximum key.</summary>
     public string ChunkSql(bool hasLastKey, int chunkSize)
     {
-        var keyList = "(" + string.Join(", ", Table.KeyColumns.Select(k => SyncTableInfo.QuoteIdentifier(k.Name))) + ")";
+        var keyList = "(" + string.Join(", ", KeyColumns.Select(SyncTableInfo.QuoteIdentifier)) + ")";
         var sql = new StringBuilder("SELECT ");
         sql.AppendJoin(", ", Table.Columns.Select(c => SyncTableInfo.QuoteIdentifier(c.Name)));
-        sql.Append(", ").Append(KeyTexts(Table));
+        sql.Append(", ").Append(KeyTexts());
         sql.Append(" FROM ").Append(Table.QualifiedName).Append(" WHERE ");
-        var parameter = 1;
+        var parameter = FilterParameters.Count + 1;
+        if (Filter is not null)
+            sql.Append(FilterClause("")).Append(" AND ");
         if (hasLastKey)
-            sql.Append(keyList).Append(" > ").Append(Parameters(ref parameter)).Append(" AND ");
-        sql.Append(keyList).Append(" <= ").Append(Parameters(ref parameter));
-        sql.Append(" ORDER BY ").AppendJoin(", ", Table.KeyColumns.Select(k => SyncTableInfo.QuoteIdentifier(k.Name)));
+            sql.Append(keyList).Append(" > ").Append(KeyParameters(ref parameter)).Append(" AND ");
+        sql.Append(keyList).Append(" <= ").Append(KeyParameters(ref parameter));
+        sql.Append(" ORDER BY ").AppendJoin(", ", KeyColumns.Select(SyncTableInfo.QuoteIdentifier));
         sql.Append(" LIMIT ").Append(chunkSize);
         return sql.ToString();
     }
 
+    /// <summary>Adds the chunk query's parameters to <paramref name="command"/>.</summary>
+    public void AddParameters(NpgsqlCommand command, IReadOnlyList<string>? lastKey)
+    {
+        AddFilterParameters(command);
+        foreach (var value in (lastKey ?? []).Concat(MaxKey!))
+            command.Parameters.Add(new NpgsqlParameter { Value = value, NpgsqlDbType = NpgsqlDbType.Text });
+    }
+
+    // Filter values go as untyped text: the server infers each one's type from the condition, as for a literal.
+    private void AddFilterParameters(NpgsqlCommand command)
+    {
+        foreach (var value in FilterParameters)
+            command.Parameters.Add(new NpgsqlParameter { Value = (object?)value ?? DBNull.Value, NpgsqlDbType = NpgsqlDbType.Unknown });
+    }
+
+    private string FilterClause(string keyword) => Filter is null ? "" : $"{keyword} ({Filter})";
+
     /// <summary>The key columns as text, aliased: an output column named like the key would otherwise capture
     /// ORDER BY, which would then sort by the text (so '99' &gt; '120').</summary>
-    private static string KeyTexts(SyncTableInfo table)
-        => string.Join(", ", table.KeyColumns.Select((k, i) => $"{SyncTableInfo.QuoteIdentifier(k.Name)}::text AS dbsync_key_{i}"));
+    private string KeyTexts() => string.Join(", ", KeyColumns.Select((k, i) => $"{SyncTableInfo.QuoteIdentifier(k)}::text AS dbsync_key_{i}"));
 
-    private string Parameters(ref int next)
+    private string KeyParameters(ref int next)
     {
         var parts = new string[KeyTypes.Length];
         for (var i = 0; i < parts.Length; i++)

@@ -16,6 +16,7 @@ internal sealed class SnapshotWindow<T> where T : ISyncTable<T>
     private long _lowSequence = -1;
     private long _lowChunk = -1;
     private PendingChunk? _chunk;
+    private bool _shapeChanged;
 
     /// <summary>Records the keys a delivered change touched.</summary>
     public void Record(uint xid, in Change<T> change)
@@ -36,6 +37,13 @@ internal sealed class SnapshotWindow<T> where T : ISyncTable<T>
         }
     }
 
+    /// <summary>The stream saw the table's shape change (a Relation message with other columns or types).</summary>
+    public void OnShapeChanged()
+    {
+        if (_lowChunk >= 0)
+            _shapeChanged = true;
+    }
+
     /// <summary>The chunk read between the watermarks of <paramref name="chunk"/>.</summary>
     public void SetChunk(long chunk, List<T> rows, SnapshotVisibility visibility)
     {
@@ -52,8 +60,9 @@ internal sealed class SnapshotWindow<T> where T : ISyncTable<T>
         _lowSequence = _sequence;
     }
 
-    /// <summary>The stream reached the high watermark of <paramref name="chunk"/>: the rows to emit as Read changes.</summary>
-    public List<T> OnHigh(long chunk)
+    /// <summary>The stream reached the high watermark of <paramref name="chunk"/>: the rows to emit as Read changes, or
+    /// null when the table's shape changed inside the window (the chunk is then read again, with the new shape).</summary>
+    public List<T>? OnHigh(long chunk)
     {
         if (_lowChunk != chunk)
             throw new DBSyncException($"Snapshot of {T.TableInfo.DisplayName}: high watermark of chunk {chunk} arrived without its low watermark (open: {_lowChunk}).");
@@ -81,6 +90,11 @@ internal sealed class SnapshotWindow<T> where T : ISyncTable<T>
         // Only changes the chunk's snapshot did not see can matter to a later chunk: visible ones stay visible.
         _touches.RemoveAll(t => pending.Visibility.Sees(t.Xid));
         _lowChunk = -1;
+        if (_shapeChanged)
+        {
+            _shapeChanged = false;
+            return null;
+        }
         if (truncated)
             return [];
         pending.Rows.RemoveAll(stale.Contains);

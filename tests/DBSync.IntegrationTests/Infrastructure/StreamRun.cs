@@ -26,6 +26,8 @@ public sealed class ChangeRecorder
 
     public IReadOnlyList<CommittedTransaction> Transactions => All.OfType<CommittedTransaction>().ToList();
 
+    public IReadOnlyList<SnapshotProgress> Progress => All.OfType<SnapshotProgress>().ToList();
+
     public int Count
     {
         get
@@ -72,7 +74,8 @@ public sealed class StreamRun : IAsyncDisposable
     public static async Task<StreamRun> StartAsync(string connectionString, Action<DBSyncClient, ChangeRecorder>? register = null,
         ChangeRecorder? recorder = null, string slot = "dbsync_test", Action<DBSyncOptions>? configure = null)
     {
-        var options = new DBSyncOptions { ConnectionString = connectionString, SlotName = slot, PublicationName = slot };
+        // Tests ask for the snapshots they test; the initial snapshot has tests of its own.
+        var options = new DBSyncOptions { ConnectionString = connectionString, SlotName = slot, PublicationName = slot, InitialSnapshot = false };
         configure?.Invoke(options);
         var client = new DBSyncClient(options);
         recorder ??= new ChangeRecorder();
@@ -82,6 +85,7 @@ public sealed class StreamRun : IAsyncDisposable
             recorder.Add(tx);
             return ValueTask.CompletedTask;
         });
+        client.OnSnapshotProgress(recorder.Add);
 
         var run = new StreamRun(client, recorder);
         run.Run = client.RunAsync(run._stop.Token);

@@ -1,0 +1,181 @@
+using System.Buffers;
+using MessagePack;
+
+namespace DBSync.Checkpoints;
+
+/// <summary>
+/// The persisted state of one pipeline (one slot): snapshot queue and progress, pause state, the last signal acted on,
+/// and the acknowledged LSN when it was written.
+/// </summary>
+internal sealed class Checkpoint
+{
+    /// <summary>The record layout written by this version. Readers accept this and older ones; newer ones are refused
+    /// rather than misread.</summary>
+    public const int CurrentVersion = 1;
+
+    public required string Slot { get; init; }
+
+    public ulong ConfirmedLsn { get; init; }
+
+    public DateTime SavedAt { get; init; }
+
+    public bool Paused { get; init; }
+
+    /// <summary>The commit LSN of the last signal-table transaction acted on: a replayed signal is not acted on twice.</summary>
+    public ulong LastSignalLsn { get; init; }
+
+    public required IReadOnlyList<JobState> Jobs { get; init; }
+
+    public byte[] Serialize()
+    {
+        var buffer = new ArrayBufferWriter<byte>(256);
+        var writer = new MessagePackWriter(buffer);
+        writer.WriteArrayHeader(7);
+        writer.Write(CurrentVersion);
+        writer.Write(Slot);
+        writer.Write(ConfirmedLsn);
+        writer.Write(SavedAt);
+        writer.Write(Paused);
+        writer.Write(LastSignalLsn);
+        writer.WriteArrayHeader(Jobs.Count);
+        foreach (var job in Jobs)
+            job.Write(ref writer);
+        writer.Flush();
+        return buffer.WrittenSpan.ToArray();
+    }
+
+    /// <exception cref="DBSyncException">The bytes are not a checkpoint this version can read.</exception>
+    public static Checkpoint Deserialize(ReadOnlyMemory<byte> bytes, string source)
+    {
+        try
+        {
+            var reader = new MessagePackReader(bytes);
+            var fields = reader.ReadArrayHeader();
+            var version = reader.ReadInt32();
+            if (version > CurrentVersion || version < 1)
+            {
+                throw new DBSyncException(
+                    $"Checkpoint {source} has version {version}; this DBSync reads versions 1 to {CurrentVersion}. It was written by a newer DBSync: upgrade, or delete the checkpoint to start over (a new snapshot).");
+            }
+            var checkpoint = new Checkpoint
+            {
+                Slot = reader.ReadString() ?? "",
+                ConfirmedLsn = reader.ReadUInt64(),
+                SavedAt = reader.ReadDateTime(),
+                Paused = reader.ReadBoolean(),
+                LastSignalLsn = reader.ReadUInt64(),
+                Jobs = ReadJobs(ref reader),
+            };
+            for (var i = 7; i < fields; i++)
+                reader.Skip(); // fields of a later minor layout
+            return checkpoint;
+        }
+        catch (MessagePackSerializationException e)
+        {
+            throw new DBSyncException($"Checkpoint {source} is damaged ({e.Message}). Delete it to start over; the snapshot in progress then has to be requested again.", e);
+        }
+        catch (EndOfStreamException e)
+        {
+            throw new DBSyncException($"Checkpoint {source} is truncated. Delete it to start over; the snapshot in progress then has to be requested again.", e);
+        }
+    }
+
+    private static JobState[] ReadJobs(ref MessagePackReader reader)
+    {
+        var jobs = new JobState[reader.ReadArrayHeader()];
+        for (var i = 0; i < jobs.Length; i++)
+            jobs[i] = JobState.Read(ref reader);
+        return jobs;
+    }
+}
+
+/// <summary>One table's snapshot, queued or under way.</summary>
+internal sealed record JobState
+{
+    public required string Schema { get; init; }
+
+    public required string Name { get; init; }
+
+    public string? Filter { get; init; }
+
+    public IReadOnlyList<string?> FilterParameters { get; init; } = [];
+
+    /// <summary>The surrogate chunk key column, or null for the primary key.</summary>
+    public string? ChunkKey { get; init; }
+
+    /// <summary>The largest chunk key when the table's snapshot started (as text); null before it starts or when empty.</summary>
+    public IReadOnlyList<string>? MaxKey { get; init; }
+
+    /// <summary>The last key of the last completed chunk; null before the first.</summary>
+    public IReadOnlyList<string>? LastKey { get; init; }
+
+    public bool Started { get; init; }
+
+    public long Chunks { get; init; }
+
+    public long RowsRead { get; init; }
+
+    public long RowsEmitted { get; init; }
+
+    public string DisplayName => $"{Schema}.{Name}";
+
+    public void Write(ref MessagePackWriter writer)
+    {
+        writer.WriteArrayHeader(11);
+        writer.Write(Schema);
+        writer.Write(Name);
+        writer.Write(Filter);
+        WriteStrings(ref writer, FilterParameters);
+        writer.Write(ChunkKey);
+        WriteStrings(ref writer, MaxKey);
+        WriteStrings(ref writer, LastKey);
+        writer.Write(Started);
+        writer.Write(Chunks);
+        writer.Write(RowsRead);
+        writer.Write(RowsEmitted);
+    }
+
+    public static JobState Read(ref MessagePackReader reader)
+    {
+        var fields = reader.ReadArrayHeader();
+        var job = new JobState
+        {
+            Schema = reader.ReadString() ?? "",
+            Name = reader.ReadString() ?? "",
+            Filter = reader.ReadString(),
+            FilterParameters = ReadStrings(ref reader) ?? [],
+            ChunkKey = reader.ReadString(),
+            MaxKey = ReadStrings(ref reader)!,
+            LastKey = ReadStrings(ref reader)!,
+            Started = reader.ReadBoolean(),
+            Chunks = reader.ReadInt64(),
+            RowsRead = reader.ReadInt64(),
+            RowsEmitted = reader.ReadInt64(),
+        };
+        for (var i = 11; i < fields; i++)
+            reader.Skip();
+        return job;
+    }
+
+    private static void WriteStrings(ref MessagePackWriter writer, IReadOnlyList<string?>? values)
+    {
+        if (values is null)
+        {
+            writer.WriteNil();
+            return;
+        }
+        writer.WriteArrayHeader(values.Count);
+        foreach (var value in values)
+            writer.Write(value);
+    }
+
+    private static string?[]? ReadStrings(ref MessagePackReader reader)
+    {
+        if (reader.TryReadNil())
+            return null;
+        var values = new string?[reader.ReadArrayHeader()];
+        for (var i = 0; i < values.Length; i++)
+            values[i] = reader.ReadString();
+        return values;
+    }
+}

@@ -1,0 +1,127 @@
+using System.Text.RegularExpressions;
+using Npgsql;
+
+namespace DBSync;
+
+/// <summary>
+/// Keeps checkpoints in a PostgreSQL table, by default <c>public.dbsync_checkpoint</c> in the source database:
+/// <c>(slot_name text PRIMARY KEY, checkpoint bytea, saved_at timestamptz)</c>. The table is created on the first save;
+/// the role then needs <c>CREATE</c> on the schema (or create the table once as its owner and grant
+/// <c>SELECT, INSERT, UPDATE</c> on it).
+/// </summary>
+public sealed partial class PostgresCheckpointStore : ICheckpointStore
+{
+    private const string UndefinedTable = "42P01";
+    private const string InsufficientPrivilege = "42501";
+
+    private readonly string _connectionString;
+    private readonly string _qualifiedTable;
+
+    /// <summary>Creates a store.</summary>
+    /// <param name="connectionString">An Npgsql connection string (the source database, or any other).</param>
+    /// <param name="table">The table, <c>schema.name</c> or <c>name</c> (then in <c>public</c>): lower-case letters,
+    /// digits and underscores.</param>
+    /// <exception cref="ArgumentException">The table name is not valid.</exception>
+    public PostgresCheckpointStore(string connectionString, string table = "public.dbsync_checkpoint")
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(connectionString);
+        ArgumentNullException.ThrowIfNull(table);
+        if (!TableName().IsMatch(table))
+        {
+            throw new ArgumentException(
+                $"Checkpoint table '{table}' is not valid: use [schema.]name with lower-case letters, digits and underscores (for example 'dbsync.checkpoint').",
+                nameof(table));
+        }
+        _connectionString = connectionString;
+        var parts = table.Contains('.', StringComparison.Ordinal) ? table.Split('.') : ["public", table];
+        Table = $"{parts[0]}.{parts[1]}";
+        _qualifiedTable = $"{SyncTableInfo.QuoteIdentifier(parts[0])}.{SyncTableInfo.QuoteIdentifier(parts[1])}";
+    }
+
+    /// <summary>The checkpoint table, <c>schema.name</c>.</summary>
+    public string Table { get; }
+
+    /// <inheritdoc />
+    public async Task<byte[]?> LoadAsync(string slotName, CancellationToken cancellationToken)
+    {
+        await using var connection = new NpgsqlConnection(_connectionString);
+        await connection.OpenAsync(cancellationToken).ConfigureAwait(false);
+        await using var command = new NpgsqlCommand($"SELECT checkpoint FROM {_qualifiedTable} WHERE slot_name = $1", connection);
+        command.Parameters.Add(new NpgsqlParameter { Value = slotName });
+        try
+        {
+            return await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false) as byte[];
+        }
+        catch (PostgresException e) when (e.SqlState == UndefinedTable)
+        {
+            return null; // nothing was ever saved
+        }
+        catch (PostgresException e) when (e.SqlState == InsufficientPrivilege)
+        {
+            throw new DBSyncConfigurationException(
+                $"Cannot read checkpoint table {Table} ({e.MessageText}). Grant SELECT, INSERT, UPDATE ON {Table} to the role DBSync connects as.", e);
+        }
+    }
+
+    /// <inheritdoc />
+    public async Task SaveAsync(string slotName, ReadOnlyMemory<byte> checkpoint, CancellationToken cancellationToken)
+    {
+        await using var connection = new NpgsqlConnection(_connectionString);
+        await connection.OpenAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            await UpsertAsync(connection, slotName, checkpoint, cancellationToken).ConfigureAwait(false);
+        }
+        catch (PostgresException e) when (e.SqlState == UndefinedTable)
+        {
+            await CreateTableAsync(connection, cancellationToken).ConfigureAwait(false);
+            await UpsertAsync(connection, slotName, checkpoint, cancellationToken).ConfigureAwait(false);
+        }
+        catch (PostgresException e) when (e.SqlState == InsufficientPrivilege)
+        {
+            throw new DBSyncConfigurationException(
+                $"Cannot write checkpoint table {Table} ({e.MessageText}). Grant SELECT, INSERT, UPDATE ON {Table} to the role DBSync connects as, " +
+                "or set DBSyncOptions.CheckpointStore to another store (for example new FileCheckpointStore(directory)).", e);
+        }
+    }
+
+    private async Task UpsertAsync(NpgsqlConnection connection, string slotName, ReadOnlyMemory<byte> checkpoint, CancellationToken cancellationToken)
+    {
+        // Durable on the source itself, without waiting for synchronous standbys: a snapshot must not stall while a
+        // standby is away (the slot, too, lives only on this server).
+        await using var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
+        await using (var local = new NpgsqlCommand("SET LOCAL synchronous_commit = local", connection, transaction))
+            await local.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        await using (var command = new NpgsqlCommand(
+            $"INSERT INTO {_qualifiedTable} (slot_name, checkpoint, saved_at) VALUES ($1, $2, now()) " +
+            "ON CONFLICT (slot_name) DO UPDATE SET checkpoint = EXCLUDED.checkpoint, saved_at = EXCLUDED.saved_at",
+            connection, transaction))
+        {
+            command.Parameters.Add(new NpgsqlParameter { Value = slotName });
+            command.Parameters.Add(new NpgsqlParameter { Value = checkpoint.ToArray() });
+            await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        }
+        await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    private async Task CreateTableAsync(NpgsqlConnection connection, CancellationToken cancellationToken)
+    {
+        var sql = $"CREATE TABLE IF NOT EXISTS {_qualifiedTable} (slot_name text PRIMARY KEY, checkpoint bytea NOT NULL, saved_at timestamptz NOT NULL)";
+        try
+        {
+            await using var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
+            await using (var command = new NpgsqlCommand("SET LOCAL synchronous_commit = local; " + sql, connection, transaction))
+                await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+            await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch (PostgresException e) when (e.SqlState is InsufficientPrivilege or "3F000")
+        {
+            throw new DBSyncConfigurationException(
+                $"Cannot create checkpoint table {Table} ({e.MessageText}). Create it once as a privileged role: {sql}; " +
+                $"GRANT SELECT, INSERT, UPDATE ON {Table} TO <role>; or set DBSyncOptions.CheckpointStore to another store.", e);
+        }
+    }
+
+    [GeneratedRegex("^([a-z_][a-z0-9_]{0,62}\\.)?[a-z_][a-z0-9_]{0,62}$", RegexOptions.CultureInvariant)]
+    private static partial Regex TableName();
+}

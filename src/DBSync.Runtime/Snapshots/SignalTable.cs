@@ -1,0 +1,109 @@
+using System.Collections.Immutable;
+using DBSync.Mapping;
+using DBSync.Protocol;
+using DBSync.Replication;
+using DBSync.Snapshots;
+using Npgsql;
+
+namespace DBSync.Snapshots
+{
+    /// <summary>One row inserted into the signal table.</summary>
+    internal sealed record Signal(long Id, string Kind, IReadOnlyList<string> Tables, string? Filter, IReadOnlyList<string?> FilterParameters, string? ChunkKey);
+}
+
+namespace DBSync.Replication
+{
+    /// <summary>
+    /// The signal table: rows inserted into it control snapshots from SQL or other processes, in commit order, through
+    /// the stream itself (as in Debezium). Inserts are collected per transaction and acted on when it commits; updates,
+    /// deletes and truncates of the table mean nothing.
+    /// </summary>
+    internal sealed class SignalRegistration : TableRegistration
+    {
+        private readonly List<Signal> _pending = [];
+
+        public SignalRegistration(string schema, string name)
+        {
+            Table = new SyncTableInfo(schema, name, typeof(Signal),
+            [
+                new SyncColumnInfo("id", "Id", SyncColumnType.Int64, isNullable: false, keyOrder: 0),
+                new SyncColumnInfo("kind", "Kind", SyncColumnType.String, isNullable: false, keyOrder: -1),
+                new SyncColumnInfo("tables", "Tables", SyncColumnType.StringArray, isNullable: true, keyOrder: -1),
+                new SyncColumnInfo("filter", "Filter", SyncColumnType.String, isNullable: true, keyOrder: -1),
+                new SyncColumnInfo("filter_parameters", "FilterParameters", SyncColumnType.StringArray, isNullable: true, keyOrder: -1),
+                new SyncColumnInfo("chunk_key", "ChunkKey", SyncColumnType.String, isNullable: true, keyOrder: -1),
+            ]);
+        }
+
+        /// <summary>The SQL that creates the table, for setup and for the README.</summary>
+        public static string CreateSql(string qualifiedName) =>
+            $"CREATE TABLE IF NOT EXISTS {qualifiedName} (id bigserial PRIMARY KEY, kind text NOT NULL, tables text[], filter text, " +
+            "filter_parameters text[], chunk_key text, created_at timestamptz NOT NULL DEFAULT now())";
+
+        public override SyncTableInfo Table { get; }
+
+        /// <summary>Signals of the transaction that just committed; clears them.</summary>
+        public List<Signal>? TakePending()
+        {
+            if (_pending.Count == 0)
+                return null;
+            var signals = _pending.ToList();
+            _pending.Clear();
+            return signals;
+        }
+
+        /// <summary>A new transaction began: anything left over belonged to one that never committed here.</summary>
+        public void Reset() => _pending.Clear();
+
+        public override ValueTask OnInsertAsync(ReadOnlySpan<byte> newTuple, ColumnBinding binding, in TransactionContext tx, ulong lsn, CancellationToken cancellationToken)
+        {
+            var reader = new TupleReader(newTuple, binding, keyOnly: false);
+            long id = 0;
+            string kind = "";
+            string[] tables = [];
+            string? filter = null, chunkKey = null;
+            string[] parameters = [];
+            while (reader.TryReadNext(out var value))
+            {
+                if (value.IsNull)
+                    continue;
+                switch (value.Target)
+                {
+                    case 0: id = value.ReadInt64(); break;
+                    case 1: kind = value.ReadString().Trim().ToLowerInvariant(); break;
+                    case 2: tables = value.ReadStringArray(); break;
+                    case 3: filter = value.ReadString(); break;
+                    case 4: parameters = value.ReadStringArray(); break;
+                    case 5: chunkKey = value.ReadString(); break;
+                }
+            }
+            _pending.Add(new Signal(id, kind, tables, filter, parameters, chunkKey));
+            return default;
+        }
+
+        public override ValueTask OnUpdateAsync(ReadOnlySpan<byte> newTuple, OldTupleKind oldKind, ReadOnlySpan<byte> oldTuple, ColumnBinding binding, in TransactionContext tx, ulong lsn, CancellationToken cancellationToken) => default;
+
+        public override ValueTask OnDeleteAsync(OldTupleKind oldKind, ReadOnlySpan<byte> oldTuple, ColumnBinding binding, in TransactionContext tx, ulong lsn, CancellationToken cancellationToken) => default;
+
+        public override ValueTask OnTruncateAsync(in TransactionContext tx, ulong lsn, CancellationToken cancellationToken) => default;
+
+        public override void BeginSnapshot() => throw NotSnapshotted();
+
+        public override void EndSnapshot()
+        {
+        }
+
+        public override void OnLowWatermark(long chunk)
+        {
+        }
+
+        public override void SetFence(long chunk, SnapshotVisibility visibility) => throw NotSnapshotted();
+
+        public override ValueTask<int> OnHighWatermarkAsync(long chunk, in TransactionContext tx, ulong lsn, CancellationToken cancellationToken) => new(0);
+
+        public override Task<(int Count, IReadOnlyList<string>? LastKey)> ReadChunkAsync(NpgsqlConnection connection, SnapshotQuery query,
+            IReadOnlyList<string>? lastKey, int chunkSize, long chunk, CancellationToken cancellationToken) => throw NotSnapshotted();
+
+        private InvalidOperationException NotSnapshotted() => new($"{Table.DisplayName} is the signal table; it is not snapshotted.");
+    }
+}

@@ -1,0 +1,48 @@
+namespace DBSync;
+
+/// <summary>
+/// A snapshot progress notification. Handlers registered with <see cref="DBSyncClient.OnSnapshotProgress(Action{SnapshotProgress})"/> receive them
+/// one at a time, in the order they happen; a chunk's notification comes after all of its rows were delivered.
+/// </summary>
+/// <param name="Table">The table (<c>schema.name</c>) the notification is about, or null for one about all snapshots.</param>
+public abstract record SnapshotProgress(string? Table);
+
+/// <summary>A table's snapshot started, or continued after a restart (<paramref name="Resumed"/>).</summary>
+/// <param name="Table">The table.</param>
+/// <param name="MaxKey">The largest chunk key when the snapshot started, as text; null for an empty table. Rows beyond it
+/// arrive through the stream.</param>
+/// <param name="Resumed">True when it continues from a checkpoint, after the chunk that <paramref name="LastKey"/> ends.</param>
+/// <param name="LastKey">Where a resumed snapshot continues from; null for a fresh start.</param>
+public sealed record SnapshotTableStarted(string Table, IReadOnlyList<string>? MaxKey, bool Resumed, IReadOnlyList<string>? LastKey) : SnapshotProgress(Table);
+
+/// <summary>A chunk's rows were delivered.</summary>
+/// <param name="Table">The table.</param>
+/// <param name="Chunk">The chunk number in this table's snapshot (1-based; it continues across restarts).</param>
+/// <param name="RowsRead">Rows the chunk query returned.</param>
+/// <param name="RowsEmitted">Rows delivered as Read changes: the rest were changed in the stream meanwhile and arrive
+/// (or arrived) as stream changes.</param>
+/// <param name="LastKey">The chunk's last key, as text.</param>
+/// <param name="Attempts">How many times the chunk was read: more than one when a schema change came between its watermarks.</param>
+public sealed record SnapshotChunkCompleted(string Table, long Chunk, int RowsRead, int RowsEmitted, IReadOnlyList<string>? LastKey, int Attempts) : SnapshotProgress(Table);
+
+/// <summary>Every row of a table was delivered.</summary>
+public sealed record SnapshotTableCompleted(string Table, long Chunks, long RowsRead, long RowsEmitted) : SnapshotProgress(Table);
+
+/// <summary>A requested table was not snapshotted: it is not mapped by a registered type, does not exist, or was
+/// already queued with the same settings.</summary>
+public sealed record SnapshotTableSkipped(string Table, string Reason) : SnapshotProgress(Table);
+
+/// <summary>A table's snapshot was cancelled; rows already delivered stay delivered.</summary>
+public sealed record SnapshotTableCancelled(string Table) : SnapshotProgress(Table);
+
+/// <summary>A table's snapshot failed (a bad filter or chunk key, a dropped table); the stream and the other tables go on.</summary>
+public sealed record SnapshotTableFailed(string Table, Exception Error) : SnapshotProgress(Table);
+
+/// <summary>Snapshots paused (after the chunk in flight); the stream goes on.</summary>
+public sealed record SnapshotsPaused() : SnapshotProgress((string?)null);
+
+/// <summary>Snapshots resumed.</summary>
+public sealed record SnapshotsResumed() : SnapshotProgress((string?)null);
+
+/// <summary>The queue is empty: every requested table is done, skipped, failed or cancelled.</summary>
+public sealed record SnapshotsCompleted() : SnapshotProgress((string?)null);
