@@ -182,7 +182,7 @@ public sealed class SnapshotTests(PostgresFixture fixture)
         public async ValueTask DisposeAsync() => await server.ExecuteAsync("ALTER SYSTEM RESET synchronous_standby_names; SELECT pg_reload_conf();");
     }
 
-    private static async Task WaitForStreamToCatchUpAsync(TestDatabase db, Replica replica, StreamRun run)
+    internal static async Task WaitForStreamToCatchUpAsync(TestDatabase db, Replica replica, StreamRun run)
     {
         var marker = "zz-" + Guid.NewGuid().ToString("N")[..8];
         await db.ExecuteAsync($"INSERT INTO restaurant (id, name) VALUES ('{marker}', 'marker'); DELETE FROM restaurant WHERE id = '{marker}';");

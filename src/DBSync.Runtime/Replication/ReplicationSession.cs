@@ -139,9 +139,12 @@ internal sealed class ReplicationSession
 
             await FlushStatusAsync().ConfigureAwait(false);
         }
-        catch (OperationCanceledException) when (_stopRequested)
+        catch (OperationCanceledException) when (_stopRequested || cancellationToken.IsCancellationRequested)
         {
-            // Stopped while waiting for a frame; the stop callback already sent the confirmed position.
+            // Stopped while waiting for a frame (the stop callback already sent the confirmed position), or a handler
+            // gave up on the stop's token, possibly before the stop callback ran: send the position now.
+            if (Interlocked.Read(ref _framesReceived) > 0)
+                await FlushStatusAsync().ConfigureAwait(false);
         }
         catch (PostgresException e) when (e.SqlState == ObjectInUse)
         {
@@ -368,8 +371,9 @@ internal sealed class ReplicationSession
             // stream stops before any change of the new shape is delivered or acknowledged.
             binding = ColumnBinding.Create(registration.Table, relation, _typeNames);
             Log.RelationBound(_logger, $"{relation.Namespace}.{relation.Name}", relation.RelationId, registration.Table.EntityType.Name);
-            // A changed shape inside a snapshot window means the chunk was read with the old one: it is read again.
-            if (_relations.TryGetValue(relation.RelationId, out var previous) && !previous.Relation.Columns.AsSpan().SequenceEqual(relation.Columns))
+            // A changed shape inside a snapshot window means the chunk may have been read with the old one: it is read
+            // again. The first Relation message of a session cannot be compared with anything, so it counts as a change.
+            if (!_relations.TryGetValue(relation.RelationId, out var previous) || !previous.Relation.Columns.AsSpan().SequenceEqual(relation.Columns))
                 registration.OnShapeChanged();
         }
         _relations[relation.RelationId] = new RelationState(relation, registration, binding);

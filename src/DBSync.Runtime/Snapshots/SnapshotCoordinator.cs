@@ -519,7 +519,8 @@ internal sealed class SnapshotCoordinator
                         RowsRead = job.State.RowsRead + count,
                         RowsEmitted = job.State.RowsEmitted + emitted,
                     };
-                    job.Done = count < chunkSize;
+                    // A short chunk, or one that reached the maximum key, was the last (no empty round to find out).
+                    job.Done = count < chunkSize || (last is not null && last.SequenceEqual(query.MaxKey));
                 }
                 await SaveAsync(cancellationToken).ConfigureAwait(false);
                 await NotifyAsync(new SnapshotChunkCompleted(job.State.DisplayName, chunk, count, emitted, last, attempts), cancellationToken).ConfigureAwait(false);

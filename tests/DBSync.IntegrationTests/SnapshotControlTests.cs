@@ -1,0 +1,288 @@
+using DBSync.IntegrationTests.Infrastructure;
+using DBSync.Sample;
+
+namespace DBSync.IntegrationTests;
+
+/// <summary>Snapshot control: restarts, the initial snapshot, pause/resume, cancel, filters, surrogate keys, several tables
+/// per request, missing tables, the signal table, schema changes inside a chunk, and the order of notifications.</summary>
+[Collection(PostgresCollection.Name)]
+[Trait("Category", "Snapshots")]
+public sealed class SnapshotControlTests(PostgresFixture fixture)
+{
+    private const string HundredRestaurants =
+        "INSERT INTO restaurant (id, name, rating) SELECT 'r-' || lpad(g::text, 3, '0'), 'R' || g, g % 5 FROM generate_series(1, 100) g";
+
+    private static List<string> ReadIds(ChangeRecorder recorder)
+        => recorder.Of<Restaurant>().Where(c => c.Kind == ChangeKind.Read).Select(c => c.New!.Id).ToList();
+
+    [Fact]
+    public async Task RestartInTheMiddleOfAChunk_ContinuesFromTheLastCompletedChunk_ReadingOnlyThatChunkAgain()
+    {
+        await using var db = await TestDatabase.CreateAsync(fixture.Server);
+        await db.ExecuteAsync(HundredRestaurants);
+
+        // First run: the handler stalls on r-045, the fifth row of chunk 5 (chunks of 10), and the run is stopped there.
+        var stalled = new TaskCompletionSource();
+        var first = await StreamRun.StartAsync(db.ConnectionString, (client, recorder) => client.On<Restaurant>(async (c, ct) =>
+        {
+            recorder.Add(c);
+            if (c.Kind == ChangeKind.Read && c.New!.Id == "r-045")
+            {
+                stalled.TrySetResult();
+                await Task.Delay(Timeout.Infinite, ct);
+            }
+        }), configure: o => o.SnapshotChunkSize = 10);
+        _ = first.Client.SnapshotAsync<Restaurant>();
+        await stalled.Task.WaitAsync(TimeSpan.FromSeconds(60));
+        await first.StopAsync();
+        var firstReads = ReadIds(first.Recorder);
+        Assert.Equal(45, firstReads.Count);
+        Assert.Equal(4, first.Recorder.Progress.OfType<SnapshotChunkCompleted>().Count());
+
+        // Second run, same slot: the snapshot continues by itself after chunk 4 (r-040), so r-041..r-045 are read again.
+        await using var second = await StreamRun.StartAsync(db.ConnectionString, configure: o => o.SnapshotChunkSize = 10);
+        await second.WaitUntilAsync(r => r.Progress.OfType<SnapshotTableCompleted>().Any(), "the resumed snapshot to complete");
+        var started = Assert.Single(second.Recorder.Progress.OfType<SnapshotTableStarted>());
+        Assert.True(started.Resumed);
+        Assert.Equal(["r-040"], started.LastKey!);
+        var secondReads = ReadIds(second.Recorder);
+        Assert.Equal(60, secondReads.Count);
+        Assert.Equal(Enumerable.Range(41, 60).Select(i => $"r-{i:000}"), secondReads);
+        var readAgain = firstReads.Intersect(secondReads).Count();
+        Assert.Equal(5, readAgain);
+        Assert.Equal(100, firstReads.Union(secondReads).Count());
+        var completed = Assert.Single(second.Recorder.Progress.OfType<SnapshotTableCompleted>());
+        Assert.Equal(10, completed.Chunks); // numbering continues across the restart
+    }
+
+    [Fact]
+    public async Task InitialSnapshot_OnANewSlot_DeliversEveryTableOnce_WithNotificationsInOrder()
+    {
+        await using var db = await TestDatabase.CreateAsync(fixture.Server);
+        await db.ExecuteAsync("""
+            INSERT INTO users (first_name, user_name, email) SELECT 'u', 'u' || g, 'u' || g || '@x' FROM generate_series(1, 25) g;
+            INSERT INTO restaurant (id, name) SELECT 'r' || g, 'n' FROM generate_series(1, 7) g;
+            """);
+        var replica = new Replica();
+        await using (var run = await StreamRun.StartAsync(db.ConnectionString, (client, recorder) =>
+        {
+            replica.Register(client);
+            StreamRun.RegisterSeedTables(client, recorder);
+        }, configure: o =>
+        {
+            o.InitialSnapshot = true;
+            o.SnapshotChunkSize = 10;
+        }))
+        {
+            await run.WaitUntilAsync(r => r.Progress.OfType<SnapshotsCompleted>().Any(), "the initial snapshot");
+            await replica.AssertEqualsSourceAsync(db.ConnectionString);
+
+            var order = run.Recorder.Progress.Select(p => p switch
+            {
+                SnapshotTableStarted s => $"start {s.Table}",
+                SnapshotChunkCompleted c => $"chunk {c.Table} {c.Chunk} {c.RowsRead}",
+                SnapshotTableCompleted t => $"done {t.Table} {t.RowsEmitted}",
+                SnapshotsCompleted => "all done",
+                _ => p.ToString(),
+            });
+            Assert.Equal(
+            [
+                "start public.users", "chunk public.users 1 10", "chunk public.users 2 10", "chunk public.users 3 5", "done public.users 25",
+                "start public.restaurant", "chunk public.restaurant 1 7", "done public.restaurant 7",
+                "start public.visit", "done public.visit 0",
+                "all done",
+            ], order);
+
+            // Each chunk's notification comes after its rows.
+            var all = run.Recorder.All;
+            var secondChunk = all.ToList().FindIndex(e => e is SnapshotChunkCompleted { Table: "public.users", Chunk: 2 });
+            Assert.Equal(20, all.Take(secondChunk).OfType<Change<User>>().Count(c => c.Kind == ChangeKind.Read));
+            await run.StopAsync();
+        }
+
+        // The slot exists now: a restart does not snapshot again.
+        await using var again = await StreamRun.StartAsync(db.ConnectionString, configure: o => o.InitialSnapshot = true);
+        await db.ExecuteAsync("INSERT INTO restaurant (id, name) VALUES ('later', 'n')");
+        await again.WaitUntilAsync(r => r.Of<Restaurant>().Any(c => c.Kind == ChangeKind.Insert), "the insert");
+        Assert.Empty(again.Recorder.Progress);
+        Assert.DoesNotContain(again.Recorder.Of<Restaurant>(), c => c.Kind == ChangeKind.Read);
+    }
+
+    [Fact]
+    public async Task PauseAndResume_StopBetweenChunks_StreamGoesOn_ThenTheSnapshotFinishes()
+    {
+        await using var db = await TestDatabase.CreateAsync(fixture.Server);
+        await db.ExecuteAsync(HundredRestaurants);
+        var replica = new Replica();
+        await using var run = await StreamRun.StartAsync(db.ConnectionString, (client, recorder) =>
+        {
+            replica.Register(client);
+            StreamRun.RegisterSeedTables(client, recorder);
+        }, configure: o =>
+        {
+            o.SnapshotChunkSize = 10;
+            o.SnapshotChunkDelay = TimeSpan.FromMilliseconds(50);
+        });
+
+        var snapshot = run.Client.SnapshotAsync<Restaurant>();
+        await run.WaitUntilAsync(r => r.Progress.OfType<SnapshotChunkCompleted>().Count() >= 2, "two chunks");
+        run.Client.PauseSnapshots();
+        await run.WaitUntilAsync(r => r.Progress.OfType<SnapshotsPaused>().Any(), "the pause");
+        var chunksWhenPaused = run.Recorder.Progress.OfType<SnapshotChunkCompleted>().Count();
+        await db.ExecuteAsync("UPDATE restaurant SET rating = 42 WHERE id = 'r-090'");
+        await run.WaitUntilAsync(r => r.Of<Restaurant>().Any(c => c.Kind == ChangeKind.Update), "the update while paused");
+        await Task.Delay(500);
+        Assert.Equal(chunksWhenPaused, run.Recorder.Progress.OfType<SnapshotChunkCompleted>().Count());
+        Assert.False(snapshot.IsCompleted);
+
+        run.Client.ResumeSnapshots();
+        await snapshot.WaitAsync(TimeSpan.FromSeconds(60));
+        var kinds = run.Recorder.Progress.Select(p => p.GetType().Name).Distinct().ToList();
+        Assert.Equal(["SnapshotTableStarted", "SnapshotChunkCompleted", "SnapshotsPaused", "SnapshotsResumed", "SnapshotTableCompleted", "SnapshotsCompleted"], kinds);
+        Assert.Equal(100, ReadIds(run.Recorder).Distinct().Count());
+        await SnapshotTests.WaitForStreamToCatchUpAsync(db, replica, run);
+        await replica.AssertEqualsSourceAsync(db.ConnectionString);
+    }
+
+    [Fact]
+    public async Task CancelOneTableOfARequest_OthersFinish_AndTheRequestIsCancelled()
+    {
+        await using var db = await TestDatabase.CreateAsync(fixture.Server);
+        await db.ExecuteAsync(HundredRestaurants);
+        await db.ExecuteAsync("INSERT INTO users (first_name, user_name, email) SELECT 'u', 'u' || g, 'u' || g || '@x' FROM generate_series(1, 30) g");
+        await using var run = await StreamRun.StartAsync(db.ConnectionString, configure: o =>
+        {
+            o.SnapshotChunkSize = 10;
+            o.SnapshotChunkDelay = TimeSpan.FromMilliseconds(50);
+        });
+
+        var request = run.Client.SnapshotAsync([new SnapshotTable("restaurant"), SnapshotTable.Of<User>()]);
+        await run.WaitUntilAsync(r => r.Progress.OfType<SnapshotChunkCompleted>().Any(), "a chunk of restaurant");
+        run.Client.CancelSnapshots("public.restaurant");
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => request.WaitAsync(TimeSpan.FromSeconds(60)));
+        await run.WaitUntilAsync(r => r.Progress.OfType<SnapshotsCompleted>().Any(), "the queue to drain");
+
+        Assert.Contains(run.Recorder.Progress, p => p is SnapshotTableCancelled { Table: "public.restaurant" });
+        Assert.Contains(run.Recorder.Progress, p => p is SnapshotTableCompleted { Table: "public.users", RowsEmitted: 30 });
+        Assert.InRange(ReadIds(run.Recorder).Count, 10, 90);
+    }
+
+    [Fact]
+    public async Task Filter_WithParameters_DeliversOnlyMatchingRows_AndABadFilterFailsClearly()
+    {
+        await using var db = await TestDatabase.CreateAsync(fixture.Server);
+        await db.ExecuteAsync(HundredRestaurants);
+        await using var run = await StreamRun.StartAsync(db.ConnectionString, configure: o => o.SnapshotChunkSize = 4);
+
+        await run.Client.SnapshotAsync([new SnapshotTable("restaurant") { Filter = "rating = $1 AND name LIKE $2", FilterParameters = ["3", "R__%"] }])
+            .WaitAsync(TimeSpan.FromSeconds(60));
+        var expected = Enumerable.Range(1, 100).Where(g => g % 5 == 3 && g >= 10).Select(g => $"r-{g:000}").ToList();
+        Assert.Equal(expected, ReadIds(run.Recorder));
+
+        // A value that would break out of a spliced literal is just a value.
+        await run.Client.SnapshotAsync([new SnapshotTable("restaurant") { Filter = "name = $1", FilterParameters = ["x'; DROP TABLE restaurant; --"] }])
+            .WaitAsync(TimeSpan.FromSeconds(60));
+        Assert.Equal(100, await db.ScalarAsync<long>("SELECT count(*) FROM restaurant"));
+
+        var bad = run.Client.SnapshotAsync([new SnapshotTable("restaurant") { Filter = "no_such_column = $1", FilterParameters = ["1"] }]);
+        var error = await Assert.ThrowsAsync<DBSyncException>(() => bad.WaitAsync(TimeSpan.FromSeconds(60)));
+        Assert.Contains("Snapshot filter of public.restaurant is not valid", error.Message, StringComparison.Ordinal);
+        Assert.Contains("no_such_column", error.Message, StringComparison.Ordinal);
+        Assert.Contains(run.Recorder.Progress, p => p is SnapshotTableFailed { Table: "public.restaurant" });
+
+        // A filter cannot write: the chunk query runs read-only.
+        var writing = run.Client.SnapshotAsync([new SnapshotTable("restaurant") { Filter = "(SELECT count(*) FROM (DELETE FROM visit RETURNING 1) d) >= 0" }]);
+        await Assert.ThrowsAsync<DBSyncException>(() => writing.WaitAsync(TimeSpan.FromSeconds(60)));
+    }
+
+    [Fact]
+    public async Task SurrogateChunkKey_PagesByThatColumn_AndAKeyThatCanRepeatIsRefused()
+    {
+        await using var db = await TestDatabase.CreateAsync(fixture.Server);
+        // Emails sort in another order than ids, so paging by email is visible in the chunks' last keys.
+        await db.ExecuteAsync("INSERT INTO users (first_name, user_name, email) SELECT 'u', 'u' || g, 'm' || (1000 - g) || '@x' FROM generate_series(1, 23) g");
+        await using var run = await StreamRun.StartAsync(db.ConnectionString, configure: o => o.SnapshotChunkSize = 5);
+
+        await run.Client.SnapshotAsync([new SnapshotTable("users") { ChunkKey = "email" }]).WaitAsync(TimeSpan.FromSeconds(60));
+        var reads = run.Recorder.Of<User>().Where(c => c.Kind == ChangeKind.Read).Select(c => c.New!.Email).ToList();
+        Assert.Equal(23, reads.Distinct().Count());
+        Assert.Equal(reads.Order(StringComparer.Ordinal), reads);
+        var lastKeys = run.Recorder.Progress.OfType<SnapshotChunkCompleted>().Select(c => c.LastKey![0]).ToList();
+        Assert.Equal(["m981@x", "m986@x", "m991@x", "m996@x", "m999@x"], lastKeys);
+
+        var bad = run.Client.SnapshotAsync([new SnapshotTable("users") { ChunkKey = "address" }]);
+        var error = await Assert.ThrowsAsync<DBSyncException>(() => bad.WaitAsync(TimeSpan.FromSeconds(60)));
+        Assert.Contains("chunk key \"address\" of public.users lacks NOT NULL and a unique index", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task TableListedTwice_IsSnapshottedOnce_AndAMissingTableIsReportedAndSkipped()
+    {
+        await using var db = await TestDatabase.CreateAsync(fixture.Server);
+        await db.ExecuteAsync(HundredRestaurants);
+        await using var run = await StreamRun.StartAsync(db.ConnectionString, configure: o => o.SnapshotChunkSize = 30);
+
+        await run.Client.SnapshotAsync([new SnapshotTable("restaurant"), new SnapshotTable("no_such_table"), new SnapshotTable("public.restaurant")])
+            .WaitAsync(TimeSpan.FromSeconds(60));
+        Assert.Equal(100, ReadIds(run.Recorder).Count);
+        Assert.Equal(100, ReadIds(run.Recorder).Distinct().Count());
+        var skipped = run.Recorder.Progress.OfType<SnapshotTableSkipped>().ToList();
+        Assert.Equal(2, skipped.Count);
+        Assert.Contains(skipped, s => s.Table == "public.restaurant" && s.Reason.Contains("more than once", StringComparison.Ordinal));
+        Assert.Contains(skipped, s => s.Table == "public.no_such_table" && s.Reason.Contains("no type mapping it is registered", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task SignalTable_RowsInsertedWithSql_StartPauseAndResumeSnapshots()
+    {
+        await using var db = await TestDatabase.CreateAsync(fixture.Server);
+        await db.ExecuteAsync(HundredRestaurants);
+        await using var run = await StreamRun.StartAsync(db.ConnectionString, configure: o =>
+        {
+            o.SignalTable = "dbsync_signal";
+            o.SnapshotChunkSize = 10;
+        });
+
+        await db.ExecuteAsync("INSERT INTO dbsync_signal (kind) VALUES ('pause')");
+        await run.WaitUntilAsync(r => r.Progress.OfType<SnapshotsPaused>().Any(), "the pause signal");
+        await db.ExecuteAsync("INSERT INTO dbsync_signal (kind, tables, filter, filter_parameters) VALUES ('snapshot', ARRAY['restaurant'], 'rating = $1', ARRAY['0'])");
+        await Task.Delay(500);
+        Assert.Empty(ReadIds(run.Recorder));
+
+        await db.ExecuteAsync("INSERT INTO dbsync_signal (kind) VALUES ('resume')");
+        await run.WaitUntilAsync(r => r.Progress.OfType<SnapshotTableCompleted>().Any(), "the signalled snapshot");
+        Assert.Equal(Enumerable.Range(1, 100).Where(g => g % 5 == 0).Select(g => $"r-{g:000}"), ReadIds(run.Recorder));
+        // Signal rows are control, not data: they never reach change handlers or count as changes.
+        Assert.All(run.Recorder.Transactions, t => Assert.Equal(0, t.ChangeCount));
+    }
+
+    [Fact]
+    public async Task SchemaChangeBetweenTheWatermarks_TheChunkIsReadAgainWithTheNewShape()
+    {
+        await using var db = await TestDatabase.CreateAsync(fixture.Server);
+        await db.ExecuteAsync(HundredRestaurants);
+        var replica = new Replica();
+        await using var run = await StreamRun.StartAsync(db.ConnectionString, (client, recorder) =>
+        {
+            replica.Register(client);
+            StreamRun.RegisterSeedTables(client, recorder);
+            client.Snapshots.AfterChunkRead = async (table, chunk, _) =>
+            {
+                if (chunk == 2 && !recorder.Progress.OfType<SnapshotChunkCompleted>().Any(c => c.Chunk == 2))
+                {
+                    // The table changes shape after the chunk was read; a change of it reaches the stream before H.
+                    await db.ExecuteAsync("ALTER TABLE restaurant ALTER COLUMN name TYPE text");
+                    await db.ExecuteAsync("UPDATE restaurant SET name = 'renamed' WHERE id = 'r-015'");
+                }
+            };
+        }, configure: o => o.SnapshotChunkSize = 10);
+
+        await run.Client.SnapshotAsync<Restaurant>().WaitAsync(TimeSpan.FromSeconds(60));
+        var chunks = run.Recorder.Progress.OfType<SnapshotChunkCompleted>().ToList();
+        Assert.Equal(2, chunks.Single(c => c.Chunk == 2).Attempts);
+        Assert.All(chunks.Where(c => c.Chunk != 2), c => Assert.Equal(1, c.Attempts));
+        Assert.Equal(9, chunks.Single(c => c.Chunk == 2).RowsEmitted); // r-015 came through the stream
+        await SnapshotTests.WaitForStreamToCatchUpAsync(db, replica, run);
+        await replica.AssertEqualsSourceAsync(db.ConnectionString);
+    }
+}
