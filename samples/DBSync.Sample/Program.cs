@@ -30,6 +30,7 @@ static async Task RunSampleAsync(string connectionString)
 {
     const int expectedChanges = 11; // 7 inserts, 3 updates, 1 delete
     var received = 0;
+    var snapshotsDone = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
     var allReceived = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
     void Count()
     {
@@ -72,12 +73,29 @@ static async Task RunSampleAsync(string connectionString)
         {
             Console.WriteLine($"-- commit xid={tx.Xid} changes={tx.ChangeCount} commit_lsn={tx.CommitLsn} at {tx.CommitTime:HH:mm:ss.fff}");
             return ValueTask.CompletedTask;
-        });
+        })
+        .OnSnapshotProgress(progress => Console.WriteLine(progress switch
+        {
+            SnapshotTableStarted started => $"== snapshot of {started.Table} started",
+            SnapshotChunkCompleted chunk => $"== chunk {chunk.Chunk} of {chunk.Table}: {chunk.RowsEmitted} of {chunk.RowsRead} rows delivered, last key ({string.Join(", ", chunk.LastKey ?? [])})",
+            SnapshotTableCompleted done => $"== snapshot of {done.Table} done: {done.RowsEmitted} rows",
+            SnapshotsCompleted => Done("== all requested snapshots done"),
+            _ => $"== {progress}",
+        }));
+
+    string Done(string message)
+    {
+        snapshotsDone.TrySetResult();
+        return message;
+    }
 
     using var stop = new CancellationTokenSource();
     var run = client.RunAsync(stop.Token);
     await Task.WhenAny(client.Streaming, run);
     await client.Streaming; // surfaces a setup error (wal_level, privileges, missing tables) with its message
+    // The slot is new, so the initial snapshot (on by default) reads the three tables first: they are still empty.
+    await snapshotsDone.Task.WaitAsync(TimeSpan.FromSeconds(60));
+    snapshotsDone = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
     Console.WriteLine("Streaming; writing changes...");
 
     await using (var connection = new NpgsqlConnection(connectionString))
@@ -118,9 +136,7 @@ static async Task RunSampleAsync(string connectionString)
 
     // The full current state of every table, read in chunks while the stream runs (DBLog): each row arrives as a Read.
     Console.WriteLine("Snapshot of all three tables:");
-    await client.SnapshotAsync<User>();
-    await client.SnapshotAsync<Restaurant>();
-    await client.SnapshotAsync<Visit>();
+    await client.SnapshotAsync([SnapshotTable.Of<User>(), SnapshotTable.Of<Restaurant>(), SnapshotTable.Of<Visit>()]);
 
     await stop.CancelAsync();
     await run;

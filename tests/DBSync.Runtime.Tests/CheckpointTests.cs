@@ -1,0 +1,125 @@
+using DBSync.Checkpoints;
+using MessagePack;
+
+namespace DBSync.Runtime.Tests;
+
+public sealed class CheckpointTests
+{
+    private static Checkpoint Sample() => new()
+    {
+        Slot = "orders_sync",
+        ConfirmedLsn = 0x1_0000_2000,
+        SavedAt = new DateTime(2026, 11, 24, 10, 30, 0, DateTimeKind.Utc),
+        Paused = true,
+        LastSignalLsn = 0x1_0000_1000,
+        Jobs =
+        [
+            new JobState
+            {
+                Schema = "public", Name = "visit", Started = true, MaxKey = ["120", "r-060"], LastKey = ["7", "r-003"],
+                Chunks = 3, RowsRead = 21, RowsEmitted = 19,
+            },
+            new JobState { Schema = "sales", Name = "orders", Filter = "region = $1 AND note IS NOT DISTINCT FROM $2", FilterParameters = ["eu", null], ChunkKey = "seq" },
+        ],
+    };
+
+    [Fact]
+    public void RoundTrip_KeepsEveryField()
+    {
+        var original = Sample();
+        var copy = Checkpoint.Deserialize(original.Serialize(), "test");
+
+        Assert.Equal(original.Slot, copy.Slot);
+        Assert.Equal(original.ConfirmedLsn, copy.ConfirmedLsn);
+        Assert.Equal(original.SavedAt, copy.SavedAt);
+        Assert.True(copy.Paused);
+        Assert.Equal(original.LastSignalLsn, copy.LastSignalLsn);
+        Assert.Equal(2, copy.Jobs.Count);
+        var visit = copy.Jobs[0];
+        Assert.Equal(("public", "visit", true, 3L, 21L, 19L), (visit.Schema, visit.Name, visit.Started, visit.Chunks, visit.RowsRead, visit.RowsEmitted));
+        Assert.Equal(["120", "r-060"], visit.MaxKey!);
+        Assert.Equal(["7", "r-003"], visit.LastKey!);
+        Assert.Null(visit.Filter);
+        Assert.Null(visit.ChunkKey);
+        var orders = copy.Jobs[1];
+        Assert.Equal(original.Jobs[1].Filter, orders.Filter);
+        Assert.Equal(["eu", null], orders.FilterParameters);
+        Assert.Equal("seq", orders.ChunkKey);
+        Assert.Null(orders.MaxKey);
+        Assert.Null(orders.LastKey);
+        Assert.False(orders.Started);
+    }
+
+    [Fact]
+    public void Record_IsAVersionedMessagePackArray()
+    {
+        var bytes = Sample().Serialize();
+        var reader = new MessagePackReader(bytes);
+        Assert.Equal(7, reader.ReadArrayHeader());
+        Assert.Equal(Checkpoint.CurrentVersion, reader.ReadInt32());
+        Assert.Equal("orders_sync", reader.ReadString());
+    }
+
+    [Fact]
+    public void NewerVersion_IsRefusedWithAMessageThatSaysWhatToDo()
+    {
+        var bytes = Sample().Serialize();
+        bytes[1] = (byte)(Checkpoint.CurrentVersion + 1); // the version is a positive fixint right after the array header
+        var error = Assert.Throws<DBSyncException>(() => Checkpoint.Deserialize(bytes, "of slot \"orders_sync\""));
+        Assert.Contains($"has version {Checkpoint.CurrentVersion + 1}", error.Message, StringComparison.Ordinal);
+        Assert.Contains("upgrade, or delete the checkpoint", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void LaterFieldsOfTheSameVersion_AreSkipped()
+    {
+        var bytes = Sample().Serialize();
+        // Append one field to the top-level array: fixarray 7 (0x97) becomes 8 (0x98), plus a trailing string.
+        Assert.Equal(0x97, bytes[0]);
+        var extended = bytes.Concat(new byte[] { 0xa3, (byte)'n', (byte)'e', (byte)'w' }).ToArray();
+        extended[0] = 0x98;
+        Assert.Equal("orders_sync", Checkpoint.Deserialize(extended, "test").Slot);
+    }
+
+    [Theory]
+    [InlineData(new byte[0])]
+    [InlineData(new byte[] { 0x97, 0x01 })]
+    [InlineData(new byte[] { 0xc1, 0xc1, 0xc1 })]
+    public void DamagedOrTruncatedBytes_AreRefused(byte[] bytes)
+    {
+        var error = Assert.Throws<DBSyncException>(() => Checkpoint.Deserialize(bytes, "in file x"));
+        Assert.Contains("Checkpoint in file x is", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task FileStore_SavesLoadsAndReplaces_PerSlot()
+    {
+        var directory = Path.Combine(Path.GetTempPath(), "dbsync-checkpoints-" + Guid.NewGuid().ToString("N"));
+        try
+        {
+            var store = new FileCheckpointStore(directory);
+            Assert.Null(await store.LoadAsync("a", CancellationToken.None));
+            await store.SaveAsync("a", new byte[] { 1, 2, 3 }, CancellationToken.None);
+            await store.SaveAsync("b", new byte[] { 9 }, CancellationToken.None);
+            await store.SaveAsync("a", new byte[] { 4, 5 }, CancellationToken.None);
+            Assert.Equal([4, 5], await store.LoadAsync("a", CancellationToken.None));
+            Assert.Equal([9], await store.LoadAsync("b", CancellationToken.None));
+            Assert.Equal(["a.dbsync-checkpoint", "b.dbsync-checkpoint"], Directory.GetFiles(directory).Select(Path.GetFileName).Order());
+        }
+        finally
+        {
+            if (Directory.Exists(directory))
+                Directory.Delete(directory, recursive: true);
+        }
+    }
+
+    [Theory]
+    [InlineData("Bad Name")]
+    [InlineData("a.b.c")]
+    [InlineData("x\"; DROP TABLE y; --")]
+    public void PostgresStore_RefusesATableNameThatIsNotPlain(string table)
+    {
+        var error = Assert.Throws<ArgumentException>(() => new PostgresCheckpointStore("Host=unused", table));
+        Assert.Contains("lower-case letters, digits and underscores", error.Message, StringComparison.Ordinal);
+    }
+}
