@@ -216,6 +216,7 @@ public sealed class DBSyncClient
             catch (OperationCanceledException)
             {
             }
+            await _snapshots.ReleaseAsync().ConfigureAwait(false);
             _streaming.TrySetCanceled(CancellationToken.None);
             Volatile.Write(ref _running, 0);
         }

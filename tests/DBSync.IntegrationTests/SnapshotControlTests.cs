@@ -12,6 +12,13 @@ public sealed class SnapshotControlTests(PostgresFixture fixture)
     private const string HundredRestaurants =
         "INSERT INTO restaurant (id, name, rating) SELECT 'r-' || lpad(g::text, 3, '0'), 'R' || g, g % 5 FROM generate_series(1, 100) g";
 
+    /// <summary>Registers the recording handlers and a replica that applies every change.</summary>
+    private static Action<DBSyncClient, ChangeRecorder> RecordInto(Replica replica) => (client, recorder) =>
+    {
+        replica.Register(client);
+        StreamRun.RegisterSeedTables(client, recorder);
+    };
+
     private static List<string> ReadIds(ChangeRecorder recorder)
         => recorder.Of<Restaurant>().Where(c => c.Kind == ChangeKind.Read).Select(c => c.New!.Id).ToList();
 
@@ -64,11 +71,7 @@ public sealed class SnapshotControlTests(PostgresFixture fixture)
             INSERT INTO restaurant (id, name) SELECT 'r' || g, 'n' FROM generate_series(1, 7) g;
             """);
         var replica = new Replica();
-        await using (var run = await StreamRun.StartAsync(db.ConnectionString, (client, recorder) =>
-        {
-            replica.Register(client);
-            StreamRun.RegisterSeedTables(client, recorder);
-        }, configure: o =>
+        await using (var run = await StreamRun.StartAsync(db.ConnectionString, RecordInto(replica), configure: o =>
         {
             o.InitialSnapshot = true;
             o.SnapshotChunkSize = 10;
@@ -114,11 +117,7 @@ public sealed class SnapshotControlTests(PostgresFixture fixture)
         await using var db = await TestDatabase.CreateAsync(fixture.Server);
         await db.ExecuteAsync(HundredRestaurants);
         var replica = new Replica();
-        await using var run = await StreamRun.StartAsync(db.ConnectionString, (client, recorder) =>
-        {
-            replica.Register(client);
-            StreamRun.RegisterSeedTables(client, recorder);
-        }, configure: o =>
+        await using var run = await StreamRun.StartAsync(db.ConnectionString, RecordInto(replica), configure: o =>
         {
             o.SnapshotChunkSize = 10;
             o.SnapshotChunkDelay = TimeSpan.FromMilliseconds(50);

@@ -9,13 +9,15 @@ namespace DBSync;
 /// the role then needs <c>CREATE</c> on the schema (or create the table once as its owner and grant
 /// <c>SELECT, INSERT, UPDATE</c> on it).
 /// </summary>
-public sealed partial class PostgresCheckpointStore : ICheckpointStore
+public sealed partial class PostgresCheckpointStore : ICheckpointStore, IAsyncDisposable
 {
     private const string UndefinedTable = "42P01";
     private const string InsufficientPrivilege = "42501";
 
     private readonly string _connectionString;
     private readonly string _qualifiedTable;
+    private readonly SemaphoreSlim _gate = new(1, 1);
+    private NpgsqlConnection? _saveConnection;
 
     /// <summary>Creates a store.</summary>
     /// <param name="connectionString">An Npgsql connection string (the source database, or any other).</param>
@@ -64,18 +66,27 @@ public sealed partial class PostgresCheckpointStore : ICheckpointStore
     }
 
     /// <inheritdoc />
+    /// <remarks>Saves come after every snapshot chunk, so they reuse one open connection and take one round trip.</remarks>
     public async Task SaveAsync(string slotName, ReadOnlyMemory<byte> checkpoint, CancellationToken cancellationToken)
     {
-        await using var connection = new NpgsqlConnection(_connectionString);
-        await connection.OpenAsync(cancellationToken).ConfigureAwait(false);
+        await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
-            await UpsertAsync(connection, slotName, checkpoint, cancellationToken).ConfigureAwait(false);
-        }
-        catch (PostgresException e) when (e.SqlState == UndefinedTable)
-        {
-            await CreateTableAsync(connection, cancellationToken).ConfigureAwait(false);
-            await UpsertAsync(connection, slotName, checkpoint, cancellationToken).ConfigureAwait(false);
+            if (_saveConnection is null)
+            {
+                var connection = new NpgsqlConnection(_connectionString);
+                await connection.OpenAsync(cancellationToken).ConfigureAwait(false);
+                _saveConnection = connection;
+            }
+            try
+            {
+                await UpsertAsync(_saveConnection, slotName, checkpoint, cancellationToken).ConfigureAwait(false);
+            }
+            catch (PostgresException e) when (e.SqlState == UndefinedTable)
+            {
+                await CreateTableAsync(_saveConnection, cancellationToken).ConfigureAwait(false);
+                await UpsertAsync(_saveConnection, slotName, checkpoint, cancellationToken).ConfigureAwait(false);
+            }
         }
         catch (PostgresException e) when (e.SqlState == InsufficientPrivilege)
         {
@@ -83,25 +94,66 @@ public sealed partial class PostgresCheckpointStore : ICheckpointStore
                 $"Cannot write checkpoint table {Table} ({e.MessageText}). Grant SELECT, INSERT, UPDATE ON {Table} to the role DBSync connects as, " +
                 "or set DBSyncOptions.CheckpointStore to another store (for example new FileCheckpointStore(directory)).", e);
         }
+        catch (Exception e) when (e is NpgsqlException or OperationCanceledException or InvalidOperationException)
+        {
+            // The connection may be broken or mid-command: the next save opens a new one.
+            await CloseAsync().ConfigureAwait(false);
+            throw;
+        }
+        finally
+        {
+            _gate.Release();
+        }
+    }
+
+    /// <summary>Closes the connection kept for saves.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        await _gate.WaitAsync().ConfigureAwait(false);
+        try
+        {
+            await CloseAsync().ConfigureAwait(false);
+        }
+        finally
+        {
+            _gate.Release();
+        }
+    }
+
+    private async Task CloseAsync()
+    {
+        if (_saveConnection is { } connection)
+        {
+            _saveConnection = null;
+            await connection.DisposeAsync().ConfigureAwait(false);
+        }
     }
 
     private async Task UpsertAsync(NpgsqlConnection connection, string slotName, ReadOnlyMemory<byte> checkpoint, CancellationToken cancellationToken)
     {
         // Durable on the source itself, without waiting for synchronous standbys: a snapshot must not stall while a
-        // standby is away (the slot, too, lives only on this server).
-        await using var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
-        await using (var local = new NpgsqlCommand("SET LOCAL synchronous_commit = local", connection, transaction))
-            await local.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
-        await using (var command = new NpgsqlCommand(
+        // standby is away (the slot, too, lives only on this server). One batch: one round trip.
+        await using var batch = new NpgsqlBatch(connection);
+        batch.BatchCommands.Add(new NpgsqlBatchCommand("BEGIN"));
+        batch.BatchCommands.Add(new NpgsqlBatchCommand("SET LOCAL synchronous_commit = local"));
+        var upsert = new NpgsqlBatchCommand(
             $"INSERT INTO {_qualifiedTable} (slot_name, checkpoint, saved_at) VALUES ($1, $2, now()) " +
-            "ON CONFLICT (slot_name) DO UPDATE SET checkpoint = EXCLUDED.checkpoint, saved_at = EXCLUDED.saved_at",
-            connection, transaction))
+            "ON CONFLICT (slot_name) DO UPDATE SET checkpoint = EXCLUDED.checkpoint, saved_at = EXCLUDED.saved_at");
+        upsert.Parameters.Add(new NpgsqlParameter { Value = slotName });
+        upsert.Parameters.Add(new NpgsqlParameter { Value = checkpoint.ToArray() });
+        batch.BatchCommands.Add(upsert);
+        batch.BatchCommands.Add(new NpgsqlBatchCommand("COMMIT"));
+        try
         {
-            command.Parameters.Add(new NpgsqlParameter { Value = slotName });
-            command.Parameters.Add(new NpgsqlParameter { Value = checkpoint.ToArray() });
-            await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+            await batch.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
         }
-        await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+        catch (PostgresException)
+        {
+            // A failed statement leaves the explicit transaction open (the rest of the batch was skipped).
+            await using var rollback = new NpgsqlCommand("ROLLBACK", connection);
+            await rollback.ExecuteNonQueryAsync(CancellationToken.None).ConfigureAwait(false);
+            throw;
+        }
     }
 
     private async Task CreateTableAsync(NpgsqlConnection connection, CancellationToken cancellationToken)

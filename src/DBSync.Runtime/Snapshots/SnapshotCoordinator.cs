@@ -295,6 +295,13 @@ internal sealed class SnapshotCoordinator
         }
     }
 
+    /// <summary>The run ended: close what the default store keeps open (it reopens on the next save).</summary>
+    public async Task ReleaseAsync()
+    {
+        if (_options.CheckpointStore is null && _store is IAsyncDisposable disposable)
+            await disposable.DisposeAsync().ConfigureAwait(false);
+    }
+
     // ---- Stream side ----
 
     /// <summary>Stream side: a transaction committed (its xid is remembered for the visibility fence).</summary>
