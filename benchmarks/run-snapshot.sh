@@ -1,11 +1,21 @@
 #!/usr/bin/env bash
-# End-to-end snapshot benchmark (README.md, "Benchmarks"). On a throwaway PostgreSQL (or the one POSTGRES_* names):
-#  - a full DBSync snapshot of 1M rows of the seed's users table, delivered as typed Read changes, against a binary
-#    COPY of the same table into the same User objects, in the same run (medians of 3, alternating);
-#  - pgbench tps (scale 10, 4 clients, 10 s) while snapshots run, against tps without them (medians of 3 pairs);
-#  - peak working set of a process snapshotting 1M and then 5M rows.
-# The last three lines are the ratios. `benchmarks/run-snapshot.sh chunks [rows]` instead times the chunk sizes.
+# End-to-end snapshot benchmark (benchmarks/DBSync.SnapshotBench), on a throwaway PostgreSQL cluster (initdb from
+# /usr/lib/postgresql/*/bin or PG_BIN) unless POSTGRES_HOST names a server with wal_level=logical:
+#   1. DBSync's full snapshot of 1M users rows into User objects against a binary COPY of the same rows into the same
+#      objects, same process, alternating, medians of 3;
+#   2. pgbench tps (-s 10 -c 4 -j 2 -T 15), medians of 3: without logical replication, with pg_recvlogical streaming,
+#      with DBSync streaming, and with DBSync streaming while it snapshots users back to back; the tps ratio is the
+#      last against DBSync streaming without snapshots (the snapshot's cost), the others are printed above it;
+#   3. peak working set of a child process that snapshots 1M, then 5M users rows.
+# Prints the raw figures, then as its last three lines the ratios. Options (all optional):
+#   benchmarks/run-snapshot.sh [--rows N] [--big-rows N] [--rounds N] [--pgbench-seconds N] [--pgbench-scale N]
+#                              [--chunk-size N] [--busy-share X]
+#   benchmarks/run-snapshot.sh chunks [--rows N] [--rounds N]    snapshot time per chunk size, as a ratio to COPY
 set -euo pipefail
 cd "$(dirname "$0")/.."
-dotnet build benchmarks/DBSync.SnapshotBench -c Release -v quiet -nologo >/dev/null
-exec dotnet benchmarks/DBSync.SnapshotBench/bin/Release/net10.0/DBSync.SnapshotBench.dll "${@:-all}"
+
+command -v dotnet >/dev/null 2>&1 || { echo "The .NET 10 SDK is required (dotnet not found on PATH)." >&2; exit 1; }
+
+project=benchmarks/DBSync.SnapshotBench
+dotnet build "$project/DBSync.SnapshotBench.csproj" -c Release -nologo -v quiet >&2
+exec dotnet "$project/bin/Release/net10.0/DBSync.SnapshotBench.dll" "$@"

@@ -143,17 +143,26 @@ internal sealed class TableRegistration<T> : TableRegistration where T : ISyncTa
 
             await using var command = new NpgsqlCommand(query.ChunkSql(lastKey is not null, chunkSize), connection, transaction);
             query.AddParameters(command, lastKey);
-            await using (var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
+            await using (var reader = await command.ExecuteReaderAsync(CommandBehavior.SequentialAccess, cancellationToken).ConfigureAwait(false))
             {
                 var columns = T.TableInfo.Columns.Length;
                 while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
                 {
                     var row = new SnapshotRowReader(reader, T.TableInfo);
                     rows.Add(T.ReadRow(ref row));
-                    last ??= new string[query.KeyColumns.Length];
-                    for (var i = 0; i < last.Length; i++)
-                        last[i] = reader.GetString(columns + i);
+                    // Only the last row's key is needed: reading every row's would cost a string per row.
+                    if (rows.Count == chunkSize)
+                        last = ReadKey(reader, columns, query.KeyColumns.Length);
                 }
+            }
+            if (rows.Count is > 0 && rows.Count < chunkSize)
+            {
+                // A short chunk read the whole rest of the range: its last row has the range's highest key.
+                await using var highest = new NpgsqlCommand(query.LastKeySql(lastKey is not null), connection, transaction);
+                query.AddParameters(highest, lastKey);
+                await using var reader = await highest.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+                await reader.ReadAsync(cancellationToken).ConfigureAwait(false);
+                last = ReadKey(reader, 0, query.KeyColumns.Length);
             }
             await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
         }
@@ -161,6 +170,14 @@ internal sealed class TableRegistration<T> : TableRegistration where T : ISyncTa
         var count = rows.Count;
         ActiveWindow(chunk).SetChunk(chunk, rows, visibility);
         return (count, last);
+    }
+
+    private static string[] ReadKey(NpgsqlDataReader reader, int first, int count)
+    {
+        var key = new string[count];
+        for (var i = 0; i < count; i++)
+            key[i] = reader.GetString(first + i);
+        return key;
     }
 
     public override void SetFence(long chunk, SnapshotVisibility visibility) => ActiveWindow(chunk).SetChunk(chunk, [], visibility);

@@ -127,11 +127,16 @@ internal sealed class SnapshotQuery
     /// <summary>The chunk SELECT: the entity's columns in order, then the chunk key columns as text. Parameters: the
     /// filter's, then the last key of the previous chunk (when <paramref name="hasLastKey"/>), then the maximum key.</summary>
     public string ChunkSql(bool hasLastKey, int chunkSize)
+        => RangeSql(string.Join(", ", Table.Columns.Select(c => SyncTableInfo.QuoteIdentifier(c.Name))) + ", " + KeyTexts(), hasLastKey, "", chunkSize);
+
+    /// <summary>The key (as text) of the last row <see cref="ChunkSql"/> returns when that is fewer rows than asked for
+    /// (every row of the range): in the chunk's transaction it is the range's highest key. Same parameters.</summary>
+    public string LastKeySql(bool hasLastKey) => RangeSql(KeyTexts(), hasLastKey, " DESC", 1);
+
+    private string RangeSql(string selectList, bool hasLastKey, string direction, int limit)
     {
         var keyList = "(" + string.Join(", ", KeyColumns.Select(SyncTableInfo.QuoteIdentifier)) + ")";
-        var sql = new StringBuilder("SELECT ");
-        sql.AppendJoin(", ", Table.Columns.Select(c => SyncTableInfo.QuoteIdentifier(c.Name)));
-        sql.Append(", ").Append(KeyTexts());
+        var sql = new StringBuilder("SELECT ").Append(selectList);
         sql.Append(" FROM ").Append(Table.QualifiedName).Append(" WHERE ");
         var parameter = FilterParameters.Count + 1;
         if (Filter is not null)
@@ -139,8 +144,8 @@ internal sealed class SnapshotQuery
         if (hasLastKey)
             sql.Append(keyList).Append(" > ").Append(KeyParameters(ref parameter)).Append(" AND ");
         sql.Append(keyList).Append(" <= ").Append(KeyParameters(ref parameter));
-        sql.Append(" ORDER BY ").AppendJoin(", ", KeyColumns.Select(SyncTableInfo.QuoteIdentifier));
-        sql.Append(" LIMIT ").Append(chunkSize);
+        sql.Append(" ORDER BY ").AppendJoin(", ", KeyColumns.Select(k => SyncTableInfo.QuoteIdentifier(k) + direction));
+        sql.Append(" LIMIT ").Append(limit);
         return sql.ToString();
     }
 

@@ -1,0 +1,302 @@
+using System.Diagnostics;
+using System.Globalization;
+using DBSync.Testing;
+
+namespace DBSync.SnapshotBench;
+
+/// <summary>The whole benchmark: the three measurements in one run against one server, then the figures and ratios.</summary>
+internal static class FullRun
+{
+    private const double MiB = 1024 * 1024;
+
+    public static async Task<int> RunAsync(BenchSettings settings)
+    {
+        var total = Stopwatch.StartNew();
+        Report? report = null;
+        await using (var server = await PostgresServer.StartAsync())
+        {
+            var version = await server.ScalarAsync<string>("SHOW server_version");
+            var origin = server.IsThrowaway ? "throwaway" : "POSTGRES_HOST";
+            Log($"PostgreSQL {version} ({origin}, port {server.Port}); {Environment.ProcessorCount} cores; .NET {Environment.Version}");
+            var database = await server.CreateDatabaseAsync("dbsync_snapshot_bench");
+            try
+            {
+                if (settings.Mode == BenchSettings.ChunksMode)
+                    await ChunkSweepAsync(server.ConnectionStringFor(database), settings);
+                else
+                    report = await MeasureAsync(server, server.ConnectionStringFor(database), settings);
+            }
+            finally
+            {
+                await server.DropDatabaseAsync(database);
+            }
+        }
+
+        report?.Print(settings, total.Elapsed);
+        return 0;
+    }
+
+    /// <summary>How the default chunk size was chosen: DBSync's snapshot time per chunk size, against COPY, medians.</summary>
+    private static async Task ChunkSweepAsync(string connectionString, BenchSettings settings)
+    {
+        await UsersTable.CreateSchemaAsync(connectionString);
+        await UsersTable.LoadAsync(connectionString, 1, settings.Rows);
+        var counter = new RowCounter();
+        var copies = new List<double>();
+        for (var round = 0; round < settings.Rounds; round++)
+        {
+            counter.Reset();
+            copies.Add(CopyBaseline.Read(connectionString, counter));
+            Check("COPY", counter, settings.Rows);
+        }
+        var copy = Median(copies);
+        Log($"{settings.Rows:N0} users rows; binary COPY {copy:0.000} s (median of {settings.Rounds})");
+        foreach (var size in new[] { 256, 1024, 4096, 8192, 16384, 65536 })
+        {
+            await using var runner = await DbSyncRunner.StartAsync(connectionString, $"dbsync_bench_chunk_{size}", size, settings.BusyShare);
+            var times = new List<double>();
+            for (var round = 0; round < settings.Rounds; round++)
+            {
+                runner.Counter.Reset();
+                times.Add(await runner.SnapshotAsync());
+                Check("DBSync snapshot", runner.Counter, settings.Rows);
+            }
+            Log($"chunk size {size,6}: {Median(times):0.000} s, ratio to COPY {Median(times) / copy:0.00}");
+        }
+    }
+
+    private static async Task<Report> MeasureAsync(PostgresServer server, string connectionString, BenchSettings settings)
+    {
+        var report = new Report();
+        await UsersTable.CreateSchemaAsync(connectionString);
+        var load = await UsersTable.LoadAsync(connectionString, 1, settings.Rows);
+        report.TableBytes = await UsersTable.TableBytesAsync(connectionString);
+        Log($"loaded {settings.Rows:N0} users rows in {load:0.0} s (table {report.TableBytes / MiB:0.0} MB without indexes)");
+
+        await MeasureSnapshotAsync(connectionString, settings, report);
+        await MeasureTpsAsync(server, connectionString, settings, report);
+        await MeasureMemoryAsync(connectionString, settings, report);
+        return report;
+    }
+
+    /// <summary>1. DBSync's snapshot and a binary COPY, alternately (the order flips every round), after one warm-up each.</summary>
+    private static async Task MeasureSnapshotAsync(string connectionString, BenchSettings settings, Report report)
+    {
+        var copyCounter = new RowCounter();
+        await using var runner = await DbSyncRunner.StartAsync(connectionString, "dbsync_bench_snapshot", settings.ChunkSize, settings.BusyShare);
+
+        double Copy()
+        {
+            copyCounter.Reset();
+            Collect();
+            var seconds = CopyBaseline.Read(connectionString, copyCounter);
+            Check("COPY", copyCounter, settings.Rows);
+            return seconds;
+        }
+
+        async Task<double> SnapshotAsync()
+        {
+            runner.Counter.Reset();
+            Collect();
+            var seconds = await runner.SnapshotAsync();
+            Check("DBSync snapshot", runner.Counter, settings.Rows);
+            return seconds;
+        }
+
+        var warmCopy = Copy();
+        var warmSnapshot = await SnapshotAsync();
+        Log($"warm-up (not counted): copy {warmCopy:0.000} s, dbsync {warmSnapshot:0.000} s");
+        for (var round = 1; round <= settings.Rounds; round++)
+        {
+            double copy, snapshot;
+            if (round % 2 == 1)
+            {
+                copy = Copy();
+                snapshot = await SnapshotAsync();
+            }
+            else
+            {
+                snapshot = await SnapshotAsync();
+                copy = Copy();
+            }
+            report.Copy.Add(copy);
+            report.Snapshot.Add(snapshot);
+            Log($"round {round}: copy {copy:0.000} s, dbsync {snapshot:0.000} s ({snapshot / copy:0.00}x)");
+        }
+    }
+
+    /// <summary>
+    /// 2. pgbench without logical replication, with pg_recvlogical (pgoutput, to /dev/null) streaming the publication,
+    /// with DBSync streaming only, and with DBSync streaming and snapshotting back to back. The snapshot's cost is the
+    /// last against the one before; the first two show what logical decoding itself costs the server.
+    /// </summary>
+    private static async Task MeasureTpsAsync(PostgresServer server, string connectionString, BenchSettings settings, Report report)
+    {
+        var pgbench = new Pgbench(Pgbench.Find(server.BinDirectory), connectionString);
+        var init = await pgbench.InitializeAsync(settings.PgbenchScale);
+        report.PgbenchCommand = pgbench.CommandLine(settings.PgbenchClients, settings.PgbenchThreads, settings.PgbenchSeconds);
+        Log($"pgbench -i -s {settings.PgbenchScale} took {init:0.0} s; each run: {report.PgbenchCommand}");
+
+        Task<double> RunPgbenchAsync() => pgbench.RunAsync(settings.PgbenchClients, settings.PgbenchThreads, settings.PgbenchSeconds);
+
+        for (var round = 1; round <= settings.Rounds; round++)
+        {
+            await UsersTable.ExecuteAsync(connectionString, "CHECKPOINT");
+            var without = await RunPgbenchAsync();
+
+            double recvlogical;
+            await UsersTable.ExecuteAsync(connectionString, "CHECKPOINT");
+            await using (await Recvlogical.StartAsync(server.BinDirectory, connectionString, $"dbsync_bench_recv_{round}", DbSyncRunner.PublicationName))
+                recvlogical = await RunPgbenchAsync();
+
+            double streamOnly;
+            await UsersTable.ExecuteAsync(connectionString, "CHECKPOINT");
+            await using (await DbSyncRunner.StartAsync(connectionString, $"dbsync_bench_stream_{round}", settings.ChunkSize, settings.BusyShare))
+                streamOnly = await RunPgbenchAsync();
+
+            double during;
+            int snapshots;
+            long rows;
+            double window;
+            await UsersTable.ExecuteAsync(connectionString, "CHECKPOINT");
+            await using (var runner = await DbSyncRunner.StartAsync(connectionString, $"dbsync_bench_tps_{round}", settings.ChunkSize, settings.BusyShare))
+            {
+                using var stop = new CancellationTokenSource();
+                var completed = 0;
+                var watch = Stopwatch.StartNew();
+                var loop = Task.Run(async () =>
+                {
+                    while (!stop.IsCancellationRequested)
+                    {
+                        try
+                        {
+                            await runner.SnapshotAsync(stop.Token);
+                            completed++;
+                        }
+                        catch (OperationCanceledException) when (stop.IsCancellationRequested)
+                        {
+                            return;
+                        }
+                    }
+                });
+                during = await RunPgbenchAsync();
+                await stop.CancelAsync();
+                await loop;
+                window = watch.Elapsed.TotalSeconds;
+                snapshots = completed;
+                rows = runner.Counter.Rows;
+            }
+
+            report.TpsWithout.Add(without);
+            report.TpsRecvlogical.Add(recvlogical);
+            report.TpsStreamOnly.Add(streamOnly);
+            report.TpsDuring.Add(during);
+            report.SnapshotRowsPerSecondUnderLoad.Add(rows / window);
+            Log($"round {round}: {without:0} tps without replication, {recvlogical:0} with pg_recvlogical, {streamOnly:0} with DBSync streaming, {during:0} during DBSync snapshots ({snapshots} full snapshots completed, {rows / window:N0} rows/s delivered) => {during / streamOnly:0.00}");
+        }
+    }
+
+    /// <summary>3. A child process snapshots the table at the small size, then at the large size.</summary>
+    private static async Task MeasureMemoryAsync(string connectionString, BenchSettings settings, Report report)
+    {
+        report.Small = await MemoryChild.MeasureAsync(connectionString, settings.Rows, settings.ChunkSize);
+        Log($"memory child, {settings.Rows:N0} rows: {report.Small.Seconds:0.000} s, peak working set {report.Small.PeakWorkingSet / MiB:0.0} MB");
+
+        var load = await UsersTable.LoadAsync(connectionString, settings.Rows + 1, settings.BigRows);
+        report.BigTableBytes = await UsersTable.TableBytesAsync(connectionString);
+        Log($"loaded users up to {settings.BigRows:N0} rows in {load:0.0} s (table {report.BigTableBytes / MiB:0.0} MB without indexes)");
+        var count = await UsersTable.CountAsync(connectionString);
+        if (count != settings.BigRows)
+            throw new InvalidOperationException($"users holds {count} rows, expected {settings.BigRows}.");
+
+        report.Big = await MemoryChild.MeasureAsync(connectionString, settings.BigRows, settings.ChunkSize);
+        Log($"memory child, {settings.BigRows:N0} rows: {report.Big.Seconds:0.000} s, peak working set {report.Big.PeakWorkingSet / MiB:0.0} MB");
+    }
+
+    private static void Check(string what, RowCounter counter, long rows)
+    {
+        var expectedSum = rows * (rows + 1) / 2;
+        if (counter.Rows != rows || counter.IdSum != expectedSum)
+            throw new InvalidOperationException($"{what} delivered {counter.Rows} rows (id sum {counter.IdSum}); expected {rows} (id sum {expectedSum}).");
+    }
+
+    private static void Collect()
+    {
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
+        GC.Collect();
+    }
+
+    private static void Log(FormattableString message)
+        => Console.WriteLine(message.ToString(CultureInfo.InvariantCulture));
+
+    private static double Median(List<double> values)
+    {
+        var sorted = values.Order().ToArray();
+        var middle = sorted.Length / 2;
+        return sorted.Length % 2 == 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
+    }
+
+    private static string Runs(List<double> values, string format)
+        => string.Join(", ", values.Select(v => v.ToString(format, CultureInfo.InvariantCulture)));
+
+    /// <summary>The raw figures of one run.</summary>
+    private sealed class Report
+    {
+        public List<double> Copy { get; } = [];
+
+        public List<double> Snapshot { get; } = [];
+
+        public List<double> TpsWithout { get; } = [];
+
+        public List<double> TpsRecvlogical { get; } = [];
+
+        public List<double> TpsStreamOnly { get; } = [];
+
+        public List<double> TpsDuring { get; } = [];
+
+        public List<double> SnapshotRowsPerSecondUnderLoad { get; } = [];
+
+        public long TableBytes { get; set; }
+
+        public long BigTableBytes { get; set; }
+
+        public string PgbenchCommand { get; set; } = "";
+
+        public MemoryResult? Small { get; set; }
+
+        public MemoryResult? Big { get; set; }
+
+        public void Print(BenchSettings settings, TimeSpan elapsed)
+        {
+            var small = Small!;
+            var big = Big!;
+            var copy = Median(Copy);
+            var snapshot = Median(Snapshot);
+            var without = Median(TpsWithout);
+            var streamOnly = Median(TpsStreamOnly);
+            var during = Median(TpsDuring);
+            var rows = settings.Rows;
+
+            Console.WriteLine();
+            Log($"==== results: medians of {settings.Rounds} rounds in this run; {Environment.ProcessorCount} cores; SnapshotChunkSize {settings.ChunkSize} ====");
+            Log($"users: {rows:N0} rows, {TableBytes / MiB:0.0} MB");
+            Log($"binary COPY into User objects:     {copy:0.000} s  {rows / copy,12:N0} rows/s   (runs {Runs(Copy, "0.000")})");
+            Log($"DBSync snapshot into User objects: {snapshot:0.000} s  {rows / snapshot,12:N0} rows/s   (runs {Runs(Snapshot, "0.000")})");
+            Log($"pgbench ({PgbenchCommand}, scale {settings.PgbenchScale}, TPC-B-like):");
+            Log($"  no logical replication:             {without,8:0.0} tps   (runs {Runs(TpsWithout, "0.0")})");
+            Log($"  pg_recvlogical streaming:           {Median(TpsRecvlogical),8:0.0} tps   (runs {Runs(TpsRecvlogical, "0.0")}); ratio to none {Median(TpsRecvlogical) / without:0.00}");
+            Log($"  DBSync streaming, no snapshot:      {streamOnly,8:0.0} tps   (runs {Runs(TpsStreamOnly, "0.0")}); ratio to none {streamOnly / without:0.00}");
+            Log($"  DBSync streaming + snapshots:       {during,8:0.0} tps   (runs {Runs(TpsDuring, "0.0")}); ratio to none {during / without:0.00}; snapshot rows/s under load {Median(SnapshotRowsPerSecondUnderLoad):N0}");
+            Console.WriteLine("peak memory of the snapshot process (child, PeakWorkingSet64; managed heap and GC committed peaks sampled every 10 ms):");
+            Log($"  {small.Rows,10:N0} rows ({TableBytes / MiB,6:0.0} MB table): {small.PeakWorkingSet / MiB,6:0.0} MB working set, managed {small.ManagedPeak / MiB:0.0} MB, GC committed {small.CommittedPeak / MiB:0.0} MB, snapshot {small.Seconds:0.000} s");
+            Log($"  {big.Rows,10:N0} rows ({BigTableBytes / MiB,6:0.0} MB table): {big.PeakWorkingSet / MiB,6:0.0} MB working set, managed {big.ManagedPeak / MiB:0.0} MB, GC committed {big.CommittedPeak / MiB:0.0} MB, snapshot {big.Seconds:0.000} s");
+            Log($"memory child command: {big.Command}");
+            Log($"benchmark program time: {elapsed.TotalSeconds:0} s");
+            Log($"reproduce: benchmarks/run-snapshot.sh {settings.ToArguments()}");
+            Log($"ratio snapshot dbsync/copy = {snapshot / copy:0.00}");
+            Log($"ratio tps during/without = {during / streamOnly:0.00}");
+            Log($"ratio peak memory 5M/1M = {(double)big.PeakWorkingSet / small.PeakWorkingSet:0.00}");
+        }
+    }
+}

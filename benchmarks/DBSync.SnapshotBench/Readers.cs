@@ -1,0 +1,183 @@
+using System.Diagnostics;
+using DBSync.Sample;
+using Npgsql;
+
+namespace DBSync.SnapshotBench;
+
+/// <summary>What a reader saw: the rows, and the sum of their ids so that no row's materialisation can be skipped.</summary>
+internal sealed class RowCounter
+{
+    public long Rows { get; private set; }
+
+    public long IdSum { get; private set; }
+
+    public void Add(User user)
+    {
+        Rows++;
+        IdSum += user.Id;
+    }
+
+    public void Reset()
+    {
+        Rows = 0;
+        IdSum = 0;
+    }
+}
+
+/// <summary>The baseline: a binary COPY of users into new <see cref="User"/> objects, column by column.</summary>
+internal static class CopyBaseline
+{
+    /// <summary>Reads the whole table; returns the seconds taken (connection open included, as for DBSync's chunk queries).</summary>
+    public static double Read(string connectionString, RowCounter counter)
+    {
+        var watch = Stopwatch.StartNew();
+        using var connection = new NpgsqlConnection(connectionString);
+        connection.Open();
+        using (var exporter = connection.BeginBinaryExport(UsersTable.CopyCommand))
+        {
+            while (exporter.StartRow() != -1)
+            {
+                // Object initializers run in textual order, which is the column order of the COPY.
+                var user = new User
+                {
+                    Id = exporter.Read<int>(),
+                    FirstName = exporter.Read<string>(),
+                    UserName = exporter.Read<string>(),
+                    Email = exporter.Read<string>(),
+                    Avatar = ReadClass<string>(exporter),
+                    Homepage = ReadClass<string>(exporter),
+                    DateOfBirth = ReadStruct<DateOnly>(exporter),
+                    Address = ReadClass<string>(exporter),
+                    Interests = ReadClass<string[]>(exporter),
+                };
+                counter.Add(user);
+            }
+        }
+        return watch.Elapsed.TotalSeconds;
+    }
+
+    private static T? ReadClass<T>(NpgsqlBinaryExporter exporter) where T : class
+    {
+        if (!exporter.IsNull)
+            return exporter.Read<T>();
+        exporter.Skip();
+        return null;
+    }
+
+    private static T? ReadStruct<T>(NpgsqlBinaryExporter exporter) where T : struct
+    {
+        if (!exporter.IsNull)
+            return exporter.Read<T>();
+        exporter.Skip();
+        return null;
+    }
+}
+
+/// <summary>
+/// A running <see cref="DBSyncClient"/> for <see cref="User"/> on its own slot (no initial snapshot), whose handler
+/// counts the Read changes of snapshots. Disposing stops the stream and drops the slot.
+/// </summary>
+internal sealed class DbSyncRunner : IAsyncDisposable
+{
+    public const string PublicationName = "dbsync_bench";
+
+    private readonly DBSyncClient _client;
+    private readonly CancellationTokenSource _stop = new();
+    private readonly string _connectionString;
+    private Task _run = Task.CompletedTask;
+
+    private DbSyncRunner(string connectionString, string slotName, int chunkSize, double busyShare)
+    {
+        _connectionString = connectionString;
+        SlotName = slotName;
+        _client = new DBSyncClient(new DBSyncOptions
+        {
+            ConnectionString = connectionString,
+            SlotName = slotName,
+            PublicationName = PublicationName,
+            SnapshotChunkSize = chunkSize,
+            SnapshotBusyShare = busyShare,
+            InitialSnapshot = false,
+        });
+        _client.On<User>(change =>
+        {
+            if (change.Kind == ChangeKind.Read)
+                Counter.Add(change.Row!);
+        });
+    }
+
+    public string SlotName { get; }
+
+    /// <summary>The snapshot rows delivered so far; read it only between snapshots (the handler runs on the stream's task).</summary>
+    public RowCounter Counter { get; } = new();
+
+    public static async Task<DbSyncRunner> StartAsync(string connectionString, string slotName, int chunkSize, double busyShare)
+    {
+        var runner = new DbSyncRunner(connectionString, slotName, chunkSize, busyShare);
+        try
+        {
+            runner._run = runner._client.RunAsync(runner._stop.Token);
+            await Task.WhenAny(runner._client.Streaming, runner._run);
+            await runner._client.Streaming; // surfaces a setup error
+            return runner;
+        }
+        catch
+        {
+            await runner.DisposeAsync();
+            throw;
+        }
+    }
+
+    /// <summary>One full snapshot of users; returns the seconds from the request until every row was delivered.</summary>
+    public async Task<double> SnapshotAsync(CancellationToken cancellationToken = default)
+    {
+        var watch = Stopwatch.StartNew();
+        await _client.SnapshotAsync<User>(cancellationToken);
+        return watch.Elapsed.TotalSeconds;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await _stop.CancelAsync();
+        try
+        {
+            await _run;
+        }
+        catch (OperationCanceledException)
+        {
+        }
+        finally
+        {
+            _stop.Dispose();
+            await Slots.DropAsync(_connectionString, SlotName);
+        }
+    }
+}
+
+/// <summary>Replication slot clean-up, so that no benchmark slot keeps WAL for the phases after it.</summary>
+internal static class Slots
+{
+    public static async Task DropAsync(string connectionString, string slotName)
+    {
+        await using var connection = new NpgsqlConnection(connectionString);
+        await connection.OpenAsync();
+        // A walsender releases its slot a moment after the client disconnects.
+        for (var attempt = 0; attempt < 100; attempt++)
+        {
+            await using (var drop = new NpgsqlCommand(
+                "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = @slot AND NOT active", connection))
+            {
+                drop.Parameters.AddWithValue("slot", slotName);
+                await drop.ExecuteNonQueryAsync();
+            }
+            await using (var left = new NpgsqlCommand("SELECT count(*) FROM pg_replication_slots WHERE slot_name = @slot", connection))
+            {
+                left.Parameters.AddWithValue("slot", slotName);
+                if ((long)(await left.ExecuteScalarAsync())! == 0)
+                    return;
+            }
+            await Task.Delay(100);
+        }
+        throw new InvalidOperationException($"Replication slot {slotName} stayed active; it could not be dropped.");
+    }
+}
