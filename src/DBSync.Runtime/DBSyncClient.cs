@@ -1,7 +1,9 @@
+using DBSync.Internal;
 using DBSync.Replication;
 using DBSync.Snapshots;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
+using Npgsql;
 using NpgsqlTypes;
 
 namespace DBSync;
@@ -185,20 +187,42 @@ public sealed class DBSyncClient
 
         if (_streaming.Task.IsCompleted)
             _streaming = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        using var snapshotsStop = new CancellationTokenSource();
-        var snapshots = Task.CompletedTask;
         try
         {
             var tables = _tables.Values.Select(r => r.Table).ToArray();
             var server = await ReplicationSetup.PrepareAsync(_options, tables, _logger, _snapshots.PrepareNewSlotAsync, cancellationToken).ConfigureAwait(false);
             if (!server.SlotCreated)
                 await _snapshots.LoadAsync(cancellationToken).ConfigureAwait(false);
-            _session = new ReplicationSession(_options, _tables, _transactionHandlers, _messageHandlers, _snapshots, _logger);
-            await _session.RunAsync(server, () =>
+
+            // One session per connection; a lost connection starts the next from the confirmed position.
+            var failures = 0;
+            while (true)
             {
-                snapshots = _snapshots.RunAsync(snapshotsStop.Token);
-                _streaming.TrySetResult();
-            }, cancellationToken).ConfigureAwait(false);
+                var streamed = false;
+                try
+                {
+                    await RunSessionAsync(server, reconnecting: failures > 0, () => streamed = true, cancellationToken).ConfigureAwait(false);
+                    return;
+                }
+                catch (StreamInterruptedException e) when (!cancellationToken.IsCancellationRequested)
+                {
+                    failures = streamed ? 1 : failures + 1;
+                    server = server with { SlotStart = _session!.ConfirmedLsn };
+                    var delay = ReconnectDelay(failures);
+                    Log.StreamInterrupted(_logger, e.InnerException ?? e, _options.SlotName, server.SlotStart.ToString(), (long)delay.TotalMilliseconds, failures);
+                    // Pooled connections to a restarted server are dead; the next ones are opened afresh.
+                    await using (var pooled = new NpgsqlConnection(_options.ConnectionString))
+                        NpgsqlConnection.ClearPool(pooled);
+                    try
+                    {
+                        await Task.Delay(delay, cancellationToken).ConfigureAwait(false);
+                    }
+                    catch (OperationCanceledException)
+                    {
+                        return; // stopped while waiting to reconnect
+                    }
+                }
+            }
         }
         catch (Exception e)
         {
@@ -207,7 +231,41 @@ public sealed class DBSyncClient
         }
         finally
         {
-            // Snapshot work needs the stream; it stops with it. Requests still queued wait for the next run.
+            await _snapshots.ReleaseAsync().ConfigureAwait(false);
+            _streaming.TrySetCanceled(CancellationToken.None);
+            Volatile.Write(ref _running, 0);
+        }
+    }
+
+    /// <summary>Capped exponential backoff with jitter: ReconnectDelay, doubled per failure, at most MaxReconnectDelay.</summary>
+    private TimeSpan ReconnectDelay(int failures)
+    {
+        var ticks = _options.ReconnectDelay.Ticks * Math.Pow(2, Math.Min(failures - 1, 20));
+        ticks = Math.Min(ticks, _options.MaxReconnectDelay.Ticks);
+        return TimeSpan.FromTicks((long)(ticks * (0.8 + (0.4 * Random.Shared.NextDouble()))));
+    }
+
+    /// <summary>One replication session, with the snapshot loop beside it for as long as it streams.</summary>
+    private async Task RunSessionAsync(ServerInfo server, bool reconnecting, Action streamed, CancellationToken cancellationToken)
+    {
+        using var snapshotsStop = new CancellationTokenSource();
+        var snapshots = Task.CompletedTask;
+        try
+        {
+            _session = new ReplicationSession(_options, _tables, _transactionHandlers, _messageHandlers, _snapshots, _logger);
+            await _session.RunAsync(server, reconnecting, () =>
+            {
+                streamed();
+                if (reconnecting)
+                    Log.StreamResumed(_logger, _options.SlotName);
+                snapshots = _snapshots.RunAsync(snapshotsStop.Token);
+                _streaming.TrySetResult();
+            }, cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            // Snapshot work needs the stream; it stops with it. The chunk in flight is read again by the next session;
+            // requests still queued wait for it.
             await snapshotsStop.CancelAsync().ConfigureAwait(false);
             try
             {
@@ -216,9 +274,6 @@ public sealed class DBSyncClient
             catch (OperationCanceledException)
             {
             }
-            await _snapshots.ReleaseAsync().ConfigureAwait(false);
-            _streaming.TrySetCanceled(CancellationToken.None);
-            Volatile.Write(ref _running, 0);
         }
     }
 

@@ -34,15 +34,25 @@ public sealed partial class DBSyncOptions
     public TimeSpan IdleConfirmInterval { get; set; } = TimeSpan.FromSeconds(1);
 
     /// <summary>
-    /// Rows per snapshot chunk (keyset pagination on the primary key). Default 8192: measured on 200,000 users rows
-    /// (<c>benchmarks/run-snapshot.sh chunks</c>), 256 took 3.1x a binary COPY, 1024 1.2x, 4096 1.1x, 8192 0.8x and
-    /// 16384 0.9x. A chunk's rows are held in memory until the stream reaches its high watermark; smaller chunks mean
-    /// less memory and shorter windows on very busy tables.
+    /// Rows per snapshot chunk (keyset pagination on the primary key). Default 8192: measured on 1M users rows
+    /// (<c>benchmarks/run-snapshot.sh chunks</c>), 256 took 6.4x a binary COPY, 1024 2.3x, 4096 1.4x, 8192 1.2x,
+    /// 16384 1.6x and 65536 1.3x. A chunk's rows are held in memory until the stream reaches its high watermark; smaller
+    /// chunks mean less memory and shorter windows on very busy tables.
     /// </summary>
     public int SnapshotChunkSize { get; set; } = 8192;
 
-    /// <summary>A pause between snapshot chunks, to spare a busy source. Default none.</summary>
+    /// <summary>A fixed pause between snapshot chunks, on top of <see cref="SnapshotBusyShare"/>. Default none.</summary>
     public TimeSpan SnapshotChunkDelay { get; set; } = TimeSpan.Zero;
+
+    /// <summary>
+    /// How much of the time a snapshot may spend reading chunks while the server is busy, between 0 (exclusive) and 1.
+    /// After each chunk DBSync looks at <c>pg_stat_activity</c>: when another client session is running a statement or
+    /// holds a transaction open, it waits <c>t * (1 - share) / share</c> before the next chunk, where <c>t</c> is the time
+    /// the chunk took, so the workload keeps most of the CPU and I/O. On an idle server snapshots run at full speed.
+    /// 1 turns the throttle off. Default 0.1. The sessions of other roles count only when the connecting role may see
+    /// them (<c>pg_read_all_stats</c>, for example through <c>pg_monitor</c>); a warning says when it cannot.
+    /// </summary>
+    public double SnapshotBusyShare { get; set; } = 0.1;
 
     /// <summary>
     /// Whether to snapshot every registered table when the slot is created (the first run of a pipeline), so the
@@ -64,6 +74,16 @@ public sealed partial class DBSyncOptions
     /// </summary>
     public string? SignalTable { get; set; }
 
+    /// <summary>
+    /// The wait before reconnecting after the replication connection was lost (the walsender was terminated, the server
+    /// restarted, the network dropped); doubled after each failed attempt up to <see cref="MaxReconnectDelay"/>, with
+    /// +/-20% jitter. The stream resumes from the last confirmed position. Default 1 second.
+    /// </summary>
+    public TimeSpan ReconnectDelay { get; set; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>The longest wait between reconnection attempts. Default 30 seconds.</summary>
+    public TimeSpan MaxReconnectDelay { get; set; } = TimeSpan.FromSeconds(30);
+
     /// <summary>Where DBSync logs what it does. Default: no logging.</summary>
     public ILoggerFactory? LoggerFactory { get; set; }
 
@@ -80,12 +100,16 @@ public sealed partial class DBSyncOptions
             throw new ArgumentException($"DBSyncOptions.SnapshotChunkSize must be at least 1 (was {SnapshotChunkSize}).", nameof(SnapshotChunkSize));
         if (SnapshotChunkDelay < TimeSpan.Zero)
             throw new ArgumentException($"DBSyncOptions.SnapshotChunkDelay cannot be negative (was {SnapshotChunkDelay}).", nameof(SnapshotChunkDelay));
+        if (!(SnapshotBusyShare > 0 && SnapshotBusyShare <= 1))
+            throw new ArgumentException($"DBSyncOptions.SnapshotBusyShare must be greater than 0 and at most 1 (was {SnapshotBusyShare}); 1 turns the throttle off.", nameof(SnapshotBusyShare));
         if (SignalTable is not null && !SignalTablePattern().IsMatch(SignalTable))
         {
             throw new ArgumentException(
                 $"DBSyncOptions.SignalTable '{SignalTable}' is not valid: use [schema.]name with lower-case letters, digits and underscores (for example 'dbsync_signal').",
                 nameof(SignalTable));
         }
+        if (ReconnectDelay <= TimeSpan.Zero || MaxReconnectDelay < ReconnectDelay)
+            throw new ArgumentException($"DBSyncOptions.ReconnectDelay must be positive and at most MaxReconnectDelay (were {ReconnectDelay} and {MaxReconnectDelay}).", nameof(ReconnectDelay));
         if (IdleConfirmInterval <= TimeSpan.Zero)
             throw new ArgumentException($"DBSyncOptions.IdleConfirmInterval must be positive (was {IdleConfirmInterval}).", nameof(IdleConfirmInterval));
     }

@@ -49,3 +49,19 @@ public sealed class DecodeException(string message, Exception? innerException = 
 
 /// <summary>A replication frame did not follow the pgoutput protocol.</summary>
 public sealed class ProtocolException(string message) : DBSyncException(message);
+
+/// <summary>
+/// The replication slot is gone: dropped, or invalidated by the server because it held back more WAL than
+/// <c>max_slot_wal_keep_size</c> allows (<c>wal_status = lost</c>). Changes after <see cref="ConfirmedLsn"/> may no longer
+/// exist anywhere, so DBSync stops instead of going on with a gap. To recover, start again with a new slot and a full
+/// snapshot (the default <see cref="DBSyncOptions.InitialSnapshot"/> does this when the slot is created).
+/// </summary>
+public sealed class SlotLostException(string slot, string confirmedLsn, string message, Exception? innerException = null)
+    : DBSyncException(message, innerException)
+{
+    /// <summary>The slot's name.</summary>
+    public string Slot { get; } = slot;
+
+    /// <summary>The last position this consumer confirmed; everything up to it was delivered.</summary>
+    public string ConfirmedLsn { get; } = confirmedLsn;
+}

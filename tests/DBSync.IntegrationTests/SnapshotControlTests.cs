@@ -1,3 +1,4 @@
+using Npgsql;
 using DBSync.IntegrationTests.Infrastructure;
 using DBSync.Sample;
 
@@ -283,5 +284,33 @@ public sealed class SnapshotControlTests(PostgresFixture fixture)
         Assert.Equal(9, chunks.Single(c => c.Chunk == 2).RowsEmitted); // r-015 came through the stream
         await SnapshotTests.WaitForStreamToCatchUpAsync(db, replica, run);
         await replica.AssertEqualsSourceAsync(db.ConnectionString);
+    }
+
+    [Fact]
+    public async Task BusyServer_SnapshotWaitsAfterEachChunk_IdleServer_DoesNot()
+    {
+        await using var db = await TestDatabase.CreateAsync(fixture.Server);
+        await db.ExecuteAsync("INSERT INTO Restaurant (id, name) SELECT 'r-' || lpad(i::text, 3, '0'), 'n' FROM generate_series(1, 30) i");
+        var logs = new LogCapture();
+        await using var run = await StreamRun.StartAsync(db.ConnectionString, configure: o =>
+        {
+            o.SnapshotChunkSize = 10;
+            o.SnapshotBusyShare = 0.5;
+            o.LoggerFactory = logs;
+        });
+
+        await run.Client.SnapshotAsync<Restaurant>();
+        Assert.False(logs.Has(3008), "The snapshot waited although no other session was busy.");
+
+        // Another session holds a transaction open: the snapshot yields after every chunk but the last.
+        await using (var other = await db.OpenAsync())
+        {
+            await using var transaction = await other.BeginTransactionAsync();
+            await using (var command = new NpgsqlCommand("SELECT 1", other, transaction))
+                await command.ExecuteScalarAsync();
+            await run.Client.SnapshotAsync<Restaurant>();
+        }
+        Assert.Equal(2, logs.Entries.Count(e => e.Id.Id == 3008));
+        Assert.Equal(60, run.Recorder.Of<Restaurant>().Count(c => c.Kind == ChangeKind.Read));
     }
 }

@@ -1,3 +1,4 @@
+using System.Data;
 using System.Text.RegularExpressions;
 using Npgsql;
 
@@ -72,20 +73,16 @@ public sealed partial class PostgresCheckpointStore : ICheckpointStore, IAsyncDi
         await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
-            if (_saveConnection is null)
-            {
-                var connection = new NpgsqlConnection(_connectionString);
-                await connection.OpenAsync(cancellationToken).ConfigureAwait(false);
-                _saveConnection = connection;
-            }
             try
             {
-                await UpsertAsync(_saveConnection, slotName, checkpoint, cancellationToken).ConfigureAwait(false);
+                await SaveOnceAsync(slotName, checkpoint, cancellationToken).ConfigureAwait(false);
             }
-            catch (PostgresException e) when (e.SqlState == UndefinedTable)
+            catch (InvalidOperationException) when (_saveConnection is { FullState: not ConnectionState.Open })
             {
-                await CreateTableAsync(_saveConnection, cancellationToken).ConfigureAwait(false);
-                await UpsertAsync(_saveConnection, slotName, checkpoint, cancellationToken).ConfigureAwait(false);
+                // The kept connection died between saves (a server restart, a dropped network): once more on a new one.
+                // If the server is still away, opening it fails with the connection error.
+                await CloseAsync().ConfigureAwait(false);
+                await SaveOnceAsync(slotName, checkpoint, cancellationToken).ConfigureAwait(false);
             }
         }
         catch (PostgresException e) when (e.SqlState == InsufficientPrivilege)
@@ -103,6 +100,27 @@ public sealed partial class PostgresCheckpointStore : ICheckpointStore, IAsyncDi
         finally
         {
             _gate.Release();
+        }
+    }
+
+    private async Task SaveOnceAsync(string slotName, ReadOnlyMemory<byte> checkpoint, CancellationToken cancellationToken)
+    {
+        if (_saveConnection is { FullState: not ConnectionState.Open })
+            await CloseAsync().ConfigureAwait(false);
+        if (_saveConnection is null)
+        {
+            var connection = new NpgsqlConnection(_connectionString);
+            await connection.OpenAsync(cancellationToken).ConfigureAwait(false);
+            _saveConnection = connection;
+        }
+        try
+        {
+            await UpsertAsync(_saveConnection, slotName, checkpoint, cancellationToken).ConfigureAwait(false);
+        }
+        catch (PostgresException e) when (e.SqlState == UndefinedTable)
+        {
+            await CreateTableAsync(_saveConnection, cancellationToken).ConfigureAwait(false);
+            await UpsertAsync(_saveConnection, slotName, checkpoint, cancellationToken).ConfigureAwait(false);
         }
     }
 

@@ -70,4 +70,19 @@ internal static partial class Log
 
     [LoggerMessage(2006, LogLevel.Warning, "Could not check that walsender {Pid} released its slot")]
     public static partial void WalSenderCheckFailed(ILogger logger, Exception exception, int pid);
+
+    [LoggerMessage(3007, LogLevel.Warning, "The snapshot of {Table} cannot see what {Sessions} session(s) of other roles are doing, so it does not slow down for them; grant pg_read_all_stats (or pg_monitor) to the connecting role")]
+    public static partial void SessionsHidden(ILogger logger, string table, long sessions);
+
+    [LoggerMessage(3008, LogLevel.Debug, "Snapshot of {Table} waits {Delay} ms after chunk {Chunk} ({Busy} busy session(s))")]
+    public static partial void SnapshotThrottled(ILogger logger, string table, long chunk, long delay, long busy);
+
+    [LoggerMessage(2007, LogLevel.Warning, "Stream of slot \"{Slot}\" lost its connection; everything up to {Lsn} is confirmed. Reconnecting in {Delay} ms (attempt {Attempt})")]
+    public static partial void StreamInterrupted(ILogger logger, Exception exception, string slot, string lsn, long delay, int attempt);
+
+    [LoggerMessage(2008, LogLevel.Information, "Stream of slot \"{Slot}\" reconnected")]
+    public static partial void StreamResumed(ILogger logger, string slot);
+
+    [LoggerMessage(3009, LogLevel.Warning, "Snapshot of {Table} lost its connection; it continues from its last completed chunk in {Delay} ms")]
+    public static partial void SnapshotInterrupted(ILogger logger, Exception exception, string table, long delay);
 }

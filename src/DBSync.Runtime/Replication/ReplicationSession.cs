@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.Globalization;
 using System.Text;
+using DBSync.Internal;
 using DBSync.Mapping;
 using DBSync.Protocol;
 using DBSync.Snapshots;
@@ -20,6 +21,8 @@ namespace DBSync.Replication;
 internal sealed class ReplicationSession
 {
     private const string ObjectInUse = "55006";
+    private const string UndefinedObject = "42704";
+    private const string ObjectNotInPrerequisiteState = "55000";
 
     private readonly DBSyncOptions _options;
     private readonly IReadOnlyDictionary<(string Schema, string Name), TableRegistration> _tables;
@@ -34,6 +37,7 @@ internal sealed class ReplicationSession
     private readonly CancellationTokenSource _readCancellation = new();
     private byte[] _buffer = ArrayPool<byte>.Shared.Rent(64 * 1024);
     private LogicalReplicationConnection? _connection;
+    private bool _reconnecting;
 
     // Transaction state: only the read loop touches it.
     private bool _inTransaction;
@@ -69,8 +73,15 @@ internal sealed class ReplicationSession
     /// <summary>The last position confirmed to the server.</summary>
     public NpgsqlLogSequenceNumber ConfirmedLsn => new(unchecked((ulong)Interlocked.Read(ref _confirmed)));
 
-    public async Task RunAsync(ServerInfo server, Action onStreaming, CancellationToken cancellationToken)
+    /// <summary>Streams until stopped; a lost connection ends it with <see cref="StreamInterruptedException"/>.</summary>
+    /// <param name="server">The server and the position to start from.</param>
+    /// <param name="reconnecting">Whether an earlier session of this run lost its connection: the slot may then still
+    /// be held by that session's walsender for a while, which is waited out instead of reported.</param>
+    /// <param name="onStreaming">Called once the stream is started.</param>
+    /// <param name="cancellationToken">Stops the stream cleanly.</param>
+    public async Task RunAsync(ServerInfo server, bool reconnecting, Action onStreaming, CancellationToken cancellationToken)
     {
+        _reconnecting = reconnecting;
         var protocol = server.VersionNum >= 140000 ? 2 : 1;
         var pluginOptions = new List<KeyValuePair<string, string?>>
         {
@@ -89,7 +100,14 @@ internal sealed class ReplicationSession
         try
         {
             connection.WalReceiverStatusInterval = _options.StatusInterval;
-            await connection.Open(cancellationToken).ConfigureAwait(false);
+            try
+            {
+                await connection.Open(cancellationToken).ConfigureAwait(false);
+            }
+            catch (Exception e) when (ConnectionLoss.Is(e) && !cancellationToken.IsCancellationRequested)
+            {
+                throw new StreamInterruptedException(e);
+            }
             walSender = connection.ProcessID;
             _connection = connection;
             await StreamAsync(connection, protocol, pluginOptions, onStreaming, cancellationToken).ConfigureAwait(false);
@@ -117,25 +135,36 @@ internal sealed class ReplicationSession
             onStreaming();
             // A stop requested before the loop was idle found nothing to cancel; with no frame coming it would wait
             // forever. The frames are enumerated lazily, so not entering the loop never sends START_REPLICATION.
-            await foreach (var frame in (_stopRequested ? AsyncEnumerable.Empty<XLogDataMessage>() : frames).ConfigureAwait(false))
+            var enumerator = (_stopRequested ? AsyncEnumerable.Empty<XLogDataMessage>() : frames).ConfigureAwait(false).GetAsyncEnumerator();
+            try
             {
-                _idle = false;
-                Interlocked.Increment(ref _framesReceived);
-                var length = checked((int)frame.Data.Length);
-                EnsureBuffer(length);
-                await frame.Data.ReadExactlyAsync(_buffer.AsMemory(0, length), _readCancellation.Token).ConfigureAwait(false);
-                await HandleFrameAsync(length, (ulong)frame.WalStart, cancellationToken).ConfigureAwait(false);
+                while (await ReadAsync(enumerator.MoveNextAsync()).ConfigureAwait(false))
+                {
+                    var frame = enumerator.Current;
+                    _idle = false;
+                    Interlocked.Increment(ref _framesReceived);
+                    var length = checked((int)frame.Data.Length);
+                    EnsureBuffer(length);
+                    await ReadAsync(frame.Data.ReadExactlyAsync(_buffer.AsMemory(0, length), _readCancellation.Token)).ConfigureAwait(false);
+                    await HandleFrameAsync(length, (ulong)frame.WalStart, cancellationToken).ConfigureAwait(false);
 
-                if (_inTransaction)
-                    continue;
-                // Between transactions: stop here if asked, else mark the loop idle and check once more, so a stop
-                // request that saw the loop busy is not missed.
-                if (_stopRequested)
-                    break;
-                _idle = true;
-                if (_stopRequested)
-                    break;
+                    if (_inTransaction)
+                        continue;
+                    // Between transactions: stop here if asked, else mark the loop idle and check once more, so a stop
+                    // request that saw the loop busy is not missed.
+                    if (_stopRequested)
+                        break;
+                    _idle = true;
+                    if (_stopRequested)
+                        break;
+                }
             }
+            finally
+            {
+                await enumerator.DisposeAsync();
+            }
+            if (!_stopRequested && !_readCancellation.IsCancellationRequested)
+                throw new StreamInterruptedException(new EndOfStreamException("The server ended the replication stream."));
 
             await FlushStatusAsync().ConfigureAwait(false);
         }
@@ -145,6 +174,26 @@ internal sealed class ReplicationSession
             // gave up on the stop's token, possibly before the stop callback ran: send the position now.
             if (Interlocked.Read(ref _framesReceived) > 0)
                 await FlushStatusAsync().ConfigureAwait(false);
+        }
+        catch (StreamInterruptedException)
+        {
+            throw; // the run reconnects; what was confirmed stays confirmed
+        }
+        catch (PostgresException e) when (e.SqlState == ObjectInUse && _reconnecting)
+        {
+            // The walsender of the lost connection may hold the slot until it notices (wal_sender_timeout).
+            throw new StreamInterruptedException(e);
+        }
+        catch (PostgresException e) when (e.SqlState == UndefinedObject || (e.SqlState == ObjectNotInPrerequisiteState && IsSlotInvalidated(e)))
+        {
+            var confirmed = ConfirmedLsn.ToString();
+            var what = e.SqlState == UndefinedObject
+                ? $"Replication slot \"{_options.SlotName}\" no longer exists: it was dropped while DBSync was using it"
+                : $"Replication slot \"{_options.SlotName}\" was invalidated by the server ({e.MessageText}): it held back more WAL than max_slot_wal_keep_size allows, and the WAL it needed is gone";
+            throw new SlotLostException(_options.SlotName, confirmed,
+                $"{what}. Every change up to {confirmed} was delivered; changes after it may be lost. To recover, start again with a new slot " +
+                $"and a full snapshot: drop the slot if it still exists (SELECT pg_drop_replication_slot('{_options.SlotName}')), delete its checkpoint, " +
+                "and run with DBSyncOptions.InitialSnapshot = true (the default). To prevent it, raise max_slot_wal_keep_size or keep the consumer running.", e);
         }
         catch (PostgresException e) when (e.SqlState == ObjectInUse)
         {
@@ -172,6 +221,39 @@ internal sealed class ReplicationSession
         }
 
         Log.StreamStopped(_logger, _options.SlotName, ConfirmedLsn.ToString());
+    }
+
+    private static bool IsSlotInvalidated(PostgresException e)
+        => e.MessageText.Contains("can no longer get changes", StringComparison.Ordinal) || e.MessageText.Contains("invalidated", StringComparison.Ordinal);
+
+    // A server shutting down ends the COPY stream with CommandComplete, which Npgsql reports as a protocol error; any
+    // client-side NpgsqlException on the replication connection leaves it unusable, so it counts as a lost connection.
+    private static bool IsStreamLoss(Exception e) => ConnectionLoss.Is(e) || e is NpgsqlException and not PostgresException;
+
+    /// <summary>A read from the replication connection: a lost connection becomes <see cref="StreamInterruptedException"/>.</summary>
+    private async ValueTask<T> ReadAsync<T>(System.Runtime.CompilerServices.ConfiguredValueTaskAwaitable<T> read)
+    {
+        try
+        {
+            return await read;
+        }
+        catch (Exception e) when (IsStreamLoss(e) && !_stopRequested)
+        {
+            throw new StreamInterruptedException(e);
+        }
+    }
+
+    private async ValueTask<bool> ReadAsync(ValueTask read)
+    {
+        try
+        {
+            await read.ConfigureAwait(false);
+            return true;
+        }
+        catch (Exception e) when (IsStreamLoss(e) && !_stopRequested)
+        {
+            throw new StreamInterruptedException(e);
+        }
     }
 
     /// <summary>
@@ -409,7 +491,15 @@ internal sealed class ReplicationSession
     /// <summary>Signals act (and are checkpointed) before their transaction is acknowledged: none is lost in a crash.</summary>
     private async ValueTask CompleteSignalTransactionAsync(List<Signal> signals, ulong endLsn, CancellationToken cancellationToken)
     {
-        await _snapshots.ApplySignalsAsync(signals, (ulong)_transaction.CommitLsn, cancellationToken).ConfigureAwait(false);
+        try
+        {
+            await _snapshots.ApplySignalsAsync(signals, (ulong)_transaction.CommitLsn, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e) when (ConnectionLoss.Is(e) && !cancellationToken.IsCancellationRequested)
+        {
+            // The checkpoint could not be saved: the transaction is not acknowledged and comes again after reconnecting.
+            throw new StreamInterruptedException(e);
+        }
         await CompleteHandledTransactionAsync(endLsn, cancellationToken).ConfigureAwait(false);
     }
 

@@ -1,4 +1,6 @@
+using System.Diagnostics;
 using DBSync.Checkpoints;
+using DBSync.Internal;
 using DBSync.Replication;
 using Microsoft.Extensions.Logging;
 using Npgsql;
@@ -36,6 +38,7 @@ internal sealed class SnapshotCoordinator
     private bool _paused;
     private bool? _pauseRequestedBeforeLoad;
     private ulong _lastSignalLsn;
+    private bool _warnedHidden;
     private TableRegistration? _active;
     private long _waitingWindow = -1;
     private TaskCompletionSource<int>? _reached;
@@ -440,6 +443,14 @@ internal sealed class SnapshotCoordinator
         {
             // Settled (reported and removed) on the next turn of the loop.
         }
+        catch (Exception e) when (ConnectionLoss.Is(e) && !cancellationToken.IsCancellationRequested && !job.Cancel.IsCancellationRequested)
+        {
+            // The server restarted or the connection dropped: not the table's fault. The job stays first in the queue and
+            // goes on from its last completed chunk once the server answers again.
+            var delay = _options.ReconnectDelay;
+            Log.SnapshotInterrupted(_logger, e, job.State.DisplayName, (long)delay.TotalMilliseconds);
+            await Task.Delay(delay, cancellationToken).ConfigureAwait(false);
+        }
         catch (SnapshotTableMissingException e)
         {
             lock (_lock)
@@ -501,6 +512,7 @@ internal sealed class SnapshotCoordinator
                 cancellationToken.ThrowIfCancellationRequested();
 
                 var chunk = job.State.Chunks + 1;
+                var chunkTime = Stopwatch.StartNew();
                 int count, emitted, attempts = 0;
                 IReadOnlyList<string>? last;
                 do
@@ -531,8 +543,8 @@ internal sealed class SnapshotCoordinator
                 }
                 await SaveAsync(cancellationToken).ConfigureAwait(false);
                 await NotifyAsync(new SnapshotChunkCompleted(job.State.DisplayName, chunk, count, emitted, last, attempts), cancellationToken).ConfigureAwait(false);
-                if (!job.Done && _options.SnapshotChunkDelay > TimeSpan.Zero)
-                    await Task.Delay(_options.SnapshotChunkDelay, cancellationToken).ConfigureAwait(false);
+                if (!job.Done)
+                    await PaceAsync(connection, job.State.DisplayName, chunk, chunkTime.Elapsed, cancellationToken).ConfigureAwait(false);
             }
             return true;
         }
@@ -542,6 +554,46 @@ internal sealed class SnapshotCoordinator
             lock (_lock)
                 _active = null;
         }
+    }
+
+    /// <summary>
+    /// The pause before the next chunk: <see cref="DBSyncOptions.SnapshotChunkDelay"/>, plus, while other sessions are
+    /// running statements or hold transactions open, enough to keep the snapshot to <see cref="DBSyncOptions.SnapshotBusyShare"/>
+    /// of the time. Autovacuum, walsenders and idle sessions do not count.
+    /// </summary>
+    private async Task PaceAsync(NpgsqlConnection connection, string table, long chunk, TimeSpan chunkTime, CancellationToken cancellationToken)
+    {
+        var delay = _options.SnapshotChunkDelay;
+        var share = _options.SnapshotBusyShare;
+        if (share < 1)
+        {
+            await using var command = new NpgsqlCommand(
+                """
+                SELECT count(*) FILTER (WHERE state IS NOT NULL AND state <> 'idle'),
+                       count(*) FILTER (WHERE state IS NULL)
+                FROM pg_stat_activity
+                WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()
+                """, connection);
+            long busy, hidden;
+            await using (var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
+            {
+                await reader.ReadAsync(cancellationToken).ConfigureAwait(false);
+                busy = reader.GetInt64(0);
+                hidden = reader.GetInt64(1);
+            }
+            if (hidden > 0 && !_warnedHidden)
+            {
+                _warnedHidden = true;
+                Log.SessionsHidden(_logger, table, hidden);
+            }
+            if (busy > 0)
+            {
+                delay += chunkTime * ((1 - share) / share);
+                Log.SnapshotThrottled(_logger, table, chunk, (long)delay.TotalMilliseconds, busy);
+            }
+        }
+        if (delay > TimeSpan.Zero)
+            await Task.Delay(delay, cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>

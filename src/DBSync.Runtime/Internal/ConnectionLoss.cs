@@ -1,0 +1,24 @@
+using System.Net.Sockets;
+using Npgsql;
+
+namespace DBSync.Internal;
+
+/// <summary>Tells a lost connection (the server restarted, the backend was terminated, the network dropped) from other
+/// errors: DBSync reconnects after the first and stops on the others.</summary>
+internal static class ConnectionLoss
+{
+    public static bool Is(Exception exception) => exception switch
+    {
+        // 08: connection exceptions; 57P01/57P02/57P03: terminated, crash shutdown, cannot connect now (starting up);
+        // 53300: too many connections (a restart's backends not yet gone).
+        PostgresException p => p.SqlState.StartsWith("08", StringComparison.Ordinal) || p.SqlState is "57P01" or "57P02" or "57P03" or "53300",
+        NpgsqlException n => n.InnerException is IOException or SocketException or EndOfStreamException or TimeoutException
+                             || (n.InnerException is { } inner && Is(inner))
+                             || n.IsTransient,
+        IOException or SocketException or EndOfStreamException => true,
+        _ => false,
+    };
+}
+
+/// <summary>The replication stream lost its connection; the run reconnects and resumes from the confirmed position.</summary>
+internal sealed class StreamInterruptedException(Exception inner) : Exception($"The replication connection was lost: {inner.Message}", inner);
