@@ -204,7 +204,11 @@ public sealed class DBSyncClient
                     await RunSessionAsync(server, reconnecting: failures > 0, () => streamed = true, cancellationToken).ConfigureAwait(false);
                     return;
                 }
-                catch (StreamInterruptedException e) when (!cancellationToken.IsCancellationRequested)
+                catch (StreamInterruptedException) when (cancellationToken.IsCancellationRequested)
+                {
+                    return; // stopping anyway; what was confirmed stays confirmed, the rest comes again next run
+                }
+                catch (StreamInterruptedException e)
                 {
                     failures = streamed ? 1 : failures + 1;
                     server = server with { SlotStart = _session!.ConfirmedLsn };

@@ -137,6 +137,40 @@ public sealed class ReliabilityTests(PostgresFixture fixture)
         Assert.DoesNotContain(password, error.ToString(), StringComparison.Ordinal);
     }
 
+    [Fact]
+    public async Task SlowHandler_ConnectionOutlivesWalSenderTimeout()
+    {
+        await using var db = await TestDatabase.CreateAsync(fixture.Server);
+        var logs = new LogCapture();
+        // The walsender drops a client that sends nothing for 1 s; the handler below stalls for 8 s. The status updates
+        // Npgsql sends on its own timer (StatusInterval) keep the connection; at 30 s this test fails.
+        var shortTimeout = new NpgsqlConnectionStringBuilder(db.ConnectionString) { Options = "-c wal_sender_timeout=1000" }.ConnectionString;
+        await using var run = await StreamRun.StartAsync(shortTimeout, (client, recorder) =>
+        {
+            client.On<Restaurant>(async (change, ct) =>
+            {
+                if (change.New!.Id == "slow")
+                    await Task.Delay(TimeSpan.FromSeconds(8), ct);
+                recorder.Add(change);
+            });
+        }, configure: o =>
+        {
+            o.StatusInterval = TimeSpan.FromMilliseconds(300);
+            o.LoggerFactory = logs;
+        });
+
+        await db.ExecuteAsync("INSERT INTO Restaurant (id, name) VALUES ('slow', 'n')");
+        await db.ExecuteAsync("INSERT INTO Restaurant (id, name) VALUES ('next', 'n')");
+        await run.WaitUntilAsync(r => r.Of<Restaurant>().Any(c => c.New!.Id == "next"), "the change after the slow one", TimeSpan.FromSeconds(40));
+        // Frames already received are handled before a broken connection shows: one more round trip proves it alive.
+        await db.ExecuteAsync("INSERT INTO Restaurant (id, name) VALUES ('last', 'n')");
+        await run.WaitUntilAsync(r => r.Of<Restaurant>().Any(c => c.New!.Id == "last"), "a change written after the stall");
+
+        Assert.False(logs.Has(2007), "The connection was lost while the handler was slow.");
+        Assert.Equal(["slow", "next", "last"], run.Recorder.Of<Restaurant>().Select(c => c.New!.Id));
+        await run.StopAsync();
+    }
+
     private static async Task<NpgsqlTypes.NpgsqlLogSequenceNumber> SlotConfirmedAsync(TestDatabase db)
         => NpgsqlTypes.NpgsqlLogSequenceNumber.Parse(await db.ScalarAsync<string>("SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = 'dbsync_test'"));
 }
