@@ -1,0 +1,91 @@
+// A change consumer for the crash test. Environment:
+//   DBSYNC_CRASH_SOURCE   connection string of the source database (seed schema)
+//   DBSYNC_CRASH_REPLICA  connection string of the replica database (seed tables, keys only)
+//   DBSYNC_CRASH_LOG      file to append "<run> <xid> <commit lsn>" to, one line per delivered transaction
+//   DBSYNC_CRASH_RUN      this run's number
+// Every change is applied at once, in its own statement: after a kill the replica may be ahead of the confirmed
+// position, and the changes delivered again after the restart are applied again (upserts and deletes by key).
+using DBSync;
+using DBSync.Sample;
+using Npgsql;
+
+var source = Required("DBSYNC_CRASH_SOURCE");
+var replica = Required("DBSYNC_CRASH_REPLICA");
+var logPath = Required("DBSYNC_CRASH_LOG");
+var run = Required("DBSYNC_CRASH_RUN");
+
+await using var target = new NpgsqlConnection(replica);
+await target.OpenAsync();
+await using var log = new StreamWriter(new FileStream(logPath, FileMode.Append, FileAccess.Write, FileShare.ReadWrite)) { AutoFlush = true };
+
+var client = new DBSyncClient(new DBSyncOptions
+{
+    ConnectionString = source,
+    SlotName = "dbsync_crash",
+    PublicationName = "dbsync_crash",
+    InitialSnapshot = true,
+    SnapshotChunkSize = 10,
+    SnapshotChunkDelay = TimeSpan.FromMilliseconds(50),
+    StatusInterval = TimeSpan.FromMilliseconds(200),
+});
+
+client.On<User>((change, ct) => ApplyAsync(change, ct,
+    "DELETE FROM users WHERE id = $1", u => [u.Id],
+    "INSERT INTO users (id, first_name, user_name, email, avatar, homepage, date_of_birth, address, interests) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) " +
+    "ON CONFLICT (id) DO UPDATE SET first_name = $2, user_name = $3, email = $4, avatar = $5, homepage = $6, date_of_birth = $7, address = $8, interests = $9",
+    u => [u.Id, u.FirstName, u.UserName, u.Email, u.Avatar, u.Homepage, u.DateOfBirth, u.Address, u.Interests],
+    "TRUNCATE users"));
+client.On<Restaurant>((change, ct) => ApplyAsync(change, ct,
+    "DELETE FROM restaurant WHERE id = $1", r => [r.Id],
+    "INSERT INTO restaurant (id, name, description, address, rating, tags) VALUES ($1, $2, $3, $4, $5, $6) " +
+    "ON CONFLICT (id) DO UPDATE SET name = $2, description = $3, address = $4, rating = $5, tags = $6",
+    r => [r.Id, r.Name, r.Description, r.Address, r.Rating, r.Tags],
+    "TRUNCATE restaurant"));
+client.On<Visit>((change, ct) => ApplyAsync(change, ct,
+    "DELETE FROM visit WHERE user_id = $1 AND restaurant_id = $2", v => [v.UserId, v.RestaurantId],
+    "INSERT INTO visit (user_id, restaurant_id, amount_spent, visit_rating) VALUES ($1, $2, $3, $4) " +
+    "ON CONFLICT (user_id, restaurant_id) DO UPDATE SET amount_spent = $3, visit_rating = $4",
+    v => [v.UserId, v.RestaurantId, v.AmountSpent, v.VisitRating],
+    "TRUNCATE visit"));
+client.OnTransaction(async (tx, ct) => await log.WriteLineAsync($"{run} {tx.Xid} {tx.CommitLsn}".AsMemory(), ct));
+
+using var stop = new CancellationTokenSource();
+Console.CancelKeyPress += (_, e) =>
+{
+    e.Cancel = true;
+    stop.Cancel();
+};
+await client.RunAsync(stop.Token);
+return 0;
+
+async ValueTask ApplyAsync<T>(Change<T> change, CancellationToken cancellationToken, string delete, Func<T, object?[]> key, string upsert,
+    Func<T, object?[]> values, string truncate) where T : ISyncTable<T>
+{
+    switch (change.Kind)
+    {
+        case ChangeKind.Truncate:
+            await ExecuteAsync(truncate, [], cancellationToken);
+            break;
+        case ChangeKind.Delete:
+            await ExecuteAsync(delete, key(change.Old!), cancellationToken);
+            break;
+        default:
+            if (change.Old is not null)
+                await ExecuteAsync(delete, key(change.Old), cancellationToken); // a key update leaves the old key
+            await ExecuteAsync(upsert, values(change.New!), cancellationToken);
+            break;
+    }
+}
+
+async Task ExecuteAsync(string sql, object?[] parameters, CancellationToken cancellationToken)
+{
+    await using var command = new NpgsqlCommand(sql, target);
+    foreach (var value in parameters)
+        command.Parameters.Add(new NpgsqlParameter { Value = value ?? DBNull.Value });
+    await command.ExecuteNonQueryAsync(cancellationToken);
+}
+
+static string Required(string name)
+    => Environment.GetEnvironmentVariable(name) is { Length: > 0 } value
+        ? value
+        : throw new InvalidOperationException($"Set {name} (see the comment at the top of Program.cs).");
