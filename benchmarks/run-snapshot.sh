@@ -4,11 +4,13 @@
 #   1. DBSync's full snapshot of 1M users rows into User objects against a binary COPY of the same rows into the same
 #      objects, same process, alternating, medians of 3;
 #   2. pgbench tps (-s 10 -c 4 -j 2 -T 15), medians of 3: without logical replication, with pg_recvlogical streaming,
-#      with DBSync streaming, and with DBSync streaming while it snapshots users back to back; the tps ratio is the
-#      last against DBSync streaming without snapshots (the snapshot's cost), the others are printed above it;
+#      with DBSync streaming, and with DBSync streaming while it snapshots users back to back; then one pgbench run
+#      (--interleaved-seconds, 60) with DBSync streaming throughout and its snapshots paused and resumed every 5 s: the
+#      tps ratio is the seconds with snapshots running against the seconds with them paused (median over rounds), so
+#      that the shared machine's changing load falls on both sides; the separate runs are printed above it;
 #   3. peak working set of a child process that snapshots 1M, then 5M users rows.
 # Prints the raw figures, then as its last three lines the ratios. Options (all optional):
-#   benchmarks/run-snapshot.sh [--rows N] [--big-rows N] [--rounds N] [--pgbench-seconds N] [--pgbench-scale N]
+#   benchmarks/run-snapshot.sh [--rows N] [--big-rows N] [--rounds N] [--pgbench-seconds N] [--interleaved-seconds N] [--pgbench-scale N]
 #                              [--chunk-size N] [--busy-share X]
 #   benchmarks/run-snapshot.sh chunks [--rows N] [--rounds N]    snapshot time per chunk size, as a ratio to COPY
 set -euo pipefail

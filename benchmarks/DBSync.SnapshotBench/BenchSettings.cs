@@ -9,10 +9,12 @@ internal sealed class BenchSettings
     public const string AllMode = "all";
     public const string MemoryMode = "memory";
     public const string ChunksMode = "chunks";
+    public const string TpsMode = "tps";
 
     public const string Usage =
-        "usage: DBSync.SnapshotBench [all] [--rows N] [--big-rows N] [--rounds N] [--pgbench-seconds N] [--pgbench-scale N] [--chunk-size N] [--busy-share X]\n" +
+        "usage: DBSync.SnapshotBench [all] [--rows N] [--big-rows N] [--rounds N] [--pgbench-seconds N] [--interleaved-seconds N] [--pgbench-scale N] [--chunk-size N] [--busy-share X]\n" +
         "       DBSync.SnapshotBench chunks [--rows N] [--rounds N]   (snapshot time per chunk size, as a ratio to COPY)\n" +
+        "       DBSync.SnapshotBench tps [--rows N] [--rounds N] [--interleaved-seconds N] [--busy-share X]   (the interleaved tps measurement only)\n" +
         "       DBSync.SnapshotBench memory --rows N [--chunk-size N]   (child process; needs DBSYNC_BENCH_CONNECTION)";
 
     public string Mode { get; private set; } = AllMode;
@@ -27,6 +29,9 @@ internal sealed class BenchSettings
     public int Rounds { get; private set; } = 3;
 
     public int PgbenchSeconds { get; private set; } = 15;
+
+    /// <summary>Length of the pgbench run in which snapshots are paused and resumed every 5 s.</summary>
+    public int InterleavedSeconds { get; private set; } = 60;
 
     public int PgbenchScale { get; private set; } = 10;
 
@@ -47,7 +52,7 @@ internal sealed class BenchSettings
         {
             settings.Mode = args[0] switch
             {
-                AllMode or MemoryMode or ChunksMode => args[0],
+                AllMode or MemoryMode or ChunksMode or TpsMode => args[0],
                 _ => throw new ArgumentException($"Unknown mode '{args[0]}'."),
             };
             i = 1;
@@ -73,6 +78,7 @@ internal sealed class BenchSettings
                 case "--big-rows": settings.BigRows = value; break;
                 case "--rounds": settings.Rounds = value; break;
                 case "--pgbench-seconds": settings.PgbenchSeconds = value; break;
+                case "--interleaved-seconds": settings.InterleavedSeconds = value; break;
                 case "--pgbench-scale": settings.PgbenchScale = value; break;
                 case "--chunk-size": settings.ChunkSize = value; break;
                 default: throw new ArgumentException($"Unknown option '{args[i]}'.");
@@ -86,5 +92,5 @@ internal sealed class BenchSettings
 
     /// <summary>The options as they would be passed to reproduce this run.</summary>
     public string ToArguments() => string.Create(CultureInfo.InvariantCulture,
-        $"{Mode} --rows {Rows} --big-rows {BigRows} --rounds {Rounds} --pgbench-seconds {PgbenchSeconds} --pgbench-scale {PgbenchScale} --chunk-size {ChunkSize} --busy-share {BusyShare}");
+        $"{Mode} --rows {Rows} --big-rows {BigRows} --rounds {Rounds} --pgbench-seconds {PgbenchSeconds} --interleaved-seconds {InterleavedSeconds} --pgbench-scale {PgbenchScale} --chunk-size {ChunkSize} --busy-share {BusyShare}");
 }

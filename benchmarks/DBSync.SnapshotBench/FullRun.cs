@@ -23,6 +23,8 @@ internal static class FullRun
             {
                 if (settings.Mode == BenchSettings.ChunksMode)
                     await ChunkSweepAsync(server.ConnectionStringFor(database), settings);
+                else if (settings.Mode == BenchSettings.TpsMode)
+                    await InterleavedOnlyAsync(server, server.ConnectionStringFor(database), settings);
                 else
                     report = await MeasureAsync(server, server.ConnectionStringFor(database), settings);
             }
@@ -63,6 +65,24 @@ internal static class FullRun
             }
             Log($"chunk size {size,6}: {Median(times):0.000} s, ratio to COPY {Median(times) / copy:0.00}");
         }
+    }
+
+    /// <summary>The interleaved tps measurement alone, to study the throttle: per round and the median ratio.</summary>
+    private static async Task InterleavedOnlyAsync(PostgresServer server, string connectionString, BenchSettings settings)
+    {
+        await UsersTable.CreateSchemaAsync(connectionString);
+        await UsersTable.LoadAsync(connectionString, 1, settings.Rows);
+        var pgbench = new Pgbench(Pgbench.Find(server.BinDirectory), connectionString);
+        await pgbench.InitializeAsync(settings.PgbenchScale);
+        var ratios = new List<double>();
+        for (var round = 1; round <= settings.Rounds; round++)
+        {
+            await UsersTable.ExecuteAsync(connectionString, "CHECKPOINT");
+            var (on, off) = await MeasureInterleavedAsync(pgbench, connectionString, settings, round);
+            ratios.Add(on / off);
+            Log($"round {round}: {on:0} tps with snapshots, {off:0} paused => {on / off:0.00} (SnapshotBusyShare {settings.BusyShare})");
+        }
+        Log($"ratio tps during/without = {Median(ratios):0.00}");
     }
 
     private static async Task<Report> MeasureAsync(PostgresServer server, string connectionString, BenchSettings settings)
@@ -187,14 +207,87 @@ internal static class FullRun
                 rows = runner.Counter.Rows;
             }
 
+            await UsersTable.ExecuteAsync(connectionString, "CHECKPOINT");
+            var (on, off) = await MeasureInterleavedAsync(pgbench, connectionString, settings, round);
+            report.TpsSnapshotOn.Add(on);
+            report.TpsSnapshotOff.Add(off);
+
             report.TpsWithout.Add(without);
             report.TpsRecvlogical.Add(recvlogical);
             report.TpsStreamOnly.Add(streamOnly);
             report.TpsDuring.Add(during);
             report.SnapshotRowsPerSecondUnderLoad.Add(rows / window);
-            Log($"round {round}: {without:0} tps without replication, {recvlogical:0} with pg_recvlogical, {streamOnly:0} with DBSync streaming, {during:0} during DBSync snapshots ({snapshots} full snapshots completed, {rows / window:N0} rows/s delivered) => {during / streamOnly:0.00}");
+            Log($"round {round}: {without:0} tps without replication, {recvlogical:0} with pg_recvlogical, {streamOnly:0} with DBSync streaming, {during:0} during DBSync snapshots ({snapshots} full snapshots completed, {rows / window:N0} rows/s delivered) => {during / streamOnly:0.00}; interleaved: {on:0} tps with snapshots, {off:0} paused => {on / off:0.00}");
         }
     }
+
+    /// <summary>
+    /// The snapshot's cost within one pgbench run, so that the load of other tenants of a shared machine, which moves
+    /// tps by 10-20% between runs, falls on both sides alike: DBSync streams throughout and snapshots back to back, paused
+    /// and resumed every <see cref="PhaseSeconds"/> seconds; pgbench reports tps every second. The first second of each
+    /// phase is left out (the switch happens in it). Returns the median tps of the seconds with snapshots running and of
+    /// the seconds with them paused.
+    /// </summary>
+    private static async Task<(double On, double Off)> MeasureInterleavedAsync(Pgbench pgbench, string connectionString, BenchSettings settings, int round)
+    {
+        await using var runner = await DbSyncRunner.StartAsync(connectionString, $"dbsync_bench_interleaved_{round}", settings.ChunkSize, settings.BusyShare);
+        using var stop = new CancellationTokenSource();
+        var loop = Task.Run(async () =>
+        {
+            while (!stop.IsCancellationRequested)
+            {
+                try
+                {
+                    await runner.SnapshotAsync(stop.Token);
+                }
+                catch (OperationCanceledException) when (stop.IsCancellationRequested)
+                {
+                    return;
+                }
+            }
+        });
+        var clock = new Stopwatch();
+        var toggles = Task.Run(async () =>
+        {
+            // Phases alternate on, off, on, ... from the moment pgbench starts.
+            for (var phase = 1; !stop.IsCancellationRequested; phase++)
+            {
+                var wait = TimeSpan.FromSeconds(phase * PhaseSeconds) - clock.Elapsed;
+                if (wait > TimeSpan.Zero)
+                    await Task.Delay(wait, stop.Token).ContinueWith(_ => { }, TaskScheduler.Default);
+                if (phase % 2 == 1)
+                    runner.Pause();
+                else
+                    runner.Resume();
+            }
+        });
+        List<double> perSecond;
+        try
+        {
+            perSecond = await pgbench.RunPerSecondAsync(settings.PgbenchClients, settings.PgbenchThreads, settings.InterleavedSeconds, clock.Start);
+        }
+        finally
+        {
+            await stop.CancelAsync();
+            await toggles;
+            runner.Resume();
+            await loop;
+        }
+
+        var on = new List<double>();
+        var off = new List<double>();
+        for (var second = 0; second < perSecond.Count; second++)
+        {
+            if (second % PhaseSeconds == 0 || double.IsNaN(perSecond[second]))
+                continue;
+            ((second / PhaseSeconds) % 2 == 0 ? on : off).Add(perSecond[second]);
+        }
+        if (on.Count == 0 || off.Count == 0)
+            throw new InvalidOperationException($"The interleaved pgbench run reported {perSecond.Count} seconds; at least {2 * PhaseSeconds} are needed.");
+        return (Median(on), Median(off));
+    }
+
+    private const int PhaseSeconds = 5;
 
     /// <summary>3. A child process snapshots the table at the small size, then at the large size.</summary>
     private static async Task MeasureMemoryAsync(string connectionString, BenchSettings settings, Report report)
@@ -255,6 +348,10 @@ internal static class FullRun
 
         public List<double> TpsDuring { get; } = [];
 
+        public List<double> TpsSnapshotOn { get; } = [];
+
+        public List<double> TpsSnapshotOff { get; } = [];
+
         public List<double> SnapshotRowsPerSecondUnderLoad { get; } = [];
 
         public long TableBytes { get; set; }
@@ -288,6 +385,12 @@ internal static class FullRun
             Log($"  pg_recvlogical streaming:           {Median(TpsRecvlogical),8:0.0} tps   (runs {Runs(TpsRecvlogical, "0.0")}); ratio to none {Median(TpsRecvlogical) / without:0.00}");
             Log($"  DBSync streaming, no snapshot:      {streamOnly,8:0.0} tps   (runs {Runs(TpsStreamOnly, "0.0")}); ratio to none {streamOnly / without:0.00}");
             Log($"  DBSync streaming + snapshots:       {during,8:0.0} tps   (runs {Runs(TpsDuring, "0.0")}); ratio to none {during / without:0.00}; snapshot rows/s under load {Median(SnapshotRowsPerSecondUnderLoad):N0}");
+            var interleaved = TpsSnapshotOn.Zip(TpsSnapshotOff, (on, off) => on / off).ToList();
+            Log($"  interleaved, one {settings.InterleavedSeconds} s pgbench run per round, snapshots on and paused every {PhaseSeconds} s (DBSync streaming throughout):");
+            Log($"    seconds with snapshots running:   {Median(TpsSnapshotOn),8:0.0} tps   (runs {Runs(TpsSnapshotOn, "0.0")})");
+            Log($"    seconds with snapshots paused:    {Median(TpsSnapshotOff),8:0.0} tps   (runs {Runs(TpsSnapshotOff, "0.0")})");
+            Log($"    ratio per round:                  {Median(interleaved),8:0.00}       (runs {Runs(interleaved, "0.00")})");
+            Log($"sequential runs, streaming + snapshots / streaming only: {during / streamOnly:0.00} (separate pgbench runs; moves with the machine's load)");
             Console.WriteLine("peak memory of the snapshot process (child, PeakWorkingSet64; managed heap and GC committed peaks sampled every 10 ms):");
             Log($"  {small.Rows,10:N0} rows ({TableBytes / MiB,6:0.0} MB table): {small.PeakWorkingSet / MiB,6:0.0} MB working set, managed {small.ManagedPeak / MiB:0.0} MB, GC committed {small.CommittedPeak / MiB:0.0} MB, snapshot {small.Seconds:0.000} s");
             Log($"  {big.Rows,10:N0} rows ({BigTableBytes / MiB,6:0.0} MB table): {big.PeakWorkingSet / MiB,6:0.0} MB working set, managed {big.ManagedPeak / MiB:0.0} MB, GC committed {big.CommittedPeak / MiB:0.0} MB, snapshot {big.Seconds:0.000} s");
@@ -295,7 +398,7 @@ internal static class FullRun
             Log($"benchmark program time: {elapsed.TotalSeconds:0} s");
             Log($"reproduce: benchmarks/run-snapshot.sh {settings.ToArguments()}");
             Log($"ratio snapshot dbsync/copy = {snapshot / copy:0.00}");
-            Log($"ratio tps during/without = {during / streamOnly:0.00}");
+            Log($"ratio tps during/without = {Median(interleaved):0.00}");
             Log($"ratio peak memory 5M/1M = {(double)big.PeakWorkingSet / small.PeakWorkingSet:0.00}");
         }
     }

@@ -59,6 +59,26 @@ internal sealed partial class Pgbench
         return double.Parse(match.Groups[1].Value, CultureInfo.InvariantCulture);
     }
 
+    /// <summary>
+    /// The default TPC-B-like script with a progress report every second (<c>-P 1</c>); <paramref name="started"/> is
+    /// called as the process starts. Returns the tps of each second, indexed from 0 (the report at 1.0 s is second 0).
+    /// </summary>
+    public async Task<List<double>> RunPerSecondAsync(int clients, int threads, int seconds, Action started)
+    {
+        var output = await RunAsync([.. TpcbArguments(clients, threads, seconds), "-P", "1"], started, stderrToo: true);
+        var perSecond = new List<double>();
+        foreach (Match match in ProgressPattern().Matches(output))
+        {
+            var second = (int)Math.Round(double.Parse(match.Groups[1].Value, CultureInfo.InvariantCulture)) - 1;
+            while (perSecond.Count <= second)
+                perSecond.Add(double.NaN);
+            perSecond[second] = double.Parse(match.Groups[2].Value, CultureInfo.InvariantCulture);
+        }
+        if (perSecond.Count == 0)
+            throw new InvalidOperationException($"pgbench printed no progress lines:\n{output}");
+        return perSecond;
+    }
+
     /// <summary>The command line of <see cref="RunAsync(int, int, int)"/>, for the report.</summary>
     public string CommandLine(int clients, int threads, int seconds) => $"{Executable} {string.Join(' ', TpcbArguments(clients, threads, seconds))}";
 
@@ -70,7 +90,7 @@ internal sealed partial class Pgbench
         .. ConnectionArguments,
     ];
 
-    private async Task<string> RunAsync(IEnumerable<string> arguments)
+    private async Task<string> RunAsync(IEnumerable<string> arguments, Action? started = null, bool stderrToo = false)
     {
         var start = new ProcessStartInfo(Executable)
         {
@@ -85,16 +105,20 @@ internal sealed partial class Pgbench
             start.Environment["PGPASSWORD"] = _target.Password;
 
         using var process = Process.Start(start) ?? throw new InvalidOperationException($"Could not start {Executable}.");
+        started?.Invoke();
         var stdout = process.StandardOutput.ReadToEndAsync();
         var stderr = process.StandardError.ReadToEndAsync();
         await process.WaitForExitAsync();
         var output = await stdout;
         if (process.ExitCode != 0)
             throw new InvalidOperationException($"{Executable} {string.Join(' ', start.ArgumentList)} exited with {process.ExitCode}:\n{output}\n{await stderr}");
-        await stderr;
-        return output;
+        var errors = await stderr;
+        return stderrToo ? output + errors : output;
     }
 
     [GeneratedRegex(@"^tps = ([0-9.]+)", RegexOptions.Multiline | RegexOptions.CultureInvariant)]
     private static partial Regex TpsPattern();
+
+    [GeneratedRegex(@"^progress: ([0-9.]+) s, ([0-9.]+) tps", RegexOptions.Multiline | RegexOptions.CultureInvariant)]
+    private static partial Regex ProgressPattern();
 }

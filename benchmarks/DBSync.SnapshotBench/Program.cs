@@ -1,6 +1,6 @@
 // End-to-end snapshot benchmark; benchmarks/run-snapshot.sh builds and runs it.
 //
-//   DBSync.SnapshotBench [all] [--rows N] [--big-rows N] [--rounds N] [--pgbench-seconds N] [--pgbench-scale N] [--chunk-size N] [--busy-share X]
+//   DBSync.SnapshotBench [all] [--rows N] [--big-rows N] [--rounds N] [--pgbench-seconds N] [--interleaved-seconds N] [--pgbench-scale N] [--chunk-size N] [--busy-share X]
 //       the whole benchmark on a throwaway PostgreSQL (or the server named by POSTGRES_*); the last three lines
 //       printed are the ratios
 //   DBSync.SnapshotBench chunks [--rows N] [--rounds N]

@@ -136,6 +136,11 @@ internal sealed class DbSyncRunner : IAsyncDisposable
         return watch.Elapsed.TotalSeconds;
     }
 
+    /// <summary>Pauses snapshots after the chunk in flight (the stream goes on).</summary>
+    public void Pause() => _client.PauseSnapshots();
+
+    public void Resume() => _client.ResumeSnapshots();
+
     public async ValueTask DisposeAsync()
     {
         await _stop.CancelAsync();

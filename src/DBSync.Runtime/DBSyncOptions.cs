@@ -49,10 +49,10 @@ public sealed partial class DBSyncOptions
     /// After each chunk DBSync looks at <c>pg_stat_activity</c>: when another client session is running a statement or
     /// holds a transaction open, it waits <c>t * (1 - share) / share</c> before the next chunk, where <c>t</c> is the time
     /// the chunk took, so the workload keeps most of the CPU and I/O. On an idle server snapshots run at full speed.
-    /// 1 turns the throttle off. Default 0.1. The sessions of other roles count only when the connecting role may see
+    /// 1 turns the throttle off. Default 0.05. The sessions of other roles count only when the connecting role may see
     /// them (<c>pg_read_all_stats</c>, for example through <c>pg_monitor</c>); a warning says when it cannot.
     /// </summary>
-    public double SnapshotBusyShare { get; set; } = 0.1;
+    public double SnapshotBusyShare { get; set; } = 0.05;
 
     /// <summary>
     /// Whether to snapshot every registered table when the slot is created (the first run of a pipeline), so the

@@ -25,8 +25,13 @@ public sealed class SnapshotTests(PostgresFixture fixture)
         await using var db = await TestDatabase.CreateAsync(fixture.Server);
         await db.ExecuteAsync(Seed);
         var replica = new Replica();
+        // Full speed: the writers count as a busy server, and this test wants the chunks dense among their changes.
         await using var run = await StreamRun.StartAsync(db.ConnectionString, (client, _) => replica.Register(client),
-            configure: o => o.SnapshotChunkSize = 7);
+            configure: o =>
+            {
+                o.SnapshotChunkSize = 7;
+                o.SnapshotBusyShare = 1;
+            });
 
         using var stopWriters = new CancellationTokenSource();
         var writers = Enumerable.Range(0, 2).Select(w => WriteRandomlyAsync(db.ConnectionString, seed * 10 + w, stopWriters.Token)).ToArray();
