@@ -24,8 +24,10 @@ public sealed class DBSyncClient
     private readonly List<Func<CommittedTransaction, CancellationToken, ValueTask>> _transactionHandlers = [];
     private readonly List<Func<LogicalMessage, CancellationToken, ValueTask>> _messageHandlers = [];
     private readonly List<Func<SnapshotProgress, CancellationToken, ValueTask>> _progressHandlers = [];
+    private readonly List<PostgresApplier> _appliers = [];
     private readonly ILogger _logger;
     private readonly SnapshotCoordinator _snapshots;
+    private readonly HandlerInvoker _invoker;
     private TaskCompletionSource _streaming = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private ReplicationSession? _session;
     private int _running;
@@ -38,12 +40,22 @@ public sealed class DBSyncClient
         options.Validate();
         _options = options;
         _logger = (options.LoggerFactory ?? NullLoggerFactory.Instance).CreateLogger("DBSync");
+        _invoker = new HandlerInvoker(options, _logger);
         if (options.SignalTableName is var (schema, name))
             _tables.Add((schema, name), new SignalRegistration(schema, name));
         _snapshots = new SnapshotCoordinator(options, _tables, _progressHandlers, () => (ulong)ConfirmedLsn, _logger);
     }
 
     internal SnapshotCoordinator Snapshots => _snapshots;
+
+    internal DBSyncOptions Options => _options;
+
+    /// <summary>An applier whose target transaction is committed at the end of each source transaction.</summary>
+    internal void AddApplier(PostgresApplier applier)
+    {
+        ThrowIfRunning();
+        _appliers.Add(applier);
+    }
 
     /// <summary>
     /// Completes when the publication and slot exist and the stream has started: every change committed after this point
@@ -63,7 +75,7 @@ public sealed class DBSyncClient
         var table = T.TableInfo;
         if (!_tables.TryGetValue((table.Schema, table.Name), out var registration))
         {
-            registration = new TableRegistration<T>();
+            registration = new TableRegistration<T>(_invoker);
             _tables.Add((table.Schema, table.Name), registration);
         }
 
@@ -242,12 +254,7 @@ public sealed class DBSyncClient
     }
 
     /// <summary>Capped exponential backoff with jitter: ReconnectDelay, doubled per failure, at most MaxReconnectDelay.</summary>
-    private TimeSpan ReconnectDelay(int failures)
-    {
-        var ticks = _options.ReconnectDelay.Ticks * Math.Pow(2, Math.Min(failures - 1, 20));
-        ticks = Math.Min(ticks, _options.MaxReconnectDelay.Ticks);
-        return TimeSpan.FromTicks((long)(ticks * (0.8 + (0.4 * Random.Shared.NextDouble()))));
-    }
+    private TimeSpan ReconnectDelay(int failures) => Backoff.Delay(_options.ReconnectDelay, _options.MaxReconnectDelay, failures);
 
     /// <summary>One replication session, with the snapshot loop beside it for as long as it streams.</summary>
     private async Task RunSessionAsync(ServerInfo server, bool reconnecting, Action streamed, CancellationToken cancellationToken)
@@ -256,7 +263,9 @@ public sealed class DBSyncClient
         var snapshots = Task.CompletedTask;
         try
         {
-            _session = new ReplicationSession(_options, _tables, _transactionHandlers, _messageHandlers, _snapshots, _logger);
+            foreach (var applier in _appliers)
+                await applier.OnSessionStartAsync().ConfigureAwait(false);
+            _session = new ReplicationSession(_options, _tables, _transactionHandlers, _messageHandlers, _appliers, _invoker, _snapshots, _logger);
             await _session.RunAsync(server, reconnecting, () =>
             {
                 streamed();

@@ -84,6 +84,43 @@ public sealed partial class DBSyncOptions
     /// <summary>The longest wait between reconnection attempts. Default 30 seconds.</summary>
     public TimeSpan MaxReconnectDelay { get; set; } = TimeSpan.FromSeconds(30);
 
+    /// <summary>
+    /// How many bytes of large in-progress transactions the client keeps in memory. PostgreSQL 14 and later send a
+    /// transaction that outgrows the server's <c>logical_decoding_work_mem</c> while it is still running (pgoutput
+    /// <c>streaming</c>); DBSync keeps its changes until it commits, then delivers them whole, in commit order (an aborted
+    /// one is dropped). Past this limit, counted over all such transactions, the transaction being received moves to a
+    /// temporary file in <see cref="StreamingSpillDirectory"/>. Default 64 MiB.
+    /// </summary>
+    public long StreamingMemoryLimit { get; set; } = 64L * 1024 * 1024;
+
+    /// <summary>Where large in-progress transactions are spilled past <see cref="StreamingMemoryLimit"/>; the files are
+    /// deleted when the transaction commits or aborts, or the run ends. Default null: the system's temporary directory.</summary>
+    public string? StreamingSpillDirectory { get; set; }
+
+    /// <summary>What happens when a handler throws: <see cref="HandlerFailurePolicy.Stop"/> (default) or
+    /// <see cref="HandlerFailurePolicy.Retry"/>. Either way nothing is confirmed past a transaction whose handlers have
+    /// not all completed.</summary>
+    public HandlerFailurePolicy HandlerFailure { get; set; } = HandlerFailurePolicy.Stop;
+
+    /// <summary>With <see cref="HandlerFailurePolicy.Retry"/>: how many times a handler is called for one change,
+    /// transaction or message before the stream stops. Default 5.</summary>
+    public int HandlerMaxAttempts { get; set; } = 5;
+
+    /// <summary>With <see cref="HandlerFailurePolicy.Retry"/>: the wait before the first retry, doubled for each further
+    /// one up to <see cref="MaxHandlerRetryDelay"/>, with +/-20% jitter. Default 1 second.</summary>
+    public TimeSpan HandlerRetryDelay { get; set; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>The longest wait between two calls of a failing handler. Default 30 seconds.</summary>
+    public TimeSpan MaxHandlerRetryDelay { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>
+    /// When set, a heartbeat (a transactional logical message of this pipeline, never shown to handlers) is written to the
+    /// source database whenever no transaction was confirmed for this long, so the slot's confirmed position moves even
+    /// where keepalive positions are not enough (a standby, a provider that holds keepalives back). Needs nothing but the
+    /// connection's role. Default null: no heartbeats; keepalive positions are confirmed while idle either way.
+    /// </summary>
+    public TimeSpan? HeartbeatInterval { get; set; }
+
     /// <summary>Where DBSync logs what it does. Default: no logging.</summary>
     public ILoggerFactory? LoggerFactory { get; set; }
 
@@ -110,6 +147,14 @@ public sealed partial class DBSyncOptions
         }
         if (ReconnectDelay <= TimeSpan.Zero || MaxReconnectDelay < ReconnectDelay)
             throw new ArgumentException($"DBSyncOptions.ReconnectDelay must be positive and at most MaxReconnectDelay (were {ReconnectDelay} and {MaxReconnectDelay}).", nameof(ReconnectDelay));
+        if (StreamingMemoryLimit < 0)
+            throw new ArgumentException($"DBSyncOptions.StreamingMemoryLimit cannot be negative (was {StreamingMemoryLimit}); 0 spills every streamed transaction to disk.", nameof(StreamingMemoryLimit));
+        if (HandlerMaxAttempts < 1)
+            throw new ArgumentException($"DBSyncOptions.HandlerMaxAttempts must be at least 1 (was {HandlerMaxAttempts}).", nameof(HandlerMaxAttempts));
+        if (HandlerRetryDelay <= TimeSpan.Zero || MaxHandlerRetryDelay < HandlerRetryDelay)
+            throw new ArgumentException($"DBSyncOptions.HandlerRetryDelay must be positive and at most MaxHandlerRetryDelay (were {HandlerRetryDelay} and {MaxHandlerRetryDelay}).", nameof(HandlerRetryDelay));
+        if (HeartbeatInterval is { } heartbeat && heartbeat <= TimeSpan.Zero)
+            throw new ArgumentException($"DBSyncOptions.HeartbeatInterval must be positive (was {heartbeat}); leave it null for no heartbeats.", nameof(HeartbeatInterval));
         if (IdleConfirmInterval <= TimeSpan.Zero)
             throw new ArgumentException($"DBSyncOptions.IdleConfirmInterval must be positive (was {IdleConfirmInterval}).", nameof(IdleConfirmInterval));
     }

@@ -3,8 +3,11 @@
 //   DBSYNC_CRASH_REPLICA  connection string of the replica database (seed tables, keys only)
 //   DBSYNC_CRASH_LOG      file to append "<run> <xid> <commit lsn>" to, one line per delivered transaction
 //   DBSYNC_CRASH_RUN      this run's number
-// Every change is applied at once, in its own statement: after a kill the replica may be ahead of the confirmed
-// position, and the changes delivered again after the restart are applied again (upserts and deletes by key).
+// Changes go through the effectively-once applier: each source transaction is applied in one replica transaction that
+// records its commit position, and transactions delivered again after a kill are skipped. Every applied change (not
+// snapshot rows) is also logged in applied_change, whose primary key is the change's WAL position: applying a change
+// twice would violate it and end this process with an error. The delivery log, written by a transaction handler
+// before the transaction is confirmed, shows what the stream delivered (at least once).
 using DBSync;
 using DBSync.Sample;
 using Npgsql;
@@ -14,8 +17,6 @@ var replica = Required("DBSYNC_CRASH_REPLICA");
 var logPath = Required("DBSYNC_CRASH_LOG");
 var run = Required("DBSYNC_CRASH_RUN");
 
-await using var target = new NpgsqlConnection(replica);
-await target.OpenAsync();
 await using var log = new StreamWriter(new FileStream(logPath, FileMode.Append, FileAccess.Write, FileShare.ReadWrite)) { AutoFlush = true };
 
 var client = new DBSyncClient(new DBSyncOptions
@@ -29,19 +30,20 @@ var client = new DBSyncClient(new DBSyncOptions
     StatusInterval = TimeSpan.FromMilliseconds(200),
 });
 
-client.On<User>((change, ct) => ApplyAsync(change, ct,
+await using var applier = new PostgresApplier(client, replica, "crash_consumer");
+applier.Map<User>((change, target, ct) => ApplyAsync(change, target, ct,
     "DELETE FROM users WHERE id = $1", u => [u.Id],
     "INSERT INTO users (id, first_name, user_name, email, avatar, homepage, date_of_birth, address, interests) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) " +
     "ON CONFLICT (id) DO UPDATE SET first_name = $2, user_name = $3, email = $4, avatar = $5, homepage = $6, date_of_birth = $7, address = $8, interests = $9",
     u => [u.Id, u.FirstName, u.UserName, u.Email, u.Avatar, u.Homepage, u.DateOfBirth, u.Address, u.Interests],
     "TRUNCATE users"));
-client.On<Restaurant>((change, ct) => ApplyAsync(change, ct,
+applier.Map<Restaurant>((change, target, ct) => ApplyAsync(change, target, ct,
     "DELETE FROM restaurant WHERE id = $1", r => [r.Id],
     "INSERT INTO restaurant (id, name, description, address, rating, tags) VALUES ($1, $2, $3, $4, $5, $6) " +
     "ON CONFLICT (id) DO UPDATE SET name = $2, description = $3, address = $4, rating = $5, tags = $6",
     r => [r.Id, r.Name, r.Description, r.Address, r.Rating, r.Tags],
     "TRUNCATE restaurant"));
-client.On<Visit>((change, ct) => ApplyAsync(change, ct,
+applier.Map<Visit>((change, target, ct) => ApplyAsync(change, target, ct,
     "DELETE FROM visit WHERE user_id = $1 AND restaurant_id = $2", v => [v.UserId, v.RestaurantId],
     "INSERT INTO visit (user_id, restaurant_id, amount_spent, visit_rating) VALUES ($1, $2, $3, $4) " +
     "ON CONFLICT (user_id, restaurant_id) DO UPDATE SET amount_spent = $3, visit_rating = $4",
@@ -58,28 +60,30 @@ Console.CancelKeyPress += (_, e) =>
 await client.RunAsync(stop.Token);
 return 0;
 
-async ValueTask ApplyAsync<T>(Change<T> change, CancellationToken cancellationToken, string delete, Func<T, object?[]> key, string upsert,
-    Func<T, object?[]> values, string truncate) where T : ISyncTable<T>
+async ValueTask ApplyAsync<T>(Change<T> change, ApplyContext target, CancellationToken cancellationToken, string delete, Func<T, object?[]> key,
+    string upsert, Func<T, object?[]> values, string truncate) where T : ISyncTable<T>
 {
     switch (change.Kind)
     {
         case ChangeKind.Truncate:
-            await ExecuteAsync(truncate, [], cancellationToken);
+            await ExecuteAsync(target, truncate, [], cancellationToken);
             break;
         case ChangeKind.Delete:
-            await ExecuteAsync(delete, key(change.Old!), cancellationToken);
+            await ExecuteAsync(target, delete, key(change.Old!), cancellationToken);
             break;
         default:
             if (change.Old is not null)
-                await ExecuteAsync(delete, key(change.Old), cancellationToken); // a key update leaves the old key
-            await ExecuteAsync(upsert, values(change.New!), cancellationToken);
+                await ExecuteAsync(target, delete, key(change.Old), cancellationToken); // a key update leaves the old key
+            await ExecuteAsync(target, upsert, values(change.New!), cancellationToken);
             break;
     }
+    if (change.Kind != ChangeKind.Read)
+        await ExecuteAsync(target, "INSERT INTO applied_change (xid, lsn) VALUES ($1, $2::text::pg_lsn)", [(long)change.Xid, change.Lsn.ToString()], cancellationToken);
 }
 
-async Task ExecuteAsync(string sql, object?[] parameters, CancellationToken cancellationToken)
+static async Task ExecuteAsync(ApplyContext target, string sql, object?[] parameters, CancellationToken cancellationToken)
 {
-    await using var command = new NpgsqlCommand(sql, target);
+    await using var command = target.CreateCommand(sql);
     foreach (var value in parameters)
         command.Parameters.Add(new NpgsqlParameter { Value = value ?? DBNull.Value });
     await command.ExecuteNonQueryAsync(cancellationToken);

@@ -98,6 +98,7 @@ public sealed class AcknowledgementTests(PostgresFixture fixture)
     }
 
     [Fact]
+    [Trait("Category", "Reliability")]
     public async Task IdleSlot_WhileWalGrowsOutsideThePublication_ConfirmedPositionAdvances()
     {
         await using var db = await TestDatabase.CreateAsync(fixture.Server);

@@ -9,7 +9,9 @@ namespace DBSync.IntegrationTests;
 
 /// <summary>
 /// A consumer process (tests/DBSync.CrashConsumer) is killed with SIGKILL at random moments while writers run and its
-/// initial snapshot is in progress, and restarted each time; at the end its replica database must equal the source.
+/// initial snapshot is in progress, and restarted each time; at the end its replica database must equal the source,
+/// and the effectively-once applier it uses must have applied every change once, though the stream delivered some
+/// transactions more than once.
 /// </summary>
 [Collection(PostgresCollection.Name)]
 [Trait("Category", "Reliability")]
@@ -21,6 +23,7 @@ public sealed class CrashTests(PostgresFixture fixture)
         CREATE TABLE restaurant (id varchar(255) PRIMARY KEY, name varchar(255) NOT NULL, description text, address text, rating int, tags text[]);
         CREATE TABLE visit (user_id int, restaurant_id varchar(255), amount_spent numeric(10, 2) NOT NULL, visit_rating int,
             PRIMARY KEY (user_id, restaurant_id));
+        CREATE TABLE applied_change (xid bigint NOT NULL, lsn pg_lsn PRIMARY KEY);
         """;
 
     [Fact]
@@ -81,6 +84,13 @@ public sealed class CrashTests(PostgresFixture fixture)
                 .ToList();
             var missing = committed.Except(delivered.Select(d => d.Xid)).Order().ToList();
             Assert.True(missing.Count == 0, $"{missing.Count} committed transaction(s) never delivered, e.g. xid {string.Join(", ", missing.Take(5))}.");
+            // Effectively once: every committed transaction reached the replica through the applier, and no change twice
+            // (applied_change's key is the change's WAL position; a second apply would have failed the consumer).
+            var applied = (await RowsAsync(replica, "SELECT DISTINCT xid::text FROM applied_change")).Select(x => uint.Parse(x, CultureInfo.InvariantCulture)).ToHashSet();
+            var notApplied = committed.Where(x => !applied.Contains(x)).Order().ToList();
+            Assert.True(notApplied.Count == 0, $"{notApplied.Count} committed transaction(s) never applied, e.g. xid {string.Join(", ", notApplied.Take(5))}.");
+            var redelivered = delivered.GroupBy(d => d.Xid).Count(g => g.Count() > 1);
+            Assert.True(redelivered > 0, "No transaction was delivered twice: the kills never fell between a delivery and its confirmation.");
             Assert.True(committed.Count > 100, $"The writers committed only {committed.Count} transactions after the slot was created.");
             for (var run = 1; run <= 10; run++)
             {

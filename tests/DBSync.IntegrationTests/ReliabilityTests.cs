@@ -171,6 +171,123 @@ public sealed class ReliabilityTests(PostgresFixture fixture)
         await run.StopAsync();
     }
 
+    [Fact]
+    public async Task HandlerFailsTwice_UnderTheRetryPolicy_IsCalledAgainWithTheSameChange_AndTheStreamGoesOn()
+    {
+        await using var db = await TestDatabase.CreateAsync(fixture.Server);
+        var logs = new LogCapture();
+        var calls = new List<string>();
+        await using var run = await StreamRun.StartAsync(db.ConnectionString, (client, recorder) => client.On<Restaurant>(c =>
+        {
+            lock (calls)
+                calls.Add(c.New!.Id);
+            if (c.New!.Id == "r-2" && calls.Count(id => id == "r-2") <= 2)
+                throw new InvalidOperationException("the target is briefly unavailable");
+            recorder.Add(c);
+        }), configure: o =>
+        {
+            o.HandlerFailure = HandlerFailurePolicy.Retry;
+            o.HandlerRetryDelay = TimeSpan.FromMilliseconds(50);
+            o.LoggerFactory = logs;
+        });
+
+        foreach (var id in new[] { "r-1", "r-2", "r-3" })
+            await db.ExecuteAsync($"INSERT INTO Restaurant (id, name) VALUES ('{id}', 'n')");
+        await run.WaitUntilAsync(r => r.Transactions.Count == 3, "three transactions");
+
+        Assert.Equal(["r-1", "r-2", "r-2", "r-2", "r-3"], calls);
+        Assert.Equal(["r-1", "r-2", "r-3"], run.Recorder.Of<Restaurant>().Select(c => c.New!.Id));
+        Assert.Equal(2, logs.Entries.Count(e => e.Id.Id == 2009));
+        Assert.Contains(logs.Entries, e => e.Id.Id == 2009 && e.Text.Contains("restaurant", StringComparison.Ordinal));
+        Assert.False(run.Run.IsCompleted);
+        await run.StopAsync();
+        Assert.Equal(run.Recorder.Transactions[^1].EndLsn, await SlotConfirmedAsync(db));
+    }
+
+    [Fact]
+    public async Task HandlerAlwaysFails_UnderTheRetryPolicy_StopsAfterTheLastAttempt_ConfirmingNothingPastTheTransactionBefore()
+    {
+        await using var db = await TestDatabase.CreateAsync(fixture.Server);
+        var logs = new LogCapture();
+        var attempts = 0;
+        var failure = new InvalidOperationException("the target rejects r-2");
+        await using var run = await StreamRun.StartAsync(db.ConnectionString, (client, recorder) => client.On<Restaurant>(c =>
+        {
+            if (c.New!.Id == "r-2")
+            {
+                attempts++;
+                throw failure;
+            }
+            recorder.Add(c);
+        }), configure: o =>
+        {
+            o.HandlerFailure = HandlerFailurePolicy.Retry;
+            o.HandlerMaxAttempts = 3;
+            o.HandlerRetryDelay = TimeSpan.FromMilliseconds(50);
+            o.LoggerFactory = logs;
+        });
+
+        await db.ExecuteAsync("INSERT INTO Restaurant (id, name) VALUES ('r-1', 'n')");
+        await db.ExecuteAsync("INSERT INTO Restaurant (id, name) VALUES ('r-2', 'n')");
+
+        var thrown = await Assert.ThrowsAsync<InvalidOperationException>(() => run.Run.WaitAsync(TimeSpan.FromSeconds(30)));
+        Assert.Same(failure, thrown);
+        Assert.Equal(3, attempts);
+        Assert.Equal(2, logs.Entries.Count(e => e.Id.Id == 2009));
+        Assert.True(logs.Has(2010), "Giving up was not logged (event 2010).");
+        Assert.Equal(run.Recorder.Transactions.Single().EndLsn, await SlotConfirmedAsync(db));
+    }
+
+    [Fact]
+    public async Task IdleDatabase_WhileWalGrowsInAnotherDatabase_ConfirmedPositionAdvances()
+    {
+        await using var db = await TestDatabase.CreateAsync(fixture.Server);
+        await using var elsewhere = await TestDatabase.CreateAsync(fixture.Server, seedSchema: false);
+        await using var run = await StreamRun.StartAsync(db.ConnectionString, configure: o => o.IdleConfirmInterval = TimeSpan.FromMilliseconds(200));
+        await AssertConfirmedFollowsWalElsewhereAsync(db, elsewhere);
+        Assert.Empty(run.Recorder.All);
+    }
+
+    [Fact]
+    public async Task Heartbeats_MoveTheConfirmedPosition_WithoutKeepaliveConfirmation_AndAreNotDelivered()
+    {
+        await using var db = await TestDatabase.CreateAsync(fixture.Server);
+        await using var elsewhere = await TestDatabase.CreateAsync(fixture.Server, seedSchema: false);
+        var messages = 0;
+        await using var run = await StreamRun.StartAsync(db.ConnectionString, (client, recorder) =>
+        {
+            StreamRun.RegisterSeedTables(client, recorder);
+            client.OnMessage((_, _) =>
+            {
+                Interlocked.Increment(ref messages);
+                return ValueTask.CompletedTask;
+            });
+        }, configure: o =>
+        {
+            o.IdleConfirmInterval = TimeSpan.FromHours(1); // keepalive positions are never confirmed in this test
+            o.HeartbeatInterval = TimeSpan.FromMilliseconds(200);
+        });
+        await AssertConfirmedFollowsWalElsewhereAsync(db, elsewhere);
+        Assert.Empty(run.Recorder.All);
+        Assert.Equal(0, messages);
+    }
+
+    /// <summary>WAL grows in another database; the slot's confirmed position must pass the end of it.</summary>
+    private static async Task AssertConfirmedFollowsWalElsewhereAsync(TestDatabase db, TestDatabase elsewhere)
+    {
+        var start = await SlotConfirmedAsync(db);
+        await elsewhere.ExecuteAsync("CREATE TABLE filler (id serial PRIMARY KEY, payload text)");
+        for (var i = 0; i < 5; i++)
+            await elsewhere.ExecuteAsync("INSERT INTO filler (payload) SELECT repeat('x', 1000) FROM generate_series(1, 100)");
+        var walAfterWrites = NpgsqlTypes.NpgsqlLogSequenceNumber.Parse(await elsewhere.ScalarAsync<string>("SELECT pg_current_wal_lsn()::text"));
+
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        while (await SlotConfirmedAsync(db) < walAfterWrites && DateTime.UtcNow < deadline)
+            await Task.Delay(100);
+        var confirmed = await SlotConfirmedAsync(db);
+        Assert.True(confirmed >= walAfterWrites, $"confirmed_flush_lsn stayed at {confirmed} (started at {start}) while WAL reached {walAfterWrites}");
+    }
+
     private static async Task<NpgsqlTypes.NpgsqlLogSequenceNumber> SlotConfirmedAsync(TestDatabase db)
         => NpgsqlTypes.NpgsqlLogSequenceNumber.Parse(await db.ScalarAsync<string>("SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = 'dbsync_test'"));
 }

@@ -85,4 +85,16 @@ internal static partial class Log
 
     [LoggerMessage(3009, LogLevel.Warning, "Snapshot of {Table} lost its connection; it continues from its last completed chunk in {Delay} ms")]
     public static partial void SnapshotInterrupted(ILogger logger, Exception exception, string table, long delay);
+
+    [LoggerMessage(2009, LogLevel.Warning, "Handler failed for {What} (attempt {Attempt} of {MaxAttempts}); calling it again in {Delay} ms")]
+    public static partial void HandlerRetrying(ILogger logger, Exception exception, string what, int attempt, int maxAttempts, long delay);
+
+    [LoggerMessage(2010, LogLevel.Error, "Handler failed for {What} {Attempts} times; the stream stops")]
+    public static partial void HandlerGaveUp(ILogger logger, Exception exception, string what, int attempts);
+
+    [LoggerMessage(2011, LogLevel.Debug, "Streamed transaction {Xid} moved to a spill file past the streaming memory limit ({Limit} bytes)")]
+    public static partial void StreamSpilled(ILogger logger, uint xid, long limit);
+
+    [LoggerMessage(2012, LogLevel.Warning, "Heartbeat of slot \"{Slot}\" could not be written; trying again in {Interval} ms")]
+    public static partial void HeartbeatFailed(ILogger logger, Exception exception, string slot, long interval);
 }

@@ -29,6 +29,8 @@ internal sealed class ReplicationSession
     private readonly IReadOnlyList<Func<CommittedTransaction, CancellationToken, ValueTask>> _transactionHandlers;
     private readonly IReadOnlyList<Func<LogicalMessage, CancellationToken, ValueTask>> _messageHandlers;
     private readonly ILogger _logger;
+    private readonly HandlerInvoker _invoker;
+    private readonly IReadOnlyList<PostgresApplier> _appliers;
     private readonly SnapshotCoordinator _snapshots;
     private readonly byte[] _watermarkPrefix;
     private readonly Dictionary<uint, RelationState> _relations = [];
@@ -36,6 +38,8 @@ internal sealed class ReplicationSession
     private readonly SignalRegistration? _signals;
     private readonly CancellationTokenSource _readCancellation = new();
     private byte[] _buffer = ArrayPool<byte>.Shared.Rent(64 * 1024);
+    private byte[] _replayBuffer = [];
+    private readonly StreamedTransactions _streams;
     private LogicalReplicationConnection? _connection;
     private bool _reconnecting;
 
@@ -44,7 +48,8 @@ internal sealed class ReplicationSession
     private TransactionContext _transaction;
     private int _changeCount;
     private string? _origin;
-    private bool _watermarkTransaction;
+    private bool _internalTransaction;
+    private StreamedTransactions.Transaction? _streamBlock;
 
     // Shared with the idle timer and the stop callback.
     private volatile bool _idle;
@@ -57,9 +62,13 @@ internal sealed class ReplicationSession
         IReadOnlyDictionary<(string Schema, string Name), TableRegistration> tables,
         IReadOnlyList<Func<CommittedTransaction, CancellationToken, ValueTask>> transactionHandlers,
         IReadOnlyList<Func<LogicalMessage, CancellationToken, ValueTask>> messageHandlers,
+        IReadOnlyList<PostgresApplier> appliers,
+        HandlerInvoker invoker,
         SnapshotCoordinator snapshots,
         ILogger logger)
     {
+        _invoker = invoker;
+        _appliers = appliers;
         _snapshots = snapshots;
         _watermarkPrefix = Encoding.UTF8.GetBytes(snapshots.Prefix);
         _options = options;
@@ -68,6 +77,7 @@ internal sealed class ReplicationSession
         _messageHandlers = messageHandlers;
         _logger = logger;
         _signals = tables.Values.OfType<SignalRegistration>().FirstOrDefault();
+        _streams = new StreamedTransactions(options.StreamingMemoryLimit, options.StreamingSpillDirectory ?? Path.GetTempPath(), logger);
     }
 
     /// <summary>The last position confirmed to the server.</summary>
@@ -92,6 +102,9 @@ internal sealed class ReplicationSession
         {
             pluginOptions.Add(new("binary", "true"));
             pluginOptions.Add(new("messages", "true"));
+            // Large transactions arrive while they run, in blocks, instead of being spilled by the server and sent at
+            // commit; they are kept here (in memory, then in a file) until their Stream Commit.
+            pluginOptions.Add(new("streaming", "on"));
         }
 
         AdvanceConfirmed((ulong)server.SlotStart);
@@ -125,6 +138,7 @@ internal sealed class ReplicationSession
     {
 
         var idleConfirmation = ConfirmWhileIdleAsync(connection, _readCancellation.Token);
+        var heartbeats = HeartbeatAsync(_readCancellation.Token);
         var stopRegistration = cancellationToken.Register(static state => ((ReplicationSession)state!).RequestStop(), this);
         try
         {
@@ -146,9 +160,9 @@ internal sealed class ReplicationSession
                     var length = checked((int)frame.Data.Length);
                     EnsureBuffer(length);
                     await ReadAsync(frame.Data.ReadExactlyAsync(_buffer.AsMemory(0, length), _readCancellation.Token)).ConfigureAwait(false);
-                    await HandleFrameAsync(length, (ulong)frame.WalStart, cancellationToken).ConfigureAwait(false);
+                    await HandleFrameAsync(_buffer, length, (ulong)frame.WalStart, inStream: false, cancellationToken).ConfigureAwait(false);
 
-                    if (_inTransaction)
+                    if (_inTransaction || _streamBlock is not null)
                         continue;
                     // Between transactions: stop here if asked, else mark the loop idle and check once more, so a stop
                     // request that saw the loop busy is not missed.
@@ -215,9 +229,15 @@ internal sealed class ReplicationSession
             _idle = false;
             await _readCancellation.CancelAsync().ConfigureAwait(false);
             await idleConfirmation.ConfigureAwait(false);
+            await heartbeats.ConfigureAwait(false);
             _readCancellation.Dispose();
+            _streams.Dispose(); // transactions not yet committed are streamed again by the next session
+            _streamBlock = null;
             ArrayPool<byte>.Shared.Return(_buffer);
             _buffer = [];
+            if (_replayBuffer.Length > 0)
+                ArrayPool<byte>.Shared.Return(_replayBuffer);
+            _replayBuffer = [];
         }
 
         Log.StreamStopped(_logger, _options.SlotName, ConfirmedLsn.ToString());
@@ -326,26 +346,43 @@ internal sealed class ReplicationSession
         }
     }
 
-    private ValueTask HandleFrameAsync(int length, ulong lsn, CancellationToken cancellationToken)
+    /// <summary>One pgoutput message. <paramref name="inStream"/>: a frame of a streamed transaction, replayed at its
+    /// Stream Commit (its message carries the transaction id).</summary>
+    private ValueTask HandleFrameAsync(byte[] buffer, int length, ulong lsn, bool inStream, CancellationToken cancellationToken)
     {
-        ReadOnlySpan<byte> frame = _buffer.AsSpan(0, length);
+        ReadOnlySpan<byte> frame = buffer.AsSpan(0, length);
         var kind = PgOutputParser.KindOf(frame);
+        if (_streamBlock is { } block && !inStream)
+        {
+            // Between Stream Start and Stream Stop: a part of an in-progress transaction, kept until it commits.
+            if (kind == PgOutputMessageKind.StreamStop)
+            {
+                PgOutputParser.ReadStreamStop(frame);
+                _streamBlock = null;
+            }
+            else if (kind is PgOutputMessageKind.Begin or PgOutputMessageKind.Commit or PgOutputMessageKind.StreamStart
+                     or PgOutputMessageKind.StreamCommit or PgOutputMessageKind.StreamAbort)
+            {
+                throw new ProtocolException($"pgoutput message '{(char)kind}' at {new NpgsqlLogSequenceNumber(lsn)} arrived inside the stream block of transaction {block.Xid}.");
+            }
+            else
+            {
+                block.Append(frame, lsn);
+            }
+            return default;
+        }
+
         switch (kind)
         {
-            case PgOutputMessageKind.Begin:
+            case PgOutputMessageKind.Begin when !inStream:
             {
                 var begin = PgOutputParser.ReadBegin(frame);
                 if (_inTransaction)
                     throw new ProtocolException($"Begin of transaction {begin.Xid} at {new NpgsqlLogSequenceNumber(lsn)} arrived inside transaction {_transaction.Xid}.");
-                _inTransaction = true;
-                _transaction = new TransactionContext(begin.Xid, new NpgsqlLogSequenceNumber(begin.FinalLsn), new DateTimeOffset(begin.CommitTime, TimeSpan.Zero));
-                _changeCount = 0;
-                _origin = null;
-                _watermarkTransaction = false;
-                _signals?.Reset();
+                BeginTransaction(begin.Xid, begin.FinalLsn, begin.CommitTime);
                 return default;
             }
-            case PgOutputMessageKind.Commit:
+            case PgOutputMessageKind.Commit when !inStream:
             {
                 var commit = PgOutputParser.ReadCommit(frame);
                 RequireTransaction(kind, lsn);
@@ -356,53 +393,77 @@ internal sealed class ReplicationSession
                 }
                 return CompleteTransactionAsync(commit.EndLsn, cancellationToken);
             }
+            case PgOutputMessageKind.StreamStart when !inStream:
+            {
+                var start = PgOutputParser.ReadStreamStart(frame);
+                if (_inTransaction)
+                    throw new ProtocolException($"Stream Start of transaction {start.Xid} at {new NpgsqlLogSequenceNumber(lsn)} arrived inside transaction {_transaction.Xid}.");
+                _streamBlock = _streams.Open(start.Xid);
+                return default;
+            }
+            case PgOutputMessageKind.StreamCommit when !inStream:
+            {
+                var commit = PgOutputParser.ReadStreamCommit(frame);
+                if (_inTransaction)
+                    throw new ProtocolException($"Stream Commit of transaction {commit.Xid} at {new NpgsqlLogSequenceNumber(lsn)} arrived inside transaction {_transaction.Xid}.");
+                var streamed = _streams.Take(commit.Xid)
+                    ?? throw new ProtocolException($"Stream Commit of transaction {commit.Xid} at {new NpgsqlLogSequenceNumber(lsn)}, whose changes were never streamed.");
+                return ReplayAsync(streamed, commit, cancellationToken);
+            }
+            case PgOutputMessageKind.StreamAbort when !inStream:
+            {
+                var abort = PgOutputParser.ReadStreamAbort(frame);
+                _streams.Abort(abort.Xid, abort.SubXid);
+                return default;
+            }
             case PgOutputMessageKind.Origin:
                 _origin = PgOutputParser.ReadOrigin(frame).Name;
                 return default;
             case PgOutputMessageKind.Relation:
-                Bind(PgOutputParser.ReadRelation(frame, inStream: false));
+                Bind(PgOutputParser.ReadRelation(frame, inStream));
                 return default;
             case PgOutputMessageKind.Type:
             {
-                var type = PgOutputParser.ReadType(frame, inStream: false);
+                var type = PgOutputParser.ReadType(frame, inStream);
                 _typeNames[type.TypeOid] = $"{type.Namespace}.{type.Name}";
                 return default;
             }
             case PgOutputMessageKind.Insert:
             {
-                var insert = PgOutputParser.ReadInsert(frame, inStream: false);
+                var insert = PgOutputParser.ReadInsert(frame, inStream);
                 return IsDelivered(insert.RelationId, kind, lsn, out var relation)
                     ? relation.Registration!.OnInsertAsync(insert.NewTuple, relation.Binding!, _transaction, lsn, cancellationToken)
                     : default;
             }
             case PgOutputMessageKind.Update:
             {
-                var update = PgOutputParser.ReadUpdate(frame, inStream: false);
+                var update = PgOutputParser.ReadUpdate(frame, inStream);
                 return IsDelivered(update.RelationId, kind, lsn, out var relation)
                     ? relation.Registration!.OnUpdateAsync(update.NewTuple, update.OldKind, update.OldTuple, relation.Binding!, _transaction, lsn, cancellationToken)
                     : default;
             }
             case PgOutputMessageKind.Delete:
             {
-                var delete = PgOutputParser.ReadDelete(frame, inStream: false);
+                var delete = PgOutputParser.ReadDelete(frame, inStream);
                 return IsDelivered(delete.RelationId, kind, lsn, out var relation)
                     ? relation.Registration!.OnDeleteAsync(delete.OldKind, delete.OldTuple, relation.Binding!, _transaction, lsn, cancellationToken)
                     : default;
             }
             case PgOutputMessageKind.Truncate:
             {
-                var truncate = PgOutputParser.ReadTruncate(frame, inStream: false);
+                var truncate = PgOutputParser.ReadTruncate(frame, inStream);
                 RequireTransaction(kind, lsn);
                 return TruncateAsync(truncate.RelationIds, lsn, cancellationToken);
             }
             case PgOutputMessageKind.Message:
             {
-                var message = PgOutputParser.ReadMessage(frame, inStream: false);
+                var message = PgOutputParser.ReadMessage(frame, inStream);
                 if (message.Transactional && message.Prefix.SequenceEqual(_watermarkPrefix))
                 {
-                    // This pipeline's snapshot watermark: handled here, never shown to message or transaction handlers.
+                    // This pipeline's snapshot watermark or heartbeat: handled here, never shown to message or
+                    // transaction handlers (the snapshot coordinator ignores what is not a watermark of its run).
                     RequireTransaction(kind, lsn);
-                    _watermarkTransaction = true;
+                    _internalTransaction = true;
                     return _snapshots.OnWatermarkAsync(message.Content, _transaction, lsn, cancellationToken);
                 }
                 if (_messageHandlers.Count == 0)
@@ -411,13 +472,33 @@ internal sealed class ReplicationSession
                 return DeliverMessageAsync(new LogicalMessage(message.Transactional, new NpgsqlLogSequenceNumber(message.Lsn),
                     Encoding.UTF8.GetString(message.Prefix), message.Content.ToArray(), xid), cancellationToken);
             }
-            case PgOutputMessageKind.StreamAbort:
-                // DBSync does not request streaming; some servers still send a stray Stream Abort. Nothing to undo.
-                return default;
             default:
                 throw new ProtocolException(
-                    $"Unexpected pgoutput message '{(char)kind}' at {new NpgsqlLogSequenceNumber(lsn)}: DBSync requested neither streaming nor two-phase decoding.");
+                    $"Unexpected pgoutput message '{(char)kind}' at {new NpgsqlLogSequenceNumber(lsn)}{(inStream ? " inside a streamed transaction" : "")}: DBSync did not request two-phase decoding.");
         }
+    }
+
+    private void BeginTransaction(uint xid, ulong commitLsn, DateTime commitTime)
+    {
+        _inTransaction = true;
+        _transaction = new TransactionContext(xid, new NpgsqlLogSequenceNumber(commitLsn), new DateTimeOffset(commitTime, TimeSpan.Zero));
+        _changeCount = 0;
+        _origin = null;
+        _internalTransaction = false;
+        _signals?.Reset();
+    }
+
+    /// <summary>A streamed transaction committed: its frames are delivered now, in order, as one transaction.</summary>
+    private async ValueTask ReplayAsync(StreamedTransactions.Transaction streamed, StreamCommitMessage commit, CancellationToken cancellationToken)
+    {
+        using (streamed)
+        {
+            BeginTransaction(commit.Xid, commit.CommitLsn, commit.CommitTime);
+            var reader = streamed.OpenReader();
+            while (reader.TryRead(ref _replayBuffer, out var length, out var lsn))
+                await HandleFrameAsync(_replayBuffer, length, lsn, inStream: true, cancellationToken).ConfigureAwait(false);
+        }
+        await CompleteTransactionAsync(commit.EndLsn, cancellationToken).ConfigureAwait(false);
     }
 
     private void RequireTransaction(PgOutputMessageKind kind, ulong lsn)
@@ -476,7 +557,7 @@ internal sealed class ReplicationSession
     private async ValueTask DeliverMessageAsync(LogicalMessage message, CancellationToken cancellationToken)
     {
         foreach (var handler in _messageHandlers)
-            await handler(message, cancellationToken).ConfigureAwait(false);
+            await _invoker.InvokeAsync(handler, message, cancellationToken).ConfigureAwait(false);
     }
 
     private ValueTask CompleteTransactionAsync(ulong endLsn, CancellationToken cancellationToken)
@@ -505,7 +586,7 @@ internal sealed class ReplicationSession
 
     private ValueTask CompleteHandledTransactionAsync(ulong endLsn, CancellationToken cancellationToken)
     {
-        if (_transactionHandlers.Count == 0 || _watermarkTransaction)
+        if ((_transactionHandlers.Count == 0 || _internalTransaction) && _appliers.Count == 0)
         {
             Acknowledge(endLsn);
             return default;
@@ -516,16 +597,24 @@ internal sealed class ReplicationSession
         return DeliverCommitAsync(committed, cancellationToken);
     }
 
+    /// <summary>Appliers commit their target transactions first, then the transaction handlers run (never for the
+    /// pipeline's own watermark and heartbeat transactions), then the transaction is acknowledged.</summary>
     private async ValueTask DeliverCommitAsync(CommittedTransaction committed, CancellationToken cancellationToken)
     {
-        foreach (var handler in _transactionHandlers)
-            await handler(committed, cancellationToken).ConfigureAwait(false);
+        foreach (var applier in _appliers)
+            await applier.OnTransactionEndAsync(committed.CommitLsn, committed.EndLsn, committed.Xid, cancellationToken).ConfigureAwait(false);
+        if (!_internalTransaction)
+        {
+            foreach (var handler in _transactionHandlers)
+                await _invoker.InvokeAsync(handler, committed, cancellationToken).ConfigureAwait(false);
+        }
         Acknowledge((ulong)committed.EndLsn);
     }
 
     /// <summary>Every handler of the transaction ending at <paramref name="endLsn"/> completed: it may be confirmed.</summary>
     private void Acknowledge(ulong endLsn)
     {
+        _snapshots.OnTransactionHandled();
         AdvanceConfirmed(endLsn);
         _connection!.SetReplicationStatus(ConfirmedLsn);
     }
@@ -573,6 +662,61 @@ internal sealed class ReplicationSession
         catch (OperationCanceledException)
         {
             // The session is ending.
+        }
+    }
+
+    /// <summary>
+    /// With <see cref="DBSyncOptions.HeartbeatInterval"/>: whenever a whole interval passed without the confirmed position
+    /// moving, writes a transactional logical message with this pipeline's prefix. Its transaction is decoded by the slot
+    /// like any other and confirmed when it arrives, so the slot follows the WAL even when nothing it publishes changes.
+    /// </summary>
+    private async Task HeartbeatAsync(CancellationToken cancellationToken)
+    {
+        if (_options.HeartbeatInterval is not { } interval)
+            return;
+        using var timer = new PeriodicTimer(interval);
+        NpgsqlConnection? connection = null;
+        var seen = Interlocked.Read(ref _confirmed);
+        try
+        {
+            while (await timer.WaitForNextTickAsync(cancellationToken).ConfigureAwait(false))
+            {
+                var confirmed = Interlocked.Read(ref _confirmed);
+                if (confirmed != seen)
+                {
+                    seen = confirmed;
+                    continue;
+                }
+                try
+                {
+                    if (connection is null)
+                    {
+                        connection = new NpgsqlConnection(_options.ConnectionString);
+                        await connection.OpenAsync(cancellationToken).ConfigureAwait(false);
+                        await using var local = new NpgsqlCommand("SET synchronous_commit = local", connection);
+                        await local.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+                    }
+                    await using var command = new NpgsqlCommand("SELECT pg_logical_emit_message(true, $1, 'heartbeat')", connection);
+                    command.Parameters.Add(new NpgsqlParameter { Value = _snapshots.Prefix });
+                    await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+                }
+                catch (Exception e) when (e is NpgsqlException or IOException or TimeoutException && !cancellationToken.IsCancellationRequested)
+                {
+                    Log.HeartbeatFailed(_logger, e, _options.SlotName, (long)interval.TotalMilliseconds);
+                    if (connection is not null)
+                        await connection.DisposeAsync().ConfigureAwait(false);
+                    connection = null;
+                }
+            }
+        }
+        catch (OperationCanceledException)
+        {
+            // The session is ending.
+        }
+        finally
+        {
+            if (connection is not null)
+                await connection.DisposeAsync().ConfigureAwait(false);
         }
     }
 

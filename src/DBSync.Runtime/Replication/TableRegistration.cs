@@ -1,4 +1,5 @@
 using System.Data;
+using DBSync.Internal;
 using DBSync.Mapping;
 using DBSync.Protocol;
 using DBSync.Snapshots;
@@ -49,7 +50,7 @@ internal abstract class TableRegistration
         IReadOnlyList<string>? lastKey, int chunkSize, long chunk, CancellationToken cancellationToken);
 }
 
-internal sealed class TableRegistration<T> : TableRegistration where T : ISyncTable<T>
+internal sealed class TableRegistration<T>(HandlerInvoker invoker) : TableRegistration where T : ISyncTable<T>
 {
     private readonly List<Func<Change<T>, CancellationToken, ValueTask>> _handlers = [];
     private volatile SnapshotWindow<T>? _window;
@@ -199,12 +200,12 @@ internal sealed class TableRegistration<T> : TableRegistration where T : ISyncTa
     {
         if (change.Kind != ChangeKind.Read)
             _window?.Record(change.Xid, change);
-        return _handlers.Count == 1 ? _handlers[0](change, cancellationToken) : DeliverToAllAsync(change, cancellationToken);
+        return _handlers.Count == 1 ? invoker.InvokeAsync(_handlers[0], change, cancellationToken) : DeliverToAllAsync(change, cancellationToken);
     }
 
     private async ValueTask DeliverToAllAsync(Change<T> change, CancellationToken cancellationToken)
     {
         foreach (var handler in _handlers)
-            await handler(change, cancellationToken).ConfigureAwait(false);
+            await invoker.InvokeAsync(handler, change, cancellationToken).ConfigureAwait(false);
     }
 }

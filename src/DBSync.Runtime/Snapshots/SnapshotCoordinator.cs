@@ -42,6 +42,7 @@ internal sealed class SnapshotCoordinator
     private TableRegistration? _active;
     private long _waitingWindow = -1;
     private TaskCompletionSource<int>? _reached;
+    private (long Window, int Emitted)? _handledHigh;
     private long _windowSequence;
     private string _runId = "";
 
@@ -339,7 +340,18 @@ internal sealed class SnapshotCoordinator
     {
         var emitted = await table.OnHighWatermarkAsync(window, tx, lsn, cancellationToken).ConfigureAwait(false);
         lock (_lock)
+            _handledHigh = (window, emitted);
+    }
+
+    /// <summary>Stream side: every handler of the transaction just completed (transaction handlers and sinks too). A
+    /// chunk counts as delivered, and may be checkpointed, only once the transaction of its high watermark is.</summary>
+    public void OnTransactionHandled()
+    {
+        lock (_lock)
         {
+            if (_handledHigh is not var (window, emitted))
+                return;
+            _handledHigh = null;
             if (_waitingWindow == window)
                 _reached?.TrySetResult(emitted);
         }

@@ -1,0 +1,284 @@
+using System.Data;
+using DBSync.Replication;
+using Npgsql;
+using NpgsqlTypes;
+
+namespace DBSync;
+
+/// <summary>
+/// Applies changes to a target PostgreSQL database effectively once: all the changes of one source transaction are
+/// applied in one target transaction, which also records the source transaction's commit position in a progress table.
+/// After a crash the stream delivers again what the slot had not confirmed (at-least-once); the applier skips every
+/// transaction whose commit position the target already recorded, so each source transaction takes effect in the
+/// target exactly once.
+/// </summary>
+/// <remarks>
+/// <para>Create it with the client before <see cref="DBSyncClient.RunAsync"/>, then <see cref="Map{T}"/> each table to the
+/// statements that apply its changes, through the <see cref="ApplyContext"/> (its connection and open transaction).
+/// Snapshot rows (<see cref="ChangeKind.Read"/>) are applied the same way, in the transaction of their chunk; write them
+/// as upserts, since a chunk cut short by a crash is read again.</para>
+/// <para>The progress table (default <c>public.dbsync_applied</c>: <c>name text PRIMARY KEY, commit_lsn pg_lsn,
+/// end_lsn pg_lsn, xid bigint, applied_at timestamptz</c>) is created in the target database on first use; one row per
+/// applier <c>name</c>, so several pipelines can share a target.</para>
+/// <para>A failing statement rolls the target transaction back and, under <see cref="HandlerFailurePolicy.Stop"/>, stops
+/// the stream; the next run delivers the source transaction again and it is applied whole. Under
+/// <see cref="HandlerFailurePolicy.Retry"/> every change runs behind a savepoint, so a retried change starts from the
+/// state before it.</para>
+/// </remarks>
+public sealed class PostgresApplier : IAsyncDisposable
+{
+    private const string Savepoint = "dbsync_change";
+
+    private readonly string _connectionString;
+    private readonly string _name;
+    private readonly string _progressTable;
+    private readonly bool _savepoints;
+    private NpgsqlConnection? _connection;
+    private NpgsqlTransaction? _transaction;
+    private ApplyContext? _context;
+    private ulong _applied;
+    private bool _loaded;
+    private bool _failed;
+    private bool _skipping;
+    private ulong _currentCommit;
+
+    /// <summary>Creates an applier that applies the changes <paramref name="client"/> delivers.</summary>
+    /// <param name="client">The client whose changes are applied; not yet running.</param>
+    /// <param name="connectionString">An Npgsql connection string for the target database.</param>
+    /// <param name="name">This applier's row in the progress table (for example the slot name).</param>
+    /// <param name="progressTable">The progress table, <c>schema.name</c> or <c>name</c> (then in <c>public</c>).</param>
+    public PostgresApplier(DBSyncClient client, string connectionString, string name, string progressTable = "public.dbsync_applied")
+    {
+        ArgumentNullException.ThrowIfNull(client);
+        ArgumentException.ThrowIfNullOrWhiteSpace(connectionString);
+        ArgumentException.ThrowIfNullOrWhiteSpace(name);
+        ArgumentException.ThrowIfNullOrWhiteSpace(progressTable);
+        _connectionString = connectionString;
+        _name = name;
+        var dot = progressTable.IndexOf('.', StringComparison.Ordinal);
+        _progressTable = dot < 0
+            ? $"{SyncTableInfo.QuoteIdentifier("public")}.{SyncTableInfo.QuoteIdentifier(progressTable)}"
+            : $"{SyncTableInfo.QuoteIdentifier(progressTable[..dot])}.{SyncTableInfo.QuoteIdentifier(progressTable[(dot + 1)..])}";
+        _savepoints = client.Options.HandlerFailure == HandlerFailurePolicy.Retry;
+        Client = client;
+        client.AddApplier(this);
+    }
+
+    /// <summary>The client whose changes this applier applies.</summary>
+    public DBSyncClient Client { get; }
+
+    /// <summary>The commit position of the last source transaction applied to the target (known once the applier has
+    /// read its progress row, at the first change).</summary>
+    public NpgsqlLogSequenceNumber AppliedCommitLsn => new(_applied);
+
+    /// <summary>Source transactions skipped because the target had applied them already (delivered again after a crash).</summary>
+    public long SkippedTransactions { get; private set; }
+
+    /// <summary>Test seam: runs after a target transaction committed, before the source transaction is acknowledged.</summary>
+    internal Func<CancellationToken, ValueTask>? AfterTargetCommit { get; set; }
+
+    /// <summary>Applies changes of the table mapped by <typeparamref name="T"/> with <paramref name="apply"/>, inside the
+    /// target transaction of the source transaction they belong to.</summary>
+    public PostgresApplier Map<T>(Func<Change<T>, ApplyContext, CancellationToken, ValueTask> apply) where T : ISyncTable<T>
+    {
+        ArgumentNullException.ThrowIfNull(apply);
+        Client.On<T>(async (change, cancellationToken) =>
+        {
+            var context = await BeginAsync(change.CommitLsn, cancellationToken).ConfigureAwait(false);
+            if (context is null)
+                return; // applied before a crash
+            await ApplyAsync(apply, change, context, cancellationToken).ConfigureAwait(false);
+        });
+        return this;
+    }
+
+    private async ValueTask ApplyAsync<T>(Func<Change<T>, ApplyContext, CancellationToken, ValueTask> apply, Change<T> change, ApplyContext context,
+        CancellationToken cancellationToken) where T : ISyncTable<T>
+    {
+        try
+        {
+            if (_savepoints)
+                await _transaction!.SaveAsync(Savepoint, cancellationToken).ConfigureAwait(false);
+            await apply(change, context, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception) when (_savepoints && !_failed && _connection is { FullState: ConnectionState.Open })
+        {
+            // Back to the state before this change, so that a retry of it starts clean.
+            try
+            {
+                await _transaction!.RollbackAsync(Savepoint, CancellationToken.None).ConfigureAwait(false);
+            }
+            catch (Exception rollback) when (rollback is NpgsqlException or InvalidOperationException)
+            {
+                await FailAsync().ConfigureAwait(false);
+            }
+            throw;
+        }
+        catch (Exception)
+        {
+            await FailAsync().ConfigureAwait(false);
+            throw;
+        }
+    }
+
+    /// <summary>The target transaction for the source transaction committed at <paramref name="commitLsn"/>, begun at its
+    /// first change; null when the target applied that transaction already.</summary>
+    private async ValueTask<ApplyContext?> BeginAsync(NpgsqlLogSequenceNumber commitLsn, CancellationToken cancellationToken)
+    {
+        if (_failed)
+        {
+            throw new DBSyncException(
+                $"Applier \"{_name}\": the target transaction of the source transaction committed at {new NpgsqlLogSequenceNumber(_currentCommit)} was rolled back " +
+                "after a failure; the stream must stop so that the transaction is delivered again whole (use HandlerFailurePolicy.Stop, or let the retries run out).");
+        }
+        var commit = (ulong)commitLsn;
+        if (_transaction is not null && commit == _currentCommit)
+            return _context;
+        if (_skipping && commit == _currentCommit)
+            return null;
+
+        if (!_loaded)
+            await LoadAsync(cancellationToken).ConfigureAwait(false);
+        _currentCommit = commit;
+        if (commit <= _applied)
+        {
+            _skipping = true;
+            SkippedTransactions++;
+            return null;
+        }
+        _skipping = false;
+        var connection = await OpenAsync(cancellationToken).ConfigureAwait(false);
+        _transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
+        _context = new ApplyContext(connection, _transaction);
+        return _context;
+    }
+
+    /// <summary>The source transaction's handlers all completed: record its position and commit the target transaction.</summary>
+    internal async ValueTask OnTransactionEndAsync(NpgsqlLogSequenceNumber commitLsn, NpgsqlLogSequenceNumber endLsn, uint xid, CancellationToken cancellationToken)
+    {
+        _skipping = false;
+        if (_transaction is null)
+            return; // nothing of this transaction was applied here
+        if ((ulong)commitLsn != _currentCommit)
+        {
+            throw new DBSyncException(
+                $"Applier \"{_name}\": the transaction committed at {commitLsn} ended while the target transaction of the one committed at {new NpgsqlLogSequenceNumber(_currentCommit)} was open.");
+        }
+        try
+        {
+            await using (var progress = new NpgsqlCommand(
+                $"INSERT INTO {_progressTable} (name, commit_lsn, end_lsn, xid, applied_at) VALUES ($1, $2, $3, $4, now()) " +
+                "ON CONFLICT (name) DO UPDATE SET commit_lsn = excluded.commit_lsn, end_lsn = excluded.end_lsn, xid = excluded.xid, applied_at = excluded.applied_at",
+                _connection, _transaction))
+            {
+                progress.Parameters.Add(new NpgsqlParameter { Value = _name });
+                progress.Parameters.Add(new NpgsqlParameter { Value = commitLsn, NpgsqlDbType = NpgsqlDbType.PgLsn });
+                progress.Parameters.Add(new NpgsqlParameter { Value = endLsn, NpgsqlDbType = NpgsqlDbType.PgLsn });
+                progress.Parameters.Add(new NpgsqlParameter { Value = (long)xid });
+                await progress.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+            }
+            await _transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception)
+        {
+            await FailAsync().ConfigureAwait(false);
+            throw;
+        }
+        await _transaction.DisposeAsync().ConfigureAwait(false);
+        _transaction = null;
+        _context = null;
+        _applied = (ulong)commitLsn;
+        if (AfterTargetCommit is { } hook)
+            await hook(cancellationToken).ConfigureAwait(false);
+    }
+
+    private async Task LoadAsync(CancellationToken cancellationToken)
+    {
+        var connection = await OpenAsync(cancellationToken).ConfigureAwait(false);
+        await using (var create = new NpgsqlCommand(
+            $"CREATE TABLE IF NOT EXISTS {_progressTable} (name text PRIMARY KEY, commit_lsn pg_lsn NOT NULL, end_lsn pg_lsn NOT NULL, xid bigint NOT NULL, applied_at timestamptz NOT NULL)",
+            connection))
+        {
+            try
+            {
+                await create.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+            }
+            catch (PostgresException e) when (e.SqlState is "42501" or "3F000")
+            {
+                throw new DBSyncConfigurationException(
+                    $"Applier \"{_name}\" cannot create its progress table {_progressTable} in the target database ({e.MessageText}). Create it once as a privileged role: " +
+                    $"CREATE TABLE {_progressTable} (name text PRIMARY KEY, commit_lsn pg_lsn NOT NULL, end_lsn pg_lsn NOT NULL, xid bigint NOT NULL, applied_at timestamptz NOT NULL); " +
+                    "and grant SELECT, INSERT, UPDATE on it to the role the applier connects as.", e);
+            }
+        }
+        await using var read = new NpgsqlCommand($"SELECT commit_lsn FROM {_progressTable} WHERE name = $1", connection);
+        read.Parameters.Add(new NpgsqlParameter { Value = _name });
+        _applied = await read.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false) is NpgsqlLogSequenceNumber applied ? (ulong)applied : 0;
+        _loaded = true;
+    }
+
+    private async ValueTask<NpgsqlConnection> OpenAsync(CancellationToken cancellationToken)
+    {
+        if (_connection is { FullState: ConnectionState.Open })
+            return _connection;
+        if (_connection is not null)
+            await _connection.DisposeAsync().ConfigureAwait(false);
+        _connection = new NpgsqlConnection(_connectionString);
+        await _connection.OpenAsync(cancellationToken).ConfigureAwait(false);
+        return _connection;
+    }
+
+    /// <summary>The target transaction is lost: drop it and the connection; the progress row is read again later.</summary>
+    private async Task FailAsync()
+    {
+        _failed = true;
+        _transaction = null;
+        _context = null;
+        _loaded = false;
+        if (_connection is not null)
+            await _connection.DisposeAsync().ConfigureAwait(false); // rolls back what was open
+        _connection = null;
+    }
+
+    /// <summary>A new replication session (a run, or a reconnect): whatever was open belongs to a transaction that the
+    /// stream delivers again from its start.</summary>
+    internal async ValueTask OnSessionStartAsync()
+    {
+        _failed = false;
+        _skipping = false;
+        _transaction = null;
+        _context = null;
+        _loaded = false;
+        if (_connection is not null)
+            await _connection.DisposeAsync().ConfigureAwait(false);
+        _connection = null;
+    }
+
+    /// <summary>Closes the target connection (an open target transaction is rolled back).</summary>
+    public async ValueTask DisposeAsync()
+    {
+        if (_connection is not null)
+            await _connection.DisposeAsync().ConfigureAwait(false);
+        _connection = null;
+    }
+}
+
+/// <summary>Where an applier's statements run: the target connection and the transaction of the source transaction
+/// being applied. Commit and rollback are the applier's.</summary>
+public sealed class ApplyContext
+{
+    internal ApplyContext(NpgsqlConnection connection, NpgsqlTransaction transaction)
+    {
+        Connection = connection;
+        Transaction = transaction;
+    }
+
+    /// <summary>The target connection.</summary>
+    public NpgsqlConnection Connection { get; }
+
+    /// <summary>The open target transaction.</summary>
+    public NpgsqlTransaction Transaction { get; }
+
+    /// <summary>A command on the target connection, in the open transaction.</summary>
+    public NpgsqlCommand CreateCommand(string sql) => new(sql, Connection, Transaction);
+}

@@ -1,0 +1,134 @@
+using DBSync.Replication;
+using MessagePack;
+
+namespace DBSync.Runtime.Tests;
+
+/// <summary>The buffer of streamed in-progress transactions: order, subtransaction aborts, the memory limit and the
+/// spill file's MessagePack records.</summary>
+public sealed class StreamedTransactionsTests : IDisposable
+{
+    private const uint Top = 700;
+    private readonly string _directory = Path.Combine(Path.GetTempPath(), $"dbsync-stream-tests-{Guid.NewGuid():N}");
+
+    /// <summary>An Insert frame of a streamed transaction: kind, (sub)transaction id, then payload bytes.</summary>
+    private static byte[] Frame(uint xid, int n, int payload = 20)
+    {
+        var frame = new byte[5 + payload];
+        frame[0] = (byte)'I';
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt32BigEndian(frame.AsSpan(1), xid);
+        System.Buffers.Binary.BinaryPrimitives.WriteInt32BigEndian(frame.AsSpan(5), n);
+        return frame;
+    }
+
+    private static List<(int N, ulong Lsn)> Replay(StreamedTransactions.Transaction transaction)
+    {
+        var result = new List<(int, ulong)>();
+        var reader = transaction.OpenReader();
+        var buffer = Array.Empty<byte>();
+        while (reader.TryRead(ref buffer, out var length, out var lsn))
+        {
+            Assert.Equal((byte)'I', buffer[0]);
+            result.Add((System.Buffers.Binary.BinaryPrimitives.ReadInt32BigEndian(buffer.AsSpan(5, length - 5)), lsn));
+        }
+        return result;
+    }
+
+    [Fact]
+    public void FramesInMemory_ReplayInOrderWithTheirPositions_AndTakeEndsTheTransaction()
+    {
+        using var streams = new StreamedTransactions(long.MaxValue, _directory);
+        var transaction = streams.Open(Top);
+        for (var i = 0; i < 1000; i++)
+            transaction.Append(Frame(Top, i), 5000UL + (ulong)i);
+        Assert.Same(transaction, streams.Open(Top)); // the next block of the same transaction
+
+        using var taken = streams.Take(Top)!;
+        Assert.Null(taken.SpillPath);
+        Assert.Equal(Enumerable.Range(0, 1000).Select(i => (i, 5000UL + (ulong)i)), Replay(taken));
+        Assert.Equal(0, streams.Count);
+        Assert.Null(streams.Take(Top));
+    }
+
+    [Fact]
+    public void PastTheMemoryLimit_TheTransactionMovesToAFileOfMessagePackRecords_AndReplaysWhole()
+    {
+        using var streams = new StreamedTransactions(1024 * 1024, _directory);
+        var transaction = streams.Open(Top);
+        for (var i = 0; i < 50_000; i++) // about 2 MB of records
+            transaction.Append(Frame(Top, i), (ulong)i);
+
+        Assert.NotNull(transaction.SpillPath);
+        Assert.True(File.Exists(transaction.SpillPath));
+        Assert.Equal(0, streams.MemoryBytes);
+        Assert.True(streams.PeakMemoryBytes <= 1024 * 1024, $"Peak {streams.PeakMemoryBytes} bytes in memory, above the 1 MiB limit.");
+
+        // Each record is a MessagePack array of (uint64 position, bin frame) that any MessagePack reader reads.
+        transaction.OpenReader(); // flushes
+        var bytes = File.ReadAllBytes(transaction.SpillPath!);
+        var reader = new MessagePackReader(bytes);
+        for (var i = 0; i < 3; i++)
+        {
+            Assert.Equal(2, reader.ReadArrayHeader());
+            Assert.Equal((ulong)i, reader.ReadUInt64());
+            Assert.Equal(Frame(Top, i), System.Buffers.BuffersExtensions.ToArray(reader.ReadBytes()!.Value));
+        }
+
+        var path = transaction.SpillPath!;
+        using (var taken = streams.Take(Top)!)
+            Assert.Equal(Enumerable.Range(0, 50_000).Select(i => (i, (ulong)i)), Replay(taken));
+        Assert.False(File.Exists(path), "The spill file outlived its transaction.");
+    }
+
+    [Theory]
+    [InlineData(long.MaxValue)] // in memory
+    [InlineData(0L)]            // in a file from the first frame
+    public void SubtransactionAbort_DropsItsFramesAndItsChildren_KeepsTheRest(long memoryLimit)
+    {
+        using var streams = new StreamedTransactions(memoryLimit, _directory);
+        var transaction = streams.Open(Top);
+        for (var i = 0; i < 100; i++)
+            transaction.Append(Frame(Top, i), (ulong)i);
+        for (var i = 100; i < 200; i++)
+            transaction.Append(Frame(701, i), (ulong)i); // SAVEPOINT a
+        for (var i = 200; i < 300; i++)
+            transaction.Append(Frame(702, i), (ulong)i); // SAVEPOINT b, inside a
+        streams.Abort(Top, 701);                          // ROLLBACK TO a: a and b are gone
+        streams.Abort(Top, 999);                          // a subtransaction that streamed nothing
+        for (var i = 300; i < 70_000; i++)               // more than one memory segment
+            transaction.Append(Frame(Top, i), (ulong)i);
+        for (var i = 70_000; i < 70_010; i++)
+            transaction.Append(Frame(703, i), (ulong)i);
+        streams.Abort(Top, 703);
+
+        using var taken = streams.Take(Top)!;
+        var expected = Enumerable.Range(0, 100).Concat(Enumerable.Range(300, 69_700)).Select(i => (i, (ulong)i));
+        Assert.Equal(expected, Replay(taken));
+        Assert.Equal(69_800, taken.FrameCount);
+    }
+
+    [Fact]
+    public void WholeAbort_DropsTheTransactionAndFreesItsMemory_OtherTransactionsStay()
+    {
+        using var streams = new StreamedTransactions(long.MaxValue, _directory);
+        var other = streams.Open(800);
+        other.Append(Frame(800, 1), 1);
+        var aborted = streams.Open(Top);
+        for (var i = 0; i < 20_000; i++)
+            aborted.Append(Frame(Top, i), (ulong)i);
+        var before = streams.MemoryBytes;
+
+        streams.Abort(Top, Top);
+
+        Assert.True(streams.MemoryBytes < before);
+        Assert.Null(streams.Take(Top));
+        using (var kept = streams.Take(800)!)
+            Assert.Equal([(1, 1UL)], Replay(kept));
+        Assert.Equal(0, streams.MemoryBytes);
+    }
+
+    public void Dispose()
+    {
+        if (Directory.Exists(_directory))
+            Directory.Delete(_directory, recursive: true);
+    }
+}
