@@ -138,6 +138,49 @@ public sealed class ReliabilityTests(PostgresFixture fixture)
     }
 
     [Fact]
+    public async Task SlotInvalidatedWhileRunning_StopsWithSlotLostException_NamingWhatHappenedAndTheRecovery()
+    {
+        // A server of its own that keeps at most 1 MB of WAL for a slot.
+        await using var server = await PostgresServer.StartAsync(new Dictionary<string, string> { ["max_slot_wal_keep_size"] = "'1MB'" }, forceLocal: true);
+        await using var db = await TestDatabase.CreateAsync(server);
+        var release = new TaskCompletionSource();
+        var stalled = new TaskCompletionSource();
+        await using var run = await StreamRun.StartAsync(db.ConnectionString, (client, recorder) => client.On<Restaurant>(async (change, _) =>
+        {
+            recorder.Add(change);
+            if (change.New!.Id == "stall")
+            {
+                stalled.TrySetResult();
+                await release.Task; // the consumer falls behind while WAL grows
+            }
+        }), configure: o => o.ReconnectDelay = TimeSpan.FromMilliseconds(200));
+        await db.ExecuteAsync("INSERT INTO Restaurant (id, name) VALUES ('stall', 'n')");
+        await stalled.Task.WaitAsync(TimeSpan.FromSeconds(30));
+
+        await db.ExecuteAsync("CREATE TABLE filler (payload text)");
+        for (var attempt = 0; await db.ScalarAsync<string>("SELECT coalesce(wal_status, '') FROM pg_replication_slots WHERE slot_name = 'dbsync_test'") != "lost"; attempt++)
+        {
+            Assert.True(attempt < 40, "The slot was not invalidated.");
+            await db.ExecuteAsync("INSERT INTO filler SELECT repeat('x', 500) FROM generate_series(1, 2000); SELECT pg_switch_wal(); CHECKPOINT;");
+        }
+        release.SetResult();
+
+        var finished = await Task.WhenAny(run.Run, Task.Delay(TimeSpan.FromSeconds(60)));
+        Assert.True(finished == run.Run, "The run did not stop after its slot was invalidated.");
+        var error = await Assert.ThrowsAsync<SlotLostException>(() => run.Run);
+        Assert.Equal("dbsync_test", error.Slot);
+        Assert.Contains("invalidated", error.Message, StringComparison.Ordinal);
+        Assert.Contains("max_slot_wal_keep_size", error.Message, StringComparison.Ordinal);
+        Assert.Contains("InitialSnapshot", error.Message, StringComparison.Ordinal);
+
+        // Starting again on the lost slot is refused with the same advice, before anything streams.
+        var client = new DBSyncClient(new DBSyncOptions { ConnectionString = db.ConnectionString, SlotName = "dbsync_test", PublicationName = "dbsync_test" });
+        client.On<Restaurant>(_ => { });
+        var refused = await Assert.ThrowsAsync<DBSyncConfigurationException>(() => client.RunAsync());
+        Assert.Contains("wal_status = lost", refused.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task SlowHandler_ConnectionOutlivesWalSenderTimeout()
     {
         await using var db = await TestDatabase.CreateAsync(fixture.Server);

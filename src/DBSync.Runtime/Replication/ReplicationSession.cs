@@ -203,7 +203,7 @@ internal sealed class ReplicationSession
             var confirmed = ConfirmedLsn.ToString();
             var what = e.SqlState == UndefinedObject
                 ? $"Replication slot \"{_options.SlotName}\" no longer exists: it was dropped while DBSync was using it"
-                : $"Replication slot \"{_options.SlotName}\" was invalidated by the server ({e.MessageText}): it held back more WAL than max_slot_wal_keep_size allows, and the WAL it needed is gone";
+                : $"Replication slot \"{_options.SlotName}\" was invalidated by the server ({e.MessageText}{(e.Detail is { } detail ? ": " + detail : "")}): it held back more WAL than max_slot_wal_keep_size allows, and the WAL it needed is gone";
             throw new SlotLostException(_options.SlotName, confirmed,
                 $"{what}. Every change up to {confirmed} was delivered; changes after it may be lost. To recover, start again with a new slot " +
                 $"and a full snapshot: drop the slot if it still exists (SELECT pg_drop_replication_slot('{_options.SlotName}')), delete its checkpoint, " +
@@ -243,8 +243,13 @@ internal sealed class ReplicationSession
         Log.StreamStopped(_logger, _options.SlotName, ConfirmedLsn.ToString());
     }
 
+    // PostgreSQL 13-15 say "cannot read from logical replication slot", 16 and later "can no longer get changes from
+    // replication slot"; both explain the invalidation in the detail.
     private static bool IsSlotInvalidated(PostgresException e)
-        => e.MessageText.Contains("can no longer get changes", StringComparison.Ordinal) || e.MessageText.Contains("invalidated", StringComparison.Ordinal);
+        => e.MessageText.Contains("can no longer get changes", StringComparison.Ordinal)
+           || e.MessageText.Contains("cannot read from logical replication slot", StringComparison.Ordinal)
+           || e.MessageText.Contains("invalidated", StringComparison.Ordinal)
+           || (e.Detail?.Contains("invalidated", StringComparison.Ordinal) ?? false);
 
     // A server shutting down ends the COPY stream with CommandComplete, which Npgsql reports as a protocol error; any
     // client-side NpgsqlException on the replication connection leaves it unusable, so it counts as a lost connection.
