@@ -224,9 +224,10 @@ internal static class FullRun
     /// <summary>
     /// The snapshot's cost within one pgbench run, so that the load of other tenants of a shared machine, which moves
     /// tps by 10-20% between runs, falls on both sides alike: DBSync streams throughout and snapshots back to back, paused
-    /// and resumed every <see cref="PhaseSeconds"/> seconds; pgbench reports tps every second. The first second of each
-    /// phase is left out (the switch happens in it). Returns the median tps of the seconds with snapshots running and of
-    /// the seconds with them paused.
+    /// or running in phases of <see cref="PhaseSeconds"/> seconds; pgbench reports tps every second. Phases come in pairs,
+    /// one of each, in an order drawn at random per pair (seeded by the round), so that nothing periodic on the server
+    /// (autovacuum wakes up every minute) falls on one side only. The first second of each phase is left out (the switch
+    /// happens in it). Returns the median tps of the seconds with snapshots running and of the seconds with them paused.
     /// </summary>
     private static async Task<(double On, double Off)> MeasureInterleavedAsync(Pgbench pgbench, string connectionString, BenchSettings settings, int round)
     {
@@ -246,19 +247,25 @@ internal static class FullRun
                 }
             }
         });
+        var random = new Random(round);
+        var running = new bool[(settings.InterleavedSeconds / PhaseSeconds) + 4];
+        for (var pair = 0; pair < running.Length / 2; pair++)
+            (running[2 * pair], running[(2 * pair) + 1]) = random.Next(2) == 0 ? (true, false) : (false, true);
+        if (!running[0])
+            runner.Pause();
         var clock = new Stopwatch();
         var toggles = Task.Run(async () =>
         {
-            // Phases alternate on, off, on, ... from the moment pgbench starts.
-            for (var phase = 1; !stop.IsCancellationRequested; phase++)
+            // Phase boundaries are counted from the moment pgbench starts.
+            for (var phase = 1; phase < running.Length && !stop.IsCancellationRequested; phase++)
             {
                 var wait = TimeSpan.FromSeconds(phase * PhaseSeconds) - clock.Elapsed;
                 if (wait > TimeSpan.Zero)
                     await Task.Delay(wait, stop.Token).ContinueWith(_ => { }, TaskScheduler.Default);
-                if (phase % 2 == 1)
-                    runner.Pause();
-                else
+                if (running[phase])
                     runner.Resume();
+                else
+                    runner.Pause();
             }
         });
         List<double> perSecond;
@@ -280,7 +287,7 @@ internal static class FullRun
         {
             if (second % PhaseSeconds == 0 || double.IsNaN(perSecond[second]))
                 continue;
-            ((second / PhaseSeconds) % 2 == 0 ? on : off).Add(perSecond[second]);
+            (running[second / PhaseSeconds] ? on : off).Add(perSecond[second]);
         }
         if (on.Count == 0 || off.Count == 0)
             throw new InvalidOperationException($"The interleaved pgbench run reported {perSecond.Count} seconds; at least {2 * PhaseSeconds} are needed.");
@@ -386,7 +393,7 @@ internal static class FullRun
             Log($"  DBSync streaming, no snapshot:      {streamOnly,8:0.0} tps   (runs {Runs(TpsStreamOnly, "0.0")}); ratio to none {streamOnly / without:0.00}");
             Log($"  DBSync streaming + snapshots:       {during,8:0.0} tps   (runs {Runs(TpsDuring, "0.0")}); ratio to none {during / without:0.00}; snapshot rows/s under load {Median(SnapshotRowsPerSecondUnderLoad):N0}");
             var interleaved = TpsSnapshotOn.Zip(TpsSnapshotOff, (on, off) => on / off).ToList();
-            Log($"  interleaved, one {settings.InterleavedSeconds} s pgbench run per round, snapshots on and paused every {PhaseSeconds} s (DBSync streaming throughout):");
+            Log($"  interleaved, one {settings.InterleavedSeconds} s pgbench run per round, snapshots running or paused in {PhaseSeconds} s phases, in random order by pairs (DBSync streaming throughout):");
             Log($"    seconds with snapshots running:   {Median(TpsSnapshotOn),8:0.0} tps   (runs {Runs(TpsSnapshotOn, "0.0")})");
             Log($"    seconds with snapshots paused:    {Median(TpsSnapshotOff),8:0.0} tps   (runs {Runs(TpsSnapshotOff, "0.0")})");
             Log($"    ratio per round:                  {Median(interleaved),8:0.00}       (runs {Runs(interleaved, "0.00")})");
