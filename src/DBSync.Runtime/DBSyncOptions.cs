@@ -41,6 +41,13 @@ public sealed partial class DBSyncOptions
     /// </summary>
     public int SnapshotChunkSize { get; set; } = 8192;
 
+    /// <summary>
+    /// How many changes of a table being snapshotted DBSync remembers between the watermarks of a chunk (the DBLog
+    /// window: each change's key and transaction). A larger burst (one huge transaction on the table) is not kept: the
+    /// chunk is read again once those transactions are visible, so memory stays bounded. Default 65,536.
+    /// </summary>
+    public int SnapshotWindowMaxChanges { get; set; } = 65_536;
+
     /// <summary>A fixed pause between snapshot chunks, on top of <see cref="SnapshotBusyShare"/>. Default none.</summary>
     public TimeSpan SnapshotChunkDelay { get; set; } = TimeSpan.Zero;
 
@@ -135,6 +142,8 @@ public sealed partial class DBSyncOptions
             throw new ArgumentException($"DBSyncOptions.StatusInterval must be positive (was {StatusInterval}).", nameof(StatusInterval));
         if (SnapshotChunkSize < 1)
             throw new ArgumentException($"DBSyncOptions.SnapshotChunkSize must be at least 1 (was {SnapshotChunkSize}).", nameof(SnapshotChunkSize));
+        if (SnapshotWindowMaxChanges < 1)
+            throw new ArgumentException($"DBSyncOptions.SnapshotWindowMaxChanges must be at least 1 (was {SnapshotWindowMaxChanges}).", nameof(SnapshotWindowMaxChanges));
         if (SnapshotChunkDelay < TimeSpan.Zero)
             throw new ArgumentException($"DBSyncOptions.SnapshotChunkDelay cannot be negative (was {SnapshotChunkDelay}).", nameof(SnapshotChunkDelay));
         if (!(SnapshotBusyShare > 0 && SnapshotBusyShare <= 1))

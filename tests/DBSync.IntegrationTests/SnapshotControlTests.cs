@@ -287,6 +287,46 @@ public sealed class SnapshotControlTests(PostgresFixture fixture)
     }
 
     [Fact]
+    public async Task MoreChangesInAWindowThanItKeeps_TheChunkIsReadAgain_AndTheReplicaConverges()
+    {
+        await using var db = await TestDatabase.CreateAsync(fixture.Server);
+        await db.ExecuteAsync(HundredRestaurants);
+        var replica = new Replica();
+        var logs = new LogCapture();
+        await using var run = await StreamRun.StartAsync(db.ConnectionString, (client, recorder) =>
+        {
+            replica.Register(client);
+            StreamRun.RegisterSeedTables(client, recorder);
+            var updated = 0;
+            client.Snapshots.AfterChunkRead = async (_, chunk, _) =>
+            {
+                if (chunk == 2 && Interlocked.Exchange(ref updated, 1) == 0)
+                {
+                    // One transaction, after chunk 2 (r-011..r-020) was read: 60 changes fill the window of 50 first,
+                    // then the chunk's own rows change, and those changes cannot be recorded.
+                    await db.ExecuteAsync("BEGIN; UPDATE restaurant SET rating = 9 WHERE id > 'r-040'; UPDATE restaurant SET rating = 8 WHERE id <= 'r-040'; COMMIT;");
+                }
+            };
+        }, configure: o =>
+        {
+            o.SnapshotChunkSize = 10;
+            o.SnapshotWindowMaxChanges = 50;
+            o.LoggerFactory = logs;
+        });
+        // The stream knows the table's shape before the snapshot (a first Relation message inside a window would make
+        // the chunk be read again for that reason alone).
+        await db.ExecuteAsync("UPDATE restaurant SET rating = 1 WHERE id = 'r-100'");
+        await run.WaitUntilAsync(r => r.Of<Restaurant>().Count == 1, "the change before the snapshot");
+
+        await run.Client.SnapshotAsync<Restaurant>().WaitAsync(TimeSpan.FromSeconds(60));
+        var second = run.Recorder.Progress.OfType<SnapshotChunkCompleted>().Single(c => c.Chunk == 2);
+        Assert.Equal(2, second.Attempts);
+        Assert.True(logs.Has(3010), "The re-read after the window filled up was not logged (event 3010).");
+        await run.WaitUntilAsync(_ => replica.Read(r => r.Restaurants.Values.All(x => x.Rating is 8 or 9)), "the update in the replica");
+        await replica.AssertEqualsSourceAsync(db.ConnectionString);
+    }
+
+    [Fact]
     public async Task BusyServer_SnapshotWaitsAfterEachChunk_IdleServer_DoesNot()
     {
         await using var db = await TestDatabase.CreateAsync(fixture.Server);

@@ -97,4 +97,7 @@ internal static partial class Log
 
     [LoggerMessage(2012, LogLevel.Warning, "Heartbeat of slot \"{Slot}\" could not be written; trying again in {Interval} ms")]
     public static partial void HeartbeatFailed(ILogger logger, Exception exception, string slot, long interval);
+
+    [LoggerMessage(3010, LogLevel.Information, "Chunk {Chunk} of {Table} is read again: more than {Limit} changes of the table arrived while it was in its window ({Transactions} transaction(s) not recorded)")]
+    public static partial void ChunkRereadAfterOverflow(ILogger logger, string table, long chunk, int limit, int transactions);
 }

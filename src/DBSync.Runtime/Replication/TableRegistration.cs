@@ -25,8 +25,12 @@ internal abstract class TableRegistration
 
     public abstract ValueTask OnTruncateAsync(in TransactionContext tx, ulong lsn, CancellationToken cancellationToken);
 
-    /// <summary>Starts recording the keys of delivered changes for a snapshot of this table.</summary>
-    public abstract void BeginSnapshot();
+    /// <summary>Starts recording the keys of delivered changes for a snapshot of this table, at most
+    /// <paramref name="maxChanges"/> at a time.</summary>
+    public abstract void BeginSnapshot(int maxChanges);
+
+    /// <summary>After a chunk that must be read again: the transactions the full window could not record.</summary>
+    public abstract uint[] TakeOverflowXids();
 
     public abstract void EndSnapshot();
 
@@ -110,7 +114,9 @@ internal sealed class TableRegistration<T>(HandlerInvoker invoker) : TableRegist
         }
     }
 
-    public override void BeginSnapshot() => _window = new SnapshotWindow<T>();
+    public override void BeginSnapshot(int maxChanges) => _window = new SnapshotWindow<T>(maxChanges);
+
+    public override uint[] TakeOverflowXids() => _window?.TakeOverflowXids() ?? [];
 
     public override void EndSnapshot() => _window = null;
 

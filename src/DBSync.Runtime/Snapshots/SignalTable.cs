@@ -87,7 +87,9 @@ namespace DBSync.Replication
 
         public override ValueTask OnTruncateAsync(in TransactionContext tx, ulong lsn, CancellationToken cancellationToken) => default;
 
-        public override void BeginSnapshot() => throw NotSnapshotted();
+        public override void BeginSnapshot(int maxChanges) => throw NotSnapshotted();
+
+        public override uint[] TakeOverflowXids() => [];
 
         public override void EndSnapshot()
         {

@@ -504,7 +504,7 @@ internal sealed class SnapshotCoordinator
 
         lock (_lock)
             _active = table;
-        table.BeginSnapshot();
+        table.BeginSnapshot(_options.SnapshotWindowMaxChanges);
         try
         {
             await FenceAsync(connection, table, cancellationToken).ConfigureAwait(false);
@@ -537,9 +537,18 @@ internal sealed class SnapshotCoordinator
                         await hook(job.State.DisplayName, chunk, cancellationToken).ConfigureAwait(false);
                     emitted = await EmitAndWaitAsync(connection, window, cancellationToken).ConfigureAwait(false);
                     if (emitted < 0)
-                        Log.ChunkReread(_logger, job.State.DisplayName, chunk);
+                    {
+                        // The shape changed, or the window filled up: read the chunk again once every transaction the
+                        // window could not record is visible, so that the new chunk reflects them.
+                        var overflow = table.TakeOverflowXids();
+                        if (overflow.Length > 0)
+                            Log.ChunkRereadAfterOverflow(_logger, job.State.DisplayName, chunk, _options.SnapshotWindowMaxChanges, overflow.Length);
+                        else
+                            Log.ChunkReread(_logger, job.State.DisplayName, chunk);
+                        await WaitUntilVisibleAsync(connection, overflow, cancellationToken).ConfigureAwait(false);
+                    }
                 }
-                while (emitted < 0); // the table's shape changed inside the window: read the chunk again with the new one
+                while (emitted < 0);
 
                 lock (_lock)
                 {
@@ -624,10 +633,17 @@ internal sealed class SnapshotCoordinator
         uint[] delivered;
         lock (_lock)
             delivered = _recent.Take(Math.Min(_recentCount, RecentTransactions)).ToArray();
-        while (true)
+        await WaitUntilVisibleAsync(connection, delivered, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Waits until new snapshots see every transaction in <paramref name="xids"/> (delivered ones, whose backends
+    /// may still wait for a synchronous standby).</summary>
+    private static async Task WaitUntilVisibleAsync(NpgsqlConnection connection, uint[] xids, CancellationToken cancellationToken)
+    {
+        while (xids.Length > 0)
         {
             var visibility = SnapshotVisibility.Parse(await ScalarAsync(connection, "SELECT pg_current_snapshot()::text", cancellationToken).ConfigureAwait(false));
-            if (delivered.All(visibility.Sees))
+            if (xids.All(visibility.Sees))
                 return;
             await Task.Delay(50, cancellationToken).ConfigureAwait(false);
         }

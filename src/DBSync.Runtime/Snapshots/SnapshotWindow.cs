@@ -8,9 +8,13 @@ namespace DBSync.Snapshots;
 /// </summary>
 /// <remarks>Recording and the watermarks run on the stream's thread; the chunk arrives from the coordinator's, always
 /// before the high watermark is written, so it is in hand when the stream reaches it.</remarks>
-internal sealed class SnapshotWindow<T> where T : ISyncTable<T>
+/// <remarks>At most <c>maxChanges</c> touches are kept. Past that (one huge transaction on the table while a chunk is
+/// in its window) only the transaction ids are kept: the chunk is read again once those transactions are visible to
+/// new snapshots, and from then on any chunk reflects them, so their touches are not needed.</remarks>
+internal sealed class SnapshotWindow<T>(int maxChanges) where T : ISyncTable<T>
 {
     private readonly List<Touch> _touches = [];
+    private readonly HashSet<uint> _overflowXids = [];
     private readonly object _chunkLock = new();
     private long _sequence;
     private long _lowSequence = -1;
@@ -22,6 +26,11 @@ internal sealed class SnapshotWindow<T> where T : ISyncTable<T>
     public void Record(uint xid, in Change<T> change)
     {
         _sequence++;
+        if (_touches.Count >= maxChanges)
+        {
+            _overflowXids.Add(xid);
+            return;
+        }
         switch (change.Kind)
         {
             case ChangeKind.Truncate:
@@ -35,6 +44,15 @@ internal sealed class SnapshotWindow<T> where T : ISyncTable<T>
                     _touches.Add(new Touch(xid, _sequence, change.Old, IsTruncate: false));
                 break;
         }
+    }
+
+    /// <summary>After a high watermark that asked for the chunk to be read again: the transactions whose changes were not
+    /// recorded because the window was full (empty when it was not). They must be visible before the chunk is read.</summary>
+    public uint[] TakeOverflowXids()
+    {
+        var xids = _overflowXids.ToArray();
+        _overflowXids.Clear();
+        return xids;
     }
 
     /// <summary>The stream saw the table's shape change (a Relation message with other columns or types).</summary>
@@ -61,7 +79,8 @@ internal sealed class SnapshotWindow<T> where T : ISyncTable<T>
     }
 
     /// <summary>The stream reached the high watermark of <paramref name="chunk"/>: the rows to emit as Read changes, or
-    /// null when the table's shape changed inside the window (the chunk is then read again, with the new shape).</summary>
+    /// null when the chunk must be read again: the table's shape changed inside the window, or more changes arrived than
+    /// the window keeps (<see cref="TakeOverflowXids"/>).</summary>
     public List<T>? OnHigh(long chunk)
     {
         if (_lowChunk != chunk)
@@ -90,7 +109,7 @@ internal sealed class SnapshotWindow<T> where T : ISyncTable<T>
         // Only changes the chunk's snapshot did not see can matter to a later chunk: visible ones stay visible.
         _touches.RemoveAll(t => pending.Visibility.Sees(t.Xid));
         _lowChunk = -1;
-        if (_shapeChanged)
+        if (_shapeChanged || _overflowXids.Count > 0)
         {
             _shapeChanged = false;
             return null;
