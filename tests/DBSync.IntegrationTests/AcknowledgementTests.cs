@@ -22,7 +22,7 @@ public sealed class AcknowledgementTests(PostgresFixture fixture)
             await first.StopAsync();
 
             Assert.True(first.Client.ConfirmedLsn >= lastEnd);
-            var confirmed = await SlotConfirmedAsync(db);
+            var confirmed = await db.SlotConfirmedAsync();
             Assert.Equal(first.Client.ConfirmedLsn, confirmed);
         }
 
@@ -58,7 +58,7 @@ public sealed class AcknowledgementTests(PostgresFixture fixture)
             Assert.Same(failure, thrown);
             Assert.Equal(["r-1"], first.Recorder.Of<Restaurant>().Select(c => c.New!.Id));
             // The completed transaction is confirmed on the way out; the failed one is not.
-            Assert.Equal(first.Recorder.Transactions.Single().EndLsn, await SlotConfirmedAsync(db));
+            Assert.Equal(first.Recorder.Transactions.Single().EndLsn, await db.SlotConfirmedAsync());
         }
 
         await using var second = await StreamRun.StartAsync(db.ConnectionString);
@@ -102,26 +102,12 @@ public sealed class AcknowledgementTests(PostgresFixture fixture)
     public async Task IdleSlot_WhileWalGrowsOutsideThePublication_ConfirmedPositionAdvances()
     {
         await using var db = await TestDatabase.CreateAsync(fixture.Server);
-        await db.ExecuteAsync("CREATE TABLE unpublished (id serial PRIMARY KEY, payload text)");
         await using var run = await StreamRun.StartAsync(db.ConnectionString, configure: o =>
         {
             o.StatusInterval = TimeSpan.FromMilliseconds(500);
             o.IdleConfirmInterval = TimeSpan.FromMilliseconds(200);
         });
-        var start = await SlotConfirmedAsync(db);
-
-        for (var i = 0; i < 5; i++)
-            await db.ExecuteAsync("INSERT INTO unpublished (payload) SELECT repeat('x', 1000) FROM generate_series(1, 100)");
-        var walAfterWrites = NpgsqlLogSequenceNumber.Parse(await db.ScalarAsync<string>("SELECT pg_current_wal_lsn()::text"));
-
-        var deadline = DateTime.UtcNow.AddSeconds(30);
-        while (await SlotConfirmedAsync(db) < walAfterWrites && DateTime.UtcNow < deadline)
-            await Task.Delay(100);
-        var confirmed = await SlotConfirmedAsync(db);
-        Assert.True(confirmed >= walAfterWrites, $"confirmed_flush_lsn stayed at {confirmed} (started at {start}) while WAL reached {walAfterWrites}");
+        await db.AssertSlotFollowsWalWrittenInAsync(db);
         Assert.Empty(run.Recorder.All);
     }
-
-    private static async Task<NpgsqlLogSequenceNumber> SlotConfirmedAsync(TestDatabase db)
-        => NpgsqlLogSequenceNumber.Parse(await db.ScalarAsync<string>("SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = 'dbsync_test'"));
 }

@@ -77,7 +77,7 @@ public sealed class ApplierTests(PostgresFixture fixture)
         }
         await firstApplier!.DisposeAsync();
         var crashed = await LastAppliedAsync(target);
-        Assert.True(await SlotConfirmedAsync(source) < crashed, "The source transaction whose target commit preceded the crash was confirmed.");
+        Assert.True(await source.SlotConfirmedAsync() < crashed, "The source transaction whose target commit preceded the crash was confirmed.");
 
         // Second run: the stream delivers that transaction again; the applier skips it and applies the rest once.
         PostgresApplier? secondApplier = null;
@@ -94,8 +94,8 @@ public sealed class ApplierTests(PostgresFixture fixture)
         Assert.Equal(0, await target.ScalarAsync<long>("SELECT count(*) FROM (SELECT xid, id, kind FROM applied_log WHERE kind <> 'Read' GROUP BY 1, 2, 3 HAVING count(*) > 1) twice"));
         Assert.Equal(7, await target.ScalarAsync<long>("SELECT count(*) FROM applied_log WHERE kind <> 'Read'"));
         Assert.Equal(25, await target.ScalarAsync<long>("SELECT count(DISTINCT id) FROM applied_log WHERE kind = 'Read'"));
-        Assert.Equal(await RowsAsync(source, "SELECT id || '|' || name || '|' || coalesce(rating::text, '-') FROM Restaurant ORDER BY id"),
-                     await RowsAsync(target, "SELECT id || '|' || name || '|' || coalesce(rating::text, '-') FROM restaurant_copy ORDER BY id"));
+        Assert.Equal(await source.RowsAsync("SELECT id || '|' || name || '|' || coalesce(rating::text, '-') FROM Restaurant ORDER BY id"),
+                     await target.RowsAsync("SELECT id || '|' || name || '|' || coalesce(rating::text, '-') FROM restaurant_copy ORDER BY id"));
         Assert.Equal(await LastAppliedAsync(target), secondApplier.AppliedCommitLsn);
         await second.StopAsync();
         await secondApplier.DisposeAsync();
@@ -126,7 +126,7 @@ public sealed class ApplierTests(PostgresFixture fixture)
         await run.WaitUntilAsync(r => r.Transactions.Count == 1, "the transaction");
 
         Assert.Equal(1, failures > 1 ? 1 : failures);
-        Assert.Equal(["r-a", "r-b", "r-c"], await RowsAsync(target, "SELECT id FROM applied_log ORDER BY id"));
+        Assert.Equal(["r-a", "r-b", "r-c"], await target.RowsAsync("SELECT id FROM applied_log ORDER BY id"));
         Assert.Equal(1, await target.ScalarAsync<long>("SELECT count(DISTINCT xid) FROM applied_log"));
         Assert.Equal(await LastAppliedAsync(target), applier!.AppliedCommitLsn);
         await run.StopAsync();
@@ -135,18 +135,4 @@ public sealed class ApplierTests(PostgresFixture fixture)
 
     private static async Task<NpgsqlTypes.NpgsqlLogSequenceNumber> LastAppliedAsync(TestDatabase target)
         => NpgsqlTypes.NpgsqlLogSequenceNumber.Parse(await target.ScalarAsync<string>("SELECT commit_lsn::text FROM dbsync_applied WHERE name = 'restaurants'"));
-
-    private static async Task<NpgsqlTypes.NpgsqlLogSequenceNumber> SlotConfirmedAsync(TestDatabase db)
-        => NpgsqlTypes.NpgsqlLogSequenceNumber.Parse(await db.ScalarAsync<string>("SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = 'dbsync_test'"));
-
-    private static async Task<List<string>> RowsAsync(TestDatabase db, string sql)
-    {
-        await using var connection = await db.OpenAsync();
-        await using var command = new NpgsqlCommand(sql, connection);
-        await using var reader = await command.ExecuteReaderAsync();
-        var rows = new List<string>();
-        while (await reader.ReadAsync())
-            rows.Add(reader.GetString(0));
-        return rows;
-    }
 }

@@ -86,7 +86,7 @@ public sealed class CrashTests(PostgresFixture fixture)
             Assert.True(missing.Count == 0, $"{missing.Count} committed transaction(s) never delivered, e.g. xid {string.Join(", ", missing.Take(5))}.");
             // Effectively once: every committed transaction reached the replica through the applier, and no change twice
             // (applied_change's key is the change's WAL position; a second apply would have failed the consumer).
-            var applied = (await RowsAsync(replica, "SELECT DISTINCT xid::text FROM applied_change")).Select(x => uint.Parse(x, CultureInfo.InvariantCulture)).ToHashSet();
+            var applied = (await replica.RowsAsync("SELECT DISTINCT xid::text FROM applied_change")).Select(x => uint.Parse(x, CultureInfo.InvariantCulture)).ToHashSet();
             var notApplied = committed.Where(x => !applied.Contains(x)).Order().ToList();
             Assert.True(notApplied.Count == 0, $"{notApplied.Count} committed transaction(s) never applied, e.g. xid {string.Join(", ", notApplied.Take(5))}.");
             var redelivered = delivered.GroupBy(d => d.Xid).Count(g => g.Count() > 1);
@@ -191,21 +191,10 @@ public sealed class CrashTests(PostgresFixture fixture)
         foreach (var (table, order) in new[] { ("users", "id"), ("restaurant", "id"), ("visit", "user_id, restaurant_id") })
         {
             var sql = $"SELECT t::text FROM {table} t ORDER BY {order}";
-            if (!(await RowsAsync(source, sql)).SequenceEqual(await RowsAsync(replica, sql)))
+            if (!(await source.RowsAsync(sql)).SequenceEqual(await replica.RowsAsync(sql)))
                 return false;
         }
         return true;
-    }
-
-    private static async Task<List<string>> RowsAsync(TestDatabase db, string sql)
-    {
-        await using var connection = await db.OpenAsync();
-        await using var command = new NpgsqlCommand(sql, connection);
-        await using var reader = await command.ExecuteReaderAsync();
-        var rows = new List<string>();
-        while (await reader.ReadAsync())
-            rows.Add(reader.GetString(0));
-        return rows;
     }
 
     /// <summary>Completes once the consumer's slot has a confirmed position: its creation has found a consistent point,

@@ -56,7 +56,7 @@ public sealed class ReliabilityTests(PostgresFixture fixture)
         Assert.NotEmpty(commits);
         Assert.All(commits, c => Assert.Equal(rows, c.ChangeCount));
         await run.StopAsync();
-        Assert.Equal(run.Client.ConfirmedLsn, await SlotConfirmedAsync(db));
+        Assert.Equal(run.Client.ConfirmedLsn, await db.SlotConfirmedAsync());
     }
 
     [Fact]
@@ -244,7 +244,7 @@ public sealed class ReliabilityTests(PostgresFixture fixture)
         Assert.Contains(logs.Entries, e => e.Id.Id == 2009 && e.Text.Contains("restaurant", StringComparison.Ordinal));
         Assert.False(run.Run.IsCompleted);
         await run.StopAsync();
-        Assert.Equal(run.Recorder.Transactions[^1].EndLsn, await SlotConfirmedAsync(db));
+        Assert.Equal(run.Recorder.Transactions[^1].EndLsn, await db.SlotConfirmedAsync());
     }
 
     [Fact]
@@ -278,7 +278,7 @@ public sealed class ReliabilityTests(PostgresFixture fixture)
         Assert.Equal(3, attempts);
         Assert.Equal(2, logs.Entries.Count(e => e.Id.Id == 2009));
         Assert.True(logs.Has(2010), "Giving up was not logged (event 2010).");
-        Assert.Equal(run.Recorder.Transactions.Single().EndLsn, await SlotConfirmedAsync(db));
+        Assert.Equal(run.Recorder.Transactions.Single().EndLsn, await db.SlotConfirmedAsync());
     }
 
     [Fact]
@@ -287,7 +287,7 @@ public sealed class ReliabilityTests(PostgresFixture fixture)
         await using var db = await TestDatabase.CreateAsync(fixture.Server);
         await using var elsewhere = await TestDatabase.CreateAsync(fixture.Server, seedSchema: false);
         await using var run = await StreamRun.StartAsync(db.ConnectionString, configure: o => o.IdleConfirmInterval = TimeSpan.FromMilliseconds(200));
-        await AssertConfirmedFollowsWalElsewhereAsync(db, elsewhere);
+        await db.AssertSlotFollowsWalWrittenInAsync(elsewhere);
         Assert.Empty(run.Recorder.All);
     }
 
@@ -310,27 +310,8 @@ public sealed class ReliabilityTests(PostgresFixture fixture)
             o.IdleConfirmInterval = TimeSpan.FromHours(1); // keepalive positions are never confirmed in this test
             o.HeartbeatInterval = TimeSpan.FromMilliseconds(200);
         });
-        await AssertConfirmedFollowsWalElsewhereAsync(db, elsewhere);
+        await db.AssertSlotFollowsWalWrittenInAsync(elsewhere);
         Assert.Empty(run.Recorder.All);
         Assert.Equal(0, messages);
     }
-
-    /// <summary>WAL grows in another database; the slot's confirmed position must pass the end of it.</summary>
-    private static async Task AssertConfirmedFollowsWalElsewhereAsync(TestDatabase db, TestDatabase elsewhere)
-    {
-        var start = await SlotConfirmedAsync(db);
-        await elsewhere.ExecuteAsync("CREATE TABLE filler (id serial PRIMARY KEY, payload text)");
-        for (var i = 0; i < 5; i++)
-            await elsewhere.ExecuteAsync("INSERT INTO filler (payload) SELECT repeat('x', 1000) FROM generate_series(1, 100)");
-        var walAfterWrites = NpgsqlTypes.NpgsqlLogSequenceNumber.Parse(await elsewhere.ScalarAsync<string>("SELECT pg_current_wal_lsn()::text"));
-
-        var deadline = DateTime.UtcNow.AddSeconds(30);
-        while (await SlotConfirmedAsync(db) < walAfterWrites && DateTime.UtcNow < deadline)
-            await Task.Delay(100);
-        var confirmed = await SlotConfirmedAsync(db);
-        Assert.True(confirmed >= walAfterWrites, $"confirmed_flush_lsn stayed at {confirmed} (started at {start}) while WAL reached {walAfterWrites}");
-    }
-
-    private static async Task<NpgsqlTypes.NpgsqlLogSequenceNumber> SlotConfirmedAsync(TestDatabase db)
-        => NpgsqlTypes.NpgsqlLogSequenceNumber.Parse(await db.ScalarAsync<string>("SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = 'dbsync_test'"));
 }
