@@ -181,10 +181,12 @@ public sealed class ReliabilityTests(PostgresFixture fixture)
     }
 
     [Fact]
-    public async Task SlowHandler_ConnectionOutlivesWalSenderTimeout()
+    public async Task SlowHandler_ConnectionOutlivesWalSenderTimeout_AndMemoryStaysFlatWhileChangesPileUp()
     {
         await using var db = await TestDatabase.CreateAsync(fixture.Server);
         var logs = new LogCapture();
+        var users = 0;
+        var stalled = new TaskCompletionSource();
         // The walsender drops a client that sends nothing for 1 s; the handler below stalls for 8 s. The status updates
         // Npgsql sends on its own timer (StatusInterval) keep the connection; at 30 s this test fails.
         var shortTimeout = new NpgsqlConnectionStringBuilder(db.ConnectionString) { Options = "-c wal_sender_timeout=1000" }.ConnectionString;
@@ -193,9 +195,13 @@ public sealed class ReliabilityTests(PostgresFixture fixture)
             client.On<Restaurant>(async (change, ct) =>
             {
                 if (change.New!.Id == "slow")
+                {
+                    stalled.TrySetResult();
                     await Task.Delay(TimeSpan.FromSeconds(8), ct);
+                }
                 recorder.Add(change);
             });
+            client.On<User>(_ => Interlocked.Increment(ref users));
         }, configure: o =>
         {
             o.StatusInterval = TimeSpan.FromMilliseconds(300);
@@ -203,6 +209,12 @@ public sealed class ReliabilityTests(PostgresFixture fixture)
         });
 
         await db.ExecuteAsync("INSERT INTO Restaurant (id, name) VALUES ('slow', 'n')");
+        await stalled.Task.WaitAsync(TimeSpan.FromSeconds(30));
+        // While the handler stalls, 100,000 changes (about 20 MB of WAL) wait for the consumer: nothing reads them ahead.
+        var before = LiveManagedBytes();
+        for (var batch = 0; batch < 20; batch++)
+            await db.ExecuteAsync($"INSERT INTO users (id, first_name, user_name, email, address) SELECT i, 'first', 'user' || i, 'mail' || i, repeat('a', 100) FROM generate_series({batch * 5000 + 1}, {(batch + 1) * 5000}) i");
+        var during = LiveManagedBytes();
         await db.ExecuteAsync("INSERT INTO Restaurant (id, name) VALUES ('next', 'n')");
         await run.WaitUntilAsync(r => r.Of<Restaurant>().Any(c => c.New!.Id == "next"), "the change after the slow one", TimeSpan.FromSeconds(40));
         // Frames already received are handled before a broken connection shows: one more round trip proves it alive.
@@ -211,8 +223,13 @@ public sealed class ReliabilityTests(PostgresFixture fixture)
 
         Assert.False(logs.Has(2007), "The connection was lost while the handler was slow.");
         Assert.Equal(["slow", "next", "last"], run.Recorder.Of<Restaurant>().Select(c => c.New!.Id));
+        Assert.Equal(100_000, users);
+        Assert.True(during - before < 16L * 1024 * 1024,
+            $"Live managed memory grew by {(during - before) / 1048576.0:0.0} MiB while 100,000 changes waited for the stalled handler.");
         await run.StopAsync();
     }
+
+    private static long LiveManagedBytes() => GC.GetTotalMemory(forceFullCollection: true);
 
     [Fact]
     public async Task HandlerFailsTwice_UnderTheRetryPolicy_IsCalledAgainWithTheSameChange_AndTheStreamGoesOn()
