@@ -303,7 +303,11 @@ public sealed class ReliabilityTests(PostgresFixture fixture)
     {
         await using var db = await TestDatabase.CreateAsync(fixture.Server);
         await using var elsewhere = await TestDatabase.CreateAsync(fixture.Server, seedSchema: false);
-        await using var run = await StreamRun.StartAsync(db.ConnectionString, configure: o => o.IdleConfirmInterval = TimeSpan.FromMilliseconds(200));
+        await using var run = await StreamRun.StartAsync(db.ConnectionString, configure: o =>
+        {
+            o.StatusInterval = TimeSpan.FromMilliseconds(500);
+            o.IdleConfirmInterval = TimeSpan.FromMilliseconds(200);
+        });
         await db.AssertSlotFollowsWalWrittenInAsync(elsewhere);
         Assert.Empty(run.Recorder.All);
     }
@@ -324,6 +328,7 @@ public sealed class ReliabilityTests(PostgresFixture fixture)
             });
         }, configure: o =>
         {
+            o.StatusInterval = TimeSpan.FromMilliseconds(500);
             o.IdleConfirmInterval = TimeSpan.FromHours(1); // keepalive positions are never confirmed in this test
             o.HeartbeatInterval = TimeSpan.FromMilliseconds(200);
         });
