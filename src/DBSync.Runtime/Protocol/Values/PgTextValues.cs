@@ -123,75 +123,114 @@ internal static class PgTextValues
         return kind == DateTimeKind.Utc ? DateTime.SpecifyKind(local - offset, DateTimeKind.Utc) : DateTime.SpecifyKind(local, kind);
     }
 
-    /// <summary>Array literals: <c>{a,"b c",NULL,"q\"x"}</c>, optionally preceded by a <c>[lo:hi]=</c> decoration.</summary>
+    /// <summary>Array literals: <c>{a,"b c",NULL,"q\"x"}</c>, optionally preceded by a <c>[lo:hi]=</c> decoration. Two
+    /// passes (count, then decode), so the only allocations are the array and its strings.</summary>
     public static string[] ParseStringArray(ReadOnlySpan<byte> data, in TupleValue owner)
     {
-        var position = 0;
-        if (position < data.Length && data[position] == (byte)'[')
+        var start = 0;
+        if (start < data.Length && data[start] == (byte)'[')
         {
             var equals = data.IndexOf((byte)'=');
             if (equals < 0)
                 FailArray(data, "has a dimension decoration without '='", owner);
-            position = equals + 1;
+            start = equals + 1;
         }
-        if (position >= data.Length || data[position] != (byte)'{')
+        if (start >= data.Length || data[start] != (byte)'{')
             FailArray(data, "does not start with '{'", owner);
-        position++;
-        if (position < data.Length && data[position] == (byte)'}' && position + 1 == data.Length)
+        start++;
+        if (start < data.Length && data[start] == (byte)'}' && start + 1 == data.Length)
             return [];
 
-        var elements = new List<string>();
-        var builder = new StringBuilder();
-        while (true)
+        var count = 0;
+        for (var position = start; ; position++)
         {
-            if (position >= data.Length)
-                FailArray(data, "ends early", owner);
-            if (data[position] == (byte)'{')
-                FailArray(data, "is multi-dimensional; string[] holds one dimension", owner);
-
-            if (data[position] == (byte)'"')
-            {
-                position++;
-                var bytes = new List<byte>();
-                while (true)
-                {
-                    if (position >= data.Length)
-                        FailArray(data, "has an unterminated quoted element", owner);
-                    var b = data[position++];
-                    if (b == (byte)'"')
-                        break;
-                    if (b == (byte)'\\')
-                    {
-                        if (position >= data.Length)
-                            FailArray(data, "ends in an escape", owner);
-                        b = data[position++];
-                    }
-                    bytes.Add(b);
-                }
-                elements.Add(Encoding.UTF8.GetString([.. bytes]));
-            }
-            else
-            {
-                var end = position;
-                while (end < data.Length && data[end] is not ((byte)',' or (byte)'}'))
-                    end++;
-                var raw = data[position..end];
-                elements.Add(raw.Length == 4 && Ascii.EqualsIgnoreCase(raw, "NULL"u8) ? null! : Encoding.UTF8.GetString(raw));
-                position = end;
-            }
-
-            if (position >= data.Length)
-                FailArray(data, "ends early", owner);
+            NextElement(data, ref position, owner, out _, out _, out _);
+            count++;
             if (data[position] == (byte)'}')
-            {
-                if (position + 1 != data.Length)
-                    FailArray(data, "has text after its closing '}'", owner);
-                return [.. elements];
-            }
-            if (data[position] != (byte)',')
-                FailArray(data, $"has '{(char)data[position]}' where ',' or '}}' belongs", owner);
-            position++;
+                break;
         }
+
+        var result = new string[count];
+        for (int i = 0, position = start; i < count; i++, position++)
+        {
+            NextElement(data, ref position, owner, out var element, out var quoted, out var escaped);
+            result[i] = !quoted && element.Length == 4 && Ascii.EqualsIgnoreCase(element, "NULL"u8) ? null!
+                : escaped ? Unescape(element)
+                : Encoding.UTF8.GetString(element);
+        }
+        return result;
+    }
+
+    /// <summary>One element from <paramref name="position"/>: its bytes (inside the quotes, escapes still in), and leaves
+    /// <paramref name="position"/> on the ',' or the final '}' after it.</summary>
+    private static void NextElement(ReadOnlySpan<byte> data, ref int position, in TupleValue owner, out ReadOnlySpan<byte> element, out bool quoted, out bool escaped)
+    {
+        if (position >= data.Length)
+            FailArray(data, "ends early", owner);
+        if (data[position] == (byte)'{')
+            FailArray(data, "is multi-dimensional; string[] holds one dimension", owner);
+
+        escaped = false;
+        quoted = data[position] == (byte)'"';
+        if (quoted)
+        {
+            var begin = ++position;
+            while (true)
+            {
+                if (position >= data.Length)
+                    FailArray(data, "has an unterminated quoted element", owner);
+                var b = data[position];
+                if (b == (byte)'"')
+                    break;
+                if (b == (byte)'\\')
+                {
+                    escaped = true;
+                    if (++position >= data.Length)
+                        FailArray(data, "ends in an escape", owner);
+                }
+                position++;
+            }
+            element = data[begin..position];
+            position++; // the closing quote
+        }
+        else
+        {
+            var end = position;
+            while (end < data.Length && data[end] is not ((byte)',' or (byte)'}'))
+                end++;
+            element = data[position..end];
+            position = end;
+        }
+
+        if (position >= data.Length)
+            FailArray(data, "ends early", owner);
+        if (data[position] == (byte)'}')
+        {
+            if (position + 1 != data.Length)
+                FailArray(data, "has text after its closing '}'", owner);
+        }
+        else if (data[position] != (byte)',')
+        {
+            FailArray(data, $"has '{(char)data[position]}' where ',' or '}}' belongs", owner);
+        }
+    }
+
+    /// <summary>A quoted element with its backslash escapes removed.</summary>
+    private static string Unescape(ReadOnlySpan<byte> element)
+    {
+        var rented = element.Length > 256 ? System.Buffers.ArrayPool<byte>.Shared.Rent(element.Length) : null;
+        Span<byte> buffer = rented ?? stackalloc byte[256];
+        var length = 0;
+        for (var i = 0; i < element.Length; i++)
+        {
+            if (element[i] == (byte)'\\')
+                i++;
+            buffer[length++] = element[i];
+        }
+        var value = Encoding.UTF8.GetString(buffer[..length]);
+        if (rented is not null)
+            System.Buffers.ArrayPool<byte>.Shared.Return(rented);
+        return value;
     }
 
     private static bool TryParseDate(ReadOnlySpan<byte> data, ref int position, out DateOnly date)
