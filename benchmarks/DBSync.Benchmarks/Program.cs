@@ -1,5 +1,5 @@
 using BenchmarkDotNet.Running;
 
-// Benchmarks are added with the performance issue; run them with:
+// Decode-path micro-benchmarks (BenchmarkDotNet, MemoryDiagnoser). Run them with:
 //   dotnet run -c Release --project benchmarks/DBSync.Benchmarks -- --filter '*'
 BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args);

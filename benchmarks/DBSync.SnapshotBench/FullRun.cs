@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using DBSync.Testing;
+using DBSync.Bench;
 
 namespace DBSync.SnapshotBench;
 

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using Npgsql;
+using DBSync.Bench;
 
 namespace DBSync.SnapshotBench;
 

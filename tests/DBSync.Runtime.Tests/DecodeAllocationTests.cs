@@ -2,27 +2,6 @@ using DBSync.Sample;
 
 namespace DBSync.Runtime.Tests;
 
-/// <summary>The fixed-size columns of the recorded all_types table, as a struct: decoding it allocates nothing.</summary>
-[SyncTable("all_types")]
-public partial record struct AllTypesRow
-{
-    [PrimaryKey] public long Id { get; init; }
-
-    public bool? Flag { get; init; }
-
-    public short? Small { get; init; }
-
-    public long? Big { get; init; }
-
-    public Guid? Uid { get; init; }
-
-    public DateTime? Stamp { get; init; }
-
-    public DateTimeOffset? StampTz { get; init; }
-
-    public decimal? Amount { get; init; }
-}
-
 /// <summary>
 /// Decoding a recorded Insert into a <see cref="Change{T}"/>, through the same registration the stream uses, allocates
 /// exactly what an equal entity built by hand allocates: the entity, its strings and its arrays. Nothing else: no

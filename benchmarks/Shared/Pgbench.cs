@@ -3,7 +3,7 @@ using System.Globalization;
 using System.Text.RegularExpressions;
 using Npgsql;
 
-namespace DBSync.SnapshotBench;
+namespace DBSync.Bench;
 
 /// <summary>Runs PostgreSQL's pgbench against the benchmark database.</summary>
 internal sealed partial class Pgbench
@@ -77,6 +77,21 @@ internal sealed partial class Pgbench
         if (perSecond.Count == 0)
             throw new InvalidOperationException($"pgbench printed no progress lines:\n{output}");
         return perSecond;
+    }
+
+    /// <summary>A custom script (<c>-n -f</c>, no vacuum of pgbench's own tables): <paramref name="transactionsPerClient"/>
+    /// transactions per client.</summary>
+    public async Task RunScriptAsync(string script, int clients, int threads, int transactionsPerClient)
+        => await RunAsync(["-n", "-f", script, "-c", clients.ToString(CultureInfo.InvariantCulture), "-j", threads.ToString(CultureInfo.InvariantCulture),
+            "-t", transactionsPerClient.ToString(CultureInfo.InvariantCulture), .. ConnectionArguments]);
+
+    /// <summary>A custom script at a fixed rate (<c>-R</c>) for <paramref name="seconds"/>; returns the tps achieved.</summary>
+    public async Task<double> RunScriptAtRateAsync(string script, int clients, int threads, int rate, int seconds)
+    {
+        var output = await RunAsync(["-n", "-f", script, "-c", clients.ToString(CultureInfo.InvariantCulture), "-j", threads.ToString(CultureInfo.InvariantCulture),
+            "-R", rate.ToString(CultureInfo.InvariantCulture), "-T", seconds.ToString(CultureInfo.InvariantCulture), .. ConnectionArguments]);
+        var match = TpsPattern().Match(output);
+        return match.Success ? double.Parse(match.Groups[1].Value, CultureInfo.InvariantCulture) : throw new InvalidOperationException($"pgbench printed no tps:\n{output}");
     }
 
     /// <summary>The command line of <see cref="RunAsync(int, int, int)"/>, for the report.</summary>

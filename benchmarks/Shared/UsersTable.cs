@@ -1,7 +1,7 @@
 using System.Diagnostics;
 using Npgsql;
 
-namespace DBSync.SnapshotBench;
+namespace DBSync.Bench;
 
 /// <summary>The sample schema's users table: creation and bulk loading of generated rows.</summary>
 internal static class UsersTable
@@ -35,17 +35,25 @@ internal static class UsersTable
     public static async Task<double> LoadAsync(string connectionString, int from, int to)
     {
         var watch = Stopwatch.StartNew();
-        await using (var connection = await OpenAsync(connectionString))
-        {
-            await using var insert = new NpgsqlCommand(InsertSql, connection);
-            insert.Parameters.AddWithValue("from", from);
-            insert.Parameters.AddWithValue("to", to);
-            await insert.ExecuteNonQueryAsync();
-        }
-        await ExecuteAsync(connectionString, "SELECT setval(pg_get_serial_sequence('users', 'id'), (SELECT max(id) FROM users))");
+        await InsertAsync(connectionString, from, to);
+        await AdvanceSequenceAsync(connectionString);
         await ExecuteAsync(connectionString, "VACUUM ANALYZE users");
         return watch.Elapsed.TotalSeconds;
     }
+
+    /// <summary>Inserts the rows with ids <paramref name="from"/>..<paramref name="to"/> in one transaction.</summary>
+    public static async Task InsertAsync(string connectionString, int from, int to)
+    {
+        await using var connection = await OpenAsync(connectionString);
+        await using var insert = new NpgsqlCommand(InsertSql, connection);
+        insert.Parameters.AddWithValue("from", from);
+        insert.Parameters.AddWithValue("to", to);
+        await insert.ExecuteNonQueryAsync();
+    }
+
+    /// <summary>Moves the serial sequence past the rows inserted with explicit ids.</summary>
+    public static Task AdvanceSequenceAsync(string connectionString)
+        => ExecuteAsync(connectionString, "SELECT setval(pg_get_serial_sequence('users', 'id'), (SELECT max(id) FROM users))");
 
     public static Task<long> CountAsync(string connectionString) => ScalarAsync<long>(connectionString, "SELECT count(*) FROM users");
 

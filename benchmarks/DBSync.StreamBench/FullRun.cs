@@ -1,0 +1,172 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Runtime.InteropServices;
+using DBSync.Bench;
+using DBSync.Testing;
+using Npgsql;
+using NpgsqlTypes;
+
+namespace DBSync.StreamBench;
+
+/// <summary>The whole benchmark against one server: the backlog, the drains, the latency, then the figures and ratios.</summary>
+internal static partial class FullRun
+{
+    private static readonly string[] s_consumers = ["pg_recvlogical", "npgsql", "dbsync", "frames"];
+
+    public static async Task<int> RunAsync(StreamSettings settings)
+    {
+        var total = Stopwatch.StartNew();
+        await using var server = await PostgresServer.StartAsync();
+        var version = await server.ScalarAsync<string>("SHOW server_version");
+        Log($"PostgreSQL {version} ({(server.IsThrowaway ? "throwaway" : "POSTGRES_HOST")}, port {server.Port}); {Environment.ProcessorCount} cores; .NET {Environment.Version}");
+        var database = await server.CreateDatabaseAsync("dbsync_stream_bench");
+        try
+        {
+            var connectionString = server.ConnectionStringFor(database);
+            var pgbench = new Pgbench(Pgbench.Find(server.BinDirectory), connectionString);
+            var watch = Stopwatch.StartNew();
+            var backlog = await Backlog.BuildAsync(connectionString, pgbench, settings.Rows, settings.Batch, settings.Updates);
+            Log($"backlog: {settings.Rows:N0} users rows in {settings.Rows / settings.Batch:N0} transactions, then {settings.Updates:N0} single-row update transactions; ends at {backlog.End}; built in {watch.Elapsed.TotalSeconds:0} s");
+
+            var results = s_consumers.ToDictionary(c => c, _ => new List<DrainResult>());
+            for (var round = 1; round <= settings.Rounds; round++)
+            {
+                // The order turns every round, so that no consumer always runs first (cold caches) or last.
+                for (var i = 0; i < s_consumers.Length; i++)
+                {
+                    var consumer = s_consumers[(i + round - 1) % s_consumers.Length];
+                    var slot = $"dbsync_e2e_{consumer.Replace("pg_", "", StringComparison.Ordinal)}_{round}";
+                    await Backlog.CopyAsync(connectionString, slot);
+                    await UsersTable.ExecuteAsync(connectionString, "CHECKPOINT");
+                    var result = consumer == "pg_recvlogical"
+                        ? await RecvlogicalAsync(server.BinDirectory, connectionString, slot, backlog)
+                        : await DotnetDrainAsync(consumer, connectionString, slot, backlog);
+                    await Slots.DropAsync(connectionString, slot);
+                    if (consumer != "pg_recvlogical" && result.Events != backlog.Rows)
+                        throw new InvalidOperationException($"{consumer} saw {result.Events} row events; the backlog has {backlog.Rows}.");
+                    results[consumer].Add(result);
+                    Log($"round {round}: {consumer,-14} wall {result.WallSeconds,7:0.000} s, cpu {result.CpuSeconds,7:0.000} s, {result.AllocatedBytes / (double)backlog.Rows,8:0.0} B allocated per event");
+                }
+            }
+
+            var latency = await Latency.MeasureAsync(connectionString, pgbench, settings.LatencyRate, settings.LatencySeconds);
+            Print(settings, backlog, results, latency, total.Elapsed);
+        }
+        finally
+        {
+            await server.DropDatabaseAsync(database);
+        }
+        return 0;
+    }
+
+    /// <summary>pg_recvlogical into /dev/null with the options DBSync uses (protocol 2, binary); its CPU time from
+    /// getrusage(RUSAGE_CHILDREN) around the run.</summary>
+    private static async Task<DrainResult> RecvlogicalAsync(string? binDirectory, string connectionString, string slot, Backlog backlog)
+    {
+        var target = new NpgsqlConnectionStringBuilder(connectionString);
+        var start = new ProcessStartInfo(Pgbench.FindTool(binDirectory, "pg_recvlogical")) { UseShellExecute = false, RedirectStandardError = true };
+        foreach (var argument in new[]
+                 {
+                     "-h", target.Host!, "-p", target.Port.ToString(CultureInfo.InvariantCulture), "-U", target.Username!, "-d", target.Database!,
+                     "--slot", slot, "--start", "--no-loop", "-f", "/dev/null", "--endpos", backlog.End.ToString(),
+                     "-o", "proto_version=2", "-o", $"publication_names={Backlog.Publication}", "-o", "binary=true",
+                 })
+        {
+            start.ArgumentList.Add(argument);
+        }
+        if (!string.IsNullOrEmpty(target.Password))
+            start.Environment["PGPASSWORD"] = target.Password;
+
+        var (cpuBefore, userBefore) = ChildrenCpuSeconds();
+        var watch = Stopwatch.StartNew();
+        using var process = Process.Start(start) ?? throw new InvalidOperationException($"Could not start {start.FileName}.");
+        var errors = process.StandardError.ReadToEndAsync();
+        await process.WaitForExitAsync();
+        var wall = watch.Elapsed.TotalSeconds;
+        if (process.ExitCode != 0)
+            throw new InvalidOperationException($"{start.FileName} exited with {process.ExitCode}: {await errors}");
+        var (cpuAfter, userAfter) = ChildrenCpuSeconds();
+        return new DrainResult("pg_recvlogical", wall, cpuAfter - cpuBefore, userAfter - userBefore, 0, backlog.Rows, 0);
+    }
+
+    /// <summary>One .NET drain in a child process of its own, which measures itself.</summary>
+    private static async Task<DrainResult> DotnetDrainAsync(string consumer, string connectionString, string slot, Backlog backlog)
+    {
+        var start = new ProcessStartInfo(Environment.ProcessPath!) { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
+        var arguments = new List<string>();
+        if (!Path.GetFileNameWithoutExtension(Environment.ProcessPath!).Equals("DBSync.StreamBench", StringComparison.Ordinal))
+            arguments.Add(typeof(FullRun).Assembly.Location); // run through the dotnet host
+        arguments.AddRange(["drain", consumer, slot, backlog.End.ToString()]);
+        // With DBSYNC_BENCH_TRACE set to a folder, each drain runs under dotnet-trace (CPU sampling), for profiles.
+        if (Environment.GetEnvironmentVariable("DBSYNC_BENCH_TRACE") is { Length: > 0 } traces)
+        {
+            arguments.InsertRange(0, ["collect", "--show-child-io", "--profile", "dotnet-sampled-thread-time", "-o", Path.Combine(traces, $"{slot}.nettrace"), "--", start.FileName]);
+            start.FileName = "dotnet-trace";
+        }
+        foreach (var argument in arguments)
+            start.ArgumentList.Add(argument);
+        start.Environment["DBSYNC_BENCH_CONNECTION"] = connectionString;
+        using var process = Process.Start(start) ?? throw new InvalidOperationException("Could not start the drain process.");
+        var output = process.StandardOutput.ReadToEndAsync();
+        var errors = process.StandardError.ReadToEndAsync();
+        await process.WaitForExitAsync();
+        var line = (await output).Split('\n').FirstOrDefault(l => l.StartsWith(DrainResult.Prefix, StringComparison.Ordinal));
+        if (process.ExitCode != 0 || line is null)
+            throw new InvalidOperationException($"The {consumer} drain exited with {process.ExitCode}: {await errors}");
+        return DrainResult.Parse(line.Trim());
+    }
+
+    private static void Print(StreamSettings settings, Backlog backlog, Dictionary<string, List<DrainResult>> results, LatencyResult latency, TimeSpan elapsed)
+    {
+        double Median(IEnumerable<double> values)
+        {
+            var sorted = values.Order().ToArray();
+            var middle = sorted.Length / 2;
+            return sorted.Length % 2 == 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
+        }
+        string Runs(IEnumerable<double> values) => string.Join(", ", values.Select(v => v.ToString("0.000", CultureInfo.InvariantCulture)));
+
+        Console.WriteLine();
+        Log($"==== results: medians of {settings.Rounds} rounds in this run; {Environment.ProcessorCount} cores ====");
+        Log($"backlog: {backlog.Rows:N0} row events in {backlog.Transactions:N0} transactions");
+        Log($"{"consumer",-16} {"wall s",8} {"cpu s",8} {"user s",8} {"B/event",9}   wall runs / cpu runs");
+        foreach (var (consumer, runs) in results)
+        {
+            Log($"{consumer,-16} {Median(runs.Select(r => r.WallSeconds)),8:0.000} {Median(runs.Select(r => r.CpuSeconds)),8:0.000} {Median(runs.Select(r => r.UserSeconds)),8:0.000} {Median(runs.Select(r => r.AllocatedBytes / (double)backlog.Rows)),9:0.0}   {Runs(runs.Select(r => r.WallSeconds))} / {Runs(runs.Select(r => r.CpuSeconds))}");
+        }
+        Log($"latency, commit to handler, {latency.Transactions:N0} transactions at {latency.Rate:N0} tx/s requested ({latency.AchievedRate:N0} achieved): p50 {latency.P50Milliseconds:0.00} ms, p99 {latency.P99Milliseconds:0.00} ms, max {latency.MaxMilliseconds:0.00} ms");
+        Log($"benchmark program time: {elapsed.TotalSeconds:0} s");
+        Log($"reproduce: benchmarks/run-e2e.sh {settings.ToArguments()}");
+        var wall = Median(results["dbsync"].Select(r => r.WallSeconds)) / Median(results["pg_recvlogical"].Select(r => r.WallSeconds));
+        var cpu = Median(results["dbsync"].Select(r => r.CpuSeconds)) / Median(results["npgsql"].Select(r => r.CpuSeconds));
+        Log($"ratio wall dbsync/pg_recvlogical = {wall:0.00}");
+        Log($"ratio cpu dbsync/npgsql = {cpu:0.00}");
+        Log($"alloc bytes per event dbsync = {Median(results["dbsync"].Select(r => r.AllocatedBytes / (double)backlog.Rows)):0}");
+    }
+
+    private static void Log(FormattableString message) => Console.WriteLine(message.ToString(CultureInfo.InvariantCulture));
+
+    /// <summary>CPU (user plus system) and user CPU of every child process this process has waited for.</summary>
+    private static (double Cpu, double User) ChildrenCpuSeconds()
+    {
+        const int children = -1; // RUSAGE_CHILDREN
+        if (GetRusage(children, out var usage) != 0)
+            throw new InvalidOperationException($"getrusage failed ({Marshal.GetLastPInvokeError()}).");
+        var user = usage.UserSeconds + (usage.UserMicroseconds / 1e6);
+        return (user + usage.SystemSeconds + (usage.SystemMicroseconds / 1e6), user);
+    }
+
+    [LibraryImport("libc", EntryPoint = "getrusage", SetLastError = true)]
+    private static partial int GetRusage(int who, out Rusage usage);
+
+    /// <summary>struct rusage on 64-bit Linux: two timevals, then fourteen longs.</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    private struct Rusage
+    {
+        public long UserSeconds;
+        public long UserMicroseconds;
+        public long SystemSeconds;
+        public long SystemMicroseconds;
+        public long MaxRss, IxRss, IdRss, IsRss, MinFlt, MajFlt, NSwap, InBlock, OuBlock, MsgSnd, MsgRcv, NSignals, NVcsw, NIvcsw;
+    }
+}

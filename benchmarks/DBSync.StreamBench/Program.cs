@@ -1,0 +1,31 @@
+// End-to-end stream benchmark; benchmarks/run-e2e.sh builds and runs it.
+//
+//   DBSync.StreamBench [--rows N] [--batch N] [--updates N] [--rounds N] [--latency-rate N] [--latency-seconds N]
+//       on a throwaway PostgreSQL (or the server named by POSTGRES_*): builds the backlog once, drains copies of its slot
+//       with pg_recvlogical, Npgsql's pgoutput decoder and DBSync, alternating the order per round, then measures
+//       commit-to-handler latency at a steady rate; the last three lines printed are the ratios
+//   DBSync.StreamBench drain dbsync|npgsql <slot> <end lsn>
+//       child process of one .NET drain (connection string in DBSYNC_BENCH_CONNECTION); prints one drain-result line
+using DBSync.StreamBench;
+
+if (args.Length > 0 && args[0] == "drain")
+{
+    var connectionString = Environment.GetEnvironmentVariable("DBSYNC_BENCH_CONNECTION")
+        ?? throw new InvalidOperationException("Set DBSYNC_BENCH_CONNECTION to the benchmark database's connection string.");
+    var result = await Drains.RunAsync(args[1], connectionString, args[2], NpgsqlTypes.NpgsqlLogSequenceNumber.Parse(args[3]));
+    Console.WriteLine(result.ToLine());
+    return 0;
+}
+
+StreamSettings settings;
+try
+{
+    settings = StreamSettings.Parse(args);
+}
+catch (ArgumentException e)
+{
+    await Console.Error.WriteLineAsync(e.Message);
+    await Console.Error.WriteLineAsync(StreamSettings.Usage);
+    return 2;
+}
+return await FullRun.RunAsync(settings);

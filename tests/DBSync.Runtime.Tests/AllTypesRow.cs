@@ -1,0 +1,24 @@
+namespace DBSync.Runtime.Tests;
+
+// Shared with benchmarks/DBSync.Benchmarks, which links this file.
+
+/// <summary>The fixed-size columns of the recorded all_types table, as a struct: decoding it allocates nothing.</summary>
+[SyncTable("all_types")]
+public partial record struct AllTypesRow
+{
+    [PrimaryKey] public long Id { get; init; }
+
+    public bool? Flag { get; init; }
+
+    public short? Small { get; init; }
+
+    public long? Big { get; init; }
+
+    public Guid? Uid { get; init; }
+
+    public DateTime? Stamp { get; init; }
+
+    public DateTimeOffset? StampTz { get; init; }
+
+    public decimal? Amount { get; init; }
+}
