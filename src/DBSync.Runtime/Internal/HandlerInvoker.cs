@@ -25,7 +25,10 @@ internal sealed class HandlerInvoker(DBSyncOptions options, ILogger logger)
         {
             return RetryAsync(handler, argument, e, cancellationToken);
         }
-        return call.IsCompletedSuccessfully ? default : AwaitAsync(call, handler, argument, cancellationToken);
+        if (!call.IsCompletedSuccessfully)
+            return AwaitAsync(call, handler, argument, cancellationToken);
+        call.GetAwaiter().GetResult(); // a ValueTask is consumed once, even a completed one (it may return a pooled source)
+        return default;
     }
 
     private async ValueTask AwaitAsync<TArgument>(ValueTask call, Func<TArgument, CancellationToken, ValueTask> handler, TArgument argument,
