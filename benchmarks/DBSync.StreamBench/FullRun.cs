@@ -49,8 +49,12 @@ internal static partial class FullRun
                 }
             }
 
-            var latency = await Latency.MeasureAsync(connectionString, pgbench, settings.LatencyRate, settings.LatencySeconds);
-            Print(settings, backlog, results, latency, total.Elapsed);
+            // Twice, in processes of their own: with .NET's defaults, and with socket continuations run inline on the
+            // socket engine's thread instead of the thread pool (DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS=1).
+            string[] latencyArguments = ["latency", pgbench.Executable, settings.LatencyRate.ToString(CultureInfo.InvariantCulture), settings.LatencySeconds.ToString(CultureInfo.InvariantCulture)];
+            var latency = LatencyResult.Parse(await RunChildAsync(latencyArguments, connectionString, LatencyResult.Prefix, null, inlineCompletions: false));
+            var inlineLatency = LatencyResult.Parse(await RunChildAsync(latencyArguments, connectionString, LatencyResult.Prefix, null, inlineCompletions: true));
+            Print(settings, backlog, results, latency, inlineLatency, total.Elapsed);
         }
         finally
         {
@@ -91,32 +95,39 @@ internal static partial class FullRun
 
     /// <summary>One .NET drain in a child process of its own, which measures itself.</summary>
     private static async Task<DrainResult> DotnetDrainAsync(string consumer, string connectionString, string slot, Backlog backlog)
+        => DrainResult.Parse(await RunChildAsync(["drain", consumer, slot, backlog.End.ToString()], connectionString, DrainResult.Prefix, slot, inlineCompletions: false));
+
+    /// <summary>This program in a child process; returns the line of its output that starts with <paramref name="prefix"/>.</summary>
+    private static async Task<string> RunChildAsync(IEnumerable<string> childArguments, string connectionString, string prefix, string? traceName, bool inlineCompletions)
     {
         var start = new ProcessStartInfo(Environment.ProcessPath!) { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
         var arguments = new List<string>();
         if (!Path.GetFileNameWithoutExtension(Environment.ProcessPath!).Equals("DBSync.StreamBench", StringComparison.Ordinal))
             arguments.Add(typeof(FullRun).Assembly.Location); // run through the dotnet host
-        arguments.AddRange(["drain", consumer, slot, backlog.End.ToString()]);
-        // With DBSYNC_BENCH_TRACE set to a folder, each drain runs under dotnet-trace (CPU sampling), for profiles.
-        if (Environment.GetEnvironmentVariable("DBSYNC_BENCH_TRACE") is { Length: > 0 } traces)
+        arguments.AddRange(childArguments);
+        // With DBSYNC_BENCH_TRACE set to a folder, each drain runs under dotnet-trace (thread-time sampling), for profiles.
+        if (traceName is not null && Environment.GetEnvironmentVariable("DBSYNC_BENCH_TRACE") is { Length: > 0 } traces)
         {
-            arguments.InsertRange(0, ["collect", "--show-child-io", "--profile", "dotnet-sampled-thread-time", "-o", Path.Combine(traces, $"{slot}.nettrace"), "--", start.FileName]);
+            arguments.InsertRange(0, ["collect", "--show-child-io", "--profile", "dotnet-sampled-thread-time", "-o", Path.Combine(traces, $"{traceName}.nettrace"), "--", start.FileName]);
             start.FileName = "dotnet-trace";
         }
         foreach (var argument in arguments)
             start.ArgumentList.Add(argument);
         start.Environment["DBSYNC_BENCH_CONNECTION"] = connectionString;
-        using var process = Process.Start(start) ?? throw new InvalidOperationException("Could not start the drain process.");
+        if (inlineCompletions)
+            start.Environment["DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS"] = "1";
+        using var process = Process.Start(start) ?? throw new InvalidOperationException("Could not start the child process.");
         var output = process.StandardOutput.ReadToEndAsync();
         var errors = process.StandardError.ReadToEndAsync();
         await process.WaitForExitAsync();
-        var line = (await output).Split('\n').FirstOrDefault(l => l.StartsWith(DrainResult.Prefix, StringComparison.Ordinal));
+        var line = (await output).Split('\n').FirstOrDefault(l => l.StartsWith(prefix, StringComparison.Ordinal));
         if (process.ExitCode != 0 || line is null)
-            throw new InvalidOperationException($"The {consumer} drain exited with {process.ExitCode}: {await errors}");
-        return DrainResult.Parse(line.Trim());
+            throw new InvalidOperationException($"{string.Join(' ', childArguments)} exited with {process.ExitCode}: {await errors}");
+        return line.Trim();
     }
 
-    private static void Print(StreamSettings settings, Backlog backlog, Dictionary<string, List<DrainResult>> results, LatencyResult latency, TimeSpan elapsed)
+    private static void Print(StreamSettings settings, Backlog backlog, Dictionary<string, List<DrainResult>> results, LatencyResult latency,
+        LatencyResult inlineLatency, TimeSpan elapsed)
     {
         double Median(IEnumerable<double> values)
         {
@@ -134,7 +145,8 @@ internal static partial class FullRun
         {
             Log($"{consumer,-16} {Median(runs.Select(r => r.WallSeconds)),8:0.000} {Median(runs.Select(r => r.CpuSeconds)),8:0.000} {Median(runs.Select(r => r.UserSeconds)),8:0.000} {Median(runs.Select(r => r.AllocatedBytes / (double)backlog.Rows)),9:0.0}   {Runs(runs.Select(r => r.WallSeconds))} / {Runs(runs.Select(r => r.CpuSeconds))}");
         }
-        Log($"latency, commit to handler, {latency.Transactions:N0} transactions at {latency.Rate:N0} tx/s requested ({latency.AchievedRate:N0} achieved): p50 {latency.P50Milliseconds:0.00} ms, p99 {latency.P99Milliseconds:0.00} ms, max {latency.MaxMilliseconds:0.00} ms");
+        foreach (var (setting, result) in new[] { (".NET defaults", latency), ("DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS=1", inlineLatency) })
+            Log($"latency, commit to handler, {setting}: {result.Transactions:N0} transactions at {result.Rate:N0} tx/s requested ({result.AchievedRate:N0} achieved): p50 {result.P50Milliseconds:0.00} ms, p99 {result.P99Milliseconds:0.00} ms, max {result.MaxMilliseconds:0.00} ms");
         Log($"benchmark program time: {elapsed.TotalSeconds:0} s");
         Log($"reproduce: benchmarks/run-e2e.sh {settings.ToArguments()}");
         var wall = Median(results["dbsync"].Select(r => r.WallSeconds)) / Median(results["pg_recvlogical"].Select(r => r.WallSeconds));

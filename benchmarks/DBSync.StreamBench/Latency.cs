@@ -4,7 +4,20 @@ using DBSync.Sample;
 
 namespace DBSync.StreamBench;
 
-internal sealed record LatencyResult(int Rate, long Transactions, double AchievedRate, double P50Milliseconds, double P99Milliseconds, double MaxMilliseconds);
+internal sealed record LatencyResult(int Rate, long Transactions, double AchievedRate, double P50Milliseconds, double P99Milliseconds, double MaxMilliseconds)
+{
+    public const string Prefix = "latency-result";
+
+    public string ToLine() => string.Create(CultureInfo.InvariantCulture,
+        $"{Prefix} {Rate} {Transactions} {AchievedRate:R} {P50Milliseconds:R} {P99Milliseconds:R} {MaxMilliseconds:R}");
+
+    public static LatencyResult Parse(string line)
+    {
+        var f = line.Split(' ');
+        double D(int i) => double.Parse(f[i], CultureInfo.InvariantCulture);
+        return new LatencyResult(int.Parse(f[1], CultureInfo.InvariantCulture), long.Parse(f[2], CultureInfo.InvariantCulture), D(3), D(4), D(5), D(6));
+    }
+}
 
 /// <summary>
 /// Commit-to-handler latency at a steady rate: DBSync streams a slot of its own while pgbench commits single-row

@@ -4,16 +4,21 @@
 //       on a throwaway PostgreSQL (or the server named by POSTGRES_*): builds the backlog once, drains copies of its slot
 //       with pg_recvlogical, Npgsql's pgoutput decoder and DBSync, alternating the order per round, then measures
 //       commit-to-handler latency at a steady rate; the last three lines printed are the ratios
-//   DBSync.StreamBench drain dbsync|npgsql <slot> <end lsn>
+//   DBSync.StreamBench drain dbsync|npgsql|frames <slot> <end lsn>
 //       child process of one .NET drain (connection string in DBSYNC_BENCH_CONNECTION); prints one drain-result line
+//   DBSync.StreamBench latency <pgbench> <rate> <seconds>
+//       child process of the latency measurement (same variable); prints one latency-result line
+using System.Globalization;
 using DBSync.StreamBench;
 
-if (args.Length > 0 && args[0] == "drain")
+if (args.Length > 0 && args[0] is "drain" or "latency")
 {
     var connectionString = Environment.GetEnvironmentVariable("DBSYNC_BENCH_CONNECTION")
         ?? throw new InvalidOperationException("Set DBSYNC_BENCH_CONNECTION to the benchmark database's connection string.");
-    var result = await Drains.RunAsync(args[1], connectionString, args[2], NpgsqlTypes.NpgsqlLogSequenceNumber.Parse(args[3]));
-    Console.WriteLine(result.ToLine());
+    Console.WriteLine(args[0] == "drain"
+        ? (await Drains.RunAsync(args[1], connectionString, args[2], NpgsqlTypes.NpgsqlLogSequenceNumber.Parse(args[3]))).ToLine()
+        : (await Latency.MeasureAsync(connectionString, new DBSync.Bench.Pgbench(args[1], connectionString),
+            int.Parse(args[2], CultureInfo.InvariantCulture), int.Parse(args[3], CultureInfo.InvariantCulture))).ToLine());
     return 0;
 }
 
