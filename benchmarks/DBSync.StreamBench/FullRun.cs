@@ -11,7 +11,7 @@ namespace DBSync.StreamBench;
 /// <summary>The whole benchmark against one server: the backlog, the drains, the latency, then the figures and ratios.</summary>
 internal static partial class FullRun
 {
-    private static readonly string[] s_consumers = ["pg_recvlogical", "npgsql", "dbsync", "frames"];
+    private static readonly string[] s_consumers = ["pg_recvlogical", "npgsql", "dbsync", "frames", "rawframes"];
 
     public static async Task<int> RunAsync(StreamSettings settings)
     {
