@@ -39,7 +39,6 @@ public sealed class PostgresApplier : IAsyncDisposable
     private ulong _applied;
     private bool _loaded;
     private bool _failed;
-    private bool _skipping;
     private ulong _currentCommit;
 
     /// <summary>Creates an applier that applies the changes <paramref name="client"/> delivers.</summary>
@@ -134,19 +133,17 @@ public sealed class PostgresApplier : IAsyncDisposable
         var commit = (ulong)commitLsn;
         if (_transaction is not null && commit == _currentCommit)
             return _context;
-        if (_skipping && commit == _currentCommit)
-            return null;
 
         if (!_loaded)
             await LoadAsync(cancellationToken).ConfigureAwait(false);
-        _currentCommit = commit;
         if (commit <= _applied)
         {
-            _skipping = true;
-            SkippedTransactions++;
+            if (commit != _currentCommit)
+                SkippedTransactions++; // counted at the transaction's first change
+            _currentCommit = commit;
             return null;
         }
-        _skipping = false;
+        _currentCommit = commit;
         var connection = await OpenAsync(cancellationToken).ConfigureAwait(false);
         _transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
         _context = new ApplyContext(connection, _transaction);
@@ -156,7 +153,6 @@ public sealed class PostgresApplier : IAsyncDisposable
     /// <summary>The source transaction's handlers all completed: record its position and commit the target transaction.</summary>
     internal async ValueTask OnTransactionEndAsync(NpgsqlLogSequenceNumber commitLsn, NpgsqlLogSequenceNumber endLsn, uint xid, CancellationToken cancellationToken)
     {
-        _skipping = false;
         if (_transaction is null)
             return; // nothing of this transaction was applied here
         if ((ulong)commitLsn != _currentCommit)
@@ -228,27 +224,29 @@ public sealed class PostgresApplier : IAsyncDisposable
         return _connection;
     }
 
-    /// <summary>The target transaction is lost: drop it and the connection; the progress row is read again later.</summary>
+    /// <summary>The target transaction is lost: the stream must stop (the transaction comes again, whole).</summary>
     private async Task FailAsync()
     {
+        await ResetAsync().ConfigureAwait(false);
         _failed = true;
-        _transaction = null;
-        _context = null;
-        _loaded = false;
-        if (_connection is not null)
-            await _connection.DisposeAsync().ConfigureAwait(false); // rolls back what was open
-        _connection = null;
     }
 
     /// <summary>A new replication session (a run, or a reconnect): whatever was open belongs to a transaction that the
     /// stream delivers again from its start.</summary>
     internal async ValueTask OnSessionStartAsync()
     {
+        await ResetAsync().ConfigureAwait(false);
         _failed = false;
-        _skipping = false;
+    }
+
+    /// <summary>Drops the target transaction and connection (closing rolls back what was open); the progress row is read
+    /// again at the next change.</summary>
+    private async Task ResetAsync()
+    {
         _transaction = null;
         _context = null;
         _loaded = false;
+        _currentCommit = 0;
         if (_connection is not null)
             await _connection.DisposeAsync().ConfigureAwait(false);
         _connection = null;

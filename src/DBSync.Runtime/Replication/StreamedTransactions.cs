@@ -253,10 +253,8 @@ internal sealed class StreamedTransactions : IDisposable
             foreach (var segment in _segments)
                 _owner.ReturnSegment(segment);
             _segments.Clear();
-            _file?.Dispose(); // DeleteOnClose
+            _file?.Dispose(); // opened with DeleteOnClose: the file goes with it
             _file = null;
-            if (_filePath is not null && File.Exists(_filePath))
-                File.Delete(_filePath);
         }
 
         /// <summary>Reads records back; frames are copied into a caller's buffer, grown from the pool as needed.</summary>
