@@ -39,6 +39,9 @@ public sealed class PostgresServer : IAsyncDisposable
     /// <summary>The data directory of the throwaway cluster, or null for an external server.</summary>
     public string? DataDirectory => _cluster?.DataDirectory;
 
+    /// <summary>The directory of the throwaway cluster's Unix socket, or null for an external server.</summary>
+    public string? SocketDirectory => _cluster?.Root;
+
     private NpgsqlConnectionStringBuilder Admin { get; }
 
     /// <summary>Starts (or connects to) a server and checks that <c>wal_level</c> is <c>logical</c>.</summary>
@@ -169,6 +172,29 @@ public sealed class PostgresServer : IAsyncDisposable
     public Task RestartAsync(CancellationToken cancellationToken = default)
         => (_cluster ?? throw new InvalidOperationException("Only a throwaway cluster can be restarted by the test helper.")).RestartAsync(cancellationToken);
 
+    /// <summary>
+    /// Turns TLS on in a throwaway cluster with the given certificate and private key (PEM), written into the data
+    /// directory as the server's files (owned by the server's user, key readable by it alone).
+    /// </summary>
+    public async Task EnableTlsAsync(string certificatePem, string privateKeyPem, CancellationToken cancellationToken = default)
+    {
+        var cluster = _cluster ?? throw new InvalidOperationException("Only a throwaway cluster can be given TLS files by the test helper.");
+        await cluster.WriteServerFileAsync("server.crt", certificatePem, cancellationToken).ConfigureAwait(false);
+        await cluster.WriteServerFileAsync("server.key", privateKeyPem, cancellationToken).ConfigureAwait(false);
+        await ExecuteAsync("ALTER SYSTEM SET ssl = on", cancellationToken: cancellationToken).ConfigureAwait(false);
+        await ExecuteAsync("SELECT pg_reload_conf()", cancellationToken: cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Replaces a throwaway cluster's pg_hba.conf with <paramref name="lines"/> and reloads it.</summary>
+    public async Task SetHbaAsync(IEnumerable<string> lines, CancellationToken cancellationToken = default)
+    {
+        var cluster = _cluster ?? throw new InvalidOperationException("Only a throwaway cluster's pg_hba.conf can be replaced by the test helper.");
+        await cluster.WriteServerFileAsync("pg_hba.conf", string.Join('\n', lines) + "\n", cancellationToken).ConfigureAwait(false);
+        await ExecuteAsync("SELECT pg_reload_conf()", cancellationToken: cancellationToken).ConfigureAwait(false);
+        // The postmaster rereads the file when the reload signal reaches it, a moment after pg_reload_conf() returns.
+        await Task.Delay(200, cancellationToken).ConfigureAwait(false);
+    }
+
     /// <inheritdoc />
     public async ValueTask DisposeAsync()
     {
@@ -242,6 +268,17 @@ public sealed class PostgresServer : IAsyncDisposable
                 await cluster.DisposeAsync().ConfigureAwait(false);
                 throw;
             }
+        }
+
+        /// <summary>Writes a file into the data directory, owned by the server's user and readable by it alone.</summary>
+        public async Task WriteServerFileAsync(string name, string content, CancellationToken cancellationToken)
+        {
+            var path = Path.Combine(DataDirectory, name);
+            await File.WriteAllTextAsync(path, content, cancellationToken).ConfigureAwait(false);
+            if (!OperatingSystem.IsWindows())
+                File.SetUnixFileMode(path, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+            if (s_isRoot)
+                await RunAsync("chown", ["postgres:postgres", path], asPostgres: false, cancellationToken).ConfigureAwait(false);
         }
 
         public async Task RestartAsync(CancellationToken cancellationToken)

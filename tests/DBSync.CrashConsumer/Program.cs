@@ -28,6 +28,10 @@ var client = new DBSyncClient(new DBSyncOptions
     SnapshotChunkSize = 10,
     SnapshotChunkDelay = TimeSpan.FromMilliseconds(50),
     StatusInterval = TimeSpan.FromMilliseconds(200),
+    // The transport the test suite runs on (its DBSYNC_TEST_TRANSPORT, inherited by this process).
+    ReplicationTransport = Environment.GetEnvironmentVariable("DBSYNC_TEST_TRANSPORT") is { Length: > 0 } transport
+        ? Enum.Parse<ReplicationTransport>(transport, ignoreCase: true)
+        : ReplicationTransport.Auto,
 });
 
 await using var applier = new PostgresApplier(client, replica, "crash_consumer");

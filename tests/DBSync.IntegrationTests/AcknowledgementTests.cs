@@ -70,7 +70,11 @@ public sealed class AcknowledgementTests(PostgresFixture fixture)
     public async Task StopRequestedWhileStarting_OnAQuietDatabase_ReturnsPromptly()
     {
         await using var db = await TestDatabase.CreateAsync(fixture.Server);
-        var client = new DBSyncClient(new DBSyncOptions { ConnectionString = db.ConnectionString, SlotName = "dbsync_test", PublicationName = "dbsync_test", InitialSnapshot = false });
+        var client = new DBSyncClient(new DBSyncOptions
+        {
+            ConnectionString = db.ConnectionString, SlotName = "dbsync_test", PublicationName = "dbsync_test", InitialSnapshot = false,
+            ReplicationTransport = TestTransport.Current,
+        });
         client.On<Restaurant>(_ => { });
         for (var delay = 0; delay <= 500; delay += 25)
         {

@@ -140,7 +140,10 @@ public sealed class BadInputTests(PostgresFixture fixture)
 
     private static async Task RunAsync(string connectionString, Action<DBSyncClient> register, string slot = "dbsync_bad")
     {
-        var client = new DBSyncClient(new DBSyncOptions { ConnectionString = connectionString, SlotName = slot, PublicationName = slot });
+        var client = new DBSyncClient(new DBSyncOptions
+        {
+            ConnectionString = connectionString, SlotName = slot, PublicationName = slot, ReplicationTransport = TestTransport.Current,
+        });
         register(client);
         using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
         await client.RunAsync(timeout.Token);

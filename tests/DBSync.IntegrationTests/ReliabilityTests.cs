@@ -188,7 +188,7 @@ public sealed class ReliabilityTests(PostgresFixture fixture)
         var users = 0;
         var stalled = new TaskCompletionSource();
         // The walsender drops a client that sends nothing for 1 s; the handler below stalls for 8 s. The status updates
-        // Npgsql sends on its own timer (StatusInterval) keep the connection; at 30 s this test fails.
+        // the replication connection sends on its own timer (StatusInterval) keep the connection; at 30 s this test fails.
         var shortTimeout = new NpgsqlConnectionStringBuilder(db.ConnectionString) { Options = "-c wal_sender_timeout=1000" }.ConnectionString;
         await using var run = await StreamRun.StartAsync(shortTimeout, (client, recorder) =>
         {

@@ -17,8 +17,8 @@ internal static partial class Log
     [LoggerMessage(1004, LogLevel.Information, "Created replication slot \"{Slot}\" at {Lsn}")]
     public static partial void SlotCreated(ILogger logger, string slot, string lsn);
 
-    [LoggerMessage(2001, LogLevel.Information, "Streaming slot \"{Slot}\" (pgoutput protocol {Protocol}, {Format} tuples) from {Lsn}")]
-    public static partial void StreamStarted(ILogger logger, string slot, int protocol, string format, string lsn);
+    [LoggerMessage(2001, LogLevel.Information, "Streaming slot \"{Slot}\" (pgoutput protocol {Protocol}, {Format} tuples) from {Lsn} over the {Transport} replication connection")]
+    public static partial void StreamStarted(ILogger logger, string slot, int protocol, string format, string lsn, string transport);
 
     [LoggerMessage(2002, LogLevel.Information, "Stopped streaming slot \"{Slot}\"; confirmed {Lsn}")]
     public static partial void StreamStopped(ILogger logger, string slot, string lsn);
@@ -97,6 +97,9 @@ internal static partial class Log
 
     [LoggerMessage(2012, LogLevel.Warning, "Heartbeat of slot \"{Slot}\" could not be written; trying again in {Interval} ms")]
     public static partial void HeartbeatFailed(ILogger logger, Exception exception, string slot, long interval);
+
+    [LoggerMessage(2013, LogLevel.Information, "Slot \"{Slot}\" streams over Npgsql's replication connection: DBSync's own is not used because {Reason}")]
+    public static partial void DirectTransportNotUsed(ILogger logger, string slot, string reason);
 
     [LoggerMessage(3010, LogLevel.Information, "Chunk {Chunk} of {Table} is read again: more than {Limit} changes of the table arrived while it was in its window ({Transactions} transaction(s) not recorded)")]
     public static partial void ChunkRereadAfterOverflow(ILogger logger, string table, long chunk, int limit, int transactions);

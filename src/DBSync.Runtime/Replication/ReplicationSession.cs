@@ -4,12 +4,10 @@ using System.Text;
 using DBSync.Internal;
 using DBSync.Mapping;
 using DBSync.Protocol;
+using DBSync.Replication.Transport;
 using DBSync.Snapshots;
 using Microsoft.Extensions.Logging;
 using Npgsql;
-using Npgsql.Replication;
-using Npgsql.Replication.Internal;
-using Npgsql.Replication.PgOutput;
 using NpgsqlTypes;
 
 namespace DBSync.Replication;
@@ -37,10 +35,9 @@ internal sealed class ReplicationSession
     private readonly Dictionary<uint, string> _typeNames = [];
     private readonly SignalRegistration? _signals;
     private readonly CancellationTokenSource _readCancellation = new();
-    private byte[] _buffer = ArrayPool<byte>.Shared.Rent(64 * 1024);
     private byte[] _replayBuffer = [];
     private readonly StreamedTransactions _streams;
-    private LogicalReplicationConnection? _connection;
+    private IReplicationTransport? _transport;
     private bool _reconnecting;
 
     // Transaction state: only the read loop touches it.
@@ -93,7 +90,7 @@ internal sealed class ReplicationSession
     {
         _reconnecting = reconnecting;
         var protocol = server.VersionNum >= 140000 ? 2 : 1;
-        var pluginOptions = new List<KeyValuePair<string, string?>>
+        var pluginOptions = new List<KeyValuePair<string, string>>
         {
             new("proto_version", protocol.ToString(CultureInfo.InvariantCulture)),
             new("publication_names", _options.PublicationName),
@@ -108,74 +105,63 @@ internal sealed class ReplicationSession
         }
 
         AdvanceConfirmed((ulong)server.SlotStart);
-        var connection = new LogicalReplicationConnection(ReplicationSetup.AppendServerOptions(_options.ConnectionString));
+        IReplicationTransport? transport = null;
         var walSender = 0;
         try
         {
-            connection.WalReceiverStatusInterval = _options.StatusInterval;
             try
             {
-                await connection.Open(cancellationToken).ConfigureAwait(false);
+                transport = await ReplicationTransports.OpenAsync(_options, _logger, cancellationToken).ConfigureAwait(false);
             }
             catch (Exception e) when (ConnectionLoss.Is(e) && !cancellationToken.IsCancellationRequested)
             {
                 throw new StreamInterruptedException(e);
             }
-            walSender = connection.ProcessID;
-            _connection = connection;
-            await StreamAsync(connection, protocol, pluginOptions, onStreaming, cancellationToken).ConfigureAwait(false);
+            walSender = transport.BackendPid;
+            _transport = transport;
+            await StreamAsync(transport, protocol, pluginOptions, onStreaming, cancellationToken).ConfigureAwait(false);
         }
         finally
         {
-            await connection.DisposeAsync().ConfigureAwait(false);
+            if (transport is not null)
+                await transport.DisposeAsync().ConfigureAwait(false);
             if (walSender != 0)
                 await EnsureWalSenderGoneAsync(walSender).ConfigureAwait(false);
         }
     }
 
-    private async Task StreamAsync(LogicalReplicationConnection connection, int protocol, List<KeyValuePair<string, string?>> pluginOptions,
+    private async Task StreamAsync(IReplicationTransport transport, int protocol, List<KeyValuePair<string, string>> pluginOptions,
         Action onStreaming, CancellationToken cancellationToken)
     {
-
-        var idleConfirmation = ConfirmWhileIdleAsync(connection, _readCancellation.Token);
+        var idleConfirmation = ConfirmWhileIdleAsync(transport, _readCancellation.Token);
         var heartbeats = HeartbeatAsync(_readCancellation.Token);
         var stopRegistration = cancellationToken.Register(static state => ((ReplicationSession)state!).RequestStop(), this);
         try
         {
-            var frames = connection.StartLogicalReplication(new PgOutputReplicationSlot(_options.SlotName), _readCancellation.Token,
-                walLocation: null, pluginOptions, bypassingStream: false);
-            Log.StreamStarted(_logger, _options.SlotName, protocol, protocol >= 2 ? "binary" : "text", ConfirmedLsn.ToString());
+            if (!_stopRequested)
+                await ReadAsync(transport.StartAsync(_options.SlotName, pluginOptions, _readCancellation.Token)).ConfigureAwait(false);
+            Log.StreamStarted(_logger, _options.SlotName, protocol, protocol >= 2 ? "binary" : "text", ConfirmedLsn.ToString(), transport.Name);
             _idle = true;
             onStreaming();
-            // A stop requested before the loop was idle found nothing to cancel; with no frame coming it would wait
-            // forever. The frames are enumerated lazily, so not entering the loop never sends START_REPLICATION.
-            var enumerator = (_stopRequested ? AsyncEnumerable.Empty<XLogDataMessage>() : frames).ConfigureAwait(false).GetAsyncEnumerator();
-            try
+            // A stop requested before the loop was idle found nothing to end; with no frame coming it would wait forever.
+            while (!_stopRequested && await ReadAsync(transport.ReadFrameAsync(_readCancellation.Token)).ConfigureAwait(false))
             {
-                while (await ReadAsync(enumerator.MoveNextAsync()).ConfigureAwait(false))
-                {
-                    var frame = enumerator.Current;
-                    _idle = false;
-                    Interlocked.Increment(ref _framesReceived);
-                    var length = checked((int)frame.Data.Length);
-                    EnsureBuffer(length);
-                    await ReadAsync(frame.Data.ReadExactlyAsync(_buffer.AsMemory(0, length), _readCancellation.Token)).ConfigureAwait(false);
-                    await HandleFrameAsync(_buffer, length, (ulong)frame.WalStart, inStream: false, cancellationToken).ConfigureAwait(false);
+                // A stop that found the loop idle ended the stream; frames already on their way are not started on.
+                if (_stopRequested && !_inTransaction && _streamBlock is null)
+                    break;
+                _idle = false;
+                Interlocked.Increment(ref _framesReceived);
+                await HandleFrameAsync(transport.Frame, transport.FrameLsn, inStream: false, cancellationToken).ConfigureAwait(false);
 
-                    if (_inTransaction || _streamBlock is not null)
-                        continue;
-                    // Between transactions: stop here if asked, else mark the loop idle and check once more, so a stop
-                    // request that saw the loop busy is not missed.
-                    if (_stopRequested)
-                        break;
-                    _idle = true;
-                    if (_stopRequested)
-                        break;
-                }
-            }
-            finally
-            {
-                await enumerator.DisposeAsync();
+                if (_inTransaction || _streamBlock is not null)
+                    continue;
+                // Between transactions: stop here if asked, else mark the loop idle and check once more, so a stop
+                // request that saw the loop busy is not missed.
+                if (_stopRequested)
+                    break;
+                _idle = true;
+                if (_stopRequested)
+                    break;
             }
             if (!_stopRequested && !_readCancellation.IsCancellationRequested)
                 throw new StreamInterruptedException(new EndOfStreamException("The server ended the replication stream."));
@@ -224,7 +210,7 @@ internal sealed class ReplicationSession
         }
         finally
         {
-            // No stop request may reach the cancellation source or connection once they are being torn down.
+            // No stop request may reach the cancellation source or transport once they are being torn down.
             await stopRegistration.DisposeAsync().ConfigureAwait(false);
             _idle = false;
             await _readCancellation.CancelAsync().ConfigureAwait(false);
@@ -233,8 +219,6 @@ internal sealed class ReplicationSession
             _readCancellation.Dispose();
             _streams.Dispose(); // transactions not yet committed are streamed again by the next session
             _streamBlock = null;
-            ArrayPool<byte>.Shared.Return(_buffer);
-            _buffer = [];
             if (_replayBuffer.Length > 0)
                 ArrayPool<byte>.Shared.Return(_replayBuffer);
             _replayBuffer = [];
@@ -256,11 +240,11 @@ internal sealed class ReplicationSession
     private static bool IsStreamLoss(Exception e) => ConnectionLoss.Is(e) || e is NpgsqlException and not PostgresException;
 
     /// <summary>A read from the replication connection: a lost connection becomes <see cref="StreamInterruptedException"/>.</summary>
-    private async ValueTask<T> ReadAsync<T>(System.Runtime.CompilerServices.ConfiguredValueTaskAwaitable<T> read)
+    private async ValueTask<T> ReadAsync<T>(ValueTask<T> read)
     {
         try
         {
-            return await read;
+            return await read.ConfigureAwait(false);
         }
         catch (Exception e) when (IsStreamLoss(e) && !_stopRequested)
         {
@@ -268,12 +252,11 @@ internal sealed class ReplicationSession
         }
     }
 
-    private async ValueTask<bool> ReadAsync(ValueTask read)
+    private async ValueTask ReadAsync(ValueTask read)
     {
         try
         {
             await read.ConfigureAwait(false);
-            return true;
         }
         catch (Exception e) when (IsStreamLoss(e) && !_stopRequested)
         {
@@ -316,46 +299,20 @@ internal sealed class ReplicationSession
     {
         _stopRequested = true;
         if (_idle)
-            _ = FlushAndCancelAsync();
-    }
-
-    private async Task FlushAndCancelAsync()
-    {
-        // Before the first frame the START_REPLICATION handshake may still be under way: a status update written into
-        // it can stall, and there is nothing new to confirm yet. Never let the flush hold up the cancellation.
-        if (Interlocked.Read(ref _framesReceived) > 0)
-            await FlushStatusAsync().ConfigureAwait(false);
-        try
-        {
-            await _readCancellation.CancelAsync().ConfigureAwait(false);
-        }
-        catch (ObjectDisposedException)
-        {
-            // The session already ended on its own.
-        }
+            _ = _transport!.EndStreamAsync(flushStatus: Interlocked.Read(ref _framesReceived) > 0);
     }
 
     /// <summary>Sends the confirmed position now, while the connection is still streaming.</summary>
-    private async Task FlushStatusAsync()
+    private Task FlushStatusAsync()
     {
-        var connection = _connection!;
-        connection.SetReplicationStatus(ConfirmedLsn);
-        try
-        {
-            await connection.SendStatusUpdate(CancellationToken.None).WaitAsync(TimeSpan.FromSeconds(5)).ConfigureAwait(false);
-        }
-        catch (Exception e) when (e is InvalidOperationException or NpgsqlException or ObjectDisposedException or TimeoutException)
-        {
-            // The connection is already gone; the server keeps the last position it received, and anything after it
-            // is delivered again on the next run (at-least-once).
-        }
+        _transport!.SetConfirmed((ulong)ConfirmedLsn);
+        return _transport.FlushStatusAsync();
     }
 
     /// <summary>One pgoutput message. <paramref name="inStream"/>: a frame of a streamed transaction, replayed at its
     /// Stream Commit (its message carries the transaction id).</summary>
-    private ValueTask HandleFrameAsync(byte[] buffer, int length, ulong lsn, bool inStream, CancellationToken cancellationToken)
+    private ValueTask HandleFrameAsync(ReadOnlySpan<byte> frame, ulong lsn, bool inStream, CancellationToken cancellationToken)
     {
-        ReadOnlySpan<byte> frame = buffer.AsSpan(0, length);
         var kind = PgOutputParser.KindOf(frame);
         if (_streamBlock is { } block && !inStream)
         {
@@ -501,7 +458,7 @@ internal sealed class ReplicationSession
             BeginTransaction(commit.Xid, commit.CommitLsn, commit.CommitTime);
             var reader = streamed.OpenReader();
             while (reader.TryRead(ref _replayBuffer, out var length, out var lsn))
-                await HandleFrameAsync(_replayBuffer, length, lsn, inStream: true, cancellationToken).ConfigureAwait(false);
+                await HandleFrameAsync(_replayBuffer.AsSpan(0, length), lsn, inStream: true, cancellationToken).ConfigureAwait(false);
         }
         await CompleteTransactionAsync(commit.EndLsn, cancellationToken).ConfigureAwait(false);
     }
@@ -621,7 +578,7 @@ internal sealed class ReplicationSession
     {
         _snapshots.OnTransactionHandled();
         AdvanceConfirmed(endLsn);
-        _connection!.SetReplicationStatus(ConfirmedLsn);
+        _transport!.SetConfirmed((ulong)ConfirmedLsn);
     }
 
     private void AdvanceConfirmed(ulong lsn)
@@ -638,12 +595,13 @@ internal sealed class ReplicationSession
 
     /// <summary>
     /// Confirms the server's keepalive position while no transaction is in flight, so a slot whose tables are quiet does
-    /// not hold back WAL. Npgsql consumes keepalives itself and folds their position into LastReceivedLsn, as it does the
-    /// end position of data frames; a frame's end can lie past the commit of a transaction still being delivered. So the
-    /// position is confirmed only when the loop was idle and neither the frame count nor the position changed over a
-    /// whole interval: a frame Npgsql has read is handed to the loop at once, which would have changed the count.
+    /// not hold back WAL. The transports consume keepalives themselves and fold their position into LastReceivedLsn, as
+    /// they do the end position of data frames; a frame's end can lie past the commit of a transaction still being
+    /// delivered. So the position is confirmed only when the loop was idle and neither the frame count nor the position
+    /// changed over a whole interval: a transport hands the frames before a keepalive to the loop before it takes the
+    /// keepalive's position, which would have changed the count.
     /// </summary>
-    private async Task ConfirmWhileIdleAsync(LogicalReplicationConnection connection, CancellationToken cancellationToken)
+    private async Task ConfirmWhileIdleAsync(IReplicationTransport transport, CancellationToken cancellationToken)
     {
         using var timer = new PeriodicTimer(_options.IdleConfirmInterval);
         long seenFrames = -1;
@@ -654,12 +612,12 @@ internal sealed class ReplicationSession
             {
                 var idle = _idle;
                 var frames = Interlocked.Read(ref _framesReceived);
-                var lsn = (ulong)connection.LastReceivedLsn;
+                var lsn = transport.LastReceivedLsn;
                 idle &= _idle;
                 if (idle && frames == seenFrames && lsn == seenLsn && lsn > (ulong)ConfirmedLsn)
                 {
                     AdvanceConfirmed(lsn);
-                    connection.SetReplicationStatus(ConfirmedLsn);
+                    transport.SetConfirmed((ulong)ConfirmedLsn);
                 }
                 (seenFrames, seenLsn) = idle ? (frames, lsn) : (-1, 0UL);
             }
@@ -723,14 +681,6 @@ internal sealed class ReplicationSession
             if (connection is not null)
                 await connection.DisposeAsync().ConfigureAwait(false);
         }
-    }
-
-    private void EnsureBuffer(int length)
-    {
-        if (_buffer.Length >= length)
-            return;
-        ArrayPool<byte>.Shared.Return(_buffer);
-        _buffer = ArrayPool<byte>.Shared.Rent(length);
     }
 
     private sealed record RelationState(RelationMessage Relation, TableRegistration? Registration, ColumnBinding? Binding);

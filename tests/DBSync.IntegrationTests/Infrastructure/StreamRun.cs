@@ -75,7 +75,10 @@ public sealed class StreamRun : IAsyncDisposable
         ChangeRecorder? recorder = null, string slot = "dbsync_test", Action<DBSyncOptions>? configure = null)
     {
         // Tests ask for the snapshots they test; the initial snapshot has tests of its own.
-        var options = new DBSyncOptions { ConnectionString = connectionString, SlotName = slot, PublicationName = slot, InitialSnapshot = false };
+        var options = new DBSyncOptions
+        {
+            ConnectionString = connectionString, SlotName = slot, PublicationName = slot, InitialSnapshot = false, ReplicationTransport = TestTransport.Current,
+        };
         configure?.Invoke(options);
         var client = new DBSyncClient(options);
         recorder ??= new ChangeRecorder();

@@ -1,0 +1,121 @@
+using System.Security.Cryptography;
+using System.Text;
+
+namespace DBSync.Protocol.Wire;
+
+/// <summary>
+/// The client side of SCRAM-SHA-256 (RFC 5802 with RFC 7677's hash) without channel binding, as PostgreSQL's SASL
+/// authentication uses it: <see cref="ClientFirst"/>, then <see cref="ClientFinal"/> on the server's first message, then
+/// <see cref="VerifyServerFinal"/>, which proves that the server knows the password too. Pure: no I/O.
+/// </summary>
+internal sealed class ScramSha256Client
+{
+    public const string Mechanism = "SCRAM-SHA-256";
+
+    // gs2 header "n,," (no channel binding, no authorization identity), and its base64 for the final message's c=.
+    private const string Gs2Header = "n,,";
+    private const string Gs2HeaderBase64 = "biws";
+
+    private readonly string _clientFirstBare;
+    private readonly string _clientNonce;
+    private byte[]? _expectedServerSignature;
+
+    /// <param name="user">The SASL user name; PostgreSQL ignores it (the startup message names the role), so it sends none.</param>
+    /// <param name="clientNonce">The client nonce; random unless a test fixes it.</param>
+    public ScramSha256Client(string user = "", string? clientNonce = null)
+    {
+        _clientNonce = clientNonce ?? Convert.ToBase64String(RandomNumberGenerator.GetBytes(18));
+        _clientFirstBare = $"n={user.Replace("=", "=3D", StringComparison.Ordinal).Replace(",", "=2C", StringComparison.Ordinal)},r={_clientNonce}";
+    }
+
+    /// <summary>The client-first-message.</summary>
+    public byte[] ClientFirst() => Encoding.UTF8.GetBytes(Gs2Header + _clientFirstBare);
+
+    /// <summary>The client-final-message for the server-first-message, with the proof of the password.</summary>
+    public byte[] ClientFinal(ReadOnlySpan<byte> serverFirstMessage, string password)
+    {
+        var serverFirst = Encoding.UTF8.GetString(serverFirstMessage);
+        string? nonce = null, salt = null, iterations = null;
+        foreach (var attribute in serverFirst.Split(','))
+        {
+            if (attribute.StartsWith("r=", StringComparison.Ordinal))
+                nonce = attribute[2..];
+            else if (attribute.StartsWith("s=", StringComparison.Ordinal))
+                salt = attribute[2..];
+            else if (attribute.StartsWith("i=", StringComparison.Ordinal))
+                iterations = attribute[2..];
+        }
+        if (nonce is null || salt is null || iterations is null)
+            throw new ProtocolException($"The server's SCRAM-SHA-256 first message lacks a nonce, salt or iteration count: '{serverFirst}'.");
+        if (!nonce.StartsWith(_clientNonce, StringComparison.Ordinal) || nonce.Length == _clientNonce.Length)
+            throw new ProtocolException("The server's SCRAM-SHA-256 nonce does not extend the client's: the exchange is not trusted.");
+        if (!int.TryParse(iterations, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var count) || count < 1)
+            throw new ProtocolException($"The server's SCRAM-SHA-256 iteration count '{iterations}' is not a positive number.");
+
+        byte[] saltBytes;
+        try
+        {
+            saltBytes = Convert.FromBase64String(salt);
+        }
+        catch (FormatException e)
+        {
+            throw new ProtocolException($"The server's SCRAM-SHA-256 salt is not base64: {e.Message}");
+        }
+
+        var saltedPassword = Rfc2898DeriveBytes.Pbkdf2(Encoding.UTF8.GetBytes(Normalize(password)), saltBytes, count, HashAlgorithmName.SHA256, 32);
+        var clientKey = HMACSHA256.HashData(saltedPassword, "Client Key"u8);
+        var storedKey = SHA256.HashData(clientKey);
+        var clientFinalWithoutProof = $"c={Gs2HeaderBase64},r={nonce}";
+        var authMessage = Encoding.UTF8.GetBytes($"{_clientFirstBare},{serverFirst},{clientFinalWithoutProof}");
+        var clientSignature = HMACSHA256.HashData(storedKey, authMessage);
+        var proof = new byte[clientKey.Length];
+        for (var i = 0; i < proof.Length; i++)
+            proof[i] = (byte)(clientKey[i] ^ clientSignature[i]);
+
+        var serverKey = HMACSHA256.HashData(saltedPassword, "Server Key"u8);
+        _expectedServerSignature = HMACSHA256.HashData(serverKey, authMessage);
+        return Encoding.UTF8.GetBytes($"{clientFinalWithoutProof},p={Convert.ToBase64String(proof)}");
+    }
+
+    /// <summary>Checks the server-final-message: the server must prove it holds the password's keys.</summary>
+    public void VerifyServerFinal(ReadOnlySpan<byte> serverFinalMessage)
+    {
+        var serverFinal = Encoding.UTF8.GetString(serverFinalMessage);
+        if (serverFinal.StartsWith("e=", StringComparison.Ordinal))
+            throw new ProtocolException($"The server rejected the SCRAM-SHA-256 exchange: {serverFinal[2..]}.");
+        var expected = _expectedServerSignature ?? throw new InvalidOperationException("ClientFinal must come before VerifyServerFinal.");
+        var signature = serverFinal.Split(',').FirstOrDefault(a => a.StartsWith("v=", StringComparison.Ordinal))?[2..];
+        byte[] actual;
+        try
+        {
+            actual = signature is null ? [] : Convert.FromBase64String(signature);
+        }
+        catch (FormatException)
+        {
+            actual = [];
+        }
+        if (!CryptographicOperations.FixedTimeEquals(actual, expected))
+            throw new ProtocolException("The server's SCRAM-SHA-256 signature is wrong: it does not know the password, so the connection is not trusted.");
+    }
+
+    /// <summary>
+    /// SASLprep's effect on the passwords people use: compatibility normalization (NFKC) and non-ASCII spaces as spaces.
+    /// A password that is not valid Unicode is used as it is, as PostgreSQL itself does.
+    /// </summary>
+    private static string Normalize(string password)
+    {
+        if (password.All(char.IsAscii))
+            return password;
+        try
+        {
+            var mapped = new StringBuilder(password.Length);
+            foreach (var c in password)
+                mapped.Append(c != ' ' && char.IsWhiteSpace(c) && c > 0x7F ? ' ' : c);
+            return mapped.ToString().Normalize(NormalizationForm.FormKC);
+        }
+        catch (ArgumentException)
+        {
+            return password;
+        }
+    }
+}

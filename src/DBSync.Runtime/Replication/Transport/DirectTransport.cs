@@ -1,0 +1,636 @@
+using System.Buffers;
+using System.Buffers.Binary;
+using System.Diagnostics;
+using System.Globalization;
+using System.Net;
+using System.Net.Security;
+using System.Net.Sockets;
+using System.Numerics;
+using System.Security.Authentication;
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
+using System.Text;
+using DBSync.Protocol.Wire;
+using Npgsql;
+
+namespace DBSync.Replication.Transport;
+
+/// <summary>
+/// The replication protocol spoken directly on a socket. Reads are blocking, on a <see cref="ReaderThread"/>, into one
+/// large buffer from which frames are handed out in place; after a read that found little, the thread pauses for
+/// <c>batchDelay</c> so that the frames arriving meanwhile are taken in one read. The server's keepalives are answered
+/// here, status updates go out on a timer, and a connection that stays silent is given up.
+/// </summary>
+internal sealed class DirectTransport : IReplicationTransport
+{
+    private const int BufferSize = 1 << 20;
+    private const int SmallRead = 64 * 1024;
+
+    // A silent connection is probed (a status update asking for an immediate reply) and then given up, as Npgsql's
+    // WalReceiverTimeout does; the server sends keepalives well within these when it is alive.
+    private static readonly TimeSpan s_silenceBeforeProbe = TimeSpan.FromSeconds(30);
+    private static readonly TimeSpan s_silenceBeforeGivingUp = TimeSpan.FromSeconds(60);
+    private static readonly TimeSpan s_endStreamTimeout = TimeSpan.FromSeconds(5);
+
+    private readonly Socket _socket;
+    private readonly Stream _stream;
+    private readonly string _endpoint;
+    private readonly TimeSpan _batchDelay;
+    private readonly ReaderThread _thread;
+    private readonly Lock _sendLock = new();
+    private readonly byte[] _status = new byte[FrontendMessages.StandbyStatusLength];
+    private Timer? _statusTimer;
+    private byte[] _buffer = ArrayPool<byte>.Shared.Rent(BufferSize);
+    private int _start;
+    private int _end;
+    private int _frameOffset;
+    private int _frameLength;
+    private long _lastReceived;
+    private long _confirmed;
+    private long _lastDataTimestamp = Stopwatch.GetTimestamp();
+    private volatile bool _waiting;
+    private volatile bool _endRequested;
+    private volatile string? _abortReason;
+    private bool _streaming;
+    private bool _streamEnded;
+    private bool _copyDoneSent;
+    private volatile bool _closed;
+
+    private DirectTransport(Socket socket, Stream stream, string endpoint, TimeSpan batchDelay)
+    {
+        _socket = socket;
+        _stream = stream;
+        _endpoint = endpoint;
+        _batchDelay = batchDelay;
+        _thread = new ReaderThread($"DBSync reader {endpoint}");
+    }
+
+    public string Name => "direct";
+
+    public int BackendPid { get; private set; }
+
+    public ulong LastReceivedLsn => unchecked((ulong)Interlocked.Read(ref _lastReceived));
+
+    public ReadOnlySpan<byte> Frame => _buffer.AsSpan(_frameOffset, _frameLength);
+
+    public ulong FrameLsn { get; private set; }
+
+    /// <summary>Connects, negotiates TLS, authenticates and waits until the server is ready for the replication command.</summary>
+    /// <exception cref="DirectTransportUnsupportedException">The server asks for something only Npgsql provides.</exception>
+    public static async Task<DirectTransport> ConnectAsync(DirectSettings settings, TimeSpan statusInterval, TimeSpan batchDelay, CancellationToken cancellationToken)
+    {
+        var endpoint = settings.IsUnixSocket ? Path.Combine(settings.Host, $".s.PGSQL.{settings.Port}") : $"{settings.Host}:{settings.Port}";
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        if (settings.ConnectTimeout != Timeout.InfiniteTimeSpan)
+            timeout.CancelAfter(settings.ConnectTimeout);
+        Socket? socket = null;
+        Stream? stream = null;
+        DirectTransport? transport = null;
+        try
+        {
+            socket = await ConnectSocketAsync(settings, timeout.Token).ConfigureAwait(false);
+            stream = await NegotiateTlsAsync(socket, settings, timeout.Token).ConfigureAwait(false);
+            transport = new DirectTransport(socket, stream, endpoint, batchDelay);
+            await transport.StartupAsync(settings, timeout.Token).ConfigureAwait(false);
+            transport._statusTimer = new Timer(static state => ((DirectTransport)state!).OnStatusTimer(), transport, statusInterval, statusInterval);
+            return transport;
+        }
+        catch (Exception e)
+        {
+            if (transport is not null)
+                await transport.DisposeAsync().ConfigureAwait(false);
+            else
+            {
+                stream?.Dispose();
+                socket?.Dispose();
+            }
+            if (e is OperationCanceledException && !cancellationToken.IsCancellationRequested)
+            {
+                throw new TimeoutException(
+                    $"Connecting the replication stream to {endpoint} took longer than the connection string's Timeout ({settings.ConnectTimeout.TotalSeconds:0} s).", e);
+            }
+            throw;
+        }
+    }
+
+    private static async Task<Socket> ConnectSocketAsync(DirectSettings settings, CancellationToken cancellationToken)
+    {
+        if (settings.IsUnixSocket)
+        {
+            var unix = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+            try
+            {
+                await unix.ConnectAsync(new UnixDomainSocketEndPoint(Path.Combine(settings.Host, $".s.PGSQL.{settings.Port}")), cancellationToken).ConfigureAwait(false);
+                return unix;
+            }
+            catch
+            {
+                unix.Dispose();
+                throw;
+            }
+        }
+
+        var addresses = IPAddress.TryParse(settings.Host, out var literal)
+            ? [literal]
+            : await Dns.GetHostAddressesAsync(settings.Host, cancellationToken).ConfigureAwait(false);
+        SocketException? last = null;
+        foreach (var address in addresses)
+        {
+            var socket = new Socket(address.AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+            try
+            {
+                if (settings.TcpKeepAlive || settings.TcpKeepAliveTime > 0)
+                {
+                    socket.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.KeepAlive, true);
+                    if (settings.TcpKeepAliveTime > 0)
+                        socket.SetSocketOption(SocketOptionLevel.Tcp, SocketOptionName.TcpKeepAliveTime, settings.TcpKeepAliveTime);
+                    if (settings.TcpKeepAliveInterval > 0)
+                        socket.SetSocketOption(SocketOptionLevel.Tcp, SocketOptionName.TcpKeepAliveInterval, settings.TcpKeepAliveInterval);
+                }
+                await socket.ConnectAsync(new IPEndPoint(address, settings.Port), cancellationToken).ConfigureAwait(false);
+                return socket;
+            }
+            catch (SocketException e)
+            {
+                socket.Dispose();
+                last = e;
+            }
+            catch
+            {
+                socket.Dispose();
+                throw;
+            }
+        }
+        throw last ?? new SocketException((int)SocketError.HostNotFound);
+    }
+
+    /// <summary>TLS per the connection string's SSL Mode: Disable sends none; Prefer uses it when the server offers it;
+    /// Require insists on it without checking the certificate (as Npgsql); VerifyCA and VerifyFull check the chain, and
+    /// VerifyFull the host name too.</summary>
+    private static async Task<Stream> NegotiateTlsAsync(Socket socket, DirectSettings settings, CancellationToken cancellationToken)
+    {
+        Stream stream = new NetworkStream(socket, ownsSocket: false);
+        if (settings.SslMode == SslMode.Disable || settings.IsUnixSocket)
+            return stream;
+
+        await stream.WriteAsync(FrontendMessages.SslRequest(), cancellationToken).ConfigureAwait(false);
+        var answer = new byte[1];
+        await stream.ReadExactlyAsync(answer, cancellationToken).ConfigureAwait(false);
+        if (answer[0] == (byte)'N')
+        {
+            if (settings.SslMode == SslMode.Prefer)
+                return stream;
+            throw new DBSyncConfigurationException(
+                $"The server at {settings.Host}:{settings.Port} does not accept TLS connections, and the connection string says SSL Mode={settings.SslMode}. " +
+                "Enable ssl on the server, or lower SSL Mode to Prefer or Disable.");
+        }
+        if (answer[0] != (byte)'S')
+            throw new ProtocolException($"The server answered the TLS request with '{(char)answer[0]}' instead of 'S' or 'N'.");
+
+        var tls = new SslStream(stream, leaveInnerStreamOpen: false);
+        try
+        {
+            await tls.AuthenticateAsClientAsync(new SslClientAuthenticationOptions
+            {
+                TargetHost = settings.Host,
+                RemoteCertificateValidationCallback = CertificateValidation(settings),
+                CertificateRevocationCheckMode = X509RevocationMode.NoCheck,
+            }, cancellationToken).ConfigureAwait(false);
+            return tls;
+        }
+        catch
+        {
+            await tls.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+    }
+
+    private static RemoteCertificateValidationCallback CertificateValidation(DirectSettings settings)
+    {
+        if (settings.SslMode is SslMode.Prefer or SslMode.Require)
+            return static (_, _, _, _) => true;
+        var checkName = settings.SslMode == SslMode.VerifyFull;
+        X509Certificate2Collection? roots = null;
+        if (settings.RootCertificate is { } path)
+        {
+            roots = [];
+            roots.ImportFromPemFile(path);
+        }
+        return (_, certificate, _, errors) =>
+        {
+            if (certificate is null || (checkName && errors.HasFlag(SslPolicyErrors.RemoteCertificateNameMismatch)))
+                return false;
+            if (roots is null)
+                return (errors & ~SslPolicyErrors.RemoteCertificateNameMismatch) == SslPolicyErrors.None;
+            using var chain = new X509Chain();
+            chain.ChainPolicy.TrustMode = X509ChainTrustMode.CustomRootTrust;
+            chain.ChainPolicy.CustomTrustStore.AddRange(roots);
+            chain.ChainPolicy.RevocationMode = X509RevocationMode.NoCheck;
+            using var server = new X509Certificate2(certificate);
+            return chain.Build(server);
+        };
+    }
+
+    private async Task StartupAsync(DirectSettings settings, CancellationToken cancellationToken)
+    {
+        var parameters = new List<KeyValuePair<string, string>>
+        {
+            new("user", settings.Username),
+            new("database", settings.Database),
+            new("replication", "database"),
+            new("application_name", settings.ApplicationName),
+            new("client_encoding", "UTF8"),
+        };
+        if (!string.IsNullOrWhiteSpace(settings.Options))
+            parameters.Add(new("options", settings.Options));
+        await WriteAsync(FrontendMessages.Startup(parameters), cancellationToken).ConfigureAwait(false);
+
+        ScramSha256Client? scram = null;
+        while (true)
+        {
+            var (kind, offset, length) = await ReadMessageAsync(cancellationToken).ConfigureAwait(false);
+            var body = _buffer.AsMemory(offset, length);
+            switch (kind)
+            {
+                case BackendMessageKind.Authentication:
+                    scram = await AuthenticateAsync(settings, body, scram, cancellationToken).ConfigureAwait(false);
+                    break;
+                case BackendMessageKind.BackendKeyData:
+                    BackendPid = BackendMessages.ReadBackendPid(body.Span);
+                    break;
+                case BackendMessageKind.ErrorResponse:
+                    throw BackendMessages.ReadError(body.Span);
+                case BackendMessageKind.ReadyForQuery:
+                    return;
+                case BackendMessageKind.ParameterStatus or BackendMessageKind.NoticeResponse or BackendMessageKind.NegotiateProtocolVersion:
+                    break;
+                default:
+                    throw new ProtocolException($"Unexpected message '{(char)kind}' while connecting the replication stream to {_endpoint}.");
+            }
+        }
+    }
+
+    private async Task<ScramSha256Client?> AuthenticateAsync(DirectSettings settings, ReadOnlyMemory<byte> body, ScramSha256Client? scram, CancellationToken cancellationToken)
+    {
+        var request = BackendMessages.ReadAuthentication(body.Span);
+        switch (request)
+        {
+            case AuthenticationRequest.Ok:
+                return scram;
+            case AuthenticationRequest.CleartextPassword:
+                await WriteAsync(FrontendMessages.Password(RequirePassword(settings, "password")), cancellationToken).ConfigureAwait(false);
+                return scram;
+            case AuthenticationRequest.Md5Password:
+            {
+                var password = RequirePassword(settings, "md5");
+                var inner = Convert.ToHexStringLower(MD5.HashData(Encoding.UTF8.GetBytes(password + settings.Username)));
+                var outer = MD5.HashData([.. Encoding.ASCII.GetBytes(inner), .. body.Span.Slice(4, 4)]);
+                await WriteAsync(FrontendMessages.Password("md5" + Convert.ToHexStringLower(outer)), cancellationToken).ConfigureAwait(false);
+                return scram;
+            }
+            case AuthenticationRequest.Sasl:
+            {
+                var mechanisms = BackendMessages.ReadSaslMechanisms(body.Span);
+                if (!mechanisms.Contains(ScramSha256Client.Mechanism))
+                    throw new DirectTransportUnsupportedException($"the server offers only the SASL mechanisms {string.Join(", ", mechanisms)}");
+                RequirePassword(settings, "scram-sha-256");
+                scram = new ScramSha256Client();
+                await WriteAsync(FrontendMessages.SaslInitialResponse(ScramSha256Client.Mechanism, scram.ClientFirst()), cancellationToken).ConfigureAwait(false);
+                return scram;
+            }
+            case AuthenticationRequest.SaslContinue when scram is not null:
+                await WriteAsync(FrontendMessages.SaslResponse(scram.ClientFinal(body.Span[4..], settings.Password!)), cancellationToken).ConfigureAwait(false);
+                return scram;
+            case AuthenticationRequest.SaslFinal when scram is not null:
+                scram.VerifyServerFinal(body.Span[4..]);
+                return scram;
+            default:
+                throw new DirectTransportUnsupportedException($"the server asks for {request} authentication");
+        }
+    }
+
+    private static string RequirePassword(DirectSettings settings, string method)
+        => settings.Password ?? throw new DirectTransportUnsupportedException(
+            $"the server asks for a password ({method}) and neither the connection string nor PGPASSWORD has one (Npgsql may find one in a password file)");
+
+    public async ValueTask StartAsync(string slot, IReadOnlyList<KeyValuePair<string, string>> pluginOptions, CancellationToken cancellationToken)
+    {
+        var options = string.Join(", ", pluginOptions.Select(o => $"\"{o.Key}\" '{o.Value.Replace("'", "''", StringComparison.Ordinal)}'"));
+        await WriteAsync(FrontendMessages.Query($"START_REPLICATION SLOT {slot} LOGICAL 0/0 ({options})"), cancellationToken).ConfigureAwait(false);
+        while (true)
+        {
+            var (kind, offset, length) = await ReadMessageAsync(cancellationToken).ConfigureAwait(false);
+            switch (kind)
+            {
+                case BackendMessageKind.CopyBothResponse:
+                    _streaming = true;
+                    return;
+                case BackendMessageKind.ErrorResponse:
+                    throw BackendMessages.ReadError(_buffer.AsSpan(offset, length));
+                case BackendMessageKind.ParameterStatus or BackendMessageKind.NoticeResponse:
+                    break;
+                default:
+                    throw new ProtocolException($"Unexpected message '{(char)kind}' in answer to START_REPLICATION from {_endpoint}.");
+            }
+        }
+    }
+
+    public ValueTask<bool> ReadFrameAsync(CancellationToken cancellationToken)
+    {
+        if (TryNextFrame())
+            return new ValueTask<bool>(true);
+        return _streamEnded ? new ValueTask<bool>(false) : ReadFrameBlockingAsync();
+    }
+
+    /// <summary>Reads on the reader thread (moving there first if a handler's continuation left the loop elsewhere)
+    /// until a frame is complete or the stream ends.</summary>
+    private async ValueTask<bool> ReadFrameBlockingAsync()
+    {
+        if (!_thread.IsCurrent)
+            await _thread.SwitchTo();
+        while (true)
+        {
+            Fill();
+            if (TryNextFrame())
+                return true;
+            if (_streamEnded)
+                return false;
+        }
+    }
+
+    /// <summary>Takes buffered messages until an XLogData frame: keepalives are answered, the end of the stream noted.</summary>
+    private bool TryNextFrame()
+    {
+        while (TryTakeMessage(out var kind, out var offset, out var length))
+        {
+            var body = _buffer.AsSpan(offset, length);
+            switch (kind)
+            {
+                case BackendMessageKind.CopyData when body.Length > 0 && body[0] == BackendMessageKind.XLogData:
+                {
+                    var header = BackendMessages.ReadXLogData(body);
+                    _frameOffset = offset + XLogDataHeader.Length;
+                    _frameLength = length - XLogDataHeader.Length;
+                    FrameLsn = header.WalStart;
+                    AdvanceReceived(header.WalEnd);
+                    return true;
+                }
+                case BackendMessageKind.CopyData when body.Length > 0 && body[0] == BackendMessageKind.PrimaryKeepalive:
+                {
+                    var keepalive = BackendMessages.ReadKeepalive(body);
+                    AdvanceReceived(keepalive.WalEnd);
+                    if (keepalive.ReplyRequested)
+                        SendStatus(replyRequested: false);
+                    break;
+                }
+                case BackendMessageKind.CopyData:
+                    throw new ProtocolException($"Unknown replication message '{(body.IsEmpty ? ' ' : (char)body[0])}' from {_endpoint}.");
+                case BackendMessageKind.CopyDone:
+                    // The server ends the stream (after ours ended, or on its own); answering keeps the protocol in step.
+                    SendCopyDone();
+                    break;
+                case BackendMessageKind.ReadyForQuery:
+                    _streamEnded = true;
+                    return false;
+                case BackendMessageKind.ErrorResponse:
+                    throw BackendMessages.ReadError(body);
+                case BackendMessageKind.CommandComplete or BackendMessageKind.NoticeResponse or BackendMessageKind.ParameterStatus:
+                    break;
+                default:
+                    throw new ProtocolException($"Unexpected message '{(char)kind}' in the replication stream from {_endpoint}.");
+            }
+        }
+        return false;
+    }
+
+    /// <summary>One blocking read into the buffer; after a small one, a pause lets the next frames gather.</summary>
+    private void Fill()
+    {
+        MakeRoom();
+        int read;
+        _waiting = true;
+        try
+        {
+            read = _stream.Read(_buffer, _end, _buffer.Length - _end);
+        }
+        catch (Exception e) when (e is IOException or SocketException or ObjectDisposedException)
+        {
+            if (_endRequested)
+            {
+                _streamEnded = true; // the end of the stream was asked for and the connection closed on the way
+                return;
+            }
+            if (_abortReason is { } reason)
+                throw new IOException(reason, e);
+            throw;
+        }
+        finally
+        {
+            _waiting = false;
+        }
+        if (read == 0)
+        {
+            if (_endRequested)
+            {
+                _streamEnded = true;
+                return;
+            }
+            throw new EndOfStreamException($"The server at {_endpoint} closed the replication connection.");
+        }
+        _end += read;
+        Volatile.Write(ref _lastDataTimestamp, Stopwatch.GetTimestamp());
+        if (read < SmallRead && _batchDelay > TimeSpan.Zero && !_endRequested && _socket.Available == 0)
+            Thread.Sleep(_batchDelay);
+    }
+
+    /// <summary>Moves an incomplete message to the front of the buffer, growing the buffer when the message is larger.</summary>
+    private void MakeRoom()
+    {
+        var pending = _end - _start;
+        var needed = pending >= 5 ? 1 + BinaryPrimitives.ReadInt32BigEndian(_buffer.AsSpan(_start + 1)) : 5;
+        if (needed > _buffer.Length)
+        {
+            var larger = ArrayPool<byte>.Shared.Rent((int)Math.Min(Array.MaxLength, BitOperations.RoundUpToPowerOf2((uint)needed)));
+            _buffer.AsSpan(_start, pending).CopyTo(larger);
+            ArrayPool<byte>.Shared.Return(_buffer);
+            _buffer = larger;
+        }
+        else if (_start > 0)
+        {
+            _buffer.AsSpan(_start, pending).CopyTo(_buffer);
+        }
+        else
+        {
+            return;
+        }
+        _start = 0;
+        _end = pending;
+    }
+
+    /// <summary>A whole message from the buffer, if one is there: its kind and where its body lies.</summary>
+    private bool TryTakeMessage(out byte kind, out int bodyOffset, out int bodyLength)
+    {
+        var available = _end - _start;
+        if (available >= 5)
+        {
+            var length = BinaryPrimitives.ReadInt32BigEndian(_buffer.AsSpan(_start + 1));
+            if (length < 4)
+                throw new ProtocolException($"Message '{(char)_buffer[_start]}' from {_endpoint} claims a length of {length}.");
+            if (available - 1 >= length)
+            {
+                kind = _buffer[_start];
+                bodyOffset = _start + 5;
+                bodyLength = length - 4;
+                _start += 1 + length;
+                return true;
+            }
+        }
+        kind = 0;
+        bodyOffset = bodyLength = 0;
+        return false;
+    }
+
+    /// <summary>The next whole message during setup, read asynchronously.</summary>
+    private async Task<(byte Kind, int Offset, int Length)> ReadMessageAsync(CancellationToken cancellationToken)
+    {
+        while (true)
+        {
+            if (TryTakeMessage(out var kind, out var offset, out var length))
+                return (kind, offset, length);
+            MakeRoom();
+            var read = await _stream.ReadAsync(_buffer.AsMemory(_end), cancellationToken).ConfigureAwait(false);
+            if (read == 0)
+                throw new EndOfStreamException($"The server at {_endpoint} closed the connection during the replication handshake.");
+            _end += read;
+        }
+    }
+
+    private async Task WriteAsync(byte[] message, CancellationToken cancellationToken)
+    {
+        await _stream.WriteAsync(message, cancellationToken).ConfigureAwait(false);
+        await _stream.FlushAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    private void AdvanceReceived(ulong lsn)
+    {
+        if (lsn > LastReceivedLsn)
+            Interlocked.Exchange(ref _lastReceived, unchecked((long)lsn));
+    }
+
+    public void SetConfirmed(ulong lsn) => Interlocked.Exchange(ref _confirmed, unchecked((long)lsn));
+
+    public Task FlushStatusAsync()
+    {
+        SendStatus(replyRequested: false);
+        return Task.CompletedTask;
+    }
+
+    /// <summary>Sends a standby status update; a failure to send is left for the reader to find.</summary>
+    private void SendStatus(bool replyRequested)
+    {
+        lock (_sendLock)
+        {
+            if (_closed || !_streaming)
+                return;
+            var confirmed = unchecked((ulong)Interlocked.Read(ref _confirmed));
+            FrontendMessages.WriteStandbyStatus(_status, Math.Max(LastReceivedLsn, confirmed), confirmed, confirmed, DateTime.UtcNow, replyRequested);
+            TrySend(_status);
+        }
+    }
+
+    private void SendCopyDone()
+    {
+        lock (_sendLock)
+        {
+            if (_closed || !_streaming || _copyDoneSent)
+                return;
+            _copyDoneSent = true;
+            TrySend(FrontendMessages.CopyDone());
+        }
+    }
+
+    private void TrySend(byte[] message)
+    {
+        try
+        {
+            _stream.Write(message);
+            _stream.Flush();
+        }
+        catch (Exception e) when (e is IOException or SocketException or ObjectDisposedException or InvalidOperationException)
+        {
+            // The connection is gone: the reader finds out on its next read.
+        }
+    }
+
+    private void OnStatusTimer()
+    {
+        var silence = Stopwatch.GetElapsedTime(Volatile.Read(ref _lastDataTimestamp));
+        if (_waiting && silence > s_silenceBeforeGivingUp)
+        {
+            Abort($"The server at {_endpoint} sent nothing for {silence.TotalSeconds:0} s, not even a keepalive: the connection is given up.");
+            return;
+        }
+        SendStatus(replyRequested: _waiting && silence > s_silenceBeforeProbe);
+    }
+
+    /// <summary>Closes the socket under a blocked read, which then fails (or, after <see cref="EndStreamAsync"/>, ends).</summary>
+    private void Abort(string reason)
+    {
+        _abortReason = reason;
+        try
+        {
+            _socket.Shutdown(SocketShutdown.Both);
+        }
+        catch (Exception e) when (e is SocketException or ObjectDisposedException)
+        {
+            // Already closed.
+        }
+    }
+
+    public Task EndStreamAsync(bool flushStatus)
+    {
+        _endRequested = true;
+        if (flushStatus)
+            SendStatus(replyRequested: false);
+        SendCopyDone();
+        // The server answers CopyDone at once; if it cannot (a dead network), the read is ended by closing the socket.
+        _ = Task.Delay(s_endStreamTimeout).ContinueWith(static (_, state) =>
+        {
+            var transport = (DirectTransport)state!;
+            if (!transport._closed && transport._waiting)
+                transport.Abort("The server did not end the replication stream when asked.");
+        }, this, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+        return Task.CompletedTask;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (_statusTimer is not null)
+            await _statusTimer.DisposeAsync().ConfigureAwait(false);
+        lock (_sendLock)
+        {
+            if (!_closed)
+            {
+                // CopyDone and Terminate let the walsender end at once and free the slot; anything it still sends is
+                // dropped with the socket.
+                if (_streaming && !_streamEnded && !_copyDoneSent)
+                    TrySend(FrontendMessages.CopyDone());
+                TrySend(FrontendMessages.Terminate());
+                _closed = true;
+            }
+        }
+        await _stream.DisposeAsync().ConfigureAwait(false);
+        _socket.Dispose();
+        _thread.Dispose();
+        ArrayPool<byte>.Shared.Return(_buffer);
+        _buffer = [];
+    }
+
+    public override string ToString() => string.Create(CultureInfo.InvariantCulture, $"direct replication connection to {_endpoint} (pid {BackendPid})");
+}
+
+/// <summary>The server or the connection string needs something only Npgsql's replication connection provides.</summary>
+internal sealed class DirectTransportUnsupportedException(string reason) : Exception($"The direct replication connection cannot be used: {reason}.")
+{
+    public string Reason { get; } = reason;
+}

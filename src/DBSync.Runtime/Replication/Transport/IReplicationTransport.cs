@@ -1,0 +1,48 @@
+namespace DBSync.Replication.Transport;
+
+/// <summary>
+/// One replication connection in streaming mode, as the session needs it: frames in order, the position to confirm,
+/// and an end. Two implementations: <see cref="DirectTransport"/> speaks the protocol on its own socket with batched
+/// reads on a dedicated thread; <see cref="NpgsqlTransport"/> uses Npgsql's replication connection, for what the first
+/// does not support (see <see cref="DirectSettings"/>).
+/// </summary>
+internal interface IReplicationTransport : IAsyncDisposable
+{
+    /// <summary>What carries the stream, for the log: "direct" or "npgsql".</summary>
+    string Name { get; }
+
+    /// <summary>The walsender's process id.</summary>
+    int BackendPid { get; }
+
+    /// <summary>The server's WAL position as of the last frame or keepalive handed to the session: every frame before it
+    /// has been returned by <see cref="ReadFrameAsync"/>.</summary>
+    ulong LastReceivedLsn { get; }
+
+    /// <summary>The payload of the frame the last <see cref="ReadFrameAsync"/> returned (one pgoutput message); valid until
+    /// the next call.</summary>
+    ReadOnlySpan<byte> Frame { get; }
+
+    /// <summary>The WAL position of that frame.</summary>
+    ulong FrameLsn { get; }
+
+    /// <summary>Sends START_REPLICATION for a logical slot from its confirmed position.</summary>
+    /// <param name="slot">The slot (a validated name).</param>
+    /// <param name="pluginOptions">pgoutput's options (validated names; values are quoted here).</param>
+    /// <param name="cancellationToken">Cancels the start.</param>
+    ValueTask StartAsync(string slot, IReadOnlyList<KeyValuePair<string, string>> pluginOptions, CancellationToken cancellationToken);
+
+    /// <summary>Waits for the next frame. False when the stream ended: after <see cref="EndStreamAsync"/>, or because the
+    /// server ended it. A lost connection throws.</summary>
+    ValueTask<bool> ReadFrameAsync(CancellationToken cancellationToken);
+
+    /// <summary>The position to report as confirmed from now on (sent with the next status update).</summary>
+    void SetConfirmed(ulong lsn);
+
+    /// <summary>Sends the confirmed position now. A connection that is already gone is not an error: the server keeps
+    /// the last position it received.</summary>
+    Task FlushStatusAsync();
+
+    /// <summary>Ends the stream while the session waits for a frame: the confirmed position is sent, and the pending or
+    /// next <see cref="ReadFrameAsync"/> ends (false, or an <see cref="OperationCanceledException"/>).</summary>
+    Task EndStreamAsync(bool flushStatus);
+}

@@ -1,0 +1,211 @@
+using System.Security.Authentication;
+using DBSync.IntegrationTests.Infrastructure;
+using DBSync.Replication.Transport;
+using DBSync.Sample;
+using DBSync.Testing;
+using Npgsql;
+
+namespace DBSync.IntegrationTests;
+
+/// <summary>
+/// DBSync's own replication connection: how it connects (TCP, Unix socket, TLS modes, each password method), what it
+/// refuses and why, when Auto leaves the stream to Npgsql, and frames larger than its read buffer.
+/// </summary>
+[Trait("Category", "Transport")]
+public sealed class TransportTests(TlsServerFixture tls) : IClassFixture<TlsServerFixture>
+{
+    private const int StreamStartedEvent = 2001;
+    private const int DirectNotUsedEvent = 2013;
+
+    [Theory]
+    [InlineData("scram_user", TlsServerFixture.ScramPassword, SslMode.VerifyFull, "localhost", true)]
+    [InlineData("scram_user", TlsServerFixture.ScramPassword, SslMode.Prefer, "127.0.0.1", true)]
+    [InlineData("md5_user", TlsServerFixture.Md5Password, SslMode.Disable, "127.0.0.1", false)]
+    [InlineData("clear_user", TlsServerFixture.CleartextPassword, SslMode.Require, "127.0.0.1", true)]
+    [InlineData("clear_user", TlsServerFixture.CleartextPassword, SslMode.VerifyCA, "127.0.0.1", true)]
+    public async Task Direct_AuthenticatesWithEachMethod_AndStreams(string user, string password, SslMode sslMode, string host, bool expectTls)
+    {
+        await using var db = await TestDatabase.CreateAsync(tls.Server);
+        var connectionString = new NpgsqlConnectionStringBuilder(tls.Server.ConnectionStringFor(db.Name, user, password))
+        {
+            Host = host,
+            SslMode = sslMode,
+            RootCertificate = tls.RootCertificate,
+        }.ConnectionString;
+        var logs = new LogCapture();
+        await using var run = await StreamRun.StartAsync(connectionString, configure: o =>
+        {
+            o.ReplicationTransport = ReplicationTransport.Direct;
+            o.LoggerFactory = logs;
+        });
+
+        await db.ExecuteAsync("INSERT INTO Restaurant (id, name) VALUES ('r-1', 'over the wire')");
+        await run.WaitUntilAsync(r => r.Of<Restaurant>().Count == 1, "the insert");
+        Assert.Equal("over the wire", run.Recorder.Of<Restaurant>()[0].New!.Name);
+        Assert.Contains(logs.Entries, e => e.Id.Id == StreamStartedEvent && e.Text.Contains("over the direct replication connection", StringComparison.Ordinal));
+
+        // The walsender's own view of its connection: TLS or not, and the role that logged in.
+        await using var admin = await db.OpenAsync();
+        await using var query = new NpgsqlCommand(
+            "SELECT s.ssl, a.usename::text FROM pg_replication_slots r JOIN pg_stat_ssl s ON s.pid = r.active_pid JOIN pg_stat_activity a ON a.pid = r.active_pid WHERE r.slot_name = 'dbsync_test'", admin);
+        await using var reader = await query.ExecuteReaderAsync();
+        Assert.True(await reader.ReadAsync(), "the slot has no active walsender");
+        Assert.Equal((expectTls, user), (reader.GetBoolean(0), reader.GetString(1)));
+    }
+
+    [Fact]
+    public async Task Auto_ChoosesTheDirectConnection_WhereItServes()
+    {
+        await using var db = await TestDatabase.CreateAsync(tls.Server);
+        var logs = new LogCapture();
+        await using var run = await StreamRun.StartAsync(db.ConnectionString, configure: o =>
+        {
+            o.ReplicationTransport = ReplicationTransport.Auto;
+            o.LoggerFactory = logs;
+        });
+        Assert.Contains(logs.Entries, e => e.Id.Id == StreamStartedEvent && e.Text.Contains("over the direct replication connection", StringComparison.Ordinal));
+        Assert.False(logs.Has(DirectNotUsedEvent));
+    }
+
+    [Fact]
+    public async Task Direct_OverUnixSocket_Streams()
+    {
+        await using var db = await TestDatabase.CreateAsync(tls.Server);
+        var connectionString = new NpgsqlConnectionStringBuilder(db.ConnectionString) { Host = tls.Server.SocketDirectory }.ConnectionString;
+        var logs = new LogCapture();
+        await using var run = await StreamRun.StartAsync(connectionString, configure: o =>
+        {
+            o.ReplicationTransport = ReplicationTransport.Direct;
+            o.LoggerFactory = logs;
+        });
+
+        await db.ExecuteAsync("INSERT INTO Restaurant (id, name) VALUES ('r-1', 'over a unix socket')");
+        await run.WaitUntilAsync(r => r.Of<Restaurant>().Count == 1, "the insert");
+        Assert.Contains(logs.Entries, e => e.Id.Id == StreamStartedEvent && e.Text.Contains("direct", StringComparison.Ordinal));
+        var clientAddress = await db.ScalarAsync<string?>(
+            "SELECT coalesce(host(client_addr), 'local') FROM pg_stat_activity WHERE pid = (SELECT active_pid FROM pg_replication_slots WHERE slot_name = 'dbsync_test')");
+        Assert.Equal("local", clientAddress);
+    }
+
+    [Fact]
+    public async Task Direct_WrongPassword_FailsWithTheServersErrorAndNoPassword()
+    {
+        var settings = Settings(new NpgsqlConnectionStringBuilder(tls.Server.ConnectionStringFor("postgres", "scram_user", "not-the-password")) { SslMode = SslMode.Require });
+        var error = await Assert.ThrowsAsync<PostgresException>(() => DirectTransport.ConnectAsync(settings, TimeSpan.FromSeconds(10), TimeSpan.Zero, CancellationToken.None));
+        Assert.Equal(PostgresErrorCodes.InvalidPassword, error.SqlState);
+        Assert.Contains("scram_user", error.MessageText, StringComparison.Ordinal);
+        Assert.DoesNotContain("not-the-password", error.ToString(), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Direct_VerifyFull_RefusesACertificateForAnotherName()
+    {
+        // The certificate names localhost; 127.0.0.1 is the same server under a name the certificate does not carry.
+        var settings = Settings(new NpgsqlConnectionStringBuilder(tls.Server.ConnectionStringFor("postgres", "scram_user", TlsServerFixture.ScramPassword))
+        {
+            Host = "127.0.0.1", SslMode = SslMode.VerifyFull, RootCertificate = tls.RootCertificate,
+        });
+        await Assert.ThrowsAsync<AuthenticationException>(() => DirectTransport.ConnectAsync(settings, TimeSpan.FromSeconds(10), TimeSpan.Zero, CancellationToken.None));
+    }
+
+    [Fact]
+    public async Task Direct_VerifyCA_RefusesAServerSignedByAnotherCa()
+    {
+        var settings = Settings(new NpgsqlConnectionStringBuilder(tls.Server.ConnectionStringFor("postgres", "scram_user", TlsServerFixture.ScramPassword))
+        {
+            Host = "localhost", SslMode = SslMode.VerifyCA, RootCertificate = tls.OtherRootCertificate,
+        });
+        await Assert.ThrowsAsync<AuthenticationException>(() => DirectTransport.ConnectAsync(settings, TimeSpan.FromSeconds(10), TimeSpan.Zero, CancellationToken.None));
+    }
+
+    [Fact]
+    public async Task Direct_RequireTlsFromAServerWithoutIt_SaysHowToFixIt()
+    {
+        await using var plain = await PostgresServer.StartAsync(forceLocal: true);
+        var settings = Settings(new NpgsqlConnectionStringBuilder(plain.ConnectionString) { SslMode = SslMode.Require });
+        var error = await Assert.ThrowsAsync<DBSyncConfigurationException>(() => DirectTransport.ConnectAsync(settings, TimeSpan.FromSeconds(10), TimeSpan.Zero, CancellationToken.None));
+        Assert.Contains("does not accept TLS", error.Message, StringComparison.Ordinal);
+        Assert.Contains("SSL Mode=Require", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Auto_WithAPassfile_LeavesTheStreamToNpgsql_AndDirectSaysWhy()
+    {
+        await using var db = await TestDatabase.CreateAsync(tls.Server);
+        var passfile = Path.Combine(Path.GetTempPath(), $"dbsync-pgpass-{Guid.NewGuid():N}");
+        await File.WriteAllTextAsync(passfile, "");
+        try
+        {
+            var connectionString = new NpgsqlConnectionStringBuilder(db.ConnectionString) { Passfile = passfile }.ConnectionString;
+            var logs = new LogCapture();
+            await using (var run = await StreamRun.StartAsync(connectionString, configure: o =>
+                         {
+                             o.ReplicationTransport = ReplicationTransport.Auto;
+                             o.LoggerFactory = logs;
+                         }))
+            {
+                await db.ExecuteAsync("INSERT INTO Restaurant (id, name) VALUES ('r-1', 'through npgsql')");
+                await run.WaitUntilAsync(r => r.Of<Restaurant>().Count == 1, "the insert");
+                await run.StopAsync();
+            }
+            Assert.Contains(logs.Entries, e => e.Id.Id == DirectNotUsedEvent && e.Text.Contains("Passfile", StringComparison.Ordinal));
+            Assert.Contains(logs.Entries, e => e.Id.Id == StreamStartedEvent && e.Text.Contains("over the npgsql replication connection", StringComparison.Ordinal));
+
+            var client = new DBSyncClient(new DBSyncOptions
+            {
+                ConnectionString = connectionString, SlotName = "dbsync_test", PublicationName = "dbsync_test", InitialSnapshot = false,
+                ReplicationTransport = ReplicationTransport.Direct,
+            });
+            client.On<Restaurant>(_ => { });
+            var refused = await Assert.ThrowsAsync<DBSyncConfigurationException>(() => client.RunAsync());
+            Assert.Contains("Passfile", refused.Message, StringComparison.Ordinal);
+            Assert.Contains("ReplicationTransport to Auto", refused.Message, StringComparison.Ordinal);
+        }
+        finally
+        {
+            File.Delete(passfile);
+        }
+    }
+
+    [Fact]
+    public async Task Npgsql_WhenAsked_CarriesTheStream()
+    {
+        await using var db = await TestDatabase.CreateAsync(tls.Server);
+        var logs = new LogCapture();
+        await using var run = await StreamRun.StartAsync(db.ConnectionString, configure: o =>
+        {
+            o.ReplicationTransport = ReplicationTransport.Npgsql;
+            o.LoggerFactory = logs;
+        });
+        await db.ExecuteAsync("INSERT INTO Restaurant (id, name) VALUES ('r-1', 'npgsql')");
+        await run.WaitUntilAsync(r => r.Of<Restaurant>().Count == 1, "the insert");
+        Assert.Contains(logs.Entries, e => e.Id.Id == StreamStartedEvent && e.Text.Contains("over the npgsql replication connection", StringComparison.Ordinal));
+    }
+
+    [Theory]
+    [InlineData(ReplicationTransport.Direct)]
+    [InlineData(ReplicationTransport.Npgsql)]
+    public async Task FramesLargerThanTheReadBuffer_ArriveWhole(ReplicationTransport transport)
+    {
+        await using var db = await TestDatabase.CreateAsync(tls.Server);
+        await db.ExecuteAsync("ALTER TABLE Restaurant ALTER COLUMN description SET STORAGE EXTERNAL");
+        await using var run = await StreamRun.StartAsync(db.ConnectionString, configure: o => o.ReplicationTransport = transport);
+
+        // 3 MiB of text in one column: one pgoutput frame of three times the direct transport's 1 MiB read buffer,
+        // between small ones.
+        await db.ExecuteAsync("""
+            INSERT INTO Restaurant (id, name) VALUES ('before', 'b');
+            INSERT INTO Restaurant (id, name, description) SELECT 'large', 'l', string_agg(md5(i::text), '') FROM generate_series(1, 98304) i;
+            INSERT INTO Restaurant (id, name) VALUES ('after', 'a');
+            """);
+        await run.WaitUntilAsync(r => r.Of<Restaurant>().Count == 3, "three inserts", TimeSpan.FromSeconds(60));
+        var expected = await db.ScalarAsync<string>("SELECT description FROM Restaurant WHERE id = 'large'");
+        Assert.Equal(3 * 1024 * 1024, expected.Length);
+        var changes = run.Recorder.Of<Restaurant>();
+        Assert.Equal(["before", "large", "after"], changes.Select(c => c.New!.Id));
+        Assert.Equal(expected, changes[1].New!.Description);
+    }
+
+    private static DirectSettings Settings(NpgsqlConnectionStringBuilder builder)
+        => DirectSettings.TryCreate(builder.ConnectionString, out var unsupported) ?? throw new InvalidOperationException(unsupported);
+}
