@@ -562,8 +562,11 @@ internal sealed class SnapshotCoordinator
                     // A short chunk, or one that reached the maximum key, was the last (no empty round to find out).
                     job.Done = count < chunkSize || (last is not null && last.SequenceEqual(query.MaxKey));
                 }
-                await SaveAsync(cancellationToken).ConfigureAwait(false);
+                // The chunk is delivered: it is reported before the checkpoint is saved, since a save that the stream's
+                // end cancels (or a restart breaks) leaves the job in memory past this chunk, and the next session goes
+                // on from there without reporting it again.
                 await NotifyAsync(new SnapshotChunkCompleted(job.State.DisplayName, chunk, count, emitted, last, attempts), cancellationToken).ConfigureAwait(false);
+                await SaveAsync(cancellationToken).ConfigureAwait(false);
                 if (!job.Done)
                     await PaceAsync(connection, job.State.DisplayName, chunk, chunkTime.Elapsed, cancellationToken).ConfigureAwait(false);
             }
