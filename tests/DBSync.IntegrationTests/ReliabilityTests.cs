@@ -221,7 +221,7 @@ public sealed class ReliabilityTests(PostgresFixture fixture)
         await db.ExecuteAsync("INSERT INTO Restaurant (id, name) VALUES ('last', 'n')");
         await run.WaitUntilAsync(r => r.Of<Restaurant>().Any(c => c.New!.Id == "last"), "a change written after the stall");
 
-        Assert.False(logs.Has(2007), "The connection was lost while the handler was slow.");
+        Assert.False(logs.Has(2007), $"The connection was lost while the handler was slow: {string.Join("\n", logs.Entries.Where(e => e.Id.Id == 2007).Select(e => e.Text))}");
         Assert.Equal(["slow", "next", "last"], run.Recorder.Of<Restaurant>().Select(c => c.New!.Id));
         Assert.Equal(100_000, users);
         Assert.True(during - before < 16L * 1024 * 1024,

@@ -118,6 +118,7 @@ internal sealed class ReplicationSession
                 throw new StreamInterruptedException(e);
             }
             walSender = transport.BackendPid;
+            transport.SetConfirmed((ulong)ConfirmedLsn);
             _transport = transport;
             await StreamAsync(transport, protocol, pluginOptions, onStreaming, cancellationToken).ConfigureAwait(false);
         }
@@ -126,7 +127,7 @@ internal sealed class ReplicationSession
             if (transport is not null)
                 await transport.DisposeAsync().ConfigureAwait(false);
             if (walSender != 0)
-                await EnsureWalSenderGoneAsync(walSender).ConfigureAwait(false);
+                await ReleaseSlotAsync(walSender).ConfigureAwait(false);
         }
     }
 
@@ -267,30 +268,46 @@ internal sealed class ReplicationSession
     /// <summary>
     /// After the replication connection is closed, its walsender must let go of the slot so the next run can take it.
     /// A stop that cancels the START_REPLICATION handshake can leave Npgsql unable to close the socket, and the
-    /// walsender then holds the slot until wal_sender_timeout; end that backend (it is this session's own).
+    /// walsender then holds the slot until wal_sender_timeout; end that backend (it is this session's own). Once the
+    /// slot is free, it must stand where this session confirmed: a status update sent just before the socket closed can
+    /// be lost with it (a close with unread frames resets the connection, and the server drops what it had not read),
+    /// so a slot found behind is advanced to the confirmed position.
     /// </summary>
-    private async Task EnsureWalSenderGoneAsync(int pid)
+    private async Task ReleaseSlotAsync(int pid)
     {
         try
         {
             await using var admin = new NpgsqlConnection(_options.ConnectionString);
             await admin.OpenAsync(CancellationToken.None).ConfigureAwait(false);
-            for (var attempt = 0; attempt < 20; attempt++)
+            var gone = false;
+            for (var attempt = 0; attempt < 20 && !gone; attempt++)
             {
                 await using var alive = new NpgsqlCommand("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", admin);
                 alive.Parameters.Add(new NpgsqlParameter { Value = pid });
-                if ((long)(await alive.ExecuteScalarAsync(CancellationToken.None).ConfigureAwait(false))! == 0)
-                    return;
-                await Task.Delay(50, CancellationToken.None).ConfigureAwait(false);
+                gone = (long)(await alive.ExecuteScalarAsync(CancellationToken.None).ConfigureAwait(false))! == 0;
+                if (!gone)
+                    await Task.Delay(50, CancellationToken.None).ConfigureAwait(false);
             }
-            await using var terminate = new NpgsqlCommand("SELECT pg_terminate_backend($1)", admin);
-            terminate.Parameters.Add(new NpgsqlParameter { Value = pid });
-            await terminate.ExecuteNonQueryAsync(CancellationToken.None).ConfigureAwait(false);
-            Log.WalSenderTerminated(_logger, pid, _options.SlotName);
+            if (!gone)
+            {
+                await using var terminate = new NpgsqlCommand("SELECT pg_terminate_backend($1)", admin);
+                terminate.Parameters.Add(new NpgsqlParameter { Value = pid });
+                await terminate.ExecuteNonQueryAsync(CancellationToken.None).ConfigureAwait(false);
+                Log.WalSenderTerminated(_logger, pid, _options.SlotName);
+                return;
+            }
+
+            // Only a slot no other consumer took meanwhile, and only forward.
+            await using var advance = new NpgsqlCommand(
+                "SELECT pg_replication_slot_advance(slot_name, $2::pg_lsn) FROM pg_replication_slots WHERE slot_name = $1 AND NOT active AND confirmed_flush_lsn < $2::pg_lsn", admin);
+            advance.Parameters.Add(new NpgsqlParameter { Value = _options.SlotName });
+            advance.Parameters.Add(new NpgsqlParameter { Value = ConfirmedLsn.ToString() });
+            await advance.ExecuteNonQueryAsync(CancellationToken.None).ConfigureAwait(false);
         }
         catch (NpgsqlException e)
         {
-            // The server is unreachable; its walsender ends with the connection or at wal_sender_timeout.
+            // The server is unreachable; its walsender ends with the connection or at wal_sender_timeout, and the next
+            // run starts from the last position the server received (at least once).
             Log.WalSenderCheckFailed(_logger, e, pid);
         }
     }

@@ -56,13 +56,13 @@ internal sealed class DirectTransport : IReplicationTransport
     private bool _copyDoneSent;
     private volatile bool _closed;
 
-    private DirectTransport(Socket socket, Stream stream, string endpoint, TimeSpan batchDelay)
+    private DirectTransport(Socket socket, Stream stream, string endpoint, ReaderThread thread, TimeSpan batchDelay)
     {
         _socket = socket;
         _stream = stream;
         _endpoint = endpoint;
+        _thread = thread;
         _batchDelay = batchDelay;
-        _thread = new ReaderThread($"DBSync reader {endpoint}");
     }
 
     public string Name => "direct";
@@ -76,35 +76,75 @@ internal sealed class DirectTransport : IReplicationTransport
     public ulong FrameLsn { get; private set; }
 
     /// <summary>Connects, negotiates TLS, authenticates and waits until the server is ready for the replication command.</summary>
+    /// <remarks>
+    /// Everything on the socket is synchronous, from the connect on, and runs on the reader thread: .NET keeps a socket
+    /// that has seen one asynchronous operation in non-blocking mode and emulates a blocking read through its event
+    /// thread, which would bring back the very hand-off per read that this transport exists to avoid.
+    /// </remarks>
     /// <exception cref="DirectTransportUnsupportedException">The server asks for something only Npgsql provides.</exception>
     public static async Task<DirectTransport> ConnectAsync(DirectSettings settings, TimeSpan statusInterval, TimeSpan batchDelay, CancellationToken cancellationToken)
     {
         var endpoint = settings.IsUnixSocket ? Path.Combine(settings.Host, $".s.PGSQL.{settings.Port}") : $"{settings.Host}:{settings.Port}";
-        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        if (settings.ConnectTimeout != Timeout.InfiniteTimeSpan)
-            timeout.CancelAfter(settings.ConnectTimeout);
-        Socket? socket = null;
-        Stream? stream = null;
-        DirectTransport? transport = null;
+        var thread = new ReaderThread($"DBSync replication {endpoint}");
         try
         {
-            socket = await ConnectSocketAsync(settings, timeout.Token).ConfigureAwait(false);
-            stream = await NegotiateTlsAsync(socket, settings, timeout.Token).ConfigureAwait(false);
-            transport = new DirectTransport(socket, stream, endpoint, batchDelay);
-            await transport.StartupAsync(settings, timeout.Token).ConfigureAwait(false);
+            await thread.SwitchTo();
+            var transport = Connect(settings, endpoint, thread, batchDelay, cancellationToken);
             transport._statusTimer = new Timer(static state => ((DirectTransport)state!).OnStatusTimer(), transport, statusInterval, statusInterval);
+            return transport;
+        }
+        catch
+        {
+            thread.Dispose();
+            throw;
+        }
+    }
+
+    private static DirectTransport Connect(DirectSettings settings, string endpoint, ReaderThread thread, TimeSpan batchDelay, CancellationToken cancellationToken)
+    {
+        Socket? socket = null;
+        Stream? stream = null;
+        // A connect or handshake that outlives the timeout, or is cancelled, has its socket closed under it.
+        var timedOut = false;
+        using var deadline = settings.ConnectTimeout == Timeout.InfiniteTimeSpan
+            ? null
+            : new Timer(_ =>
+            {
+                timedOut = true;
+                Volatile.Read(ref socket)?.Dispose();
+            }, null, settings.ConnectTimeout, Timeout.InfiniteTimeSpan);
+        using var cancellation = cancellationToken.Register(() => Volatile.Read(ref socket)?.Dispose());
+        try
+        {
+            var addresses = Endpoints(settings);
+            for (var i = 0; ; i++)
+            {
+                var candidate = addresses[i] is UnixDomainSocketEndPoint
+                    ? new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified)
+                    : new Socket(addresses[i].AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+                Volatile.Write(ref socket, candidate);
+                try
+                {
+                    candidate.Connect(addresses[i]);
+                    break;
+                }
+                catch (SocketException) when (!timedOut && !cancellationToken.IsCancellationRequested && i < addresses.Length - 1)
+                {
+                    candidate.Dispose(); // the host's next address
+                }
+            }
+            ApplyKeepAlive(socket!, settings);
+            stream = NegotiateTls(socket!, settings);
+            var transport = new DirectTransport(socket!, stream, endpoint, thread, batchDelay);
+            transport.Startup(settings);
             return transport;
         }
         catch (Exception e)
         {
-            if (transport is not null)
-                await transport.DisposeAsync().ConfigureAwait(false);
-            else
-            {
-                stream?.Dispose();
-                socket?.Dispose();
-            }
-            if (e is OperationCanceledException && !cancellationToken.IsCancellationRequested)
+            stream?.Dispose();
+            socket?.Dispose();
+            cancellationToken.ThrowIfCancellationRequested();
+            if (timedOut)
             {
                 throw new TimeoutException(
                     $"Connecting the replication stream to {endpoint} took longer than the connection string's Timeout ({settings.ConnectTimeout.TotalSeconds:0} s).", e);
@@ -113,70 +153,39 @@ internal sealed class DirectTransport : IReplicationTransport
         }
     }
 
-    private static async Task<Socket> ConnectSocketAsync(DirectSettings settings, CancellationToken cancellationToken)
+    private static EndPoint[] Endpoints(DirectSettings settings)
     {
         if (settings.IsUnixSocket)
-        {
-            var unix = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-            try
-            {
-                await unix.ConnectAsync(new UnixDomainSocketEndPoint(Path.Combine(settings.Host, $".s.PGSQL.{settings.Port}")), cancellationToken).ConfigureAwait(false);
-                return unix;
-            }
-            catch
-            {
-                unix.Dispose();
-                throw;
-            }
-        }
+            return [new UnixDomainSocketEndPoint(Path.Combine(settings.Host, $".s.PGSQL.{settings.Port}"))];
+        var addresses = IPAddress.TryParse(settings.Host, out var literal) ? [literal] : Dns.GetHostAddresses(settings.Host);
+        if (addresses.Length == 0)
+            throw new SocketException((int)SocketError.HostNotFound);
+        return addresses.Select(a => new IPEndPoint(a, settings.Port)).ToArray();
+    }
 
-        var addresses = IPAddress.TryParse(settings.Host, out var literal)
-            ? [literal]
-            : await Dns.GetHostAddressesAsync(settings.Host, cancellationToken).ConfigureAwait(false);
-        SocketException? last = null;
-        foreach (var address in addresses)
-        {
-            var socket = new Socket(address.AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
-            try
-            {
-                if (settings.TcpKeepAlive || settings.TcpKeepAliveTime > 0)
-                {
-                    socket.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.KeepAlive, true);
-                    if (settings.TcpKeepAliveTime > 0)
-                        socket.SetSocketOption(SocketOptionLevel.Tcp, SocketOptionName.TcpKeepAliveTime, settings.TcpKeepAliveTime);
-                    if (settings.TcpKeepAliveInterval > 0)
-                        socket.SetSocketOption(SocketOptionLevel.Tcp, SocketOptionName.TcpKeepAliveInterval, settings.TcpKeepAliveInterval);
-                }
-                await socket.ConnectAsync(new IPEndPoint(address, settings.Port), cancellationToken).ConfigureAwait(false);
-                return socket;
-            }
-            catch (SocketException e)
-            {
-                socket.Dispose();
-                last = e;
-            }
-            catch
-            {
-                socket.Dispose();
-                throw;
-            }
-        }
-        throw last ?? new SocketException((int)SocketError.HostNotFound);
+    private static void ApplyKeepAlive(Socket socket, DirectSettings settings)
+    {
+        if (settings.IsUnixSocket || !(settings.TcpKeepAlive || settings.TcpKeepAliveTime > 0))
+            return;
+        socket.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.KeepAlive, true);
+        if (settings.TcpKeepAliveTime > 0)
+            socket.SetSocketOption(SocketOptionLevel.Tcp, SocketOptionName.TcpKeepAliveTime, settings.TcpKeepAliveTime);
+        if (settings.TcpKeepAliveInterval > 0)
+            socket.SetSocketOption(SocketOptionLevel.Tcp, SocketOptionName.TcpKeepAliveInterval, settings.TcpKeepAliveInterval);
     }
 
     /// <summary>TLS per the connection string's SSL Mode: Disable sends none; Prefer uses it when the server offers it;
     /// Require insists on it without checking the certificate (as Npgsql); VerifyCA and VerifyFull check the chain, and
     /// VerifyFull the host name too.</summary>
-    private static async Task<Stream> NegotiateTlsAsync(Socket socket, DirectSettings settings, CancellationToken cancellationToken)
+    private static Stream NegotiateTls(Socket socket, DirectSettings settings)
     {
         Stream stream = new NetworkStream(socket, ownsSocket: false);
         if (settings.SslMode == SslMode.Disable || settings.IsUnixSocket)
             return stream;
 
-        await stream.WriteAsync(FrontendMessages.SslRequest(), cancellationToken).ConfigureAwait(false);
-        var answer = new byte[1];
-        await stream.ReadExactlyAsync(answer, cancellationToken).ConfigureAwait(false);
-        if (answer[0] == (byte)'N')
+        stream.Write(FrontendMessages.SslRequest());
+        var answer = stream.ReadByte();
+        if (answer == 'N')
         {
             if (settings.SslMode == SslMode.Prefer)
                 return stream;
@@ -184,23 +193,23 @@ internal sealed class DirectTransport : IReplicationTransport
                 $"The server at {settings.Host}:{settings.Port} does not accept TLS connections, and the connection string says SSL Mode={settings.SslMode}. " +
                 "Enable ssl on the server, or lower SSL Mode to Prefer or Disable.");
         }
-        if (answer[0] != (byte)'S')
-            throw new ProtocolException($"The server answered the TLS request with '{(char)answer[0]}' instead of 'S' or 'N'.");
+        if (answer != 'S')
+            throw new ProtocolException($"The server answered the TLS request with {(answer < 0 ? "nothing" : $"'{(char)answer}'")} instead of 'S' or 'N'.");
 
         var tls = new SslStream(stream, leaveInnerStreamOpen: false);
         try
         {
-            await tls.AuthenticateAsClientAsync(new SslClientAuthenticationOptions
+            tls.AuthenticateAsClient(new SslClientAuthenticationOptions
             {
                 TargetHost = settings.Host,
                 RemoteCertificateValidationCallback = CertificateValidation(settings),
                 CertificateRevocationCheckMode = X509RevocationMode.NoCheck,
-            }, cancellationToken).ConfigureAwait(false);
+            });
             return tls;
         }
         catch
         {
-            await tls.DisposeAsync().ConfigureAwait(false);
+            tls.Dispose();
             throw;
         }
     }
@@ -231,7 +240,7 @@ internal sealed class DirectTransport : IReplicationTransport
         };
     }
 
-    private async Task StartupAsync(DirectSettings settings, CancellationToken cancellationToken)
+    private void Startup(DirectSettings settings)
     {
         var parameters = new List<KeyValuePair<string, string>>
         {
@@ -243,23 +252,23 @@ internal sealed class DirectTransport : IReplicationTransport
         };
         if (!string.IsNullOrWhiteSpace(settings.Options))
             parameters.Add(new("options", settings.Options));
-        await WriteAsync(FrontendMessages.Startup(parameters), cancellationToken).ConfigureAwait(false);
+        Write(FrontendMessages.Startup(parameters));
 
         ScramSha256Client? scram = null;
         while (true)
         {
-            var (kind, offset, length) = await ReadMessageAsync(cancellationToken).ConfigureAwait(false);
-            var body = _buffer.AsMemory(offset, length);
+            var (kind, offset, length) = ReadMessage();
+            var body = _buffer.AsSpan(offset, length);
             switch (kind)
             {
                 case BackendMessageKind.Authentication:
-                    scram = await AuthenticateAsync(settings, body, scram, cancellationToken).ConfigureAwait(false);
+                    scram = Authenticate(settings, body, scram);
                     break;
                 case BackendMessageKind.BackendKeyData:
-                    BackendPid = BackendMessages.ReadBackendPid(body.Span);
+                    BackendPid = BackendMessages.ReadBackendPid(body);
                     break;
                 case BackendMessageKind.ErrorResponse:
-                    throw BackendMessages.ReadError(body.Span);
+                    throw BackendMessages.ReadError(body);
                 case BackendMessageKind.ReadyForQuery:
                     return;
                 case BackendMessageKind.ParameterStatus or BackendMessageKind.NoticeResponse or BackendMessageKind.NegotiateProtocolVersion:
@@ -270,39 +279,40 @@ internal sealed class DirectTransport : IReplicationTransport
         }
     }
 
-    private async Task<ScramSha256Client?> AuthenticateAsync(DirectSettings settings, ReadOnlyMemory<byte> body, ScramSha256Client? scram, CancellationToken cancellationToken)
+    private ScramSha256Client? Authenticate(DirectSettings settings, ReadOnlySpan<byte> body, ScramSha256Client? scram)
     {
-        var request = BackendMessages.ReadAuthentication(body.Span);
+        var request = BackendMessages.ReadAuthentication(body);
         switch (request)
         {
             case AuthenticationRequest.Ok:
                 return scram;
             case AuthenticationRequest.CleartextPassword:
-                await WriteAsync(FrontendMessages.Password(RequirePassword(settings, "password")), cancellationToken).ConfigureAwait(false);
+                Write(FrontendMessages.Password(RequirePassword(settings, "password")));
                 return scram;
             case AuthenticationRequest.Md5Password:
             {
+                // md5(md5(password || user) as hex || salt), as hex, after "md5".
                 var password = RequirePassword(settings, "md5");
                 var inner = Convert.ToHexStringLower(MD5.HashData(Encoding.UTF8.GetBytes(password + settings.Username)));
-                var outer = MD5.HashData([.. Encoding.ASCII.GetBytes(inner), .. body.Span.Slice(4, 4)]);
-                await WriteAsync(FrontendMessages.Password("md5" + Convert.ToHexStringLower(outer)), cancellationToken).ConfigureAwait(false);
+                var outer = MD5.HashData([.. Encoding.ASCII.GetBytes(inner), .. body.Slice(4, 4)]);
+                Write(FrontendMessages.Password("md5" + Convert.ToHexStringLower(outer)));
                 return scram;
             }
             case AuthenticationRequest.Sasl:
             {
-                var mechanisms = BackendMessages.ReadSaslMechanisms(body.Span);
+                var mechanisms = BackendMessages.ReadSaslMechanisms(body);
                 if (!mechanisms.Contains(ScramSha256Client.Mechanism))
                     throw new DirectTransportUnsupportedException($"the server offers only the SASL mechanisms {string.Join(", ", mechanisms)}");
                 RequirePassword(settings, "scram-sha-256");
                 scram = new ScramSha256Client();
-                await WriteAsync(FrontendMessages.SaslInitialResponse(ScramSha256Client.Mechanism, scram.ClientFirst()), cancellationToken).ConfigureAwait(false);
+                Write(FrontendMessages.SaslInitialResponse(ScramSha256Client.Mechanism, scram.ClientFirst()));
                 return scram;
             }
             case AuthenticationRequest.SaslContinue when scram is not null:
-                await WriteAsync(FrontendMessages.SaslResponse(scram.ClientFinal(body.Span[4..], settings.Password!)), cancellationToken).ConfigureAwait(false);
+                Write(FrontendMessages.SaslResponse(scram.ClientFinal(body[4..], settings.Password!)));
                 return scram;
             case AuthenticationRequest.SaslFinal when scram is not null:
-                scram.VerifyServerFinal(body.Span[4..]);
+                scram.VerifyServerFinal(body[4..]);
                 return scram;
             default:
                 throw new DirectTransportUnsupportedException($"the server asks for {request} authentication");
@@ -315,11 +325,13 @@ internal sealed class DirectTransport : IReplicationTransport
 
     public async ValueTask StartAsync(string slot, IReadOnlyList<KeyValuePair<string, string>> pluginOptions, CancellationToken cancellationToken)
     {
+        if (!_thread.IsCurrent)
+            await _thread.SwitchTo();
         var options = string.Join(", ", pluginOptions.Select(o => $"\"{o.Key}\" '{o.Value.Replace("'", "''", StringComparison.Ordinal)}'"));
-        await WriteAsync(FrontendMessages.Query($"START_REPLICATION SLOT {slot} LOGICAL 0/0 ({options})"), cancellationToken).ConfigureAwait(false);
+        Write(FrontendMessages.Query($"START_REPLICATION SLOT {slot} LOGICAL 0/0 ({options})"));
         while (true)
         {
-            var (kind, offset, length) = await ReadMessageAsync(cancellationToken).ConfigureAwait(false);
+            var (kind, offset, length) = ReadMessage();
             switch (kind)
             {
                 case BackendMessageKind.CopyBothResponse:
@@ -337,8 +349,16 @@ internal sealed class DirectTransport : IReplicationTransport
 
     public ValueTask<bool> ReadFrameAsync(CancellationToken cancellationToken)
     {
-        if (TryNextFrame())
-            return new ValueTask<bool>(true);
+        try
+        {
+            if (TryNextFrame())
+                return new ValueTask<bool>(true);
+        }
+        catch (Exception e)
+        {
+            // Errors travel in the task, as from any asynchronous read, never thrown from the call itself.
+            return ValueTask.FromException<bool>(e);
+        }
         return _streamEnded ? new ValueTask<bool>(false) : ReadFrameBlockingAsync();
     }
 
@@ -435,7 +455,9 @@ internal sealed class DirectTransport : IReplicationTransport
                 _streamEnded = true;
                 return;
             }
-            throw new EndOfStreamException($"The server at {_endpoint} closed the replication connection.");
+            throw _abortReason is { } reason
+                ? new IOException(reason)
+                : new EndOfStreamException($"The server at {_endpoint} closed the replication connection.");
         }
         _end += read;
         Volatile.Write(ref _lastDataTimestamp, Stopwatch.GetTimestamp());
@@ -490,25 +512,25 @@ internal sealed class DirectTransport : IReplicationTransport
         return false;
     }
 
-    /// <summary>The next whole message during setup, read asynchronously.</summary>
-    private async Task<(byte Kind, int Offset, int Length)> ReadMessageAsync(CancellationToken cancellationToken)
+    /// <summary>The next whole message during setup.</summary>
+    private (byte Kind, int Offset, int Length) ReadMessage()
     {
         while (true)
         {
             if (TryTakeMessage(out var kind, out var offset, out var length))
                 return (kind, offset, length);
             MakeRoom();
-            var read = await _stream.ReadAsync(_buffer.AsMemory(_end), cancellationToken).ConfigureAwait(false);
+            var read = _stream.Read(_buffer, _end, _buffer.Length - _end);
             if (read == 0)
                 throw new EndOfStreamException($"The server at {_endpoint} closed the connection during the replication handshake.");
             _end += read;
         }
     }
 
-    private async Task WriteAsync(byte[] message, CancellationToken cancellationToken)
+    private void Write(byte[] message)
     {
-        await _stream.WriteAsync(message, cancellationToken).ConfigureAwait(false);
-        await _stream.FlushAsync(cancellationToken).ConfigureAwait(false);
+        _stream.Write(message);
+        _stream.Flush();
     }
 
     private void AdvanceReceived(ulong lsn)
@@ -525,12 +547,13 @@ internal sealed class DirectTransport : IReplicationTransport
         return Task.CompletedTask;
     }
 
-    /// <summary>Sends a standby status update; a failure to send is left for the reader to find.</summary>
+    /// <summary>Sends a standby status update while the stream is open (after CopyDone the server would take one for a
+    /// protocol violation); a failure to send is left for the reader to find.</summary>
     private void SendStatus(bool replyRequested)
     {
         lock (_sendLock)
         {
-            if (_closed || !_streaming)
+            if (_closed || !_streaming || _copyDoneSent || _streamEnded)
                 return;
             var confirmed = unchecked((ulong)Interlocked.Read(ref _confirmed));
             FrontendMessages.WriteStandbyStatus(_status, Math.Max(LastReceivedLsn, confirmed), confirmed, confirmed, DateTime.UtcNow, replyRequested);
@@ -607,14 +630,12 @@ internal sealed class DirectTransport : IReplicationTransport
     {
         if (_statusTimer is not null)
             await _statusTimer.DisposeAsync().ConfigureAwait(false);
+        if (_streaming && !_streamEnded && !_waiting)
+            EndGracefully();
         lock (_sendLock)
         {
             if (!_closed)
             {
-                // CopyDone and Terminate let the walsender end at once and free the slot; anything it still sends is
-                // dropped with the socket.
-                if (_streaming && !_streamEnded && !_copyDoneSent)
-                    TrySend(FrontendMessages.CopyDone());
                 TrySend(FrontendMessages.Terminate());
                 _closed = true;
             }
@@ -624,6 +645,30 @@ internal sealed class DirectTransport : IReplicationTransport
         _thread.Dispose();
         ArrayPool<byte>.Shared.Return(_buffer);
         _buffer = [];
+    }
+
+    /// <summary>
+    /// Ends the COPY stream and reads (and drops) what the server still sends until it is ready again, for at most a
+    /// couple of seconds. Closing a socket with unread data resets the connection, and the server then drops whatever
+    /// of ours it had not read yet: the last status update among it.
+    /// </summary>
+    private void EndGracefully()
+    {
+        _endRequested = true;
+        SendCopyDone();
+        try
+        {
+            _socket.ReceiveTimeout = (int)s_endStreamTimeout.TotalMilliseconds;
+            while (!_streamEnded)
+            {
+                if (!TryNextFrame() && !_streamEnded)
+                    Fill();
+            }
+        }
+        catch (Exception e) when (e is IOException or SocketException or ObjectDisposedException or ProtocolException or NpgsqlException)
+        {
+            // The connection is already broken or the server sent its error: nothing more to wait for.
+        }
     }
 
     public override string ToString() => string.Create(CultureInfo.InvariantCulture, $"direct replication connection to {_endpoint} (pid {BackendPid})");
