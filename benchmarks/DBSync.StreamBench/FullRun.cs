@@ -11,7 +11,8 @@ namespace DBSync.StreamBench;
 /// <summary>The whole benchmark against one server: the backlog, the drains, the latency, then the figures and ratios.</summary>
 internal static partial class FullRun
 {
-    private static readonly string[] s_consumers = ["pg_recvlogical", "npgsql", "dbsync", "frames", "rawframes"];
+    // dbsync-npgsql: DBSync on Npgsql's replication connection (its fallback), to show what its own connection changes.
+    private static readonly string[] s_consumers = ["pg_recvlogical", "npgsql", "dbsync", "dbsync-npgsql"];
 
     public static async Task<int> RunAsync(StreamSettings settings)
     {
@@ -35,7 +36,7 @@ internal static partial class FullRun
                 for (var i = 0; i < s_consumers.Length; i++)
                 {
                     var consumer = s_consumers[(i + round - 1) % s_consumers.Length];
-                    var slot = $"dbsync_e2e_{consumer.Replace("pg_", "", StringComparison.Ordinal)}_{round}";
+                    var slot = $"dbsync_e2e_{consumer.Replace("pg_", "", StringComparison.Ordinal).Replace('-', '_')}_{round}";
                     await Backlog.CopyAsync(connectionString, slot);
                     await UsersTable.ExecuteAsync(connectionString, "CHECKPOINT");
                     var result = consumer == "pg_recvlogical"
@@ -49,12 +50,12 @@ internal static partial class FullRun
                 }
             }
 
-            // Twice, in processes of their own: with .NET's defaults, and with socket continuations run inline on the
-            // socket engine's thread instead of the thread pool (DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS=1).
-            string[] latencyArguments = ["latency", pgbench.Executable, settings.LatencyRate.ToString(CultureInfo.InvariantCulture), settings.LatencySeconds.ToString(CultureInfo.InvariantCulture)];
-            var latency = LatencyResult.Parse(await RunChildAsync(latencyArguments, connectionString, LatencyResult.Prefix, null, inlineCompletions: false));
-            var inlineLatency = LatencyResult.Parse(await RunChildAsync(latencyArguments, connectionString, LatencyResult.Prefix, null, inlineCompletions: true));
-            Print(settings, backlog, results, latency, inlineLatency, total.Elapsed);
+            // Twice, in processes of their own, with .NET's defaults: on DBSync's own replication connection, and on Npgsql's.
+            string[] Latency(ReplicationTransport transport) =>
+                ["latency", pgbench.Executable, settings.LatencyRate.ToString(CultureInfo.InvariantCulture), settings.LatencySeconds.ToString(CultureInfo.InvariantCulture), transport.ToString()];
+            var latency = LatencyResult.Parse(await RunChildAsync(Latency(ReplicationTransport.Auto), connectionString, LatencyResult.Prefix, null));
+            var npgsqlLatency = LatencyResult.Parse(await RunChildAsync(Latency(ReplicationTransport.Npgsql), connectionString, LatencyResult.Prefix, null));
+            Print(settings, backlog, results, latency, npgsqlLatency, total.Elapsed);
         }
         finally
         {
@@ -95,10 +96,10 @@ internal static partial class FullRun
 
     /// <summary>One .NET drain in a child process of its own, which measures itself.</summary>
     private static async Task<DrainResult> DotnetDrainAsync(string consumer, string connectionString, string slot, Backlog backlog)
-        => DrainResult.Parse(await RunChildAsync(["drain", consumer, slot, backlog.End.ToString()], connectionString, DrainResult.Prefix, slot, inlineCompletions: false));
+        => DrainResult.Parse(await RunChildAsync(["drain", consumer, slot, backlog.End.ToString()], connectionString, DrainResult.Prefix, slot));
 
     /// <summary>This program in a child process; returns the line of its output that starts with <paramref name="prefix"/>.</summary>
-    private static async Task<string> RunChildAsync(IEnumerable<string> childArguments, string connectionString, string prefix, string? traceName, bool inlineCompletions)
+    private static async Task<string> RunChildAsync(IEnumerable<string> childArguments, string connectionString, string prefix, string? traceName)
     {
         var start = new ProcessStartInfo(Environment.ProcessPath!) { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
         var arguments = new List<string>();
@@ -114,8 +115,6 @@ internal static partial class FullRun
         foreach (var argument in arguments)
             start.ArgumentList.Add(argument);
         start.Environment["DBSYNC_BENCH_CONNECTION"] = connectionString;
-        if (inlineCompletions)
-            start.Environment["DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS"] = "1";
         using var process = Process.Start(start) ?? throw new InvalidOperationException("Could not start the child process.");
         var output = process.StandardOutput.ReadToEndAsync();
         var errors = process.StandardError.ReadToEndAsync();
@@ -127,7 +126,7 @@ internal static partial class FullRun
     }
 
     private static void Print(StreamSettings settings, Backlog backlog, Dictionary<string, List<DrainResult>> results, LatencyResult latency,
-        LatencyResult inlineLatency, TimeSpan elapsed)
+        LatencyResult npgsqlLatency, TimeSpan elapsed)
     {
         double Median(IEnumerable<double> values)
         {
@@ -145,7 +144,7 @@ internal static partial class FullRun
         {
             Log($"{consumer,-16} {Median(runs.Select(r => r.WallSeconds)),8:0.000} {Median(runs.Select(r => r.CpuSeconds)),8:0.000} {Median(runs.Select(r => r.UserSeconds)),8:0.000} {Median(runs.Select(r => r.AllocatedBytes / (double)backlog.Rows)),9:0.0}   {Runs(runs.Select(r => r.WallSeconds))} / {Runs(runs.Select(r => r.CpuSeconds))}");
         }
-        foreach (var (setting, result) in new[] { (".NET defaults", latency), ("DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS=1", inlineLatency) })
+        foreach (var (setting, result) in new[] { ("DBSync's replication connection", latency), ("DBSync on Npgsql's replication connection", npgsqlLatency) })
             Log($"latency, commit to handler, {setting}: {result.Transactions:N0} transactions at {result.Rate:N0} tx/s requested ({result.AchievedRate:N0} achieved): p50 {result.P50Milliseconds:0.00} ms, p99 {result.P99Milliseconds:0.00} ms, max {result.MaxMilliseconds:0.00} ms");
         Log($"benchmark program time: {elapsed.TotalSeconds:0} s");
         Log($"reproduce: benchmarks/run-e2e.sh {settings.ToArguments()}");

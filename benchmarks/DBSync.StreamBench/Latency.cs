@@ -28,7 +28,7 @@ internal static class Latency
 {
     private const string Slot = "dbsync_e2e_latency";
 
-    public static async Task<LatencyResult> MeasureAsync(string connectionString, Pgbench pgbench, int rate, int seconds)
+    public static async Task<LatencyResult> MeasureAsync(string connectionString, Pgbench pgbench, int rate, int seconds, ReplicationTransport transport)
     {
         var latencies = new long[(rate * seconds * 2) + 1024];
         var count = 0;
@@ -40,6 +40,7 @@ internal static class Latency
             SlotName = Slot,
             PublicationName = Backlog.Publication,
             InitialSnapshot = false,
+            ReplicationTransport = transport,
         });
         client.On<User>(_ => { });
         client.OnTransaction((tx, _) =>

@@ -2,12 +2,13 @@
 //
 //   DBSync.StreamBench [--rows N] [--batch N] [--updates N] [--rounds N] [--latency-rate N] [--latency-seconds N]
 //       on a throwaway PostgreSQL (or the server named by POSTGRES_*): builds the backlog once, drains copies of its slot
-//       with pg_recvlogical, Npgsql's pgoutput decoder and DBSync, alternating the order per round, then measures
-//       commit-to-handler latency at a steady rate; the last three lines printed are the ratios
-//   DBSync.StreamBench drain dbsync|npgsql|frames <slot> <end lsn>
+//       with pg_recvlogical, Npgsql's pgoutput decoder, DBSync and DBSync on Npgsql's replication connection, turning the
+//       order every round, then measures commit-to-handler latency at a steady rate; the last three lines printed are
+//       the ratios
+//   DBSync.StreamBench drain dbsync|dbsync-npgsql|npgsql <slot> <end lsn>
 //       child process of one .NET drain (connection string in DBSYNC_BENCH_CONNECTION); prints one drain-result line
-//   DBSync.StreamBench latency <pgbench> <rate> <seconds>
-//       child process of the latency measurement (same variable); prints one latency-result line
+//   DBSync.StreamBench latency <pgbench> <rate> <seconds> Auto|Npgsql
+//       child process of the latency measurement (same variable) on a replication transport; prints one latency-result line
 using System.Globalization;
 using DBSync.StreamBench;
 
@@ -18,7 +19,7 @@ if (args.Length > 0 && args[0] is "drain" or "latency")
     Console.WriteLine(args[0] == "drain"
         ? (await Drains.RunAsync(args[1], connectionString, args[2], NpgsqlTypes.NpgsqlLogSequenceNumber.Parse(args[3]))).ToLine()
         : (await Latency.MeasureAsync(connectionString, new DBSync.Bench.Pgbench(args[1], connectionString),
-            int.Parse(args[2], CultureInfo.InvariantCulture), int.Parse(args[3], CultureInfo.InvariantCulture))).ToLine());
+            int.Parse(args[2], CultureInfo.InvariantCulture), int.Parse(args[3], CultureInfo.InvariantCulture), Enum.Parse<DBSync.ReplicationTransport>(args[4]))).ToLine());
     return 0;
 }
 

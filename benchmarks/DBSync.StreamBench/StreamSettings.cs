@@ -7,7 +7,7 @@ internal sealed class StreamSettings
 {
     public const string Usage =
         "usage: DBSync.StreamBench [--rows N] [--batch N] [--updates N] [--rounds N] [--latency-rate N] [--latency-seconds N]\n" +
-        "       DBSync.StreamBench drain dbsync|npgsql <slot> <end lsn>   (child process; needs DBSYNC_BENCH_CONNECTION)";
+        "       DBSync.StreamBench drain dbsync|dbsync-npgsql|npgsql <slot> <end lsn>   (child process; needs DBSYNC_BENCH_CONNECTION)";
 
     /// <summary>users rows inserted into the backlog.</summary>
     public int Rows { get; private set; } = 1_000_000;
