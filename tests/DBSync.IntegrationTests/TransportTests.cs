@@ -32,17 +32,7 @@ public sealed class TransportTests(TlsServerFixture tls) : IClassFixture<TlsServ
             SslMode = sslMode,
             RootCertificate = tls.RootCertificate,
         }.ConnectionString;
-        var logs = new LogCapture();
-        await using var run = await StreamRun.StartAsync(connectionString, configure: o =>
-        {
-            o.ReplicationTransport = ReplicationTransport.Direct;
-            o.LoggerFactory = logs;
-        });
-
-        await db.ExecuteAsync("INSERT INTO Restaurant (id, name) VALUES ('r-1', 'over the wire')");
-        await run.WaitUntilAsync(r => r.Of<Restaurant>().Count == 1, "the insert");
-        Assert.Equal("over the wire", run.Recorder.Of<Restaurant>()[0].New!.Name);
-        Assert.Contains(logs.Entries, e => e.Id.Id == StreamStartedEvent && e.Text.Contains("over the direct replication connection", StringComparison.Ordinal));
+        await using var run = await StreamOneRowAsync(db, connectionString, ReplicationTransport.Direct, "direct");
 
         // The walsender's own view of its connection: TLS or not, and the role that logged in.
         await using var admin = await db.OpenAsync();
@@ -58,12 +48,7 @@ public sealed class TransportTests(TlsServerFixture tls) : IClassFixture<TlsServ
     {
         await using var db = await TestDatabase.CreateAsync(tls.Server);
         var logs = new LogCapture();
-        await using var run = await StreamRun.StartAsync(db.ConnectionString, configure: o =>
-        {
-            o.ReplicationTransport = ReplicationTransport.Auto;
-            o.LoggerFactory = logs;
-        });
-        Assert.Contains(logs.Entries, e => e.Id.Id == StreamStartedEvent && e.Text.Contains("over the direct replication connection", StringComparison.Ordinal));
+        await using var run = await StreamOneRowAsync(db, db.ConnectionString, ReplicationTransport.Auto, "direct", logs);
         Assert.False(logs.Has(DirectNotUsedEvent));
     }
 
@@ -72,16 +57,7 @@ public sealed class TransportTests(TlsServerFixture tls) : IClassFixture<TlsServ
     {
         await using var db = await TestDatabase.CreateAsync(tls.Server);
         var connectionString = new NpgsqlConnectionStringBuilder(db.ConnectionString) { Host = tls.Server.SocketDirectory }.ConnectionString;
-        var logs = new LogCapture();
-        await using var run = await StreamRun.StartAsync(connectionString, configure: o =>
-        {
-            o.ReplicationTransport = ReplicationTransport.Direct;
-            o.LoggerFactory = logs;
-        });
-
-        await db.ExecuteAsync("INSERT INTO Restaurant (id, name) VALUES ('r-1', 'over a unix socket')");
-        await run.WaitUntilAsync(r => r.Of<Restaurant>().Count == 1, "the insert");
-        Assert.Contains(logs.Entries, e => e.Id.Id == StreamStartedEvent && e.Text.Contains("direct", StringComparison.Ordinal));
+        await using var run = await StreamOneRowAsync(db, connectionString, ReplicationTransport.Direct, "direct");
         var clientAddress = await db.ScalarAsync<string?>(
             "SELECT coalesce(host(client_addr), 'local') FROM pg_stat_activity WHERE pid = (SELECT active_pid FROM pg_replication_slots WHERE slot_name = 'dbsync_test')");
         Assert.Equal("local", clientAddress);
@@ -138,18 +114,9 @@ public sealed class TransportTests(TlsServerFixture tls) : IClassFixture<TlsServ
         {
             var connectionString = new NpgsqlConnectionStringBuilder(db.ConnectionString) { Passfile = passfile }.ConnectionString;
             var logs = new LogCapture();
-            await using (var run = await StreamRun.StartAsync(connectionString, configure: o =>
-                         {
-                             o.ReplicationTransport = ReplicationTransport.Auto;
-                             o.LoggerFactory = logs;
-                         }))
-            {
-                await db.ExecuteAsync("INSERT INTO Restaurant (id, name) VALUES ('r-1', 'through npgsql')");
-                await run.WaitUntilAsync(r => r.Of<Restaurant>().Count == 1, "the insert");
+            await using (var run = await StreamOneRowAsync(db, connectionString, ReplicationTransport.Auto, "npgsql", logs))
                 await run.StopAsync();
-            }
             Assert.Contains(logs.Entries, e => e.Id.Id == DirectNotUsedEvent && e.Text.Contains("Passfile", StringComparison.Ordinal));
-            Assert.Contains(logs.Entries, e => e.Id.Id == StreamStartedEvent && e.Text.Contains("over the npgsql replication connection", StringComparison.Ordinal));
 
             var client = new DBSyncClient(new DBSyncOptions
             {
@@ -171,15 +138,7 @@ public sealed class TransportTests(TlsServerFixture tls) : IClassFixture<TlsServ
     public async Task Npgsql_WhenAsked_CarriesTheStream()
     {
         await using var db = await TestDatabase.CreateAsync(tls.Server);
-        var logs = new LogCapture();
-        await using var run = await StreamRun.StartAsync(db.ConnectionString, configure: o =>
-        {
-            o.ReplicationTransport = ReplicationTransport.Npgsql;
-            o.LoggerFactory = logs;
-        });
-        await db.ExecuteAsync("INSERT INTO Restaurant (id, name) VALUES ('r-1', 'npgsql')");
-        await run.WaitUntilAsync(r => r.Of<Restaurant>().Count == 1, "the insert");
-        Assert.Contains(logs.Entries, e => e.Id.Id == StreamStartedEvent && e.Text.Contains("over the npgsql replication connection", StringComparison.Ordinal));
+        await using var run = await StreamOneRowAsync(db, db.ConnectionString, ReplicationTransport.Npgsql, "npgsql");
     }
 
     [Theory]
@@ -204,6 +163,23 @@ public sealed class TransportTests(TlsServerFixture tls) : IClassFixture<TlsServ
         var changes = run.Recorder.Of<Restaurant>();
         Assert.Equal(["before", "large", "after"], changes.Select(c => c.New!.Id));
         Assert.Equal(expected, changes[1].New!.Description);
+    }
+
+    /// <summary>Starts a run on <paramref name="transport"/>, streams one inserted row and checks which replication
+    /// connection carried it (<paramref name="carriedBy"/>: "direct" or "npgsql"); the run stays open for more checks.</summary>
+    private static async Task<StreamRun> StreamOneRowAsync(TestDatabase db, string connectionString, ReplicationTransport transport, string carriedBy, LogCapture? logs = null)
+    {
+        logs ??= new LogCapture();
+        var run = await StreamRun.StartAsync(connectionString, configure: o =>
+        {
+            o.ReplicationTransport = transport;
+            o.LoggerFactory = logs;
+        });
+        await db.ExecuteAsync($"INSERT INTO Restaurant (id, name) VALUES ('r-1', 'carried by {carriedBy}')");
+        await run.WaitUntilAsync(r => r.Of<Restaurant>().Count == 1, "the insert");
+        Assert.Equal($"carried by {carriedBy}", run.Recorder.Of<Restaurant>()[0].New!.Name);
+        Assert.Contains(logs.Entries, e => e.Id.Id == StreamStartedEvent && e.Text.Contains($"over the {carriedBy} replication connection", StringComparison.Ordinal));
+        return run;
     }
 
     private static DirectSettings Settings(NpgsqlConnectionStringBuilder builder)
