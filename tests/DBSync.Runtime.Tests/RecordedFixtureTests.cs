@@ -153,11 +153,14 @@ public sealed class RecordedFixtureTests
                 PgTypeOids.Timestamp => SyncColumnType.DateTime,
                 PgTypeOids.TimestampTz => SyncColumnType.DateTimeOffset,
                 PgTypeOids.Uuid => SyncColumnType.Guid,
-                PgTypeOids.TextArray => SyncColumnType.StringArray,
+                PgTypeOids.TextArray => SyncColumnType.String,
                 _ => null,
             };
             if (type is not null)
-                columns.Add(new SyncColumnInfo(c.Name, c.Name, type.Value, isNullable: true, keyOrder: c.IsKey ? columns.Count(x => x.IsKey) : -1));
+            {
+                columns.Add(new SyncColumnInfo(c.Name, c.Name, type.Value, isNullable: true, keyOrder: c.IsKey ? columns.Count(x => x.IsKey) : -1)
+                    { ArrayRank = c.TypeOid == PgTypeOids.TextArray ? 1 : 0, ElementIsNullable = true });
+            }
         }
         return ColumnBinding.Create(new SyncTableInfo(relation.Namespace, relation.Name, typeof(RecordedFixtureTests), [.. columns]), relation);
     }
@@ -169,7 +172,7 @@ public sealed class RecordedFixtureTests
         while (reader.TryReadNext(out var value))
         {
             var column = binding.Table.Columns[value.Target];
-            parts.Add($"{column.Name}={(value.IsNull ? "null" : Format(value, column.Type))}");
+            parts.Add($"{column.Name}={(value.IsNull ? "null" : column.ArrayRank == 1 ? FormatArray(value) : Format(value, column.Type))}");
         }
         return "{" + string.Join(", ", parts) + "}";
     }
@@ -186,7 +189,8 @@ public sealed class RecordedFixtureTests
         SyncColumnType.DateTime => value.ReadDateTime().ToString("o", CultureInfo.InvariantCulture),
         SyncColumnType.DateTimeOffset => value.ReadDateTimeOffset().ToString("o", CultureInfo.InvariantCulture),
         SyncColumnType.Guid => value.ReadGuid().ToString(),
-        SyncColumnType.StringArray => "[" + string.Join(", ", value.ReadStringArray().Select(s => s ?? "null")) + "]",
         _ => throw new ArgumentOutOfRangeException(nameof(type)),
     };
+
+    private static string FormatArray(TupleValue value) => "[" + string.Join(", ", value.ReadArray<string?, Frames.NullableString>().Select(s => s ?? "null")) + "]";
 }
