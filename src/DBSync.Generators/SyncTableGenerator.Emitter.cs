@@ -108,7 +108,7 @@ public sealed partial class SyncTableGenerator
                     1 => $"value.ReadArray<{c.ElementTypeDisplay}, {ElementReader(i)}>()",
                     _ => $"value.ReadArray<{c.TypeDisplay.TrimEnd('?')}, {c.ElementTypeDisplay}, {ElementReader(i)}>({c.ArrayRank.ToString(CultureInfo.InvariantCulture)})",
                 };
-                w.Line($"case {i.ToString(CultureInfo.InvariantCulture)}: {Local(i)} = {(c.IsNullable ? $"value.IsNull ? null : {read}" : read)}; break;");
+                w.Line($"case {i.ToString(CultureInfo.InvariantCulture)}: {Local(i)} = {(c.IsNullable ? OrNull(c.TypeDisplay, read) : read)}; break;");
             }
             w.Close();
             w.Close();
@@ -128,10 +128,14 @@ public sealed partial class SyncTableGenerator
                 var read = ScalarRead(c, enums);
                 w.Line();
                 w.Open($"private readonly struct {ElementReader(i)} : global::DBSync.Protocol.IElementReader<{c.ElementTypeDisplay}>");
-                w.Line($"public static {c.ElementTypeDisplay} Read(in global::DBSync.Protocol.TupleValue value) => {(c.ElementIsNullable ? $"value.IsNull ? null : {read}" : read)};");
+                w.Line($"public static {c.ElementTypeDisplay} Read(in global::DBSync.Protocol.TupleValue value) => {(c.ElementIsNullable ? OrNull(c.ElementTypeDisplay!, read) : read)};");
                 w.Close();
             }
         }
+
+        /// <summary>NULL as the typed default: a bare <c>null</c> would convert to ReadOnlyMemory&lt;byte&gt; (an empty one) through
+        /// its conversion from arrays, instead of to the nullable type.</summary>
+        private static string OrNull(string type, string read) => $"value.IsNull ? default({type}) : {read}";
 
         private static string ScalarRead(ColumnSpec c, List<EnumSpec> enums)
             => c.Enum is null ? $"value.Read{c.ColumnType}()" : $"value.ReadEnum({LabelsField(enums.IndexOf(c.Enum))})";

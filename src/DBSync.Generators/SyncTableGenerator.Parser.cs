@@ -206,7 +206,7 @@ public sealed partial class SyncTableGenerator
                 {
                     IArrayTypeSymbol array when IsByteArray(array) => "Bytes",
                     INamedTypeSymbol { TypeKind: TypeKind.Enum } => "Enum",
-                    INamedTypeSymbol named => named.ToDisplayString() switch
+                    INamedTypeSymbol named => named.WithNullableAnnotation(NullableAnnotation.NotAnnotated).ToDisplayString() switch
                     {
                         "System.DateOnly" => "DateOnly",
                         "System.TimeOnly" => "TimeOnly",

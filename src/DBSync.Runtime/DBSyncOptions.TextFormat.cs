@@ -7,5 +7,5 @@ public sealed partial class DBSyncOptions
     /// send them) and snapshot queries ask for text results. Both formats decode to the same values; the tests run every
     /// type through both against a real server with this switch.
     /// </summary>
-    internal bool TextFormat { get; init; }
+    internal bool TextFormat { get; set; }
 }

@@ -64,11 +64,12 @@ internal static class PgTextValues
         return value;
     }
 
-    /// <summary>Floating point as float4out/float8out write it: shortest round-trip digits, <c>NaN</c>, <c>Infinity</c>, <c>-Infinity</c>.</summary>
+    /// <summary>Floating point as float4out/float8out write it: shortest round-trip digits, <c>NaN</c>, <c>Infinity</c>,
+    /// <c>-Infinity</c>. NaN is PostgreSQL's own (a positive quiet NaN, as its binary format sends it), not .NET's.</summary>
     public static T ParseFloat<T>(ReadOnlySpan<byte> data, in TupleValue owner) where T : IFloatingPointIeee754<T>
     {
         if (data.SequenceEqual("NaN"u8))
-            return T.NaN;
+            return T.CopySign(T.NaN, T.One);
         if (data.SequenceEqual("Infinity"u8))
             return T.PositiveInfinity;
         if (data.SequenceEqual("-Infinity"u8))
