@@ -21,6 +21,10 @@ internal sealed class PgTypeCatalog
     /// for an array.</summary>
     private sealed record UserType(uint Oid, string Name, char Kind, uint BaseOid, uint ElementOid, string TypeName, string[] Labels);
 
+    /// <summary>Built-in types and the given enums (for decoding recorded frames without a database).</summary>
+    internal static PgTypeCatalog WithEnums(params (uint Oid, string Name)[] enums)
+        => new(enums.ToDictionary(e => e.Oid, e => new UserType(e.Oid, e.Name, 'e', 0, 0, e.Name, [])));
+
     /// <summary>How values of <paramref name="oid"/> decode, or null when DBSync cannot decode them.</summary>
     public PgColumnType? Resolve(uint oid)
     {
