@@ -35,6 +35,15 @@ internal static class Frames
         public byte[] ToArray() => [.. _bytes];
     }
 
+    /// <summary>A numeric in numeric_send's format: digit count, weight, sign, display scale, base-10000 digits.</summary>
+    public static byte[] Numeric(short weight, ushort sign, short scale, params short[] digits)
+    {
+        var b = new Builder('x').Int16((short)digits.Length).Int16(weight).Int16(unchecked((short)sign)).Int16(scale);
+        foreach (var d in digits)
+            b.Int16(d);
+        return b.ToArray()[1..];
+    }
+
     /// <summary>A one-column TupleData section: kind 't', 'b', 'n' or 'u' and the value bytes.</summary>
     public static byte[] Tuple(char kind, byte[]? value = null)
     {

@@ -8,14 +8,6 @@ namespace DBSync.Runtime.Tests;
 /// <summary>Decoders of the types beyond the seed's, on hand-built values: both formats must agree, to the bit.</summary>
 public sealed class TypeDecodingTests
 {
-    private static byte[] Numeric(short weight, ushort sign, short scale, params short[] digits)
-    {
-        var b = new Builder('x').Int16((short)digits.Length).Int16(weight).Int16(unchecked((short)sign)).Int16(scale);
-        foreach (var d in digits)
-            b.Int16(d);
-        return b.ToArray()[1..];
-    }
-
     [Theory]
     [InlineData(0, 0x0000, 2, new short[] { 10, 5000 }, "10.50")]
     [InlineData(0, 0x4000, 0, new short[] { 7 }, "-7")]

@@ -6,14 +6,6 @@ namespace DBSync.Runtime.Tests;
 
 public sealed class ValueDecodingTests
 {
-    private static byte[] Numeric(short weight, ushort sign, short scale, params short[] digits)
-    {
-        var b = new Builder('x').Int16((short)digits.Length).Int16(weight).Int16(unchecked((short)sign)).Int16(scale);
-        foreach (var d in digits)
-            b.Int16(d);
-        return b.ToArray()[1..];
-    }
-
     private static decimal BinaryNumeric(byte[] value) => Read('b', value, PgTypeOids.Numeric, SyncColumnType.Decimal, v => v.ReadDecimal());
 
     [Theory]

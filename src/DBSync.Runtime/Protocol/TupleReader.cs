@@ -281,27 +281,21 @@ public readonly ref struct TupleValue
     public ReadOnlyMemory<byte> ReadByteMemory() => ReadBytes();
 
     /// <summary>Reads json or jsonb into a document of its own (dispose it when done).</summary>
-    public System.Text.Json.JsonDocument ReadJsonDocument()
-    {
-        var reader = new System.Text.Json.Utf8JsonReader(JsonText());
-        try
-        {
-            return System.Text.Json.JsonDocument.ParseValue(ref reader);
-        }
-        catch (System.Text.Json.JsonException e)
-        {
-            Fail("is not valid JSON", e);
-            return null;
-        }
-    }
+    public System.Text.Json.JsonDocument ReadJsonDocument() => ParseJson(static (ref System.Text.Json.Utf8JsonReader reader) => System.Text.Json.JsonDocument.ParseValue(ref reader));
 
     /// <summary>Reads json or jsonb into an element that owns a copy of it.</summary>
-    public System.Text.Json.JsonElement ReadJsonElement()
+    public System.Text.Json.JsonElement ReadJsonElement() => ParseJson(static (ref System.Text.Json.Utf8JsonReader reader) => System.Text.Json.JsonElement.ParseValue(ref reader));
+
+    private delegate T JsonParser<out T>(ref System.Text.Json.Utf8JsonReader reader);
+
+    /// <summary>Parses json, or jsonb after its version byte; the parsers copy the text, which lives only as long as the frame.</summary>
+    private T ParseJson<T>(JsonParser<T> parse)
     {
-        var reader = new System.Text.Json.Utf8JsonReader(JsonText());
+        RequireValue();
+        var reader = new System.Text.Json.Utf8JsonReader(IsBinary && Scalar == PgTypeOids.Jsonb ? PgBinaryValues.JsonbText(_data, this) : _data);
         try
         {
-            return System.Text.Json.JsonElement.ParseValue(ref reader);
+            return parse(ref reader);
         }
         catch (System.Text.Json.JsonException e)
         {
@@ -360,12 +354,6 @@ public readonly ref struct TupleValue
     {
         RequireValue();
         return PgArrays.Read<TArray, T, TReader>(this, rank);
-    }
-
-    private ReadOnlySpan<byte> JsonText()
-    {
-        RequireValue();
-        return IsBinary && Scalar == PgTypeOids.Jsonb ? PgBinaryValues.JsonbText(_data, this) : _data;
     }
 
     private (System.Net.IPAddress Address, int Bits) ReadInet()

@@ -108,35 +108,29 @@ public sealed class TypeErrorTests(PostgresFixture fixture)
     }
 
     [Fact]
-    public async Task EnumMissingALabel_IsRefusedAtStartup_NamingTheLabels()
-    {
-        await using var db = await TestDatabase.CreateAsync(fixture.Server, seedSchema: false);
-        await db.ExecuteAsync("CREATE TYPE mood AS ENUM ('happy', 'sad', 'angry', 'bored'); CREATE TABLE mood_row (id int PRIMARY KEY, mood mood NOT NULL)");
-
-        var error = await Assert.ThrowsAsync<DBSyncConfigurationException>(() => StreamRun.StartAsync(db.ConnectionString, (client, recorder) => client.On<MoodRow>(c => recorder.Add(c))));
-        Assert.Contains("Enum mood of column \"mood\" of public.mood_row has label(s) 'angry', 'bored' that TwoMoods (property MoodRow.Mood) has no member for", error.Message, StringComparison.Ordinal);
-        Assert.Contains("[PgLabel(\"...\")]", error.Message, StringComparison.Ordinal);
-    }
+    public Task EnumMissingALabel_IsRefusedAtStartup_NamingTheLabels()
+        => AssertRefusedAtStartupAsync<MoodRow>("CREATE TYPE mood AS ENUM ('happy', 'sad', 'angry', 'bored'); CREATE TABLE mood_row (id int PRIMARY KEY, mood mood NOT NULL)",
+            "Enum mood of column \"mood\" of public.mood_row has label(s) 'angry', 'bored' that TwoMoods (property MoodRow.Mood) has no member for",
+            "[PgLabel(\"...\")]");
 
     [Fact]
-    public async Task GeneratedColumnMapped_IsRefusedAtStartup_WithTheFix()
-    {
-        await using var db = await TestDatabase.CreateAsync(fixture.Server, seedSchema: false);
-        await db.ExecuteAsync("CREATE TABLE generated_row (id int PRIMARY KEY, doubled int GENERATED ALWAYS AS (id * 2) STORED)");
-
-        var error = await Assert.ThrowsAsync<DBSyncConfigurationException>(() => StreamRun.StartAsync(db.ConnectionString, (client, recorder) => client.On<GeneratedRow>(c => recorder.Add(c))));
-        Assert.Contains("Column \"doubled\" of public.generated_row (property GeneratedRow.Doubled) is a generated column", error.Message, StringComparison.Ordinal);
-        Assert.Contains("Mark the property [SyncIgnore]", error.Message, StringComparison.Ordinal);
-    }
+    public Task GeneratedColumnMapped_IsRefusedAtStartup_WithTheFix()
+        => AssertRefusedAtStartupAsync<GeneratedRow>("CREATE TABLE generated_row (id int PRIMARY KEY, doubled int GENERATED ALWAYS AS (id * 2) STORED)",
+            "Column \"doubled\" of public.generated_row (property GeneratedRow.Doubled) is a generated column", "Mark the property [SyncIgnore]");
 
     [Fact]
-    public async Task PropertyOfAnotherType_IsRefusedAtStartup_ListingTheTypesThatFit()
+    public Task PropertyOfAnotherType_IsRefusedAtStartup_ListingTheTypesThatFit()
+        => AssertRefusedAtStartupAsync<FloatRow>("CREATE TABLE float_row (id int PRIMARY KEY, amount numeric NOT NULL)",
+            "Column \"amount\" of public.float_row has PostgreSQL type numeric, which property FloatRow.Amount (double) cannot hold",
+            "Properties that can hold it: decimal, string");
+
+    private async Task AssertRefusedAtStartupAsync<T>(string createSql, params string[] expected) where T : ISyncTable<T>
     {
         await using var db = await TestDatabase.CreateAsync(fixture.Server, seedSchema: false);
-        await db.ExecuteAsync("CREATE TABLE float_row (id int PRIMARY KEY, amount numeric NOT NULL)");
+        await db.ExecuteAsync(createSql);
 
-        var error = await Assert.ThrowsAsync<DBSyncConfigurationException>(() => StreamRun.StartAsync(db.ConnectionString, (client, recorder) => client.On<FloatRow>(c => recorder.Add(c))));
-        Assert.Contains("Column \"amount\" of public.float_row has PostgreSQL type numeric, which property FloatRow.Amount (double) cannot hold", error.Message, StringComparison.Ordinal);
-        Assert.Contains("Properties that can hold it: decimal, string", error.Message, StringComparison.Ordinal);
+        var error = await Assert.ThrowsAsync<DBSyncConfigurationException>(() => StreamRun.StartAsync(db.ConnectionString, (client, recorder) => client.On<T>(c => recorder.Add(c))));
+        foreach (var part in expected)
+            Assert.Contains(part, error.Message, StringComparison.Ordinal);
     }
 }

@@ -20,32 +20,13 @@ internal static class PgBinaryValues
     public const string OutsideDecimal = "outside the range or precision of decimal (about ±7.9e28, at most 28 decimal places). " +
         "Map the column to string, which holds every numeric exactly, or keep such values out of it";
 
-    /// <summary>
-    /// numeric: Int16 ndigits, Int16 weight (of the first base-10000 digit), UInt16 sign, Int16 display scale, then the
-    /// digits. The result keeps the display scale (10.50 stays 10.50); values decimal cannot hold exactly are an error.
-    /// </summary>
+    /// <summary>numeric: the header, then the base-10000 digits. The result keeps the display scale (10.50 stays 10.50);
+    /// values decimal cannot hold exactly are an error.</summary>
     public static decimal ReadNumeric(ReadOnlySpan<byte> data, in TupleValue owner)
     {
-        if (data.Length < 8)
-            owner.Fail($"is a truncated numeric ({data.Length} bytes)");
-        int digitCount = BinaryPrimitives.ReadInt16BigEndian(data);
-        int weight = BinaryPrimitives.ReadInt16BigEndian(data[2..]);
-        var sign = BinaryPrimitives.ReadUInt16BigEndian(data[4..]);
-        int displayScale = BinaryPrimitives.ReadInt16BigEndian(data[6..]);
-        switch (sign)
-        {
-            case NumericNaN:
-                owner.Fail("is NaN, which decimal cannot hold. Map the column to string, which holds NaN and infinities, or keep NaN out of it");
-                break;
-            case NumericPositiveInfinity or NumericNegativeInfinity:
-                owner.Fail($"is {(sign == NumericPositiveInfinity ? "Infinity" : "-Infinity")}, which decimal cannot hold. Map the column to string, which holds NaN and infinities, or keep infinities out of it");
-                break;
-            case not (NumericPositive or NumericNegative):
-                owner.Fail($"has an unknown numeric sign 0x{sign:x4}");
-                break;
-        }
-        if (data.Length != 8 + 2 * digitCount)
-            owner.Fail($"is a numeric of {data.Length} bytes with {digitCount} digits");
+        var (digitCount, weight, sign, displayScale) = NumericHeader(data, owner);
+        if (sign is not (NumericPositive or NumericNegative))
+            owner.Fail($"is {NumericText(data, owner)}, which decimal cannot hold. Map the column to string, which holds NaN and infinities, or keep such values out of it");
 
         UInt128 mantissa = 0;
         var scale = 0;
@@ -91,12 +72,7 @@ internal static class PgBinaryValues
     /// <summary>numeric as PostgreSQL's numeric_out writes it: <c>-1234.50</c>, <c>NaN</c>, <c>Infinity</c>, <c>-Infinity</c>.</summary>
     public static string NumericText(ReadOnlySpan<byte> data, in TupleValue owner)
     {
-        if (data.Length < 8)
-            owner.Fail($"is a truncated numeric ({data.Length} bytes)");
-        int digitCount = BinaryPrimitives.ReadInt16BigEndian(data);
-        int weight = BinaryPrimitives.ReadInt16BigEndian(data[2..]);
-        var sign = BinaryPrimitives.ReadUInt16BigEndian(data[4..]);
-        int displayScale = BinaryPrimitives.ReadInt16BigEndian(data[6..]);
+        var (digitCount, weight, sign, displayScale) = NumericHeader(data, owner);
         switch (sign)
         {
             case NumericNaN:
@@ -105,12 +81,7 @@ internal static class PgBinaryValues
                 return "Infinity";
             case NumericNegativeInfinity:
                 return "-Infinity";
-            case not (NumericPositive or NumericNegative):
-                owner.Fail($"has an unknown numeric sign 0x{sign:x4}");
-                break;
         }
-        if (data.Length != 8 + 2 * digitCount)
-            owner.Fail($"is a numeric of {data.Length} bytes with {digitCount} digits");
 
         static int Digit(ReadOnlySpan<byte> data, int count, int index) => index >= 0 && index < count ? BinaryPrimitives.ReadUInt16BigEndian(data[(8 + 2 * index)..]) : 0;
         var text = new StringBuilder(sign == NumericNegative ? "-" : "");
@@ -134,6 +105,21 @@ internal static class PgBinaryValues
             text.Append(fraction.ToString(0, displayScale));
         }
         return text.ToString();
+    }
+
+    /// <summary>numeric_send's header (Int16 ndigits, Int16 weight of the first base-10000 digit, UInt16 sign, Int16 display
+    /// scale), checked: a known sign, and for a number as many digits as the length says.</summary>
+    private static (int DigitCount, int Weight, ushort Sign, int DisplayScale) NumericHeader(ReadOnlySpan<byte> data, in TupleValue owner)
+    {
+        if (data.Length < 8)
+            owner.Fail($"is a truncated numeric ({data.Length} bytes)");
+        int digitCount = BinaryPrimitives.ReadInt16BigEndian(data);
+        var sign = BinaryPrimitives.ReadUInt16BigEndian(data[4..]);
+        if (sign is not (NumericPositive or NumericNegative or NumericNaN or NumericPositiveInfinity or NumericNegativeInfinity))
+            owner.Fail($"has an unknown numeric sign 0x{sign:x4}");
+        if (sign is NumericPositive or NumericNegative && data.Length != 8 + 2 * digitCount)
+            owner.Fail($"is a numeric of {data.Length} bytes with {digitCount} digits");
+        return (digitCount, BinaryPrimitives.ReadInt16BigEndian(data[2..]), sign, BinaryPrimitives.ReadInt16BigEndian(data[6..]));
     }
 
     /// <summary>money: an Int64 count of cents (DBSync's sessions set lc_monetary = C, which has two decimal places).</summary>
