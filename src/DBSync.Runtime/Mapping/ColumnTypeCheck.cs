@@ -1,3 +1,4 @@
+using DBSync.Protocol;
 using Npgsql;
 
 namespace DBSync.Mapping;
@@ -15,6 +16,7 @@ internal static class ColumnTypeCheck
     {
         var types = await PgTypeCatalog.LoadAsync(connection, tables, cancellationToken).ConfigureAwait(false);
         var problems = new List<string>();
+        int? moneyDigits = null;
         foreach (var table in tables)
         {
             var columns = new Dictionary<string, (uint Type, string Generated)>(StringComparer.Ordinal);
@@ -44,14 +46,27 @@ internal static class ColumnTypeCheck
                                  "(and compute it in C# if you need it).");
                     continue;
                 }
+                PgColumnType resolved;
                 try
                 {
-                    ColumnBinding.Resolve(table, column, found.Type, types);
+                    resolved = ColumnBinding.Resolve(table, column, found.Type, types);
                 }
                 catch (SchemaMismatchException e)
                 {
                     problems.Add(e.Message);
                     continue;
+                }
+                if (resolved.Scalar == PgTypeOids.Money)
+                {
+                    // A money value is an integer count of the smallest unit of the lc_monetary it was written under; DBSync
+                    // reads two decimal places (lc_monetary = C). Another number of places would shift every value.
+                    moneyDigits ??= await MoneyDigitsAsync(connection, cancellationToken).ConfigureAwait(false);
+                    if (moneyDigits != 2)
+                    {
+                        problems.Add($"Column \"{column.Name}\" of {table.DisplayName} (property {property}) is money, whose values this database's " +
+                                     $"lc_monetary counts in units of 10^-{moneyDigits}; DBSync reads money with two decimal places. " +
+                                     $"Change the column to numeric (ALTER TABLE {table.QualifiedName} ALTER COLUMN {SyncTableInfo.QuoteIdentifier(column.Name)} TYPE numeric), or mark the property [SyncIgnore].");
+                    }
                 }
                 if (column.EnumLabels is { } labels && types.EnumOf(found.Type) is var (enumName, pgLabels))
                 {
@@ -69,5 +84,12 @@ internal static class ColumnTypeCheck
         if (problems.Count > 0)
             throw new DBSyncConfigurationException(string.Join(Environment.NewLine, problems));
         return types;
+    }
+
+    /// <summary>The decimal places of money under the session's (by default the database's) lc_monetary.</summary>
+    private static async Task<int> MoneyDigitsAsync(NpgsqlConnection connection, CancellationToken cancellationToken)
+    {
+        await using var command = new NpgsqlCommand("SELECT scale('1'::money::numeric)", connection);
+        return (int)(await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!;
     }
 }
