@@ -43,7 +43,8 @@ public enum SyncColumnType
     JsonDocument,
     /// <summary><see cref="System.Text.Json.JsonElement"/>, from <c>json</c> or <c>jsonb</c>.</summary>
     JsonElement,
-    /// <summary>A C# enum, from a PostgreSQL enum, by label (<see cref="PgLabelAttribute"/>, or the member name in snake_case).</summary>
+    /// <summary>A C# enum, from a PostgreSQL enum (or labels in <c>text</c> or <c>varchar</c>), by label
+    /// (<see cref="PgLabelAttribute"/>, or the member name in snake_case).</summary>
     Enum,
     /// <summary><see cref="System.Net.IPAddress"/>, from <c>inet</c> or <c>cidr</c> holding a single address (a full-length mask).</summary>
     IPAddress,

@@ -105,6 +105,16 @@ public sealed class TypeDecodingTests
     }
 
     [Fact]
+    public void Enum_FromLabelsOfAnEnumOrText_AndAnUnknownLabelNamesTheFix()
+    {
+        var labels = new PgEnumLabels<Feeling>(["happy", "sad"], [Feeling.Happy, Feeling.Sad]);
+        Assert.Equal(Feeling.Sad, Read('b', "sad"u8.ToArray(), PgTypeOids.AnyEnum, SyncColumnType.Enum, v => v.ReadEnum(labels)));
+        Assert.Equal(Feeling.Happy, ReadText("happy", PgTypeOids.Text, SyncColumnType.Enum, v => v.ReadEnum(labels)));
+        var error = Assert.Throws<DecodeException>(() => ReadText("Happy", PgTypeOids.Varchar, SyncColumnType.Enum, v => v.ReadEnum(labels)));
+        Assert.Contains("'Happy' is not a label of Feeling (labels: happy, sad). Add a member for it, with [PgLabel(\"Happy\")] when its name differs", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void MultiDimensionalArrays_BothFormats_RowMajor()
     {
         var text = Read('t', "{{1,NULL,3},{4,5,6}}"u8.ToArray(), 1007, SyncColumnType.Int32, 2, true, v => v.ReadArray<int?[,], int?, NullableInt>(2));
