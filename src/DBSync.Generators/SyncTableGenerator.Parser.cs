@@ -222,6 +222,7 @@ public sealed partial class SyncTableGenerator
                         "DBSync.PgTimestamp" => "PgTimestamp",
                         "DBSync.PgTimeTz" => "PgTimeTz",
                         "DBSync.PgInterval" => "PgInterval",
+                        "DBSync.PgInet" => "PgInet",
                         _ => null,
                     },
                     _ => null,

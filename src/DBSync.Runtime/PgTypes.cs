@@ -225,6 +225,20 @@ public readonly record struct PgInterval(int Months, int Days, long Microseconds
     }
 }
 
+/// <summary>A PostgreSQL <c>inet</c> or <c>cidr</c> exactly: an address and its mask length, host bits included
+/// (<c>192.168.0.1/24</c>, an interface address on its network), which neither <see cref="System.Net.IPAddress"/> nor
+/// <see cref="System.Net.IPNetwork"/> holds.</summary>
+/// <param name="Address">The address.</param>
+/// <param name="PrefixLength">The mask length: 32 (IPv4) or 128 (IPv6) for a single address.</param>
+public readonly record struct PgInet(System.Net.IPAddress Address, int PrefixLength)
+{
+    /// <summary>PostgreSQL's text: the address, and <c>/bits</c> unless the mask is the full length.</summary>
+    public override string ToString()
+        => PrefixLength == (Address.AddressFamily == System.Net.Sockets.AddressFamily.InterNetwork ? 32 : 128)
+            ? Address.ToString()
+            : string.Create(CultureInfo.InvariantCulture, $"{Address}/{PrefixLength}");
+}
+
 /// <summary>PostgreSQL's calendar: the proleptic Gregorian calendar with astronomical years (1 BC is year 0), counted in
 /// days since 2000-01-01.</summary>
 internal static class PgCalendar

@@ -58,4 +58,6 @@ public enum SyncColumnType
     PgTimeTz,
     /// <summary><see cref="DBSync.PgInterval"/>, from <c>interval</c>: months, days and microseconds, exactly.</summary>
     PgInterval,
+    /// <summary><see cref="DBSync.PgInet"/>, from <c>inet</c> or <c>cidr</c>: the address and its mask length, exactly.</summary>
+    PgInet,
 }

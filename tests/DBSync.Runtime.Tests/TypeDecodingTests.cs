@@ -83,10 +83,11 @@ public sealed class TypeDecodingTests
         Assert.Equal(IPAddress.Parse("192.168.0.1"), ReadText("192.168.0.1", PgTypeOids.Inet, SyncColumnType.IPAddress, v => v.ReadIPAddress()));
         Assert.Equal(IPAddress.Parse("::1"), Read('b', [3, 128, 0, 16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1], PgTypeOids.Inet, SyncColumnType.IPAddress, v => v.ReadIPAddress()));
         Assert.Equal(IPNetwork.Parse("10.0.0.0/8"), Read('b', [2, 8, 1, 4, 10, 0, 0, 0], PgTypeOids.Cidr, SyncColumnType.IPNetwork, v => v.ReadIPNetwork()));
-        Assert.Contains("is 10.0.0.0/8, a network, which IPAddress cannot hold. Map the column to System.Net.IPNetwork", Assert.Throws<DecodeException>(() =>
+        Assert.Contains("is 10.0.0.0/8, a network, which IPAddress cannot hold. Map the column to System.Net.IPNetwork, or to DBSync.PgInet", Assert.Throws<DecodeException>(() =>
             ReadText("10.0.0.0/8", PgTypeOids.Cidr, SyncColumnType.IPAddress, v => v.ReadIPAddress())).Message, StringComparison.Ordinal);
-        Assert.Contains("bits set right of its mask", Assert.Throws<DecodeException>(() =>
+        Assert.Contains("bits set right of its mask, which IPNetwork cannot hold. Map the column to DBSync.PgInet", Assert.Throws<DecodeException>(() =>
             ReadText("192.168.0.1/24", PgTypeOids.Inet, SyncColumnType.IPNetwork, v => v.ReadIPNetwork())).Message, StringComparison.Ordinal);
+        Assert.Equal(new PgInet(IPAddress.Parse("192.168.0.1"), 24), Read('b', [2, 24, 0, 4, 192, 168, 0, 1], PgTypeOids.Inet, SyncColumnType.PgInet, v => v.ReadPgInet()));
     }
 
     [Theory]

@@ -9,7 +9,7 @@ internal static class DiagnosticDescriptors
 
     public const string SupportedTypes =
         "bool, short, int, long, float, double, decimal, string, DateOnly, TimeOnly, DateTime, DateTimeOffset, TimeSpan, Guid, byte[], " +
-        "ReadOnlyMemory<byte>, JsonDocument, JsonElement, IPAddress, IPNetwork, enums, DBSync.PgDate, PgTimestamp, PgTimeTz, PgInterval, " +
+        "ReadOnlyMemory<byte>, JsonDocument, JsonElement, IPAddress, IPNetwork, enums, DBSync.PgDate, PgTimestamp, PgTimeTz, PgInterval, PgInet, " +
         "arrays of these (T[], T[,], ...; T?[] for NULL elements), and Nullable<T> of the value types";
 
     public static readonly DiagnosticDescriptor NotPartial = new(

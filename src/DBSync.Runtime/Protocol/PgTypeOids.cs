@@ -118,7 +118,7 @@ internal static class PgTypeOids
         SyncColumnType.Bytes or SyncColumnType.ByteMemory => oid == Bytea,
         SyncColumnType.JsonDocument or SyncColumnType.JsonElement => oid is Json or Jsonb,
         SyncColumnType.Enum => oid is AnyEnum or Text or Varchar, // labels stored as text decode the same way
-        SyncColumnType.IPAddress or SyncColumnType.IPNetwork => oid is Inet or Cidr,
+        SyncColumnType.IPAddress or SyncColumnType.IPNetwork or SyncColumnType.PgInet => oid is Inet or Cidr,
         _ => false,
     };
 }

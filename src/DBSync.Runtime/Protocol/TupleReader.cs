@@ -322,7 +322,7 @@ public readonly ref struct TupleValue
     {
         var (address, bits) = ReadInet();
         if (bits != address.GetAddressBytes().Length * 8)
-            Fail($"is {address}/{bits}, a network, which IPAddress cannot hold. Map the column to System.Net.IPNetwork");
+            Fail($"is {address}/{bits}, a network, which IPAddress cannot hold. Map the column to System.Net.IPNetwork, or to DBSync.PgInet");
         return address;
     }
 
@@ -335,9 +335,16 @@ public readonly ref struct TupleValue
         for (var bit = bits; bit < length * 8; bit++)
         {
             if ((bytes[bit / 8] & (0x80 >> (bit % 8))) != 0)
-                Fail($"is {address}/{bits}, an address with bits set right of its mask, which IPNetwork cannot hold. Map the column to IPAddress if it holds single addresses");
+                Fail($"is {address}/{bits}, an address with bits set right of its mask, which IPNetwork cannot hold. Map the column to DBSync.PgInet, which holds the address and its mask length");
         }
         return new System.Net.IPNetwork(address, bits);
+    }
+
+    /// <summary>Reads an inet or cidr exactly: the address and its mask length.</summary>
+    public PgInet ReadPgInet()
+    {
+        var (address, bits) = ReadInet();
+        return new PgInet(address, bits);
     }
 
     /// <summary>Reads a one-dimensional array (an empty one of any dimensions too); <typeparamref name="TReader"/> reads

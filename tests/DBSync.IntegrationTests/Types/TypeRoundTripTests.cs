@@ -89,6 +89,8 @@ public sealed class TypeRoundTripTests(PostgresFixture fixture)
             ("'2001:db8::ff00:42:8329/128'", IPAddress.Parse("2001:db8::ff00:42:8329"))),
         C("cidr", r => r.Cidr, ("'10.0.0.0/8'", IPNetwork.Parse("10.0.0.0/8")), ("'2001:db8::/32'", IPNetwork.Parse("2001:db8::/32")),
             ("'0.0.0.0/0'", IPNetwork.Parse("0.0.0.0/0"))),
+        C("inet_exact", r => r.InetExact, ("'192.168.0.1/24'", new PgInet(IPAddress.Parse("192.168.0.1"), 24)), ("'10.1.2.3'", new PgInet(IPAddress.Parse("10.1.2.3"), 32)),
+            ("'2001:db8::1/64'", new PgInet(IPAddress.Parse("2001:db8::1"), 64))),
         C("posint", r => r.Posint, ("1", 1), ("2147483647", int.MaxValue)),
         C("int4_array", r => r.Int4Array, ("'{}'", (int?[])[]), ("'{1,NULL,-2147483648}'", (int?[])[1, null, int.MinValue]), ("'[0:1]={7,8}'", (int?[])[7, 8])),
         C("int4_matrix", r => r.Int4Matrix, ("'{{1,NULL},{3,4}}'", new int?[,] { { 1, null }, { 3, 4 } }), ("'{}'", new int?[0, 0]),

@@ -30,7 +30,7 @@ public partial class TypeRow
             timestamptz timestamptz, timestamptz_utc timestamptz, timestamptz_exact timestamptz,
             interval interval, interval_exact interval,
             json json, json_text jsonb, jsonb jsonb, jsonb_element jsonb,
-            mood mood, mood_text mood, inet inet, cidr cidr, posint posint,
+            mood mood, mood_text mood, inet inet, cidr cidr, inet_exact inet, posint posint,
             int4_array int[], int4_matrix int[], int4_cube int[], int4_strict int[],
             text_array text[], varchar_array varchar[], citext_array citext[], mood_array mood[],
             numeric_array numeric[], money_array money[], float4_array real[], float8_array float8[],
@@ -84,6 +84,7 @@ public partial class TypeRow
     public string? MoodText { get; set; }
     public IPAddress? Inet { get; set; }
     public IPNetwork? Cidr { get; set; }
+    public PgInet? InetExact { get; set; }
     public int? Posint { get; set; }
 
     public int?[]? Int4Array { get; set; }
