@@ -20,6 +20,18 @@ ensure_postgres() {
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq postgresql >/dev/null
 }
 
+# Native AOT (the sample's publish test) links with clang and zlib.
+ensure_aot_toolchain() {
+  if command -v clang >/dev/null 2>&1 && { [ -e /usr/lib/x86_64-linux-gnu/libz.so ] || [ -e /usr/lib/aarch64-linux-gnu/libz.so ] || [ -e /usr/lib/libz.so ]; }; then
+    return
+  fi
+  echo "clang or zlib (for the Native AOT publish test) not found; installing them with apt-get." >&2
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq clang zlib1g-dev >/dev/null
+}
+
 ensure_dotnet() {
   command -v dotnet >/dev/null 2>&1 || { echo "The .NET 10 SDK is required (dotnet not found on PATH)." >&2; exit 1; }
 }
@@ -33,6 +45,7 @@ case "${1:-}" in
   test)
     ensure_dotnet
     ensure_postgres
+    ensure_aot_toolchain
     log=$(mktemp)
     status=0
     dotnet test DBSync.sln -c Release 2>&1 | tee "$log" || status=$?

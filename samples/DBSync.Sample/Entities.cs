@@ -26,7 +26,7 @@ public partial class User
 
     public string? Address { get; set; }
 
-    public string[]? Interests { get; set; }
+    public string?[]? Interests { get; set; }
 }
 
 /// <summary>A restaurant (varchar primary key).</summary>
@@ -44,7 +44,7 @@ public partial class Restaurant
 
     public int? Rating { get; set; }
 
-    public string[]? Tags { get; set; }
+    public string?[]? Tags { get; set; }
 }
 
 /// <summary>A user's visit to a restaurant (composite primary key).</summary>

@@ -1,5 +1,6 @@
 // DBSync sample: creates the seed schema (Users, Restaurant, Visit), streams its changes as typed events and prints
-// them while it writes inserts, updates and deletes, then takes a snapshot of the three tables (rows arrive as Read).
+// them while it writes inserts, updates and deletes, then takes a snapshot of the tables (rows arrive as Read). A fourth table, dish, shows the richer
+// types (an enum, money, interval, jsonb, arrays, bytea, an infinite timestamptz).
 //
 //   dotnet run --project samples/DBSync.Sample
 //
@@ -19,6 +20,7 @@ var database = await server.CreateDatabaseAsync("dbsync_sample");
 try
 {
     await server.ExecuteAsync(await File.ReadAllTextAsync(Path.Combine(AppContext.BaseDirectory, "seed-schema.sql")), database);
+    await server.ExecuteAsync(Dish.CreateSql, database);
     await RunSampleAsync(server.ConnectionStringFor(database));
 }
 finally
@@ -28,7 +30,7 @@ finally
 
 static async Task RunSampleAsync(string connectionString)
 {
-    const int expectedChanges = 11; // 7 inserts, 3 updates, 1 delete
+    const int expectedChanges = 13; // 8 inserts, 4 updates, 1 delete
     var received = 0;
     var snapshotsDone = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
     var allReceived = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -69,6 +71,15 @@ static async Task RunSampleAsync(string connectionString)
                               $"amount_spent={(change.Kind == ChangeKind.Delete ? "(key only)" : visit.AmountSpent.ToString("0.00"))}   xid={change.Xid} lsn={change.Lsn}");
             Count();
         })
+        .On<Dish>(change =>
+        {
+            var dish = change.Row!;
+            Console.WriteLine($"{change.Kind,-8} dish       id={dish.Id} name={dish.Name} spice={dish.Spice} price={dish.Price:0.00} " +
+                              $"prep_time={dish.PrepTime?.ToString() ?? "null"} options=[{string.Join(", ", dish.SpiceOptions ?? [])}] " +
+                              $"stock={dish.StockByDayAndShift?.GetLength(0) ?? 0}x{dish.StockByDayAndShift?.GetLength(1) ?? 0} " +
+                              $"nutrition={dish.Nutrition?.GetRawText() ?? "null"} available_until={dish.AvailableUntil}   xid={change.Xid} lsn={change.Lsn}");
+            Count();
+        })
         .OnTransaction((tx, _) =>
         {
             Console.WriteLine($"-- commit xid={tx.Xid} changes={tx.ChangeCount} commit_lsn={tx.CommitLsn} at {tx.CommitTime:HH:mm:ss.fff}");
@@ -93,7 +104,7 @@ static async Task RunSampleAsync(string connectionString)
     var run = client.RunAsync(stop.Token);
     await Task.WhenAny(client.Streaming, run);
     await client.Streaming; // surfaces a setup error (wal_level, privileges, missing tables) with its message
-    // The slot is new, so the initial snapshot (on by default) reads the three tables first: they are still empty.
+    // The slot is new, so the initial snapshot (on by default) reads the four tables first: they are still empty.
     await snapshotsDone.Task.WaitAsync(TimeSpan.FromSeconds(60));
     snapshotsDone = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
     Console.WriteLine("Streaming; writing changes...");
@@ -118,6 +129,12 @@ static async Task RunSampleAsync(string connectionString)
             "UPDATE Restaurant SET rating = 5, tags = array_append(tags, 'cozy') WHERE id = 'r-tofu'",
             "UPDATE Visit SET amount_spent = amount_spent + 1.25 WHERE user_id = 1 AND restaurant_id = 'r-tofu'",
             "DELETE FROM Visit WHERE user_id = 2",
+            """
+            INSERT INTO dish (id, restaurant_id, name, spice, price, calories, prep_time, served_from, nutrition, spice_options, stock_by_day_and_shift, photo)
+            VALUES (1, 'r-tofu', 'Soondubu jjigae 🌶', 'hot', 11.50, 'NaN', '25 minutes', '11:30', '{"protein_g": 21, "vegan": false}',
+                    '{mild,"extra hot",NULL}', '{{10,8},{12,NULL}}', '\x89504e47')
+            """,
+            "UPDATE dish SET spice = 'extra hot', prep_time = prep_time + interval '5 minutes', available_until = '2027-01-01 00:00+00' WHERE id = 1",
         ];
         foreach (var sql in statements)
         {
@@ -135,8 +152,8 @@ static async Task RunSampleAsync(string connectionString)
     }
 
     // The full current state of every table, read in chunks while the stream runs (DBLog): each row arrives as a Read.
-    Console.WriteLine("Snapshot of all three tables:");
-    await client.SnapshotAsync([SnapshotTable.Of<User>(), SnapshotTable.Of<Restaurant>(), SnapshotTable.Of<Visit>()]);
+    Console.WriteLine("Snapshot of all four tables:");
+    await client.SnapshotAsync([SnapshotTable.Of<User>(), SnapshotTable.Of<Restaurant>(), SnapshotTable.Of<Visit>(), SnapshotTable.Of<Dish>()]);
 
     await stop.CancelAsync();
     await run;

@@ -1,5 +1,6 @@
 using System;
 using System.Collections.Generic;
+using System.Globalization;
 using System.Linq;
 using DBSync.Generators.Helpers;
 using DBSync.Generators.Model;
@@ -37,13 +38,14 @@ public sealed partial class SyncTableGenerator
             w.Line();
             w.Line($"static global::DBSync.SyncTableInfo {contract}.TableInfo => __dbsync_tableInfo;");
             w.Line();
-            WriteDecodeTuple(w, entity, contract);
+            WriteRead(w, entity, $"static {entity.FullTypeName} {contract}.DecodeTuple(ref global::DBSync.Protocol.TupleReader tuple)", "tuple");
             w.Line();
-            WriteReadRow(w, entity, contract);
+            WriteRead(w, entity, $"static {entity.FullTypeName} {contract}.ReadRow(ref global::DBSync.Protocol.SnapshotRowReader row)", "row");
             w.Line();
             WriteKeyEquals(w, entity, contract);
             w.Line();
             WriteKeyHash(w, entity, contract);
+            WriteElementReaders(w, entity);
 
             w.Close();
             foreach (var _ in entity.ContainingTypes)
@@ -53,6 +55,17 @@ public sealed partial class SyncTableGenerator
 
         private static void WriteTableInfo(SourceWriter w, EntitySpec entity)
         {
+            // Enum label tables first: static fields initialize in textual order, and the table info refers to them.
+            var enums = Enums(entity);
+            for (var i = 0; i < enums.Count; i++)
+            {
+                var e = enums[i];
+                w.Line($"private static readonly global::DBSync.PgEnumLabels<{e.FullName}> {LabelsField(i)} = new global::DBSync.PgEnumLabels<{e.FullName}>(");
+                w.Line($"    new string[] {{ {string.Join(", ", e.Members.Select(m => NameConversions.Literal(m.Label)))} }},");
+                w.Line($"    new {e.FullName}[] {{ {string.Join(", ", e.Members.Select(m => $"{e.FullName}.{m.Member}"))} }});");
+                w.Line();
+            }
+
             w.Line("private static readonly global::DBSync.SyncTableInfo __dbsync_tableInfo = new global::DBSync.SyncTableInfo(");
             w.Line($"    {NameConversions.Literal(entity.Schema)}, {NameConversions.Literal(entity.Table)}, typeof({entity.FullTypeName}),");
             w.Line("    global::System.Collections.Immutable.ImmutableArray.Create(");
@@ -60,27 +73,42 @@ public sealed partial class SyncTableGenerator
             {
                 var c = entity.Columns[i];
                 var separator = i == entity.Columns.Count - 1 ? "));" : ",";
+                var init = new List<string>();
+                if (c.ArrayRank > 0)
+                    init.Add($"ArrayRank = {c.ArrayRank.ToString(CultureInfo.InvariantCulture)}");
+                if (c.ElementIsNullable)
+                    init.Add("ElementIsNullable = true");
+                if (c.Enum is not null)
+                    init.Add($"EnumLabels = {LabelsField(enums.IndexOf(c.Enum))}");
+                init.Add($"ClrTypeName = {NameConversions.Literal(c.ClrTypeName)}");
                 w.Line($"        new global::DBSync.SyncColumnInfo({NameConversions.Literal(c.ColumnName)}, {NameConversions.Literal(c.PropertyName)}, " +
-                       $"global::DBSync.SyncColumnType.{c.ColumnType}, {(c.IsNullable ? "true" : "false")}, {c.KeyOrder}){separator}");
+                       $"global::DBSync.SyncColumnType.{c.ColumnType}, {(c.IsNullable ? "true" : "false")}, {c.KeyOrder.ToString(CultureInfo.InvariantCulture)}) " +
+                       $"{{ {string.Join(", ", init)} }}{separator}");
             }
         }
 
-        private static void WriteDecodeTuple(SourceWriter w, EntitySpec entity, string contract)
+        /// <summary>The stream's decoder and the snapshot's row reader: the same loop over values, from another reader.</summary>
+        private static void WriteRead(SourceWriter w, EntitySpec entity, string signature, string reader)
         {
-            w.Open($"static {entity.FullTypeName} {contract}.DecodeTuple(ref global::DBSync.Protocol.TupleReader tuple)");
+            var enums = Enums(entity);
+            w.Open(signature);
             for (var i = 0; i < entity.Columns.Count; i++)
             {
                 var c = entity.Columns[i];
-                var isReference = c.ColumnType is "String" or "StringArray";
-                w.Line($"{c.TypeDisplay} {Local(i)} = default{(isReference && !c.IsNullable ? "!" : "")};");
+                w.Line($"{c.TypeDisplay} {Local(i)} = default{(c.IsReferenceType && !c.IsNullable ? "!" : "")};");
             }
-            w.Open("while (tuple.TryReadNext(out var value))");
+            w.Open($"while ({reader}.TryReadNext(out var value))");
             w.Open("switch (value.Target)");
             for (var i = 0; i < entity.Columns.Count; i++)
             {
                 var c = entity.Columns[i];
-                var read = $"value.Read{c.ColumnType}()";
-                w.Line($"case {i}: {Local(i)} = {(c.IsNullable ? $"value.IsNull ? null : {read}" : read)}; break;");
+                var read = c.ArrayRank switch
+                {
+                    0 => ScalarRead(c, enums),
+                    1 => $"value.ReadArray<{c.ElementTypeDisplay}, {ElementReader(i)}>()",
+                    _ => $"value.ReadArray<{c.TypeDisplay.TrimEnd('?')}, {c.ElementTypeDisplay}, {ElementReader(i)}>({c.ArrayRank.ToString(CultureInfo.InvariantCulture)})",
+                };
+                w.Line($"case {i.ToString(CultureInfo.InvariantCulture)}: {Local(i)} = {(c.IsNullable ? OrNull(c.TypeDisplay, read) : read)}; break;");
             }
             w.Close();
             w.Close();
@@ -88,25 +116,36 @@ public sealed partial class SyncTableGenerator
             w.Close();
         }
 
-        private static void WriteReadRow(SourceWriter w, EntitySpec entity, string contract)
+        /// <summary>One element reader per array property: the scalar read of its element type, NULL allowed or not.</summary>
+        private static void WriteElementReaders(SourceWriter w, EntitySpec entity)
         {
-            w.Open($"static {entity.FullTypeName} {contract}.ReadRow(ref global::DBSync.Protocol.SnapshotRowReader row)");
+            var enums = Enums(entity);
             for (var i = 0; i < entity.Columns.Count; i++)
             {
                 var c = entity.Columns[i];
-                var read = $"row.Read{c.ColumnType}({i})";
-                w.Line($"{c.TypeDisplay} {Local(i)} = {(c.IsNullable ? $"row.IsNull({i}) ? null : {read}" : read)};");
+                if (c.ArrayRank == 0)
+                    continue;
+                var read = ScalarRead(c, enums);
+                w.Line();
+                w.Open($"private readonly struct {ElementReader(i)} : global::DBSync.Protocol.IElementReader<{c.ElementTypeDisplay}>");
+                w.Line($"public static {c.ElementTypeDisplay} Read(in global::DBSync.Protocol.TupleValue value) => {(c.ElementIsNullable ? OrNull(c.ElementTypeDisplay!, read) : read)};");
+                w.Close();
             }
-            w.Line($"return {Construct(entity, Local)};");
-            w.Close();
         }
+
+        /// <summary>NULL as the typed default: a bare <c>null</c> would convert to ReadOnlyMemory&lt;byte&gt; (an empty one) through
+        /// its conversion from arrays, instead of to the nullable type.</summary>
+        private static string OrNull(string type, string read) => $"value.IsNull ? default({type}) : {read}";
+
+        private static string ScalarRead(ColumnSpec c, List<EnumSpec> enums)
+            => c.Enum is null ? $"value.Read{c.ColumnType}()" : $"value.ReadEnum({LabelsField(enums.IndexOf(c.Enum))})";
 
         private static void WriteKeyEquals(SourceWriter w, EntitySpec entity, string contract)
         {
             var keys = Keys(entity);
             var comparisons = string.Join(" && ", keys.Select(k => k.ColumnType == "String"
                 ? $"string.Equals(x.{k.PropertyName}, y.{k.PropertyName}, global::System.StringComparison.Ordinal)"
-                : $"x.{k.PropertyName} == y.{k.PropertyName}"));
+                : $"global::System.Collections.Generic.EqualityComparer<{k.TypeDisplay}>.Default.Equals(x.{k.PropertyName}, y.{k.PropertyName})"));
             w.Open($"static bool {contract}.KeyEquals({entity.FullTypeName} x, {entity.FullTypeName} y)");
             if (!entity.IsValueType)
             {
@@ -121,7 +160,7 @@ public sealed partial class SyncTableGenerator
         {
             var parts = Keys(entity).Select(k => k.ColumnType == "String"
                 ? $"global::System.StringComparer.Ordinal.GetHashCode(value.{k.PropertyName} ?? \"\")"
-                : $"value.{k.PropertyName}.GetHashCode()").ToList();
+                : $"global::System.Collections.Generic.EqualityComparer<{k.TypeDisplay}>.Default.GetHashCode(value.{k.PropertyName}{(k.IsReferenceType ? "!" : "")})").ToList();
             w.Open($"static int {contract}.GetKeyHashCode({entity.FullTypeName} value)");
             if (parts.Count == 1)
             {
@@ -141,6 +180,14 @@ public sealed partial class SyncTableGenerator
             w.Close();
         }
 
+        /// <summary>The distinct enums of the entity's properties, in column order.</summary>
+        private static List<EnumSpec> Enums(EntitySpec entity)
+            => entity.Columns.Where(c => c.Enum is not null).Select(c => c.Enum!).Distinct().ToList();
+
+        private static string LabelsField(int index) => "__dbsync_labels" + index.ToString(CultureInfo.InvariantCulture);
+
+        private static string ElementReader(int column) => "__dbsync_Element" + column.ToString(CultureInfo.InvariantCulture);
+
         private static IEnumerable<ColumnSpec> Keys(EntitySpec entity) => entity.Columns.Where(c => c.KeyOrder >= 0).OrderBy(c => c.KeyOrder);
 
         /// <summary>A constructor call with the columns it takes, then an object initializer for the rest (init properties included).</summary>
@@ -154,6 +201,6 @@ public sealed partial class SyncTableGenerator
             return $"new {entity.FullTypeName}({arguments}){initializer}";
         }
 
-        private static string Local(int index) => "__c" + index.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        private static string Local(int index) => "__c" + index.ToString(CultureInfo.InvariantCulture);
     }
 }

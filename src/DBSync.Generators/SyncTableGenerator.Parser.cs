@@ -20,7 +20,12 @@ public sealed partial class SyncTableGenerator
         private const string PrimaryKeyAttribute = "DBSync.PrimaryKeyAttribute";
         private const string SyncIgnoreAttribute = "DBSync.SyncIgnoreAttribute";
 
+        private const string PgLabelAttribute = "DBSync.PgLabelAttribute";
+
         private static readonly SymbolDisplayFormat s_typeFormat = SymbolDisplayFormat.FullyQualifiedFormat
+            .AddMiscellaneousOptions(SymbolDisplayMiscellaneousOptions.IncludeNullableReferenceTypeModifier);
+
+        private static readonly SymbolDisplayFormat s_messageFormat = SymbolDisplayFormat.MinimallyQualifiedFormat
             .AddMiscellaneousOptions(SymbolDisplayMiscellaneousOptions.IncludeNullableReferenceTypeModifier);
 
         public static ParseResult Parse(GeneratorAttributeSyntaxContext context, CancellationToken cancellationToken)
@@ -63,12 +68,10 @@ public sealed partial class SyncTableGenerator
                     hasUnresolvedTypes = true;
                     continue;
                 }
-                if (!TryClassify(property.Type, property.NullableAnnotation, out var columnType, out var isNullable))
-                {
-                    diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.UnsupportedType, propertyLocation,
-                        type.Name, property.Name, property.Type.ToDisplayString(SymbolDisplayFormat.MinimallyQualifiedFormat)));
+                var shape = Classify(property.Type, property.NullableAnnotation, location: propertyLocation, type.Name, property.Name, diagnostics);
+                if (shape is null)
                     continue;
-                }
+                var isNullable = shape.IsNullable;
 
                 var keyOrder = -1;
                 var columnName = NameConversions.ToSnakeCase(property.Name);
@@ -83,6 +86,11 @@ public sealed partial class SyncTableGenerator
 
                 if (keyOrder >= 0 && isNullable)
                     diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.NullableKey, propertyLocation, type.Name, property.Name));
+                if (keyOrder >= 0 && (shape.ArrayRank > 0 || shape.ColumnType is "Bytes" or "ByteMemory" or "JsonDocument" or "JsonElement"))
+                {
+                    diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.UnsupportedKeyType, propertyLocation, type.Name, property.Name,
+                        property.Type.ToDisplayString(SymbolDisplayFormat.MinimallyQualifiedFormat)));
+                }
 
                 var duplicate = columns.FindIndex(c => c.ColumnName == columnName);
                 if (duplicate >= 0)
@@ -92,7 +100,9 @@ public sealed partial class SyncTableGenerator
                     continue;
                 }
 
-                columns.Add(new ColumnSpec(property.Name, columnName, columnType, property.Type.ToDisplayString(s_typeFormat), isNullable, keyOrder));
+                columns.Add(new ColumnSpec(property.Name, columnName, shape.ColumnType, property.Type.ToDisplayString(s_typeFormat),
+                    property.Type.ToDisplayString(s_messageFormat), isNullable, property.Type.IsReferenceType, keyOrder,
+                    shape.ArrayRank, shape.ElementTypeDisplay, shape.ElementIsNullable, shape.Enum));
                 columnLocations.Add(propertyLocation);
             }
 
@@ -138,43 +148,144 @@ public sealed partial class SyncTableGenerator
             || type is INamedTypeSymbol { OriginalDefinition.SpecialType: SpecialType.System_Nullable_T } n && n.TypeArguments[0].TypeKind == TypeKind.Error
             || type is IArrayTypeSymbol { ElementType.TypeKind: TypeKind.Error };
 
-        private static bool TryClassify(ITypeSymbol type, NullableAnnotation annotation, out string columnType, out bool isNullable)
+        /// <summary>How a property's type maps: its SyncColumnType (of the elements, for an array), nullability and rank.</summary>
+        private sealed record Shape(string ColumnType, bool IsNullable, int ArrayRank, string? ElementTypeDisplay, bool ElementIsNullable, EnumSpec? Enum);
+
+        /// <summary>Classifies a property type, or reports why it cannot be mapped (with the fix) and returns null.</summary>
+        private static Shape? Classify(ITypeSymbol type, NullableAnnotation annotation, Location? location, string typeName, string propertyName, List<DiagnosticInfo> diagnostics)
         {
-            isNullable = false;
+            var isNullable = IsNullable(ref type, annotation);
+            if (type is IArrayTypeSymbol array && !IsByteArray(array))
+            {
+                var element = array.ElementType;
+                var elementIsNullable = IsNullable(ref element, array.ElementNullableAnnotation);
+                if (element is IArrayTypeSymbol inner && !IsByteArray(inner))
+                {
+                    diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.UnsupportedType, location, typeName, propertyName,
+                        array.ToDisplayString(SymbolDisplayFormat.MinimallyQualifiedFormat), Hint(array)));
+                    return null;
+                }
+                var elementType = ScalarType(element, location, typeName, propertyName, diagnostics, out var elementEnum);
+                return elementType is null ? null : new Shape(elementType, isNullable, array.Rank, array.ElementType.ToDisplayString(s_typeFormat), elementIsNullable, elementEnum);
+            }
+
+            var scalar = ScalarType(type, location, typeName, propertyName, diagnostics, out var enumSpec);
+            return scalar is null ? null : new Shape(scalar, isNullable, 0, null, false, enumSpec);
+        }
+
+        /// <summary>Unwraps Nullable&lt;T&gt;; whether the type accepts NULL (a reference type unless annotated not-null).</summary>
+        private static bool IsNullable(ref ITypeSymbol type, NullableAnnotation annotation)
+        {
             if (type is INamedTypeSymbol { OriginalDefinition.SpecialType: SpecialType.System_Nullable_T } nullable)
             {
                 type = nullable.TypeArguments[0];
-                isNullable = true;
+                return true;
             }
-            else if (type.IsReferenceType)
-            {
-                // Annotated, or written in a nullable-oblivious context: NULL is a legal value.
-                isNullable = annotation != NullableAnnotation.NotAnnotated;
-            }
+            // Annotated, or written in a nullable-oblivious context: NULL is a legal value.
+            return type.IsReferenceType && annotation != NullableAnnotation.NotAnnotated;
+        }
 
-            columnType = type.SpecialType switch
+        private static bool IsByteArray(IArrayTypeSymbol array) => array is { Rank: 1, ElementType.SpecialType: SpecialType.System_Byte };
+
+        /// <summary>The SyncColumnType member of a scalar type, or null after reporting a diagnostic.</summary>
+        private static string? ScalarType(ITypeSymbol type, Location? location, string typeName, string propertyName, List<DiagnosticInfo> diagnostics, out EnumSpec? enumSpec)
+        {
+            enumSpec = null;
+            var name = type.SpecialType switch
             {
                 SpecialType.System_Boolean => "Boolean",
                 SpecialType.System_Int16 => "Int16",
                 SpecialType.System_Int32 => "Int32",
                 SpecialType.System_Int64 => "Int64",
+                SpecialType.System_Single => "Single",
+                SpecialType.System_Double => "Double",
                 SpecialType.System_Decimal => "Decimal",
                 SpecialType.System_String => "String",
                 SpecialType.System_DateTime => "DateTime",
                 _ => type switch
                 {
-                    IArrayTypeSymbol { Rank: 1, ElementType.SpecialType: SpecialType.System_String } => "StringArray",
-                    INamedTypeSymbol named => named.ToDisplayString() switch
+                    IArrayTypeSymbol array when IsByteArray(array) => "Bytes",
+                    INamedTypeSymbol { TypeKind: TypeKind.Enum } => "Enum",
+                    INamedTypeSymbol named => named.WithNullableAnnotation(NullableAnnotation.NotAnnotated).ToDisplayString() switch
                     {
                         "System.DateOnly" => "DateOnly",
+                        "System.TimeOnly" => "TimeOnly",
                         "System.DateTimeOffset" => "DateTimeOffset",
+                        "System.TimeSpan" => "TimeSpan",
                         "System.Guid" => "Guid",
-                        _ => "",
+                        "System.ReadOnlyMemory<byte>" => "ByteMemory",
+                        "System.Text.Json.JsonDocument" => "JsonDocument",
+                        "System.Text.Json.JsonElement" => "JsonElement",
+                        "System.Net.IPAddress" => "IPAddress",
+                        "System.Net.IPNetwork" => "IPNetwork",
+                        "DBSync.PgDate" => "PgDate",
+                        "DBSync.PgTimestamp" => "PgTimestamp",
+                        "DBSync.PgTimeTz" => "PgTimeTz",
+                        "DBSync.PgInterval" => "PgInterval",
+                        "DBSync.PgInet" => "PgInet",
+                        _ => null,
                     },
-                    _ => "",
+                    _ => null,
                 },
             };
-            return columnType.Length > 0;
+
+            if (name == "Enum")
+            {
+                enumSpec = EnumOf((INamedTypeSymbol)type, location, typeName, propertyName, diagnostics);
+                return enumSpec is null ? null : name;
+            }
+            if (name is null)
+            {
+                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.UnsupportedType, location, typeName, propertyName,
+                    type.ToDisplayString(SymbolDisplayFormat.MinimallyQualifiedFormat), Hint(type)));
+            }
+            return name;
+        }
+
+        /// <summary>A fix for a type DBSync does not map, when there is an obvious one.</summary>
+        private static string Hint(ITypeSymbol type) => type.SpecialType switch
+        {
+            SpecialType.System_Byte or SpecialType.System_SByte or SpecialType.System_UInt16 or SpecialType.System_UInt32 or SpecialType.System_UInt64 =>
+                " PostgreSQL has no unsigned or one-byte integers: use short, int, long or decimal.",
+            SpecialType.System_Char => " Use string for char(1).",
+            SpecialType.System_Object => " Declare the column's type.",
+            _ => type switch
+            {
+                IArrayTypeSymbol => " For a multi-dimensional array use T[,] (T[,,], ...), not an array of arrays.",
+                INamedTypeSymbol { IsGenericType: true } named when named.AllInterfaces.Any(i => i.OriginalDefinition.SpecialType == SpecialType.System_Collections_Generic_IEnumerable_T) =>
+                    " Use an array (T[]) for a PostgreSQL array.",
+                _ when type.ToDisplayString() is "System.Text.Json.Nodes.JsonNode" or "System.Text.Json.Nodes.JsonObject" or "System.Text.Json.Nodes.JsonArray" =>
+                    " Use JsonElement, JsonDocument or string for json and jsonb.",
+                _ when type.ToDisplayString() is "System.Int128" or "System.UInt128" or "System.Numerics.BigInteger" or "System.Half" =>
+                    " Use decimal, or string for numeric values outside decimal's range.",
+                _ => "",
+            },
+        };
+
+        /// <summary>The members and labels of an enum, or null after reporting why it cannot map to a PostgreSQL enum.</summary>
+        private static EnumSpec? EnumOf(INamedTypeSymbol type, Location? location, string typeName, string propertyName, List<DiagnosticInfo> diagnostics)
+        {
+            var display = type.ToDisplayString(SymbolDisplayFormat.MinimallyQualifiedFormat);
+            if (type.GetAttributes().Any(a => a.AttributeClass?.ToDisplayString() == "System.FlagsAttribute"))
+            {
+                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.FlagsEnum, location, typeName, propertyName, display));
+                return null;
+            }
+
+            var members = new List<EnumMemberSpec>();
+            foreach (var field in type.GetMembers().OfType<IFieldSymbol>().Where(f => f.HasConstantValue))
+            {
+                var label = field.GetAttributes().FirstOrDefault(a => a.AttributeClass?.ToDisplayString() == PgLabelAttribute)?
+                    .ConstructorArguments.FirstOrDefault().Value as string ?? NameConversions.ToSnakeCase(field.Name);
+                var clash = members.FirstOrDefault(m => m.Label == label);
+                if (clash is not null)
+                {
+                    diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.DuplicateEnumLabel, location, clash.Member, field.Name, display, label));
+                    return null;
+                }
+                members.Add(new EnumMemberSpec(field.Name, label));
+            }
+            return new EnumSpec(type.ToDisplayString(SymbolDisplayFormat.FullyQualifiedFormat), new EquatableArray<EnumMemberSpec>(members));
         }
 
         /// <summary>The mapped columns a constructor takes, in parameter order; empty for a parameterless constructor; null when none fits.</summary>

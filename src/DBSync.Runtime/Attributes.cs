@@ -34,3 +34,12 @@ public sealed class PrimaryKeyAttribute : Attribute
 /// <summary>Excludes a property from the mapping: it is neither decoded nor required to exist as a column.</summary>
 [AttributeUsage(AttributeTargets.Property, Inherited = false, AllowMultiple = false)]
 public sealed class SyncIgnoreAttribute : Attribute;
+
+/// <summary>The PostgreSQL enum label of a C# enum member; without it the label is the member name in snake_case
+/// (<c>VeryHappy</c> is <c>very_happy</c>). Labels are case-sensitive.</summary>
+[AttributeUsage(AttributeTargets.Field, Inherited = false, AllowMultiple = false)]
+public sealed class PgLabelAttribute(string label) : Attribute
+{
+    /// <summary>The enum label.</summary>
+    public string Label { get; } = label;
+}

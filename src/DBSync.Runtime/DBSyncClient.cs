@@ -203,6 +203,11 @@ public sealed class DBSyncClient
         {
             var tables = _tables.Values.Select(r => r.Table).ToArray();
             var server = await ReplicationSetup.PrepareAsync(_options, tables, _logger, _snapshots.PrepareNewSlotAsync, cancellationToken).ConfigureAwait(false);
+            foreach (var registration in _tables.Values)
+            {
+                registration.Types = server.Types;
+                registration.TextFormat = _options.TextFormat;
+            }
             if (!server.SlotCreated)
                 await _snapshots.LoadAsync(cancellationToken).ConfigureAwait(false);
 

@@ -36,22 +36,40 @@ public sealed class SyncColumnInfo
     /// <summary>The position of this column in <see cref="SyncTableInfo.Columns"/>.</summary>
     public int Index { get; internal set; }
 
+    /// <summary>0 for a scalar property; the number of dimensions of an array property (<c>int[]</c> 1, <c>int[,]</c> 2).
+    /// <see cref="Type"/> is then the element type and <see cref="IsNullable"/> says whether the array itself may be NULL.</summary>
+    public int ArrayRank { get; init; }
+
+    /// <summary>Whether the elements of an array property may be NULL (<c>int?[]</c>, <c>string?[]</c>).</summary>
+    public bool ElementIsNullable { get; init; }
+
+    /// <summary>The labels of an enum property's members.</summary>
+    public PgEnumLabels? EnumLabels { get; init; }
+
     /// <summary>The C# spelling of the property type, for messages.</summary>
-    public string ClrTypeName => Type switch
+    public string ClrTypeName
+    {
+        get => field ?? ScalarName + (ArrayRank > 0 ? (ElementIsNullable && !IsReference ? "?" : "") + "[" + new string(',', ArrayRank - 1) + "]" : "") + (IsNullable ? "?" : "");
+        init;
+    }
+
+    private bool IsReference => Type is SyncColumnType.String or SyncColumnType.Bytes or SyncColumnType.JsonDocument or SyncColumnType.IPAddress;
+
+    private string ScalarName => Type switch
     {
         SyncColumnType.Boolean => "bool",
         SyncColumnType.Int16 => "short",
         SyncColumnType.Int32 => "int",
         SyncColumnType.Int64 => "long",
+        SyncColumnType.Single => "float",
+        SyncColumnType.Double => "double",
         SyncColumnType.Decimal => "decimal",
         SyncColumnType.String => "string",
-        SyncColumnType.DateOnly => "DateOnly",
-        SyncColumnType.DateTime => "DateTime",
-        SyncColumnType.DateTimeOffset => "DateTimeOffset",
-        SyncColumnType.Guid => "Guid",
-        SyncColumnType.StringArray => "string[]",
+        SyncColumnType.Bytes => "byte[]",
+        SyncColumnType.ByteMemory => "ReadOnlyMemory<byte>",
+        SyncColumnType.Enum => EnumLabels?.EnumName ?? "enum",
         _ => Type.ToString(),
-    } + (IsNullable ? "?" : "");
+    } + (ArrayRank > 0 && ElementIsNullable && IsReference ? "?" : "");
 }
 
 /// <summary>Identity and columns of a table mapped by a <see cref="SyncTableAttribute"/> type.</summary>

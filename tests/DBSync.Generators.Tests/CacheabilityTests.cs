@@ -13,7 +13,7 @@ public sealed class CacheabilityTests
     public void UnrelatedEdit_LeavesEveryTrackedStepCachedOrUnchanged()
     {
         // One faulty entity too, so the Diagnostics step has something to cache.
-        var compilation = GeneratorHarness.Compile(GeneratorHarness.SeedEntities,
+        var compilation = GeneratorHarness.Compile(GeneratorHarness.SeedEntities, GeneratorHarness.TypeRowEntity,
             "using DBSync; [SyncTable(\"bad\")] public partial class Keyless { public int Id { get; set; } }");
         var driver = GeneratorHarness.CreateDriver().RunGenerators(compilation);
         var first = driver.GetRunResult().Results.Single();
@@ -37,7 +37,7 @@ public sealed class CacheabilityTests
     [Fact]
     public void PipelineValues_HoldNoSymbolsSyntaxOrCompilation()
     {
-        var driver = GeneratorHarness.CreateDriver().RunGenerators(GeneratorHarness.Compile(GeneratorHarness.SeedEntities,
+        var driver = GeneratorHarness.CreateDriver().RunGenerators(GeneratorHarness.Compile(GeneratorHarness.SeedEntities, GeneratorHarness.TypeRowEntity,
             "using DBSync; [SyncTable(\"bad\")] public partial class Keyless { public int Id { get; set; } }"));
         var result = driver.GetRunResult().Results.Single();
 

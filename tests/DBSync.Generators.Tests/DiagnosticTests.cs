@@ -24,9 +24,45 @@ public sealed class DiagnosticTests
     {
         var diagnostic = AssertSingle("[SyncTable(\"t\")] public partial class T1 { [PrimaryKey] public int Id { get; set; } public System.Uri Link { get; set; } = null!; }",
             "DBSYNC003", "Link", "Property 'T1.Link' has type 'Uri'");
-        Assert.Contains("bool, short, int, long, decimal, string, DateOnly, DateTime, DateTimeOffset, Guid, string[]", diagnostic.GetMessage(), StringComparison.Ordinal);
+        Assert.Contains("bool, short, int, long, float, double, decimal, string, DateOnly, TimeOnly, DateTime, DateTimeOffset, TimeSpan, Guid, byte[]", diagnostic.GetMessage(), StringComparison.Ordinal);
+        Assert.Contains("arrays of these (T[], T[,], ...; T?[] for NULL elements)", diagnostic.GetMessage(), StringComparison.Ordinal);
         Assert.Contains("[SyncIgnore]", diagnostic.GetMessage(), StringComparison.Ordinal);
     }
+
+    [Theory]
+    [InlineData("int[][]", "Use T[,] (T[,,], ...), not an array of arrays")]
+    [InlineData("uint", "PostgreSQL has no unsigned or one-byte integers: use short, int, long or decimal")]
+    [InlineData("System.Collections.Generic.List<string>", "Use an array (T[]) for a PostgreSQL array")]
+    [InlineData("System.Text.Json.Nodes.JsonNode", "Use JsonElement, JsonDocument or string for json and jsonb")]
+    [InlineData("System.Numerics.BigInteger", "Use decimal, or string for numeric values outside decimal's range")]
+    [InlineData("object", "Declare the column's type")]
+    public void UnsupportedPropertyType_ReportsDBSYNC003WithTheFix(string type, string fix)
+    {
+        var diagnostic = AssertSingle($"[SyncTable(\"t\")] public partial class T1 {{ [PrimaryKey] public int Id {{ get; set; }} public {type} Value {{ get; set; }} = default!; }}",
+            "DBSYNC003", "Value", "Property 'T1.Value' has type");
+        Assert.Contains(fix.Replace("Use T[,]", "For a multi-dimensional array use T[,]", StringComparison.Ordinal), diagnostic.GetMessage(), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void TwoEnumMembersWithOneLabel_ReportsDBSYNC009NamingBoth()
+        => AssertSingle("public enum Mood { Happy, [PgLabel(\"happy\")] Glad } [SyncTable(\"t\")] public partial class T7 { [PrimaryKey] public int Id { get; set; } public Mood Mood { get; set; } }",
+            "DBSYNC009", "Mood", "Members 'Happy' and 'Glad' of enum 'Mood' both have the PostgreSQL label 'happy'");
+
+    [Fact]
+    public void FlagsEnum_ReportsDBSYNC010WithTheFix()
+    {
+        var diagnostic = AssertSingle("[Flags] public enum Access { Read = 1, Write = 2 } [SyncTable(\"t\")] public partial class T8 { [PrimaryKey] public int Id { get; set; } public Access[] Rights { get; set; } = []; }",
+            "DBSYNC010", "Rights", "Property 'T8.Rights' has [Flags] enum type 'Access'");
+        Assert.Contains("map the column to an integer property", diagnostic.GetMessage(), StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("int[]")]
+    [InlineData("byte[]")]
+    [InlineData("System.Text.Json.JsonElement")]
+    public void KeyOfATypeWithoutValueEquality_ReportsDBSYNC011(string type)
+        => AssertSingle($"[SyncTable(\"t\")] public partial class T9 {{ [PrimaryKey] public {type} Id {{ get; set; }} = default!; }}",
+            "DBSYNC011", "Id", "Primary key property 'T9.Id' has type");
 
     [Fact]
     public void TwoPropertiesOnOneColumn_ReportsDBSYNC004NamingBoth()

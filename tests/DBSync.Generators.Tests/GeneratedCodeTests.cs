@@ -17,6 +17,17 @@ public sealed class GeneratedCodeTests
     }
 
     [Fact]
+    public void EntityWithEveryType_GeneratedCode_MatchesCheckedInSnapshot_AndCompilesWithoutWarnings()
+    {
+        var (output, diagnostics, sources) = GeneratorHarness.Run(GeneratorHarness.TypeRowEntity);
+
+        Assert.Empty(diagnostics);
+        var problems = output.GetDiagnostics().Where(d => d.Severity >= DiagnosticSeverity.Warning).ToList();
+        Assert.True(problems.Count == 0, string.Join("\n", problems));
+        Snapshot.Match(sources["DBSync.IntegrationTests.Types.TypeRow.SyncTable.g.cs"], "TypeRow");
+    }
+
+    [Fact]
     public void GeneratedCode_ForEveryEntityShape_CompilesWithoutErrorsOrWarnings()
     {
         const string shapes = """

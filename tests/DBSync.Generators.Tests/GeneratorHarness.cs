@@ -41,6 +41,10 @@ internal static class GeneratorHarness
     public static string SeedEntities { get; } =
         "global using System;\n" + File.ReadAllText(Path.Combine(RepositoryRoot(), "samples", "DBSync.Sample", "Entities.cs")); // the sample has implicit usings
 
+    /// <summary>The integration tests' entity with a property of every mapped type (its one definition).</summary>
+    public static string TypeRowEntity { get; } =
+        "global using System;\n" + File.ReadAllText(Path.Combine(RepositoryRoot(), "tests", "DBSync.IntegrationTests", "Types", "TypeRow.cs"));
+
     public static string RepositoryRoot([System.Runtime.CompilerServices.CallerFilePath] string path = "")
         => Path.GetFullPath(Path.Combine(Path.GetDirectoryName(path)!, "..", ".."));
 }

@@ -66,9 +66,9 @@ public partial class AllTypes
 
     public Guid? UidN { get; set; }
 
-    public string[] Tags { get; set; } = [];
+    public string?[] Tags { get; set; } = [];
 
-    public string[]? TagsN { get; set; }
+    public string?[]? TagsN { get; set; }
 
     [SyncIgnore]
     public string Computed => $"{Id}:{Label}";

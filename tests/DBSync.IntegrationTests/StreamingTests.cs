@@ -40,10 +40,10 @@ public sealed class StreamingTests(PostgresFixture fixture)
         Assert.Null(ada.Homepage);
         Assert.Equal(new DateOnly(1815, 12, 10), ada.DateOfBirth);
         Assert.Equal("London", ada.Address);
-        Assert.Equal(["math", null!, "engines", "", "with \"quotes\", commas"], ada.Interests!);
+        Assert.Equal((IEnumerable<string?>)["math", null, "engines", "", "with \"quotes\", commas"], (IEnumerable<string?>)ada.Interests!);
         var grace = users[1].New!;
-        Assert.Equal((2, "Grace", (DateOnly?)null, (string[]?)null), (grace.Id, grace.FirstName, grace.DateOfBirth, grace.Interests));
-        Assert.Equal(("ada@lovelace.example", (string[]?)null), (users[2].New!.Email, users[2].New!.Interests));
+        Assert.Equal((2, "Grace", (DateOnly?)null, (string?[]?)null), (grace.Id, grace.FirstName, grace.DateOfBirth, grace.Interests));
+        Assert.Equal(("ada@lovelace.example", (string?[]?)null), (users[2].New!.Email, users[2].New!.Interests));
         Assert.Equal(OldRowKind.None, users[2].OldRowKind);
         Assert.Equal(OldRowKind.Key, users[3].OldRowKind);
         Assert.Equal(2, users[3].Old!.Id);
@@ -54,7 +54,7 @@ public sealed class StreamingTests(PostgresFixture fixture)
         Assert.Equal(("r-1", "Tofu House", (string?)null, "Seoul", (int?)4), (restaurants[0].New!.Id, restaurants[0].New!.Name, restaurants[0].New!.Description, restaurants[0].New!.Address, restaurants[0].New!.Rating));
         Assert.Empty(restaurants[0].New!.Tags!);
         Assert.Null(restaurants[1].New!.Rating);
-        Assert.Equal(["korean"], restaurants[1].New!.Tags!);
+        Assert.Equal((IEnumerable<string?>)["korean"], (IEnumerable<string?>)restaurants[1].New!.Tags!);
         Assert.Null(restaurants[2].Row);
 
         var visits = run.Recorder.Of<Visit>();
@@ -122,7 +122,7 @@ public sealed class StreamingTests(PostgresFixture fixture)
         Assert.Equal(DateTimeOffset.UnixEpoch, row.StampTzN);
         Assert.Equal(Guid.Parse("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"), row.Uid);
         Assert.Equal(Guid.Empty, row.UidN);
-        Assert.Equal(["x", null!], row.Tags);
+        Assert.Equal((IEnumerable<string?>)["x", null], (IEnumerable<string?>)row.Tags);
         Assert.Empty(row.TagsN!);
 
         var nulls = changes[1].New!;
@@ -195,7 +195,7 @@ public sealed class StreamingTests(PostgresFixture fixture)
         var update = run.Recorder.Of<Restaurant>()[0];
         Assert.Equal(OldRowKind.Full, update.OldRowKind);
         Assert.Equal(("r-1", "Tofu House", description, (int?)4), (update.Old!.Id, update.Old.Name, update.Old.Description, update.Old.Rating));
-        Assert.Equal(["a", "b"], update.Old.Tags!);
+        Assert.Equal((IEnumerable<string?>)["a", "b"], (IEnumerable<string?>)update.Old.Tags!);
         Assert.Equal(5, update.New!.Rating);
         Assert.True(update.IsUnchangedToast("description"));
 

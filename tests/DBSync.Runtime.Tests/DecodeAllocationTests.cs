@@ -63,15 +63,15 @@ public sealed class DecodeAllocationTests
     [return: System.Diagnostics.CodeAnalysis.NotNullIfNotNull(nameof(value))]
     private static string? Copy(string? value) => value is null || value.Length == 0 ? value : new string(value.AsSpan());
 
-    private static string[]? Copy(string[]? values)
+    private static string?[]? Copy(string?[]? values)
     {
         if (values is null)
             return null;
         if (values.Length == 0)
             return [];
-        var copy = new string[values.Length];
+        var copy = new string?[values.Length];
         for (var i = 0; i < values.Length; i++)
-            copy[i] = Copy(values[i])!;
+            copy[i] = Copy(values[i]);
         return copy;
     }
 }

@@ -35,6 +35,15 @@ internal static class Frames
         public byte[] ToArray() => [.. _bytes];
     }
 
+    /// <summary>A numeric in numeric_send's format: digit count, weight, sign, display scale, base-10000 digits.</summary>
+    public static byte[] Numeric(short weight, ushort sign, short scale, params short[] digits)
+    {
+        var b = new Builder('x').Int16((short)digits.Length).Int16(weight).Int16(unchecked((short)sign)).Int16(scale);
+        foreach (var d in digits)
+            b.Int16(d);
+        return b.ToArray()[1..];
+    }
+
     /// <summary>A one-column TupleData section: kind 't', 'b', 'n' or 'u' and the value bytes.</summary>
     public static byte[] Tuple(char kind, byte[]? value = null)
     {
@@ -58,9 +67,34 @@ internal static class Frames
     public static T ReadText<T>(string text, uint oid, SyncColumnType type, ValueReader<T> read)
         => Read('t', Encoding.UTF8.GetBytes(text), oid, type, read);
 
-    public static ColumnBinding Binding(uint oid, SyncColumnType type, bool nullable = false)
+    public static ColumnBinding Binding(uint oid, SyncColumnType type, bool nullable = false, int rank = 0, bool elementNullable = false)
     {
-        var table = new SyncTableInfo("public", "t", typeof(Frames), [new SyncColumnInfo("c", "C", type, nullable, 0)]);
+        var table = new SyncTableInfo("public", "t", typeof(Frames),
+            [new SyncColumnInfo("c", "C", type, nullable, 0) { ArrayRank = rank, ElementIsNullable = elementNullable }]);
         return ColumnBinding.Create(table, new RelationMessage(0, 16384, "public", "t", 'd', [new RelationColumn(true, "c", oid, -1)]));
+    }
+
+    /// <summary>Decodes one array value of PostgreSQL array type <paramref name="oid"/> into a property of <paramref name="rank"/>
+    /// dimensions of <paramref name="type"/> elements.</summary>
+    public static T Read<T>(char format, byte[] value, uint oid, SyncColumnType type, int rank, bool elementNullable, ValueReader<T> read)
+    {
+        var reader = new TupleReader(Tuple(format, value), Binding(oid, type, rank: rank, elementNullable: elementNullable), keyOnly: false);
+        Assert.True(reader.TryReadNext(out var tupleValue));
+        return read(tupleValue);
+    }
+
+    public readonly struct NullableString : IElementReader<string?>
+    {
+        public static string? Read(in TupleValue element) => element.IsNull ? null : element.ReadString();
+    }
+
+    public readonly struct NullableInt : IElementReader<int?>
+    {
+        public static int? Read(in TupleValue element) => element.IsNull ? null : element.ReadInt32();
+    }
+
+    public readonly struct Int : IElementReader<int>
+    {
+        public static int Read(in TupleValue element) => element.ReadInt32();
     }
 }

@@ -21,8 +21,11 @@ public sealed class RecordedFixtureTests
         "B", "U public.restaurant old O {id=r-1, name=Tofu House, description=null, address=null, rating=4, tags=[]} new {id=r-1, name=Tofu House, description=null, address=null, rating=5, tags=[]}", "C",
         "B", "D public.visit old K {user_id=1, restaurant_id=r-1}", "C",
         "B", "D public.restaurant old O {id=r-1, name=Tofu House, description=null, address=null, rating=5, tags=[]}", "C",
-        "B", "Y public.mood", "R public.all_types d [id:20:key, flag:16, small:21, big:20, uid:2950, stamp:1114, stamp_tz:1184, amount:1700, feeling:mood]",
-        "I public.all_types {id=1, flag=True, small=-32768, big=9223372036854775807, uid=a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11, stamp=2024-02-29T23:59:59.9999990, stamp_tz=2024-06-01T10:34:56.7890120+00:00, amount=123456789012345678.000000001}", "C",
+        "B", "Y public.mood", "R public.all_types d [id:20:key, flag:16, small:21, big:20, uid:2950, stamp:1114, stamp_tz:1184, amount:1700, feeling:mood, " +
+             "f4:700, f8:701, day:1082, day_exact:1082, at:1083, at_tz:1266, span:1186, span_exact:1186, stamp_exact:1184, cash:790]",
+        "I public.all_types {id=1, flag=True, small=-32768, big=9223372036854775807, uid=a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11, stamp=2024-02-29T23:59:59.9999990, " +
+            "stamp_tz=2024-06-01T10:34:56.7890120+00:00, amount=123456789012345678.000000001, f4=NaN, f8=-1.5E+300, day=2024-02-29, day_exact=infinity, " +
+            "at=23:59:59.9999990, at_tz=12:34:56+05:30, span=1.00:00:01.5000000, span_exact=P1Y2D, stamp_exact=-infinity, cash=-1234.56}", "C",
         "B", "R public.visit d [user_id:23:key, restaurant_id:1043:key, amount_spent:1700, visit_rating:23]",
         "R public.restaurant f [id:1043:key, name:1043:key, description:25:key, address:25:key, rating:23:key, tags:1009:key]",
         "T Cascade, RestartIdentity [public.visit, public.restaurant]", "C",
@@ -149,15 +152,24 @@ public sealed class RecordedFixtureTests
                 PgTypeOids.Int8 => SyncColumnType.Int64,
                 PgTypeOids.Numeric => SyncColumnType.Decimal,
                 PgTypeOids.Text or PgTypeOids.Varchar => SyncColumnType.String,
-                PgTypeOids.Date => SyncColumnType.DateOnly,
+                PgTypeOids.Date => c.Name.EndsWith("_exact", StringComparison.Ordinal) ? SyncColumnType.PgDate : SyncColumnType.DateOnly,
                 PgTypeOids.Timestamp => SyncColumnType.DateTime,
-                PgTypeOids.TimestampTz => SyncColumnType.DateTimeOffset,
+                PgTypeOids.TimestampTz => c.Name.EndsWith("_exact", StringComparison.Ordinal) ? SyncColumnType.PgTimestamp : SyncColumnType.DateTimeOffset,
+                PgTypeOids.Float4 => SyncColumnType.Single,
+                PgTypeOids.Float8 => SyncColumnType.Double,
+                PgTypeOids.Time => SyncColumnType.TimeOnly,
+                PgTypeOids.TimeTz => SyncColumnType.PgTimeTz,
+                PgTypeOids.Interval => c.Name.EndsWith("_exact", StringComparison.Ordinal) ? SyncColumnType.PgInterval : SyncColumnType.TimeSpan,
+                PgTypeOids.Money => SyncColumnType.Decimal,
                 PgTypeOids.Uuid => SyncColumnType.Guid,
-                PgTypeOids.TextArray => SyncColumnType.StringArray,
+                PgTypeOids.TextArray => SyncColumnType.String,
                 _ => null,
             };
             if (type is not null)
-                columns.Add(new SyncColumnInfo(c.Name, c.Name, type.Value, isNullable: true, keyOrder: c.IsKey ? columns.Count(x => x.IsKey) : -1));
+            {
+                columns.Add(new SyncColumnInfo(c.Name, c.Name, type.Value, isNullable: true, keyOrder: c.IsKey ? columns.Count(x => x.IsKey) : -1)
+                    { ArrayRank = c.TypeOid == PgTypeOids.TextArray ? 1 : 0, ElementIsNullable = true });
+            }
         }
         return ColumnBinding.Create(new SyncTableInfo(relation.Namespace, relation.Name, typeof(RecordedFixtureTests), [.. columns]), relation);
     }
@@ -169,7 +181,7 @@ public sealed class RecordedFixtureTests
         while (reader.TryReadNext(out var value))
         {
             var column = binding.Table.Columns[value.Target];
-            parts.Add($"{column.Name}={(value.IsNull ? "null" : Format(value, column.Type))}");
+            parts.Add($"{column.Name}={(value.IsNull ? "null" : column.ArrayRank == 1 ? FormatArray(value) : Format(value, column.Type))}");
         }
         return "{" + string.Join(", ", parts) + "}";
     }
@@ -186,7 +198,16 @@ public sealed class RecordedFixtureTests
         SyncColumnType.DateTime => value.ReadDateTime().ToString("o", CultureInfo.InvariantCulture),
         SyncColumnType.DateTimeOffset => value.ReadDateTimeOffset().ToString("o", CultureInfo.InvariantCulture),
         SyncColumnType.Guid => value.ReadGuid().ToString(),
-        SyncColumnType.StringArray => "[" + string.Join(", ", value.ReadStringArray().Select(s => s ?? "null")) + "]",
+        SyncColumnType.Single => value.ReadSingle().ToString(CultureInfo.InvariantCulture),
+        SyncColumnType.Double => value.ReadDouble().ToString(CultureInfo.InvariantCulture),
+        SyncColumnType.TimeOnly => value.ReadTimeOnly().ToString("HH:mm:ss.fffffff", CultureInfo.InvariantCulture),
+        SyncColumnType.TimeSpan => value.ReadTimeSpan().ToString("c", CultureInfo.InvariantCulture),
+        SyncColumnType.PgDate => value.ReadPgDate().ToString(),
+        SyncColumnType.PgTimestamp => value.ReadPgTimestamp().ToString(),
+        SyncColumnType.PgTimeTz => value.ReadPgTimeTz().ToString(),
+        SyncColumnType.PgInterval => value.ReadPgInterval().ToString(),
         _ => throw new ArgumentOutOfRangeException(nameof(type)),
     };
+
+    private static string FormatArray(TupleValue value) => "[" + string.Join(", ", value.ReadArray<string?, Frames.NullableString>().Select(s => s ?? "null")) + "]";
 }

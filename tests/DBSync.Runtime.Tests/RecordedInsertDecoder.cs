@@ -38,7 +38,10 @@ internal sealed class RecordedInsertDecoder<T> where T : ISyncTable<T>
             .Select(f => PgOutputParser.ReadRelation(f, inStream: false))
             .First(r => r.Namespace == T.TableInfo.Schema && r.Name == T.TableInfo.Name);
         var insert = frames.First(f => PgOutputParser.KindOf(f) == PgOutputMessageKind.Insert && PgOutputParser.ReadInsert(f, inStream: false).RelationId == relation.RelationId);
-        return new RecordedInsertDecoder<T>(insert, ColumnBinding.Create(T.TableInfo, relation));
+        // The recordings' one type of their own is the enum mood; a running client reads that from the database.
+        var enums = frames.Where(f => PgOutputParser.KindOf(f) == PgOutputMessageKind.Type).Select(f => PgOutputParser.ReadType(f, inStream: false))
+            .Select(t => (t.TypeOid, t.Name)).ToArray();
+        return new RecordedInsertDecoder<T>(insert, ColumnBinding.Create(T.TableInfo, relation, types: PgTypeCatalog.WithEnums(enums)));
     }
 
     public T Decode()

@@ -13,7 +13,7 @@ public sealed class TupleReaderTests
 
     private static readonly SyncTableInfo s_table = new("public", "t", typeof(TupleReaderTests),
         [new SyncColumnInfo("note", "Note", SyncColumnType.String, true, -1), new SyncColumnInfo("id", "Id", SyncColumnType.Int32, false, 0),
-         new SyncColumnInfo("tags", "Tags", SyncColumnType.StringArray, true, -1)]);
+         new SyncColumnInfo("tags", "Tags", SyncColumnType.String, true, -1) { ArrayRank = 1, ElementIsNullable = true }]);
 
     [Fact]
     public void Tuple_YieldsMappedValuesByEntityColumn_AndRecordsUnchangedToast()

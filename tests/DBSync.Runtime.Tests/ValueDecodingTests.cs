@@ -6,14 +6,6 @@ namespace DBSync.Runtime.Tests;
 
 public sealed class ValueDecodingTests
 {
-    private static byte[] Numeric(short weight, ushort sign, short scale, params short[] digits)
-    {
-        var b = new Builder('x').Int16((short)digits.Length).Int16(weight).Int16(unchecked((short)sign)).Int16(scale);
-        foreach (var d in digits)
-            b.Int16(d);
-        return b.ToArray()[1..];
-    }
-
     private static decimal BinaryNumeric(byte[] value) => Read('b', value, PgTypeOids.Numeric, SyncColumnType.Decimal, v => v.ReadDecimal());
 
     [Theory]
@@ -81,9 +73,9 @@ public sealed class ValueDecodingTests
             Assert.Throws<DecodeException>(() => Read('b', [0, 1], PgTypeOids.Int4, SyncColumnType.Int32, v => v.ReadInt32())).Message, StringComparison.Ordinal);
 
     [Theory]
-    [InlineData(int.MaxValue, "is infinity")]
-    [InlineData(int.MinValue, "is -infinity")]
-    [InlineData(3_000_000, "outside DateOnly's range")]
+    [InlineData(int.MaxValue, "is infinity, which DateOnly cannot hold")]
+    [InlineData(int.MinValue, "is -infinity, which DateOnly cannot hold")]
+    [InlineData(3_000_000, "which DateOnly cannot hold")]
     public void BinaryDate_InfinityAndOutOfRange_AreClearErrors(int days, string expected)
         => Assert.Contains(expected, Assert.Throws<DecodeException>(() =>
             Read('b', new Builder('x').Int32(days).ToArray()[1..], PgTypeOids.Date, SyncColumnType.DateOnly, v => v.ReadDateOnly())).Message, StringComparison.Ordinal);
@@ -138,30 +130,37 @@ public sealed class ValueDecodingTests
     [InlineData("{\"q\\\"x\",\"back\\\\slash\",\"a,b\",\"{}\"}", new[] { "q\"x", "back\\slash", "a,b", "{}" })]
     [InlineData("[0:1]={x,y}", new[] { "x", "y" })]
     public void TextArray_ParsesQuotingEscapesAndNulls(string text, string?[] expected)
-        => Assert.Equal(expected, ReadText(text, PgTypeOids.TextArray, SyncColumnType.StringArray, v => v.ReadStringArray()));
+        => Assert.Equal(expected, TextArray(text));
+
+    private static string?[] TextArray(string text)
+        => Read('t', System.Text.Encoding.UTF8.GetBytes(text), PgTypeOids.TextArray, SyncColumnType.String, 1, true, v => v.ReadArray<string?, NullableString>());
 
     [Theory]
-    [InlineData("{{a,b},{c,d}}", "multi-dimensional")]
+    [InlineData("{{a,b},{c,d}}", "2-dimensional array")]
     [InlineData("{a,b", "ends early")]
-    [InlineData("{\"a}", "unterminated")]
+    [InlineData("{\"a}", "ends early")]
     [InlineData("a,b", "does not start with '{'")]
+    [InlineData("{{a,b},{c}}", "not rectangular")]
+    [InlineData("{{a,b},c}", "not rectangular")]
+    [InlineData("{a}x", "after its closing")]
     public void TextArray_Malformed_IsAnError(string text, string expected)
-        => Assert.Contains(expected, Assert.Throws<DecodeException>(() =>
-            ReadText(text, PgTypeOids.TextArray, SyncColumnType.StringArray, v => v.ReadStringArray())).Message, StringComparison.Ordinal);
+        => Assert.Contains(expected, Assert.Throws<DecodeException>(() => TextArray(text)).Message, StringComparison.Ordinal);
 
     [Fact]
     public void BinaryArray_WithNullsEmptyAndTwoDimensions()
     {
         var oneDim = new Builder('x').Int32(1).Int32(1).Int32((int)PgTypeOids.Text).Int32(3).Int32(1)
             .Int32(1).Bytes("a"u8.ToArray()).Int32(-1).Int32(0).ToArray()[1..];
-        Assert.Equal(new string?[] { "a", null, "" }, (IEnumerable<string?>)Read('b', oneDim, PgTypeOids.TextArray, SyncColumnType.StringArray, v => v.ReadStringArray()));
+        Assert.Equal(new string?[] { "a", null, "" }, BinaryArray(oneDim));
 
         var empty = new Builder('x').Int32(0).Int32(0).Int32((int)PgTypeOids.Text).ToArray()[1..];
-        Assert.Empty(Read('b', empty, PgTypeOids.TextArray, SyncColumnType.StringArray, v => v.ReadStringArray()));
+        Assert.Empty(BinaryArray(empty));
 
         var twoDim = new Builder('x').Int32(2).Int32(0).Int32((int)PgTypeOids.Text).Int32(1).Int32(1).Int32(1).Int32(1).Int32(1).Bytes("a"u8.ToArray()).ToArray()[1..];
-        Assert.Contains("2-dimensional array", Assert.Throws<DecodeException>(() =>
-            Read('b', twoDim, PgTypeOids.TextArray, SyncColumnType.StringArray, v => v.ReadStringArray())).Message, StringComparison.Ordinal);
+        Assert.Contains("2-dimensional array", Assert.Throws<DecodeException>(() => BinaryArray(twoDim)).Message, StringComparison.Ordinal);
+
+        static string?[] BinaryArray(byte[] value)
+            => Read('b', value, PgTypeOids.TextArray, SyncColumnType.String, 1, true, v => v.ReadArray<string?, NullableString>());
     }
 
     [Fact]

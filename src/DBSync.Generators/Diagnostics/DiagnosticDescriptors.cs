@@ -8,7 +8,9 @@ internal static class DiagnosticDescriptors
     private const string Category = "DBSync";
 
     public const string SupportedTypes =
-        "bool, short, int, long, decimal, string, DateOnly, DateTime, DateTimeOffset, Guid, string[] and Nullable<T> of the value types";
+        "bool, short, int, long, float, double, decimal, string, DateOnly, TimeOnly, DateTime, DateTimeOffset, TimeSpan, Guid, byte[], " +
+        "ReadOnlyMemory<byte>, JsonDocument, JsonElement, IPAddress, IPNetwork, enums, DBSync.PgDate, PgTimestamp, PgTimeTz, PgInterval, PgInet, " +
+        "arrays of these (T[], T[,], ...; T?[] for NULL elements), and Nullable<T> of the value types";
 
     public static readonly DiagnosticDescriptor NotPartial = new(
         "DBSYNC001", "Sync table type must be partial",
@@ -24,7 +26,7 @@ internal static class DiagnosticDescriptors
 
     public static readonly DiagnosticDescriptor UnsupportedType = new(
         "DBSYNC003", "Unsupported property type",
-        "Property '{0}.{1}' has type '{2}', which DBSync cannot decode; supported types are " + SupportedTypes + ". Change the type or mark the property [SyncIgnore].",
+        "Property '{0}.{1}' has type '{2}', which DBSync cannot decode.{3} Supported types are " + SupportedTypes + ". Change the type or mark the property [SyncIgnore].",
         Category, DiagnosticSeverity.Error, isEnabledByDefault: true);
 
     public static readonly DiagnosticDescriptor DuplicateColumn = new(
@@ -52,6 +54,21 @@ internal static class DiagnosticDescriptors
         "Type '{0}' needs an accessible parameterless constructor, or one whose parameters all match mapped properties by name and type, so DBSync can create it",
         Category, DiagnosticSeverity.Error, isEnabledByDefault: true);
 
+    public static readonly DiagnosticDescriptor DuplicateEnumLabel = new(
+        "DBSYNC009", "Two enum members have the same PostgreSQL label",
+        "Members '{0}' and '{1}' of enum '{2}' both have the PostgreSQL label '{3}', so a value with that label would be ambiguous; give one of them another [PgLabel(\"...\")]",
+        Category, DiagnosticSeverity.Error, isEnabledByDefault: true);
+
+    public static readonly DiagnosticDescriptor FlagsEnum = new(
+        "DBSYNC010", "Flags enums cannot map to a PostgreSQL enum",
+        "Property '{0}.{1}' has [Flags] enum type '{2}', but a PostgreSQL enum value is one label, never a combination; map the column to an integer property (int, long) and convert, or remove [Flags]",
+        Category, DiagnosticSeverity.Error, isEnabledByDefault: true);
+
+    public static readonly DiagnosticDescriptor UnsupportedKeyType = new(
+        "DBSYNC011", "Unsupported primary key type",
+        "Primary key property '{0}.{1}' has type '{2}', which DBSync cannot compare as a key (arrays, byte buffers and JSON compare by reference); key properties must be scalars such as int, long, string, Guid, DateTime or an enum",
+        Category, DiagnosticSeverity.Error, isEnabledByDefault: true);
+
     public static DiagnosticDescriptor ById(string id) => id switch
     {
         "DBSYNC001" => NotPartial,
@@ -61,6 +78,9 @@ internal static class DiagnosticDescriptors
         "DBSYNC005" => BadTableName,
         "DBSYNC006" => GenericType,
         "DBSYNC007" => NullableKey,
-        _ => NoConstructor,
+        "DBSYNC008" => NoConstructor,
+        "DBSYNC009" => DuplicateEnumLabel,
+        "DBSYNC010" => FlagsEnum,
+        _ => UnsupportedKeyType,
     };
 }

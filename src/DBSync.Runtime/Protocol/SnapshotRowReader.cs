@@ -1,68 +1,94 @@
+using System.Buffers;
+using DBSync.Mapping;
 using Npgsql;
 
 namespace DBSync.Protocol;
 
 /// <summary>
-/// Reads one row of a snapshot query for generated code. The query selects the entity's columns in
-/// <see cref="SyncTableInfo.Columns"/> order, so an ordinal is an entity column index.
+/// Reads one row of a snapshot query for generated code, with the same value decoders as the stream: each column's
+/// value, in binary (PostgreSQL's send format, as in a binary tuple) or text format, is copied into a reused buffer and
+/// read as a <see cref="TupleValue"/>. The query selects the entity's columns in <see cref="SyncTableInfo.Columns"/> order, so an
+/// ordinal is an entity column index.
 /// </summary>
-public readonly ref struct SnapshotRowReader
+public ref struct SnapshotRowReader
 {
     private readonly NpgsqlDataReader _reader;
-    private readonly SyncTableInfo _table;
+    private readonly SnapshotColumns _columns;
+    private int _ordinal;
 
-    internal SnapshotRowReader(NpgsqlDataReader reader, SyncTableInfo table)
+    internal SnapshotRowReader(NpgsqlDataReader reader, SnapshotColumns columns)
     {
         _reader = reader;
-        _table = table;
+        _columns = columns;
     }
 
-    /// <summary>Whether the column at <paramref name="ordinal"/> is SQL NULL.</summary>
-    public bool IsNull(int ordinal) => _reader.IsDBNull(ordinal);
-
-    /// <summary>Reads a boolean.</summary>
-    public bool ReadBoolean(int ordinal) => Read<bool>(ordinal);
-
-    /// <summary>Reads a smallint.</summary>
-    public short ReadInt16(int ordinal) => Read<short>(ordinal);
-
-    /// <summary>Reads an integer.</summary>
-    public int ReadInt32(int ordinal) => Read<int>(ordinal);
-
-    /// <summary>Reads a bigint.</summary>
-    public long ReadInt64(int ordinal) => Read<long>(ordinal);
-
-    /// <summary>Reads a numeric.</summary>
-    public decimal ReadDecimal(int ordinal) => Read<decimal>(ordinal);
-
-    /// <summary>Reads a string.</summary>
-    public string ReadString(int ordinal) => Read<string>(ordinal);
-
-    /// <summary>Reads a date.</summary>
-    public DateOnly ReadDateOnly(int ordinal) => Read<DateOnly>(ordinal);
-
-    /// <summary>Reads a timestamp or timestamptz.</summary>
-    public DateTime ReadDateTime(int ordinal) => Read<DateTime>(ordinal);
-
-    /// <summary>Reads a timestamptz.</summary>
-    public DateTimeOffset ReadDateTimeOffset(int ordinal) => Read<DateTimeOffset>(ordinal);
-
-    /// <summary>Reads a uuid.</summary>
-    public Guid ReadGuid(int ordinal) => Read<Guid>(ordinal);
-
-    /// <summary>Reads a text[].</summary>
-    public string[] ReadStringArray(int ordinal) => Read<string[]>(ordinal);
-
-    private T Read<T>(int ordinal)
+    /// <summary>Moves to the next column of the row, in entity column order. The value is valid until the next call.</summary>
+    public bool TryReadNext(out TupleValue value)
     {
-        if (_reader.IsDBNull(ordinal))
+        var table = _columns.Table;
+        if (_ordinal >= table.Columns.Length)
         {
-            var column = _table.Columns[ordinal];
-            throw new DecodeException(
-                $"Column \"{column.Name}\" of {_table.DisplayName} is NULL, but property {_table.EntityType.Name}.{column.PropertyName} " +
-                $"is {column.ClrTypeName}, which cannot hold NULL. Make the property nullable or add a NOT NULL constraint.");
+            value = default;
+            return false;
         }
 
-        return _reader.GetFieldValue<T>(ordinal);
+        var ordinal = _ordinal++;
+        if (_reader.IsDBNull(ordinal))
+        {
+            value = new TupleValue((byte)'n', default, table, ordinal, _columns.Types[ordinal]);
+            return true;
+        }
+        // GetBytes reads a column's raw bytes whatever its type; without a buffer it returns the length.
+        var length = checked((int)_reader.GetBytes(ordinal, 0, null, 0, 0));
+        var buffer = _columns.Buffer(length);
+        _reader.GetBytes(ordinal, 0, buffer, 0, length);
+        value = new TupleValue(_columns.Format, buffer.AsSpan(0, length), table, ordinal, _columns.Types[ordinal]);
+        return true;
+    }
+}
+
+/// <summary>The entity columns of one snapshot query: how each decodes (checked against the properties once per query,
+/// as a Relation message is in the stream), and a pooled buffer for the values.</summary>
+internal sealed class SnapshotColumns : IDisposable
+{
+    private byte[] _buffer = ArrayPool<byte>.Shared.Rent(4096);
+
+    private SnapshotColumns(SyncTableInfo table, PgColumnType[] types, bool text)
+    {
+        Table = table;
+        Types = types;
+        Format = text ? (byte)'t' : (byte)'b';
+    }
+
+    public SyncTableInfo Table { get; }
+
+    /// <summary>'b' for binary results (Npgsql's default), 't' for text (<see cref="DBSyncOptions.TextFormat"/>).</summary>
+    public byte Format { get; }
+
+    public PgColumnType[] Types { get; }
+
+    /// <exception cref="SchemaMismatchException">A column has a type its property cannot hold.</exception>
+    public static SnapshotColumns Create(NpgsqlDataReader reader, SyncTableInfo table, PgTypeCatalog types, bool text)
+    {
+        var resolved = new PgColumnType[table.Columns.Length];
+        for (var i = 0; i < resolved.Length; i++)
+            resolved[i] = ColumnBinding.Resolve(table, table.Columns[i], reader.GetDataTypeOID(i), types);
+        return new SnapshotColumns(table, resolved, text);
+    }
+
+    public byte[] Buffer(int length)
+    {
+        if (_buffer.Length < length)
+        {
+            ArrayPool<byte>.Shared.Return(_buffer);
+            _buffer = ArrayPool<byte>.Shared.Rent(length);
+        }
+        return _buffer;
+    }
+
+    public void Dispose()
+    {
+        ArrayPool<byte>.Shared.Return(_buffer);
+        _buffer = [];
     }
 }

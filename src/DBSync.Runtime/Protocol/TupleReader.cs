@@ -1,5 +1,4 @@
 using System.Buffers.Binary;
-using System.Diagnostics.CodeAnalysis;
 using DBSync.Mapping;
 
 namespace DBSync.Protocol;
@@ -61,7 +60,7 @@ public ref struct TupleReader
                 continue;
             }
 
-            value = new TupleValue(kind, bytes, _binding, column, target);
+            value = new TupleValue(kind, bytes, _binding.Table, target, _binding.TypeOf(column));
             return true;
         }
 
@@ -70,20 +69,26 @@ public ref struct TupleReader
     }
 }
 
-/// <summary>One column value of a tuple, in text ('t') or binary ('b') format, or NULL ('n').</summary>
+/// <summary>
+/// One value for a property: a column of a pgoutput tuple in text ('t') or binary ('b') format, a column of a snapshot
+/// row (binary), an element of an array, or NULL ('n'). The <c>Read</c> methods decode it exactly or throw a
+/// <see cref="DecodeException"/> that names the table, column, value and fix; nothing is rounded or defaulted.
+/// </summary>
 public readonly ref struct TupleValue
 {
     private readonly byte _kind;
     private readonly ReadOnlySpan<byte> _data;
-    private readonly ColumnBinding _binding;
-    private readonly int _column;
+    private readonly SyncTableInfo _table;
+    private readonly PgColumnType _type;
+    private readonly int _element;
 
-    internal TupleValue(byte kind, ReadOnlySpan<byte> data, ColumnBinding binding, int column, int target)
+    internal TupleValue(byte kind, ReadOnlySpan<byte> data, SyncTableInfo table, int target, PgColumnType type, int element = -1)
     {
         _kind = kind;
         _data = data;
-        _binding = binding;
-        _column = column;
+        _table = table;
+        _type = type;
+        _element = element;
         Target = target;
     }
 
@@ -93,9 +98,15 @@ public readonly ref struct TupleValue
     /// <summary>Whether the value is SQL NULL.</summary>
     public bool IsNull => _kind == (byte)'n';
 
-    private bool IsBinary => _kind == (byte)'b';
+    internal bool IsBinary => _kind == (byte)'b';
 
-    private uint TypeOid => _binding.TypeOidOf(_column);
+    /// <summary>The PostgreSQL scalar type of the value (of each element, for an array).</summary>
+    internal uint Scalar => _type.Scalar;
+
+    internal ReadOnlySpan<byte> Data => _data;
+
+    /// <summary>An element of this array value: NULL, or bytes in this value's format.</summary>
+    internal TupleValue Element(bool isNull, ReadOnlySpan<byte> data, int index) => new(isNull ? (byte)'n' : _kind, data, _table, Target, _type, index);
 
     /// <summary>Reads a boolean.</summary>
     public bool ReadBoolean()
@@ -117,7 +128,7 @@ public readonly ref struct TupleValue
         RequireValue();
         if (!IsBinary)
             return PgTextValues.ParseInteger<int>(_data, this);
-        return TypeOid == PgTypeOids.Int2 ? BinaryPrimitives.ReadInt16BigEndian(Fixed(2)) : BinaryPrimitives.ReadInt32BigEndian(Fixed(4));
+        return Scalar == PgTypeOids.Int2 ? BinaryPrimitives.ReadInt16BigEndian(Fixed(2)) : BinaryPrimitives.ReadInt32BigEndian(Fixed(4));
     }
 
     /// <summary>Reads a bigint (or a narrower integer).</summary>
@@ -127,41 +138,130 @@ public readonly ref struct TupleValue
         return IsBinary ? ReadBinaryInteger() : PgTextValues.ParseInteger<long>(_data, this);
     }
 
-    /// <summary>Reads a numeric (or an integer).</summary>
+    /// <summary>Reads a real, NaN and infinities included.</summary>
+    public float ReadSingle()
+    {
+        RequireValue();
+        return IsBinary ? BinaryPrimitives.ReadSingleBigEndian(Fixed(4)) : PgTextValues.ParseFloat<float>(_data, this);
+    }
+
+    /// <summary>Reads a double precision or real, NaN and infinities included.</summary>
+    public double ReadDouble()
+    {
+        RequireValue();
+        if (Scalar == PgTypeOids.Float4)
+            return ReadSingle(); // widened from the float itself: text "1.1" of a real is 1.1f, not 1.1d
+        return IsBinary ? BinaryPrimitives.ReadDoubleBigEndian(Fixed(8)) : PgTextValues.ParseFloat<double>(_data, this);
+    }
+
+    /// <summary>Reads a numeric, money or integer as decimal; NaN, infinities and values decimal cannot hold exactly are an error.</summary>
     public decimal ReadDecimal()
     {
         RequireValue();
-        if (!IsBinary)
-            return PgTextValues.ParseDecimal(_data, this);
-        return TypeOid == PgTypeOids.Numeric ? PgBinaryValues.ReadNumeric(_data, this) : ReadBinaryInteger();
+        return Scalar switch
+        {
+            PgTypeOids.Money => IsBinary ? PgBinaryValues.ReadMoney(BinaryPrimitives.ReadInt64BigEndian(Fixed(8))) : PgTextValues.ParseMoney(_data, this),
+            PgTypeOids.Numeric => IsBinary ? PgBinaryValues.ReadNumeric(_data, this) : PgTextValues.ParseDecimal(_data, this),
+            _ => IsBinary ? ReadBinaryInteger() : PgTextValues.ParseInteger<long>(_data, this),
+        };
     }
 
-    /// <summary>Reads text, varchar, char or name.</summary>
+    /// <summary>Reads text, varchar, char, name or citext; an enum's label; json or jsonb text; or a numeric's exact text.</summary>
     public string ReadString()
     {
         RequireValue();
+        if (IsBinary)
+        {
+            if (Scalar == PgTypeOids.Numeric)
+                return PgBinaryValues.NumericText(_data, this);
+            if (Scalar == PgTypeOids.Jsonb)
+                return PgTextValues.Utf8(PgBinaryValues.JsonbText(_data, this), this);
+        }
         return PgTextValues.Utf8(_data, this);
     }
 
-    /// <summary>Reads a date.</summary>
+    /// <summary>Reads a date; infinities and dates outside years 1 to 9999 are an error (map the column to <see cref="PgDate"/>).</summary>
     public DateOnly ReadDateOnly()
     {
-        RequireValue();
-        return IsBinary ? PgBinaryValues.ReadDate(BinaryPrimitives.ReadInt32BigEndian(Fixed(4)), this) : PgTextValues.ParseDate(_data, this);
+        var date = ReadPgDate();
+        if (!date.TryGetDateOnly(out var value))
+            Fail($"is {date}, which DateOnly cannot hold (years 1 to 9999, no infinities). Map the column to DBSync.PgDate, which holds every date and ±infinity, or keep such values out of it");
+        return value;
     }
 
-    /// <summary>Reads a timestamp (Kind Unspecified) or timestamptz (Kind Utc).</summary>
-    public DateTime ReadDateTime()
+    /// <summary>Reads a date exactly, ±infinity included.</summary>
+    public PgDate ReadPgDate()
     {
         RequireValue();
-        var kind = TypeOid == PgTypeOids.TimestampTz ? DateTimeKind.Utc : DateTimeKind.Unspecified;
-        return IsBinary
-            ? PgBinaryValues.ReadTimestamp(BinaryPrimitives.ReadInt64BigEndian(Fixed(8)), kind, this)
-            : PgTextValues.ParseTimestamp(_data, kind, this);
+        return IsBinary ? new PgDate(BinaryPrimitives.ReadInt32BigEndian(Fixed(4))) : PgTextValues.ParseDate(_data, this);
     }
 
-    /// <summary>Reads a timestamptz with offset zero.</summary>
+    /// <summary>Reads a time of day; 24:00:00 is an error (map the column to <see cref="TimeSpan"/>).</summary>
+    public TimeOnly ReadTimeOnly()
+    {
+        var microseconds = ReadTimeMicroseconds();
+        if (microseconds >= PgCalendar.MicrosecondsPerDay)
+            Fail("is 24:00:00, which TimeOnly cannot hold. Map the column to TimeSpan, which can");
+        return new TimeOnly(microseconds * TimeSpan.TicksPerMicrosecond);
+    }
+
+    /// <summary>Reads a timetz: the time of day and its UTC offset.</summary>
+    public PgTimeTz ReadPgTimeTz()
+    {
+        RequireValue();
+        if (!IsBinary)
+            return PgTextValues.ParseTimeTz(_data, this);
+        var data = Fixed(12);
+        // timetz_send: the time in microseconds, then the zone in seconds west of Greenwich.
+        return new PgTimeTz(TimeSpan.FromMicroseconds(BinaryPrimitives.ReadInt64BigEndian(data)),
+            TimeSpan.FromSeconds(-BinaryPrimitives.ReadInt32BigEndian(data[8..])));
+    }
+
+    /// <summary>Reads a timestamp (Kind Unspecified) or timestamptz (Kind Utc); infinities and years outside 1 to 9999
+    /// are an error (map the column to <see cref="PgTimestamp"/>).</summary>
+    public DateTime ReadDateTime()
+    {
+        var timestamp = ReadPgTimestamp();
+        if (!timestamp.TryGetDateTime(out var value))
+            Fail($"is {timestamp}, which DateTime cannot hold (years 1 to 9999, no infinities). Map the column to DBSync.PgTimestamp, which holds every value and ±infinity, or keep such values out of it");
+        return value;
+    }
+
+    /// <summary>Reads a timestamptz with offset zero; the same limits as <see cref="ReadDateTime"/>.</summary>
     public DateTimeOffset ReadDateTimeOffset() => new(ReadDateTime(), TimeSpan.Zero);
+
+    /// <summary>Reads a timestamp or timestamptz exactly, ±infinity included.</summary>
+    public PgTimestamp ReadPgTimestamp()
+    {
+        RequireValue();
+        var kind = Scalar == PgTypeOids.TimestampTz ? DateTimeKind.Utc : DateTimeKind.Unspecified;
+        return IsBinary ? new PgTimestamp(BinaryPrimitives.ReadInt64BigEndian(Fixed(8)), kind) : PgTextValues.ParseTimestamp(_data, kind, this);
+    }
+
+    /// <summary>Reads an interval without months (a day as 24 hours), or a time of day (24:00:00 included).</summary>
+    public TimeSpan ReadTimeSpan()
+    {
+        if (Scalar == PgTypeOids.Time)
+            return TimeSpan.FromMicroseconds(ReadTimeMicroseconds());
+        var interval = ReadPgInterval();
+        if (!interval.TryGetTimeSpan(out var value))
+        {
+            Fail($"is {interval}, which TimeSpan cannot hold exactly ({(interval.Months != 0 ? "a month has no fixed length" : "out of range")}). " +
+                 "Map the column to DBSync.PgInterval, which keeps months, days and microseconds apart");
+        }
+        return value;
+    }
+
+    /// <summary>Reads an interval exactly: months, days and microseconds.</summary>
+    public PgInterval ReadPgInterval()
+    {
+        RequireValue();
+        if (!IsBinary)
+            return PgTextValues.ParseInterval(_data, this);
+        var data = Fixed(16);
+        // interval_send: the time in microseconds, then days, then months.
+        return new PgInterval(BinaryPrimitives.ReadInt32BigEndian(data[12..]), BinaryPrimitives.ReadInt32BigEndian(data[8..]), BinaryPrimitives.ReadInt64BigEndian(data));
+    }
 
     /// <summary>Reads a uuid.</summary>
     public Guid ReadGuid()
@@ -170,14 +270,112 @@ public readonly ref struct TupleValue
         return IsBinary ? new Guid(Fixed(16), bigEndian: true) : PgTextValues.ParseGuid(_data, this);
     }
 
-    /// <summary>Reads a one-dimensional text[] (NULL elements are null).</summary>
-    public string[] ReadStringArray()
+    /// <summary>Reads a bytea.</summary>
+    public byte[] ReadBytes()
     {
         RequireValue();
-        return IsBinary ? PgBinaryValues.ReadStringArray(_data, this) : PgTextValues.ParseStringArray(_data, this);
+        return IsBinary ? _data.ToArray() : PgTextValues.ParseBytea(_data, this);
     }
 
-    private long ReadBinaryInteger() => TypeOid switch
+    /// <summary>Reads a bytea (the memory of a new array).</summary>
+    public ReadOnlyMemory<byte> ReadByteMemory() => ReadBytes();
+
+    /// <summary>Reads json or jsonb into a document of its own (dispose it when done).</summary>
+    public System.Text.Json.JsonDocument ReadJsonDocument() => ParseJson(static (ref System.Text.Json.Utf8JsonReader reader) => System.Text.Json.JsonDocument.ParseValue(ref reader));
+
+    /// <summary>Reads json or jsonb into an element that owns a copy of it.</summary>
+    public System.Text.Json.JsonElement ReadJsonElement() => ParseJson(static (ref System.Text.Json.Utf8JsonReader reader) => System.Text.Json.JsonElement.ParseValue(ref reader));
+
+    private delegate T JsonParser<out T>(ref System.Text.Json.Utf8JsonReader reader);
+
+    /// <summary>Parses json, or jsonb after its version byte; the parsers copy the text, which lives only as long as the frame.</summary>
+    private T ParseJson<T>(JsonParser<T> parse)
+    {
+        RequireValue();
+        var reader = new System.Text.Json.Utf8JsonReader(IsBinary && Scalar == PgTypeOids.Jsonb ? PgBinaryValues.JsonbText(_data, this) : _data);
+        try
+        {
+            return parse(ref reader);
+        }
+        catch (System.Text.Json.JsonException e)
+        {
+            Fail("is not valid JSON", e);
+            return default;
+        }
+    }
+
+    /// <summary>Reads an enum label as the member of <typeparamref name="TEnum"/> that has it.</summary>
+    public TEnum ReadEnum<TEnum>(PgEnumLabels<TEnum> labels) where TEnum : struct, Enum
+    {
+        ArgumentNullException.ThrowIfNull(labels);
+        RequireValue();
+        if (!labels.TryGet(_data, out var value))
+        {
+            Fail($"'{PgTextValues.Printable(_data)}' is not a label of {labels.EnumName} (labels: {string.Join(", ", labels.Labels)}). " +
+                 $"Add a member for it, with [PgLabel(\"{PgTextValues.Printable(_data)}\")] when its name differs");
+        }
+        return value;
+    }
+
+    /// <summary>Reads an inet or cidr holding a single address (a full-length mask).</summary>
+    public System.Net.IPAddress ReadIPAddress()
+    {
+        var (address, bits) = ReadInet();
+        if (bits != address.GetAddressBytes().Length * 8)
+            Fail($"is {address}/{bits}, a network, which IPAddress cannot hold. Map the column to System.Net.IPNetwork, or to DBSync.PgInet");
+        return address;
+    }
+
+    /// <summary>Reads a cidr, or an inet without bits set right of its mask.</summary>
+    public System.Net.IPNetwork ReadIPNetwork()
+    {
+        var (address, bits) = ReadInet();
+        Span<byte> bytes = stackalloc byte[16];
+        address.TryWriteBytes(bytes, out var length);
+        for (var bit = bits; bit < length * 8; bit++)
+        {
+            if ((bytes[bit / 8] & (0x80 >> (bit % 8))) != 0)
+                Fail($"is {address}/{bits}, an address with bits set right of its mask, which IPNetwork cannot hold. Map the column to DBSync.PgInet, which holds the address and its mask length");
+        }
+        return new System.Net.IPNetwork(address, bits);
+    }
+
+    /// <summary>Reads an inet or cidr exactly: the address and its mask length.</summary>
+    public PgInet ReadPgInet()
+    {
+        var (address, bits) = ReadInet();
+        return new PgInet(address, bits);
+    }
+
+    /// <summary>Reads a one-dimensional array (an empty one of any dimensions too); <typeparamref name="TReader"/> reads
+    /// each element, NULL elements included.</summary>
+    public T[] ReadArray<T, TReader>() where TReader : IElementReader<T>
+    {
+        RequireValue();
+        return PgArrays.Read<T[], T, TReader>(this, 1);
+    }
+
+    /// <summary>Reads an array of <paramref name="rank"/> dimensions (two or more) into <typeparamref name="TArray"/>
+    /// (<c>T[,]</c>, <c>T[,,]</c>, ...); <typeparamref name="TReader"/> reads each element, NULL elements included.</summary>
+    public TArray ReadArray<TArray, T, TReader>(int rank) where TArray : class where TReader : IElementReader<T>
+    {
+        RequireValue();
+        return PgArrays.Read<TArray, T, TReader>(this, rank);
+    }
+
+    private (System.Net.IPAddress Address, int Bits) ReadInet()
+    {
+        RequireValue();
+        return IsBinary ? PgBinaryValues.ReadInet(_data, this) : PgTextValues.ParseInet(_data, this);
+    }
+
+    private long ReadTimeMicroseconds()
+    {
+        RequireValue();
+        return IsBinary ? BinaryPrimitives.ReadInt64BigEndian(Fixed(8)) : PgTextValues.ParseTime(_data, this);
+    }
+
+    private long ReadBinaryInteger() => Scalar switch
     {
         PgTypeOids.Int2 => BinaryPrimitives.ReadInt16BigEndian(Fixed(2)),
         PgTypeOids.Int4 => BinaryPrimitives.ReadInt32BigEndian(Fixed(4)),
@@ -193,22 +391,37 @@ public readonly ref struct TupleValue
 
     private void RequireValue()
     {
-        if (_kind == (byte)'n')
+        if (_kind != (byte)'n')
+            return;
+        var column = _table.Columns[Target];
+        if (_element >= 0)
         {
-            var column = _binding.Table.Columns[Target];
             throw new DecodeException(
-                $"Column \"{column.Name}\" of {_binding.Table.DisplayName} is NULL, but property {_binding.Table.EntityType.Name}.{column.PropertyName} " +
-                $"is {column.ClrTypeName}, which cannot hold NULL. Make the property nullable, or add a NOT NULL constraint to the column.");
+                $"Element {_element + 1} of the array in column \"{column.Name}\" of {_table.DisplayName} is NULL, but property " +
+                $"{_table.EntityType.Name}.{column.PropertyName} is {column.ClrTypeName}, whose elements cannot be NULL. " +
+                "Make the element type nullable (int?[], string?[]), or keep NULLs out of the array.");
         }
+        throw new DecodeException(
+            $"Column \"{column.Name}\" of {_table.DisplayName} is NULL, but property {_table.EntityType.Name}.{column.PropertyName} " +
+            $"is {column.ClrTypeName}, which cannot hold NULL. Make the property nullable, or add a NOT NULL constraint to the column.");
     }
 
     /// <summary>Throws a <see cref="DecodeException"/> naming the table, column, both types and <paramref name="problem"/>.</summary>
-    [DoesNotReturn]
+    [System.Diagnostics.CodeAnalysis.DoesNotReturn]
     internal void Fail(string problem, Exception? inner = null)
     {
-        var column = _binding.Table.Columns[Target];
+        var column = _table.Columns[Target];
+        var what = _element >= 0 ? $"Element {_element + 1} of the array in column" : "Value of column";
         throw new DecodeException(
-            $"Value of column \"{column.Name}\" of {_binding.Table.DisplayName} ({ColumnBinding.TypeName(TypeOid, null)}, {(IsBinary ? "binary" : "text")} format) " +
-            $"{problem}; property {_binding.Table.EntityType.Name}.{column.PropertyName} is {column.ClrTypeName}.", inner);
+            $"{what} \"{column.Name}\" of {_table.DisplayName} ({_type.Name}, {(IsBinary ? "binary" : "text")} format) " +
+            $"{problem}; property {_table.EntityType.Name}.{column.PropertyName} is {column.ClrTypeName}.", inner);
     }
+}
+
+/// <summary>Reads one array element; the generator writes one per array property, with the property's element type.</summary>
+/// <typeparam name="T">The element type.</typeparam>
+public interface IElementReader<T>
+{
+    /// <summary>Reads <paramref name="element"/>, which may be NULL.</summary>
+    static abstract T Read(in TupleValue element);
 }

@@ -97,7 +97,8 @@ internal sealed class ReplicationSession
         };
         if (protocol >= 2)
         {
-            pluginOptions.Add(new("binary", "true"));
+            if (!_options.TextFormat)
+                pluginOptions.Add(new("binary", "true"));
             pluginOptions.Add(new("messages", "true"));
             // Large transactions arrive while they run, in blocks, instead of being spilled by the server and sent at
             // commit; they are kept here (in memory, then in a file) until their Stream Commit.
@@ -141,7 +142,7 @@ internal sealed class ReplicationSession
         {
             if (!_stopRequested)
                 await ReadAsync(transport.StartAsync(_options.SlotName, pluginOptions, _readCancellation.Token)).ConfigureAwait(false);
-            Log.StreamStarted(_logger, _options.SlotName, protocol, protocol >= 2 ? "binary" : "text", ConfirmedLsn.ToString(), transport.Name);
+            Log.StreamStarted(_logger, _options.SlotName, protocol, protocol >= 2 && !_options.TextFormat ? "binary" : "text", ConfirmedLsn.ToString(), transport.Name);
             _idle = true;
             onStreaming();
             // A stop requested before the loop was idle found nothing to end; with no frame coming it would wait forever.
@@ -511,7 +512,7 @@ internal sealed class ReplicationSession
         {
             // Throws SchemaMismatchException when a mapped column vanished or changed to an incompatible type: the
             // stream stops before any change of the new shape is delivered or acknowledged.
-            binding = ColumnBinding.Create(registration.Table, relation, _typeNames);
+            binding = ColumnBinding.Create(registration.Table, relation, _typeNames, registration.Types);
             Log.RelationBound(_logger, $"{relation.Namespace}.{relation.Name}", relation.RelationId, registration.Table.EntityType.Name);
             // A changed shape inside a snapshot window means the chunk may have been read with the old one: it is read
             // again. The first Relation message of a session cannot be compared with anything, so it counts as a change.

@@ -1,4 +1,5 @@
 using System.Text;
+using DBSync.Mapping;
 using Microsoft.Extensions.Logging;
 using Npgsql;
 using NpgsqlTypes;
@@ -6,7 +7,7 @@ using NpgsqlTypes;
 namespace DBSync.Replication;
 
 /// <summary>What the setup learned about the server, for the stream.</summary>
-internal sealed record ServerInfo(int VersionNum, string Database, bool SlotCreated, NpgsqlLogSequenceNumber SlotStart);
+internal sealed record ServerInfo(int VersionNum, string Database, bool SlotCreated, NpgsqlLogSequenceNumber SlotStart, PgTypeCatalog Types);
 
 /// <summary>
 /// Checks that the database can serve change capture for the mapped tables, and creates the publication and slot when
@@ -49,9 +50,10 @@ internal static partial class ReplicationSetup
         if (options.SignalTableName is var (signalSchema, signalName))
             await EnsureSignalTableAsync(connection, signalSchema, signalName, logger, cancellationToken).ConfigureAwait(false);
         await CheckTablesAsync(connection, tables, database, user, cancellationToken).ConfigureAwait(false);
+        var types = await ColumnTypeCheck.CheckAsync(connection, tables, cancellationToken).ConfigureAwait(false);
         await EnsurePublicationAsync(connection, options.PublicationName, tables, user, logger, cancellationToken).ConfigureAwait(false);
         var (created, start) = await EnsureSlotAsync(connection, options.SlotName, database, logger, beforeSlotCreated, cancellationToken).ConfigureAwait(false);
-        return new ServerInfo(versionNum, database, created, start);
+        return new ServerInfo(versionNum, database, created, start, types);
     }
 
     private static async Task<(string WalLevel, int VersionNum, string Database, string User, bool CanReplicate)> ReadServerAsync(
@@ -296,10 +298,11 @@ internal static partial class ReplicationSetup
 
     internal static string AppendServerOptions(string connectionString)
     {
-        // Text-format values (servers older than 14) are parsed as ISO dates in UTC; pin the walsender's settings.
         var builder = new NpgsqlConnectionStringBuilder(connectionString);
         var extra = new StringBuilder(builder.Options ?? "");
-        extra.Append(" -c DateStyle=ISO,YMD -c TimeZone=UTC -c extra_float_digits=3");
+        // Text-format values (servers older than 14, or text tuples) are parsed in these formats; lc_monetary = C gives money
+        // two decimal places in both formats.
+        extra.Append(" -c DateStyle=ISO,YMD -c TimeZone=UTC -c extra_float_digits=3 -c IntervalStyle=iso_8601 -c bytea_output=hex -c lc_monetary=C");
         builder.Options = extra.ToString().Trim();
         return builder.ConnectionString;
     }

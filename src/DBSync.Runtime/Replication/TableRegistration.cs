@@ -17,6 +17,13 @@ internal abstract class TableRegistration
 {
     public abstract SyncTableInfo Table { get; }
 
+    /// <summary>The database's types (enums, domains, citext), read when the run starts; the stream's column bindings and
+    /// the snapshot queries resolve type oids through it.</summary>
+    public PgTypeCatalog Types { get; set; } = PgTypeCatalog.BuiltIn;
+
+    /// <summary>Whether snapshot queries ask for text-format results (<see cref="DBSyncOptions.TextFormat"/>).</summary>
+    public bool TextFormat { get; set; }
+
     public abstract ValueTask OnInsertAsync(ReadOnlySpan<byte> newTuple, ColumnBinding binding, in TransactionContext tx, ulong lsn, CancellationToken cancellationToken);
 
     public abstract ValueTask OnUpdateAsync(ReadOnlySpan<byte> newTuple, OldTupleKind oldKind, ReadOnlySpan<byte> oldTuple, ColumnBinding binding, in TransactionContext tx, ulong lsn, CancellationToken cancellationToken);
@@ -148,14 +155,15 @@ internal sealed class TableRegistration<T>(HandlerInvoker invoker) : TableRegist
             await using (var snapshot = new NpgsqlCommand("SET TRANSACTION READ ONLY; SELECT pg_current_snapshot()::text", connection, transaction))
                 visibility = SnapshotVisibility.Parse((string)(await snapshot.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!);
 
-            await using var command = new NpgsqlCommand(query.ChunkSql(lastKey is not null, chunkSize), connection, transaction);
+            await using var command = new NpgsqlCommand(query.ChunkSql(lastKey is not null, chunkSize), connection, transaction) { AllResultTypesAreUnknown = TextFormat };
             query.AddParameters(command, lastKey);
             await using (var reader = await command.ExecuteReaderAsync(CommandBehavior.SequentialAccess, cancellationToken).ConfigureAwait(false))
             {
                 var columns = T.TableInfo.Columns.Length;
+                using var values = SnapshotColumns.Create(reader, T.TableInfo, Types, TextFormat);
                 while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
                 {
-                    var row = new SnapshotRowReader(reader, T.TableInfo);
+                    var row = new SnapshotRowReader(reader, values);
                     rows.Add(T.ReadRow(ref row));
                     // Only the last row's key is needed: reading every row's would cost a string per row.
                     if (rows.Count == chunkSize)

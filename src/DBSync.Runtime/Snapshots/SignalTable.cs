@@ -28,9 +28,9 @@ namespace DBSync.Replication
             [
                 new SyncColumnInfo("id", "Id", SyncColumnType.Int64, isNullable: false, keyOrder: 0),
                 new SyncColumnInfo("kind", "Kind", SyncColumnType.String, isNullable: false, keyOrder: -1),
-                new SyncColumnInfo("tables", "Tables", SyncColumnType.StringArray, isNullable: true, keyOrder: -1),
+                new SyncColumnInfo("tables", "Tables", SyncColumnType.String, isNullable: true, keyOrder: -1) { ArrayRank = 1, ElementIsNullable = true },
                 new SyncColumnInfo("filter", "Filter", SyncColumnType.String, isNullable: true, keyOrder: -1),
-                new SyncColumnInfo("filter_parameters", "FilterParameters", SyncColumnType.StringArray, isNullable: true, keyOrder: -1),
+                new SyncColumnInfo("filter_parameters", "FilterParameters", SyncColumnType.String, isNullable: true, keyOrder: -1) { ArrayRank = 1, ElementIsNullable = true },
                 new SyncColumnInfo("chunk_key", "ChunkKey", SyncColumnType.String, isNullable: true, keyOrder: -1),
             ]);
         }
@@ -60,9 +60,9 @@ namespace DBSync.Replication
             var reader = new TupleReader(newTuple, binding, keyOnly: false);
             long id = 0;
             string kind = "";
-            string[] tables = [];
+            string?[] tables = [];
             string? filter = null, chunkKey = null;
-            string[] parameters = [];
+            string?[] parameters = [];
             while (reader.TryReadNext(out var value))
             {
                 if (value.IsNull)
@@ -71,13 +71,13 @@ namespace DBSync.Replication
                 {
                     case 0: id = value.ReadInt64(); break;
                     case 1: kind = value.ReadString().Trim().ToLowerInvariant(); break;
-                    case 2: tables = value.ReadStringArray(); break;
+                    case 2: tables = value.ReadArray<string?, NullableString>(); break;
                     case 3: filter = value.ReadString(); break;
-                    case 4: parameters = value.ReadStringArray(); break;
+                    case 4: parameters = value.ReadArray<string?, NullableString>(); break;
                     case 5: chunkKey = value.ReadString(); break;
                 }
             }
-            _pending.Add(new Signal(id, kind, tables, filter, parameters, chunkKey));
+            _pending.Add(new Signal(id, kind, [.. tables.OfType<string>()], filter, parameters, chunkKey)); // a NULL in tables names no table
             return default;
         }
 
@@ -105,6 +105,11 @@ namespace DBSync.Replication
 
         public override Task<(int Count, IReadOnlyList<string>? LastKey)> ReadChunkAsync(NpgsqlConnection connection, SnapshotQuery query,
             IReadOnlyList<string>? lastKey, int chunkSize, long chunk, CancellationToken cancellationToken) => throw NotSnapshotted();
+
+        private readonly struct NullableString : IElementReader<string?>
+        {
+            public static string? Read(in TupleValue element) => element.IsNull ? null : element.ReadString();
+        }
 
         private InvalidOperationException NotSnapshotted() => new($"{Table.DisplayName} is the signal table; it is not snapshotted.");
     }

@@ -490,7 +490,9 @@ internal sealed class SnapshotCoordinator
     /// <summary>Snapshots one table from where its job stands; false when it stopped for a pause.</summary>
     private async Task<bool> SnapshotTableAsync(Job job, TableRegistration table, CancellationToken cancellationToken)
     {
-        await using var connection = new NpgsqlConnection(_options.ConnectionString);
+        // Text-format results (DBSyncOptions.TextFormat) need the session settings of the stream's connection; binary ones
+        // do not depend on them, and the usual connection string keeps the usual pool.
+        await using var connection = new NpgsqlConnection(_options.TextFormat ? ReplicationSetup.AppendServerOptions(_options.ConnectionString) : _options.ConnectionString);
         await connection.OpenAsync(cancellationToken).ConfigureAwait(false);
         // Watermarks must reach the WAL without waiting for synchronous standbys.
         await ExecuteAsync(connection, "SET synchronous_commit = local", cancellationToken).ConfigureAwait(false);

@@ -95,6 +95,8 @@ public sealed class StreamRun : IAsyncDisposable
         var first = await Task.WhenAny(client.Streaming, run.Run, Task.Delay(TimeSpan.FromSeconds(60)));
         if (first == run.Run)
             await run.Run;
+        if (client.Streaming.IsFaulted)
+            await client.Streaming; // a setup error can complete Streaming a moment before RunAsync itself
         Assert.True(client.Streaming.IsCompletedSuccessfully, "The client did not start streaming within 60 seconds.");
         return run;
     }

@@ -1,9 +1,12 @@
 using System.Buffers.Binary;
+using System.Globalization;
+using System.Net;
 using System.Text;
 
 namespace DBSync.Protocol;
 
-/// <summary>Decoders for PostgreSQL's binary send formats (numeric_send, date_send, timestamp_send, array_send).</summary>
+/// <summary>Decoders for PostgreSQL's binary send formats that take more than a fixed-size read (numeric_send, cash_send,
+/// jsonb_send, inet_send); the fixed-size ones are read in <see cref="TupleValue"/>, arrays in <see cref="PgArrays"/>.</summary>
 internal static class PgBinaryValues
 {
     private const ushort NumericPositive = 0x0000;
@@ -11,35 +14,19 @@ internal static class PgBinaryValues
     private const ushort NumericNaN = 0xC000;
     private const ushort NumericPositiveInfinity = 0xD000;
     private const ushort NumericNegativeInfinity = 0xF000;
-    private const int PostgresEpochDayNumber = 730119; // new DateOnly(2000, 1, 1).DayNumber
     private static readonly UInt128 s_decimalMax = (UInt128.One << 96) - 1;
 
-    /// <summary>
-    /// numeric: Int16 ndigits, Int16 weight (of the first base-10000 digit), UInt16 sign, Int16 display scale, then the
-    /// digits. The result keeps the display scale (10.50 stays 10.50); values decimal cannot hold exactly are an error.
-    /// </summary>
+    /// <summary>The end of the message for a numeric that decimal cannot hold exactly.</summary>
+    public const string OutsideDecimal = "outside the range or precision of decimal (about ±7.9e28, at most 28 decimal places). " +
+        "Map the column to string, which holds every numeric exactly, or keep such values out of it";
+
+    /// <summary>numeric: the header, then the base-10000 digits. The result keeps the display scale (10.50 stays 10.50);
+    /// values decimal cannot hold exactly are an error.</summary>
     public static decimal ReadNumeric(ReadOnlySpan<byte> data, in TupleValue owner)
     {
-        if (data.Length < 8)
-            owner.Fail($"is a truncated numeric ({data.Length} bytes)");
-        int digitCount = BinaryPrimitives.ReadInt16BigEndian(data);
-        int weight = BinaryPrimitives.ReadInt16BigEndian(data[2..]);
-        var sign = BinaryPrimitives.ReadUInt16BigEndian(data[4..]);
-        int displayScale = BinaryPrimitives.ReadInt16BigEndian(data[6..]);
-        switch (sign)
-        {
-            case NumericNaN:
-                owner.Fail("is NaN, which decimal cannot hold (map the column to string, or keep NaN out of it)");
-                break;
-            case NumericPositiveInfinity or NumericNegativeInfinity:
-                owner.Fail($"is {(sign == NumericPositiveInfinity ? "Infinity" : "-Infinity")}, which decimal cannot hold (map the column to string, or keep infinities out of it)");
-                break;
-            case not (NumericPositive or NumericNegative):
-                owner.Fail($"has an unknown numeric sign 0x{sign:x4}");
-                break;
-        }
-        if (data.Length != 8 + 2 * digitCount)
-            owner.Fail($"is a numeric of {data.Length} bytes with {digitCount} digits");
+        var (digitCount, weight, sign, displayScale) = NumericHeader(data, owner);
+        if (sign is not (NumericPositive or NumericNegative))
+            owner.Fail($"is {NumericText(data, owner)}, which decimal cannot hold. Map the column to string, which holds NaN and infinities, or keep such values out of it");
 
         UInt128 mantissa = 0;
         var scale = 0;
@@ -74,71 +61,87 @@ internal static class PgBinaryValues
         }
         catch (OverflowException e)
         {
-            owner.Fail("is outside the range of decimal (about ±7.9e28 with up to 28 decimal places)", e);
+            owner.Fail($"is {NumericText(data, owner)}, {OutsideDecimal}", e);
         }
 
         if (mantissa > s_decimalMax || scale > 28)
-            owner.Fail("is outside the range or precision of decimal (about ±7.9e28 with up to 28 decimal places)");
+            owner.Fail($"is {NumericText(data, owner)}, {OutsideDecimal}");
         return new decimal((int)(uint)mantissa, (int)(uint)(mantissa >> 32), (int)(uint)(mantissa >> 64), sign == NumericNegative, (byte)scale);
     }
 
-    /// <summary>date: days since 2000-01-01; int.MaxValue and int.MinValue are ±infinity.</summary>
-    public static DateOnly ReadDate(int days, in TupleValue owner)
+    /// <summary>numeric as PostgreSQL's numeric_out writes it: <c>-1234.50</c>, <c>NaN</c>, <c>Infinity</c>, <c>-Infinity</c>.</summary>
+    public static string NumericText(ReadOnlySpan<byte> data, in TupleValue owner)
     {
-        if (days is int.MaxValue or int.MinValue)
-            owner.Fail($"is {(days == int.MaxValue ? "infinity" : "-infinity")}, which DateOnly cannot hold");
-        var dayNumber = (long)PostgresEpochDayNumber + days;
-        if (dayNumber < DateOnly.MinValue.DayNumber || dayNumber > DateOnly.MaxValue.DayNumber)
-            owner.Fail("is outside DateOnly's range (0001-01-01 to 9999-12-31)");
-        return DateOnly.FromDayNumber((int)dayNumber);
-    }
-
-    /// <summary>timestamp/timestamptz: microseconds since 2000-01-01 00:00 (UTC for timestamptz); long extremes are ±infinity.</summary>
-    public static DateTime ReadTimestamp(long microseconds, DateTimeKind kind, in TupleValue owner)
-    {
-        if (microseconds is long.MaxValue or long.MinValue)
-            owner.Fail($"is {(microseconds == long.MaxValue ? "infinity" : "-infinity")}, which DateTime cannot hold");
-        const long epochTicks = 630822816000000000; // new DateTime(2000, 1, 1).Ticks
-        var ticks = (Int128)microseconds * TimeSpan.TicksPerMicrosecond + epochTicks;
-        if (ticks < DateTime.MinValue.Ticks || ticks > DateTime.MaxValue.Ticks)
-            owner.Fail("is outside DateTime's range (years 1 to 9999)");
-        return new DateTime((long)ticks, kind);
-    }
-
-    /// <summary>array_send: Int32 ndim, Int32 has-null flag, element oid, (size, lower bound) per dimension, then
-    /// each element as Int32 length (-1 for NULL) and bytes.</summary>
-    public static string[] ReadStringArray(ReadOnlySpan<byte> data, in TupleValue owner)
-    {
-        if (data.Length < 12)
-            owner.Fail($"is a truncated array ({data.Length} bytes)");
-        var dimensions = BinaryPrimitives.ReadInt32BigEndian(data);
-        if (dimensions == 0)
-            return [];
-        if (dimensions != 1)
-            owner.Fail($"is a {dimensions}-dimensional array; string[] holds one dimension (use a one-dimensional column)");
-        if (data.Length < 20)
-            owner.Fail($"is a truncated array ({data.Length} bytes)");
-        var count = BinaryPrimitives.ReadInt32BigEndian(data[12..]);
-        if (count < 0)
-            owner.Fail($"declares {count} elements");
-        var result = new string[count];
-        var position = 20;
-        for (var i = 0; i < count; i++)
+        var (digitCount, weight, sign, displayScale) = NumericHeader(data, owner);
+        switch (sign)
         {
-            if (data.Length - position < 4)
-                owner.Fail($"is a truncated array (element {i})");
-            var length = BinaryPrimitives.ReadInt32BigEndian(data[position..]);
-            position += 4;
-            if (length == -1)
-            {
-                result[i] = null!;
-                continue;
-            }
-            if (length < 0 || data.Length - position < length)
-                owner.Fail($"is a truncated array (element {i} of {length} bytes)");
-            result[i] = Encoding.UTF8.GetString(data.Slice(position, length));
-            position += length;
+            case NumericNaN:
+                return "NaN";
+            case NumericPositiveInfinity:
+                return "Infinity";
+            case NumericNegativeInfinity:
+                return "-Infinity";
         }
-        return result;
+
+        static int Digit(ReadOnlySpan<byte> data, int count, int index) => index >= 0 && index < count ? BinaryPrimitives.ReadUInt16BigEndian(data[(8 + 2 * index)..]) : 0;
+        var text = new StringBuilder(sign == NumericNegative ? "-" : "");
+        if (weight < 0)
+        {
+            text.Append('0');
+        }
+        else
+        {
+            // The first base-10000 digit without leading zeros, the others with all four decimal digits.
+            text.Append(Digit(data, digitCount, 0).ToString(CultureInfo.InvariantCulture));
+            for (var i = 1; i <= weight; i++)
+                text.Append(Digit(data, digitCount, i).ToString("0000", CultureInfo.InvariantCulture));
+        }
+        if (displayScale > 0)
+        {
+            text.Append('.');
+            var fraction = new StringBuilder();
+            for (var i = weight + 1; fraction.Length < displayScale; i++)
+                fraction.Append(Digit(data, digitCount, i).ToString("0000", CultureInfo.InvariantCulture));
+            text.Append(fraction.ToString(0, displayScale));
+        }
+        return text.ToString();
+    }
+
+    /// <summary>numeric_send's header (Int16 ndigits, Int16 weight of the first base-10000 digit, UInt16 sign, Int16 display
+    /// scale), checked: a known sign, and for a number as many digits as the length says.</summary>
+    private static (int DigitCount, int Weight, ushort Sign, int DisplayScale) NumericHeader(ReadOnlySpan<byte> data, in TupleValue owner)
+    {
+        if (data.Length < 8)
+            owner.Fail($"is a truncated numeric ({data.Length} bytes)");
+        int digitCount = BinaryPrimitives.ReadInt16BigEndian(data);
+        var sign = BinaryPrimitives.ReadUInt16BigEndian(data[4..]);
+        if (sign is not (NumericPositive or NumericNegative or NumericNaN or NumericPositiveInfinity or NumericNegativeInfinity))
+            owner.Fail($"has an unknown numeric sign 0x{sign:x4}");
+        if (sign is NumericPositive or NumericNegative && data.Length != 8 + 2 * digitCount)
+            owner.Fail($"is a numeric of {data.Length} bytes with {digitCount} digits");
+        return (digitCount, BinaryPrimitives.ReadInt16BigEndian(data[2..]), sign, BinaryPrimitives.ReadInt16BigEndian(data[6..]));
+    }
+
+    /// <summary>money: an Int64 count of cents (DBSync's sessions set lc_monetary = C, which has two decimal places).</summary>
+    public static decimal ReadMoney(long cents)
+    {
+        var magnitude = cents < 0 ? (ulong)-(cents + 1) + 1 : (ulong)cents;
+        return new decimal((int)(uint)magnitude, (int)(uint)(magnitude >> 32), 0, cents < 0, 2);
+    }
+
+    /// <summary>jsonb_send: a version byte (1), then the JSON text.</summary>
+    public static ReadOnlySpan<byte> JsonbText(ReadOnlySpan<byte> data, scoped in TupleValue owner)
+    {
+        if (data.IsEmpty || data[0] != 1)
+            owner.Fail($"is jsonb of an unknown binary version {(data.IsEmpty ? "(empty)" : data[0].ToString(CultureInfo.InvariantCulture))}");
+        return data[1..];
+    }
+
+    /// <summary>inet_send/cidr_send: family (2 IPv4, 3 IPv6), mask bits, is-cidr flag, address length, address bytes.</summary>
+    public static (IPAddress Address, int Bits) ReadInet(ReadOnlySpan<byte> data, in TupleValue owner)
+    {
+        if (data.Length < 4 || data[0] is not (2 or 3) || data[3] != (data[0] == 2 ? 4 : 16) || data.Length != 4 + data[3] || data[1] > data[3] * 8)
+            owner.Fail($"is a malformed inet/cidr ({data.Length} bytes)");
+        return (new IPAddress(data[4..]), data[1]);
     }
 }
