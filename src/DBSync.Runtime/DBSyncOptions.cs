@@ -142,6 +142,15 @@ public sealed partial class DBSyncOptions
     /// </summary>
     public TimeSpan ReceiveBatchDelay { get; set; } = TimeSpan.FromMilliseconds(1);
 
+    /// <summary>
+    /// How long the replication connection may stay silent (no data, not even a keepalive) while DBSync waits for the
+    /// server. After half of it DBSync asks the server for an immediate reply; after all of it the connection counts as
+    /// lost (a network that silently drops packets), and the stream reconnects. Default 60 seconds, as Npgsql's
+    /// <c>WalReceiverTimeout</c>; keep it well above the server's <c>wal_sender_timeout</c> / 2, at which an idle server
+    /// sends keepalives.
+    /// </summary>
+    public TimeSpan ReceiveTimeout { get; set; } = TimeSpan.FromSeconds(60);
+
     /// <summary>Where DBSync logs what it does. Default: no logging.</summary>
     public ILoggerFactory? LoggerFactory { get; set; }
 
@@ -178,6 +187,8 @@ public sealed partial class DBSyncOptions
             throw new ArgumentException($"DBSyncOptions.HandlerRetryDelay must be positive and at most MaxHandlerRetryDelay (were {HandlerRetryDelay} and {MaxHandlerRetryDelay}).", nameof(HandlerRetryDelay));
         if (HeartbeatInterval is { } heartbeat && heartbeat <= TimeSpan.Zero)
             throw new ArgumentException($"DBSyncOptions.HeartbeatInterval must be positive (was {heartbeat}); leave it null for no heartbeats.", nameof(HeartbeatInterval));
+        if (ReceiveTimeout <= TimeSpan.Zero)
+            throw new ArgumentException($"DBSyncOptions.ReceiveTimeout must be positive (was {ReceiveTimeout}).", nameof(ReceiveTimeout));
         if (ReceiveBatchDelay < TimeSpan.Zero || ReceiveBatchDelay > TimeSpan.FromMilliseconds(100))
             throw new ArgumentException($"DBSyncOptions.ReceiveBatchDelay must be between zero and 100 ms (was {ReceiveBatchDelay}).", nameof(ReceiveBatchDelay));
         if (!Enum.IsDefined(ReplicationTransport))

@@ -67,7 +67,7 @@ public sealed class TransportTests(TlsServerFixture tls) : IClassFixture<TlsServ
     public async Task Direct_WrongPassword_FailsWithTheServersErrorAndNoPassword()
     {
         var settings = Settings(new NpgsqlConnectionStringBuilder(tls.Server.ConnectionStringFor("postgres", "scram_user", "not-the-password")) { SslMode = SslMode.Require });
-        var error = await Assert.ThrowsAsync<PostgresException>(() => DirectTransport.ConnectAsync(settings, TimeSpan.FromSeconds(10), TimeSpan.Zero, CancellationToken.None));
+        var error = await Assert.ThrowsAsync<PostgresException>(() => ConnectDirectAsync(settings));
         Assert.Equal(PostgresErrorCodes.InvalidPassword, error.SqlState);
         Assert.Contains("scram_user", error.MessageText, StringComparison.Ordinal);
         Assert.DoesNotContain("not-the-password", error.ToString(), StringComparison.Ordinal);
@@ -81,7 +81,7 @@ public sealed class TransportTests(TlsServerFixture tls) : IClassFixture<TlsServ
         {
             Host = "127.0.0.1", SslMode = SslMode.VerifyFull, RootCertificate = tls.RootCertificate,
         });
-        await Assert.ThrowsAsync<AuthenticationException>(() => DirectTransport.ConnectAsync(settings, TimeSpan.FromSeconds(10), TimeSpan.Zero, CancellationToken.None));
+        await Assert.ThrowsAsync<AuthenticationException>(() => ConnectDirectAsync(settings));
     }
 
     [Fact]
@@ -91,7 +91,7 @@ public sealed class TransportTests(TlsServerFixture tls) : IClassFixture<TlsServ
         {
             Host = "localhost", SslMode = SslMode.VerifyCA, RootCertificate = tls.OtherRootCertificate,
         });
-        await Assert.ThrowsAsync<AuthenticationException>(() => DirectTransport.ConnectAsync(settings, TimeSpan.FromSeconds(10), TimeSpan.Zero, CancellationToken.None));
+        await Assert.ThrowsAsync<AuthenticationException>(() => ConnectDirectAsync(settings));
     }
 
     [Fact]
@@ -99,7 +99,7 @@ public sealed class TransportTests(TlsServerFixture tls) : IClassFixture<TlsServ
     {
         await using var plain = await PostgresServer.StartAsync(forceLocal: true);
         var settings = Settings(new NpgsqlConnectionStringBuilder(plain.ConnectionString) { SslMode = SslMode.Require });
-        var error = await Assert.ThrowsAsync<DBSyncConfigurationException>(() => DirectTransport.ConnectAsync(settings, TimeSpan.FromSeconds(10), TimeSpan.Zero, CancellationToken.None));
+        var error = await Assert.ThrowsAsync<DBSyncConfigurationException>(() => ConnectDirectAsync(settings));
         Assert.Contains("does not accept TLS", error.Message, StringComparison.Ordinal);
         Assert.Contains("SSL Mode=Require", error.Message, StringComparison.Ordinal);
     }
@@ -165,6 +165,39 @@ public sealed class TransportTests(TlsServerFixture tls) : IClassFixture<TlsServ
         Assert.Equal(expected, changes[1].New!.Description);
     }
 
+    [Theory]
+    [InlineData(ReplicationTransport.Direct)]
+    [InlineData(ReplicationTransport.Npgsql)]
+    public async Task SilentNetwork_IsGivenUpAfterReceiveTimeout_AndTheStreamResumes(ReplicationTransport transport)
+    {
+        await using var db = await TestDatabase.CreateAsync(tls.Server);
+        await using var proxy = TcpProxy.Start("127.0.0.1", tls.Server.Port);
+        var throughProxy = new NpgsqlConnectionStringBuilder(db.ConnectionString) { Host = "127.0.0.1", Port = proxy.Port, SslMode = SslMode.Disable }.ConnectionString;
+        var logs = new LogCapture();
+        await using var run = await StreamRun.StartAsync(throughProxy, configure: o =>
+        {
+            o.ReplicationTransport = transport;
+            o.ReceiveTimeout = TimeSpan.FromSeconds(3);
+            o.StatusInterval = TimeSpan.FromMilliseconds(500);
+            o.ReconnectDelay = TimeSpan.FromMilliseconds(300);
+            o.LoggerFactory = logs;
+        });
+        await db.ExecuteAsync("INSERT INTO Restaurant (id, name) VALUES ('before', 'n')");
+        await run.WaitUntilAsync(r => r.Of<Restaurant>().Count == 1, "the change before the network went silent");
+
+        // The network now drops everything on the replication connection, without closing it: no error, no FIN, no RST.
+        var silenced = DateTime.UtcNow;
+        proxy.SilenceExisting();
+        await db.ExecuteAsync("INSERT INTO Restaurant (id, name) VALUES ('during', 'n')");
+        await run.WaitUntilAsync(_ => logs.Has(2007), "the silent connection to be given up", TimeSpan.FromSeconds(30));
+        var givenUpAfter = DateTime.UtcNow - silenced;
+        await run.WaitUntilAsync(r => r.Of<Restaurant>().Any(c => c.New!.Id == "during"), "the change written during the silence, over a new connection", TimeSpan.FromSeconds(30));
+
+        Assert.InRange(givenUpAfter, TimeSpan.FromSeconds(2), TimeSpan.FromSeconds(15));
+        Assert.Equal(["before", "during"], run.Recorder.Of<Restaurant>().Select(c => c.New!.Id));
+        Assert.True(logs.Has(2008), "The stream did not report reconnecting.");
+    }
+
     /// <summary>Starts a run on <paramref name="transport"/>, streams one inserted row and checks which replication
     /// connection carried it (<paramref name="carriedBy"/>: "direct" or "npgsql"); the run stays open for more checks.</summary>
     private static async Task<StreamRun> StreamOneRowAsync(TestDatabase db, string connectionString, ReplicationTransport transport, string carriedBy, LogCapture? logs = null)
@@ -181,6 +214,9 @@ public sealed class TransportTests(TlsServerFixture tls) : IClassFixture<TlsServ
         Assert.Contains(logs.Entries, e => e.Id.Id == StreamStartedEvent && e.Text.Contains($"over the {carriedBy} replication connection", StringComparison.Ordinal));
         return run;
     }
+
+    private static Task<DirectTransport> ConnectDirectAsync(DirectSettings settings)
+        => DirectTransport.ConnectAsync(settings, StreamTimings.From(new DBSyncOptions()), CancellationToken.None);
 
     private static DirectSettings Settings(NpgsqlConnectionStringBuilder builder)
         => DirectSettings.TryCreate(builder.ConnectionString, out var unsupported) ?? throw new InvalidOperationException(unsupported);

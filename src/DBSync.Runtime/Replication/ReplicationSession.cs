@@ -141,7 +141,7 @@ internal sealed class ReplicationSession
         try
         {
             if (!_stopRequested)
-                await ReadAsync(transport.StartAsync(_options.SlotName, pluginOptions, _readCancellation.Token)).ConfigureAwait(false);
+                await ReadAsync(transport.StartAsync(_options.SlotName, (ulong)ConfirmedLsn, pluginOptions, _readCancellation.Token)).ConfigureAwait(false);
             Log.StreamStarted(_logger, _options.SlotName, protocol, protocol >= 2 && !_options.TextFormat ? "binary" : "text", ConfirmedLsn.ToString(), transport.Name);
             _idle = true;
             onStreaming();

@@ -26,16 +26,12 @@ internal sealed class DirectTransport : IReplicationTransport
     private const int BufferSize = 1 << 20;
     private const int SmallRead = 64 * 1024;
 
-    // A silent connection is probed (a status update asking for an immediate reply) and then given up, as Npgsql's
-    // WalReceiverTimeout does; the server sends keepalives well within these when it is alive.
-    private static readonly TimeSpan s_silenceBeforeProbe = TimeSpan.FromSeconds(30);
-    private static readonly TimeSpan s_silenceBeforeGivingUp = TimeSpan.FromSeconds(60);
     private static readonly TimeSpan s_endStreamTimeout = TimeSpan.FromSeconds(5);
 
     private readonly Socket _socket;
     private readonly Stream _stream;
     private readonly string _endpoint;
-    private readonly TimeSpan _batchDelay;
+    private readonly StreamTimings _timings;
     private readonly ReaderThread _thread;
     private readonly Lock _sendLock = new();
     private readonly byte[] _status = new byte[FrontendMessages.StandbyStatusLength];
@@ -48,6 +44,7 @@ internal sealed class DirectTransport : IReplicationTransport
     private long _lastReceived;
     private long _confirmed;
     private long _lastDataTimestamp = Stopwatch.GetTimestamp();
+    private long _lastStatusTimestamp = Stopwatch.GetTimestamp();
     private volatile bool _waiting;
     private volatile bool _endRequested;
     private volatile string? _abortReason;
@@ -56,13 +53,13 @@ internal sealed class DirectTransport : IReplicationTransport
     private bool _copyDoneSent;
     private volatile bool _closed;
 
-    private DirectTransport(Socket socket, Stream stream, string endpoint, ReaderThread thread, TimeSpan batchDelay)
+    private DirectTransport(Socket socket, Stream stream, string endpoint, ReaderThread thread, StreamTimings timings)
     {
         _socket = socket;
         _stream = stream;
         _endpoint = endpoint;
         _thread = thread;
-        _batchDelay = batchDelay;
+        _timings = timings;
     }
 
     public string Name => "direct";
@@ -82,15 +79,17 @@ internal sealed class DirectTransport : IReplicationTransport
     /// thread, which would bring back the very hand-off per read that this transport exists to avoid.
     /// </remarks>
     /// <exception cref="DirectTransportUnsupportedException">The server asks for something only Npgsql provides.</exception>
-    public static async Task<DirectTransport> ConnectAsync(DirectSettings settings, TimeSpan statusInterval, TimeSpan batchDelay, CancellationToken cancellationToken)
+    public static async Task<DirectTransport> ConnectAsync(DirectSettings settings, StreamTimings timings, CancellationToken cancellationToken)
     {
         var endpoint = settings.IsUnixSocket ? Path.Combine(settings.Host, $".s.PGSQL.{settings.Port}") : $"{settings.Host}:{settings.Port}";
         var thread = new ReaderThread($"DBSync replication {endpoint}");
         try
         {
             await thread.SwitchTo();
-            var transport = Connect(settings, endpoint, thread, batchDelay, cancellationToken);
-            transport._statusTimer = new Timer(static state => ((DirectTransport)state!).OnStatusTimer(), transport, statusInterval, statusInterval);
+            var transport = Connect(settings, endpoint, thread, timings, cancellationToken);
+            // The timer sends status updates every StatusInterval and watches for silence, a few times per ReceiveTimeout.
+            var tick = TimeSpan.FromTicks(Math.Min(timings.StatusInterval.Ticks, timings.ReceiveTimeout.Ticks / 4));
+            transport._statusTimer = new Timer(static state => ((DirectTransport)state!).OnStatusTimer(), transport, tick, tick);
             return transport;
         }
         catch
@@ -100,7 +99,7 @@ internal sealed class DirectTransport : IReplicationTransport
         }
     }
 
-    private static DirectTransport Connect(DirectSettings settings, string endpoint, ReaderThread thread, TimeSpan batchDelay, CancellationToken cancellationToken)
+    private static DirectTransport Connect(DirectSettings settings, string endpoint, ReaderThread thread, StreamTimings timings, CancellationToken cancellationToken)
     {
         Socket? socket = null;
         Stream? stream = null;
@@ -135,7 +134,7 @@ internal sealed class DirectTransport : IReplicationTransport
             }
             ApplyKeepAlive(socket!, settings);
             stream = NegotiateTls(socket!, settings);
-            var transport = new DirectTransport(socket!, stream, endpoint, thread, batchDelay);
+            var transport = new DirectTransport(socket!, stream, endpoint, thread, timings);
             transport.Startup(settings);
             return transport;
         }
@@ -323,12 +322,12 @@ internal sealed class DirectTransport : IReplicationTransport
         => settings.Password ?? throw new DirectTransportUnsupportedException(
             $"the server asks for a password ({method}) and neither the connection string nor PGPASSWORD has one (Npgsql may find one in a password file)");
 
-    public async ValueTask StartAsync(string slot, IReadOnlyList<KeyValuePair<string, string>> pluginOptions, CancellationToken cancellationToken)
+    public async ValueTask StartAsync(string slot, ulong start, IReadOnlyList<KeyValuePair<string, string>> pluginOptions, CancellationToken cancellationToken)
     {
         if (!_thread.IsCurrent)
             await _thread.SwitchTo();
         var options = string.Join(", ", pluginOptions.Select(o => $"\"{o.Key}\" '{o.Value.Replace("'", "''", StringComparison.Ordinal)}'"));
-        Write(FrontendMessages.Query($"START_REPLICATION SLOT {slot} LOGICAL 0/0 ({options})"));
+        Write(FrontendMessages.Query($"START_REPLICATION SLOT {slot} LOGICAL {new NpgsqlTypes.NpgsqlLogSequenceNumber(start)} ({options})"));
         while (true)
         {
             var (kind, offset, length) = ReadMessage();
@@ -461,8 +460,8 @@ internal sealed class DirectTransport : IReplicationTransport
         }
         _end += read;
         Volatile.Write(ref _lastDataTimestamp, Stopwatch.GetTimestamp());
-        if (read < SmallRead && _batchDelay > TimeSpan.Zero && !_endRequested && _socket.Available == 0)
-            Thread.Sleep(_batchDelay);
+        if (read < SmallRead && _timings.BatchDelay > TimeSpan.Zero && !_endRequested && _socket.Available == 0)
+            Thread.Sleep(_timings.BatchDelay);
     }
 
     /// <summary>Moves an incomplete message to the front of the buffer, growing the buffer when the message is larger.</summary>
@@ -558,6 +557,7 @@ internal sealed class DirectTransport : IReplicationTransport
             var confirmed = unchecked((ulong)Interlocked.Read(ref _confirmed));
             FrontendMessages.WriteStandbyStatus(_status, Math.Max(LastReceivedLsn, confirmed), confirmed, confirmed, DateTime.UtcNow, replyRequested);
             TrySend(_status);
+            Volatile.Write(ref _lastStatusTimestamp, Stopwatch.GetTimestamp());
         }
     }
 
@@ -585,15 +585,22 @@ internal sealed class DirectTransport : IReplicationTransport
         }
     }
 
+    /// <summary>
+    /// Every StatusInterval, a status update. While a read waits: after half of ReceiveTimeout without a byte from the
+    /// server (a live walsender sends keepalives well within it), status updates that ask for an immediate reply; after
+    /// all of it the connection is given up, as Npgsql's WalReceiverTimeout does, and the session reconnects.
+    /// </summary>
     private void OnStatusTimer()
     {
         var silence = Stopwatch.GetElapsedTime(Volatile.Read(ref _lastDataTimestamp));
-        if (_waiting && silence > s_silenceBeforeGivingUp)
+        if (_waiting && silence > _timings.ReceiveTimeout)
         {
-            Abort($"The server at {_endpoint} sent nothing for {silence.TotalSeconds:0} s, not even a keepalive: the connection is given up.");
+            Abort($"The server at {_endpoint} sent nothing for {silence.TotalSeconds:0} s, not even a keepalive (ReceiveTimeout {_timings.ReceiveTimeout.TotalSeconds:0.#} s): the connection is given up.");
             return;
         }
-        SendStatus(replyRequested: _waiting && silence > s_silenceBeforeProbe);
+        var probe = _waiting && silence > _timings.ReceiveTimeout / 2;
+        if (probe || Stopwatch.GetElapsedTime(Volatile.Read(ref _lastStatusTimestamp)) >= _timings.StatusInterval)
+            SendStatus(replyRequested: probe);
     }
 
     /// <summary>Closes the socket under a blocked read, which then fails (or, after <see cref="EndStreamAsync"/>, ends).</summary>

@@ -25,11 +25,13 @@ internal interface IReplicationTransport : IAsyncDisposable
     /// <summary>The WAL position of that frame.</summary>
     ulong FrameLsn { get; }
 
-    /// <summary>Sends START_REPLICATION for a logical slot from its confirmed position.</summary>
+    /// <summary>Sends START_REPLICATION for a logical slot.</summary>
     /// <param name="slot">The slot (a validated name).</param>
+    /// <param name="start">Where this process confirmed last: the server skips transactions that committed before it,
+    /// even when the slot stands earlier because the last status update was lost with a connection.</param>
     /// <param name="pluginOptions">pgoutput's options (validated names; values are quoted here).</param>
     /// <param name="cancellationToken">Cancels the start.</param>
-    ValueTask StartAsync(string slot, IReadOnlyList<KeyValuePair<string, string>> pluginOptions, CancellationToken cancellationToken);
+    ValueTask StartAsync(string slot, ulong start, IReadOnlyList<KeyValuePair<string, string>> pluginOptions, CancellationToken cancellationToken);
 
     /// <summary>Waits for the next frame. False when the stream ended: after <see cref="EndStreamAsync"/>, or because the
     /// server ended it. A lost connection throws.</summary>
@@ -45,4 +47,11 @@ internal interface IReplicationTransport : IAsyncDisposable
     /// <summary>Ends the stream while the session waits for a frame: the confirmed position is sent, and the pending or
     /// next <see cref="ReadFrameAsync"/> ends (false, or an <see cref="OperationCanceledException"/>).</summary>
     Task EndStreamAsync(bool flushStatus);
+}
+
+/// <summary>The stream's clocks: how often the confirmed position is reported, how long the server may stay silent, and
+/// the direct transport's batching pause.</summary>
+internal readonly record struct StreamTimings(TimeSpan StatusInterval, TimeSpan ReceiveTimeout, TimeSpan BatchDelay)
+{
+    public static StreamTimings From(DBSyncOptions options) => new(options.StatusInterval, options.ReceiveTimeout, options.ReceiveBatchDelay);
 }

@@ -31,9 +31,13 @@ internal sealed class NpgsqlTransport : IReplicationTransport
 
     public ulong FrameLsn { get; private set; }
 
-    public static async Task<NpgsqlTransport> OpenAsync(string connectionString, TimeSpan statusInterval, CancellationToken cancellationToken)
+    public static async Task<NpgsqlTransport> OpenAsync(string connectionString, StreamTimings timings, CancellationToken cancellationToken)
     {
-        var connection = new LogicalReplicationConnection(connectionString) { WalReceiverStatusInterval = statusInterval };
+        var connection = new LogicalReplicationConnection(connectionString)
+        {
+            WalReceiverStatusInterval = timings.StatusInterval,
+            WalReceiverTimeout = timings.ReceiveTimeout,
+        };
         try
         {
             await connection.Open(cancellationToken).ConfigureAwait(false);
@@ -46,12 +50,12 @@ internal sealed class NpgsqlTransport : IReplicationTransport
         }
     }
 
-    public ValueTask StartAsync(string slot, IReadOnlyList<KeyValuePair<string, string>> pluginOptions, CancellationToken cancellationToken)
+    public ValueTask StartAsync(string slot, ulong start, IReadOnlyList<KeyValuePair<string, string>> pluginOptions, CancellationToken cancellationToken)
     {
         // The frames are enumerated lazily: START_REPLICATION goes out with the first read, and a stop before it never
         // sends it.
         var options = pluginOptions.Select(o => new KeyValuePair<string, string?>(o.Key, o.Value)).ToList();
-        _frames = _connection.StartLogicalReplication(new PgOutputReplicationSlot(slot), _readCancellation.Token, walLocation: null, options, bypassingStream: false)
+        _frames = _connection.StartLogicalReplication(new PgOutputReplicationSlot(slot), _readCancellation.Token, new NpgsqlLogSequenceNumber(start), options, bypassingStream: false)
             .GetAsyncEnumerator(_readCancellation.Token);
         return default;
     }

@@ -23,7 +23,7 @@ internal static class ReplicationTransports
             {
                 try
                 {
-                    return await DirectTransport.ConnectAsync(settings, options.StatusInterval, options.ReceiveBatchDelay, cancellationToken).ConfigureAwait(false);
+                    return await DirectTransport.ConnectAsync(settings, StreamTimings.From(options), cancellationToken).ConfigureAwait(false);
                 }
                 catch (DirectTransportUnsupportedException e) when (options.ReplicationTransport == ReplicationTransport.Direct)
                 {
@@ -37,7 +37,7 @@ internal static class ReplicationTransports
                 }
             }
         }
-        return await NpgsqlTransport.OpenAsync(connectionString, options.StatusInterval, cancellationToken).ConfigureAwait(false);
+        return await NpgsqlTransport.OpenAsync(connectionString, StreamTimings.From(options), cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>Failures of the handshake that Npgsql's connection might get past: an authentication method or password

@@ -1,0 +1,108 @@
+using System.Net;
+using System.Net.Sockets;
+
+namespace DBSync.IntegrationTests.Infrastructure;
+
+/// <summary>
+/// A loopback TCP proxy to a server, for network failures no server setting can make: <see cref="SilenceExisting"/>
+/// turns the connections open at that moment into black holes (bytes are read and dropped both ways, the sockets stay
+/// open, nothing is closed or reset), as a network that silently loses packets does; later connections pass.
+/// </summary>
+public sealed class TcpProxy : IAsyncDisposable
+{
+    private readonly TcpListener _listener = new(IPAddress.Loopback, 0);
+    private readonly IPEndPoint _target;
+    private readonly CancellationTokenSource _stop = new();
+    private readonly List<Link> _links = [];
+    private readonly Task _accepting;
+
+    private TcpProxy(IPEndPoint target)
+    {
+        _target = target;
+        _listener.Start();
+        _accepting = AcceptAsync();
+    }
+
+    public int Port => ((IPEndPoint)_listener.LocalEndpoint).Port;
+
+    public static TcpProxy Start(string host, int port) => new(new IPEndPoint(IPAddress.Parse(host), port));
+
+    /// <summary>From now on, the connections open now carry nothing in either direction.</summary>
+    public void SilenceExisting()
+    {
+        lock (_links)
+        {
+            foreach (var link in _links)
+                link.Silenced = true;
+        }
+    }
+
+    private async Task AcceptAsync()
+    {
+        try
+        {
+            while (true)
+            {
+                var client = await _listener.AcceptTcpClientAsync(_stop.Token);
+                var server = new TcpClient();
+                await server.ConnectAsync(_target, _stop.Token);
+                var link = new Link(client, server);
+                lock (_links)
+                    _links.Add(link);
+                _ = PumpAsync(link, client.GetStream(), server.GetStream());
+                _ = PumpAsync(link, server.GetStream(), client.GetStream());
+            }
+        }
+        catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException or SocketException)
+        {
+            // The proxy is disposed.
+        }
+    }
+
+    private async Task PumpAsync(Link link, NetworkStream from, NetworkStream to)
+    {
+        var buffer = new byte[64 * 1024];
+        try
+        {
+            while (true)
+            {
+                var read = await from.ReadAsync(buffer, _stop.Token);
+                if (read == 0)
+                    break;
+                if (!link.Silenced)
+                    await to.WriteAsync(buffer.AsMemory(0, read), _stop.Token);
+            }
+            if (!link.Silenced)
+                link.Close();
+        }
+        catch (Exception e) when (e is IOException or OperationCanceledException or ObjectDisposedException or SocketException)
+        {
+            if (!link.Silenced)
+                link.Close();
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await _stop.CancelAsync();
+        _listener.Stop();
+        await _accepting;
+        lock (_links)
+        {
+            foreach (var link in _links)
+                link.Close();
+        }
+        _stop.Dispose();
+    }
+
+    private sealed class Link(TcpClient client, TcpClient server)
+    {
+        public volatile bool Silenced;
+
+        public void Close()
+        {
+            client.Dispose();
+            server.Dispose();
+        }
+    }
+}
