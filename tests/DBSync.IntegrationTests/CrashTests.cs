@@ -57,6 +57,11 @@ public sealed class CrashTests(PostgresFixture fixture)
             for (var run = 0; run < 10; run++)
             {
                 using var consumer = Consumer.Start(source, replica, log, run);
+                // Every other run is killed at a random moment of its start-up or first seconds; the others only once they
+                // deliver, so that kills land between deliveries and their confirmations however slowly a loaded
+                // machine starts a process.
+                if (run % 2 == 1)
+                    await WaitForFirstDeliveryAsync(log, run, consumer);
                 await Task.Delay(random.Next(300, 2500));
                 consumer.AssertRunning();
                 await consumer.KillAsync();
@@ -166,6 +171,26 @@ public sealed class CrashTests(PostgresFixture fixture)
             if (!_process.HasExited)
                 _process.Kill();
             _process.Dispose();
+        }
+    }
+
+    /// <summary>Waits until run <paramref name="run"/> has logged a delivered transaction.</summary>
+    private static async Task WaitForFirstDeliveryAsync(string log, int run, Consumer consumer)
+    {
+        var prefix = run.ToString(CultureInfo.InvariantCulture) + " ";
+        var deadline = DateTime.UtcNow.AddSeconds(60);
+        while (true)
+        {
+            consumer.AssertRunning();
+            if (File.Exists(log))
+            {
+                await using var file = new FileStream(log, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
+                using var reader = new StreamReader(file);
+                if ((await reader.ReadToEndAsync()).Split('\n').Any(line => line.StartsWith(prefix, StringComparison.Ordinal)))
+                    return;
+            }
+            Assert.True(DateTime.UtcNow < deadline, $"Consumer run {run} delivered nothing within 60 s of its start.");
+            await Task.Delay(100);
         }
     }
 
