@@ -10,6 +10,7 @@ namespace DBSync.Benchmarks;
 /// operation are the entity and its strings and arrays (DecodeAllocationTests asserts it exactly); 0 for the struct.
 /// </summary>
 [MemoryDiagnoser]
+[MedianColumn]
 public class DecodeBenchmarks
 {
     private RecordedInsertDecoder<User> _users = null!;
