@@ -27,8 +27,8 @@ public sealed record SnapshotTable(string Table)
     /// <summary>The table mapped by <typeparamref name="T"/>.</summary>
     public static SnapshotTable Of<T>() where T : ISyncTable<T> => new(T.TableInfo.DisplayName);
 
-    /// <summary>Splits <see cref="Table"/> into schema and name (schema <c>public</c> when absent), as DBSync resolves it.</summary>
-    public (string Schema, string Name) QualifiedName()
+    /// <summary>Splits <see cref="Table"/> into schema and name (schema <c>public</c> when absent).</summary>
+    internal (string Schema, string Name) QualifiedName()
     {
         var dot = Table.IndexOf('.', StringComparison.Ordinal);
         return dot < 0 ? ("public", Table) : (Table[..dot], Table[(dot + 1)..]);
