@@ -148,13 +148,16 @@ internal static class SnapshotCommands
         {
             var requested = parse.GetValue(tables) ?? [];
             var names = requested.Select(Qualified).ToHashSet();
-            // Done when no table it names (or, for all, none queued before it) is still queued.
+            // Done when the tables it names (or, for all, those queued before it) have left the queue, and those that were
+            // queued have their outcome (a running one is settled after the chunk in flight stops).
+            List<string> Targets(CheckpointInfo? old) => names.Count > 0 ? [.. names] : old?.Queue.Select(q => q.Table).ToList() ?? [];
             var (before, after) = await signal.SendAsync(parse, server, context, "cancel", requested.Length == 0 ? null : requested,
-                (old, checkpoint) => !checkpoint.Queue.Any(q => names.Count == 0 ? old?.Queue.Any(o => o.Table == q.Table) == true : names.Contains(q.Table)),
+                (old, checkpoint) => Targets(old).All(t => checkpoint.Queue.All(q => q.Table != t)
+                                                           && (old?.Queue.Any(q => q.Table == t) != true || NewOutcome(old, checkpoint, t) is not null)),
                 cancellationToken).ConfigureAwait(false);
             if (after is null)
                 return ExitCodes.Success;
-            var targets = names.Count > 0 ? [.. names] : before?.Queue.Select(q => q.Table).ToList() ?? [];
+            var targets = Targets(before);
             if (targets.Count == 0)
                 await context.Out.WriteLineAsync("No snapshot was queued.").ConfigureAwait(false);
             foreach (var table in targets)
