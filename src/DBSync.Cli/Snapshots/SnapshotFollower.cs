@@ -28,6 +28,7 @@ internal sealed class SnapshotFollower(ServerConnection server, PostgresCheckpoi
     {
         var old = known.ToHashSet();
         var followed = tables?.ToList() ?? [];
+        var seenQueued = new HashSet<string>();
         var outcomes = new Dictionary<string, FinishedSnapshot>();
         await using var connection = await server.OpenAsync(cancellationToken).ConfigureAwait(false);
         while (true)
@@ -42,6 +43,7 @@ internal sealed class SnapshotFollower(ServerConnection server, PostgresCheckpoi
                 var position = queue.ToList().FindIndex(q => q.Table == table);
                 if (position >= 0)
                 {
+                    seenQueued.Add(table);
                     var entry = queue[position];
                     if (!entry.Started)
                     {
@@ -52,9 +54,12 @@ internal sealed class SnapshotFollower(ServerConnection server, PostgresCheckpoi
                     view.Running(table, entry.RowsRead, entry.Chunks, total, checkpoint!.Paused);
                     continue;
                 }
-                // Not queued (any more): its newest outcome, or one from before when none is new.
-                var outcome = checkpoint?.Finished.LastOrDefault(f => f.Table == table && !old.Contains(f))
-                              ?? checkpoint?.Finished.LastOrDefault(f => f.Table == table);
+                // Not queued (any more): its new outcome. A cancelled table leaves the queue a moment before its outcome is
+                // saved, so one seen queued waits for it; one never seen queued here ended before: its last outcome.
+                var outcome = checkpoint?.Finished.LastOrDefault(f => f.Table == table && !old.Contains(f));
+                if (outcome is null && seenQueued.Contains(table))
+                    continue;
+                outcome ??= checkpoint?.Finished.LastOrDefault(f => f.Table == table);
                 if (outcome is null)
                 {
                     throw new CliException(ExitCodes.NotFound,

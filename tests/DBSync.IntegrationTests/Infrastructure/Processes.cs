@@ -38,5 +38,7 @@ public static class Processes
         => (Environment.GetEnvironmentVariable("PATH") ?? "").Split(Path.PathSeparator).Select(d => Path.Combine(d, name)).FirstOrDefault(File.Exists);
 
     /// <summary>The repository's root directory (this file is in tests/DBSync.IntegrationTests/Infrastructure).</summary>
-    public static string RepositoryRoot([CallerFilePath] string path = "") => Path.GetFullPath(Path.Combine(Path.GetDirectoryName(path)!, "..", "..", ".."));
+    public static string RepositoryRoot() => Path.GetFullPath(Path.Combine(ThisFile(), "..", "..", "..", ".."));
+
+    private static string ThisFile([CallerFilePath] string path = "") => path;
 }
