@@ -1,5 +1,3 @@
-using System.Diagnostics;
-using System.Runtime.CompilerServices;
 using System.Text.RegularExpressions;
 using DBSync.IntegrationTests.Infrastructure;
 using Npgsql;
@@ -18,14 +16,14 @@ public sealed partial class NativeAotTests(PostgresFixture fixture)
     [Fact]
     public async Task Sample_PublishedWithNativeAot_HasNoWarnings_AndRuns()
     {
-        Assert.True(FindOnPath("clang") is not null,
+        Assert.True(Processes.FindOnPath("clang") is not null,
             "Native AOT links with clang, which is not on PATH. Install it (apt-get install clang; ./build.sh test does this).");
-        var root = RepositoryRoot();
+        var root = Processes.RepositoryRoot();
         var artifacts = Directory.CreateTempSubdirectory("dbsync-aot-");
         try
         {
             // Its own artifacts path: nothing of the tests' own build is rebuilt or overwritten; no build server outlives it.
-            var publish = await RunAsync("dotnet", ["publish", Path.Combine(root, "samples", "DBSync.Sample", "DBSync.Sample.csproj"), "-c", "Release",
+            var publish = await Processes.RunAsync("dotnet", ["publish", Path.Combine(root, "samples", "DBSync.Sample", "DBSync.Sample.csproj"), "-c", "Release",
                 "-r", "linux-x64", "--artifacts-path", artifacts.FullName, "--disable-build-servers"], TimeSpan.FromMinutes(10));
             Assert.True(publish.ExitCode == 0, $"dotnet publish failed ({publish.ExitCode}):\n{publish.Output}");
             var warnings = WarningLine().Matches(publish.Output).Select(m => m.Value).Distinct().ToList();
@@ -35,7 +33,7 @@ public sealed partial class NativeAotTests(PostgresFixture fixture)
             var binary = Path.Combine(artifacts.FullName, "publish", "DBSync.Sample", "release_linux-x64", "DBSync.Sample");
             Assert.True(File.Exists(binary), $"{binary} is missing after the publish:\n{publish.Output}");
             var server = new NpgsqlConnectionStringBuilder(fixture.Server.ConnectionString);
-            var run = await RunAsync(binary, [], TimeSpan.FromMinutes(3), new Dictionary<string, string?>
+            var run = await Processes.RunAsync(binary, [], TimeSpan.FromMinutes(3), new Dictionary<string, string?>
             {
                 ["POSTGRES_HOST"] = server.Host,
                 ["POSTGRES_PORT"] = server.Port.ToString(System.Globalization.CultureInfo.InvariantCulture),
@@ -57,32 +55,4 @@ public sealed partial class NativeAotTests(PostgresFixture fixture)
     /// <summary>MSBuild warnings (<c>warning IL2026: ...</c>, <c>warning CS8602: ...</c>) and the ILC summary warnings.</summary>
     [GeneratedRegex(@"^.*\bwarning [A-Z]+[0-9]+\b.*$", RegexOptions.Multiline)]
     private static partial Regex WarningLine();
-
-    private static async Task<(int ExitCode, string Output)> RunAsync(string file, string[] arguments, TimeSpan timeout, Dictionary<string, string?>? environment = null)
-    {
-        var start = new ProcessStartInfo(file) { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (var argument in arguments)
-            start.ArgumentList.Add(argument);
-        foreach (var (name, value) in environment ?? [])
-            start.Environment[name] = value;
-        using var process = Process.Start(start) ?? throw new InvalidOperationException($"Could not start {file}.");
-        var output = process.StandardOutput.ReadToEndAsync();
-        var error = process.StandardError.ReadToEndAsync();
-        using var cancel = new CancellationTokenSource(timeout);
-        try
-        {
-            await process.WaitForExitAsync(cancel.Token);
-        }
-        catch (OperationCanceledException)
-        {
-            process.Kill(entireProcessTree: true);
-            throw new TimeoutException($"{file} {string.Join(' ', arguments)} did not finish within {timeout}.");
-        }
-        return (process.ExitCode, await output + await error);
-    }
-
-    private static string? FindOnPath(string name)
-        => (Environment.GetEnvironmentVariable("PATH") ?? "").Split(Path.PathSeparator).Select(d => Path.Combine(d, name)).FirstOrDefault(File.Exists);
-
-    private static string RepositoryRoot([CallerFilePath] string path = "") => Path.GetFullPath(Path.Combine(Path.GetDirectoryName(path)!, "..", ".."));
 }

@@ -21,6 +21,11 @@ public sealed class CheckpointTests
             },
             new JobState { Schema = "sales", Name = "orders", Filter = "region = $1 AND note IS NOT DISTINCT FROM $2", FilterParameters = ["eu", null], ChunkKey = "seq" },
         ],
+        Finished =
+        [
+            new FinishedSnapshot("public.users", SnapshotOutcome.Completed, 4, 30_000, 29_998, new DateTime(2026, 11, 24, 10, 0, 0, DateTimeKind.Utc), null),
+            new FinishedSnapshot("public.nope", SnapshotOutcome.Skipped, 0, 0, 0, new DateTime(2026, 11, 24, 10, 1, 0, DateTimeKind.Utc), "it does not exist"),
+        ],
     };
 
     [Fact]
@@ -48,6 +53,41 @@ public sealed class CheckpointTests
         Assert.Null(orders.MaxKey);
         Assert.Null(orders.LastKey);
         Assert.False(orders.Started);
+        Assert.Equal(original.Finished, copy.Finished);
+    }
+
+    [Fact]
+    public void RecordWithoutOutcomes_FromTheFirstLayout_ReadsWithNone()
+    {
+        // The first layout had seven fields; the outcomes are the eighth.
+        var bytes = Sample().Serialize();
+        var reader = new MessagePackReader(bytes);
+        reader.ReadArrayHeader();
+        for (var i = 0; i < 7; i++)
+            reader.Skip();
+        var firstLayout = bytes[..(int)reader.Consumed];
+        firstLayout[0] = 0x97;
+        var copy = Checkpoint.Deserialize(firstLayout, "test");
+        Assert.Equal(2, copy.Jobs.Count);
+        Assert.Empty(copy.Finished);
+    }
+
+    [Fact]
+    public void CheckpointInfo_ShowsTheQueueTheCurrentTableAndTheOutcomes()
+    {
+        var info = CheckpointInfo.Parse(Sample().Serialize());
+        Assert.Equal("orders_sync", info.Slot);
+        Assert.Equal("1/2000", info.ConfirmedLsn.ToString());
+        Assert.Equal("1/1000", info.LastSignalLsn.ToString());
+        Assert.True(info.Paused);
+        Assert.Equal(["public.visit", "sales.orders"], info.Queue.Select(q => q.Table));
+        var current = info.Current!;
+        Assert.Equal(("public.visit", 3L, 21L, 19L), (current.Table, current.Chunks, current.RowsRead, current.RowsEmitted));
+        Assert.Equal(["7", "r-003"], current.LastKey!);
+        Assert.Equal("seq", info.Queue[1].ChunkKey);
+        Assert.Equal([SnapshotOutcome.Completed, SnapshotOutcome.Skipped], info.Finished.Select(f => f.Outcome));
+        Assert.Equal("it does not exist", info.Finished[1].Detail);
+        Assert.Throws<DBSyncException>(() => CheckpointInfo.Parse(new byte[] { 0xc1 }));
     }
 
     [Fact]
@@ -55,7 +95,7 @@ public sealed class CheckpointTests
     {
         var bytes = Sample().Serialize();
         var reader = new MessagePackReader(bytes);
-        Assert.Equal(7, reader.ReadArrayHeader());
+        Assert.Equal(8, reader.ReadArrayHeader());
         Assert.Equal(Checkpoint.CurrentVersion, reader.ReadInt32());
         Assert.Equal("orders_sync", reader.ReadString());
     }
@@ -74,10 +114,10 @@ public sealed class CheckpointTests
     public void LaterFieldsOfTheSameVersion_AreSkipped()
     {
         var bytes = Sample().Serialize();
-        // Append one field to the top-level array: fixarray 7 (0x97) becomes 8 (0x98), plus a trailing string.
-        Assert.Equal(0x97, bytes[0]);
+        // Append one field to the top-level array: fixarray 8 (0x98) becomes 9 (0x99), plus a trailing string.
+        Assert.Equal(0x98, bytes[0]);
         var extended = bytes.Concat(new byte[] { 0xa3, (byte)'n', (byte)'e', (byte)'w' }).ToArray();
-        extended[0] = 0x98;
+        extended[0] = 0x99;
         Assert.Equal("orders_sync", Checkpoint.Deserialize(extended, "test").Slot);
     }
 
@@ -105,6 +145,10 @@ public sealed class CheckpointTests
             Assert.Equal([4, 5], await store.LoadAsync("a", CancellationToken.None));
             Assert.Equal([9], await store.LoadAsync("b", CancellationToken.None));
             Assert.Equal(["a.dbsync-checkpoint", "b.dbsync-checkpoint"], Directory.GetFiles(directory).Select(Path.GetFileName).Order());
+            Assert.True(await store.DeleteAsync("a"));
+            Assert.False(await store.DeleteAsync("a"));
+            Assert.Null(await store.LoadAsync("a", CancellationToken.None));
+            Assert.Equal([9], await store.LoadAsync("b", CancellationToken.None));
         }
         finally
         {

@@ -5,7 +5,8 @@ namespace DBSync.Checkpoints;
 
 /// <summary>
 /// The persisted state of one pipeline (one slot): snapshot queue and progress, pause state, the last signal acted on,
-/// and the acknowledged LSN when it was written.
+/// the outcomes of the last snapshots, and the acknowledged LSN when it was written. <see cref="CheckpointInfo"/> is its
+/// public, read-only view.
 /// </summary>
 internal sealed class Checkpoint
 {
@@ -26,11 +27,18 @@ internal sealed class Checkpoint
 
     public required IReadOnlyList<JobState> Jobs { get; init; }
 
+    /// <summary>How the last snapshots ended, oldest first (at most <see cref="MaxFinished"/>): what a tool following a
+    /// snapshot from another process reads. Field 8, added without a new version: older readers skip it.</summary>
+    public IReadOnlyList<FinishedSnapshot> Finished { get; init; } = [];
+
+    /// <summary>How many outcomes <see cref="Finished"/> keeps.</summary>
+    public const int MaxFinished = 32;
+
     public byte[] Serialize()
     {
         var buffer = new ArrayBufferWriter<byte>(256);
         var writer = new MessagePackWriter(buffer);
-        writer.WriteArrayHeader(7);
+        writer.WriteArrayHeader(8);
         writer.Write(CurrentVersion);
         writer.Write(Slot);
         writer.Write(ConfirmedLsn);
@@ -40,6 +48,9 @@ internal sealed class Checkpoint
         writer.WriteArrayHeader(Jobs.Count);
         foreach (var job in Jobs)
             job.Write(ref writer);
+        writer.WriteArrayHeader(Finished.Count);
+        foreach (var finished in Finished)
+            finished.Write(ref writer);
         writer.Flush();
         return buffer.WrittenSpan.ToArray();
     }
@@ -65,8 +76,9 @@ internal sealed class Checkpoint
                 Paused = reader.ReadBoolean(),
                 LastSignalLsn = reader.ReadUInt64(),
                 Jobs = ReadJobs(ref reader),
+                Finished = fields > 7 ? ReadFinished(ref reader) : [],
             };
-            for (var i = 7; i < fields; i++)
+            for (var i = 8; i < fields; i++)
                 reader.Skip(); // fields of a later minor layout
             return checkpoint;
         }
@@ -86,6 +98,14 @@ internal sealed class Checkpoint
         for (var i = 0; i < jobs.Length; i++)
             jobs[i] = JobState.Read(ref reader);
         return jobs;
+    }
+
+    private static FinishedSnapshot[] ReadFinished(ref MessagePackReader reader)
+    {
+        var finished = new FinishedSnapshot[reader.ReadArrayHeader()];
+        for (var i = 0; i < finished.Length; i++)
+            finished[i] = FinishedSnapshot.Read(ref reader);
+        return finished;
     }
 }
 

@@ -27,6 +27,17 @@ public sealed class FileCheckpointStore : ICheckpointStore
         return File.Exists(path) ? await File.ReadAllBytesAsync(path, cancellationToken).ConfigureAwait(false) : null;
     }
 
+    /// <summary>Deletes the checkpoint of <paramref name="slotName"/> (after its slot was dropped: a new slot starts
+    /// without one); false when there was none.</summary>
+    public Task<bool> DeleteAsync(string slotName, CancellationToken cancellationToken = default)
+    {
+        cancellationToken.ThrowIfCancellationRequested();
+        var path = PathOf(slotName);
+        var existed = File.Exists(path);
+        File.Delete(path);
+        return Task.FromResult(existed);
+    }
+
     /// <inheritdoc />
     public async Task SaveAsync(string slotName, ReadOnlyMemory<byte> checkpoint, CancellationToken cancellationToken)
     {

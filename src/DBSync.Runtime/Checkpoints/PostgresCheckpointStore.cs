@@ -66,6 +66,28 @@ public sealed partial class PostgresCheckpointStore : ICheckpointStore, IAsyncDi
         }
     }
 
+    /// <summary>Deletes the checkpoint of <paramref name="slotName"/> (after its slot was dropped: a new slot starts
+    /// without one); false when there was none.</summary>
+    public async Task<bool> DeleteAsync(string slotName, CancellationToken cancellationToken = default)
+    {
+        await using var connection = new NpgsqlConnection(_connectionString);
+        await connection.OpenAsync(cancellationToken).ConfigureAwait(false);
+        await using var command = new NpgsqlCommand($"DELETE FROM {_qualifiedTable} WHERE slot_name = $1", connection);
+        command.Parameters.Add(new NpgsqlParameter { Value = slotName });
+        try
+        {
+            return await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false) > 0;
+        }
+        catch (PostgresException e) when (e.SqlState == UndefinedTable)
+        {
+            return false; // nothing was ever saved
+        }
+        catch (PostgresException e) when (e.SqlState == InsufficientPrivilege)
+        {
+            throw new DBSyncConfigurationException($"Cannot delete from checkpoint table {Table} ({e.MessageText}). Grant DELETE ON {Table} to the role, or delete the row as its owner.", e);
+        }
+    }
+
     /// <inheritdoc />
     /// <remarks>Saves come after every snapshot chunk, so they reuse one open connection and take one round trip.</remarks>
     public async Task SaveAsync(string slotName, ReadOnlyMemory<byte> checkpoint, CancellationToken cancellationToken)

@@ -33,6 +33,7 @@ internal sealed class SnapshotCoordinator
     private readonly SemaphoreSlim _wake = new(0);
     private readonly SemaphoreSlim _saveGate = new(1, 1);
     private readonly List<Job> _queue = [];
+    private readonly List<FinishedSnapshot> _finished = [];
     private readonly uint[] _recent = new uint[RecentTransactions];
     private int _recentCount;
     private bool _paused;
@@ -230,6 +231,7 @@ internal sealed class SnapshotCoordinator
         lock (_lock)
         {
             _lastSignalLsn = 0;
+            _finished.Clear();
             if (_options.InitialSnapshot)
             {
                 var initial = _tables.Values.Where(t => t is not SignalRegistration).Select(t => new SnapshotTable(t.Table.DisplayName)).ToList();
@@ -269,6 +271,8 @@ internal sealed class SnapshotCoordinator
             }
             _paused = _pauseRequestedBeforeLoad ?? checkpoint.Paused;
             _lastSignalLsn = checkpoint.LastSignalLsn;
+            _finished.Clear();
+            _finished.AddRange(checkpoint.Finished);
         }
         Log.CheckpointLoaded(_logger, _options.SlotName, checkpoint.Jobs.Count, new NpgsqlTypes.NpgsqlLogSequenceNumber(checkpoint.ConfirmedLsn).ToString());
     }
@@ -289,6 +293,7 @@ internal sealed class SnapshotCoordinator
                     Paused = _paused,
                     LastSignalLsn = _lastSignalLsn,
                     Jobs = _queue.Where(j => j.SkipReason is null && !j.Cancel.IsCancellationRequested).Select(j => j.State).ToList(),
+                    Finished = [.. _finished],
                 };
             }
             await _store.SaveAsync(_options.SlotName, checkpoint.Serialize(), cancellationToken).ConfigureAwait(false);
@@ -409,6 +414,8 @@ internal sealed class SnapshotCoordinator
     /// <summary>Reports and removes a skipped or cancelled job that is not running.</summary>
     private async Task SettleAsync(Job job, CancellationToken cancellationToken)
     {
+        lock (_lock)
+            Finish(job, job.SkipReason is null ? SnapshotOutcome.Cancelled : SnapshotOutcome.Skipped, job.SkipReason);
         if (job.SkipReason is { } reason)
         {
             Log.SnapshotSkipped(_logger, job.State.DisplayName, reason);
@@ -441,7 +448,10 @@ internal sealed class SnapshotCoordinator
             if (!completed)
                 return; // paused: the job stays first in the queue
             lock (_lock)
+            {
                 _queue.Remove(job);
+                Finish(job, SnapshotOutcome.Completed, null);
+            }
             await SaveAsync(cancellationToken).ConfigureAwait(false);
             Log.SnapshotCompleted(_logger, job.State.DisplayName, job.State.RowsEmitted);
             await NotifyAsync(new SnapshotTableCompleted(job.State.DisplayName, job.State.Chunks, job.State.RowsRead, job.State.RowsEmitted), cancellationToken).ConfigureAwait(false);
@@ -473,7 +483,10 @@ internal sealed class SnapshotCoordinator
             // The snapshot of this table failed; the stream and the other tables go on.
             Log.SnapshotFailed(_logger, e, job.State.DisplayName);
             lock (_lock)
+            {
                 _queue.Remove(job);
+                Finish(job, SnapshotOutcome.Failed, e.Message);
+            }
             await NotifyAsync(new SnapshotTableFailed(job.State.DisplayName, e), cancellationToken).ConfigureAwait(false);
             job.Complete(e);
             try
@@ -485,6 +498,14 @@ internal sealed class SnapshotCoordinator
                 Log.CheckpointSaveFailed(_logger, saveError, _options.SlotName);
             }
         }
+    }
+
+    /// <summary>Remembers how a job ended, for the checkpoint (the most recent ones). Caller holds the lock.</summary>
+    private void Finish(Job job, SnapshotOutcome outcome, string? detail)
+    {
+        if (_finished.Count == Checkpoint.MaxFinished)
+            _finished.RemoveAt(0);
+        _finished.Add(new FinishedSnapshot(job.State.DisplayName, outcome, job.State.Chunks, job.State.RowsRead, job.State.RowsEmitted, DateTime.UtcNow, detail));
     }
 
     /// <summary>Snapshots one table from where its job stands; false when it stopped for a pause.</summary>

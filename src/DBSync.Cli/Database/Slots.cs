@@ -1,0 +1,73 @@
+using DBSync.Cli.Output;
+using Npgsql;
+using NpgsqlTypes;
+
+namespace DBSync.Cli.Database;
+
+/// <summary>One replication slot, with its lag behind the server's current WAL position.</summary>
+internal sealed record SlotRow(
+    string Name, string Type, string? Plugin, string? Database, bool Active, int? ActivePid,
+    string? ConfirmedFlushLsn, string? RestartLsn, long? LagBytes, long? RetainedBytes, string? WalStatus, string CurrentLsn);
+
+/// <summary>The queries on <c>pg_replication_slots</c> that <c>slots</c>, <c>lag</c> and <c>slot drop</c> share.</summary>
+internal static class Slots
+{
+    public static async Task<List<SlotRow>> ListAsync(NpgsqlConnection connection, string? name, CancellationToken cancellationToken)
+    {
+        await using var command = new NpgsqlCommand(
+            """
+            WITH position AS (SELECT CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END AS lsn)
+            SELECT s.slot_name::text, s.slot_type, s.plugin::text, s.database::text, s.active, s.active_pid,
+                   s.confirmed_flush_lsn::text, s.restart_lsn::text,
+                   pg_wal_lsn_diff(position.lsn, s.confirmed_flush_lsn)::bigint, pg_wal_lsn_diff(position.lsn, s.restart_lsn)::bigint,
+                   s.wal_status, position.lsn::text
+            FROM pg_replication_slots s, position
+            WHERE $1::text IS NULL OR s.slot_name = $1
+            ORDER BY s.slot_name
+            """, connection);
+        command.Parameters.Add(new NpgsqlParameter { NpgsqlDbType = NpgsqlDbType.Text, Value = (object?)name ?? DBNull.Value });
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+        var slots = new List<SlotRow>();
+        while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+        {
+            slots.Add(new SlotRow(
+                reader.GetString(0), reader.GetString(1), Nullable<string>(reader, 2), Nullable<string>(reader, 3), reader.GetBoolean(4),
+                reader.IsDBNull(5) ? null : reader.GetInt32(5), Nullable<string>(reader, 6), Nullable<string>(reader, 7),
+                reader.IsDBNull(8) ? null : reader.GetInt64(8), reader.IsDBNull(9) ? null : reader.GetInt64(9),
+                Nullable<string>(reader, 10), reader.GetString(11)));
+        }
+        return slots;
+    }
+
+    /// <summary>The slot named <paramref name="name"/>; a <see cref="ExitCodes.NotFound"/> error that lists the slots
+    /// there are when it does not exist.</summary>
+    public static async Task<SlotRow> FindAsync(NpgsqlConnection connection, string name, CancellationToken cancellationToken)
+    {
+        var slots = await ListAsync(connection, name, cancellationToken).ConfigureAwait(false);
+        if (slots.Count == 1)
+            return slots[0];
+        var all = await ListAsync(connection, null, cancellationToken).ConfigureAwait(false);
+        throw new CliException(ExitCodes.NotFound, all.Count == 0
+            ? $"No replication slot \"{name}\": the server has no slots."
+            : $"No replication slot \"{name}\". Slots on this server: {string.Join(", ", all.Select(s => s.Name))}.");
+    }
+
+    /// <summary>Who holds an active slot: the walsender's process, application, user, client address and start time.</summary>
+    public static async Task<string> DescribeHolderAsync(NpgsqlConnection connection, int pid, CancellationToken cancellationToken)
+    {
+        await using var command = new NpgsqlCommand(
+            "SELECT application_name, usename::text, client_addr::text, backend_start FROM pg_stat_activity WHERE pid = $1", connection);
+        command.Parameters.Add(new NpgsqlParameter { Value = pid });
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+        if (!await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+            return $"process {pid}";
+        var application = reader.IsDBNull(0) || reader.GetString(0).Length == 0 ? "no application name" : $"application '{reader.GetString(0)}'";
+        var user = reader.IsDBNull(1) ? "" : $", user {reader.GetString(1)}";
+        var client = reader.IsDBNull(2) ? ", over a Unix socket" : $", from {reader.GetString(2)}";
+        var since = reader.IsDBNull(3) ? "" : $", since {Units.Time(reader.GetFieldValue<DateTime>(3).ToUniversalTime())}";
+        return $"process {pid} ({application}{user}{client}{since})";
+    }
+
+    private static T? Nullable<T>(NpgsqlDataReader reader, int ordinal) where T : class
+        => reader.IsDBNull(ordinal) ? null : reader.GetFieldValue<T>(ordinal);
+}
