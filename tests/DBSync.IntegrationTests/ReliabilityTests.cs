@@ -187,9 +187,10 @@ public sealed class ReliabilityTests(PostgresFixture fixture)
         var logs = new LogCapture();
         var users = 0;
         var stalled = new TaskCompletionSource();
-        // The walsender drops a client that sends nothing for 1 s; the handler below stalls for 8 s. The status updates
-        // the replication connection sends on its own timer (StatusInterval) keep the connection; at 30 s this test fails.
-        var shortTimeout = new NpgsqlConnectionStringBuilder(db.ConnectionString) { Options = "-c wal_sender_timeout=1000" }.ConnectionString;
+        // The walsender drops a client that sends nothing for 3 s; the handler below stalls for 8 s. The status updates
+        // the replication connection sends on its own timer (StatusInterval, 300 ms) keep the connection; at 30 s this
+        // test fails. (With 1 s, a timer callback held up on a machine busy with builds took the connection down.)
+        var shortTimeout = new NpgsqlConnectionStringBuilder(db.ConnectionString) { Options = "-c wal_sender_timeout=3000" }.ConnectionString;
         await using var run = await StreamRun.StartAsync(shortTimeout, (client, recorder) =>
         {
             client.On<Restaurant>(async (change, ct) =>
