@@ -30,6 +30,7 @@ public sealed class DBSyncClient
     private readonly HandlerInvoker _invoker;
     private TaskCompletionSource _streaming = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private ReplicationSession? _session;
+    private RunControl? _control;
     private int _running;
 
     /// <summary>Creates a client. Nothing connects until <see cref="RunAsync"/>.</summary>
@@ -184,8 +185,9 @@ public sealed class DBSyncClient
 
     /// <summary>
     /// Checks the database, creates the publication and slot if missing, and streams changes to the handlers until
-    /// <paramref name="cancellationToken"/> is cancelled. On cancellation the current transaction's frames are still
-    /// processed, the confirmed position is sent to the server, and the method returns normally.
+    /// <paramref name="cancellationToken"/> is cancelled or <see cref="StopAsync"/> is called. On cancellation the current
+    /// transaction's frames are still processed (its handlers see the cancelled token), the confirmed position is sent to
+    /// the server, and the method returns normally; a stop during setup surfaces as an <see cref="OperationCanceledException"/>.
     /// </summary>
     /// <exception cref="DBSyncConfigurationException">The database is not ready for change capture; the message says how to fix it.</exception>
     /// <exception cref="SchemaMismatchException">A mapped column disappeared or changed to an incompatible type.</exception>
@@ -199,17 +201,20 @@ public sealed class DBSyncClient
 
         if (_streaming.Task.IsCompleted)
             _streaming = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var control = new RunControl(cancellationToken);
+        Volatile.Write(ref _control, control);
+        var stopping = control.Stopping;
         try
         {
             var tables = _tables.Values.Select(r => r.Table).ToArray();
-            var server = await ReplicationSetup.PrepareAsync(_options, tables, _logger, _snapshots.PrepareNewSlotAsync, cancellationToken).ConfigureAwait(false);
+            var server = await ReplicationSetup.PrepareAsync(_options, tables, _logger, _snapshots.PrepareNewSlotAsync, stopping).ConfigureAwait(false);
             foreach (var registration in _tables.Values)
             {
                 registration.Types = server.Types;
                 registration.TextFormat = _options.TextFormat;
             }
             if (!server.SlotCreated)
-                await _snapshots.LoadAsync(cancellationToken).ConfigureAwait(false);
+                await _snapshots.LoadAsync(stopping).ConfigureAwait(false);
 
             // One session per connection; a lost connection starts the next from the confirmed position.
             var failures = 0;
@@ -218,10 +223,10 @@ public sealed class DBSyncClient
                 var streamed = false;
                 try
                 {
-                    await RunSessionAsync(server, reconnecting: failures > 0, () => streamed = true, cancellationToken).ConfigureAwait(false);
+                    await RunSessionAsync(server, reconnecting: failures > 0, () => streamed = true, control).ConfigureAwait(false);
                     return;
                 }
-                catch (StreamInterruptedException) when (cancellationToken.IsCancellationRequested)
+                catch (StreamInterruptedException) when (stopping.IsCancellationRequested)
                 {
                     return; // stopping anyway; what was confirmed stays confirmed, the rest comes again next run
                 }
@@ -236,7 +241,7 @@ public sealed class DBSyncClient
                         NpgsqlConnection.ClearPool(pooled);
                     try
                     {
-                        await Task.Delay(delay, cancellationToken).ConfigureAwait(false);
+                        await Task.Delay(delay, stopping).ConfigureAwait(false);
                     }
                     catch (OperationCanceledException)
                     {
@@ -254,15 +259,34 @@ public sealed class DBSyncClient
         {
             await _snapshots.ReleaseAsync().ConfigureAwait(false);
             _streaming.TrySetCanceled(CancellationToken.None);
+            Interlocked.CompareExchange(ref _control, null, control);
+            control.Dispose();
             Volatile.Write(ref _running, 0);
         }
+    }
+
+    /// <summary>
+    /// Stops <see cref="RunAsync"/> gracefully and waits until it has returned: the transaction being delivered is
+    /// finished (its handlers keep a token that is not cancelled), its position is confirmed to the server, and the
+    /// stream ends. Does nothing when RunAsync is not running.
+    /// </summary>
+    /// <param name="cancellationToken">When cancelled before RunAsync has returned, the stop is no longer graceful: the
+    /// token the handlers received is cancelled (as cancelling RunAsync's own token does), the transaction they give up is
+    /// delivered again on the next run, and this method throws <see cref="OperationCanceledException"/>.</param>
+    public async Task StopAsync(CancellationToken cancellationToken = default)
+    {
+        if (Volatile.Read(ref _control) is not { } control)
+            return;
+        control.RequestStop();
+        using var abort = cancellationToken.Register(static state => ((RunControl)state!).Abort(), control);
+        await control.Ended.WaitAsync(cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>Capped exponential backoff with jitter: ReconnectDelay, doubled per failure, at most MaxReconnectDelay.</summary>
     private TimeSpan ReconnectDelay(int failures) => Backoff.Delay(_options.ReconnectDelay, _options.MaxReconnectDelay, failures);
 
     /// <summary>One replication session, with the snapshot loop beside it for as long as it streams.</summary>
-    private async Task RunSessionAsync(ServerInfo server, bool reconnecting, Action streamed, CancellationToken cancellationToken)
+    private async Task RunSessionAsync(ServerInfo server, bool reconnecting, Action streamed, RunControl control)
     {
         using var snapshotsStop = new CancellationTokenSource();
         var snapshots = Task.CompletedTask;
@@ -278,7 +302,7 @@ public sealed class DBSyncClient
                     Log.StreamResumed(_logger, _options.SlotName);
                 snapshots = _snapshots.RunAsync(snapshotsStop.Token);
                 _streaming.TrySetResult();
-            }, cancellationToken).ConfigureAwait(false);
+            }, control.Aborting, control.Stopping).ConfigureAwait(false);
         }
         finally
         {

@@ -85,8 +85,9 @@ internal sealed class ReplicationSession
     /// <param name="reconnecting">Whether an earlier session of this run lost its connection: the slot may then still
     /// be held by that session's walsender for a while, which is waited out instead of reported.</param>
     /// <param name="onStreaming">Called once the stream is started.</param>
-    /// <param name="cancellationToken">Stops the stream cleanly.</param>
-    public async Task RunAsync(ServerInfo server, bool reconnecting, Action onStreaming, CancellationToken cancellationToken)
+    /// <param name="handlerCancellation">The token handlers receive: cancelled when they should give up.</param>
+    /// <param name="cancellationToken">Stops the stream cleanly, after the transaction being delivered.</param>
+    public async Task RunAsync(ServerInfo server, bool reconnecting, Action onStreaming, CancellationToken handlerCancellation, CancellationToken cancellationToken)
     {
         _reconnecting = reconnecting;
         var protocol = server.VersionNum >= 140000 ? 2 : 1;
@@ -121,7 +122,7 @@ internal sealed class ReplicationSession
             walSender = transport.BackendPid;
             transport.SetConfirmed((ulong)ConfirmedLsn);
             _transport = transport;
-            await StreamAsync(transport, protocol, pluginOptions, onStreaming, cancellationToken).ConfigureAwait(false);
+            await StreamAsync(transport, protocol, pluginOptions, onStreaming, handlerCancellation, cancellationToken).ConfigureAwait(false);
         }
         finally
         {
@@ -133,7 +134,7 @@ internal sealed class ReplicationSession
     }
 
     private async Task StreamAsync(IReplicationTransport transport, int protocol, List<KeyValuePair<string, string>> pluginOptions,
-        Action onStreaming, CancellationToken cancellationToken)
+        Action onStreaming, CancellationToken handlerCancellation, CancellationToken cancellationToken)
     {
         var idleConfirmation = ConfirmWhileIdleAsync(transport, _readCancellation.Token);
         var heartbeats = HeartbeatAsync(_readCancellation.Token);
@@ -153,7 +154,7 @@ internal sealed class ReplicationSession
                     break;
                 _idle = false;
                 Interlocked.Increment(ref _framesReceived);
-                await HandleFrameAsync(transport.Frame, transport.FrameLsn, inStream: false, cancellationToken).ConfigureAwait(false);
+                await HandleFrameAsync(transport.Frame, transport.FrameLsn, inStream: false, handlerCancellation).ConfigureAwait(false);
 
                 if (_inTransaction || _streamBlock is not null)
                     continue;
@@ -170,7 +171,7 @@ internal sealed class ReplicationSession
 
             await FlushStatusAsync().ConfigureAwait(false);
         }
-        catch (OperationCanceledException) when (_stopRequested || cancellationToken.IsCancellationRequested)
+        catch (OperationCanceledException) when (_stopRequested || cancellationToken.IsCancellationRequested || handlerCancellation.IsCancellationRequested)
         {
             // Stopped while waiting for a frame (the stop callback already sent the confirmed position), or a handler
             // gave up on the stop's token, possibly before the stop callback ran: send the position now.
