@@ -1,3 +1,4 @@
+using DBSync.Diagnostics;
 using DBSync.Internal;
 using DBSync.Replication;
 using DBSync.Snapshots;
@@ -28,6 +29,7 @@ public sealed class DBSyncClient
     private readonly ILogger _logger;
     private readonly SnapshotCoordinator _snapshots;
     private readonly HandlerInvoker _invoker;
+    private readonly PipelineTelemetry _telemetry;
     private TaskCompletionSource _streaming = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private ReplicationSession? _session;
     private RunControl? _control;
@@ -42,9 +44,11 @@ public sealed class DBSyncClient
         _options = options;
         _logger = (options.LoggerFactory ?? NullLoggerFactory.Instance).CreateLogger("DBSync");
         _invoker = new HandlerInvoker(options, _logger);
+        _telemetry = new PipelineTelemetry(options.SlotName);
         if (options.SignalTableName is var (schema, name))
             _tables.Add((schema, name), new SignalRegistration(schema, name));
         _snapshots = new SnapshotCoordinator(options, _tables, _progressHandlers, () => (ulong)ConfirmedLsn, _logger);
+        _telemetry.Snapshots = _snapshots;
     }
 
     internal SnapshotCoordinator Snapshots => _snapshots;
@@ -76,7 +80,7 @@ public sealed class DBSyncClient
         var table = T.TableInfo;
         if (!_tables.TryGetValue((table.Schema, table.Name), out var registration))
         {
-            registration = new TableRegistration<T>(_invoker);
+            registration = new TableRegistration<T>(_invoker, _telemetry);
             _tables.Add((table.Schema, table.Name), registration);
         }
 
@@ -204,6 +208,7 @@ public sealed class DBSyncClient
         var control = new RunControl(cancellationToken);
         Volatile.Write(ref _control, control);
         var stopping = control.Stopping;
+        Telemetry.Register(_telemetry);
         try
         {
             var tables = _tables.Values.Select(r => r.Table).ToArray();
@@ -235,6 +240,7 @@ public sealed class DBSyncClient
                     failures = streamed ? 1 : failures + 1;
                     server = server with { SlotStart = _session!.ConfirmedLsn };
                     var delay = ReconnectDelay(failures);
+                    Telemetry.Reconnects.Add(1, _telemetry.SlotTags);
                     Log.StreamInterrupted(_logger, e.InnerException ?? e, _options.SlotName, server.SlotStart.ToString(), (long)delay.TotalMilliseconds, failures);
                     // Pooled connections to a restarted server are dead; the next ones are opened afresh.
                     await using (var pooled = new NpgsqlConnection(_options.ConnectionString))
@@ -258,6 +264,8 @@ public sealed class DBSyncClient
         finally
         {
             await _snapshots.ReleaseAsync().ConfigureAwait(false);
+            Telemetry.Unregister(_telemetry);
+            _telemetry.Session = null;
             _streaming.TrySetCanceled(CancellationToken.None);
             Interlocked.CompareExchange(ref _control, null, control);
             control.Dispose();
@@ -294,7 +302,8 @@ public sealed class DBSyncClient
         {
             foreach (var applier in _appliers)
                 await applier.OnSessionStartAsync().ConfigureAwait(false);
-            _session = new ReplicationSession(_options, _tables, _transactionHandlers, _messageHandlers, _appliers, _invoker, _snapshots, _logger);
+            _session = new ReplicationSession(_options, _tables, _transactionHandlers, _messageHandlers, _appliers, _invoker, _snapshots, _telemetry, _logger);
+            _telemetry.Session = _session;
             await _session.RunAsync(server, reconnecting, () =>
             {
                 streamed();

@@ -1,6 +1,8 @@
 using System.Buffers;
+using System.Diagnostics;
 using System.Globalization;
 using System.Text;
+using DBSync.Diagnostics;
 using DBSync.Internal;
 using DBSync.Mapping;
 using DBSync.Protocol;
@@ -30,6 +32,7 @@ internal sealed class ReplicationSession
     private readonly HandlerInvoker _invoker;
     private readonly IReadOnlyList<PostgresApplier> _appliers;
     private readonly SnapshotCoordinator _snapshots;
+    private readonly PipelineTelemetry _telemetry;
     private readonly byte[] _watermarkPrefix;
     private readonly Dictionary<uint, RelationState> _relations = [];
     private readonly Dictionary<uint, string> _typeNames = [];
@@ -47,12 +50,15 @@ internal sealed class ReplicationSession
     private string? _origin;
     private bool _internalTransaction;
     private StreamedTransactions.Transaction? _streamBlock;
+    private Activity? _activity;
+    private Activity? _activityParent;
 
-    // Shared with the idle timer and the stop callback.
+    // Shared with the idle timer, the stop callback and the metrics' observers.
     private volatile bool _idle;
     private volatile bool _stopRequested;
     private long _framesReceived;
     private long _confirmed;
+    private long _deliveringCommitTicks;
 
     public ReplicationSession(
         DBSyncOptions options,
@@ -62,9 +68,11 @@ internal sealed class ReplicationSession
         IReadOnlyList<PostgresApplier> appliers,
         HandlerInvoker invoker,
         SnapshotCoordinator snapshots,
+        PipelineTelemetry telemetry,
         ILogger logger)
     {
         _invoker = invoker;
+        _telemetry = telemetry;
         _appliers = appliers;
         _snapshots = snapshots;
         _watermarkPrefix = Encoding.UTF8.GetBytes(snapshots.Prefix);
@@ -79,6 +87,27 @@ internal sealed class ReplicationSession
 
     /// <summary>The last position confirmed to the server.</summary>
     public NpgsqlLogSequenceNumber ConfirmedLsn => new(unchecked((ulong)Interlocked.Read(ref _confirmed)));
+
+    /// <summary>The server's WAL end, as it last reported it (a data frame or a keepalive), minus the confirmed position.</summary>
+    public long LagBytes
+    {
+        get
+        {
+            var end = _transport?.LastReceivedLsn ?? 0;
+            var confirmed = (ulong)ConfirmedLsn;
+            return end > confirmed ? (long)(end - confirmed) : 0;
+        }
+    }
+
+    /// <summary>While a transaction is being delivered, the seconds since it committed (by the server's clock); else 0.</summary>
+    public double DelaySeconds
+    {
+        get
+        {
+            var commitTicks = Volatile.Read(ref _deliveringCommitTicks);
+            return commitTicks == 0 ? 0 : Math.Max(0, (DateTime.UtcNow.Ticks - commitTicks) / (double)TimeSpan.TicksPerSecond);
+        }
+    }
 
     /// <summary>Streams until stopped; a lost connection ends it with <see cref="StreamInterruptedException"/>.</summary>
     /// <param name="server">The server and the position to start from.</param>
@@ -139,6 +168,7 @@ internal sealed class ReplicationSession
         var idleConfirmation = ConfirmWhileIdleAsync(transport, _readCancellation.Token);
         var heartbeats = HeartbeatAsync(_readCancellation.Token);
         var stopRegistration = cancellationToken.Register(static state => ((ReplicationSession)state!).RequestStop(), this);
+        _activityParent = Activity.Current;
         try
         {
             if (!_stopRequested)
@@ -154,6 +184,8 @@ internal sealed class ReplicationSession
                     break;
                 _idle = false;
                 Interlocked.Increment(ref _framesReceived);
+                if (Telemetry.ReceivedBytes.Enabled)
+                    Telemetry.ReceivedBytes.Add(transport.Frame.Length, _telemetry.SlotTags);
                 await HandleFrameAsync(transport.Frame, transport.FrameLsn, inStream: false, handlerCancellation).ConfigureAwait(false);
 
                 if (_inTransaction || _streamBlock is not null)
@@ -207,6 +239,7 @@ internal sealed class ReplicationSession
         catch (Exception e)
         {
             // Transactions whose handlers completed stay confirmed; the failed one is delivered again on the next run.
+            _activity?.SetStatus(ActivityStatusCode.Error, e.GetType().FullName);
             Log.StreamFailed(_logger, e, _options.SlotName, ConfirmedLsn.ToString());
             await FlushStatusAsync().ConfigureAwait(false);
             throw;
@@ -222,6 +255,8 @@ internal sealed class ReplicationSession
             _readCancellation.Dispose();
             _streams.Dispose(); // transactions not yet committed are streamed again by the next session
             _streamBlock = null;
+            EndTransactionActivity(); // a transaction cut off: it is delivered again, whole, by the next session
+            Volatile.Write(ref _deliveringCommitTicks, 0);
             if (_replayBuffer.Length > 0)
                 ArrayPool<byte>.Shared.Return(_replayBuffer);
             _replayBuffer = [];
@@ -467,6 +502,43 @@ internal sealed class ReplicationSession
         _origin = null;
         _internalTransaction = false;
         _signals?.Reset();
+        Volatile.Write(ref _deliveringCommitTicks, commitTime.Ticks);
+        if (Telemetry.Source.HasListeners())
+            BeginTransactionActivity();
+    }
+
+    /// <summary>One activity per transaction, the parent of whatever the handlers trace. Each starts from the run's own
+    /// context, never under the previous transaction's (which an async handler path may have left current).</summary>
+    private void BeginTransactionActivity()
+    {
+        Activity.Current = _activityParent;
+        _activity = Telemetry.Source.StartActivity(DBSyncDiagnostics.TransactionActivityName, ActivityKind.Consumer);
+        if (_activity is { IsAllDataRequested: true } activity)
+        {
+            activity.SetTag("db.system.name", "postgresql");
+            activity.SetTag(DBSyncDiagnostics.SlotTag, _options.SlotName);
+            activity.SetTag("dbsync.xid", (long)_transaction.Xid);
+            activity.SetTag("dbsync.commit_lsn", _transaction.CommitLsn.ToString());
+            activity.SetTag("dbsync.commit_time", _transaction.CommitTime.ToString("O", CultureInfo.InvariantCulture));
+        }
+    }
+
+    /// <summary>Ends the transaction's activity: acknowledged (with its end position) or cut off (without).</summary>
+    private void EndTransactionActivity(ulong? endLsn = null)
+    {
+        if (_activity is not { } activity)
+            return;
+        if (activity.IsAllDataRequested)
+        {
+            activity.SetTag("dbsync.change_count", _changeCount);
+            if (endLsn is { } end)
+                activity.SetTag("dbsync.end_lsn", new NpgsqlLogSequenceNumber(end).ToString());
+            if (_internalTransaction)
+                activity.SetTag("dbsync.internal", true);
+        }
+        activity.Stop();
+        _activity = null;
+        Activity.Current = _activityParent;
     }
 
     /// <summary>A streamed transaction committed: its frames are delivered now, in order, as one transaction.</summary>
@@ -535,10 +607,16 @@ internal sealed class ReplicationSession
         }
     }
 
-    private async ValueTask DeliverMessageAsync(LogicalMessage message, CancellationToken cancellationToken)
+    private ValueTask DeliverMessageAsync(LogicalMessage message, CancellationToken cancellationToken)
     {
-        foreach (var handler in _messageHandlers)
-            await _invoker.InvokeAsync(handler, message, cancellationToken).ConfigureAwait(false);
+        var start = Telemetry.StartHandlers();
+        return Telemetry.EndHandlers(InvokeAllAsync(_messageHandlers, message, cancellationToken), start, _telemetry.MessageHandlerTags);
+    }
+
+    private async ValueTask InvokeAllAsync<TArgument>(IReadOnlyList<Func<TArgument, CancellationToken, ValueTask>> handlers, TArgument argument, CancellationToken cancellationToken)
+    {
+        foreach (var handler in handlers)
+            await _invoker.InvokeAsync(handler, argument, cancellationToken).ConfigureAwait(false);
     }
 
     private ValueTask CompleteTransactionAsync(ulong endLsn, CancellationToken cancellationToken)
@@ -584,10 +662,10 @@ internal sealed class ReplicationSession
     {
         foreach (var applier in _appliers)
             await applier.OnTransactionEndAsync(committed.CommitLsn, committed.EndLsn, committed.Xid, cancellationToken).ConfigureAwait(false);
-        if (!_internalTransaction)
+        if (!_internalTransaction && _transactionHandlers.Count > 0)
         {
-            foreach (var handler in _transactionHandlers)
-                await _invoker.InvokeAsync(handler, committed, cancellationToken).ConfigureAwait(false);
+            var start = Telemetry.StartHandlers();
+            await Telemetry.EndHandlers(InvokeAllAsync(_transactionHandlers, committed, cancellationToken), start, _telemetry.TransactionHandlerTags).ConfigureAwait(false);
         }
         Acknowledge((ulong)committed.EndLsn);
     }
@@ -598,6 +676,11 @@ internal sealed class ReplicationSession
         _snapshots.OnTransactionHandled();
         AdvanceConfirmed(endLsn);
         _transport!.SetConfirmed((ulong)ConfirmedLsn);
+        Volatile.Write(ref _deliveringCommitTicks, 0);
+        if (!_internalTransaction && Telemetry.Transactions.Enabled)
+            Telemetry.Transactions.Add(1, _telemetry.SlotTags);
+        if (_activity is not null)
+            EndTransactionActivity(endLsn);
     }
 
     private void AdvanceConfirmed(ulong lsn)
