@@ -212,6 +212,9 @@ public sealed class DBSyncClient
         try
         {
             var tables = _tables.Values.Select(r => r.Table).ToArray();
+            var connection = new NpgsqlConnectionStringBuilder(_options.ConnectionString);
+            Log.Starting(_logger, _options.SlotName, _options.PublicationName, connection.Host, connection.Port, connection.Database, connection.Username,
+                string.Join(", ", tables.Select(t => t.DisplayName)));
             var server = await ReplicationSetup.PrepareAsync(_options, tables, _logger, _snapshots.PrepareNewSlotAsync, stopping).ConfigureAwait(false);
             foreach (var registration in _tables.Values)
             {
@@ -285,8 +288,14 @@ public sealed class DBSyncClient
     {
         if (Volatile.Read(ref _control) is not { } control)
             return;
+        Log.StopRequested(_logger, _options.SlotName);
         control.RequestStop();
-        using var abort = cancellationToken.Register(static state => ((RunControl)state!).Abort(), control);
+        using var abort = cancellationToken.Register(static state =>
+        {
+            var (client, run) = ((DBSyncClient, RunControl))state!;
+            Log.StopAborted(client._logger, client._options.SlotName);
+            run.Abort();
+        }, (this, control));
         await control.Ended.WaitAsync(cancellationToken).ConfigureAwait(false);
     }
 

@@ -109,6 +109,8 @@ internal sealed class SnapshotCoordinator
                 waits.Add(job.Waiters[^1].Task);
             }
         }
+        if (jobs.Count > 0)
+            Log.SnapshotRequested(_logger, string.Join(", ", jobs.Select(j => j.State.DisplayName)));
         _wake.Release();
         if (cancellationToken.CanBeCanceled)
         {
@@ -412,6 +414,10 @@ internal sealed class SnapshotCoordinator
             {
                 notifiedPaused = paused;
                 await SaveAsync(cancellationToken).ConfigureAwait(false);
+                if (paused)
+                    Log.SnapshotsPaused(_logger);
+                else
+                    Log.SnapshotsResumed(_logger);
                 await NotifyAsync(paused ? new SnapshotsPaused() : new SnapshotsResumed(), cancellationToken).ConfigureAwait(false);
             }
 
@@ -602,6 +608,7 @@ internal sealed class SnapshotCoordinator
                 // The chunk is delivered: it is reported before the checkpoint is saved, since a save that the stream's
                 // end cancels (or a restart breaks) leaves the job in memory past this chunk, and the next session goes
                 // on from there without reporting it again.
+                Log.ChunkCompleted(_logger, job.State.DisplayName, chunk, count, emitted);
                 await NotifyAsync(new SnapshotChunkCompleted(job.State.DisplayName, chunk, count, emitted, last, attempts), cancellationToken).ConfigureAwait(false);
                 await SaveAsync(cancellationToken).ConfigureAwait(false);
                 if (!job.Done)
