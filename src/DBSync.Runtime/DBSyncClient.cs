@@ -290,13 +290,17 @@ public sealed class DBSyncClient
             return;
         Log.StopRequested(_logger, _options.SlotName);
         control.RequestStop();
-        using var abort = cancellationToken.Register(static state =>
+        try
         {
-            var (client, run) = ((DBSyncClient, RunControl))state!;
-            Log.StopAborted(client._logger, client._options.SlotName);
-            run.Abort();
-        }, (this, control));
-        await control.Ended.WaitAsync(cancellationToken).ConfigureAwait(false);
+            await control.Ended.WaitAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+            // Not a registration on the token: the wait's own callback may run first and unwind past it.
+            Log.StopAborted(_logger, _options.SlotName);
+            control.Abort();
+            throw;
+        }
     }
 
     /// <summary>Capped exponential backoff with jitter: ReconnectDelay, doubled per failure, at most MaxReconnectDelay.</summary>

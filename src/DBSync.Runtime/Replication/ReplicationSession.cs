@@ -176,8 +176,10 @@ internal sealed class ReplicationSession
             Log.StreamStarted(_logger, _options.SlotName, protocol, protocol >= 2 && !_options.TextFormat ? "binary" : "text", ConfirmedLsn.ToString(), transport.Name);
             _idle = true;
             onStreaming();
-            // A stop requested before the loop was idle found nothing to end; with no frame coming it would wait forever.
-            while (!_stopRequested && await ReadAsync(transport.ReadFrameAsync(_readCancellation.Token)).ConfigureAwait(false))
+            // A stop ends the loop between transactions; a graceful one (the handlers' token not cancelled) lets the
+            // transaction being delivered finish first, its remaining frames being on their way. A stop requested before
+            // the loop was idle found nothing to end: with no frame coming, reading on would wait forever.
+            while ((!_stopRequested || FinishesTransaction(handlerCancellation)) && await ReadAsync(transport.ReadFrameAsync(_readCancellation.Token)).ConfigureAwait(false))
             {
                 // A stop that found the loop idle ended the stream; frames already on their way are not started on.
                 if (_stopRequested && !_inTransaction && _streamBlock is null)
@@ -264,6 +266,11 @@ internal sealed class ReplicationSession
 
         Log.StreamStopped(_logger, _options.SlotName, ConfirmedLsn.ToString());
     }
+
+    /// <summary>Whether a stop waits for the transaction (or stream block) being received to end: only while the
+    /// handlers may still finish it.</summary>
+    private bool FinishesTransaction(CancellationToken handlerCancellation)
+        => (_inTransaction || _streamBlock is not null) && !handlerCancellation.IsCancellationRequested;
 
     // PostgreSQL 13-15 say "cannot read from logical replication slot", 16 and later "can no longer get changes from
     // replication slot"; both explain the invalidation in the detail.
