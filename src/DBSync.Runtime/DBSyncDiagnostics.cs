@@ -1,8 +1,8 @@
 namespace DBSync;
 
 /// <summary>
-/// The names under which DBSync reports metrics (<see cref="System.Diagnostics.Metrics.Meter"/> <see cref="MeterName"/>)
-/// and traces (<see cref="System.Diagnostics.ActivitySource"/> <see cref="ActivitySourceName"/>), for OpenTelemetry
+/// The names under which DBSync reports metrics (the <see cref="System.Diagnostics.Metrics.Meter"/> <see cref="MeterName"/>)
+/// and traces (the <see cref="System.Diagnostics.ActivitySource"/> <see cref="ActivitySourceName"/>), for OpenTelemetry
 /// (<c>AddMeter(DBSyncDiagnostics.MeterName)</c>, <c>AddSource(DBSyncDiagnostics.ActivitySourceName)</c>) or a
 /// <see cref="System.Diagnostics.Metrics.MeterListener"/>. Nothing is measured or traced while nobody listens.
 /// </summary>
@@ -17,49 +17,57 @@ public static class DBSyncDiagnostics
     /// <summary>The activity of one transaction's delivery, from its Begin to its acknowledgement: <c>dbsync.transaction</c>.</summary>
     public const string TransactionActivityName = "dbsync.transaction";
 
-    /// <summary>Counter (<c>{change}</c>): changes delivered to handlers, by <see cref="SlotTag"/>, <see cref="TableTag"/> and <see cref="ChangeKindTag"/>.</summary>
-    public const string Changes = "dbsync.changes";
+    /// <summary>The instruments of the meter.</summary>
+    public static class Metrics
+    {
+        /// <summary>Counter (<c>{change}</c>): changes delivered to handlers, by <see cref="Tags.Slot"/>, <see cref="Tags.Table"/> and <see cref="Tags.ChangeKind"/>.</summary>
+        public const string Changes = "dbsync.changes";
 
-    /// <summary>Counter (<c>{transaction}</c>): transactions whose handlers all completed and that were acknowledged, by <see cref="SlotTag"/>.</summary>
-    public const string Transactions = "dbsync.transactions";
+        /// <summary>Counter (<c>{transaction}</c>): transactions whose handlers all completed and that were acknowledged, by <see cref="Tags.Slot"/>.</summary>
+        public const string Transactions = "dbsync.transactions";
 
-    /// <summary>Counter (<c>By</c>): bytes of pgoutput messages received on the replication connection, by <see cref="SlotTag"/>.</summary>
-    public const string ReceivedBytes = "dbsync.replication.received";
+        /// <summary>Counter (<c>By</c>): bytes of pgoutput messages received on the replication connection, by <see cref="Tags.Slot"/>.</summary>
+        public const string ReceivedBytes = "dbsync.replication.received";
 
-    /// <summary>Gauge (<c>By</c>): the server's WAL end, as last reported by the server, minus the confirmed position, by <see cref="SlotTag"/>.</summary>
-    public const string ReplicationLag = "dbsync.replication.lag";
+        /// <summary>Gauge (<c>By</c>): the server's WAL end, as the server last reported it, minus the confirmed position, by <see cref="Tags.Slot"/>.</summary>
+        public const string ReplicationLag = "dbsync.replication.lag";
 
-    /// <summary>Gauge (<c>s</c>): while a transaction is being delivered, now minus its commit time; 0 while the stream waits for the server; by <see cref="SlotTag"/>.</summary>
-    public const string ReplicationDelay = "dbsync.replication.delay";
+        /// <summary>Gauge (<c>s</c>): while a transaction is being delivered, now minus its commit time; 0 while the stream waits for the server; by <see cref="Tags.Slot"/>.</summary>
+        public const string ReplicationDelay = "dbsync.replication.delay";
 
-    /// <summary>Counter (<c>{reconnect}</c>): times the replication connection was lost and the stream reconnects, by <see cref="SlotTag"/>.</summary>
-    public const string Reconnects = "dbsync.replication.reconnects";
+        /// <summary>Counter (<c>{reconnect}</c>): times the replication connection was lost and the stream reconnects, by <see cref="Tags.Slot"/>.</summary>
+        public const string Reconnects = "dbsync.replication.reconnects";
 
-    /// <summary>Histogram (<c>s</c>): how long the handlers of one change, transaction or message took, by <see cref="SlotTag"/>,
-    /// <see cref="HandlerTypeTag"/> and (for changes) <see cref="TableTag"/>.</summary>
-    public const string HandlerDuration = "dbsync.handler.duration";
+        /// <summary>Histogram (<c>s</c>): how long the handlers of one change, transaction or message took, by <see cref="Tags.Slot"/>,
+        /// <see cref="Tags.HandlerType"/> and (for changes) <see cref="Tags.Table"/>.</summary>
+        public const string HandlerDuration = "dbsync.handler.duration";
 
-    /// <summary>Counter (<c>{row}</c>): rows read by snapshot chunk queries, by <see cref="SlotTag"/> and <see cref="TableTag"/>.</summary>
-    public const string SnapshotRows = "dbsync.snapshot.rows";
+        /// <summary>Counter (<c>{row}</c>): rows read by snapshot chunk queries, by <see cref="Tags.Slot"/> and <see cref="Tags.Table"/>.</summary>
+        public const string SnapshotRows = "dbsync.snapshot.rows";
 
-    /// <summary>Counter (<c>{chunk}</c>): snapshot chunks delivered, by <see cref="SlotTag"/> and <see cref="TableTag"/>.</summary>
-    public const string SnapshotChunks = "dbsync.snapshot.chunks";
+        /// <summary>Counter (<c>{chunk}</c>): snapshot chunks delivered, by <see cref="Tags.Slot"/> and <see cref="Tags.Table"/>.</summary>
+        public const string SnapshotChunks = "dbsync.snapshot.chunks";
 
-    /// <summary>Gauge (<c>1</c>): the share of the table being snapshotted that was read, against the server's row estimate, by <see cref="SlotTag"/> and <see cref="TableTag"/>.</summary>
-    public const string SnapshotProgress = "dbsync.snapshot.progress";
+        /// <summary>Gauge (<c>1</c>): the share of the table being snapshotted that was read, against the server's row estimate, by <see cref="Tags.Slot"/> and <see cref="Tags.Table"/>.</summary>
+        public const string SnapshotProgress = "dbsync.snapshot.progress";
 
-    /// <summary>UpDownCounter (<c>{table}</c>): tables queued for a snapshot or being snapshotted, by <see cref="SlotTag"/>.</summary>
-    public const string SnapshotTables = "dbsync.snapshot.tables";
+        /// <summary>UpDownCounter (<c>{table}</c>): tables queued for a snapshot or being snapshotted, by <see cref="Tags.Slot"/>.</summary>
+        public const string SnapshotTables = "dbsync.snapshot.tables";
+    }
 
-    /// <summary>Tag: the replication slot (<see cref="DBSyncOptions.SlotName"/>).</summary>
-    public const string SlotTag = "dbsync.slot";
+    /// <summary>The tags of the measurements.</summary>
+    public static class Tags
+    {
+        /// <summary>The replication slot (<see cref="DBSyncOptions.SlotName"/>): <c>dbsync.slot</c>.</summary>
+        public const string Slot = "dbsync.slot";
 
-    /// <summary>Tag: the table, <c>schema.name</c>.</summary>
-    public const string TableTag = "dbsync.table";
+        /// <summary>The table, <c>schema.name</c>: <c>dbsync.table</c>.</summary>
+        public const string Table = "dbsync.table";
 
-    /// <summary>Tag: the change's kind: <c>insert</c>, <c>update</c>, <c>delete</c>, <c>truncate</c> or <c>read</c>.</summary>
-    public const string ChangeKindTag = "dbsync.change.kind";
+        /// <summary>The change's kind, <c>insert</c>, <c>update</c>, <c>delete</c>, <c>truncate</c> or <c>read</c>: <c>dbsync.change.kind</c>.</summary>
+        public const string ChangeKind = "dbsync.change.kind";
 
-    /// <summary>Tag: which handlers were timed: <c>change</c>, <c>transaction</c> or <c>message</c>.</summary>
-    public const string HandlerTypeTag = "dbsync.handler.type";
+        /// <summary>Which handlers were timed, <c>change</c>, <c>transaction</c> or <c>message</c>: <c>dbsync.handler.type</c>.</summary>
+        public const string HandlerType = "dbsync.handler.type";
+    }
 }

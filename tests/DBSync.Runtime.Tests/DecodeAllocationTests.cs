@@ -58,12 +58,12 @@ public sealed class DecodeAllocationTests
         };
         listener.SetMeasurementEventCallback<long>(static (instrument, value, _, state) =>
         {
-            if (instrument.Name == DBSyncDiagnostics.Changes)
+            if (instrument.Name == DBSyncDiagnostics.Metrics.Changes)
                 Interlocked.Add(ref ((MeasurementCounts)state!).Changes, value);
         });
         listener.SetMeasurementEventCallback<double>(static (instrument, _, _, state) =>
         {
-            if (instrument.Name == DBSyncDiagnostics.HandlerDuration)
+            if (instrument.Name == DBSyncDiagnostics.Metrics.HandlerDuration)
                 Interlocked.Increment(ref ((MeasurementCounts)state!).Durations);
         });
         listener.Start();

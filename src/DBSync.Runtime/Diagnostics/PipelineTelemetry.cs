@@ -14,10 +14,10 @@ internal sealed class PipelineTelemetry
 
     public PipelineTelemetry(string slot)
     {
-        _slot = new(DBSyncDiagnostics.SlotTag, slot);
+        _slot = new(DBSyncDiagnostics.Tags.Slot, slot);
         SlotTags = [_slot];
-        TransactionHandlerTags = [_slot, new(DBSyncDiagnostics.HandlerTypeTag, "transaction")];
-        MessageHandlerTags = [_slot, new(DBSyncDiagnostics.HandlerTypeTag, "message")];
+        TransactionHandlerTags = [_slot, new(DBSyncDiagnostics.Tags.HandlerType, "transaction")];
+        MessageHandlerTags = [_slot, new(DBSyncDiagnostics.Tags.HandlerType, "message")];
     }
 
     /// <summary>The slot alone.</summary>
@@ -36,14 +36,14 @@ internal sealed class PipelineTelemetry
     public SnapshotCoordinator? Snapshots { get; set; }
 
     /// <summary>The tags of one table's changes and handlers.</summary>
-    public TableTelemetry ForTable(string table) => new(_slot, new(DBSyncDiagnostics.TableTag, table));
+    public TableTelemetry ForTable(string table) => new(_slot, new(DBSyncDiagnostics.Tags.Table, table));
 
     public Measurement<long>? ObserveLag() => Session is { } session ? new Measurement<long>(session.LagBytes, SlotTags) : null;
 
     public Measurement<double>? ObserveDelay() => Session is { } session ? new Measurement<double>(session.DelaySeconds, SlotTags) : null;
 
     public Measurement<double>? ObserveSnapshotProgress()
-        => Snapshots?.RunningProgress is var (table, share) ? new Measurement<double>(share, _slot, new(DBSyncDiagnostics.TableTag, table)) : null;
+        => Snapshots?.RunningProgress is var (table, share) ? new Measurement<double>(share, _slot, new(DBSyncDiagnostics.Tags.Table, table)) : null;
 
     public Measurement<long>? ObserveSnapshotTables() => Snapshots is { } snapshots ? new Measurement<long>(snapshots.QueuedTables, SlotTags) : null;
 }
@@ -57,8 +57,8 @@ internal sealed class TableTelemetry
     {
         _changes = new KeyValuePair<string, object?>[(int)ChangeKind.Read + 1][];
         foreach (var (kind, name) in new[] { (ChangeKind.Insert, "insert"), (ChangeKind.Update, "update"), (ChangeKind.Delete, "delete"), (ChangeKind.Truncate, "truncate"), (ChangeKind.Read, "read") })
-            _changes[(int)kind] = [slot, table, new(DBSyncDiagnostics.ChangeKindTag, name)];
-        HandlerTags = [slot, table, new(DBSyncDiagnostics.HandlerTypeTag, "change")];
+            _changes[(int)kind] = [slot, table, new(DBSyncDiagnostics.Tags.ChangeKind, name)];
+        HandlerTags = [slot, table, new(DBSyncDiagnostics.Tags.HandlerType, "change")];
         TableTags = [slot, table];
     }
 

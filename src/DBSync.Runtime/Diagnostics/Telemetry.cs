@@ -19,41 +19,41 @@ internal static class Telemetry
 
     public static readonly Meter Meter = new(DBSyncDiagnostics.MeterName, s_version);
 
-    public static readonly Counter<long> Changes = Meter.CreateCounter<long>(DBSyncDiagnostics.Changes, "{change}",
+    public static readonly Counter<long> Changes = Meter.CreateCounter<long>(DBSyncDiagnostics.Metrics.Changes, "{change}",
         "Changes delivered to handlers (a transaction delivered again after a reconnect or restart counts again).");
 
-    public static readonly Counter<long> Transactions = Meter.CreateCounter<long>(DBSyncDiagnostics.Transactions, "{transaction}",
+    public static readonly Counter<long> Transactions = Meter.CreateCounter<long>(DBSyncDiagnostics.Metrics.Transactions, "{transaction}",
         "Transactions whose handlers all completed and that were acknowledged (DBSync's own watermark and heartbeat transactions not counted).");
 
-    public static readonly Counter<long> ReceivedBytes = Meter.CreateCounter<long>(DBSyncDiagnostics.ReceivedBytes, "By",
+    public static readonly Counter<long> ReceivedBytes = Meter.CreateCounter<long>(DBSyncDiagnostics.Metrics.ReceivedBytes, "By",
         "Bytes of pgoutput messages received on the replication connection.");
 
-    public static readonly Counter<long> Reconnects = Meter.CreateCounter<long>(DBSyncDiagnostics.Reconnects, "{reconnect}",
+    public static readonly Counter<long> Reconnects = Meter.CreateCounter<long>(DBSyncDiagnostics.Metrics.Reconnects, "{reconnect}",
         "Times the replication connection was lost and the stream reconnects.");
 
-    public static readonly Histogram<double> HandlerDuration = Meter.CreateHistogram(DBSyncDiagnostics.HandlerDuration, "s",
+    public static readonly Histogram<double> HandlerDuration = Meter.CreateHistogram(DBSyncDiagnostics.Metrics.HandlerDuration, "s",
         "How long the handlers of one change, transaction or message took, retries included.", tags: null,
         new InstrumentAdvice<double> { HistogramBucketBoundaries = [0.00001, 0.00005, 0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30] });
 
-    public static readonly Counter<long> SnapshotRows = Meter.CreateCounter<long>(DBSyncDiagnostics.SnapshotRows, "{row}",
+    public static readonly Counter<long> SnapshotRows = Meter.CreateCounter<long>(DBSyncDiagnostics.Metrics.SnapshotRows, "{row}",
         "Rows read by snapshot chunk queries (those the stream changed meanwhile are not delivered as Read changes).");
 
-    public static readonly Counter<long> SnapshotChunks = Meter.CreateCounter<long>(DBSyncDiagnostics.SnapshotChunks, "{chunk}",
+    public static readonly Counter<long> SnapshotChunks = Meter.CreateCounter<long>(DBSyncDiagnostics.Metrics.SnapshotChunks, "{chunk}",
         "Snapshot chunks whose rows were delivered.");
 
-    public static readonly ObservableGauge<long> ReplicationLag = Meter.CreateObservableGauge(DBSyncDiagnostics.ReplicationLag,
+    public static readonly ObservableGauge<long> ReplicationLag = Meter.CreateObservableGauge(DBSyncDiagnostics.Metrics.ReplicationLag,
         static () => Observe(static p => p.ObserveLag()), "By",
         "The server's WAL end, as the server last reported it, minus the position confirmed to the server.");
 
-    public static readonly ObservableGauge<double> ReplicationDelay = Meter.CreateObservableGauge(DBSyncDiagnostics.ReplicationDelay,
+    public static readonly ObservableGauge<double> ReplicationDelay = Meter.CreateObservableGauge(DBSyncDiagnostics.Metrics.ReplicationDelay,
         static () => Observe(static p => p.ObserveDelay()), "s",
         "While a transaction is being delivered, now minus its commit time (server clock); 0 while the stream waits for the server.");
 
-    public static readonly ObservableGauge<double> SnapshotProgress = Meter.CreateObservableGauge(DBSyncDiagnostics.SnapshotProgress,
+    public static readonly ObservableGauge<double> SnapshotProgress = Meter.CreateObservableGauge(DBSyncDiagnostics.Metrics.SnapshotProgress,
         static () => Observe(static p => p.ObserveSnapshotProgress()), "1",
         "The share of the table being snapshotted that was read so far, against the server's row estimate (pg_class.reltuples) when it started.");
 
-    public static readonly ObservableUpDownCounter<long> SnapshotTables = Meter.CreateObservableUpDownCounter(DBSyncDiagnostics.SnapshotTables,
+    public static readonly ObservableUpDownCounter<long> SnapshotTables = Meter.CreateObservableUpDownCounter(DBSyncDiagnostics.Metrics.SnapshotTables,
         static () => Observe(static p => p.ObserveSnapshotTables()), "{table}",
         "Tables queued for a snapshot or being snapshotted.");
 

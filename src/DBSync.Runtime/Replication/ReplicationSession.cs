@@ -523,7 +523,7 @@ internal sealed class ReplicationSession
         if (_activity is { IsAllDataRequested: true } activity)
         {
             activity.SetTag("db.system.name", "postgresql");
-            activity.SetTag(DBSyncDiagnostics.SlotTag, _options.SlotName);
+            activity.SetTag(DBSyncDiagnostics.Tags.Slot, _options.SlotName);
             activity.SetTag("dbsync.xid", (long)_transaction.Xid);
             activity.SetTag("dbsync.commit_lsn", _transaction.CommitLsn.ToString());
             activity.SetTag("dbsync.commit_time", _transaction.CommitTime.ToString("O", CultureInfo.InvariantCulture));
