@@ -29,7 +29,7 @@ public static class DBSyncDiagnostics
         /// <summary>Counter (<c>By</c>): bytes of pgoutput messages received on the replication connection, by <see cref="Tags.Slot"/>.</summary>
         public const string ReceivedBytes = "dbsync.replication.received";
 
-        /// <summary>Gauge (<c>By</c>): the server's WAL end, as the server last reported it, minus the confirmed position, by <see cref="Tags.Slot"/>.</summary>
+        /// <summary>Gauge (<c>By</c>): the server's WAL end (read every <see cref="DBSyncOptions.StatusInterval"/> while observed) minus the confirmed position, by <see cref="Tags.Slot"/>.</summary>
         public const string ReplicationLag = "dbsync.replication.lag";
 
         /// <summary>Gauge (<c>s</c>): while a transaction is being delivered, now minus its commit time; 0 while the stream waits for the server; by <see cref="Tags.Slot"/>.</summary>

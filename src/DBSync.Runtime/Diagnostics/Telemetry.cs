@@ -43,7 +43,7 @@ internal static class Telemetry
 
     public static readonly ObservableGauge<long> ReplicationLag = Meter.CreateObservableGauge(DBSyncDiagnostics.Metrics.ReplicationLag,
         static () => Observe(static p => p.ObserveLag()), "By",
-        "The server's WAL end, as the server last reported it, minus the position confirmed to the server.");
+        "The server's WAL end (read every StatusInterval while observed) minus the position confirmed to the server.");
 
     public static readonly ObservableGauge<double> ReplicationDelay = Meter.CreateObservableGauge(DBSyncDiagnostics.Metrics.ReplicationDelay,
         static () => Observe(static p => p.ObserveDelay()), "s",

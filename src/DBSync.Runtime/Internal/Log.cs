@@ -110,6 +110,9 @@ internal static partial class Log
     [LoggerMessage(2015, LogLevel.Warning, "Stopping slot \"{Slot}\" is no longer graceful: the handlers' cancellation token is cancelled, and a transaction they give up is delivered again on the next run")]
     public static partial void StopAborted(ILogger logger, string slot);
 
+    [LoggerMessage(2016, LogLevel.Debug, "Could not read the server's WAL end for the replication lag of slot \"{Slot}\"; trying again at the next interval")]
+    public static partial void WalEndUnknown(ILogger logger, Exception exception, string slot);
+
     [LoggerMessage(3011, LogLevel.Debug, "Chunk {Chunk} of {Table}: {RowsRead} rows read, {RowsEmitted} delivered")]
     public static partial void ChunkCompleted(ILogger logger, string table, long chunk, int rowsRead, int rowsEmitted);
 

@@ -59,6 +59,7 @@ internal sealed class ReplicationSession
     private long _framesReceived;
     private long _confirmed;
     private long _deliveringCommitTicks;
+    private long _serverWalEnd;
 
     public ReplicationSession(
         DBSyncOptions options,
@@ -88,12 +89,14 @@ internal sealed class ReplicationSession
     /// <summary>The last position confirmed to the server.</summary>
     public NpgsqlLogSequenceNumber ConfirmedLsn => new(unchecked((ulong)Interlocked.Read(ref _confirmed)));
 
-    /// <summary>The server's WAL end, as it last reported it (a data frame or a keepalive), minus the confirmed position.</summary>
+    /// <summary>The server's WAL end minus the confirmed position. The WAL end is read every StatusInterval while the lag
+    /// gauge has a listener (<see cref="SampleServerWalEndAsync"/>); in between, frames and keepalives received since
+    /// move it (they carry how far the server decoded).</summary>
     public long LagBytes
     {
         get
         {
-            var end = _transport?.LastReceivedLsn ?? 0;
+            var end = Math.Max(_transport?.LastReceivedLsn ?? 0, unchecked((ulong)Volatile.Read(ref _serverWalEnd)));
             var confirmed = (ulong)ConfirmedLsn;
             return end > confirmed ? (long)(end - confirmed) : 0;
         }
@@ -167,6 +170,7 @@ internal sealed class ReplicationSession
     {
         var idleConfirmation = ConfirmWhileIdleAsync(transport, _readCancellation.Token);
         var heartbeats = HeartbeatAsync(_readCancellation.Token);
+        var walEnd = SampleServerWalEndAsync(_readCancellation.Token);
         var stopRegistration = cancellationToken.Register(static state => ((ReplicationSession)state!).RequestStop(), this);
         _activityParent = Activity.Current;
         try
@@ -254,6 +258,7 @@ internal sealed class ReplicationSession
             await _readCancellation.CancelAsync().ConfigureAwait(false);
             await idleConfirmation.ConfigureAwait(false);
             await heartbeats.ConfigureAwait(false);
+            await walEnd.ConfigureAwait(false);
             _readCancellation.Dispose();
             _streams.Dispose(); // transactions not yet committed are streamed again by the next session
             _streamBlock = null;
@@ -742,39 +747,78 @@ internal sealed class ReplicationSession
     /// moving, writes a transactional logical message with this pipeline's prefix. Its transaction is decoded by the slot
     /// like any other and confirmed when it arrives, so the slot follows the WAL even when nothing it publishes changes.
     /// </summary>
-    private async Task HeartbeatAsync(CancellationToken cancellationToken)
+    private Task HeartbeatAsync(CancellationToken cancellationToken)
     {
         if (_options.HeartbeatInterval is not { } interval)
-            return;
+            return Task.CompletedTask;
+        var seen = Interlocked.Read(ref _confirmed);
+        return OnSideConnectionAsync(interval, "SET synchronous_commit = local",
+            due: () =>
+            {
+                var confirmed = Interlocked.Read(ref _confirmed);
+                if (confirmed == seen)
+                    return true;
+                seen = confirmed;
+                return false;
+            },
+            async (connection, token) =>
+            {
+                await using var command = new NpgsqlCommand("SELECT pg_logical_emit_message(true, $1, 'heartbeat')", connection);
+                command.Parameters.Add(new NpgsqlParameter { Value = _snapshots.Prefix });
+                await command.ExecuteNonQueryAsync(token).ConfigureAwait(false);
+            },
+            e => Log.HeartbeatFailed(_logger, e, _options.SlotName, (long)interval.TotalMilliseconds),
+            cancellationToken);
+    }
+
+    /// <summary>
+    /// While the replication lag gauge has a listener, reads the server's WAL end every <see cref="DBSyncOptions.StatusInterval"/>.
+    /// The stream itself cannot tell it: pgoutput frames carry their own position, keepalives how far the server decoded.
+    /// </summary>
+    private Task SampleServerWalEndAsync(CancellationToken cancellationToken)
+        => OnSideConnectionAsync(_options.StatusInterval, setupSql: null, static () => Telemetry.ReplicationLag.Enabled,
+            async (connection, token) =>
+            {
+                await using var command = new NpgsqlCommand("SELECT CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END", connection);
+                if (await command.ExecuteScalarAsync(token).ConfigureAwait(false) is NpgsqlLogSequenceNumber end)
+                    Volatile.Write(ref _serverWalEnd, unchecked((long)(ulong)end));
+            },
+            e => Log.WalEndUnknown(_logger, e, _options.SlotName),
+            cancellationToken);
+
+    /// <summary>
+    /// Runs <paramref name="work"/> every <paramref name="interval"/> while the session lasts and <paramref name="due"/>
+    /// says so, on an ordinary connection of its own: opened (then set up with <paramref name="setupSql"/>) when first
+    /// needed, and opened again after a failure, which <paramref name="failed"/> reports.
+    /// </summary>
+    private async Task OnSideConnectionAsync(TimeSpan interval, string? setupSql, Func<bool> due, Func<NpgsqlConnection, CancellationToken, Task> work,
+        Action<Exception> failed, CancellationToken cancellationToken)
+    {
         using var timer = new PeriodicTimer(interval);
         NpgsqlConnection? connection = null;
-        var seen = Interlocked.Read(ref _confirmed);
         try
         {
             while (await timer.WaitForNextTickAsync(cancellationToken).ConfigureAwait(false))
             {
-                var confirmed = Interlocked.Read(ref _confirmed);
-                if (confirmed != seen)
-                {
-                    seen = confirmed;
+                if (!due())
                     continue;
-                }
                 try
                 {
                     if (connection is null)
                     {
                         connection = new NpgsqlConnection(_options.ConnectionString);
                         await connection.OpenAsync(cancellationToken).ConfigureAwait(false);
-                        await using var local = new NpgsqlCommand("SET synchronous_commit = local", connection);
-                        await local.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+                        if (setupSql is not null)
+                        {
+                            await using var setup = new NpgsqlCommand(setupSql, connection);
+                            await setup.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+                        }
                     }
-                    await using var command = new NpgsqlCommand("SELECT pg_logical_emit_message(true, $1, 'heartbeat')", connection);
-                    command.Parameters.Add(new NpgsqlParameter { Value = _snapshots.Prefix });
-                    await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+                    await work(connection, cancellationToken).ConfigureAwait(false);
                 }
                 catch (Exception e) when (e is NpgsqlException or IOException or TimeoutException && !cancellationToken.IsCancellationRequested)
                 {
-                    Log.HeartbeatFailed(_logger, e, _options.SlotName, (long)interval.TotalMilliseconds);
+                    failed(e);
                     if (connection is not null)
                         await connection.DisposeAsync().ConfigureAwait(false);
                     connection = null;
