@@ -26,6 +26,7 @@ public sealed class DBSyncClient
     private readonly List<Func<LogicalMessage, CancellationToken, ValueTask>> _messageHandlers = [];
     private readonly List<Func<SnapshotProgress, CancellationToken, ValueTask>> _progressHandlers = [];
     private readonly List<PostgresApplier> _appliers = [];
+    private readonly List<ITransactionParticipant> _participants = [];
     private readonly ILogger _logger;
     private readonly SnapshotCoordinator _snapshots;
     private readonly HandlerInvoker _invoker;
@@ -60,6 +61,14 @@ public sealed class DBSyncClient
     {
         ThrowIfRunning();
         _appliers.Add(applier);
+    }
+
+    /// <summary>State kept per transaction outside the stream (the hosting package's DI scope), ended after the
+    /// transaction handlers and reset when a session starts and when the run ends.</summary>
+    internal void AddParticipant(ITransactionParticipant participant)
+    {
+        ThrowIfRunning();
+        _participants.Add(participant);
     }
 
     /// <summary>
@@ -267,6 +276,7 @@ public sealed class DBSyncClient
         finally
         {
             await _snapshots.ReleaseAsync().ConfigureAwait(false);
+            await ResetParticipantsAsync().ConfigureAwait(false);
             Telemetry.Unregister(_telemetry);
             _telemetry.Session = null;
             _streaming.TrySetCanceled(CancellationToken.None);
@@ -315,7 +325,8 @@ public sealed class DBSyncClient
         {
             foreach (var applier in _appliers)
                 await applier.OnSessionStartAsync().ConfigureAwait(false);
-            _session = new ReplicationSession(_options, _tables, _transactionHandlers, _messageHandlers, _appliers, _invoker, _snapshots, _telemetry, _logger);
+            await ResetParticipantsAsync().ConfigureAwait(false);
+            _session = new ReplicationSession(_options, _tables, _transactionHandlers, _messageHandlers, _appliers, _participants, _invoker, _snapshots, _telemetry, _logger);
             _telemetry.Session = _session;
             await _session.RunAsync(server, reconnecting, () =>
             {
@@ -339,6 +350,12 @@ public sealed class DBSyncClient
             {
             }
         }
+    }
+
+    private async Task ResetParticipantsAsync()
+    {
+        foreach (var participant in _participants)
+            await participant.ResetAsync().ConfigureAwait(false);
     }
 
     private void ThrowIfRunning()

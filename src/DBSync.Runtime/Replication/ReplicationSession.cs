@@ -31,6 +31,7 @@ internal sealed class ReplicationSession
     private readonly ILogger _logger;
     private readonly HandlerInvoker _invoker;
     private readonly IReadOnlyList<PostgresApplier> _appliers;
+    private readonly IReadOnlyList<ITransactionParticipant> _participants;
     private readonly SnapshotCoordinator _snapshots;
     private readonly PipelineTelemetry _telemetry;
     private readonly byte[] _watermarkPrefix;
@@ -67,6 +68,7 @@ internal sealed class ReplicationSession
         IReadOnlyList<Func<CommittedTransaction, CancellationToken, ValueTask>> transactionHandlers,
         IReadOnlyList<Func<LogicalMessage, CancellationToken, ValueTask>> messageHandlers,
         IReadOnlyList<PostgresApplier> appliers,
+        IReadOnlyList<ITransactionParticipant> participants,
         HandlerInvoker invoker,
         SnapshotCoordinator snapshots,
         PipelineTelemetry telemetry,
@@ -75,6 +77,7 @@ internal sealed class ReplicationSession
         _invoker = invoker;
         _telemetry = telemetry;
         _appliers = appliers;
+        _participants = participants;
         _snapshots = snapshots;
         _watermarkPrefix = Encoding.UTF8.GetBytes(snapshots.Prefix);
         _options = options;
@@ -657,7 +660,7 @@ internal sealed class ReplicationSession
 
     private ValueTask CompleteHandledTransactionAsync(ulong endLsn, CancellationToken cancellationToken)
     {
-        if ((_transactionHandlers.Count == 0 || _internalTransaction) && _appliers.Count == 0)
+        if ((_transactionHandlers.Count == 0 || _internalTransaction) && _appliers.Count == 0 && _participants.Count == 0)
         {
             Acknowledge(endLsn);
             return default;
@@ -669,7 +672,8 @@ internal sealed class ReplicationSession
     }
 
     /// <summary>Appliers commit their target transactions first, then the transaction handlers run (never for the
-    /// pipeline's own watermark and heartbeat transactions), then the transaction is acknowledged.</summary>
+    /// pipeline's own watermark and heartbeat transactions), then the participants end what they kept for the transaction,
+    /// then the transaction is acknowledged.</summary>
     private async ValueTask DeliverCommitAsync(CommittedTransaction committed, CancellationToken cancellationToken)
     {
         foreach (var applier in _appliers)
@@ -679,6 +683,8 @@ internal sealed class ReplicationSession
             var start = Telemetry.StartHandlers();
             await Telemetry.EndHandlers(InvokeAllAsync(_transactionHandlers, committed, cancellationToken), start, _telemetry.TransactionHandlerTags).ConfigureAwait(false);
         }
+        foreach (var participant in _participants)
+            await participant.OnTransactionEndAsync().ConfigureAwait(false);
         Acknowledge((ulong)committed.EndLsn);
     }
 
