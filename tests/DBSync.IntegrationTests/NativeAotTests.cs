@@ -1,8 +1,5 @@
-using System.Diagnostics;
-using System.Runtime.CompilerServices;
 using System.Text.RegularExpressions;
 using DBSync.IntegrationTests.Infrastructure;
-using Npgsql;
 
 namespace DBSync.IntegrationTests;
 
@@ -20,12 +17,12 @@ public sealed partial class NativeAotTests(PostgresFixture fixture)
     {
         Assert.True(FindOnPath("clang") is not null,
             "Native AOT links with clang, which is not on PATH. Install it (apt-get install clang; ./build.sh test does this).");
-        var root = RepositoryRoot();
+        var root = ChildProcess.RepositoryRoot();
         var artifacts = Directory.CreateTempSubdirectory("dbsync-aot-");
         try
         {
             // Its own artifacts path: nothing of the tests' own build is rebuilt or overwritten; no build server outlives it.
-            var publish = await RunAsync("dotnet", ["publish", Path.Combine(root, "samples", "DBSync.Sample", "DBSync.Sample.csproj"), "-c", "Release",
+            var publish = await ChildProcess.RunAsync("dotnet", ["publish", Path.Combine(root, "samples", "DBSync.Sample", "DBSync.Sample.csproj"), "-c", "Release",
                 "-r", "linux-x64", "--artifacts-path", artifacts.FullName, "--disable-build-servers"], TimeSpan.FromMinutes(10));
             Assert.True(publish.ExitCode == 0, $"dotnet publish failed ({publish.ExitCode}):\n{publish.Output}");
             var warnings = WarningLine().Matches(publish.Output).Select(m => m.Value).Distinct().ToList();
@@ -34,15 +31,7 @@ public sealed partial class NativeAotTests(PostgresFixture fixture)
 
             var binary = Path.Combine(artifacts.FullName, "publish", "DBSync.Sample", "release_linux-x64", "DBSync.Sample");
             Assert.True(File.Exists(binary), $"{binary} is missing after the publish:\n{publish.Output}");
-            var server = new NpgsqlConnectionStringBuilder(fixture.Server.ConnectionString);
-            var run = await RunAsync(binary, [], TimeSpan.FromMinutes(3), new Dictionary<string, string?>
-            {
-                ["POSTGRES_HOST"] = server.Host,
-                ["POSTGRES_PORT"] = server.Port.ToString(System.Globalization.CultureInfo.InvariantCulture),
-                ["POSTGRES_USER"] = server.Username,
-                ["POSTGRES_PASSWORD"] = server.Password,
-                ["POSTGRES_NAME"] = server.Database,
-            });
+            var run = await ChildProcess.RunAsync(binary, [], TimeSpan.FromMinutes(3), ChildProcess.ServerEnvironment(fixture.Server));
             Assert.True(run.ExitCode == 0, $"The native sample failed ({run.ExitCode}):\n{run.Output}");
             Assert.Contains("Received all 13 changes and the snapshot", run.Output, StringComparison.Ordinal);
             Assert.Contains("Read     dish       id=1 name=Soondubu jjigae 🌶 spice=ExtraHot price=11.50 prep_time=00:30:00 options=[Mild, ExtraHot, ] stock=2x2", run.Output, StringComparison.Ordinal);
@@ -58,31 +47,6 @@ public sealed partial class NativeAotTests(PostgresFixture fixture)
     [GeneratedRegex(@"^.*\bwarning [A-Z]+[0-9]+\b.*$", RegexOptions.Multiline)]
     private static partial Regex WarningLine();
 
-    private static async Task<(int ExitCode, string Output)> RunAsync(string file, string[] arguments, TimeSpan timeout, Dictionary<string, string?>? environment = null)
-    {
-        var start = new ProcessStartInfo(file) { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (var argument in arguments)
-            start.ArgumentList.Add(argument);
-        foreach (var (name, value) in environment ?? [])
-            start.Environment[name] = value;
-        using var process = Process.Start(start) ?? throw new InvalidOperationException($"Could not start {file}.");
-        var output = process.StandardOutput.ReadToEndAsync();
-        var error = process.StandardError.ReadToEndAsync();
-        using var cancel = new CancellationTokenSource(timeout);
-        try
-        {
-            await process.WaitForExitAsync(cancel.Token);
-        }
-        catch (OperationCanceledException)
-        {
-            process.Kill(entireProcessTree: true);
-            throw new TimeoutException($"{file} {string.Join(' ', arguments)} did not finish within {timeout}.");
-        }
-        return (process.ExitCode, await output + await error);
-    }
-
     private static string? FindOnPath(string name)
         => (Environment.GetEnvironmentVariable("PATH") ?? "").Split(Path.PathSeparator).Select(d => Path.Combine(d, name)).FirstOrDefault(File.Exists);
-
-    private static string RepositoryRoot([CallerFilePath] string path = "") => Path.GetFullPath(Path.Combine(Path.GetDirectoryName(path)!, "..", ".."));
 }
