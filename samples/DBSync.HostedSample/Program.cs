@@ -10,20 +10,11 @@
 using DBSync;
 using DBSync.HostedSample;
 using DBSync.Sample;
-using DBSync.Testing;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 
-await using var server = await PostgresServer.StartAsync();
-Console.WriteLine(server.IsThrowaway
-    ? $"Started a throwaway PostgreSQL on port {server.Port}."
-    : $"Using the PostgreSQL server named by POSTGRES_HOST (port {server.Port}).");
-
-var database = await server.CreateDatabaseAsync("dbsync_hosted_sample");
-try
+await SeedDatabase.RunAsync("dbsync_hosted_sample", async (server, database) =>
 {
-    await server.ExecuteAsync(await File.ReadAllTextAsync(Path.Combine(AppContext.BaseDirectory, "seed-schema.sql")), database);
-
     var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { Args = args, ContentRootPath = AppContext.BaseDirectory });
     // The rest of the options come from appsettings.json (or DBSync__* environment variables, or the command line).
     builder.Configuration["DBSync:ConnectionString"] = server.ConnectionStringFor(database);
@@ -42,9 +33,5 @@ try
     var client = host.Services.GetRequiredService<DBSyncClient>(); // the pipeline's client: snapshots, control, ConfirmedLsn
     await host.RunAsync();
     Console.WriteLine($"Stopped; the slot's confirmed position is {client.ConfirmedLsn}.");
-}
-finally
-{
-    await server.DropDatabaseAsync(database);
-}
+});
 return Environment.ExitCode;

@@ -8,25 +8,13 @@
 // to create a database and use replication); otherwise it starts a throwaway local PostgreSQL and removes it at the end.
 using DBSync;
 using DBSync.Sample;
-using DBSync.Testing;
 using Npgsql;
 
-await using var server = await PostgresServer.StartAsync();
-Console.WriteLine(server.IsThrowaway
-    ? $"Started a throwaway PostgreSQL on port {server.Port}."
-    : $"Using the PostgreSQL server named by POSTGRES_HOST (port {server.Port}).");
-
-var database = await server.CreateDatabaseAsync("dbsync_sample");
-try
+await SeedDatabase.RunAsync("dbsync_sample", async (server, database) =>
 {
-    await server.ExecuteAsync(await File.ReadAllTextAsync(Path.Combine(AppContext.BaseDirectory, "seed-schema.sql")), database);
     await server.ExecuteAsync(Dish.CreateSql, database);
     await RunSampleAsync(server.ConnectionStringFor(database));
-}
-finally
-{
-    await server.DropDatabaseAsync(database);
-}
+});
 
 static async Task RunSampleAsync(string connectionString)
 {
