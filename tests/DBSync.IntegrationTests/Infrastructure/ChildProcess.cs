@@ -56,5 +56,8 @@ public static class ChildProcess
         return Path.Combine(RepositoryRoot(), project, Path.GetRelativePath(tests, AppContext.BaseDirectory), file);
     }
 
-    public static string RepositoryRoot([CallerFilePath] string path = "") => Path.GetFullPath(Path.Combine(Path.GetDirectoryName(path)!, "..", "..", ".."));
+    /// <summary>The repository's root directory (where this file was compiled from).</summary>
+    public static string RepositoryRoot() => RootAbove();
+
+    private static string RootAbove([CallerFilePath] string path = "") => Path.GetFullPath(Path.Combine(Path.GetDirectoryName(path)!, "..", "..", ".."));
 }
