@@ -198,9 +198,10 @@ public sealed class DBSyncClient
 
     /// <summary>
     /// Checks the database, creates the publication and slot if missing, and streams changes to the handlers until
-    /// <paramref name="cancellationToken"/> is cancelled or <see cref="StopAsync"/> is called. On cancellation the current
-    /// transaction's frames are still processed (its handlers see the cancelled token), the confirmed position is sent to
-    /// the server, and the method returns normally; a stop during setup surfaces as an <see cref="OperationCanceledException"/>.
+    /// <paramref name="cancellationToken"/> is cancelled or <see cref="StopAsync"/> is called. On cancellation the stream
+    /// stops after the change in hand (its handlers see the cancelled token; a transaction cut off is delivered again on
+    /// the next run), the confirmed position is sent to the server, and the method returns normally; a stop during setup
+    /// surfaces as an <see cref="OperationCanceledException"/>. <see cref="StopAsync"/> finishes the transaction first.
     /// </summary>
     /// <exception cref="DBSyncConfigurationException">The database is not ready for change capture; the message says how to fix it.</exception>
     /// <exception cref="SchemaMismatchException">A mapped column disappeared or changed to an incompatible type.</exception>
