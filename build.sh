@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# DBSync's two entry points, the commands README.md names:
+# DBSync's entry points, the commands README.md names:
 #   ./build.sh sample   run the sample (a throwaway local PostgreSQL unless POSTGRES_HOST is set)
+#   ./build.sh hosted-sample   run the hosted-service sample (the same way; it stops by itself)
 #   ./build.sh test     build and run every test against a real PostgreSQL
-# Both install the PostgreSQL server binaries first when they are missing and no POSTGRES_HOST is given.
+# Each installs the PostgreSQL server binaries first when they are missing and no POSTGRES_HOST is given.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -42,6 +43,11 @@ case "${1:-}" in
     ensure_postgres
     dotnet run --project samples/DBSync.Sample -c Release
     ;;
+  hosted-sample)
+    ensure_dotnet
+    ensure_postgres
+    dotnet run --project samples/DBSync.HostedSample -c Release
+    ;;
   test)
     ensure_dotnet
     ensure_postgres
@@ -60,7 +66,7 @@ case "${1:-}" in
     exit $status
     ;;
   *)
-    echo "usage: ./build.sh sample | test" >&2
+    echo "usage: ./build.sh sample | hosted-sample | test" >&2
     exit 2
     ;;
 esac

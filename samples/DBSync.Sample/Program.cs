@@ -8,29 +8,17 @@
 // to create a database and use replication); otherwise it starts a throwaway local PostgreSQL and removes it at the end.
 using DBSync;
 using DBSync.Sample;
-using DBSync.Testing;
 using Npgsql;
 
-await using var server = await PostgresServer.StartAsync();
-Console.WriteLine(server.IsThrowaway
-    ? $"Started a throwaway PostgreSQL on port {server.Port}."
-    : $"Using the PostgreSQL server named by POSTGRES_HOST (port {server.Port}).");
-
-var database = await server.CreateDatabaseAsync("dbsync_sample");
-try
+await SeedDatabase.RunAsync("dbsync_sample", async (server, database) =>
 {
-    await server.ExecuteAsync(await File.ReadAllTextAsync(Path.Combine(AppContext.BaseDirectory, "seed-schema.sql")), database);
     await server.ExecuteAsync(Dish.CreateSql, database);
     await RunSampleAsync(server.ConnectionStringFor(database));
-}
-finally
-{
-    await server.DropDatabaseAsync(database);
-}
+});
 
 static async Task RunSampleAsync(string connectionString)
 {
-    const int expectedChanges = 13; // 8 inserts, 4 updates, 1 delete
+    const int expectedChanges = SeedChanges.Count + 2; // the seed tables' changes, then a dish inserted and updated
     var received = 0;
     var snapshotsDone = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
     var allReceived = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -114,21 +102,7 @@ static async Task RunSampleAsync(string connectionString)
         await connection.OpenAsync();
         string[] statements =
         [
-            """
-            INSERT INTO Users (first_name, user_name, email, date_of_birth, address, interests) VALUES
-              ('Ada', 'ada', 'ada@example.com', '1815-12-10', '12 St James''s Square, London', ARRAY['math', 'engines']),
-              ('Grace', 'grace', 'grace@example.com', '1906-12-09', NULL, ARRAY['compilers'])
-            """,
-            """
-            INSERT INTO Restaurant (id, name, description, rating, tags) VALUES
-              ('r-tofu', 'Tofu House', 'Soft tofu stew', 4, ARRAY['korean', 'spicy']),
-              ('r-pizza', 'Pizza Place', NULL, NULL, ARRAY[]::text[])
-            """,
-            "INSERT INTO Visit (user_id, restaurant_id, amount_spent, visit_rating) VALUES (1, 'r-tofu', 23.50, 5), (2, 'r-pizza', 12.00, NULL), (1, 'r-pizza', 8.25, 3)",
-            "UPDATE Users SET email = 'ada@lovelace.example' WHERE id = 1",
-            "UPDATE Restaurant SET rating = 5, tags = array_append(tags, 'cozy') WHERE id = 'r-tofu'",
-            "UPDATE Visit SET amount_spent = amount_spent + 1.25 WHERE user_id = 1 AND restaurant_id = 'r-tofu'",
-            "DELETE FROM Visit WHERE user_id = 2",
+            .. SeedChanges.Statements,
             """
             INSERT INTO dish (id, restaurant_id, name, spice, price, calories, prep_time, served_from, nutrition, spice_options, stock_by_day_and_shift, photo)
             VALUES (1, 'r-tofu', 'Soondubu jjigae 🌶', 'hot', 11.50, 'NaN', '25 minutes', '11:30', '{"protein_g": 21, "vegan": false}',

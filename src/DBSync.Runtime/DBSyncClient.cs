@@ -1,3 +1,4 @@
+using DBSync.Diagnostics;
 using DBSync.Internal;
 using DBSync.Replication;
 using DBSync.Snapshots;
@@ -25,11 +26,14 @@ public sealed class DBSyncClient
     private readonly List<Func<LogicalMessage, CancellationToken, ValueTask>> _messageHandlers = [];
     private readonly List<Func<SnapshotProgress, CancellationToken, ValueTask>> _progressHandlers = [];
     private readonly List<PostgresApplier> _appliers = [];
+    private readonly List<ITransactionParticipant> _participants = [];
     private readonly ILogger _logger;
     private readonly SnapshotCoordinator _snapshots;
     private readonly HandlerInvoker _invoker;
+    private readonly PipelineTelemetry _telemetry;
     private TaskCompletionSource _streaming = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private ReplicationSession? _session;
+    private RunControl? _control;
     private int _running;
 
     /// <summary>Creates a client. Nothing connects until <see cref="RunAsync"/>.</summary>
@@ -41,9 +45,11 @@ public sealed class DBSyncClient
         _options = options;
         _logger = (options.LoggerFactory ?? NullLoggerFactory.Instance).CreateLogger("DBSync");
         _invoker = new HandlerInvoker(options, _logger);
+        _telemetry = new PipelineTelemetry(options.SlotName);
         if (options.SignalTableName is var (schema, name))
             _tables.Add((schema, name), new SignalRegistration(schema, name));
         _snapshots = new SnapshotCoordinator(options, _tables, _progressHandlers, () => (ulong)ConfirmedLsn, _logger);
+        _telemetry.Snapshots = _snapshots;
     }
 
     internal SnapshotCoordinator Snapshots => _snapshots;
@@ -55,6 +61,14 @@ public sealed class DBSyncClient
     {
         ThrowIfRunning();
         _appliers.Add(applier);
+    }
+
+    /// <summary>State kept per transaction outside the stream (the hosting package's DI scope), ended after the
+    /// transaction handlers and reset when a session starts and when the run ends.</summary>
+    internal void AddParticipant(ITransactionParticipant participant)
+    {
+        ThrowIfRunning();
+        _participants.Add(participant);
     }
 
     /// <summary>
@@ -75,7 +89,7 @@ public sealed class DBSyncClient
         var table = T.TableInfo;
         if (!_tables.TryGetValue((table.Schema, table.Name), out var registration))
         {
-            registration = new TableRegistration<T>(_invoker);
+            registration = new TableRegistration<T>(_invoker, _telemetry);
             _tables.Add((table.Schema, table.Name), registration);
         }
 
@@ -184,8 +198,10 @@ public sealed class DBSyncClient
 
     /// <summary>
     /// Checks the database, creates the publication and slot if missing, and streams changes to the handlers until
-    /// <paramref name="cancellationToken"/> is cancelled. On cancellation the current transaction's frames are still
-    /// processed, the confirmed position is sent to the server, and the method returns normally.
+    /// <paramref name="cancellationToken"/> is cancelled or <see cref="StopAsync"/> is called. On cancellation the stream
+    /// stops after the change in hand (its handlers see the cancelled token; a transaction cut off is delivered again on
+    /// the next run), the confirmed position is sent to the server, and the method returns normally; a stop during setup
+    /// surfaces as an <see cref="OperationCanceledException"/>. <see cref="StopAsync"/> finishes the transaction first.
     /// </summary>
     /// <exception cref="DBSyncConfigurationException">The database is not ready for change capture; the message says how to fix it.</exception>
     /// <exception cref="SchemaMismatchException">A mapped column disappeared or changed to an incompatible type.</exception>
@@ -199,17 +215,24 @@ public sealed class DBSyncClient
 
         if (_streaming.Task.IsCompleted)
             _streaming = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var control = new RunControl(cancellationToken);
+        Volatile.Write(ref _control, control);
+        var stopping = control.Stopping;
+        Telemetry.Register(_telemetry);
         try
         {
             var tables = _tables.Values.Select(r => r.Table).ToArray();
-            var server = await ReplicationSetup.PrepareAsync(_options, tables, _logger, _snapshots.PrepareNewSlotAsync, cancellationToken).ConfigureAwait(false);
+            var connection = new NpgsqlConnectionStringBuilder(_options.ConnectionString);
+            Log.Starting(_logger, _options.SlotName, _options.PublicationName, connection.Host, connection.Port, connection.Database, connection.Username,
+                string.Join(", ", tables.Select(t => t.DisplayName)));
+            var server = await ReplicationSetup.PrepareAsync(_options, tables, _logger, _snapshots.PrepareNewSlotAsync, stopping).ConfigureAwait(false);
             foreach (var registration in _tables.Values)
             {
                 registration.Types = server.Types;
                 registration.TextFormat = _options.TextFormat;
             }
             if (!server.SlotCreated)
-                await _snapshots.LoadAsync(cancellationToken).ConfigureAwait(false);
+                await _snapshots.LoadAsync(stopping).ConfigureAwait(false);
 
             // One session per connection; a lost connection starts the next from the confirmed position.
             var failures = 0;
@@ -218,10 +241,10 @@ public sealed class DBSyncClient
                 var streamed = false;
                 try
                 {
-                    await RunSessionAsync(server, reconnecting: failures > 0, () => streamed = true, cancellationToken).ConfigureAwait(false);
+                    await RunSessionAsync(server, reconnecting: failures > 0, () => streamed = true, control).ConfigureAwait(false);
                     return;
                 }
-                catch (StreamInterruptedException) when (cancellationToken.IsCancellationRequested)
+                catch (StreamInterruptedException) when (stopping.IsCancellationRequested)
                 {
                     return; // stopping anyway; what was confirmed stays confirmed, the rest comes again next run
                 }
@@ -230,13 +253,14 @@ public sealed class DBSyncClient
                     failures = streamed ? 1 : failures + 1;
                     server = server with { SlotStart = _session!.ConfirmedLsn };
                     var delay = ReconnectDelay(failures);
+                    Telemetry.Reconnects.Add(1, _telemetry.SlotTags);
                     Log.StreamInterrupted(_logger, e.InnerException ?? e, _options.SlotName, server.SlotStart.ToString(), (long)delay.TotalMilliseconds, failures);
                     // Pooled connections to a restarted server are dead; the next ones are opened afresh.
                     await using (var pooled = new NpgsqlConnection(_options.ConnectionString))
                         NpgsqlConnection.ClearPool(pooled);
                     try
                     {
-                        await Task.Delay(delay, cancellationToken).ConfigureAwait(false);
+                        await Task.Delay(delay, stopping).ConfigureAwait(false);
                     }
                     catch (OperationCanceledException)
                     {
@@ -253,8 +277,40 @@ public sealed class DBSyncClient
         finally
         {
             await _snapshots.ReleaseAsync().ConfigureAwait(false);
+            await ResetParticipantsAsync().ConfigureAwait(false);
+            Telemetry.Unregister(_telemetry);
+            _telemetry.Session = null;
             _streaming.TrySetCanceled(CancellationToken.None);
+            Interlocked.CompareExchange(ref _control, null, control);
+            control.Dispose();
             Volatile.Write(ref _running, 0);
+        }
+    }
+
+    /// <summary>
+    /// Stops <see cref="RunAsync"/> gracefully and waits until it has returned: the transaction being delivered is
+    /// finished (its handlers keep a token that is not cancelled), its position is confirmed to the server, and the
+    /// stream ends. Does nothing when RunAsync is not running.
+    /// </summary>
+    /// <param name="cancellationToken">When cancelled before RunAsync has returned, the stop is no longer graceful: the
+    /// token the handlers received is cancelled (as cancelling RunAsync's own token does), the transaction they give up is
+    /// delivered again on the next run, and this method throws <see cref="OperationCanceledException"/>.</param>
+    public async Task StopAsync(CancellationToken cancellationToken = default)
+    {
+        if (Volatile.Read(ref _control) is not { } control)
+            return;
+        Log.StopRequested(_logger, _options.SlotName);
+        control.RequestStop();
+        try
+        {
+            await control.Ended.WaitAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+            // Not a registration on the token: the wait's own callback may run first and unwind past it.
+            Log.StopAborted(_logger, _options.SlotName);
+            control.Abort();
+            throw;
         }
     }
 
@@ -262,7 +318,7 @@ public sealed class DBSyncClient
     private TimeSpan ReconnectDelay(int failures) => Backoff.Delay(_options.ReconnectDelay, _options.MaxReconnectDelay, failures);
 
     /// <summary>One replication session, with the snapshot loop beside it for as long as it streams.</summary>
-    private async Task RunSessionAsync(ServerInfo server, bool reconnecting, Action streamed, CancellationToken cancellationToken)
+    private async Task RunSessionAsync(ServerInfo server, bool reconnecting, Action streamed, RunControl control)
     {
         using var snapshotsStop = new CancellationTokenSource();
         var snapshots = Task.CompletedTask;
@@ -270,7 +326,9 @@ public sealed class DBSyncClient
         {
             foreach (var applier in _appliers)
                 await applier.OnSessionStartAsync().ConfigureAwait(false);
-            _session = new ReplicationSession(_options, _tables, _transactionHandlers, _messageHandlers, _appliers, _invoker, _snapshots, _logger);
+            await ResetParticipantsAsync().ConfigureAwait(false);
+            _session = new ReplicationSession(_options, _tables, _transactionHandlers, _messageHandlers, _appliers, _participants, _invoker, _snapshots, _telemetry, _logger);
+            _telemetry.Session = _session;
             await _session.RunAsync(server, reconnecting, () =>
             {
                 streamed();
@@ -278,7 +336,7 @@ public sealed class DBSyncClient
                     Log.StreamResumed(_logger, _options.SlotName);
                 snapshots = _snapshots.RunAsync(snapshotsStop.Token);
                 _streaming.TrySetResult();
-            }, cancellationToken).ConfigureAwait(false);
+            }, control.Aborting, control.Stopping).ConfigureAwait(false);
         }
         finally
         {
@@ -293,6 +351,12 @@ public sealed class DBSyncClient
             {
             }
         }
+    }
+
+    private async Task ResetParticipantsAsync()
+    {
+        foreach (var participant in _participants)
+            await participant.ResetAsync().ConfigureAwait(false);
     }
 
     private void ThrowIfRunning()

@@ -15,6 +15,9 @@ internal static class GeneratorHarness
         var paths = ((string)AppContext.GetData("TRUSTED_PLATFORM_ASSEMBLIES")!).Split(Path.PathSeparator)
             .Append(typeof(ISyncTable<>).Assembly.Location)
             .Append(typeof(Npgsql.NpgsqlConnection).Assembly.Location)
+            // The hosting package and the Microsoft.Extensions assemblies it and a host use, for the README's hosting block.
+            .Append(typeof(Hosting.DBSyncBuilder).Assembly.Location)
+            .Concat(Directory.GetFiles(AppContext.BaseDirectory, "Microsoft.Extensions.*.dll"))
             .Distinct();
         return [.. paths.Select(p => MetadataReference.CreateFromFile(p))];
     });

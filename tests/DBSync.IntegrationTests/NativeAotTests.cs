@@ -1,6 +1,5 @@
 using System.Text.RegularExpressions;
 using DBSync.IntegrationTests.Infrastructure;
-using Npgsql;
 
 namespace DBSync.IntegrationTests;
 
@@ -16,14 +15,14 @@ public sealed partial class NativeAotTests(PostgresFixture fixture)
     [Fact]
     public async Task Sample_PublishedWithNativeAot_HasNoWarnings_AndRuns()
     {
-        Assert.True(Processes.FindOnPath("clang") is not null,
+        Assert.True(ChildProcess.FindOnPath("clang") is not null,
             "Native AOT links with clang, which is not on PATH. Install it (apt-get install clang; ./build.sh test does this).");
-        var root = Processes.RepositoryRoot();
+        var root = ChildProcess.RepositoryRoot();
         var artifacts = Directory.CreateTempSubdirectory("dbsync-aot-");
         try
         {
             // Its own artifacts path: nothing of the tests' own build is rebuilt or overwritten; no build server outlives it.
-            var publish = await Processes.RunAsync("dotnet", ["publish", Path.Combine(root, "samples", "DBSync.Sample", "DBSync.Sample.csproj"), "-c", "Release",
+            var publish = await ChildProcess.RunAsync("dotnet", ["publish", Path.Combine(root, "samples", "DBSync.Sample", "DBSync.Sample.csproj"), "-c", "Release",
                 "-r", "linux-x64", "--artifacts-path", artifacts.FullName, "--disable-build-servers"], TimeSpan.FromMinutes(10));
             Assert.True(publish.ExitCode == 0, $"dotnet publish failed ({publish.ExitCode}):\n{publish.Output}");
             var warnings = WarningLine().Matches(publish.Output).Select(m => m.Value).Distinct().ToList();
@@ -32,15 +31,7 @@ public sealed partial class NativeAotTests(PostgresFixture fixture)
 
             var binary = Path.Combine(artifacts.FullName, "publish", "DBSync.Sample", "release_linux-x64", "DBSync.Sample");
             Assert.True(File.Exists(binary), $"{binary} is missing after the publish:\n{publish.Output}");
-            var server = new NpgsqlConnectionStringBuilder(fixture.Server.ConnectionString);
-            var run = await Processes.RunAsync(binary, [], TimeSpan.FromMinutes(3), new Dictionary<string, string?>
-            {
-                ["POSTGRES_HOST"] = server.Host,
-                ["POSTGRES_PORT"] = server.Port.ToString(System.Globalization.CultureInfo.InvariantCulture),
-                ["POSTGRES_USER"] = server.Username,
-                ["POSTGRES_PASSWORD"] = server.Password,
-                ["POSTGRES_NAME"] = server.Database,
-            });
+            var run = await ChildProcess.RunAsync(binary, [], TimeSpan.FromMinutes(3), ChildProcess.ServerEnvironment(fixture.Server));
             Assert.True(run.ExitCode == 0, $"The native sample failed ({run.ExitCode}):\n{run.Output}");
             Assert.Contains("Received all 13 changes and the snapshot", run.Output, StringComparison.Ordinal);
             Assert.Contains("Read     dish       id=1 name=Soondubu jjigae 🌶 spice=ExtraHot price=11.50 prep_time=00:30:00 options=[Mild, ExtraHot, ] stock=2x2", run.Output, StringComparison.Ordinal);

@@ -9,7 +9,7 @@ namespace DBSync.IntegrationTests;
 [Trait("Category", "Reliability")]
 public sealed class ReliabilityTests(PostgresFixture fixture)
 {
-    private const string TerminateWalSender = "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = 'dbsync_test' AND active_pid IS NOT NULL";
+    internal const string TerminateWalSender = "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = 'dbsync_test' AND active_pid IS NOT NULL";
 
     [Fact]
     public async Task WalSenderTerminatedInsideATransaction_ReconnectsAndDeliversTheTransactionWhole()

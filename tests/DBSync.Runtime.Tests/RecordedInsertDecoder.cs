@@ -1,3 +1,4 @@
+using DBSync.Diagnostics;
 using DBSync.Internal;
 using DBSync.Mapping;
 using DBSync.Protocol;
@@ -21,7 +22,8 @@ internal sealed class RecordedInsertDecoder<T> where T : ISyncTable<T>
     {
         _insert = insert;
         _binding = binding;
-        _registration = new TableRegistration<T>(new HandlerInvoker(new DBSyncOptions { ConnectionString = "Host=unused" }, NullLogger.Instance));
+        _registration = new TableRegistration<T>(new HandlerInvoker(new DBSyncOptions { ConnectionString = "Host=unused" }, NullLogger.Instance),
+            new PipelineTelemetry("recorded"));
         _registration.Add((change, _) =>
         {
             _last = change.New!;

@@ -5,6 +5,9 @@ namespace DBSync;
 /// <summary>DBSync's log messages. Event ids are stable: 1xxx setup, 2xxx stream, 3xxx snapshots, 4xxx checkpoints and signals. No message ever carries a password.</summary>
 internal static partial class Log
 {
+    [LoggerMessage(1000, LogLevel.Information, "Starting slot \"{Slot}\" (publication \"{Publication}\") on {Host}:{Port}, database \"{Database}\", as \"{User}\"; tables: {Tables}")]
+    public static partial void Starting(ILogger logger, string slot, string publication, string? host, int port, string? database, string? user, string tables);
+
     [LoggerMessage(1001, LogLevel.Information, "Created publication \"{Publication}\" for {Tables}")]
     public static partial void PublicationCreated(ILogger logger, string publication, string tables);
 
@@ -100,6 +103,27 @@ internal static partial class Log
 
     [LoggerMessage(2013, LogLevel.Information, "Slot \"{Slot}\" streams over Npgsql's replication connection: DBSync's own is not used because {Reason}")]
     public static partial void DirectTransportNotUsed(ILogger logger, string slot, string reason);
+
+    [LoggerMessage(2014, LogLevel.Information, "Stopping slot \"{Slot}\": the transaction being delivered is finished and confirmed first")]
+    public static partial void StopRequested(ILogger logger, string slot);
+
+    [LoggerMessage(2015, LogLevel.Warning, "Stopping slot \"{Slot}\" is no longer graceful: the handlers' cancellation token is cancelled, and a transaction they give up is delivered again on the next run")]
+    public static partial void StopAborted(ILogger logger, string slot);
+
+    [LoggerMessage(2016, LogLevel.Debug, "Could not read the server's WAL end for the replication lag of slot \"{Slot}\"; trying again at the next interval")]
+    public static partial void WalEndUnknown(ILogger logger, Exception exception, string slot);
+
+    [LoggerMessage(3011, LogLevel.Debug, "Chunk {Chunk} of {Table}: {RowsRead} rows read, {RowsEmitted} delivered")]
+    public static partial void ChunkCompleted(ILogger logger, string table, long chunk, int rowsRead, int rowsEmitted);
+
+    [LoggerMessage(3012, LogLevel.Information, "Snapshots paused after the chunk in flight; the stream goes on")]
+    public static partial void SnapshotsPaused(ILogger logger);
+
+    [LoggerMessage(3013, LogLevel.Information, "Snapshots resumed")]
+    public static partial void SnapshotsResumed(ILogger logger);
+
+    [LoggerMessage(3014, LogLevel.Information, "Snapshot requested: {Tables}")]
+    public static partial void SnapshotRequested(ILogger logger, string tables);
 
     [LoggerMessage(3010, LogLevel.Information, "Chunk {Chunk} of {Table} is read again: more than {Limit} changes of the table arrived while it was in its window ({Transactions} transaction(s) not recorded)")]
     public static partial void ChunkRereadAfterOverflow(ILogger logger, string table, long chunk, int limit, int transactions);

@@ -1,6 +1,8 @@
 using System.Buffers;
+using System.Diagnostics;
 using System.Globalization;
 using System.Text;
+using DBSync.Diagnostics;
 using DBSync.Internal;
 using DBSync.Mapping;
 using DBSync.Protocol;
@@ -29,7 +31,9 @@ internal sealed class ReplicationSession
     private readonly ILogger _logger;
     private readonly HandlerInvoker _invoker;
     private readonly IReadOnlyList<PostgresApplier> _appliers;
+    private readonly IReadOnlyList<ITransactionParticipant> _participants;
     private readonly SnapshotCoordinator _snapshots;
+    private readonly PipelineTelemetry _telemetry;
     private readonly byte[] _watermarkPrefix;
     private readonly Dictionary<uint, RelationState> _relations = [];
     private readonly Dictionary<uint, string> _typeNames = [];
@@ -47,12 +51,16 @@ internal sealed class ReplicationSession
     private string? _origin;
     private bool _internalTransaction;
     private StreamedTransactions.Transaction? _streamBlock;
+    private Activity? _activity;
+    private Activity? _activityParent;
 
-    // Shared with the idle timer and the stop callback.
+    // Shared with the idle timer, the stop callback and the metrics' observers.
     private volatile bool _idle;
     private volatile bool _stopRequested;
     private long _framesReceived;
     private long _confirmed;
+    private long _deliveringCommitTicks;
+    private long _serverWalEnd;
 
     public ReplicationSession(
         DBSyncOptions options,
@@ -60,12 +68,16 @@ internal sealed class ReplicationSession
         IReadOnlyList<Func<CommittedTransaction, CancellationToken, ValueTask>> transactionHandlers,
         IReadOnlyList<Func<LogicalMessage, CancellationToken, ValueTask>> messageHandlers,
         IReadOnlyList<PostgresApplier> appliers,
+        IReadOnlyList<ITransactionParticipant> participants,
         HandlerInvoker invoker,
         SnapshotCoordinator snapshots,
+        PipelineTelemetry telemetry,
         ILogger logger)
     {
         _invoker = invoker;
+        _telemetry = telemetry;
         _appliers = appliers;
+        _participants = participants;
         _snapshots = snapshots;
         _watermarkPrefix = Encoding.UTF8.GetBytes(snapshots.Prefix);
         _options = options;
@@ -80,13 +92,37 @@ internal sealed class ReplicationSession
     /// <summary>The last position confirmed to the server.</summary>
     public NpgsqlLogSequenceNumber ConfirmedLsn => new(unchecked((ulong)Interlocked.Read(ref _confirmed)));
 
+    /// <summary>The server's WAL end minus the confirmed position. The WAL end is read every StatusInterval while the lag
+    /// gauge has a listener (<see cref="SampleServerWalEndAsync"/>); in between, frames and keepalives received since
+    /// move it (they carry how far the server decoded).</summary>
+    public long LagBytes
+    {
+        get
+        {
+            var end = Math.Max(_transport?.LastReceivedLsn ?? 0, unchecked((ulong)Volatile.Read(ref _serverWalEnd)));
+            var confirmed = (ulong)ConfirmedLsn;
+            return end > confirmed ? (long)(end - confirmed) : 0;
+        }
+    }
+
+    /// <summary>While a transaction is being delivered, the seconds since it committed (by the server's clock); else 0.</summary>
+    public double DelaySeconds
+    {
+        get
+        {
+            var commitTicks = Volatile.Read(ref _deliveringCommitTicks);
+            return commitTicks == 0 ? 0 : Math.Max(0, (DateTime.UtcNow.Ticks - commitTicks) / (double)TimeSpan.TicksPerSecond);
+        }
+    }
+
     /// <summary>Streams until stopped; a lost connection ends it with <see cref="StreamInterruptedException"/>.</summary>
     /// <param name="server">The server and the position to start from.</param>
     /// <param name="reconnecting">Whether an earlier session of this run lost its connection: the slot may then still
     /// be held by that session's walsender for a while, which is waited out instead of reported.</param>
     /// <param name="onStreaming">Called once the stream is started.</param>
-    /// <param name="cancellationToken">Stops the stream cleanly.</param>
-    public async Task RunAsync(ServerInfo server, bool reconnecting, Action onStreaming, CancellationToken cancellationToken)
+    /// <param name="handlerCancellation">The token handlers receive: cancelled when they should give up.</param>
+    /// <param name="cancellationToken">Stops the stream cleanly, after the transaction being delivered.</param>
+    public async Task RunAsync(ServerInfo server, bool reconnecting, Action onStreaming, CancellationToken handlerCancellation, CancellationToken cancellationToken)
     {
         _reconnecting = reconnecting;
         var protocol = server.VersionNum >= 140000 ? 2 : 1;
@@ -121,7 +157,7 @@ internal sealed class ReplicationSession
             walSender = transport.BackendPid;
             transport.SetConfirmed((ulong)ConfirmedLsn);
             _transport = transport;
-            await StreamAsync(transport, protocol, pluginOptions, onStreaming, cancellationToken).ConfigureAwait(false);
+            await StreamAsync(transport, protocol, pluginOptions, onStreaming, handlerCancellation, cancellationToken).ConfigureAwait(false);
         }
         finally
         {
@@ -133,11 +169,13 @@ internal sealed class ReplicationSession
     }
 
     private async Task StreamAsync(IReplicationTransport transport, int protocol, List<KeyValuePair<string, string>> pluginOptions,
-        Action onStreaming, CancellationToken cancellationToken)
+        Action onStreaming, CancellationToken handlerCancellation, CancellationToken cancellationToken)
     {
         var idleConfirmation = ConfirmWhileIdleAsync(transport, _readCancellation.Token);
         var heartbeats = HeartbeatAsync(_readCancellation.Token);
+        var walEnd = SampleServerWalEndAsync(_readCancellation.Token);
         var stopRegistration = cancellationToken.Register(static state => ((ReplicationSession)state!).RequestStop(), this);
+        _activityParent = Activity.Current;
         try
         {
             if (!_stopRequested)
@@ -145,15 +183,19 @@ internal sealed class ReplicationSession
             Log.StreamStarted(_logger, _options.SlotName, protocol, protocol >= 2 && !_options.TextFormat ? "binary" : "text", ConfirmedLsn.ToString(), transport.Name);
             _idle = true;
             onStreaming();
-            // A stop requested before the loop was idle found nothing to end; with no frame coming it would wait forever.
-            while (!_stopRequested && await ReadAsync(transport.ReadFrameAsync(_readCancellation.Token)).ConfigureAwait(false))
+            // A stop ends the loop between transactions; a graceful one (the handlers' token not cancelled) lets the
+            // transaction being delivered finish first, its remaining frames being on their way. A stop requested before
+            // the loop was idle found nothing to end: with no frame coming, reading on would wait forever.
+            while ((!_stopRequested || FinishesTransaction(handlerCancellation)) && await ReadAsync(transport.ReadFrameAsync(_readCancellation.Token)).ConfigureAwait(false))
             {
                 // A stop that found the loop idle ended the stream; frames already on their way are not started on.
                 if (_stopRequested && !_inTransaction && _streamBlock is null)
                     break;
                 _idle = false;
                 Interlocked.Increment(ref _framesReceived);
-                await HandleFrameAsync(transport.Frame, transport.FrameLsn, inStream: false, cancellationToken).ConfigureAwait(false);
+                if (Telemetry.ReceivedBytes.Enabled)
+                    Telemetry.ReceivedBytes.Add(transport.Frame.Length, _telemetry.SlotTags);
+                await HandleFrameAsync(transport.Frame, transport.FrameLsn, inStream: false, handlerCancellation).ConfigureAwait(false);
 
                 if (_inTransaction || _streamBlock is not null)
                     continue;
@@ -170,7 +212,7 @@ internal sealed class ReplicationSession
 
             await FlushStatusAsync().ConfigureAwait(false);
         }
-        catch (OperationCanceledException) when (_stopRequested || cancellationToken.IsCancellationRequested)
+        catch (OperationCanceledException) when (_stopRequested || cancellationToken.IsCancellationRequested || handlerCancellation.IsCancellationRequested)
         {
             // Stopped while waiting for a frame (the stop callback already sent the confirmed position), or a handler
             // gave up on the stop's token, possibly before the stop callback ran: send the position now.
@@ -206,6 +248,7 @@ internal sealed class ReplicationSession
         catch (Exception e)
         {
             // Transactions whose handlers completed stay confirmed; the failed one is delivered again on the next run.
+            _activity?.SetStatus(ActivityStatusCode.Error, e.GetType().FullName);
             Log.StreamFailed(_logger, e, _options.SlotName, ConfirmedLsn.ToString());
             await FlushStatusAsync().ConfigureAwait(false);
             throw;
@@ -218,9 +261,12 @@ internal sealed class ReplicationSession
             await _readCancellation.CancelAsync().ConfigureAwait(false);
             await idleConfirmation.ConfigureAwait(false);
             await heartbeats.ConfigureAwait(false);
+            await walEnd.ConfigureAwait(false);
             _readCancellation.Dispose();
             _streams.Dispose(); // transactions not yet committed are streamed again by the next session
             _streamBlock = null;
+            EndTransactionActivity(); // a transaction cut off: it is delivered again, whole, by the next session
+            Volatile.Write(ref _deliveringCommitTicks, 0);
             if (_replayBuffer.Length > 0)
                 ArrayPool<byte>.Shared.Return(_replayBuffer);
             _replayBuffer = [];
@@ -228,6 +274,11 @@ internal sealed class ReplicationSession
 
         Log.StreamStopped(_logger, _options.SlotName, ConfirmedLsn.ToString());
     }
+
+    /// <summary>Whether a stop waits for the transaction (or stream block) being received to end: only while the
+    /// handlers may still finish it.</summary>
+    private bool FinishesTransaction(CancellationToken handlerCancellation)
+        => (_inTransaction || _streamBlock is not null) && !handlerCancellation.IsCancellationRequested;
 
     // PostgreSQL 13-15 say "cannot read from logical replication slot", 16 and later "can no longer get changes from
     // replication slot"; both explain the invalidation in the detail.
@@ -466,6 +517,43 @@ internal sealed class ReplicationSession
         _origin = null;
         _internalTransaction = false;
         _signals?.Reset();
+        Volatile.Write(ref _deliveringCommitTicks, commitTime.Ticks);
+        if (Telemetry.Source.HasListeners())
+            BeginTransactionActivity();
+    }
+
+    /// <summary>One activity per transaction, the parent of whatever the handlers trace. Each starts from the run's own
+    /// context, never under the previous transaction's (which an async handler path may have left current).</summary>
+    private void BeginTransactionActivity()
+    {
+        Activity.Current = _activityParent;
+        _activity = Telemetry.Source.StartActivity(DBSyncDiagnostics.TransactionActivityName, ActivityKind.Consumer);
+        if (_activity is { IsAllDataRequested: true } activity)
+        {
+            activity.SetTag("db.system.name", "postgresql");
+            activity.SetTag(DBSyncDiagnostics.Tags.Slot, _options.SlotName);
+            activity.SetTag("dbsync.xid", (long)_transaction.Xid);
+            activity.SetTag("dbsync.commit_lsn", _transaction.CommitLsn.ToString());
+            activity.SetTag("dbsync.commit_time", _transaction.CommitTime.ToString("O", CultureInfo.InvariantCulture));
+        }
+    }
+
+    /// <summary>Ends the transaction's activity: acknowledged (with its end position) or cut off (without).</summary>
+    private void EndTransactionActivity(ulong? endLsn = null)
+    {
+        if (_activity is not { } activity)
+            return;
+        if (activity.IsAllDataRequested)
+        {
+            activity.SetTag("dbsync.change_count", _changeCount);
+            if (endLsn is { } end)
+                activity.SetTag("dbsync.end_lsn", new NpgsqlLogSequenceNumber(end).ToString());
+            if (_internalTransaction)
+                activity.SetTag("dbsync.internal", true);
+        }
+        activity.Stop();
+        _activity = null;
+        Activity.Current = _activityParent;
     }
 
     /// <summary>A streamed transaction committed: its frames are delivered now, in order, as one transaction.</summary>
@@ -534,10 +622,16 @@ internal sealed class ReplicationSession
         }
     }
 
-    private async ValueTask DeliverMessageAsync(LogicalMessage message, CancellationToken cancellationToken)
+    private ValueTask DeliverMessageAsync(LogicalMessage message, CancellationToken cancellationToken)
     {
-        foreach (var handler in _messageHandlers)
-            await _invoker.InvokeAsync(handler, message, cancellationToken).ConfigureAwait(false);
+        var start = Telemetry.StartHandlers();
+        return Telemetry.EndHandlers(InvokeAllAsync(_messageHandlers, message, cancellationToken), start, _telemetry.MessageHandlerTags);
+    }
+
+    private async ValueTask InvokeAllAsync<TArgument>(IReadOnlyList<Func<TArgument, CancellationToken, ValueTask>> handlers, TArgument argument, CancellationToken cancellationToken)
+    {
+        foreach (var handler in handlers)
+            await _invoker.InvokeAsync(handler, argument, cancellationToken).ConfigureAwait(false);
     }
 
     private ValueTask CompleteTransactionAsync(ulong endLsn, CancellationToken cancellationToken)
@@ -566,7 +660,7 @@ internal sealed class ReplicationSession
 
     private ValueTask CompleteHandledTransactionAsync(ulong endLsn, CancellationToken cancellationToken)
     {
-        if ((_transactionHandlers.Count == 0 || _internalTransaction) && _appliers.Count == 0)
+        if ((_transactionHandlers.Count == 0 || _internalTransaction) && _appliers.Count == 0 && _participants.Count == 0)
         {
             Acknowledge(endLsn);
             return default;
@@ -578,16 +672,19 @@ internal sealed class ReplicationSession
     }
 
     /// <summary>Appliers commit their target transactions first, then the transaction handlers run (never for the
-    /// pipeline's own watermark and heartbeat transactions), then the transaction is acknowledged.</summary>
+    /// pipeline's own watermark and heartbeat transactions), then the participants end what they kept for the transaction,
+    /// then the transaction is acknowledged.</summary>
     private async ValueTask DeliverCommitAsync(CommittedTransaction committed, CancellationToken cancellationToken)
     {
         foreach (var applier in _appliers)
             await applier.OnTransactionEndAsync(committed.CommitLsn, committed.EndLsn, committed.Xid, cancellationToken).ConfigureAwait(false);
-        if (!_internalTransaction)
+        if (!_internalTransaction && _transactionHandlers.Count > 0)
         {
-            foreach (var handler in _transactionHandlers)
-                await _invoker.InvokeAsync(handler, committed, cancellationToken).ConfigureAwait(false);
+            var start = Telemetry.StartHandlers();
+            await Telemetry.EndHandlers(InvokeAllAsync(_transactionHandlers, committed, cancellationToken), start, _telemetry.TransactionHandlerTags).ConfigureAwait(false);
         }
+        foreach (var participant in _participants)
+            await participant.OnTransactionEndAsync().ConfigureAwait(false);
         Acknowledge((ulong)committed.EndLsn);
     }
 
@@ -597,6 +694,11 @@ internal sealed class ReplicationSession
         _snapshots.OnTransactionHandled();
         AdvanceConfirmed(endLsn);
         _transport!.SetConfirmed((ulong)ConfirmedLsn);
+        Volatile.Write(ref _deliveringCommitTicks, 0);
+        if (!_internalTransaction && Telemetry.Transactions.Enabled)
+            Telemetry.Transactions.Add(1, _telemetry.SlotTags);
+        if (_activity is not null)
+            EndTransactionActivity(endLsn);
     }
 
     private void AdvanceConfirmed(ulong lsn)
@@ -651,39 +753,78 @@ internal sealed class ReplicationSession
     /// moving, writes a transactional logical message with this pipeline's prefix. Its transaction is decoded by the slot
     /// like any other and confirmed when it arrives, so the slot follows the WAL even when nothing it publishes changes.
     /// </summary>
-    private async Task HeartbeatAsync(CancellationToken cancellationToken)
+    private Task HeartbeatAsync(CancellationToken cancellationToken)
     {
         if (_options.HeartbeatInterval is not { } interval)
-            return;
+            return Task.CompletedTask;
+        var seen = Interlocked.Read(ref _confirmed);
+        return OnSideConnectionAsync(interval, "SET synchronous_commit = local",
+            due: () =>
+            {
+                var confirmed = Interlocked.Read(ref _confirmed);
+                if (confirmed == seen)
+                    return true;
+                seen = confirmed;
+                return false;
+            },
+            async (connection, token) =>
+            {
+                await using var command = new NpgsqlCommand("SELECT pg_logical_emit_message(true, $1, 'heartbeat')", connection);
+                command.Parameters.Add(new NpgsqlParameter { Value = _snapshots.Prefix });
+                await command.ExecuteNonQueryAsync(token).ConfigureAwait(false);
+            },
+            e => Log.HeartbeatFailed(_logger, e, _options.SlotName, (long)interval.TotalMilliseconds),
+            cancellationToken);
+    }
+
+    /// <summary>
+    /// While the replication lag gauge has a listener, reads the server's WAL end every <see cref="DBSyncOptions.StatusInterval"/>.
+    /// The stream itself cannot tell it: pgoutput frames carry their own position, keepalives how far the server decoded.
+    /// </summary>
+    private Task SampleServerWalEndAsync(CancellationToken cancellationToken)
+        => OnSideConnectionAsync(_options.StatusInterval, setupSql: null, static () => Telemetry.ReplicationLag.Enabled,
+            async (connection, token) =>
+            {
+                await using var command = new NpgsqlCommand("SELECT CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END", connection);
+                if (await command.ExecuteScalarAsync(token).ConfigureAwait(false) is NpgsqlLogSequenceNumber end)
+                    Volatile.Write(ref _serverWalEnd, unchecked((long)(ulong)end));
+            },
+            e => Log.WalEndUnknown(_logger, e, _options.SlotName),
+            cancellationToken);
+
+    /// <summary>
+    /// Runs <paramref name="work"/> every <paramref name="interval"/> while the session lasts and <paramref name="due"/>
+    /// says so, on an ordinary connection of its own: opened (then set up with <paramref name="setupSql"/>) when first
+    /// needed, and opened again after a failure, which <paramref name="failed"/> reports.
+    /// </summary>
+    private async Task OnSideConnectionAsync(TimeSpan interval, string? setupSql, Func<bool> due, Func<NpgsqlConnection, CancellationToken, Task> work,
+        Action<Exception> failed, CancellationToken cancellationToken)
+    {
         using var timer = new PeriodicTimer(interval);
         NpgsqlConnection? connection = null;
-        var seen = Interlocked.Read(ref _confirmed);
         try
         {
             while (await timer.WaitForNextTickAsync(cancellationToken).ConfigureAwait(false))
             {
-                var confirmed = Interlocked.Read(ref _confirmed);
-                if (confirmed != seen)
-                {
-                    seen = confirmed;
+                if (!due())
                     continue;
-                }
                 try
                 {
                     if (connection is null)
                     {
                         connection = new NpgsqlConnection(_options.ConnectionString);
                         await connection.OpenAsync(cancellationToken).ConfigureAwait(false);
-                        await using var local = new NpgsqlCommand("SET synchronous_commit = local", connection);
-                        await local.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+                        if (setupSql is not null)
+                        {
+                            await using var setup = new NpgsqlCommand(setupSql, connection);
+                            await setup.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+                        }
                     }
-                    await using var command = new NpgsqlCommand("SELECT pg_logical_emit_message(true, $1, 'heartbeat')", connection);
-                    command.Parameters.Add(new NpgsqlParameter { Value = _snapshots.Prefix });
-                    await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+                    await work(connection, cancellationToken).ConfigureAwait(false);
                 }
                 catch (Exception e) when (e is NpgsqlException or IOException or TimeoutException && !cancellationToken.IsCancellationRequested)
                 {
-                    Log.HeartbeatFailed(_logger, e, _options.SlotName, (long)interval.TotalMilliseconds);
+                    failed(e);
                     if (connection is not null)
                         await connection.DisposeAsync().ConfigureAwait(false);
                     connection = null;

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using DBSync.Checkpoints;
+using DBSync.Diagnostics;
 using DBSync.Internal;
 using DBSync.Replication;
 using Microsoft.Extensions.Logging;
@@ -41,6 +42,7 @@ internal sealed class SnapshotCoordinator
     private ulong _lastSignalLsn;
     private bool _warnedHidden;
     private TableRegistration? _active;
+    private (string Table, long RowsRead, long Estimate)? _activeProgress;
     private long _waitingWindow = -1;
     private TaskCompletionSource<int>? _reached;
     private (long Window, int Emitted)? _handledHigh;
@@ -66,6 +68,29 @@ internal sealed class SnapshotCoordinator
     /// <summary>The logical message prefix of this pipeline's watermarks.</summary>
     public string Prefix { get; }
 
+    /// <summary>The table being snapshotted and the share of it read so far, against the server's row estimate when its
+    /// snapshot started (at most 1); null when none is running or the server has no estimate (a table never analyzed).</summary>
+    public (string Table, double Share)? RunningProgress
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _activeProgress is var (table, read, estimate) && estimate > 0 ? (table, Math.Min(1, read / (double)estimate)) : null;
+            }
+        }
+    }
+
+    /// <summary>Tables queued for a snapshot or being snapshotted.</summary>
+    public int QueuedTables
+    {
+        get
+        {
+            lock (_lock)
+                return _queue.Count;
+        }
+    }
+
     /// <summary>Test seam: runs after a chunk was read and before its high watermark is written.</summary>
     internal Func<string, long, CancellationToken, Task>? AfterChunkRead { get; set; }
 
@@ -85,6 +110,8 @@ internal sealed class SnapshotCoordinator
                 waits.Add(job.Waiters[^1].Task);
             }
         }
+        if (jobs.Count > 0)
+            Log.SnapshotRequested(_logger, string.Join(", ", jobs.Select(j => j.State.DisplayName)));
         _wake.Release();
         if (cancellationToken.CanBeCanceled)
         {
@@ -392,6 +419,10 @@ internal sealed class SnapshotCoordinator
             {
                 notifiedPaused = paused;
                 await SaveAsync(cancellationToken).ConfigureAwait(false);
+                if (paused)
+                    Log.SnapshotsPaused(_logger);
+                else
+                    Log.SnapshotsResumed(_logger);
                 await NotifyAsync(paused ? new SnapshotsPaused() : new SnapshotsResumed(), cancellationToken).ConfigureAwait(false);
             }
 
@@ -525,8 +556,12 @@ internal sealed class SnapshotCoordinator
             await SaveAsync(cancellationToken).ConfigureAwait(false);
         }
 
+        var estimate = await EstimateRowsAsync(connection, table.Table, cancellationToken).ConfigureAwait(false);
         lock (_lock)
+        {
             _active = table;
+            _activeProgress = (job.State.DisplayName, job.State.RowsRead, estimate);
+        }
         table.BeginSnapshot(_options.SnapshotWindowMaxChanges);
         try
         {
@@ -584,10 +619,17 @@ internal sealed class SnapshotCoordinator
                     };
                     // A short chunk, or one that reached the maximum key, was the last (no empty round to find out).
                     job.Done = count < chunkSize || (last is not null && last.SequenceEqual(query.MaxKey));
+                    _activeProgress = (job.State.DisplayName, job.State.RowsRead, estimate);
+                }
+                if (table.MetricTags is { } tags)
+                {
+                    Telemetry.SnapshotRows.Add(count, tags.TableTags);
+                    Telemetry.SnapshotChunks.Add(1, tags.TableTags);
                 }
                 // The chunk is delivered: it is reported before the checkpoint is saved, since a save that the stream's
                 // end cancels (or a restart breaks) leaves the job in memory past this chunk, and the next session goes
                 // on from there without reporting it again.
+                Log.ChunkCompleted(_logger, job.State.DisplayName, chunk, count, emitted);
                 await NotifyAsync(new SnapshotChunkCompleted(job.State.DisplayName, chunk, count, emitted, last, attempts), cancellationToken).ConfigureAwait(false);
                 await SaveAsync(cancellationToken).ConfigureAwait(false);
                 if (!job.Done)
@@ -599,7 +641,10 @@ internal sealed class SnapshotCoordinator
         {
             table.EndSnapshot();
             lock (_lock)
+            {
                 _active = null;
+                _activeProgress = null;
+            }
         }
     }
 
@@ -687,6 +732,14 @@ internal sealed class SnapshotCoordinator
         }
         await EmitAsync(connection, new Watermark(WatermarkKind.High, _runId, window), cancellationToken).ConfigureAwait(false);
         return await reached.Task.WaitAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>The server's row estimate for the table (<c>pg_class.reltuples</c>; -1 before its first VACUUM or ANALYZE).</summary>
+    private static async Task<long> EstimateRowsAsync(NpgsqlConnection connection, SyncTableInfo table, CancellationToken cancellationToken)
+    {
+        await using var command = new NpgsqlCommand("SELECT reltuples::bigint FROM pg_class WHERE oid = $1::regclass", connection);
+        command.Parameters.Add(new NpgsqlParameter { Value = table.QualifiedName });
+        return await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false) is long estimate ? estimate : -1;
     }
 
     private async Task NotifyAsync(SnapshotProgress progress, CancellationToken cancellationToken)

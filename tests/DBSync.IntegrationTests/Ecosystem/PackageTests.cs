@@ -95,7 +95,7 @@ public sealed class PackageTests(ITestOutputHelper output) : IDisposable
             }
             """);
 
-        var build = await Processes.RunAsync("dotnet", ["build", app, "-c", "Release", "--disable-build-servers", "-nologo"], TimeSpan.FromMinutes(5));
+        var build = await ChildProcess.RunAsync("dotnet", ["build", app, "-c", "Release", "--disable-build-servers", "-nologo"], TimeSpan.FromMinutes(5));
         Assert.True(build.ExitCode == 0, $"The consumer did not build ({build.ExitCode}):\n{build.Output}");
         var generated = Directory.GetFiles(Path.Combine(app, "obj"), "*.SyncTable.g.cs", SearchOption.AllDirectories);
         Assert.Equal(["Order.SyncTable.g.cs"], generated.Select(Path.GetFileName));
@@ -103,7 +103,7 @@ public sealed class PackageTests(ITestOutputHelper output) : IDisposable
         // Restored from the feed just packed, into this test's own packages folder.
         Assert.True(Directory.Exists(Path.Combine(_work.FullName, "packages", "dbsync.runtime", s_version)), "DBSync.Runtime was not restored from the test's feed.");
 
-        var run = await Processes.RunAsync("dotnet", [Path.Combine(app, "bin", "Release", "net10.0", "Consumer.dll")], TimeSpan.FromMinutes(1));
+        var run = await ChildProcess.RunAsync("dotnet", [Path.Combine(app, "bin", "Release", "net10.0", "Consumer.dll")], TimeSpan.FromMinutes(1));
         Assert.True(run.ExitCode == 0, run.Output);
         Assert.Equal("sales.orders: id, customer_name, total", run.Output.Trim());
         output.WriteLine($"Pack, fresh build and run: {clock.Elapsed.TotalSeconds:0.0} s");
@@ -129,14 +129,14 @@ public sealed class PackageTests(ITestOutputHelper output) : IDisposable
 
         WriteIsolatedNuGetConfig(_work.FullName, feed);
         var tools = Path.Combine(_work.FullName, "tools");
-        var install = await Processes.RunAsync("dotnet", ["tool", "install", "DBSync.Cli", "--version", s_version, "--tool-path", tools], TimeSpan.FromMinutes(3),
+        var install = await ChildProcess.RunAsync("dotnet", ["tool", "install", "DBSync.Cli", "--version", s_version, "--tool-path", tools], TimeSpan.FromMinutes(3),
             workingDirectory: _work.FullName);
         Assert.True(install.ExitCode == 0, $"dotnet tool install failed ({install.ExitCode}):\n{install.Output}");
-        var help = await Processes.RunAsync(Path.Combine(tools, "dbsync"), ["--help"], TimeSpan.FromMinutes(1));
+        var help = await ChildProcess.RunAsync(Path.Combine(tools, "dbsync"), ["--help"], TimeSpan.FromMinutes(1));
         Assert.True(help.ExitCode == 0, help.Output);
         Assert.Contains("Exit codes:", help.Output, StringComparison.Ordinal);
         Assert.Contains("snapshot", help.Output, StringComparison.Ordinal);
-        var noConnection = await Processes.RunAsync(Path.Combine(tools, "dbsync"), ["slots"], TimeSpan.FromMinutes(1),
+        var noConnection = await ChildProcess.RunAsync(Path.Combine(tools, "dbsync"), ["slots"], TimeSpan.FromMinutes(1),
             new Dictionary<string, string?> { ["DBSYNC_CONNECTION"] = null });
         Assert.Equal(2, noConnection.ExitCode);
         output.WriteLine($"Pack, install and run: {clock.Elapsed.TotalSeconds:0.0} s");
@@ -150,7 +150,7 @@ public sealed class PackageTests(ITestOutputHelper output) : IDisposable
     {
         var configuration = typeof(PackageTests).Assembly.GetCustomAttribute<AssemblyConfigurationAttribute>()!.Configuration;
         var feed = Path.Combine(_work.FullName, "feed");
-        var pack = await Processes.RunAsync("dotnet", ["pack", Path.Combine(Processes.RepositoryRoot(), project), "-c", configuration, "--no-build", "-o", feed,
+        var pack = await ChildProcess.RunAsync("dotnet", ["pack", Path.Combine(ChildProcess.RepositoryRoot(), project), "-c", configuration, "--no-build", "-o", feed,
             $"-p:NuspecOutputPath={Path.Combine(_work.FullName, "nuspec")}{Path.DirectorySeparatorChar}", "--disable-build-servers", "-nologo"], TimeSpan.FromMinutes(3));
         Assert.True(pack.ExitCode == 0, $"dotnet pack {project} failed ({pack.ExitCode}):\n{pack.Output}");
         return feed;

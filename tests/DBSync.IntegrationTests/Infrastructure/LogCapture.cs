@@ -2,8 +2,9 @@ using Microsoft.Extensions.Logging;
 
 namespace DBSync.IntegrationTests.Infrastructure;
 
-/// <summary>An <see cref="ILoggerFactory"/> that keeps every log entry (message and exception text) for assertions.</summary>
-public sealed class LogCapture : ILoggerFactory
+/// <summary>An <see cref="ILoggerFactory"/> (or, for a host, an <see cref="ILoggerProvider"/>) that keeps every log
+/// entry (message and exception text) for assertions.</summary>
+public sealed class LogCapture : ILoggerFactory, ILoggerProvider
 {
     private readonly List<(EventId Id, string Text)> _entries = [];
 

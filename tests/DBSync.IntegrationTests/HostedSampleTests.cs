@@ -1,0 +1,32 @@
+using DBSync.IntegrationTests.Infrastructure;
+
+namespace DBSync.IntegrationTests;
+
+/// <summary>
+/// samples/DBSync.HostedSample, built with the tests and run as a process of its own against the test server (on the
+/// suite's replication connection, through its configuration): it streams the seed tables into its handlers, one scope
+/// per transaction, snapshots them, stops its host by itself, and exits with 0.
+/// </summary>
+[Collection(PostgresCollection.Name)]
+[Trait("Category", "Ecosystem")]
+public sealed class HostedSampleTests(PostgresFixture fixture)
+{
+    [Fact]
+    public async Task HostedSample_StreamsTheSeedTables_AndEndsByItself()
+    {
+        var sample = ChildProcess.OutputOf(Path.Combine("samples", "DBSync.HostedSample"), "DBSync.HostedSample.dll");
+        Assert.True(File.Exists(sample), $"{sample} is missing; build samples/DBSync.HostedSample.");
+        var environment = ChildProcess.ServerEnvironment(fixture.Server);
+        environment["DBSync__ReplicationTransport"] = TestTransport.Current.ToString();
+
+        var (exitCode, output) = await ChildProcess.RunAsync("dotnet", [sample], TimeSpan.FromMinutes(2), environment);
+
+        Assert.True(exitCode == 0, $"The hosted sample failed ({exitCode}):\n{output}");
+        Assert.Contains("Handled all 11 changes and 6 snapshot rows; stopping the host", output, StringComparison.Ordinal);
+        Assert.Contains("-- commit xid=", output, StringComparison.Ordinal);
+        Assert.Matches(@"Insert +visit +user_id=1 restaurant_id=r-tofu amount_spent=23\.50 \(xid \d+, scope #\d+\)", output);
+        Assert.Matches(@"Read +restaurant id=r-tofu name=Tofu House rating=5 tags=\[korean, spicy, cozy\]", output);
+        Assert.Contains("Stopped streaming slot \"dbsync_hosted_sample\"", output, StringComparison.Ordinal);
+        Assert.Contains("Stopped; the slot's confirmed position is", output, StringComparison.Ordinal);
+    }
+}

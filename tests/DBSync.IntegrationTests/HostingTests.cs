@@ -1,0 +1,325 @@
+using System.Diagnostics;
+using DBSync.Hosting;
+using DBSync.IntegrationTests.Infrastructure;
+using DBSync.Sample;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using Npgsql;
+
+namespace DBSync.IntegrationTests;
+
+/// <summary>
+/// <c>services.AddDBSync(...)</c> in a real generic host against a real server: options bound from configuration and
+/// validated at start, handlers resolved from dependency injection in one scope per transaction, DBSync's logs in the
+/// host's logging, and the hosted service's life: the start waits until the slot streams (a setup error fails it), a stop
+/// finishes the transaction in flight and confirms exactly its end (or, past the host's shutdown timeout, cancels the
+/// handlers and confirms nothing more), and an error while streaming stops the application and fails the host's stop.
+/// </summary>
+[Collection(PostgresCollection.Name)]
+[Trait("Category", "Ecosystem")]
+public sealed class HostingTests(PostgresFixture fixture)
+{
+    private const string Password = "Pa55-hosted-never-logged-3Z";
+
+    [Fact]
+    public async Task HostedService_StreamsIntoHandlersFromDI_InOneScopePerTransaction()
+    {
+        await using var db = await TestDatabase.CreateAsync(fixture.Server);
+        var withPassword = new NpgsqlConnectionStringBuilder(db.ConnectionString) { Password = Password }.ConnectionString;
+        var recorder = new ChangeRecorder();
+        var logs = new LogCapture();
+        using var host = BuildHost(withPassword, recorder, logs: logs, settings: new() { ["DBSync:StatusInterval"] = "00:00:02" });
+
+        await host.StartAsync(); // returns once the slot streams
+        Assert.True(host.Services.GetRequiredService<DBSyncClient>().Streaming.IsCompletedSuccessfully);
+        Assert.Equal(TimeSpan.FromSeconds(2), host.Services.GetRequiredService<IOptions<DBSyncOptions>>().Value.StatusInterval);
+        await db.ExecuteAsync("""
+            BEGIN;
+            INSERT INTO Restaurant (id, name) VALUES ('r-1', 'a'), ('r-2', 'b');
+            INSERT INTO Users (id, first_name, user_name, email) VALUES (1, 'u', 'u', 'u@example.com');
+            INSERT INTO Visit (user_id, restaurant_id, amount_spent) VALUES (1, 'r-1', 2.50);
+            COMMIT
+            """);
+        await db.ExecuteAsync("BEGIN; UPDATE Restaurant SET rating = 3 WHERE id = 'r-2'; DELETE FROM Visit; COMMIT");
+        await recorder.WaitUntilAsync(r => r.All.OfType<TransactionHandled>().Count() == 2, "both transactions");
+        await host.StopAsync();
+
+        var events = recorder.All.ToList();
+        var transactions = events.OfType<TransactionHandled>().ToList();
+        var handled = events.OfType<ChangeHandled>().ToList();
+        Assert.Equal(["r-1", "r-2", "1/r-1", "r-2", "1/r-1"], handled.Select(h => h.Key));
+        var (first, second) = (transactions[0], transactions[1]);
+        Assert.NotEqual(first.Scope, second.Scope);
+        Assert.All(handled.Take(3), h => Assert.Equal((first.Transaction.Xid, first.Scope), (h.Xid, h.Scope)));
+        Assert.All(handled.Skip(3), h => Assert.Equal((second.Transaction.Xid, second.Scope), (h.Xid, h.Scope)));
+        // Each scope ends after its transaction handler, before the next transaction's first change.
+        var firstDisposed = events.IndexOf(new ScopeDisposed(first.Scope));
+        Assert.InRange(firstDisposed, events.IndexOf(first) + 1, events.IndexOf(handled[3]) - 1);
+        Assert.Contains(new ScopeDisposed(second.Scope), events);
+
+        // DBSync logs through the host's logging, and never the password.
+        Assert.True(logs.Has(1000) && logs.Has(2001) && logs.Has(2002), "DBSync's start and stop were not in the host's logs");
+        Assert.All(logs.Entries, e => Assert.DoesNotContain(Password, e.Text, StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task HostStop_InTheMiddleOfATransaction_FinishesIt_AndConfirmsExactlyItsEnd()
+    {
+        await using var db = await TestDatabase.CreateAsync(fixture.Server);
+        var recorder = new ChangeRecorder();
+        var handling = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var behavior = new HandlerBehavior
+        {
+            // Each change takes a while, on the token the handlers get: a cancelled token would fail the transaction.
+            BeforeAsync = async (key, cancellationToken) =>
+            {
+                handling.TrySetResult();
+                if (key.StartsWith("slow-", StringComparison.Ordinal))
+                    await Task.Delay(200, cancellationToken);
+            },
+        };
+        using var host = BuildHost(db.ConnectionString, recorder, behavior);
+        await host.StartAsync();
+
+        await db.ExecuteAsync("INSERT INTO Restaurant (id, name) SELECT 'slow-' || i, 'n' FROM generate_series(1, 5) i");
+        await handling.Task.WaitAsync(TimeSpan.FromSeconds(30));
+        var stop = host.StopAsync();
+        await db.ExecuteAsync("INSERT INTO Restaurant (id, name) VALUES ('after-stop', 'n')");
+        await stop.WaitAsync(TimeSpan.FromSeconds(30));
+
+        Assert.Equal(Enumerable.Range(1, 5).Select(i => $"slow-{i}"), recorder.All.OfType<ChangeHandled>().Select(h => h.Key));
+        var transaction = Assert.Single(recorder.All.OfType<TransactionHandled>()).Transaction;
+        Assert.Equal(transaction.EndLsn, await db.SlotConfirmedAsync());
+        Assert.Equal(0, await db.ScalarAsync<long>("SELECT count(*) FROM pg_replication_slots WHERE active"));
+
+        // The next start goes on right after it: the row written during the stop, nothing of the finished transaction.
+        var next = new ChangeRecorder();
+        using var again = BuildHost(db.ConnectionString, next);
+        await again.StartAsync();
+        await next.WaitUntilAsync(r => r.All.OfType<TransactionHandled>().Any(), "the transaction written during the stop");
+        await again.StopAsync();
+        Assert.Equal(["after-stop"], next.All.OfType<ChangeHandled>().Select(h => h.Key));
+    }
+
+    [Fact]
+    public async Task HostStop_PastTheShutdownTimeout_CancelsTheHandlers_AndConfirmsNothingMore()
+    {
+        await using var db = await TestDatabase.CreateAsync(fixture.Server);
+        var recorder = new ChangeRecorder();
+        var logs = new LogCapture();
+        var stuck = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var behavior = new HandlerBehavior
+        {
+            BeforeAsync = async (_, cancellationToken) =>
+            {
+                stuck.TrySetResult();
+                try
+                {
+                    await Task.Delay(Timeout.Infinite, cancellationToken);
+                }
+                catch (OperationCanceledException)
+                {
+                    recorder.Add("handler cancelled");
+                    throw;
+                }
+            },
+        };
+        using var host = BuildHost(db.ConnectionString, recorder, behavior, logs,
+            configure: b => b.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(1)));
+        await host.StartAsync();
+        var beforeWrite = NpgsqlTypes.NpgsqlLogSequenceNumber.Parse(await db.ScalarAsync<string>("SELECT pg_current_wal_lsn()::text"));
+
+        await db.ExecuteAsync("INSERT INTO Restaurant (id, name) VALUES ('stuck', 'n')");
+        await stuck.Task.WaitAsync(TimeSpan.FromSeconds(30));
+        var watch = Stopwatch.StartNew();
+        await host.StopAsync();
+        Assert.True(watch.Elapsed < TimeSpan.FromSeconds(10), $"the stop took {watch.Elapsed} with a 1 s shutdown timeout");
+        Assert.True(logs.Has(5003), "the stop past the shutdown timeout was not logged");
+        await recorder.WaitUntilAsync(r => r.All.Contains("handler cancelled"), "the handler's token to be cancelled");
+
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        while (await db.ScalarAsync<long>("SELECT count(*) FROM pg_replication_slots WHERE active") > 0)
+        {
+            Assert.True(DateTime.UtcNow < deadline, "the slot stayed active after the handler gave up");
+            await Task.Delay(50);
+        }
+        Assert.Empty(recorder.All.OfType<TransactionHandled>());
+        Assert.True(await db.SlotConfirmedAsync() <= beforeWrite, "the unfinished transaction was confirmed");
+    }
+
+    [Fact]
+    public async Task InvalidOptions_FailTheHostStart_NamingTheOptionAndItsConfigurationKey()
+    {
+        using (var host = BuildHost("Host=localhost;Database=app", new ChangeRecorder(), settings: new() { ["DBSync:SlotName"] = "Orders-Sync" }))
+        {
+            var error = await Assert.ThrowsAsync<OptionsValidationException>(() => host.StartAsync());
+            Assert.Contains("DBSyncOptions.SlotName 'Orders-Sync' is not valid: use 1 to 63 lower-case letters", error.Message, StringComparison.Ordinal);
+            Assert.Contains("(configuration key 'DBSync:SlotName')", error.Message, StringComparison.Ordinal);
+        }
+
+        var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
+        builder.Services.AddDBSync(o =>
+        {
+            o.ConnectionString = "Host=localhost;Database=app";
+            o.SnapshotChunkSize = 0;
+        }).AddChangeHandler<Restaurant, RestaurantHandler>();
+        using var configuredInCode = builder.Build();
+        var codeError = await Assert.ThrowsAsync<OptionsValidationException>(() => configuredInCode.StartAsync());
+        Assert.Equal("DBSyncOptions.SnapshotChunkSize must be at least 1 (was 0).", Assert.Single(codeError.Failures));
+    }
+
+    [Fact]
+    public async Task SetupError_FailsTheHostStart_WithItsMessage()
+    {
+        await using var db = await TestDatabase.CreateAsync(fixture.Server, seedSchema: false);
+        using var host = BuildHost(db.ConnectionString, new ChangeRecorder());
+        var error = await Assert.ThrowsAsync<DBSyncConfigurationException>(() => host.StartAsync());
+        Assert.Contains("restaurant", error.Message, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task ErrorWhileStreaming_IsLogged_AndStopsTheApplication_UnlessConfiguredNotTo(bool stopApplication)
+    {
+        await using var db = await TestDatabase.CreateAsync(fixture.Server);
+        var logs = new LogCapture();
+        var behavior = new HandlerBehavior
+        {
+            BeforeAsync = (key, _) => key == "bad" ? throw new InvalidOperationException("the handler refuses 'bad'") : Task.CompletedTask,
+        };
+        using var host = BuildHost(db.ConnectionString, new ChangeRecorder(), behavior, logs,
+            settings: new() { ["DBSync:StopApplicationOnError"] = stopApplication.ToString() });
+        await host.StartAsync();
+        var stopping = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        using var registration = host.Services.GetRequiredService<IHostApplicationLifetime>().ApplicationStopping.Register(() => stopping.TrySetResult());
+
+        await db.ExecuteAsync("INSERT INTO Restaurant (id, name) VALUES ('bad', 'n')");
+        if (stopApplication)
+        {
+            await stopping.Task.WaitAsync(TimeSpan.FromSeconds(30));
+            Assert.True(logs.Has(5001), "the error was not logged as stopping the application");
+            // The host's stop (and so RunAsync) fails with the error: the process ends with a failure exit code.
+            var error = await Assert.ThrowsAnyAsync<Exception>(() => host.StopAsync());
+            Assert.Contains("the handler refuses 'bad'", error.ToString(), StringComparison.Ordinal);
+        }
+        else
+        {
+            var deadline = DateTime.UtcNow.AddSeconds(30);
+            while (!logs.Has(5002))
+            {
+                Assert.True(DateTime.UtcNow < deadline, "the error was not logged");
+                await Task.Delay(50);
+            }
+            await Task.Delay(200);
+            Assert.False(stopping.Task.IsCompleted, "the application was stopped");
+            await host.StopAsync();
+        }
+    }
+
+    [Fact]
+    public async Task HostStoppedBeforeTheSlotStreams_StopsCleanly()
+    {
+        await using var db = await TestDatabase.CreateAsync(fixture.Server);
+        foreach (var delay in new[] { 0, 20, 100, 300 })
+        {
+            using var host = BuildHost(db.ConnectionString, new ChangeRecorder(), settings: new() { ["DBSync:WaitUntilStreaming"] = "false" });
+            await host.StartAsync();
+            await Task.Delay(delay);
+            await host.StopAsync().WaitAsync(TimeSpan.FromSeconds(30));
+
+            var deadline = DateTime.UtcNow.AddSeconds(5);
+            while (await db.ScalarAsync<long>("SELECT count(*) FROM pg_replication_slots WHERE active") > 0)
+            {
+                Assert.True(DateTime.UtcNow < deadline, $"the slot was still active 5 s after a stop {delay} ms after the start");
+                await Task.Delay(50);
+            }
+        }
+    }
+
+    /// <summary>A generic host with DBSync configured from a "DBSync" configuration section, handlers for restaurant and
+    /// visit changes and for transactions, and a scoped <see cref="UnitOfWork"/> they share.</summary>
+    private static IHost BuildHost(string connectionString, ChangeRecorder recorder, HandlerBehavior? behavior = null, LogCapture? logs = null,
+        Dictionary<string, string?>? settings = null, Action<HostApplicationBuilder>? configure = null)
+    {
+        var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
+        builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?>
+        {
+            ["DBSync:ConnectionString"] = connectionString,
+            ["DBSync:SlotName"] = "dbsync_test",
+            ["DBSync:PublicationName"] = "dbsync_test",
+            ["DBSync:InitialSnapshot"] = "false",
+            ["DBSync:ReplicationTransport"] = TestTransport.Current.ToString(),
+        });
+        if (settings is not null)
+            builder.Configuration.AddInMemoryCollection(settings);
+        if (logs is not null)
+            builder.Logging.AddProvider(logs);
+        builder.Services.AddSingleton(recorder);
+        builder.Services.AddSingleton(behavior ?? new HandlerBehavior());
+        builder.Services.AddScoped<UnitOfWork>();
+        builder.Services.AddDBSync(builder.Configuration.GetSection("DBSync"))
+            .AddChangeHandler<Restaurant, RestaurantHandler>()
+            .AddChangeHandler<Visit, VisitHandler>()
+            .AddTransactionHandler<TransactionHandler>();
+        configure?.Invoke(builder);
+        return builder.Build();
+    }
+
+    private sealed record ChangeHandled(string Key, ChangeKind Kind, uint Xid, int Scope);
+
+    private sealed record TransactionHandled(CommittedTransaction Transaction, int Scope);
+
+    private sealed record ScopeDisposed(int Scope);
+
+    /// <summary>What the handlers do before recording a change, per test.</summary>
+    private sealed class HandlerBehavior
+    {
+        public Func<string, CancellationToken, Task> BeforeAsync { get; init; } = (_, _) => Task.CompletedTask;
+    }
+
+    /// <summary>A scoped service, as a DbContext would be: the handlers of one transaction share one.</summary>
+    private sealed class UnitOfWork(ChangeRecorder recorder) : IAsyncDisposable
+    {
+        private static int s_created;
+
+        public int Id { get; } = Interlocked.Increment(ref s_created);
+
+        public ValueTask DisposeAsync()
+        {
+            recorder.Add(new ScopeDisposed(Id));
+            return ValueTask.CompletedTask;
+        }
+    }
+
+    private sealed class RestaurantHandler(UnitOfWork work, ChangeRecorder recorder, HandlerBehavior behavior) : IChangeHandler<Restaurant>
+    {
+        public async ValueTask HandleAsync(Change<Restaurant> change, CancellationToken cancellationToken)
+        {
+            await behavior.BeforeAsync(change.Row!.Id, cancellationToken);
+            recorder.Add(new ChangeHandled(change.Row!.Id, change.Kind, change.Xid, work.Id));
+        }
+    }
+
+    private sealed class VisitHandler(UnitOfWork work, ChangeRecorder recorder, HandlerBehavior behavior) : IChangeHandler<Visit>
+    {
+        public async ValueTask HandleAsync(Change<Visit> change, CancellationToken cancellationToken)
+        {
+            var key = $"{change.Row!.UserId}/{change.Row.RestaurantId}";
+            await behavior.BeforeAsync(key, cancellationToken);
+            recorder.Add(new ChangeHandled(key, change.Kind, change.Xid, work.Id));
+        }
+    }
+
+    private sealed class TransactionHandler(UnitOfWork work, ChangeRecorder recorder) : ITransactionHandler
+    {
+        public ValueTask HandleAsync(CommittedTransaction transaction, CancellationToken cancellationToken)
+        {
+            recorder.Add(new TransactionHandled(transaction, work.Id));
+            return ValueTask.CompletedTask;
+        }
+    }
+}
