@@ -20,12 +20,12 @@ public sealed partial class CliTests(PostgresFixture fixture)
     private const string HundredRestaurants =
         "INSERT INTO restaurant (id, name, rating) SELECT 'r-' || lpad(g::text, 3, '0'), 'R' || g, g % 5 FROM generate_series(1, 100) g";
 
-    private sealed record CliRun(int ExitCode, string Out, string Error)
+    internal sealed record CliRun(int ExitCode, string Out, string Error)
     {
         public override string ToString() => $"exit {ExitCode}\nstdout:\n{Out}\nstderr:\n{Error}";
     }
 
-    private static async Task<CliRun> RunAsync(string? connection, string[] args, string input = "", Func<string, string?>? environment = null)
+    internal static async Task<CliRun> RunAsync(string? connection, string[] args, string input = "", Func<string, string?>? environment = null)
     {
         using var output = new StringWriter();
         using var error = new StringWriter();
@@ -34,7 +34,7 @@ public sealed partial class CliTests(PostgresFixture fixture)
         return new CliRun(code, output.ToString(), error.ToString());
     }
 
-    private static async Task<CliRun> ExpectAsync(int exitCode, string? connection, params string[] args)
+    internal static async Task<CliRun> ExpectAsync(int exitCode, string? connection, params string[] args)
     {
         var run = await RunAsync(connection, args);
         Assert.True(run.ExitCode == exitCode, $"dbsync {string.Join(' ', args)}: expected exit {exitCode}, got {run}");
