@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # End-to-end snapshot benchmark (benchmarks/DBSync.SnapshotBench), on a throwaway PostgreSQL cluster (initdb from
 # /usr/lib/postgresql/*/bin or PG_BIN) unless POSTGRES_HOST names a server with wal_level=logical:
-#   1. DBSync's full snapshot of 1M users rows into User objects against a binary COPY of the same rows into the same
-#      objects, same process, alternating, medians of 3;
-#   2. pgbench tps (-s 10 -c 4 -j 2 -T 15), medians of 3: without logical replication, with pg_recvlogical streaming,
+#   1. DBSync's full snapshot of 1M users rows into User objects against two baselines in the same process: a binary
+#      COPY of the same rows into the same objects, and keyset SELECTs of --chunk-size rows (the chunks' access path
+#      without DBSync's watermarks, transactions and stream); the order turns every round; medians over rounds;
+#   2. pgbench tps (-s 10 -c 4 -j 2 -T 15), medians over rounds: without logical replication, with pg_recvlogical streaming,
 #      with DBSync streaming, and with DBSync streaming while it snapshots users back to back; then one pgbench run
 #      (--interleaved-seconds, 60) with DBSync streaming throughout and its snapshots running or paused in 5 s phases
 #      (in random order by pairs): the tps ratio is the seconds with snapshots running against the seconds with them

@@ -25,7 +25,7 @@ internal sealed class BenchSettings
     /// <summary>Rows of the users table for the large memory measurement.</summary>
     public int BigRows { get; private set; } = 5_000_000;
 
-    /// <summary>Timed rounds (COPY/DBSync pairs, and pgbench triples).</summary>
+    /// <summary>Timed rounds (a COPY, keyset SELECTs and a DBSync snapshot each, and pgbench triples).</summary>
     public int Rounds { get; private set; } = 3;
 
     public int PgbenchSeconds { get; private set; } = 15;

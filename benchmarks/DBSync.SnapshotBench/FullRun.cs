@@ -100,20 +100,25 @@ internal static class FullRun
         return report;
     }
 
-    /// <summary>1. DBSync's snapshot and a binary COPY, alternately (the order flips every round), after one warm-up each.</summary>
+    /// <summary>1. DBSync's snapshot, a binary COPY and keyset SELECTs in chunks of the same size, in an order that turns
+    /// every round, after one warm-up each.</summary>
     private static async Task MeasureSnapshotAsync(string connectionString, BenchSettings settings, Report report)
     {
-        var copyCounter = new RowCounter();
+        var baselineCounter = new RowCounter();
         await using var runner = await DbSyncRunner.StartAsync(connectionString, "dbsync_bench_snapshot", settings.ChunkSize, settings.BusyShare);
 
-        double Copy()
+        Task<double> Baseline(string name, Func<RowCounter, double> read)
         {
-            copyCounter.Reset();
+            baselineCounter.Reset();
             Collect();
-            var seconds = CopyBaseline.Read(connectionString, copyCounter);
-            Check("COPY", copyCounter, settings.Rows);
-            return seconds;
+            var seconds = read(baselineCounter);
+            Check(name, baselineCounter, settings.Rows);
+            return Task.FromResult(seconds);
         }
+
+        Task<double> Copy() => Baseline("COPY", counter => CopyBaseline.Read(connectionString, counter));
+
+        Task<double> Keyset() => Baseline("keyset SELECT", counter => KeysetBaseline.Read(connectionString, settings.ChunkSize, counter));
 
         async Task<double> SnapshotAsync()
         {
@@ -124,25 +129,23 @@ internal static class FullRun
             return seconds;
         }
 
-        var warmCopy = Copy();
-        var warmSnapshot = await SnapshotAsync();
-        Log($"warm-up (not counted): copy {warmCopy:0.000} s, dbsync {warmSnapshot:0.000} s");
+        Func<Task<double>>[] readers = [Copy, Keyset, SnapshotAsync];
+        var warm = new double[readers.Length];
+        for (var i = 0; i < readers.Length; i++)
+            warm[i] = await readers[i]();
+        Log($"warm-up (not counted): copy {warm[0]:0.000} s, keyset {warm[1]:0.000} s, dbsync {warm[2]:0.000} s");
         for (var round = 1; round <= settings.Rounds; round++)
         {
-            double copy, snapshot;
-            if (round % 2 == 1)
+            var seconds = new double[readers.Length];
+            for (var i = 0; i < readers.Length; i++)
             {
-                copy = Copy();
-                snapshot = await SnapshotAsync();
+                var which = (i + round - 1) % readers.Length;
+                seconds[which] = await readers[which]();
             }
-            else
-            {
-                snapshot = await SnapshotAsync();
-                copy = Copy();
-            }
-            report.Copy.Add(copy);
-            report.Snapshot.Add(snapshot);
-            Log($"round {round}: copy {copy:0.000} s, dbsync {snapshot:0.000} s ({snapshot / copy:0.00}x)");
+            report.Copy.Add(seconds[0]);
+            report.Keyset.Add(seconds[1]);
+            report.Snapshot.Add(seconds[2]);
+            Log($"round {round}: copy {seconds[0]:0.000} s, keyset {seconds[1]:0.000} s, dbsync {seconds[2]:0.000} s ({seconds[2] / seconds[0]:0.00}x COPY, {seconds[2] / seconds[1]:0.00}x keyset)");
         }
     }
 
@@ -346,6 +349,8 @@ internal static class FullRun
     {
         public List<double> Copy { get; } = [];
 
+        public List<double> Keyset { get; } = [];
+
         public List<double> Snapshot { get; } = [];
 
         public List<double> TpsWithout { get; } = [];
@@ -387,7 +392,8 @@ internal static class FullRun
             Log($"==== results: medians of {settings.Rounds} rounds in this run; {Environment.ProcessorCount} cores; SnapshotChunkSize {settings.ChunkSize} ====");
             Log($"users: {rows:N0} rows, {TableBytes / MiB:0.0} MB");
             Log($"binary COPY into User objects:     {copy:0.000} s  {rows / copy,12:N0} rows/s   (runs {Runs(Copy, "0.000")})");
-            Log($"DBSync snapshot into User objects: {snapshot:0.000} s  {rows / snapshot,12:N0} rows/s   (runs {Runs(Snapshot, "0.000")})");
+            Log($"keyset SELECTs, {settings.ChunkSize} rows each:  {Median(Keyset):0.000} s  {rows / Median(Keyset),12:N0} rows/s   (runs {Runs(Keyset, "0.000")}); ratio to COPY {Median(Keyset) / copy:0.00}");
+            Log($"DBSync snapshot into User objects: {snapshot:0.000} s  {rows / snapshot,12:N0} rows/s   (runs {Runs(Snapshot, "0.000")}); ratio to keyset SELECTs {snapshot / Median(Keyset):0.00}");
             Log($"pgbench ({PgbenchCommand}, scale {settings.PgbenchScale}, TPC-B-like):");
             Log($"  no logical replication:             {without,8:0.0} tps   (runs {Runs(TpsWithout, "0.0")})");
             Log($"  pg_recvlogical streaming:           {Median(TpsRecvlogical),8:0.0} tps   (runs {Runs(TpsRecvlogical, "0.0")}); ratio to none {Median(TpsRecvlogical) / without:0.00}");

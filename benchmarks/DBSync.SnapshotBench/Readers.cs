@@ -75,6 +75,56 @@ internal static class CopyBaseline
 }
 
 /// <summary>
+/// The second baseline: the access path of a chunked snapshot without DBSync. Keyset queries of <c>chunkSize</c> rows
+/// (<c>WHERE id &gt; last ORDER BY id LIMIT n</c>, an ordered index scan, binary results) read into new
+/// <see cref="User"/> objects with Npgsql's data reader, one after the other on one connection, no transactions,
+/// watermarks or stream. DBSync's snapshot against it is the cost of DBLog's machinery; this against COPY is the cost of
+/// reading by key in chunks.
+/// </summary>
+internal static class KeysetBaseline
+{
+    private const string ChunkSql = "SELECT " + UsersTable.Columns + " FROM users WHERE id > $1 ORDER BY id LIMIT $2";
+
+    /// <summary>Reads the whole table; returns the seconds taken (connection open included).</summary>
+    public static double Read(string connectionString, int chunkSize, RowCounter counter)
+    {
+        var watch = Stopwatch.StartNew();
+        using var connection = new NpgsqlConnection(connectionString);
+        connection.Open();
+        using var command = new NpgsqlCommand(ChunkSql, connection);
+        var last = new NpgsqlParameter<int> { TypedValue = int.MinValue };
+        command.Parameters.Add(last);
+        command.Parameters.Add(new NpgsqlParameter<int> { TypedValue = chunkSize });
+        int read;
+        do
+        {
+            read = 0;
+            using var reader = command.ExecuteReader(System.Data.CommandBehavior.SequentialAccess);
+            while (reader.Read())
+            {
+                var user = new User
+                {
+                    Id = reader.GetInt32(0),
+                    FirstName = reader.GetString(1),
+                    UserName = reader.GetString(2),
+                    Email = reader.GetString(3),
+                    Avatar = reader.IsDBNull(4) ? null : reader.GetString(4),
+                    Homepage = reader.IsDBNull(5) ? null : reader.GetString(5),
+                    DateOfBirth = reader.IsDBNull(6) ? null : reader.GetFieldValue<DateOnly>(6),
+                    Address = reader.IsDBNull(7) ? null : reader.GetString(7),
+                    Interests = reader.IsDBNull(8) ? null : reader.GetFieldValue<string[]>(8),
+                };
+                counter.Add(user);
+                last.TypedValue = user.Id;
+                read++;
+            }
+        }
+        while (read == chunkSize);
+        return watch.Elapsed.TotalSeconds;
+    }
+}
+
+/// <summary>
 /// A running <see cref="DBSyncClient"/> for <see cref="User"/> on its own slot (no initial snapshot), whose handler
 /// counts the Read changes of snapshots. Disposing stops the stream and drops the slot.
 /// </summary>
