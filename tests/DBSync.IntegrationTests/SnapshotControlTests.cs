@@ -168,6 +168,51 @@ public sealed class SnapshotControlTests(PostgresFixture fixture)
     }
 
     [Fact]
+    public async Task CancelWhileTheStreamLags_TheNextTableIgnoresTheWatermarksOfTheCancelledOne()
+    {
+        await using var db = await TestDatabase.CreateAsync(fixture.Server);
+        await db.ExecuteAsync(HundredRestaurants);
+        await db.ExecuteAsync("INSERT INTO users (first_name, user_name, email) SELECT 'u', 'u' || g, 'u' || g || '@x' FROM generate_series(1, 30) g; ANALYZE users");
+        using var gate = new SemaphoreSlim(0);
+        var held = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var users = 0;
+        await using var run = await StreamRun.StartAsync(db.ConnectionString, (client, recorder) =>
+        {
+            client.On<Restaurant>(async (change, cancellationToken) =>
+            {
+                if (change.Kind == ChangeKind.Read && held.TrySetResult())
+                    await gate.WaitAsync(cancellationToken);
+            });
+            client.On<User>(change =>
+            {
+                if (change.Kind == ChangeKind.Read)
+                    Interlocked.Increment(ref users);
+            });
+        }, configure: o => o.SnapshotChunkSize = 10);
+
+        var request = run.Client.SnapshotAsync([new SnapshotTable("restaurant"), SnapshotTable.Of<User>()]);
+        // The stream stops inside the first chunk's delivery; the coordinator has read the second chunk ahead, and that
+        // chunk's low watermark waits in the stream behind the first one's high watermark.
+        await held.Task.WaitAsync(TimeSpan.FromSeconds(60));
+        run.Client.CancelSnapshots("public.restaurant");
+        // The users snapshot begins while the stream still holds restaurant's watermarks; then the stream goes on, and
+        // the stale low watermark reaches it while users is the table being snapshotted.
+        var deadline = DateTime.UtcNow.AddSeconds(60);
+        while (run.Client.Snapshots.RunningProgress?.Table != "public.users")
+        {
+            Assert.True(DateTime.UtcNow < deadline, "The users snapshot did not begin.");
+            await Task.Delay(10);
+        }
+        gate.Release();
+
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => request.WaitAsync(TimeSpan.FromSeconds(60)));
+        await run.WaitUntilAsync(r => r.Progress.OfType<SnapshotsCompleted>().Any(), "the queue to drain");
+        Assert.Contains(run.Recorder.Progress, p => p is SnapshotTableCompleted { Table: "public.users", RowsEmitted: 30 });
+        Assert.Equal(30, Volatile.Read(ref users));
+        Assert.False(run.Run.IsCompleted, "The stream stopped.");
+    }
+
+    [Fact]
     public async Task Filter_WithParameters_DeliversOnlyMatchingRows_AndABadFilterFailsClearly()
     {
         await using var db = await TestDatabase.CreateAsync(fixture.Server);

@@ -50,6 +50,9 @@ internal abstract class TableRegistration
     /// <summary>Sets the (empty) chunk of a fence: a watermark pair that only marks a point in the stream.</summary>
     public abstract void SetFence(long chunk, SnapshotVisibility visibility);
 
+    /// <summary>Gives up a chunk read ahead (the chunk before it is read again): its high watermark emits nothing.</summary>
+    public abstract void DiscardChunk(long chunk);
+
     /// <summary>Emits the chunk's remaining rows as Read changes, at the high watermark's place in the stream; returns
     /// how many, or -1 when the table's shape changed inside the window and the chunk must be read again.</summary>
     public abstract ValueTask<int> OnHighWatermarkAsync(long chunk, in TransactionContext tx, ulong lsn, CancellationToken cancellationToken);
@@ -209,6 +212,8 @@ internal sealed class TableRegistration<T> : TableRegistration where T : ISyncTa
     }
 
     public override void SetFence(long chunk, SnapshotVisibility visibility) => ActiveWindow(chunk).SetChunk(chunk, [], visibility);
+
+    public override void DiscardChunk(long chunk) => ActiveWindow(chunk).Discard(chunk);
 
     private SnapshotWindow<T> ActiveWindow(long chunk)
         => _window ?? throw new DBSyncException($"Watermark of chunk {chunk} for {T.TableInfo.DisplayName}, whose snapshot is not running.");

@@ -101,6 +101,8 @@ namespace DBSync.Replication
 
         public override void SetFence(long chunk, SnapshotVisibility visibility) => throw NotSnapshotted();
 
+        public override void DiscardChunk(long chunk) => throw NotSnapshotted();
+
         public override ValueTask<int> OnHighWatermarkAsync(long chunk, in TransactionContext tx, ulong lsn, CancellationToken cancellationToken) => new(0);
 
         public override Task<(int Count, IReadOnlyList<string>? LastKey)> ReadChunkAsync(NpgsqlConnection connection, SnapshotQuery query,

@@ -42,6 +42,7 @@ internal sealed class SnapshotCoordinator
     private ulong _lastSignalLsn;
     private bool _warnedHidden;
     private TableRegistration? _active;
+    private long _activeFirstWindow;
     private (string Table, long RowsRead, long Estimate)? _activeProgress;
     private long _waitingWindow = -1;
     private TaskCompletionSource<int>? _reached;
@@ -355,8 +356,10 @@ internal sealed class SnapshotCoordinator
         TableRegistration? active;
         lock (_lock)
         {
-            if (watermark.RunId != _runId || _active is null)
-                return default; // an earlier run's, or a stale one
+            // An earlier run's, or one written before this table's snapshot began (the low watermark of a chunk read
+            // ahead when its snapshot was cancelled): stale.
+            if (watermark.RunId != _runId || _active is null || watermark.Chunk < _activeFirstWindow)
+                return default;
             active = _active;
         }
 
@@ -560,6 +563,7 @@ internal sealed class SnapshotCoordinator
         lock (_lock)
         {
             _active = table;
+            _activeFirstWindow = Interlocked.Read(ref _windowSequence) + 1;
             _activeProgress = (job.State.DisplayName, job.State.RowsRead, estimate);
         }
         table.BeginSnapshot(_options.SnapshotWindowMaxChanges);
@@ -572,32 +576,47 @@ internal sealed class SnapshotCoordinator
             job.Resumed = true; // after a pause it continues, too
 
             var chunkSize = _options.SnapshotChunkSize;
+            // The chunk after the one being delivered, read while the stream delivers that one: its low watermark is
+            // written after the other's high one, so their windows follow each other in the stream.
+            ReadAhead? next = null;
             while (query.MaxKey is not null && !job.Done)
             {
+                bool paused;
                 lock (_lock)
+                    paused = _paused;
+                if (paused)
                 {
-                    if (_paused)
-                        return false;
+                    // Every low watermark written gets its high one before the window goes: a later window of this
+                    // table must not find this one open.
+                    if (next is not null)
+                        await DiscardAsync(connection, table, next, cancellationToken).ConfigureAwait(false);
+                    return false;
                 }
                 cancellationToken.ThrowIfCancellationRequested();
 
                 var chunk = job.State.Chunks + 1;
-                var chunkTime = Stopwatch.StartNew();
-                int count, emitted, attempts = 0;
-                IReadOnlyList<string>? last;
+                int emitted, attempts = 0;
+                ReadAhead current;
                 do
                 {
                     attempts++;
-                    var window = Interlocked.Increment(ref _windowSequence);
-                    await EmitAsync(connection, new Watermark(WatermarkKind.Low, _runId, window), cancellationToken).ConfigureAwait(false);
-                    (count, last) = await table.ReadChunkAsync(connection, query, job.State.LastKey, chunkSize, window, cancellationToken).ConfigureAwait(false);
-                    if (AfterChunkRead is { } hook)
-                        await hook(job.State.DisplayName, chunk, cancellationToken).ConfigureAwait(false);
-                    emitted = await EmitAndWaitAsync(connection, window, cancellationToken).ConfigureAwait(false);
+                    current = next ?? await ReadAsync(connection, table, query, job, job.State.LastKey, chunkSize, chunk, cancellationToken).ConfigureAwait(false);
+                    next = null;
+                    var delivered = await EmitHighAsync(connection, current.Window, cancellationToken).ConfigureAwait(false);
+                    if (!IsLast(query, current, chunkSize))
+                    {
+                        await PaceAsync(connection, job.State.DisplayName, chunk, current.ReadTime, cancellationToken).ConfigureAwait(false);
+                        next = await ReadAsync(connection, table, query, job, current.Last, chunkSize, chunk + 1, cancellationToken).ConfigureAwait(false);
+                    }
+                    emitted = await delivered.WaitAsync(cancellationToken).ConfigureAwait(false);
                     if (emitted < 0)
                     {
                         // The shape changed, or the window filled up: read the chunk again once every transaction the
-                        // window could not record is visible, so that the new chunk reflects them.
+                        // window could not record is visible, so that the new chunk reflects them. The chunk read after
+                        // it is given up: it is read again after this one.
+                        if (next is not null)
+                            await DiscardAsync(connection, table, next, cancellationToken).ConfigureAwait(false);
+                        next = null;
                         var overflow = table.TakeOverflowXids();
                         if (overflow.Length > 0)
                             Log.ChunkRereadAfterOverflow(_logger, job.State.DisplayName, chunk, _options.SnapshotWindowMaxChanges, overflow.Length);
@@ -608,6 +627,7 @@ internal sealed class SnapshotCoordinator
                 }
                 while (emitted < 0);
 
+                var (count, last) = (current.Count, current.Last);
                 lock (_lock)
                 {
                     job.State = job.State with
@@ -617,8 +637,7 @@ internal sealed class SnapshotCoordinator
                         RowsRead = job.State.RowsRead + count,
                         RowsEmitted = job.State.RowsEmitted + emitted,
                     };
-                    // A short chunk, or one that reached the maximum key, was the last (no empty round to find out).
-                    job.Done = count < chunkSize || (last is not null && last.SequenceEqual(query.MaxKey));
+                    job.Done = IsLast(query, current, chunkSize);
                     _activeProgress = (job.State.DisplayName, job.State.RowsRead, estimate);
                 }
                 if (table.MetricTags is { } tags)
@@ -632,8 +651,6 @@ internal sealed class SnapshotCoordinator
                 Log.ChunkCompleted(_logger, job.State.DisplayName, chunk, count, emitted);
                 await NotifyAsync(new SnapshotChunkCompleted(job.State.DisplayName, chunk, count, emitted, last, attempts), cancellationToken).ConfigureAwait(false);
                 await SaveAsync(cancellationToken).ConfigureAwait(false);
-                if (!job.Done)
-                    await PaceAsync(connection, job.State.DisplayName, chunk, chunkTime.Elapsed, cancellationToken).ConfigureAwait(false);
             }
             return true;
         }
@@ -699,7 +716,8 @@ internal sealed class SnapshotCoordinator
         var window = Interlocked.Increment(ref _windowSequence);
         await EmitAsync(connection, new Watermark(WatermarkKind.Low, _runId, window), cancellationToken).ConfigureAwait(false);
         table.SetFence(window, SnapshotVisibility.Parse(await ScalarAsync(connection, "SELECT pg_current_snapshot()::text", cancellationToken).ConfigureAwait(false)));
-        await EmitAndWaitAsync(connection, window, cancellationToken).ConfigureAwait(false);
+        var passed = await EmitHighAsync(connection, window, cancellationToken).ConfigureAwait(false);
+        await passed.WaitAsync(cancellationToken).ConfigureAwait(false);
 
         uint[] delivered;
         lock (_lock)
@@ -720,9 +738,38 @@ internal sealed class SnapshotCoordinator
         }
     }
 
-    /// <summary>Writes the high watermark and waits for the stream to pass it: the rows emitted, or -1 when the chunk must
-    /// be read again.</summary>
-    private async Task<int> EmitAndWaitAsync(NpgsqlConnection connection, long window, CancellationToken cancellationToken)
+    /// <summary>A chunk read between its low watermark and a high one not yet written.</summary>
+    private sealed record ReadAhead(long Window, int Count, IReadOnlyList<string>? Last, TimeSpan ReadTime);
+
+    /// <summary>Writes a low watermark and reads the chunk after <paramref name="lastKey"/> (the window then holds it).</summary>
+    private async Task<ReadAhead> ReadAsync(NpgsqlConnection connection, TableRegistration table, SnapshotQuery query, Job job,
+        IReadOnlyList<string>? lastKey, int chunkSize, long chunk, CancellationToken cancellationToken)
+    {
+        var readTime = Stopwatch.StartNew();
+        var window = Interlocked.Increment(ref _windowSequence);
+        await EmitAsync(connection, new Watermark(WatermarkKind.Low, _runId, window), cancellationToken).ConfigureAwait(false);
+        var (count, last) = await table.ReadChunkAsync(connection, query, lastKey, chunkSize, window, cancellationToken).ConfigureAwait(false);
+        var read = new ReadAhead(window, count, last, readTime.Elapsed);
+        if (AfterChunkRead is { } hook)
+            await hook(job.State.DisplayName, chunk, cancellationToken).ConfigureAwait(false);
+        return read;
+    }
+
+    /// <summary>A short chunk, or one that reached the maximum key, is the last (no empty round to find out).</summary>
+    private static bool IsLast(SnapshotQuery query, ReadAhead chunk, int chunkSize)
+        => chunk.Count < chunkSize || (chunk.Last is not null && chunk.Last.SequenceEqual(query.MaxKey!));
+
+    /// <summary>Gives up a chunk read ahead: its high watermark closes its window with nothing emitted.</summary>
+    private async Task DiscardAsync(NpgsqlConnection connection, TableRegistration table, ReadAhead chunk, CancellationToken cancellationToken)
+    {
+        table.DiscardChunk(chunk.Window);
+        var closed = await EmitHighAsync(connection, chunk.Window, cancellationToken).ConfigureAwait(false);
+        await closed.WaitAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Writes the high watermark; the task completes when the stream has passed it, with the rows emitted, or
+    /// -1 when the chunk must be read again.</summary>
+    private async Task<Task<int>> EmitHighAsync(NpgsqlConnection connection, long window, CancellationToken cancellationToken)
     {
         var reached = new TaskCompletionSource<int>(TaskCreationOptions.RunContinuationsAsynchronously);
         lock (_lock)
@@ -731,7 +778,7 @@ internal sealed class SnapshotCoordinator
             _reached = reached;
         }
         await EmitAsync(connection, new Watermark(WatermarkKind.High, _runId, window), cancellationToken).ConfigureAwait(false);
-        return await reached.Task.WaitAsync(cancellationToken).ConfigureAwait(false);
+        return reached.Task;
     }
 
     /// <summary>The server's row estimate for the table (<c>pg_class.reltuples</c>; -1 before its first VACUUM or ANALYZE).</summary>

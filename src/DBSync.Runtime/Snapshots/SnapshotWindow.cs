@@ -7,7 +7,9 @@ namespace DBSync.Snapshots;
 /// watermark yet be newer than the chunk: the commit-visibility race). What remains is emitted as Read changes.
 /// </summary>
 /// <remarks>Recording and the watermarks run on the stream's thread; the chunk arrives from the coordinator's, always
-/// before the high watermark is written, so it is in hand when the stream reaches it.</remarks>
+/// before the high watermark is written, so it is in hand when the stream reaches it. The coordinator reads the next
+/// chunk while the stream delivers the last one, so two chunks can be in hand at once; their windows never overlap in
+/// the stream (the next low watermark is written after the last high one).</remarks>
 /// <remarks>At most <c>maxChanges</c> touches are kept. Past that (one huge transaction on the table while a chunk is
 /// in its window) only the transaction ids are kept: the chunk is read again once those transactions are visible to
 /// new snapshots, and from then on any chunk reflects them, so their touches are not needed.</remarks>
@@ -19,7 +21,7 @@ internal sealed class SnapshotWindow<T>(int maxChanges) where T : ISyncTable<T>
     private long _sequence;
     private long _lowSequence = -1;
     private long _lowChunk = -1;
-    private PendingChunk? _chunk;
+    private readonly List<PendingChunk> _chunks = [];
     private bool _shapeChanged;
 
     /// <summary>Records the keys a delivered change touched.</summary>
@@ -66,7 +68,22 @@ internal sealed class SnapshotWindow<T>(int maxChanges) where T : ISyncTable<T>
     public void SetChunk(long chunk, List<T> rows, SnapshotVisibility visibility)
     {
         lock (_chunkLock)
-            _chunk = new PendingChunk(chunk, rows, visibility);
+        {
+            _chunks.RemoveAll(c => c.Chunk == chunk);
+            _chunks.Add(new PendingChunk(chunk, rows, visibility));
+        }
+    }
+
+    /// <summary>Empties the rows of <paramref name="chunk"/>, read but given up (the chunk before it is read again): its
+    /// window still closes at its high watermark, and emits nothing.</summary>
+    public void Discard(long chunk)
+    {
+        lock (_chunkLock)
+        {
+            var index = _chunks.FindIndex(c => c.Chunk == chunk);
+            if (index >= 0)
+                _chunks[index] = _chunks[index] with { Rows = [] };
+        }
     }
 
     /// <summary>The stream reached the low watermark of <paramref name="chunk"/>.</summary>
@@ -88,10 +105,11 @@ internal sealed class SnapshotWindow<T>(int maxChanges) where T : ISyncTable<T>
         PendingChunk pending;
         lock (_chunkLock)
         {
-            pending = _chunk is { } c && c.Chunk == chunk
-                ? c
-                : throw new DBSyncException($"Snapshot of {T.TableInfo.DisplayName}: the stream reached the high watermark of chunk {chunk} before its rows were read.");
-            _chunk = null;
+            var index = _chunks.FindIndex(c => c.Chunk == chunk);
+            if (index < 0)
+                throw new DBSyncException($"Snapshot of {T.TableInfo.DisplayName}: the stream reached the high watermark of chunk {chunk} before its rows were read.");
+            pending = _chunks[index];
+            _chunks.RemoveAt(index);
         }
 
         var stale = new HashSet<T>(KeyComparer<T>.Instance);
