@@ -64,14 +64,11 @@ internal sealed class SnapshotWindow<T>(int maxChanges) where T : ISyncTable<T>
             _shapeChanged = true;
     }
 
-    /// <summary>The chunk read between the watermarks of <paramref name="chunk"/>.</summary>
+    /// <summary>The chunk read between the watermarks of <paramref name="chunk"/> (each window's id is new).</summary>
     public void SetChunk(long chunk, List<T> rows, SnapshotVisibility visibility)
     {
         lock (_chunkLock)
-        {
-            _chunks.RemoveAll(c => c.Chunk == chunk);
             _chunks.Add(new PendingChunk(chunk, rows, visibility));
-        }
     }
 
     /// <summary>Empties the rows of <paramref name="chunk"/>, read but given up (the chunk before it is read again): its
