@@ -578,7 +578,7 @@ internal sealed class SnapshotCoordinator
             var chunkSize = _options.SnapshotChunkSize;
             // The chunk after the one being delivered, read while the stream delivers that one: its low watermark is
             // written after the other's high one, so their windows follow each other in the stream.
-            ReadAhead? next = null;
+            OpenChunk? next = null;
             while (query.MaxKey is not null && !job.Done)
             {
                 bool paused;
@@ -596,7 +596,7 @@ internal sealed class SnapshotCoordinator
 
                 var chunk = job.State.Chunks + 1;
                 int emitted, attempts = 0;
-                ReadAhead current;
+                OpenChunk current;
                 do
                 {
                     attempts++;
@@ -739,28 +739,28 @@ internal sealed class SnapshotCoordinator
     }
 
     /// <summary>A chunk read between its low watermark and a high one not yet written.</summary>
-    private sealed record ReadAhead(long Window, int Count, IReadOnlyList<string>? Last, TimeSpan ReadTime);
+    private sealed record OpenChunk(long Window, int Count, IReadOnlyList<string>? Last, TimeSpan ReadTime);
 
     /// <summary>Writes a low watermark and reads the chunk after <paramref name="lastKey"/> (the window then holds it).</summary>
-    private async Task<ReadAhead> ReadAsync(NpgsqlConnection connection, TableRegistration table, SnapshotQuery query, Job job,
+    private async Task<OpenChunk> ReadAsync(NpgsqlConnection connection, TableRegistration table, SnapshotQuery query, Job job,
         IReadOnlyList<string>? lastKey, int chunkSize, long chunk, CancellationToken cancellationToken)
     {
         var readTime = Stopwatch.StartNew();
         var window = Interlocked.Increment(ref _windowSequence);
         await EmitAsync(connection, new Watermark(WatermarkKind.Low, _runId, window), cancellationToken).ConfigureAwait(false);
         var (count, last) = await table.ReadChunkAsync(connection, query, lastKey, chunkSize, window, cancellationToken).ConfigureAwait(false);
-        var read = new ReadAhead(window, count, last, readTime.Elapsed);
+        var read = new OpenChunk(window, count, last, readTime.Elapsed);
         if (AfterChunkRead is { } hook)
             await hook(job.State.DisplayName, chunk, cancellationToken).ConfigureAwait(false);
         return read;
     }
 
     /// <summary>A short chunk, or one that reached the maximum key, is the last (no empty round to find out).</summary>
-    private static bool IsLast(SnapshotQuery query, ReadAhead chunk, int chunkSize)
+    private static bool IsLast(SnapshotQuery query, OpenChunk chunk, int chunkSize)
         => chunk.Count < chunkSize || (chunk.Last is not null && chunk.Last.SequenceEqual(query.MaxKey!));
 
     /// <summary>Gives up a chunk read ahead: its high watermark closes its window with nothing emitted.</summary>
-    private async Task DiscardAsync(NpgsqlConnection connection, TableRegistration table, ReadAhead chunk, CancellationToken cancellationToken)
+    private async Task DiscardAsync(NpgsqlConnection connection, TableRegistration table, OpenChunk chunk, CancellationToken cancellationToken)
     {
         table.DiscardChunk(chunk.Window);
         var closed = await EmitHighAsync(connection, chunk.Window, cancellationToken).ConfigureAwait(false);
