@@ -31,6 +31,8 @@ public sealed class DBSyncClient
     private readonly SnapshotCoordinator _snapshots;
     private readonly HandlerInvoker _invoker;
     private readonly PipelineTelemetry _telemetry;
+    private readonly ConnectionPool _connections;
+    private readonly ConnectionPool _snapshotConnections;
     private TaskCompletionSource _streaming = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private ReplicationSession? _session;
     private RunControl? _control;
@@ -48,7 +50,11 @@ public sealed class DBSyncClient
         _telemetry = new PipelineTelemetry(options.SlotName);
         if (options.SignalTableName is var (schema, name))
             _tables.Add((schema, name), new SignalRegistration(schema, name));
-        _snapshots = new SnapshotCoordinator(options, _tables, _progressHandlers, () => (ulong)ConfirmedLsn, _logger);
+        _connections = new ConnectionPool(options.ConnectionString);
+        // Text-format snapshot results (DBSyncOptions.TextFormat) need the stream connection's session settings.
+        _snapshotConnections = options.TextFormat ? new ConnectionPool(ReplicationSetup.AppendServerOptions(options.ConnectionString)) : _connections;
+        _snapshots = new SnapshotCoordinator(options, _tables, _progressHandlers, () => (ulong)ConfirmedLsn, _snapshotConnections,
+            options.CheckpointStore ?? new PostgresCheckpointStore(_connections), _logger);
         _telemetry.Snapshots = _snapshots;
     }
 
@@ -225,7 +231,7 @@ public sealed class DBSyncClient
             var connection = new NpgsqlConnectionStringBuilder(_options.ConnectionString);
             Log.Starting(_logger, _options.SlotName, _options.PublicationName, connection.Host, connection.Port, connection.Database, connection.Username,
                 string.Join(", ", tables.Select(t => t.DisplayName)));
-            var server = await ReplicationSetup.PrepareAsync(_options, tables, _logger, _snapshots.PrepareNewSlotAsync, stopping).ConfigureAwait(false);
+            var server = await ReplicationSetup.PrepareAsync(_options, _connections, tables, _logger, _snapshots.PrepareNewSlotAsync, stopping).ConfigureAwait(false);
             foreach (var registration in _tables.Values)
             {
                 registration.Types = server.Types;
@@ -255,9 +261,9 @@ public sealed class DBSyncClient
                     var delay = ReconnectDelay(failures);
                     Telemetry.Reconnects.Add(1, _telemetry.SlotTags);
                     Log.StreamInterrupted(_logger, e.InnerException ?? e, _options.SlotName, server.SlotStart.ToString(), (long)delay.TotalMilliseconds, failures);
-                    // Pooled connections to a restarted server are dead; the next ones are opened afresh.
-                    await using (var pooled = new NpgsqlConnection(_options.ConnectionString))
-                        NpgsqlConnection.ClearPool(pooled);
+                    // Pooled connections to a restarted server are dead; the next ones are opened afresh. Only DBSync's own
+                    // pools are cleared: the application's connections are none of its business.
+                    ClearConnectionPools();
                     try
                     {
                         await Task.Delay(delay, stopping).ConfigureAwait(false);
@@ -277,6 +283,7 @@ public sealed class DBSyncClient
         finally
         {
             await _snapshots.ReleaseAsync().ConfigureAwait(false);
+            ClearConnectionPools(); // no idle connection of DBSync's outlives the run
             await ResetParticipantsAsync().ConfigureAwait(false);
             Telemetry.Unregister(_telemetry);
             _telemetry.Session = null;
@@ -327,7 +334,7 @@ public sealed class DBSyncClient
             foreach (var applier in _appliers)
                 await applier.OnSessionStartAsync().ConfigureAwait(false);
             await ResetParticipantsAsync().ConfigureAwait(false);
-            _session = new ReplicationSession(_options, _tables, _transactionHandlers, _messageHandlers, _appliers, _participants, _invoker, _snapshots, _telemetry, _logger);
+            _session = new ReplicationSession(_options, _connections, _tables, _transactionHandlers, _messageHandlers, _appliers, _participants, _invoker, _snapshots, _telemetry, _logger);
             _telemetry.Session = _session;
             await _session.RunAsync(server, reconnecting, () =>
             {
@@ -351,6 +358,12 @@ public sealed class DBSyncClient
             {
             }
         }
+    }
+
+    private void ClearConnectionPools()
+    {
+        _connections.Clear();
+        _snapshotConnections.Clear();
     }
 
     private async Task ResetParticipantsAsync()

@@ -60,6 +60,41 @@ public sealed class ReliabilityTests(PostgresFixture fixture)
     }
 
     [Fact]
+    public async Task WalSenderTerminated_TheApplicationsIdlePooledConnectionsSurviveTheReconnect()
+    {
+        await using var db = await TestDatabase.CreateAsync(fixture.Server);
+        // The application and DBSync share one connection string, with Npgsql's pooling on.
+        var pooled = new NpgsqlConnectionStringBuilder(db.ConnectionString) { Pooling = true }.ConnectionString;
+        var logs = new LogCapture();
+        await using var run = await StreamRun.StartAsync(pooled, configure: o =>
+        {
+            o.ReconnectDelay = TimeSpan.FromMilliseconds(200);
+            o.LoggerFactory = logs;
+        });
+        int applicationBackend;
+        await using (var application = new NpgsqlConnection(pooled))
+        {
+            await application.OpenAsync();
+            await using var pid = new NpgsqlCommand("SELECT pg_backend_pid()", application);
+            applicationBackend = (int)(await pid.ExecuteScalarAsync())!;
+        } // back in the pool, idle
+
+        Assert.True(await db.ScalarAsync<bool>(TerminateWalSender));
+        await db.ExecuteAsync("INSERT INTO users (id, first_name, user_name, email) VALUES (1, 'after', 'after', 'after')");
+        await run.WaitUntilAsync(r => r.Of<User>().Any(c => c.New?.Id == 1), "the row written after the interruption");
+        Assert.True(logs.Has(2007) && logs.Has(2008), "The stream did not report losing and regaining its connection.");
+
+        // DBSync cleared its own pools, not the application's: the idle connection is still there, the same backend.
+        await using (var application = new NpgsqlConnection(pooled))
+        {
+            await application.OpenAsync();
+            await using var pid = new NpgsqlCommand("SELECT pg_backend_pid()", application);
+            Assert.Equal(applicationBackend, (int)(await pid.ExecuteScalarAsync())!);
+            NpgsqlConnection.ClearPool(application);
+        }
+    }
+
+    [Fact]
     public async Task ServerRestart_DuringASnapshot_StreamAndSnapshotRecoverByThemselves()
     {
         // A server of its own: the restart must not disturb the other tests.

@@ -1,5 +1,6 @@
 using System.Data;
 using System.Text.RegularExpressions;
+using DBSync.Internal;
 using Npgsql;
 
 namespace DBSync;
@@ -15,7 +16,8 @@ public sealed partial class PostgresCheckpointStore : ICheckpointStore, IAsyncDi
     private const string UndefinedTable = "42P01";
     private const string InsufficientPrivilege = "42501";
 
-    private readonly string _connectionString;
+    private readonly ConnectionPool _connections;
+    private readonly bool _ownsPool;
     private readonly string _qualifiedTable;
     private readonly SemaphoreSlim _gate = new(1, 1);
     private NpgsqlConnection? _saveConnection;
@@ -26,8 +28,14 @@ public sealed partial class PostgresCheckpointStore : ICheckpointStore, IAsyncDi
     /// digits and underscores.</param>
     /// <exception cref="ArgumentException">The table name is not valid.</exception>
     public PostgresCheckpointStore(string connectionString, string table = "public.dbsync_checkpoint")
+        : this(new ConnectionPool(ValidConnectionString(connectionString)), table)
     {
-        ArgumentException.ThrowIfNullOrWhiteSpace(connectionString);
+        _ownsPool = true;
+    }
+
+    /// <summary>A store on the pipeline's own pool (the default store, in the source database).</summary>
+    internal PostgresCheckpointStore(ConnectionPool connections, string table = "public.dbsync_checkpoint")
+    {
         ArgumentNullException.ThrowIfNull(table);
         if (!TableName().IsMatch(table))
         {
@@ -35,7 +43,7 @@ public sealed partial class PostgresCheckpointStore : ICheckpointStore, IAsyncDi
                 $"Checkpoint table '{table}' is not valid: use [schema.]name with lower-case letters, digits and underscores (for example 'dbsync.checkpoint').",
                 nameof(table));
         }
-        _connectionString = connectionString;
+        _connections = connections;
         var parts = table.Contains('.', StringComparison.Ordinal) ? table.Split('.') : ["public", table];
         Table = $"{parts[0]}.{parts[1]}";
         _qualifiedTable = $"{SyncTableInfo.QuoteIdentifier(parts[0])}.{SyncTableInfo.QuoteIdentifier(parts[1])}";
@@ -47,8 +55,7 @@ public sealed partial class PostgresCheckpointStore : ICheckpointStore, IAsyncDi
     /// <inheritdoc />
     public async Task<byte[]?> LoadAsync(string slotName, CancellationToken cancellationToken)
     {
-        await using var connection = new NpgsqlConnection(_connectionString);
-        await connection.OpenAsync(cancellationToken).ConfigureAwait(false);
+        await using var connection = await _connections.OpenAsync(cancellationToken).ConfigureAwait(false);
         await using var command = new NpgsqlCommand($"SELECT checkpoint FROM {_qualifiedTable} WHERE slot_name = $1", connection);
         command.Parameters.Add(new NpgsqlParameter { Value = slotName });
         try
@@ -70,8 +77,7 @@ public sealed partial class PostgresCheckpointStore : ICheckpointStore, IAsyncDi
     /// without one); false when there was none.</summary>
     public async Task<bool> DeleteAsync(string slotName, CancellationToken cancellationToken = default)
     {
-        await using var connection = new NpgsqlConnection(_connectionString);
-        await connection.OpenAsync(cancellationToken).ConfigureAwait(false);
+        await using var connection = await _connections.OpenAsync(cancellationToken).ConfigureAwait(false);
         await using var command = new NpgsqlCommand($"DELETE FROM {_qualifiedTable} WHERE slot_name = $1", connection);
         command.Parameters.Add(new NpgsqlParameter { Value = slotName });
         try
@@ -131,9 +137,7 @@ public sealed partial class PostgresCheckpointStore : ICheckpointStore, IAsyncDi
             await CloseAsync().ConfigureAwait(false);
         if (_saveConnection is null)
         {
-            var connection = new NpgsqlConnection(_connectionString);
-            await connection.OpenAsync(cancellationToken).ConfigureAwait(false);
-            _saveConnection = connection;
+            _saveConnection = await _connections.OpenAsync(cancellationToken).ConfigureAwait(false);
         }
         try
         {
@@ -146,13 +150,15 @@ public sealed partial class PostgresCheckpointStore : ICheckpointStore, IAsyncDi
         }
     }
 
-    /// <summary>Closes the connection kept for saves.</summary>
+    /// <summary>Closes the connection kept for saves, and the store's idle pooled connections.</summary>
     public async ValueTask DisposeAsync()
     {
         await _gate.WaitAsync().ConfigureAwait(false);
         try
         {
             await CloseAsync().ConfigureAwait(false);
+            if (_ownsPool)
+                _connections.Clear();
         }
         finally
         {
@@ -212,6 +218,12 @@ public sealed partial class PostgresCheckpointStore : ICheckpointStore, IAsyncDi
                 $"Cannot create checkpoint table {Table} ({e.MessageText}). Create it once as a privileged role: {sql}; " +
                 $"GRANT SELECT, INSERT, UPDATE ON {Table} TO <role>; or set DBSyncOptions.CheckpointStore to another store.", e);
         }
+    }
+
+    private static string ValidConnectionString(string connectionString)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(connectionString);
+        return connectionString;
     }
 
     [GeneratedRegex("^([a-z_][a-z0-9_]{0,62}\\.)?[a-z_][a-z0-9_]{0,62}$", RegexOptions.CultureInvariant)]

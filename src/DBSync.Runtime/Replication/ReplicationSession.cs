@@ -25,6 +25,7 @@ internal sealed class ReplicationSession
     private const string ObjectNotInPrerequisiteState = "55000";
 
     private readonly DBSyncOptions _options;
+    private readonly ConnectionPool _connections;
     private readonly IReadOnlyDictionary<(string Schema, string Name), TableRegistration> _tables;
     private readonly IReadOnlyList<Func<CommittedTransaction, CancellationToken, ValueTask>> _transactionHandlers;
     private readonly IReadOnlyList<Func<LogicalMessage, CancellationToken, ValueTask>> _messageHandlers;
@@ -64,6 +65,7 @@ internal sealed class ReplicationSession
 
     public ReplicationSession(
         DBSyncOptions options,
+        ConnectionPool connections,
         IReadOnlyDictionary<(string Schema, string Name), TableRegistration> tables,
         IReadOnlyList<Func<CommittedTransaction, CancellationToken, ValueTask>> transactionHandlers,
         IReadOnlyList<Func<LogicalMessage, CancellationToken, ValueTask>> messageHandlers,
@@ -81,6 +83,7 @@ internal sealed class ReplicationSession
         _snapshots = snapshots;
         _watermarkPrefix = Encoding.UTF8.GetBytes(snapshots.Prefix);
         _options = options;
+        _connections = connections;
         _tables = tables;
         _transactionHandlers = transactionHandlers;
         _messageHandlers = messageHandlers;
@@ -329,8 +332,7 @@ internal sealed class ReplicationSession
     {
         try
         {
-            await using var admin = new NpgsqlConnection(_options.ConnectionString);
-            await admin.OpenAsync(CancellationToken.None).ConfigureAwait(false);
+            await using var admin = await _connections.OpenAsync(CancellationToken.None).ConfigureAwait(false);
             var gone = false;
             for (var attempt = 0; attempt < 20 && !gone; attempt++)
             {
@@ -812,8 +814,7 @@ internal sealed class ReplicationSession
                 {
                     if (connection is null)
                     {
-                        connection = new NpgsqlConnection(_options.ConnectionString);
-                        await connection.OpenAsync(cancellationToken).ConfigureAwait(false);
+                        connection = await _connections.OpenAsync(cancellationToken).ConfigureAwait(false);
                         if (setupSql is not null)
                         {
                             await using var setup = new NpgsqlCommand(setupSql, connection);

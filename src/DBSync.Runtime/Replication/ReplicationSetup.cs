@@ -1,4 +1,5 @@
 using System.Text;
+using DBSync.Internal;
 using DBSync.Mapping;
 using Microsoft.Extensions.Logging;
 using Npgsql;
@@ -21,15 +22,15 @@ internal static partial class ReplicationSetup
     private const string ConfigurationLimitExceeded = "53400";
 
     /// <param name="options">The pipeline's options.</param>
+    /// <param name="connections">The pipeline's pool of ordinary connections.</param>
     /// <param name="tables">The mapped tables (and the signal table, if any).</param>
     /// <param name="logger">Where to log.</param>
     /// <param name="beforeSlotCreated">Runs when the slot is missing, just before it is created.</param>
     /// <param name="cancellationToken">Cancels the setup.</param>
-    public static async Task<ServerInfo> PrepareAsync(DBSyncOptions options, IReadOnlyList<SyncTableInfo> tables, ILogger logger,
+    public static async Task<ServerInfo> PrepareAsync(DBSyncOptions options, ConnectionPool connections, IReadOnlyList<SyncTableInfo> tables, ILogger logger,
         Func<CancellationToken, Task> beforeSlotCreated, CancellationToken cancellationToken)
     {
-        await using var connection = new NpgsqlConnection(options.ConnectionString);
-        await connection.OpenAsync(cancellationToken).ConfigureAwait(false);
+        await using var connection = await connections.OpenAsync(cancellationToken).ConfigureAwait(false);
 
         var (walLevel, versionNum, database, user, canReplicate) = await ReadServerAsync(connection, cancellationToken).ConfigureAwait(false);
         if (walLevel != "logical")

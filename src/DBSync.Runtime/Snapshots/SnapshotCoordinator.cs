@@ -30,6 +30,7 @@ internal sealed class SnapshotCoordinator
     private readonly IReadOnlyList<Func<SnapshotProgress, CancellationToken, ValueTask>> _progressHandlers;
     private readonly ICheckpointStore _store;
     private readonly Func<ulong> _confirmedLsn;
+    private readonly ConnectionPool _connections;
     private readonly object _lock = new();
     private readonly SemaphoreSlim _wake = new(0);
     private readonly SemaphoreSlim _saveGate = new(1, 1);
@@ -55,14 +56,17 @@ internal sealed class SnapshotCoordinator
         IReadOnlyDictionary<(string Schema, string Name), TableRegistration> tables,
         IReadOnlyList<Func<SnapshotProgress, CancellationToken, ValueTask>> progressHandlers,
         Func<ulong> confirmedLsn,
+        ConnectionPool connections,
+        ICheckpointStore store,
         ILogger logger)
     {
         _options = options;
         _tables = tables;
         _progressHandlers = progressHandlers;
         _confirmedLsn = confirmedLsn;
+        _connections = connections;
         _logger = logger;
-        _store = options.CheckpointStore ?? new PostgresCheckpointStore(options.ConnectionString);
+        _store = store;
         Prefix = Watermark.PrefixFor(options.SlotName);
     }
 
@@ -545,10 +549,7 @@ internal sealed class SnapshotCoordinator
     /// <summary>Snapshots one table from where its job stands; false when it stopped for a pause.</summary>
     private async Task<bool> SnapshotTableAsync(Job job, TableRegistration table, CancellationToken cancellationToken)
     {
-        // Text-format results (DBSyncOptions.TextFormat) need the session settings of the stream's connection; binary ones
-        // do not depend on them, and the usual connection string keeps the usual pool.
-        await using var connection = new NpgsqlConnection(_options.TextFormat ? ReplicationSetup.AppendServerOptions(_options.ConnectionString) : _options.ConnectionString);
-        await connection.OpenAsync(cancellationToken).ConfigureAwait(false);
+        await using var connection = await _connections.OpenAsync(cancellationToken).ConfigureAwait(false);
         // Watermarks must reach the WAL without waiting for synchronous standbys.
         await ExecuteAsync(connection, "SET synchronous_commit = local", cancellationToken).ConfigureAwait(false);
         var query = await SnapshotQuery.CreateAsync(connection, table.Table, job.State, cancellationToken).ConfigureAwait(false);
