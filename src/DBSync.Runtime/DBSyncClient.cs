@@ -239,6 +239,8 @@ public sealed class DBSyncClient
             }
             if (!server.SlotCreated)
                 await _snapshots.LoadAsync(stopping).ConfigureAwait(false);
+            if (_options.SnapshotOnStart)
+                await _snapshots.QueueEveryTableFromTheStartAsync(stopping).ConfigureAwait(false);
 
             // One session per connection; a lost connection starts the next from the confirmed position.
             var failures = 0;
@@ -282,6 +284,7 @@ public sealed class DBSyncClient
         }
         finally
         {
+            _snapshots.SuspendWaiters(); // no SnapshotAsync task outlives the run: they continue on the next one
             await _snapshots.ReleaseAsync().ConfigureAwait(false);
             ClearConnectionPools(); // no idle connection of DBSync's outlives the run
             await ResetParticipantsAsync().ConfigureAwait(false);

@@ -69,6 +69,14 @@ public sealed partial class DBSyncOptions
     public bool InitialSnapshot { get; set; } = true;
 
     /// <summary>
+    /// Whether to snapshot every registered table each time <see cref="DBSyncClient.RunAsync"/> starts, not only when the
+    /// slot is created (Debezium's <c>snapshot.mode = always</c>): for consumers that keep their state in memory (a cache)
+    /// and so have none of it at start. A snapshot of one of these tables that an earlier run left unfinished starts over
+    /// from its first chunk, since the rows it delivered then are gone with that run's memory. Default false.
+    /// </summary>
+    public bool SnapshotOnStart { get; set; }
+
+    /// <summary>
     /// Where snapshot progress is kept between runs. Default (null): a <see cref="PostgresCheckpointStore"/> with the table
     /// <c>public.dbsync_checkpoint</c> in the source database, created on the first save.
     /// </summary>

@@ -65,3 +65,16 @@ public sealed class SlotLostException(string slot, string confirmedLsn, string m
     /// <summary>The last position this consumer confirmed; everything up to it was delivered.</summary>
     public string ConfirmedLsn { get; } = confirmedLsn;
 }
+
+/// <summary>
+/// The snapshot a <see cref="DBSyncClient.SnapshotAsync{T}(CancellationToken)"/> task waited for did not finish in this
+/// run: <see cref="DBSyncClient.RunAsync"/> ended (stopped, cancelled, or failed) first. The snapshot is not lost: it is
+/// in the pipeline's checkpoint and continues after its last completed chunk when <c>RunAsync</c> runs again on the same
+/// slot; follow it there with <see cref="DBSyncClient.OnSnapshotProgress(Action{SnapshotProgress})"/> or
+/// <see cref="CheckpointInfo"/>.
+/// </summary>
+public sealed class SnapshotSuspendedException(string table, string message) : OperationCanceledException(message)
+{
+    /// <summary>The table, as <c>schema.name</c>.</summary>
+    public string Table { get; } = table;
+}

@@ -137,6 +137,7 @@ public sealed class SnapshotControlTests(PostgresFixture fixture)
 
         run.Client.ResumeSnapshots();
         await snapshot.WaitAsync(TimeSpan.FromSeconds(60));
+        await run.WaitUntilAsync(r => r.Progress.OfType<SnapshotsCompleted>().Any(), "the end of the queue");
         var kinds = run.Recorder.Progress.Select(p => p.GetType().Name).Distinct().ToList();
         Assert.Equal(["SnapshotTableStarted", "SnapshotChunkCompleted", "SnapshotsPaused", "SnapshotsResumed", "SnapshotTableCompleted", "SnapshotsCompleted"], kinds);
         Assert.Equal(100, ReadIds(run.Recorder).Distinct().Count());
@@ -238,6 +239,16 @@ public sealed class SnapshotControlTests(PostgresFixture fixture)
         // A filter cannot write: the chunk query runs read-only.
         var writing = run.Client.SnapshotAsync([new SnapshotTable("restaurant") { Filter = "(SELECT count(*) FROM (DELETE FROM visit RETURNING 1) d) >= 0" }]);
         await Assert.ThrowsAsync<DBSyncException>(() => writing.WaitAsync(TimeSpan.FromSeconds(60)));
+        // Nor through a function that writes: every query with the filter (the maximum key's too) runs read-only.
+        await db.ExecuteAsync("""
+            CREATE TABLE filter_writes (at timestamptz);
+            CREATE FUNCTION note_filter() RETURNS boolean LANGUAGE plpgsql AS $$ BEGIN INSERT INTO filter_writes VALUES (now()); RETURN true; END $$;
+            """);
+        var sneaky = run.Client.SnapshotAsync([new SnapshotTable("restaurant") { Filter = "note_filter()" }]);
+        var refused = await Assert.ThrowsAsync<DBSyncException>(() => sneaky.WaitAsync(TimeSpan.FromSeconds(60)));
+        Assert.Contains("tried to write", refused.Message, StringComparison.Ordinal);
+        Assert.Contains("read-only transaction", refused.Message, StringComparison.Ordinal);
+        Assert.Equal(0, await db.ScalarAsync<long>("SELECT count(*) FROM filter_writes"));
     }
 
     [Fact]
@@ -261,20 +272,22 @@ public sealed class SnapshotControlTests(PostgresFixture fixture)
     }
 
     [Fact]
-    public async Task TableListedTwice_IsSnapshottedOnce_AndAMissingTableIsReportedAndSkipped()
+    public async Task TableListedTwice_IsSnapshottedOnce_AMissingTableIsReportedAsMissing_AndAnUnmappedOneAsUnmapped()
     {
         await using var db = await TestDatabase.CreateAsync(fixture.Server);
         await db.ExecuteAsync(HundredRestaurants);
+        await db.ExecuteAsync("CREATE TABLE not_mapped (id int PRIMARY KEY)");
         await using var run = await StreamRun.StartAsync(db.ConnectionString, configure: o => o.SnapshotChunkSize = 30);
 
-        await run.Client.SnapshotAsync([new SnapshotTable("restaurant"), new SnapshotTable("no_such_table"), new SnapshotTable("public.restaurant")])
+        await run.Client.SnapshotAsync([new SnapshotTable("restaurant"), new SnapshotTable("no_such_table"), new SnapshotTable("not_mapped"), new SnapshotTable("public.restaurant")])
             .WaitAsync(TimeSpan.FromSeconds(60));
         Assert.Equal(100, ReadIds(run.Recorder).Count);
         Assert.Equal(100, ReadIds(run.Recorder).Distinct().Count());
         var skipped = run.Recorder.Progress.OfType<SnapshotTableSkipped>().ToList();
-        Assert.Equal(2, skipped.Count);
+        Assert.Equal(3, skipped.Count);
         Assert.Contains(skipped, s => s.Table == "public.restaurant" && s.Reason.Contains("more than once", StringComparison.Ordinal));
-        Assert.Contains(skipped, s => s.Table == "public.no_such_table" && s.Reason.Contains("no type mapping it is registered", StringComparison.Ordinal));
+        Assert.Contains(skipped, s => s.Table == "public.no_such_table" && s.Reason.Contains($"does not exist in database \"{db.Name}\"", StringComparison.Ordinal));
+        Assert.Contains(skipped, s => s.Table == "public.not_mapped" && s.Reason.Contains("no type mapping it is registered", StringComparison.Ordinal));
     }
 
     [Fact]

@@ -193,9 +193,10 @@ public sealed partial class PostgresCheckpointStore : ICheckpointStore, IAsyncDi
         {
             await batch.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
         }
-        catch (PostgresException)
+        catch (PostgresException) when (connection.FullState == ConnectionState.Open)
         {
-            // A failed statement leaves the explicit transaction open (the rest of the batch was skipped).
+            // A failed statement leaves the explicit transaction open (the rest of the batch was skipped). A connection the
+            // server ended has nothing to roll back: its error is the one to report.
             await using var rollback = new NpgsqlCommand("ROLLBACK", connection);
             await rollback.ExecuteNonQueryAsync(CancellationToken.None).ConfigureAwait(false);
             throw;

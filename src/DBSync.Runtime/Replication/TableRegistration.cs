@@ -40,9 +40,6 @@ internal abstract class TableRegistration
     /// <paramref name="maxChanges"/> at a time.</summary>
     public abstract void BeginSnapshot(int maxChanges);
 
-    /// <summary>After a chunk that must be read again: the transactions the full window could not record.</summary>
-    public abstract uint[] TakeOverflowXids();
-
     public abstract void EndSnapshot();
 
     public abstract void OnLowWatermark(long chunk);
@@ -54,8 +51,8 @@ internal abstract class TableRegistration
     public abstract void DiscardChunk(long chunk);
 
     /// <summary>Emits the chunk's remaining rows as Read changes, at the high watermark's place in the stream; returns
-    /// how many, or -1 when the table's shape changed inside the window and the chunk must be read again.</summary>
-    public abstract ValueTask<int> OnHighWatermarkAsync(long chunk, in TransactionContext tx, ulong lsn, CancellationToken cancellationToken);
+    /// how many, and whether the chunk (or some of its keys) must be read again.</summary>
+    public abstract ValueTask<ChunkOutcome> OnHighWatermarkAsync(long chunk, in TransactionContext tx, ulong lsn, CancellationToken cancellationToken);
 
     /// <summary>The stream saw a Relation message that changes the table's shape.</summary>
     public virtual void OnShapeChanged()
@@ -63,10 +60,16 @@ internal abstract class TableRegistration
     }
 
     /// <summary>Reads one chunk in a read-only REPEATABLE READ transaction with its snapshot, hands it to the window, and
-    /// returns how many rows it had and the last chunk key (as text).</summary>
+    /// returns how many rows it had and the last chunk key (as text). With a repair, it reads the whole range after
+    /// <paramref name="lastKey"/> up to the repair's upper key again, and the window keeps only the rows of the keys a high
+    /// watermark left to repair (<see cref="ChunkFollowUp.Repair"/>).</summary>
     public abstract Task<(int Count, IReadOnlyList<string>? LastKey)> ReadChunkAsync(NpgsqlConnection connection, SnapshotQuery query,
-        IReadOnlyList<string>? lastKey, int chunkSize, long chunk, CancellationToken cancellationToken);
+        IReadOnlyList<string>? lastKey, int chunkSize, long chunk, ChunkRepair? repair, CancellationToken cancellationToken);
 }
+
+/// <summary>A chunk read again for the keys a high watermark left to repair: the range up to <paramref name="UpTo"/> (the
+/// chunk's last key), keeping the rows of <paramref name="Keys"/> (<see cref="ChunkOutcome.RepairKeys"/>).</summary>
+internal sealed record ChunkRepair(IReadOnlyList<string> UpTo, object Keys);
 
 internal sealed class TableRegistration<T> : TableRegistration where T : ISyncTable<T>
 {
@@ -139,29 +142,27 @@ internal sealed class TableRegistration<T> : TableRegistration where T : ISyncTa
 
     public override void BeginSnapshot(int maxChanges) => _window = new SnapshotWindow<T>(maxChanges);
 
-    public override uint[] TakeOverflowXids() => _window?.TakeOverflowXids() ?? [];
-
     public override void EndSnapshot() => _window = null;
 
     // A watermark can outlive its snapshot (cancelled, or the run ended while it was in flight): it is stale, ignored.
     public override void OnLowWatermark(long chunk) => _window?.OnLow(chunk);
 
-    public override ValueTask<int> OnHighWatermarkAsync(long chunk, in TransactionContext tx, ulong lsn, CancellationToken cancellationToken)
+    public override ValueTask<ChunkOutcome> OnHighWatermarkAsync(long chunk, in TransactionContext tx, ulong lsn, CancellationToken cancellationToken)
     {
         if (_window is not { } window)
-            return new(0);
-        var rows = window.OnHigh(chunk);
-        if (rows is null)
-            return new(-1);
-        return rows.Count == 0 ? new(0) : DeliverReadsAsync(rows, tx, lsn, cancellationToken);
+            return new(ChunkOutcome.Delivered(0));
+        var (rows, outcome) = window.OnHigh(chunk);
+        outcome = outcome with { Emitted = rows.Count };
+        return rows.Count == 0 ? new(outcome) : DeliverReadsAsync(rows, outcome, tx, lsn, cancellationToken);
     }
 
     public override void OnShapeChanged() => _window?.OnShapeChanged();
 
     public override async Task<(int Count, IReadOnlyList<string>? LastKey)> ReadChunkAsync(NpgsqlConnection connection, SnapshotQuery query,
-        IReadOnlyList<string>? lastKey, int chunkSize, long chunk, CancellationToken cancellationToken)
+        IReadOnlyList<string>? lastKey, int chunkSize, long chunk, ChunkRepair? repair, CancellationToken cancellationToken)
     {
         var rows = new List<T>();
+        var limit = repair is null ? chunkSize : (int?)null;
         string[]? last = null;
         SnapshotVisibility visibility;
         await using (var transaction = await connection.BeginTransactionAsync(IsolationLevel.RepeatableRead, cancellationToken).ConfigureAwait(false))
@@ -171,8 +172,8 @@ internal sealed class TableRegistration<T> : TableRegistration where T : ISyncTa
             await using (var snapshot = new NpgsqlCommand("SET TRANSACTION READ ONLY; SELECT pg_current_snapshot()::text", connection, transaction))
                 visibility = SnapshotVisibility.Parse((string)(await snapshot.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!);
 
-            await using var command = new NpgsqlCommand(query.ChunkSql(lastKey is not null, chunkSize), connection, transaction) { AllResultTypesAreUnknown = TextFormat };
-            query.AddParameters(command, lastKey);
+            await using var command = new NpgsqlCommand(query.ChunkSql(lastKey is not null, limit), connection, transaction) { AllResultTypesAreUnknown = TextFormat };
+            query.AddParameters(command, lastKey, repair?.UpTo);
             await using (var reader = await command.ExecuteReaderAsync(CommandBehavior.SequentialAccess, cancellationToken).ConfigureAwait(false))
             {
                 var columns = T.TableInfo.Columns.Length;
@@ -182,11 +183,11 @@ internal sealed class TableRegistration<T> : TableRegistration where T : ISyncTa
                     var row = new SnapshotRowReader(reader, values);
                     rows.Add(T.ReadRow(ref row));
                     // Only the last row's key is needed: reading every row's would cost a string per row.
-                    if (rows.Count == chunkSize)
+                    if (rows.Count == limit)
                         last = ReadKey(reader, columns, query.KeyColumns.Length);
                 }
             }
-            if (rows.Count is > 0 && rows.Count < chunkSize)
+            if (rows.Count > 0 && rows.Count < limit)
             {
                 // A short chunk read the whole rest of the range: its last row has the range's highest key.
                 await using var highest = new NpgsqlCommand(query.LastKeySql(lastKey is not null), connection, transaction);
@@ -199,7 +200,7 @@ internal sealed class TableRegistration<T> : TableRegistration where T : ISyncTa
         }
 
         var count = rows.Count;
-        ActiveWindow(chunk).SetChunk(chunk, rows, visibility);
+        ActiveWindow(chunk).SetChunk(chunk, rows, visibility, repair?.Keys);
         return (count, last);
     }
 
@@ -211,21 +212,21 @@ internal sealed class TableRegistration<T> : TableRegistration where T : ISyncTa
         return key;
     }
 
-    public override void SetFence(long chunk, SnapshotVisibility visibility) => ActiveWindow(chunk).SetChunk(chunk, [], visibility);
+    public override void SetFence(long chunk, SnapshotVisibility visibility) => ActiveWindow(chunk).SetChunk(chunk, [], visibility, repairKeys: null);
 
     public override void DiscardChunk(long chunk) => ActiveWindow(chunk).Discard(chunk);
 
     private SnapshotWindow<T> ActiveWindow(long chunk)
         => _window ?? throw new DBSyncException($"Watermark of chunk {chunk} for {T.TableInfo.DisplayName}, whose snapshot is not running.");
 
-    private async ValueTask<int> DeliverReadsAsync(List<T> rows, TransactionContext tx, ulong lsn, CancellationToken cancellationToken)
+    private async ValueTask<ChunkOutcome> DeliverReadsAsync(List<T> rows, ChunkOutcome outcome, TransactionContext tx, ulong lsn, CancellationToken cancellationToken)
     {
         foreach (var row in rows)
         {
             await DeliverAsync(new Change<T>(ChangeKind.Read, row, default, OldRowKind.None, ColumnSet.Empty,
                 new NpgsqlLogSequenceNumber(lsn), tx.CommitLsn, tx.CommitTime, tx.Xid), cancellationToken).ConfigureAwait(false);
         }
-        return rows.Count;
+        return outcome;
     }
 
     /// <summary>Hands a change to the handlers; with listeners, counts it and times them (pre-built tags, no allocation).</summary>

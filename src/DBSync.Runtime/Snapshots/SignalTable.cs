@@ -89,8 +89,6 @@ namespace DBSync.Replication
 
         public override void BeginSnapshot(int maxChanges) => throw NotSnapshotted();
 
-        public override uint[] TakeOverflowXids() => [];
-
         public override void EndSnapshot()
         {
         }
@@ -103,10 +101,10 @@ namespace DBSync.Replication
 
         public override void DiscardChunk(long chunk) => throw NotSnapshotted();
 
-        public override ValueTask<int> OnHighWatermarkAsync(long chunk, in TransactionContext tx, ulong lsn, CancellationToken cancellationToken) => new(0);
+        public override ValueTask<ChunkOutcome> OnHighWatermarkAsync(long chunk, in TransactionContext tx, ulong lsn, CancellationToken cancellationToken) => new(ChunkOutcome.Delivered(0));
 
         public override Task<(int Count, IReadOnlyList<string>? LastKey)> ReadChunkAsync(NpgsqlConnection connection, SnapshotQuery query,
-            IReadOnlyList<string>? lastKey, int chunkSize, long chunk, CancellationToken cancellationToken) => throw NotSnapshotted();
+            IReadOnlyList<string>? lastKey, int chunkSize, long chunk, ChunkRepair? repair, CancellationToken cancellationToken) => throw NotSnapshotted();
 
         private readonly struct NullableString : IElementReader<string?>
         {

@@ -41,13 +41,16 @@ internal sealed class SnapshotCoordinator
     private bool _paused;
     private bool? _pauseRequestedBeforeLoad;
     private ulong _lastSignalLsn;
+    private bool _unsaved;
+    private bool _notifiedPaused; // the loop's own: the last pause state reported
+    private bool _busy; // the loop's own: a table ran since SnapshotsCompleted was last reported
     private bool _warnedHidden;
     private TableRegistration? _active;
     private long _activeFirstWindow;
     private (string Table, long RowsRead, long Estimate)? _activeProgress;
     private long _waitingWindow = -1;
-    private TaskCompletionSource<int>? _reached;
-    private (long Window, int Emitted)? _handledHigh;
+    private TaskCompletionSource<ChunkOutcome>? _reached;
+    private (long Window, ChunkOutcome Outcome)? _handledHigh;
     private long _windowSequence;
     private string _runId = "";
 
@@ -168,15 +171,8 @@ internal sealed class SnapshotCoordinator
         foreach (var table in tables)
         {
             ArgumentNullException.ThrowIfNull(table);
-            var (schema, name) = table.QualifiedName();
-            var state = new JobState
-            {
-                Schema = schema,
-                Name = name,
-                Filter = string.IsNullOrWhiteSpace(table.Filter) ? null : table.Filter,
-                FilterParameters = [.. table.FilterParameters],
-                ChunkKey = string.IsNullOrWhiteSpace(table.ChunkKey) ? null : table.ChunkKey,
-            };
+            var state = NewState(table);
+            var (schema, name) = (state.Schema, state.Name);
             var job = new Job(state);
             if (!seen.Add((schema, name)))
             {
@@ -195,6 +191,20 @@ internal sealed class SnapshotCoordinator
             added.Add(job);
         }
         return added;
+    }
+
+    /// <summary>The state of a snapshot of <paramref name="table"/> not started yet.</summary>
+    private static JobState NewState(SnapshotTable table)
+    {
+        var (schema, name) = table.QualifiedName();
+        return new JobState
+        {
+            Schema = schema,
+            Name = name,
+            Filter = string.IsNullOrWhiteSpace(table.Filter) ? null : table.Filter,
+            FilterParameters = [.. table.FilterParameters],
+            ChunkKey = string.IsNullOrWhiteSpace(table.ChunkKey) ? null : table.ChunkKey,
+        };
     }
 
     private static TaskCompletionSource NewWaiter() => new(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -277,6 +287,27 @@ internal sealed class SnapshotCoordinator
             await SaveAsync(cancellationToken).ConfigureAwait(false);
     }
 
+    /// <summary>With <see cref="DBSyncOptions.SnapshotOnStart"/>: every registered table is snapshotted in this run, from its
+    /// first chunk (a snapshot of it in progress from an earlier run starts over), and the queue is saved.</summary>
+    public async Task QueueEveryTableFromTheStartAsync(CancellationToken cancellationToken)
+    {
+        lock (_lock)
+        {
+            var tables = _tables.Values.Where(t => t is not SignalRegistration).Select(t => new SnapshotTable(t.Table.DisplayName)).ToList();
+            foreach (var job in _queue)
+            {
+                if (job.State.Started && tables.Any(t => SameSettings(job.State, NewState(t))))
+                {
+                    job.State = NewState(new SnapshotTable(job.State.DisplayName));
+                    job.Resumed = false;
+                }
+            }
+            Enqueue(tables, withWaiters: false);
+        }
+        await SaveAsync(cancellationToken).ConfigureAwait(false);
+        _wake.Release();
+    }
+
     /// <summary>The slot exists: continue from its checkpoint (snapshots in progress first, then new requests).</summary>
     public async Task LoadAsync(CancellationToken cancellationToken)
     {
@@ -309,7 +340,23 @@ internal sealed class SnapshotCoordinator
         Log.CheckpointLoaded(_logger, _options.SlotName, checkpoint.Jobs.Count, new NpgsqlTypes.NpgsqlLogSequenceNumber(checkpoint.ConfirmedLsn).ToString());
     }
 
+    /// <summary>Saves the queue now (a signal's effect must be durable before its transaction is acknowledged, a chunk's
+    /// progress before the next chunk).</summary>
     private async Task SaveAsync(CancellationToken cancellationToken)
+    {
+        MarkUnsaved();
+        await SaveIfUnsavedAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>The in-memory queue changed and is not saved yet.</summary>
+    private void MarkUnsaved()
+    {
+        lock (_lock)
+            _unsaved = true;
+    }
+
+    /// <summary>Saves the queue if it changed since the last save that got through; a failed save leaves it unsaved.</summary>
+    private async Task SaveIfUnsavedAsync(CancellationToken cancellationToken)
     {
         await _saveGate.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
@@ -317,6 +364,9 @@ internal sealed class SnapshotCoordinator
             Checkpoint checkpoint;
             lock (_lock)
             {
+                if (!_unsaved)
+                    return;
+                _unsaved = false; // a change made while this save runs marks it again
                 checkpoint = new Checkpoint
                 {
                     Slot = _options.SlotName,
@@ -328,7 +378,15 @@ internal sealed class SnapshotCoordinator
                     Finished = [.. _finished],
                 };
             }
-            await _store.SaveAsync(_options.SlotName, checkpoint.Serialize(), cancellationToken).ConfigureAwait(false);
+            try
+            {
+                await _store.SaveAsync(_options.SlotName, checkpoint.Serialize(), cancellationToken).ConfigureAwait(false);
+            }
+            catch
+            {
+                MarkUnsaved();
+                throw;
+            }
         }
         finally
         {
@@ -377,9 +435,9 @@ internal sealed class SnapshotCoordinator
 
     private async ValueTask HighAsync(TableRegistration table, long window, TransactionContext tx, ulong lsn, CancellationToken cancellationToken)
     {
-        var emitted = await table.OnHighWatermarkAsync(window, tx, lsn, cancellationToken).ConfigureAwait(false);
+        var outcome = await table.OnHighWatermarkAsync(window, tx, lsn, cancellationToken).ConfigureAwait(false);
         lock (_lock)
-            _handledHigh = (window, emitted);
+            _handledHigh = (window, outcome);
     }
 
     /// <summary>Stream side: every handler of the transaction just completed (transaction handlers and sinks too). A
@@ -388,68 +446,94 @@ internal sealed class SnapshotCoordinator
     {
         lock (_lock)
         {
-            if (_handledHigh is not var (window, emitted))
+            if (_handledHigh is not var (window, outcome))
                 return;
             _handledHigh = null;
             if (_waitingWindow == window)
-                _reached?.TrySetResult(emitted);
+                _reached?.TrySetResult(outcome);
         }
     }
 
     // ---- The loop ----
 
-    /// <summary>Runs queued snapshots until <paramref name="cancellationToken"/> is cancelled (the stream stopped).</summary>
+    /// <summary>
+    /// Runs queued snapshots until <paramref name="cancellationToken"/> is cancelled (the stream stopped); nothing else
+    /// ends it. A table's own failure (a bad filter, a progress handler that throws while the table runs) fails that
+    /// table; what is not a table's fault (a lost connection, a checkpoint that cannot be saved) is tried again with
+    /// backoff; a progress handler that throws on a notification of no table is logged.
+    /// </summary>
     public async Task RunAsync(CancellationToken cancellationToken)
     {
         _runId = Guid.NewGuid().ToString("N")[..12];
-        var notifiedPaused = false;
-        var busy = false;
+        _notifiedPaused = false;
+        _busy = false;
+        var failures = 0;
         while (true)
         {
             cancellationToken.ThrowIfCancellationRequested();
-            Job? next;
-            bool paused;
-            List<Job> settled;
-            lock (_lock)
+            try
             {
-                settled = _queue.Where(j => j.SkipReason is not null || j.Cancel.IsCancellationRequested).ToList();
-                _queue.RemoveAll(settled.Contains);
-                paused = _paused;
-                next = paused ? null : _queue.FirstOrDefault();
+                await RunTurnAsync(cancellationToken).ConfigureAwait(false);
+                failures = 0;
             }
-
-            foreach (var job in settled)
-                await SettleAsync(job, cancellationToken).ConfigureAwait(false);
-            if (settled.Count > 0)
-                await SaveAsync(cancellationToken).ConfigureAwait(false);
-            if (paused != notifiedPaused)
+            catch (Exception e) when (!cancellationToken.IsCancellationRequested)
             {
-                notifiedPaused = paused;
-                await SaveAsync(cancellationToken).ConfigureAwait(false);
-                if (paused)
-                    Log.SnapshotsPaused(_logger);
-                else
-                    Log.SnapshotsResumed(_logger);
-                await NotifyAsync(paused ? new SnapshotsPaused() : new SnapshotsResumed(), cancellationToken).ConfigureAwait(false);
+                failures++;
+                var delay = Backoff.Delay(_options.ReconnectDelay, _options.MaxReconnectDelay, failures);
+                Log.SnapshotLoopRetried(_logger, e, (long)delay.TotalMilliseconds);
+                await Task.Delay(delay, cancellationToken).ConfigureAwait(false);
             }
-
-            if (next is null)
-            {
-                if (busy && !paused)
-                {
-                    busy = false;
-                    await NotifyAsync(new SnapshotsCompleted(), cancellationToken).ConfigureAwait(false);
-                }
-                await _wake.WaitAsync(cancellationToken).ConfigureAwait(false);
-                continue;
-            }
-
-            busy = true;
-            await RunJobAsync(next, cancellationToken).ConfigureAwait(false);
         }
     }
 
-    /// <summary>Reports and removes a skipped or cancelled job that is not running.</summary>
+    /// <summary>One turn of the loop: settle what was skipped or cancelled, save what is not saved yet, report a pause or
+    /// resume, then snapshot the next table (or wait for work).</summary>
+    private async Task RunTurnAsync(CancellationToken cancellationToken)
+    {
+        Job? next;
+        bool paused;
+        List<Job> settled;
+        lock (_lock)
+        {
+            settled = _queue.Where(j => j.SkipReason is not null || j.Cancel.IsCancellationRequested).ToList();
+            _queue.RemoveAll(settled.Contains);
+            paused = _paused;
+            next = paused ? null : _queue.FirstOrDefault();
+        }
+
+        foreach (var job in settled)
+            await SettleAsync(job, cancellationToken).ConfigureAwait(false);
+        if (paused != _notifiedPaused)
+        {
+            _notifiedPaused = paused;
+            MarkUnsaved();
+            if (paused)
+                Log.SnapshotsPaused(_logger);
+            else
+                Log.SnapshotsResumed(_logger);
+            await NotifyQuietlyAsync(paused ? new SnapshotsPaused() : new SnapshotsResumed(), cancellationToken).ConfigureAwait(false);
+        }
+        // A save that failed earlier (the connection was lost just then) is made up here; until it succeeds no table runs.
+        await SaveIfUnsavedAsync(cancellationToken).ConfigureAwait(false);
+
+        if (next is null)
+        {
+            // A paused queue is still busy: its completion is reported after the resume.
+            if (_busy && !paused)
+            {
+                _busy = false;
+                await NotifyQuietlyAsync(new SnapshotsCompleted(), cancellationToken).ConfigureAwait(false);
+            }
+            await _wake.WaitAsync(cancellationToken).ConfigureAwait(false);
+            return;
+        }
+
+        _busy = true;
+        await RunJobAsync(next, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Reports and removes a skipped or cancelled job that is not running: recorded once, and its waiters
+    /// complete whatever the progress handlers do.</summary>
     private async Task SettleAsync(Job job, CancellationToken cancellationToken)
     {
         lock (_lock)
@@ -457,13 +541,13 @@ internal sealed class SnapshotCoordinator
         if (job.SkipReason is { } reason)
         {
             Log.SnapshotSkipped(_logger, job.State.DisplayName, reason);
-            await NotifyAsync(new SnapshotTableSkipped(job.State.DisplayName, reason), cancellationToken).ConfigureAwait(false);
+            await NotifyQuietlyAsync(new SnapshotTableSkipped(job.State.DisplayName, reason), cancellationToken).ConfigureAwait(false);
             job.Complete(null);
         }
         else
         {
             Log.SnapshotCancelled(_logger, job.State.DisplayName);
-            await NotifyAsync(new SnapshotTableCancelled(job.State.DisplayName), cancellationToken).ConfigureAwait(false);
+            await NotifyQuietlyAsync(new SnapshotTableCancelled(job.State.DisplayName), cancellationToken).ConfigureAwait(false);
             job.Complete(new OperationCanceledException(job.Cancel.Token));
         }
     }
@@ -472,28 +556,20 @@ internal sealed class SnapshotCoordinator
     {
         if (!_tables.TryGetValue((job.State.Schema, job.State.Name), out var table) || table is SignalRegistration)
         {
+            var reason = table is SignalRegistration ? "it is the signal table" : await UnmappedReasonAsync(job.State, cancellationToken).ConfigureAwait(false);
             lock (_lock)
-                job.SkipReason = table is SignalRegistration
-                    ? "it is the signal table"
-                    : "no type mapping it is registered (register one with On<T>(...) before RunAsync)";
+                job.SkipReason = reason;
             return; // settled on the next turn of the loop
         }
 
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, job.Cancel.Token);
         try
         {
-            var completed = await SnapshotTableAsync(job, table, linked.Token).ConfigureAwait(false);
-            if (!completed)
+            if (!await SnapshotTableAsync(job, table, linked.Token).ConfigureAwait(false))
                 return; // paused: the job stays first in the queue
-            lock (_lock)
-            {
-                _queue.Remove(job);
-                Finish(job, SnapshotOutcome.Completed, null);
-            }
-            await SaveAsync(cancellationToken).ConfigureAwait(false);
-            Log.SnapshotCompleted(_logger, job.State.DisplayName, job.State.RowsEmitted);
+            // Every row is delivered. The notification comes before the outcome is recorded: a handler that throws fails
+            // the table, which is then recorded once, as failed.
             await NotifyAsync(new SnapshotTableCompleted(job.State.DisplayName, job.State.Chunks, job.State.RowsRead, job.State.RowsEmitted), cancellationToken).ConfigureAwait(false);
-            job.Complete(null);
         }
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
         {
@@ -501,20 +577,22 @@ internal sealed class SnapshotCoordinator
         }
         catch (OperationCanceledException) when (job.Cancel.IsCancellationRequested)
         {
-            // Settled (reported and removed) on the next turn of the loop.
+            return; // settled (reported and removed) on the next turn of the loop
         }
-        catch (Exception e) when (ConnectionLoss.Is(e) && !cancellationToken.IsCancellationRequested && !job.Cancel.IsCancellationRequested)
+        catch (Exception e) when (ConnectionLoss.Is(e))
         {
             // The server restarted or the connection dropped: not the table's fault. The job stays first in the queue and
             // goes on from its last completed chunk once the server answers again.
             var delay = _options.ReconnectDelay;
             Log.SnapshotInterrupted(_logger, e, job.State.DisplayName, (long)delay.TotalMilliseconds);
             await Task.Delay(delay, cancellationToken).ConfigureAwait(false);
+            return;
         }
         catch (SnapshotTableMissingException e)
         {
             lock (_lock)
                 job.SkipReason = e.Message;
+            return;
         }
         catch (Exception e)
         {
@@ -525,22 +603,76 @@ internal sealed class SnapshotCoordinator
                 _queue.Remove(job);
                 Finish(job, SnapshotOutcome.Failed, e.Message);
             }
-            await NotifyAsync(new SnapshotTableFailed(job.State.DisplayName, e), cancellationToken).ConfigureAwait(false);
-            job.Complete(e);
+            await NotifyQuietlyAsync(new SnapshotTableFailed(job.State.DisplayName, e), cancellationToken).ConfigureAwait(false);
             try
             {
-                await SaveAsync(cancellationToken).ConfigureAwait(false);
+                await SaveIfUnsavedAsync(cancellationToken).ConfigureAwait(false);
             }
-            catch (Exception saveError) when (saveError is not OperationCanceledException)
+            finally
             {
-                Log.CheckpointSaveFailed(_logger, saveError, _options.SlotName);
+                job.Complete(e);
             }
+            return;
+        }
+
+        lock (_lock)
+        {
+            _queue.Remove(job);
+            Finish(job, SnapshotOutcome.Completed, null);
+        }
+        Log.SnapshotCompleted(_logger, job.State.DisplayName, job.State.RowsEmitted);
+        try
+        {
+            await SaveIfUnsavedAsync(cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            // The rows are delivered whether or not this save got through (one that did not is made up on the next turn;
+            // a crash before then reads the last chunk again).
+            job.Complete(null);
+        }
+    }
+
+    /// <summary>Why a requested table that no registered type maps is skipped: it may not exist at all.</summary>
+    private async Task<string> UnmappedReasonAsync(JobState job, CancellationToken cancellationToken)
+    {
+        await using var connection = await _connections.OpenAsync(cancellationToken).ConfigureAwait(false);
+        await using var command = new NpgsqlCommand("SELECT to_regclass($1) IS NOT NULL", connection);
+        command.Parameters.Add(new NpgsqlParameter { Value = $"{SyncTableInfo.QuoteIdentifier(job.Schema)}.{SyncTableInfo.QuoteIdentifier(job.Name)}" });
+        return (bool)(await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!
+            ? "no type mapping it is registered (register one with On<T>(...) before RunAsync)"
+            : $"table {job.DisplayName} does not exist in database \"{connection.Database}\" (check the name: names are case-sensitive, unquoted SQL names are lower case)";
+    }
+
+    /// <summary>The run ended (<see cref="DBSyncClient.RunAsync"/> returned or threw): every request still waiting ends
+    /// with <see cref="SnapshotSuspendedException"/>. The snapshots stay queued in the checkpoint and continue on the next
+    /// run; requests made after this wait for that run.</summary>
+    public void SuspendWaiters()
+    {
+        List<(Job Job, TaskCompletionSource[] Waiters)> suspended = [];
+        lock (_lock)
+        {
+            foreach (var job in _queue.Where(j => j.Waiters.Count > 0))
+            {
+                suspended.Add((job, [.. job.Waiters]));
+                job.Waiters.Clear();
+            }
+        }
+        foreach (var (job, waiters) in suspended)
+        {
+            var error = new SnapshotSuspendedException(job.State.DisplayName,
+                $"The snapshot of {job.State.DisplayName} did not finish: RunAsync of slot \"{_options.SlotName}\" ended first ({job.State.Chunks} chunk(s), " +
+                $"{job.State.RowsEmitted} row(s) delivered). It is kept in the slot's checkpoint and continues from its last saved chunk when RunAsync " +
+                "runs again on this slot; follow it with OnSnapshotProgress or CheckpointInfo.");
+            foreach (var waiter in waiters)
+                waiter.TrySetException(error);
         }
     }
 
     /// <summary>Remembers how a job ended, for the checkpoint (the most recent ones). Caller holds the lock.</summary>
     private void Finish(Job job, SnapshotOutcome outcome, string? detail)
     {
+        _unsaved = true;
         if (_finished.Count == Checkpoint.MaxFinished)
             _finished.RemoveAt(0);
         _finished.Add(new FinishedSnapshot(job.State.DisplayName, outcome, job.State.Chunks, job.State.RowsRead, job.State.RowsEmitted, DateTime.UtcNow, detail));
@@ -596,39 +728,46 @@ internal sealed class SnapshotCoordinator
                 cancellationToken.ThrowIfCancellationRequested();
 
                 var chunk = job.State.Chunks + 1;
-                int emitted, attempts = 0;
-                OpenChunk current;
-                do
+                var (emitted, attempts) = (0, 0);
+                OpenChunk? read = null; // the chunk as read: its rows and last key are what the checkpoint records
+                ChunkRepair? repair = null; // set while keys a window left without some columns are read again
+                while (true)
                 {
                     attempts++;
-                    current = next ?? await ReadAsync(connection, table, query, job, job.State.LastKey, chunkSize, chunk, cancellationToken).ConfigureAwait(false);
+                    var current = next ?? await ReadAsync(connection, table, query, job, job.State.LastKey, chunkSize, chunk,
+                        repair, cancellationToken).ConfigureAwait(false);
                     next = null;
+                    if (repair is null)
+                        read = current;
                     var delivered = await EmitHighAsync(connection, current.Window, cancellationToken).ConfigureAwait(false);
-                    if (!IsLast(query, current, chunkSize))
+                    if (repair is null && !IsLast(query, current, chunkSize))
                     {
                         await PaceAsync(connection, job.State.DisplayName, chunk, current.ReadTime, cancellationToken).ConfigureAwait(false);
-                        next = await ReadAsync(connection, table, query, job, current.Last, chunkSize, chunk + 1, cancellationToken).ConfigureAwait(false);
+                        next = await ReadAsync(connection, table, query, job, current.Last, chunkSize, chunk + 1, null, cancellationToken).ConfigureAwait(false);
                     }
-                    emitted = await delivered.WaitAsync(cancellationToken).ConfigureAwait(false);
-                    if (emitted < 0)
-                    {
-                        // The shape changed, or the window filled up: read the chunk again once every transaction the
-                        // window could not record is visible, so that the new chunk reflects them. The chunk read after
-                        // it is given up: it is read again after this one.
-                        if (next is not null)
-                            await DiscardAsync(connection, table, next, cancellationToken).ConfigureAwait(false);
-                        next = null;
-                        var overflow = table.TakeOverflowXids();
-                        if (overflow.Length > 0)
-                            Log.ChunkRereadAfterOverflow(_logger, job.State.DisplayName, chunk, _options.SnapshotWindowMaxChanges, overflow.Length);
-                        else
-                            Log.ChunkReread(_logger, job.State.DisplayName, chunk);
-                        await WaitUntilVisibleAsync(connection, overflow, cancellationToken).ConfigureAwait(false);
-                    }
-                }
-                while (emitted < 0);
+                    var outcome = await delivered.WaitAsync(cancellationToken).ConfigureAwait(false);
+                    emitted += outcome.Emitted;
+                    if (outcome.FollowUp == ChunkFollowUp.None)
+                        break;
 
-                var (count, last) = (current.Count, current.Last);
+                    // Read the chunk again (ReadAgain), or the keys some change left without their TOAST columns (Repair),
+                    // once the transactions behind it are visible, so that the new read reflects them. The chunk read
+                    // after it is given up: it is read again after this one.
+                    if (next is not null)
+                        await DiscardAsync(connection, table, next, cancellationToken).ConfigureAwait(false);
+                    next = null;
+                    if (outcome.FollowUp == ChunkFollowUp.Repair)
+                        Log.ChunkKeysRepaired(_logger, job.State.DisplayName, chunk, outcome.WaitFor.Length);
+                    else if (outcome.WaitFor.Length > 0)
+                        Log.ChunkRereadAfterOverflow(_logger, job.State.DisplayName, chunk, _options.SnapshotWindowMaxChanges, outcome.WaitFor.Length);
+                    else
+                        Log.ChunkReread(_logger, job.State.DisplayName, chunk);
+                    if (outcome.FollowUp == ChunkFollowUp.Repair)
+                        repair = new ChunkRepair(read!.Last!, outcome.RepairKeys!); // a chunk with rows has a last key
+                    await WaitUntilVisibleAsync(connection, outcome.WaitFor, cancellationToken).ConfigureAwait(false);
+                }
+
+                var (count, last) = (read!.Count, read.Last);
                 lock (_lock)
                 {
                     job.State = job.State with
@@ -638,7 +777,7 @@ internal sealed class SnapshotCoordinator
                         RowsRead = job.State.RowsRead + count,
                         RowsEmitted = job.State.RowsEmitted + emitted,
                     };
-                    job.Done = IsLast(query, current, chunkSize);
+                    job.Done = IsLast(query, read, chunkSize);
                     _activeProgress = (job.State.DisplayName, job.State.RowsRead, estimate);
                 }
                 if (table.MetricTags is { } tags)
@@ -743,13 +882,14 @@ internal sealed class SnapshotCoordinator
     private sealed record OpenChunk(long Window, int Count, IReadOnlyList<string>? Last, TimeSpan ReadTime);
 
     /// <summary>Writes a low watermark and reads the chunk after <paramref name="lastKey"/> (the window then holds it).</summary>
+    /// <remarks>With <paramref name="repair"/>: the chunk's range again, for the keys to repair.</remarks>
     private async Task<OpenChunk> ReadAsync(NpgsqlConnection connection, TableRegistration table, SnapshotQuery query, Job job,
-        IReadOnlyList<string>? lastKey, int chunkSize, long chunk, CancellationToken cancellationToken)
+        IReadOnlyList<string>? lastKey, int chunkSize, long chunk, ChunkRepair? repair, CancellationToken cancellationToken)
     {
         var readTime = Stopwatch.StartNew();
         var window = Interlocked.Increment(ref _windowSequence);
         await EmitAsync(connection, new Watermark(WatermarkKind.Low, _runId, window), cancellationToken).ConfigureAwait(false);
-        var (count, last) = await table.ReadChunkAsync(connection, query, lastKey, chunkSize, window, cancellationToken).ConfigureAwait(false);
+        var (count, last) = await table.ReadChunkAsync(connection, query, lastKey, chunkSize, window, repair, cancellationToken).ConfigureAwait(false);
         var read = new OpenChunk(window, count, last, readTime.Elapsed);
         if (AfterChunkRead is { } hook)
             await hook(job.State.DisplayName, chunk, cancellationToken).ConfigureAwait(false);
@@ -768,11 +908,11 @@ internal sealed class SnapshotCoordinator
         await closed.WaitAsync(cancellationToken).ConfigureAwait(false);
     }
 
-    /// <summary>Writes the high watermark; the task completes when the stream has passed it, with the rows emitted, or
-    /// -1 when the chunk must be read again.</summary>
-    private async Task<Task<int>> EmitHighAsync(NpgsqlConnection connection, long window, CancellationToken cancellationToken)
+    /// <summary>Writes the high watermark; the task completes when the stream has passed it and every handler of its
+    /// transaction completed, with the rows emitted and what is left to do.</summary>
+    private async Task<Task<ChunkOutcome>> EmitHighAsync(NpgsqlConnection connection, long window, CancellationToken cancellationToken)
     {
-        var reached = new TaskCompletionSource<int>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var reached = new TaskCompletionSource<ChunkOutcome>(TaskCreationOptions.RunContinuationsAsynchronously);
         lock (_lock)
         {
             _waitingWindow = window;
@@ -794,6 +934,23 @@ internal sealed class SnapshotCoordinator
     {
         foreach (var handler in _progressHandlers)
             await handler(progress, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>A notification that can fail nothing (the outcome it reports is settled, or it concerns no table): every
+    /// handler is called, and one that throws is logged.</summary>
+    private async Task NotifyQuietlyAsync(SnapshotProgress progress, CancellationToken cancellationToken)
+    {
+        foreach (var handler in _progressHandlers)
+        {
+            try
+            {
+                await handler(progress, cancellationToken).ConfigureAwait(false);
+            }
+            catch (Exception e) when (!cancellationToken.IsCancellationRequested)
+            {
+                Log.ProgressHandlerFailed(_logger, e, progress.GetType().Name);
+            }
+        }
     }
 
     private async Task EmitAsync(NpgsqlConnection connection, Watermark watermark, CancellationToken cancellationToken)

@@ -15,6 +15,7 @@ namespace DBSync.Snapshots;
 internal sealed class SnapshotQuery
 {
     private const string UndefinedTable = "42P01";
+    private const string ReadOnlySqlTransaction = "25006";
 
     private SnapshotQuery(SyncTableInfo table, string[] keyColumns, string[] keyTypes, string? filter, IReadOnlyList<string?> filterParameters, string[]? maxKey)
     {
@@ -68,15 +69,28 @@ internal sealed class SnapshotQuery
         // The largest key (among the rows the filter selects); a bad filter fails here, before any watermark.
         var order = string.Join(", ", keyColumns.Select(k => SyncTableInfo.QuoteIdentifier(k) + " DESC"));
         var sql = $"SELECT {query.KeyTexts()} FROM {table.QualifiedName} {query.FilterClause("WHERE")} ORDER BY {order} LIMIT 1";
-        await using var command = new NpgsqlCommand(sql, connection);
-        query.AddFilterParameters(command);
         try
         {
-            await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+            // Read only, as every query that carries a filter (SQL of whoever may request a snapshot) is.
+            await using var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
+            await using (var readOnly = new NpgsqlCommand("SET TRANSACTION READ ONLY", connection, transaction))
+                await readOnly.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
             string[]? maxKey = null;
-            if (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
-                maxKey = [.. Enumerable.Range(0, keyColumns.Length).Select(reader.GetString)];
+            await using (var command = new NpgsqlCommand(sql, connection, transaction))
+            {
+                query.AddFilterParameters(command);
+                await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+                if (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+                    maxKey = [.. Enumerable.Range(0, keyColumns.Length).Select(reader.GetString)];
+            }
+            await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
             return new SnapshotQuery(table, keyColumns, keyTypes, job.Filter, job.FilterParameters, maxKey);
+        }
+        catch (PostgresException e) when (job.Filter is not null && e.SqlState == ReadOnlySqlTransaction)
+        {
+            throw new DBSyncException(
+                $"Snapshot filter of {table.DisplayName} tried to write ({e.MessageText}): every query with a snapshot filter runs in a read-only " +
+                $"transaction. The filter was: {job.Filter}; write a condition that only reads.", e);
         }
         catch (PostgresException e) when (job.Filter is not null && e.SqlState != UndefinedTable)
         {
@@ -98,7 +112,7 @@ internal sealed class SnapshotQuery
         while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
             columns[reader.GetString(0)] = (reader.GetString(1), reader.GetBoolean(2));
         if (columns.Count == 0)
-            throw new SnapshotTableMissingException($"table {table.DisplayName} does not exist");
+            throw new SnapshotTableMissingException($"table {table.DisplayName} does not exist in database \"{connection.Database}\"");
         return columns;
     }
 
@@ -125,15 +139,16 @@ internal sealed class SnapshotQuery
     }
 
     /// <summary>The chunk SELECT: the entity's columns in order, then the chunk key columns as text. Parameters: the
-    /// filter's, then the last key of the previous chunk (when <paramref name="hasLastKey"/>), then the maximum key.</summary>
-    public string ChunkSql(bool hasLastKey, int chunkSize)
-        => RangeSql(string.Join(", ", Table.Columns.Select(c => SyncTableInfo.QuoteIdentifier(c.Name))) + ", " + KeyTexts(), hasLastKey, "", chunkSize);
+    /// filter's, then the last key of the previous chunk (when <paramref name="hasLastKey"/>), then the upper key (the
+    /// maximum key, see <see cref="AddParameters"/>). Without <paramref name="limit"/>, every row up to the upper key.</summary>
+    public string ChunkSql(bool hasLastKey, int? limit)
+        => RangeSql(string.Join(", ", Table.Columns.Select(c => SyncTableInfo.QuoteIdentifier(c.Name))) + ", " + KeyTexts(), hasLastKey, "", limit);
 
     /// <summary>The key (as text) of the last row <see cref="ChunkSql"/> returns when that is fewer rows than asked for
     /// (every row of the range): in the chunk's transaction it is the range's highest key. Same parameters.</summary>
     public string LastKeySql(bool hasLastKey) => RangeSql(KeyTexts(), hasLastKey, " DESC", 1);
 
-    private string RangeSql(string selectList, bool hasLastKey, string direction, int limit)
+    private string RangeSql(string selectList, bool hasLastKey, string direction, int? limit)
     {
         var keyList = "(" + string.Join(", ", KeyColumns.Select(SyncTableInfo.QuoteIdentifier)) + ")";
         var sql = new StringBuilder("SELECT ").Append(selectList);
@@ -145,15 +160,17 @@ internal sealed class SnapshotQuery
             sql.Append(keyList).Append(" > ").Append(KeyParameters(ref parameter)).Append(" AND ");
         sql.Append(keyList).Append(" <= ").Append(KeyParameters(ref parameter));
         sql.Append(" ORDER BY ").AppendJoin(", ", KeyColumns.Select(k => SyncTableInfo.QuoteIdentifier(k) + direction));
-        sql.Append(" LIMIT ").Append(limit);
+        if (limit is { } rows)
+            sql.Append(" LIMIT ").Append(rows);
         return sql.ToString();
     }
 
-    /// <summary>Adds the chunk query's parameters to <paramref name="command"/>.</summary>
-    public void AddParameters(NpgsqlCommand command, IReadOnlyList<string>? lastKey)
+    /// <summary>Adds the chunk query's parameters to <paramref name="command"/>: the range after <paramref name="lastKey"/>
+    /// up to <paramref name="upperKey"/> (by default the maximum key).</summary>
+    public void AddParameters(NpgsqlCommand command, IReadOnlyList<string>? lastKey, IReadOnlyList<string>? upperKey = null)
     {
         AddFilterParameters(command);
-        foreach (var value in (lastKey ?? []).Concat(MaxKey!))
+        foreach (var value in (lastKey ?? []).Concat(upperKey ?? MaxKey!))
             command.Parameters.Add(new NpgsqlParameter { Value = value, NpgsqlDbType = NpgsqlDbType.Text });
     }
 
