@@ -29,7 +29,14 @@ internal static partial class ReplicationSetup
         Func<CancellationToken, Task> beforeSlotCreated, CancellationToken cancellationToken)
     {
         await using var connection = new NpgsqlConnection(options.ConnectionString);
-        await connection.OpenAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            await connection.OpenAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch (PostgresException e) when (Transport.LoginFailure.Is(e))
+        {
+            throw Transport.LoginFailure.Create(e, options.ConnectionString);
+        }
 
         var (walLevel, versionNum, database, user, canReplicate) = await ReadServerAsync(connection, cancellationToken).ConfigureAwait(false);
         if (walLevel != "logical")
