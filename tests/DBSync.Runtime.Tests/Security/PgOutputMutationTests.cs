@@ -14,6 +14,7 @@ namespace DBSync.Runtime.Tests.Security;
 /// shape deserves); never another exception, a hang, or an allocation out of proportion to the frame.
 /// </summary>
 [Trait("Category", "Security")]
+[Collection(SecurityCollection.Name)]
 public sealed class PgOutputMutationTests
 {
     private const int Cases = 25_000;
