@@ -49,6 +49,8 @@ internal sealed class ScramSha256Client
     public byte[] ClientFinal(ReadOnlySpan<byte> serverFirstMessage, string password)
     {
         var serverFirst = Encoding.UTF8.GetString(serverFirstMessage);
+        if (serverFirst.StartsWith("m=", StringComparison.Ordinal))
+            throw new ProtocolException("The server's SCRAM-SHA-256 first message demands an extension (m=) that no PostgreSQL uses; the exchange is not trusted.");
         string? nonce = null, salt = null, iterations = null;
         foreach (var attribute in serverFirst.Split(','))
         {
