@@ -159,6 +159,18 @@ public sealed partial class DBSyncOptions
     /// </summary>
     public TimeSpan ReceiveTimeout { get; set; } = TimeSpan.FromSeconds(60);
 
+    /// <summary>The default of <see cref="MaxMessageSize"/>: 1 GiB, PostgreSQL's own limit on a message.</summary>
+    public const int DefaultMaxMessageSize = 1 << 30;
+
+    /// <summary>
+    /// With DBSync's own replication connection: the largest message (in bytes, after its kind and length) the server may
+    /// send while streaming; one that claims more is a protocol error before anything is allocated for it. The read buffer
+    /// grows for a message larger than its 1 MiB and shrinks back after it, so this bounds the memory one row can take.
+    /// PostgreSQL never sends a message over 1 GiB, the default; lower it to cap memory where rows are known to be
+    /// smaller. Between 1 MiB and 1 GiB. During the connection's handshake, messages are limited to 64 KiB.
+    /// </summary>
+    public int MaxMessageSize { get; set; } = DefaultMaxMessageSize;
+
     /// <summary>Where DBSync logs what it does. Default: no logging.</summary>
     public ILoggerFactory? LoggerFactory { get; set; }
 
@@ -201,6 +213,8 @@ public sealed partial class DBSyncOptions
             throw new ArgumentException($"DBSyncOptions.ReceiveBatchDelay must be between zero and 100 ms (was {ReceiveBatchDelay}).", nameof(ReceiveBatchDelay));
         if (!Enum.IsDefined(ReplicationTransport))
             throw new ArgumentException($"DBSyncOptions.ReplicationTransport {ReplicationTransport} is not one of Auto, Direct, Npgsql.", nameof(ReplicationTransport));
+        if (MaxMessageSize is < 1 << 20 or > DefaultMaxMessageSize)
+            throw new ArgumentException($"DBSyncOptions.MaxMessageSize must be between 1 MiB (1048576) and 1 GiB (1073741824) bytes (was {MaxMessageSize}).", nameof(MaxMessageSize));
         if (IdleConfirmInterval <= TimeSpan.Zero)
             throw new ArgumentException($"DBSyncOptions.IdleConfirmInterval must be positive (was {IdleConfirmInterval}).", nameof(IdleConfirmInterval));
     }

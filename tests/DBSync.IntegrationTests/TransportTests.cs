@@ -16,6 +16,7 @@ public sealed class TransportTests(TlsServerFixture tls) : IClassFixture<TlsServ
 {
     private const int StreamStartedEvent = 2001;
     private const int DirectNotUsedEvent = 2013;
+    private const int DirectFellBackEvent = 2019;
 
     [Theory]
     [InlineData("scram_user", TlsServerFixture.ScramPassword, SslMode.VerifyFull, "localhost", true)]
@@ -63,14 +64,62 @@ public sealed class TransportTests(TlsServerFixture tls) : IClassFixture<TlsServ
         Assert.Equal("local", clientAddress);
     }
 
-    [Fact]
-    public async Task Direct_WrongPassword_FailsWithTheServersErrorAndNoPassword()
+    [Theory]
+    [InlineData("md5_user", SslMode.Disable, ReplicationTransport.Auto)]
+    [InlineData("scram_user", SslMode.Require, ReplicationTransport.Auto)]
+    [InlineData("scram_user", SslMode.Require, ReplicationTransport.Direct)]
+    public async Task WrongPassword_OnTheReplicationConnection_IsTriedOnce_AndSaysWhatToCheck(string user, SslMode sslMode, ReplicationTransport transport)
     {
-        var settings = Settings(new NpgsqlConnectionStringBuilder(tls.Server.ConnectionStringFor("postgres", "scram_user", "not-the-password")) { SslMode = SslMode.Require });
-        var error = await Assert.ThrowsAsync<PostgresException>(() => ConnectDirectAsync(settings));
-        Assert.Equal(PostgresErrorCodes.InvalidPassword, error.SqlState);
-        Assert.Contains("scram_user", error.MessageText, StringComparison.Ordinal);
-        Assert.DoesNotContain("not-the-password", error.ToString(), StringComparison.Ordinal);
+        const string wrong = "not-the-password-Z8q";
+        var connectionString = new NpgsqlConnectionStringBuilder(tls.Server.ConnectionStringFor("postgres", user, wrong)) { Host = "127.0.0.1", SslMode = sslMode }.ConnectionString;
+        var attempts = FailedLogins(user);
+        var logs = new LogCapture();
+        var options = new DBSyncOptions { ConnectionString = connectionString, ReplicationTransport = transport };
+
+        var error = await Assert.ThrowsAsync<DBSyncConfigurationException>(() => ReplicationTransports.OpenAsync(options, logs.CreateLogger("test"), CancellationToken.None));
+
+        // The server logs a refused login before it answers, so every attempt is in the log by now: one, not a second
+        // through Npgsql's connection.
+        Assert.Equal(attempts + 1, FailedLogins(user));
+        Assert.Empty(logs.Entries);
+        Assert.Contains($"The server at 127.0.0.1:{tls.Server.Port} refused the login of role \"{user}\" to database \"postgres\": " +
+                        $"password authentication failed for user \"{user}\" (SQLSTATE 28P01). Check the password of role \"{user}\"", error.Message, StringComparison.Ordinal);
+        Assert.DoesNotContain(wrong, error.ToString(), StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("md5_user", SslMode.Disable)]
+    [InlineData("scram_user", SslMode.Require)]
+    public async Task WrongPassword_OnTheSetupConnection_IsAConfigurationError_NamingRoleAndServer(string user, SslMode sslMode)
+    {
+        const string wrong = "not-the-password-Z8q";
+        var connectionString = new NpgsqlConnectionStringBuilder(tls.Server.ConnectionStringFor("postgres", user, wrong)) { Host = "127.0.0.1", SslMode = sslMode }.ConnectionString;
+        var logs = new LogCapture();
+        var client = new DBSyncClient(new DBSyncOptions { ConnectionString = connectionString, SlotName = "dbsync_test", PublicationName = "dbsync_test", LoggerFactory = logs });
+        client.On<Restaurant>(_ => { });
+
+        var error = await Assert.ThrowsAsync<DBSyncConfigurationException>(() => client.RunAsync());
+        Assert.Equal(
+            $"The server at 127.0.0.1:{tls.Server.Port} refused the login of role \"{user}\" to database \"postgres\": password authentication failed for user \"{user}\" " +
+            $"(SQLSTATE 28P01). Check the password of role \"{user}\": the connection string's Password (without one, PGPASSWORD or the password file). " +
+            $"A superuser can set a new one with ALTER ROLE \"{user}\" PASSWORD '...';", error.Message);
+        Assert.Equal(PostgresErrorCodes.InvalidPassword, Assert.IsType<PostgresException>(error.InnerException).SqlState);
+        Assert.DoesNotContain(wrong, error.ToString(), StringComparison.Ordinal);
+        Assert.DoesNotContain(logs.Entries, e => e.Text.Contains(wrong, StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task Direct_VerifyFull_TrustsAServerWhoseChainRunsThroughAnIntermediateCa()
+    {
+        // The root file holds the root alone; the server sends its certificate and the intermediate CA that signed it.
+        Assert.Equal(1, Pems(tls.RootCertificate));
+        Assert.Equal(2, Pems(tls.ServerChain));
+        var settings = Settings(new NpgsqlConnectionStringBuilder(tls.Server.ConnectionStringFor("postgres", "scram_user", TlsServerFixture.ScramPassword))
+        {
+            Host = "localhost", SslMode = SslMode.VerifyFull, RootCertificate = tls.RootCertificate,
+        });
+        await using var transport = await ConnectDirectAsync(settings);
+        Assert.True(transport.IsEncrypted);
     }
 
     [Fact]
@@ -81,7 +130,10 @@ public sealed class TransportTests(TlsServerFixture tls) : IClassFixture<TlsServ
         {
             Host = "127.0.0.1", SslMode = SslMode.VerifyFull, RootCertificate = tls.RootCertificate,
         });
-        await Assert.ThrowsAsync<AuthenticationException>(() => ConnectDirectAsync(settings));
+        var error = await Assert.ThrowsAsync<DBSyncConfigurationException>(() => ConnectDirectAsync(settings));
+        Assert.Contains($"The certificate of the server at 127.0.0.1:{tls.Server.Port} does not pass SSL Mode=VerifyFull: the certificate (CN=localhost) does not carry the name 127.0.0.1",
+            error.Message, StringComparison.Ordinal);
+        Assert.IsType<AuthenticationException>(error.InnerException);
     }
 
     [Fact]
@@ -91,7 +143,31 @@ public sealed class TransportTests(TlsServerFixture tls) : IClassFixture<TlsServ
         {
             Host = "localhost", SslMode = SslMode.VerifyCA, RootCertificate = tls.OtherRootCertificate,
         });
-        await Assert.ThrowsAsync<AuthenticationException>(() => ConnectDirectAsync(settings));
+        var error = await Assert.ThrowsAsync<DBSyncConfigurationException>(() => ConnectDirectAsync(settings));
+        Assert.Contains("does not pass SSL Mode=VerifyCA: its chain does not lead to a trusted CA", error.Message, StringComparison.Ordinal);
+        Assert.Contains(tls.OtherRootCertificate, error.Message, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData(ChannelBinding.Require, "SCRAM-SHA-256-PLUS")]
+    [InlineData(ChannelBinding.Prefer, "SCRAM-SHA-256-PLUS")]
+    [InlineData(ChannelBinding.Disable, "SCRAM-SHA-256")]
+    public async Task ChannelBinding_WithAuto_IsServedByTheDirectConnection(ChannelBinding channelBinding, string mechanism)
+    {
+        // PostgreSQL offers SCRAM-SHA-256-PLUS over TLS and checks the binding: a wrong certificate hash is a refused login.
+        await using var db = await TestDatabase.CreateAsync(tls.Server);
+        var connectionString = new NpgsqlConnectionStringBuilder(tls.Server.ConnectionStringFor(db.Name, "scram_user", TlsServerFixture.ScramPassword))
+        {
+            Host = "localhost", SslMode = SslMode.VerifyFull, RootCertificate = tls.RootCertificate, ChannelBinding = channelBinding,
+        }.ConnectionString;
+        var logs = new LogCapture();
+        await using var run = await StreamOneRowAsync(db, connectionString, ReplicationTransport.Auto, "direct", logs);
+        Assert.DoesNotContain(logs.Entries, e => e.Id.Id is DirectNotUsedEvent or DirectFellBackEvent);
+
+        await using var transport = await ConnectDirectAsync(Settings(new NpgsqlConnectionStringBuilder(connectionString)));
+        Assert.Equal(mechanism, transport.AuthenticationMethod);
+        var ssl = await db.ScalarAsync<bool>($"SELECT ssl FROM pg_stat_ssl WHERE pid = {transport.BackendPid}");
+        Assert.True(ssl);
     }
 
     [Fact]
@@ -214,6 +290,20 @@ public sealed class TransportTests(TlsServerFixture tls) : IClassFixture<TlsServ
         Assert.Contains(logs.Entries, e => e.Id.Id == StreamStartedEvent && e.Text.Contains($"over the {carriedBy} replication connection", StringComparison.Ordinal));
         return run;
     }
+
+    /// <summary>The logins of <paramref name="user"/> the server refused for a wrong password, from its log.</summary>
+    private int FailedLogins(string user)
+    {
+        using var log = new StreamReader(new FileStream(tls.ServerLog, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete));
+        var text = log.ReadToEnd();
+        var line = $"password authentication failed for user \"{user}\"";
+        var count = 0;
+        for (var at = text.IndexOf(line, StringComparison.Ordinal); at >= 0; at = text.IndexOf(line, at + line.Length, StringComparison.Ordinal))
+            count++;
+        return count;
+    }
+
+    private static int Pems(string path) => File.ReadAllText(path).Split("-----BEGIN CERTIFICATE-----").Length - 1;
 
     private static Task<DirectTransport> ConnectDirectAsync(DirectSettings settings)
         => DirectTransport.ConnectAsync(settings, StreamTimings.From(new DBSyncOptions()), CancellationToken.None);

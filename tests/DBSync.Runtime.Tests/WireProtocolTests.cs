@@ -94,7 +94,7 @@ public sealed class WireProtocolTests
     [InlineData("Host=h;Database=d;Username=u;SSL Mode=Allow", "Allow")]
     [InlineData("Host=h;Database=d;Username=u;SSL Certificate=/c.crt", "client certificate")]
     [InlineData("Host=h;Database=d;Username=u;Passfile=/p", "Passfile")]
-    [InlineData("Host=h;Database=d;Username=u;Channel Binding=Require", "Channel Binding")]
+    [InlineData("Host=h;Database=d;Username=u;Require Auth=ScramSHA256", "Require Auth")]
     [InlineData("Host=h;Database=d;Username=u;Target Session Attributes=primary", "Target Session")]
     [InlineData("Host=h;Database=d;Username=u;Kerberos Service Name=pg", "Kerberos")]
     public void ConnectionStrings_TheDirectTransportLeavesToNpgsql_SayWhy(string connectionString, string reason)

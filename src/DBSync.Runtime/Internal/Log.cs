@@ -104,6 +104,9 @@ internal static partial class Log
     [LoggerMessage(2013, LogLevel.Information, "Slot \"{Slot}\" streams over Npgsql's replication connection: DBSync's own is not used because {Reason}")]
     public static partial void DirectTransportNotUsed(ILogger logger, string slot, string reason);
 
+    [LoggerMessage(2019, LogLevel.Warning, "Slot \"{Slot}\" streams over Npgsql's replication connection, which logs in a second time: DBSync's own handshake stopped before sending any password because {Reason}")]
+    public static partial void DirectTransportFellBack(ILogger logger, string slot, string reason);
+
     [LoggerMessage(2014, LogLevel.Information, "Stopping slot \"{Slot}\": the transaction being delivered is finished and confirmed first")]
     public static partial void StopRequested(ILogger logger, string slot);
 

@@ -12,6 +12,10 @@ internal static class PgOutputParser
 {
     private static readonly DateTime s_postgresEpoch = new(2000, 1, 1, 0, 0, 0, DateTimeKind.Utc);
 
+    // The transaction times a DateTime can hold, in microseconds since PostgreSQL's epoch; a server's clock is far inside.
+    private static readonly long s_minMicroseconds = (DateTime.MinValue - s_postgresEpoch).Ticks / TimeSpan.TicksPerMicrosecond;
+    private static readonly long s_maxMicroseconds = (DateTime.MaxValue - s_postgresEpoch).Ticks / TimeSpan.TicksPerMicrosecond;
+
     public static PgOutputMessageKind KindOf(ReadOnlySpan<byte> frame)
     {
         if (frame.IsEmpty)
@@ -43,6 +47,9 @@ internal static class PgOutputParser
         return message;
     }
 
+    // A Relation column: flags, a NUL-terminated name (at least its NUL), type oid, type modifier.
+    private const int RelationColumnMinLength = 1 + 1 + 4 + 4;
+
     public static RelationMessage ReadRelation(ReadOnlySpan<byte> frame, bool inStream)
     {
         var r = new FrameReader(frame, PgOutputMessageKind.Relation);
@@ -54,6 +61,8 @@ internal static class PgOutputParser
         var count = r.ReadInt16();
         if (count < 0)
             r.Fail($"a non-negative column count, got {count}");
+        if (count > r.Remaining / RelationColumnMinLength)
+            r.Fail($"{count} columns of at least {RelationColumnMinLength} bytes in the {r.Remaining} bytes left");
         var columns = new RelationColumn[count];
         for (var i = 0; i < count; i++)
         {
@@ -125,6 +134,8 @@ internal static class PgOutputParser
         if (count < 0)
             r.Fail($"a non-negative relation count, got {count}");
         var options = (TruncateOptions)r.ReadByte();
+        if (count > r.Remaining / 4)
+            r.Fail($"{count} relation ids in the {r.Remaining} bytes left");
         var ids = new uint[count];
         for (var i = 0; i < count; i++)
             ids[i] = r.ReadUInt32();
@@ -245,7 +256,16 @@ internal static class PgOutputParser
 
         public ulong ReadUInt64() => BinaryPrimitives.ReadUInt64BigEndian(Take(8, "an Int64"));
 
-        public DateTime ReadTimestamp() => FromPostgresMicroseconds(BinaryPrimitives.ReadInt64BigEndian(Take(8, "a timestamp")));
+        public DateTime ReadTimestamp()
+        {
+            var microseconds = BinaryPrimitives.ReadInt64BigEndian(Take(8, "a timestamp"));
+            if (microseconds < s_minMicroseconds || microseconds > s_maxMicroseconds)
+            {
+                _position -= 8;
+                Fail($"a transaction time, got {microseconds} microseconds from 2000-01-01, outside years 1 to 9999");
+            }
+            return FromPostgresMicroseconds(microseconds);
+        }
 
         public ReadOnlySpan<byte> ReadBytes(int length)
         {

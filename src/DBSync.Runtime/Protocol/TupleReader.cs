@@ -76,6 +76,8 @@ public ref struct TupleReader
 /// </summary>
 public readonly ref struct TupleValue
 {
+    private const int MaxZoneSeconds = (15 * 60 * 60) + (59 * 60) + 59;
+
     private readonly byte _kind;
     private readonly ReadOnlySpan<byte> _data;
     private readonly SyncTableInfo _table;
@@ -212,9 +214,12 @@ public readonly ref struct TupleValue
         if (!IsBinary)
             return PgTextValues.ParseTimeTz(_data, this);
         var data = Fixed(12);
-        // timetz_send: the time in microseconds, then the zone in seconds west of Greenwich.
-        return new PgTimeTz(TimeSpan.FromMicroseconds(BinaryPrimitives.ReadInt64BigEndian(data)),
-            TimeSpan.FromSeconds(-BinaryPrimitives.ReadInt32BigEndian(data[8..])));
+        // timetz_send: the time in microseconds, then the zone in seconds west of Greenwich (PostgreSQL keeps it within
+        // ±15:59:59).
+        var zone = BinaryPrimitives.ReadInt32BigEndian(data[8..]);
+        if (zone is < -MaxZoneSeconds or > MaxZoneSeconds)
+            Fail($"has a zone of {zone} seconds, outside PostgreSQL's ±15:59:59");
+        return new PgTimeTz(TimeSpan.FromMicroseconds(TimeOfDay(BinaryPrimitives.ReadInt64BigEndian(data))), TimeSpan.FromSeconds(-zone));
     }
 
     /// <summary>Reads a timestamp (Kind Unspecified) or timestamptz (Kind Utc); infinities and years outside 1 to 9999
@@ -372,7 +377,15 @@ public readonly ref struct TupleValue
     private long ReadTimeMicroseconds()
     {
         RequireValue();
-        return IsBinary ? BinaryPrimitives.ReadInt64BigEndian(Fixed(8)) : PgTextValues.ParseTime(_data, this);
+        return IsBinary ? TimeOfDay(BinaryPrimitives.ReadInt64BigEndian(Fixed(8))) : PgTextValues.ParseTime(_data, this);
+    }
+
+    /// <summary>A binary time of day, checked: 00:00:00 to 24:00:00, as PostgreSQL's time and timetz hold.</summary>
+    private long TimeOfDay(long microseconds)
+    {
+        if (microseconds is < 0 or > PgCalendar.MicrosecondsPerDay)
+            Fail($"is {microseconds} microseconds, not a time of day (0 to 24:00:00)");
+        return microseconds;
     }
 
     private long ReadBinaryInteger() => Scalar switch

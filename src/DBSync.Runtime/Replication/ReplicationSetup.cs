@@ -30,7 +30,7 @@ internal static partial class ReplicationSetup
     public static async Task<ServerInfo> PrepareAsync(DBSyncOptions options, ConnectionPool connections, IReadOnlyList<SyncTableInfo> tables, ILogger logger,
         Func<CancellationToken, Task> beforeSlotCreated, CancellationToken cancellationToken)
     {
-        await using var connection = await connections.OpenAsync(cancellationToken).ConfigureAwait(false);
+        await using var connection = await OpenAsync(connections, cancellationToken).ConfigureAwait(false);
 
         var (walLevel, versionNum, database, user, canReplicate) = await ReadServerAsync(connection, cancellationToken).ConfigureAwait(false);
         if (walLevel != "logical")
@@ -55,6 +55,19 @@ internal static partial class ReplicationSetup
         await EnsurePublicationAsync(connection, options.PublicationName, tables, user, logger, cancellationToken).ConfigureAwait(false);
         var (created, start) = await EnsureSlotAsync(connection, options.SlotName, database, logger, beforeSlotCreated, cancellationToken).ConfigureAwait(false);
         return new ServerInfo(versionNum, database, created, start, types);
+    }
+
+    /// <summary>Opens the setup connection; a refused login says which role, which server and what to check.</summary>
+    private static async Task<NpgsqlConnection> OpenAsync(ConnectionPool connections, CancellationToken cancellationToken)
+    {
+        try
+        {
+            return await connections.OpenAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch (PostgresException e) when (Transport.LoginFailure.Is(e))
+        {
+            throw Transport.LoginFailure.Create(e, connections.ConnectionString);
+        }
     }
 
     private static async Task<(string WalLevel, int VersionNum, string Database, string User, bool CanReplicate)> ReadServerAsync(

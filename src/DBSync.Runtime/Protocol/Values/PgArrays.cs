@@ -36,8 +36,9 @@ internal static class PgArrays
                 owner.Fail($"is a malformed array (dimension {d + 1} has {lengths[d]} elements)");
         }
 
-        var result = Allocate<TArray, T>(owner, rank, lengths[..dimensions], out var elements);
+        // Each element takes at least its 4-byte length: the dimensions cannot claim more than the value holds.
         var position = 12 + 8 * dimensions;
+        var result = Allocate<TArray, T>(owner, rank, lengths[..dimensions], (data.Length - position) / 4, out var elements);
         for (var i = 0; i < elements.Length; i++)
         {
             if (data.Length - position < 4)
@@ -78,7 +79,7 @@ internal static class PgArrays
 
         Span<int> lengths = stackalloc int[MaxDimensions];
         var dimensions = Shape(data, start, lengths, owner, out var escaped);
-        var result = Allocate<TArray, T>(owner, rank, lengths[..dimensions], out var elements);
+        var result = Allocate<TArray, T>(owner, rank, lengths[..dimensions], data.Length, out var elements);
         if (elements.IsEmpty)
             return result;
 
@@ -166,8 +167,9 @@ internal static class PgArrays
     }
 
     /// <summary>Allocates the result for <paramref name="lengths"/> and returns its elements in row-major order (PostgreSQL's
-    /// order too). An array without dimensions becomes an empty array of the property's rank.</summary>
-    private static TArray Allocate<TArray, T>(in TupleValue owner, int rank, ReadOnlySpan<int> lengths, out Span<T> elements) where TArray : class
+    /// order too). An array without dimensions becomes an empty array of the property's rank. Dimensions that claim more
+    /// than <paramref name="maxElements"/> (what the value's bytes can hold) are malformed, and nothing is allocated.</summary>
+    private static TArray Allocate<TArray, T>(in TupleValue owner, int rank, ReadOnlySpan<int> lengths, int maxElements, out Span<T> elements) where TArray : class
     {
         if (lengths.Length != 0 && lengths.Length != rank)
         {
@@ -176,11 +178,14 @@ internal static class PgArrays
                        "(or keep the column's arrays at the property's dimensions)");
         }
 
-        long total = lengths.Length == 0 ? 0 : 1;
+        long total = lengths.Length == 0 || lengths.Contains(0) ? 0 : 1;
         foreach (var length in lengths)
+        {
+            // Checked at each step, the product stays far from overflowing.
             total *= length;
-        if (total > Array.MaxLength)
-            owner.Fail($"has {total} elements, more than a .NET array holds");
+            if (total > maxElements)
+                owner.Fail($"is a malformed array (its dimensions {string.Join(" x ", lengths.ToArray())} claim more elements than its {owner.Data.Length} bytes hold)");
+        }
 
         if (rank == 1)
         {

@@ -73,15 +73,29 @@ internal static class BackendMessages
         return (AuthenticationRequest)BinaryPrimitives.ReadInt32BigEndian(body);
     }
 
-    /// <summary>The SASL mechanisms an AuthenticationSASL message offers.</summary>
+    /// <summary>The 4-byte salt of an AuthenticationMD5Password message.</summary>
+    public static ReadOnlySpan<byte> ReadMd5Salt(ReadOnlySpan<byte> body)
+    {
+        if (body.Length != 4 + 4)
+            throw new ProtocolException($"AuthenticationMD5Password message of {body.Length} bytes: it has 4 bytes of request and exactly 4 of salt.");
+        return body[4..];
+    }
+
+    /// <summary>The SASL mechanisms an AuthenticationSASL message offers: NUL-terminated names, then an empty one.</summary>
     public static List<string> ReadSaslMechanisms(ReadOnlySpan<byte> body)
     {
         var mechanisms = new List<string>();
         var rest = body[4..];
-        while (!rest.IsEmpty && rest[0] != 0)
+        while (true)
         {
+            if (rest.IsEmpty)
+                throw new ProtocolException("AuthenticationSASL message ends without the empty name that closes its list of mechanisms.");
+            if (rest[0] == 0)
+                break;
             mechanisms.Add(ReadCString(ref rest, "AuthenticationSASL"));
         }
+        if (rest.Length != 1)
+            throw new ProtocolException($"AuthenticationSASL message has {rest.Length - 1} bytes after its list of mechanisms.");
         return mechanisms;
     }
 

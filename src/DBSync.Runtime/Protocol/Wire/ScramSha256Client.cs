@@ -4,37 +4,53 @@ using System.Text;
 namespace DBSync.Protocol.Wire;
 
 /// <summary>
-/// The client side of SCRAM-SHA-256 (RFC 5802 with RFC 7677's hash) without channel binding, as PostgreSQL's SASL
-/// authentication uses it: <see cref="ClientFirst"/>, then <see cref="ClientFinal"/> on the server's first message, then
-/// <see cref="VerifyServerFinal"/>, which proves that the server knows the password too. Pure: no I/O.
+/// The client side of SCRAM-SHA-256 and SCRAM-SHA-256-PLUS (RFC 5802 with RFC 7677's hash; channel binding per RFC 5929)
+/// as PostgreSQL's SASL authentication uses it: <see cref="ClientFirst"/>, then <see cref="ClientFinal"/> on the server's
+/// first message, then <see cref="VerifyServerFinal"/>, which proves that the server knows the password too. Pure: no I/O.
 /// </summary>
 internal sealed class ScramSha256Client
 {
     public const string Mechanism = "SCRAM-SHA-256";
 
-    // gs2 header "n,," (no channel binding, no authorization identity), and its base64 for the final message's c=.
-    private const string Gs2Header = "n,,";
-    private const string Gs2HeaderBase64 = "biws";
+    public const string PlusMechanism = "SCRAM-SHA-256-PLUS";
 
+    private readonly string _gs2Header;
+    private readonly byte[] _channelBinding;
     private readonly string _clientFirstBare;
     private readonly string _clientNonce;
     private byte[]? _expectedServerSignature;
 
     /// <param name="user">The SASL user name; PostgreSQL ignores it (the startup message names the role), so it sends none.</param>
     /// <param name="clientNonce">The client nonce; random unless a test fixes it.</param>
-    public ScramSha256Client(string user = "", string? clientNonce = null)
+    /// <param name="binding">How the exchange binds to the TLS channel (RFC 5802, section 7's gs2-cbind-flag).</param>
+    /// <param name="bindingData">With <see cref="ScramBinding.Bound"/>: the <see cref="TlsServerEndPoint"/> hash.</param>
+    public ScramSha256Client(string user = "", string? clientNonce = null, ScramBinding binding = ScramBinding.None, byte[]? bindingData = null)
     {
+        if ((binding == ScramBinding.Bound) != (bindingData is not null))
+            throw new ArgumentException("Binding data goes with a bound exchange, and only with one.", nameof(bindingData));
+        _gs2Header = binding switch
+        {
+            ScramBinding.Bound => $"p={TlsServerEndPoint.Name},,",
+            ScramBinding.ClientSupportsBinding => "y,,",
+            _ => "n,,",
+        };
+        _channelBinding = bindingData ?? [];
         _clientNonce = clientNonce ?? Convert.ToBase64String(RandomNumberGenerator.GetBytes(18));
         _clientFirstBare = $"n={user.Replace("=", "=3D", StringComparison.Ordinal).Replace(",", "=2C", StringComparison.Ordinal)},r={_clientNonce}";
     }
 
+    /// <summary>The mechanism this exchange is: <see cref="PlusMechanism"/> when bound to the channel.</summary>
+    public string MechanismName => _channelBinding.Length > 0 ? PlusMechanism : Mechanism;
+
     /// <summary>The client-first-message.</summary>
-    public byte[] ClientFirst() => Encoding.UTF8.GetBytes(Gs2Header + _clientFirstBare);
+    public byte[] ClientFirst() => Encoding.UTF8.GetBytes(_gs2Header + _clientFirstBare);
 
     /// <summary>The client-final-message for the server-first-message, with the proof of the password.</summary>
     public byte[] ClientFinal(ReadOnlySpan<byte> serverFirstMessage, string password)
     {
         var serverFirst = Encoding.UTF8.GetString(serverFirstMessage);
+        if (serverFirst.StartsWith("m=", StringComparison.Ordinal))
+            throw new ProtocolException("The server's SCRAM-SHA-256 first message demands an extension (m=) that no PostgreSQL uses; the exchange is not trusted.");
         string? nonce = null, salt = null, iterations = null;
         foreach (var attribute in serverFirst.Split(','))
         {
@@ -65,7 +81,8 @@ internal sealed class ScramSha256Client
         var saltedPassword = Rfc2898DeriveBytes.Pbkdf2(Encoding.UTF8.GetBytes(Normalize(password)), saltBytes, count, HashAlgorithmName.SHA256, 32);
         var clientKey = HMACSHA256.HashData(saltedPassword, "Client Key"u8);
         var storedKey = SHA256.HashData(clientKey);
-        var clientFinalWithoutProof = $"c={Gs2HeaderBase64},r={nonce}";
+        // c= carries the GS2 header again, and with -PLUS the channel's binding: the server compares both with its own.
+        var clientFinalWithoutProof = $"c={Convert.ToBase64String([.. Encoding.ASCII.GetBytes(_gs2Header), .. _channelBinding])},r={nonce}";
         var authMessage = Encoding.UTF8.GetBytes($"{_clientFirstBare},{serverFirst},{clientFinalWithoutProof}");
         var clientSignature = HMACSHA256.HashData(storedKey, authMessage);
         var proof = new byte[clientKey.Length];
@@ -118,4 +135,18 @@ internal sealed class ScramSha256Client
             return password;
         }
     }
+}
+
+/// <summary>The GS2 channel binding flag of a SCRAM exchange.</summary>
+internal enum ScramBinding
+{
+    /// <summary>"n": the client does not bind (no TLS, or Channel Binding=Disable, or no hash for the certificate).</summary>
+    None,
+
+    /// <summary>"y": the client could bind but the server did not offer -PLUS; a server that supports it refuses this,
+    /// which unmasks a man in the middle who removed -PLUS from the offer.</summary>
+    ClientSupportsBinding,
+
+    /// <summary>"p=tls-server-end-point": SCRAM-SHA-256-PLUS, bound to the server's certificate.</summary>
+    Bound,
 }

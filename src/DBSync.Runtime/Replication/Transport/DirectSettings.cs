@@ -8,9 +8,9 @@ namespace DBSync.Replication.Transport;
 /// What <see cref="DirectTransport"/> takes from an Npgsql connection string, or why it cannot serve it. It speaks TCP
 /// or a Unix socket to one host, TLS per <see cref="SslMode"/> (Prefer, Require: no certificate check, as in Npgsql;
 /// VerifyCA, VerifyFull: against <c>Root Certificate</c>, <c>PGSSLROOTCERT</c>, <c>~/.postgresql/root.crt</c> or the
-/// system's store), and trust, password, MD5 and SCRAM-SHA-256 authentication with the connection string's password or
-/// <c>PGPASSWORD</c>. Anything else (several hosts, client certificates, Kerberos/GSS, a password file, channel binding
-/// required, direct TLS negotiation) is left to Npgsql.
+/// system's store), and trust, password, MD5, SCRAM-SHA-256 and SCRAM-SHA-256-PLUS authentication (per
+/// <see cref="ChannelBinding"/>) with the connection string's password or <c>PGPASSWORD</c>. Anything else (several
+/// hosts, client certificates, Kerberos/GSS, a password file, direct TLS negotiation) is left to Npgsql.
 /// </summary>
 internal sealed record DirectSettings(
     string Host,
@@ -20,6 +20,7 @@ internal sealed record DirectSettings(
     string Database,
     SslMode SslMode,
     string? RootCertificate,
+    ChannelBinding ChannelBinding,
     string ApplicationName,
     string? Options,
     TimeSpan ConnectTimeout,
@@ -27,8 +28,21 @@ internal sealed record DirectSettings(
     int TcpKeepAliveTime,
     int TcpKeepAliveInterval)
 {
+    /// <summary>The largest message body the server may send once streaming (<see cref="DBSyncOptions.MaxMessageSize"/>).</summary>
+    public int MaxMessageSize { get; init; } = DBSyncOptions.DefaultMaxMessageSize;
+
     /// <summary>Whether <see cref="Host"/> is a Unix socket directory.</summary>
     public bool IsUnixSocket => Host.StartsWith('/');
+
+    /// <summary>Where the server listens, for messages: <c>host:port</c>, or the Unix socket's path.</summary>
+    public string Endpoint => EndpointOf(Host, Port);
+
+    /// <summary>Where a server listens: <c>host:port</c>, or the socket's path when <paramref name="host"/> is a directory.</summary>
+    public static string EndpointOf(string host, int port) => host.StartsWith('/') ? Path.Combine(host, $".s.PGSQL.{port}") : $"{host}:{port}";
+
+    /// <summary>The role a connection string logs in as: its Username, else PGUSER, else the operating system's user.</summary>
+    public static string UserOf(NpgsqlConnectionStringBuilder builder)
+        => builder.Username ?? Environment.GetEnvironmentVariable("PGUSER") ?? Environment.UserName;
 
     /// <summary>The settings for <paramref name="connectionString"/>, or null with the reason the direct transport cannot
     /// serve it.</summary>
@@ -43,11 +57,12 @@ internal sealed record DirectSettings(
         return new DirectSettings(
             builder.Host!,
             builder.Port,
-            builder.Username ?? Environment.GetEnvironmentVariable("PGUSER") ?? Environment.UserName,
+            UserOf(builder),
             password,
-            builder.Database ?? builder.Username ?? Environment.GetEnvironmentVariable("PGUSER") ?? Environment.UserName,
+            builder.Database ?? UserOf(builder),
             builder.SslMode,
             builder.RootCertificate ?? Environment.GetEnvironmentVariable("PGSSLROOTCERT") ?? HomePostgresFile("root.crt"),
+            builder.ChannelBinding,
             string.IsNullOrEmpty(builder.ApplicationName) ? "DBSync" : builder.ApplicationName,
             builder.Options,
             builder.Timeout == 0 ? Timeout.InfiniteTimeSpan : TimeSpan.FromSeconds(builder.Timeout),
@@ -73,8 +88,6 @@ internal sealed record DirectSettings(
         {
             return "a client certificate is configured";
         }
-        if (builder.ChannelBinding == ChannelBinding.Require)
-            return "Channel Binding=Require";
         if (builder.GssEncryptionMode == GssEncryptionMode.Require)
             return "GSS Encryption Mode=Require";
         if (builder.Passfile is not null)

@@ -1,15 +1,11 @@
-using System.Buffers;
-using System.Buffers.Binary;
 using System.Diagnostics;
 using System.Globalization;
 using System.Net;
 using System.Net.Security;
 using System.Net.Sockets;
-using System.Numerics;
 using System.Security.Authentication;
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
-using System.Text;
 using DBSync.Protocol.Wire;
 using Npgsql;
 
@@ -19,12 +15,19 @@ namespace DBSync.Replication.Transport;
 /// The replication protocol spoken directly on a socket. Reads are blocking, on a <see cref="ReaderThread"/>, into one
 /// large buffer from which frames are handed out in place; after a read that found little, the thread pauses for
 /// <c>batchDelay</c> so that the frames arriving meanwhile are taken in one read. The server's keepalives are answered
-/// here, status updates go out on a timer, and a connection that stays silent is given up.
+/// here, status updates go out on a timer, and a connection that stays silent is given up. The login follows
+/// <see cref="ClientAuthentication"/>'s strict order (channel binding over TLS included), and every length the server
+/// sends is checked by <see cref="BackendMessageBuffer"/> against a cap before anything is allocated for it.
 /// </summary>
 internal sealed class DirectTransport : IReplicationTransport
 {
-    private const int BufferSize = 1 << 20;
     private const int SmallRead = 64 * 1024;
+
+    /// <summary>The largest message of the handshake: authentication messages are small, and so are the server's errors.</summary>
+    private const int HandshakeMessageLimit = 64 * 1024;
+
+    private const string HandshakeLimitName = "the limit of the connection's handshake";
+    private const string StreamLimitName = "DBSyncOptions.MaxMessageSize";
 
     private static readonly TimeSpan s_endStreamTimeout = TimeSpan.FromSeconds(5);
 
@@ -35,10 +38,9 @@ internal sealed class DirectTransport : IReplicationTransport
     private readonly ReaderThread _thread;
     private readonly Lock _sendLock = new();
     private readonly byte[] _status = new byte[FrontendMessages.StandbyStatusLength];
+    private readonly BackendMessageBuffer _messages;
+    private readonly int _maxMessageSize;
     private Timer? _statusTimer;
-    private byte[] _buffer = ArrayPool<byte>.Shared.Rent(BufferSize);
-    private int _start;
-    private int _end;
     private int _frameOffset;
     private int _frameLength;
     private long _lastReceived;
@@ -53,13 +55,15 @@ internal sealed class DirectTransport : IReplicationTransport
     private bool _copyDoneSent;
     private volatile bool _closed;
 
-    private DirectTransport(Socket socket, Stream stream, string endpoint, ReaderThread thread, StreamTimings timings)
+    private DirectTransport(Socket socket, Stream stream, string endpoint, ReaderThread thread, StreamTimings timings, int maxMessageSize)
     {
         _socket = socket;
         _stream = stream;
         _endpoint = endpoint;
         _thread = thread;
         _timings = timings;
+        _maxMessageSize = maxMessageSize;
+        _messages = new BackendMessageBuffer($"the server at {endpoint}", HandshakeMessageLimit, HandshakeLimitName);
     }
 
     public string Name => "direct";
@@ -68,9 +72,16 @@ internal sealed class DirectTransport : IReplicationTransport
 
     public ulong LastReceivedLsn => unchecked((ulong)Interlocked.Read(ref _lastReceived));
 
-    public ReadOnlySpan<byte> Frame => _buffer.AsSpan(_frameOffset, _frameLength);
+    public ReadOnlySpan<byte> Frame => _messages.Buffer.AsSpan(_frameOffset, _frameLength);
 
     public ulong FrameLsn { get; private set; }
+
+    /// <summary>How the login was authenticated: <c>trust</c>, <c>password</c>, <c>md5</c>, <c>SCRAM-SHA-256</c> or
+    /// <c>SCRAM-SHA-256-PLUS</c> (bound to the TLS channel).</summary>
+    public string AuthenticationMethod { get; private set; } = "";
+
+    /// <summary>Whether the connection is encrypted.</summary>
+    public bool IsEncrypted => _stream is SslStream;
 
     /// <summary>Connects, negotiates TLS, authenticates and waits until the server is ready for the replication command.</summary>
     /// <remarks>
@@ -78,10 +89,14 @@ internal sealed class DirectTransport : IReplicationTransport
     /// that has seen one asynchronous operation in non-blocking mode and emulates a blocking read through its event
     /// thread, which would bring back the very hand-off per read that this transport exists to avoid.
     /// </remarks>
-    /// <exception cref="DirectTransportUnsupportedException">The server asks for something only Npgsql provides.</exception>
+    /// <exception cref="DirectTransportUnsupportedException">The server asks for something only Npgsql provides; nothing
+    /// that reveals the password was sent.</exception>
+    /// <exception cref="ProtocolException">The server broke the protocol: the authentication order, a length, a message.</exception>
+    /// <exception cref="DBSyncConfigurationException">TLS or channel binding cannot be had as the connection string asks,
+    /// or the server's certificate fails its check.</exception>
     public static async Task<DirectTransport> ConnectAsync(DirectSettings settings, StreamTimings timings, CancellationToken cancellationToken)
     {
-        var endpoint = settings.IsUnixSocket ? Path.Combine(settings.Host, $".s.PGSQL.{settings.Port}") : $"{settings.Host}:{settings.Port}";
+        var endpoint = settings.Endpoint;
         var thread = new ReaderThread($"DBSync replication {endpoint}");
         try
         {
@@ -134,8 +149,16 @@ internal sealed class DirectTransport : IReplicationTransport
             }
             ApplyKeepAlive(socket!, settings);
             stream = NegotiateTls(socket!, settings);
-            var transport = new DirectTransport(socket!, stream, endpoint, thread, timings);
-            transport.Startup(settings);
+            var transport = new DirectTransport(socket!, stream, endpoint, thread, timings, settings.MaxMessageSize);
+            try
+            {
+                transport.Startup(settings);
+            }
+            catch
+            {
+                transport._messages.Dispose();
+                throw;
+            }
             return transport;
         }
         catch (Exception e)
@@ -193,18 +216,23 @@ internal sealed class DirectTransport : IReplicationTransport
                 "Enable ssl on the server, or lower SSL Mode to Prefer or Disable.");
         }
         if (answer != 'S')
-            throw new ProtocolException($"The server answered the TLS request with {(answer < 0 ? "nothing" : $"'{(char)answer}'")} instead of 'S' or 'N'.");
+            throw new ProtocolException($"The server at {settings.Endpoint} answered the TLS request with {(answer < 0 ? "nothing" : BackendMessageBuffer.Describe((byte)answer))} instead of 'S' or 'N'.");
 
+        var check = new CertificateCheck(settings);
         var tls = new SslStream(stream, leaveInnerStreamOpen: false);
         try
         {
-            tls.AuthenticateAsClient(new SslClientAuthenticationOptions
-            {
-                TargetHost = settings.Host,
-                RemoteCertificateValidationCallback = CertificateValidation(settings),
-                CertificateRevocationCheckMode = X509RevocationMode.NoCheck,
-            });
+            tls.AuthenticateAsClient(check.Options());
             return tls;
+        }
+        catch (AuthenticationException e) when (check.Problem is { } problem)
+        {
+            tls.Dispose();
+            throw new DBSyncConfigurationException(
+                $"The certificate of the server at {settings.Endpoint} does not pass SSL Mode={settings.SslMode}: {problem}. " +
+                $"Check that {(settings.RootCertificate is { } root ? $"the Root Certificate file {root}" : "the system's certificate store")} holds the CA that signed it" +
+                (settings.SslMode == SslMode.VerifyFull ? $" and that the certificate names the Host {settings.Host}" : "") +
+                "; SSL Mode=Require encrypts without checking the certificate.", e);
         }
         catch
         {
@@ -213,30 +241,73 @@ internal sealed class DirectTransport : IReplicationTransport
         }
     }
 
-    private static RemoteCertificateValidationCallback CertificateValidation(DirectSettings settings)
+    /// <summary>The server certificate's check for one handshake, and what it found wrong.</summary>
+    private sealed class CertificateCheck(DirectSettings settings)
     {
-        if (settings.SslMode is SslMode.Prefer or SslMode.Require)
-            return static (_, _, _, _) => true;
-        var checkName = settings.SslMode == SslMode.VerifyFull;
-        X509Certificate2Collection? roots = null;
-        if (settings.RootCertificate is { } path)
+        /// <summary>Why the certificate was refused, once it was.</summary>
+        public string? Problem { get; private set; }
+
+        public SslClientAuthenticationOptions Options()
         {
-            roots = [];
-            roots.ImportFromPemFile(path);
+            var options = new SslClientAuthenticationOptions
+            {
+                TargetHost = settings.Host,
+                CertificateRevocationCheckMode = X509RevocationMode.NoCheck,
+            };
+            if (settings.SslMode is SslMode.Prefer or SslMode.Require)
+            {
+                options.RemoteCertificateValidationCallback = static (_, _, _, _) => true;
+                return options;
+            }
+            if (settings.RootCertificate is { } path)
+            {
+                // The chain is built by SslStream with this policy, from the certificates the server sent: its leaf and
+                // any intermediate CAs, up to one of these roots.
+                var policy = new X509ChainPolicy { TrustMode = X509ChainTrustMode.CustomRootTrust, RevocationMode = X509RevocationMode.NoCheck };
+                policy.CustomTrustStore.AddRange(ReadRoots(path));
+                options.CertificateChainPolicy = policy;
+            }
+            options.RemoteCertificateValidationCallback = Validate;
+            return options;
         }
-        return (_, certificate, _, errors) =>
+
+        private bool Validate(object sender, X509Certificate? certificate, X509Chain? chain, SslPolicyErrors errors)
         {
-            if (certificate is null || (checkName && errors.HasFlag(SslPolicyErrors.RemoteCertificateNameMismatch)))
-                return false;
-            if (roots is null)
-                return (errors & ~SslPolicyErrors.RemoteCertificateNameMismatch) == SslPolicyErrors.None;
-            using var chain = new X509Chain();
-            chain.ChainPolicy.TrustMode = X509ChainTrustMode.CustomRootTrust;
-            chain.ChainPolicy.CustomTrustStore.AddRange(roots);
-            chain.ChainPolicy.RevocationMode = X509RevocationMode.NoCheck;
-            using var server = new X509Certificate2(certificate);
-            return chain.Build(server);
-        };
+            if (settings.SslMode == SslMode.VerifyCA)
+                errors &= ~SslPolicyErrors.RemoteCertificateNameMismatch;
+            if (errors == SslPolicyErrors.None)
+                return true;
+            var problems = new List<string>();
+            if (errors.HasFlag(SslPolicyErrors.RemoteCertificateNotAvailable))
+                problems.Add("the server sent no certificate");
+            if (errors.HasFlag(SslPolicyErrors.RemoteCertificateNameMismatch))
+                problems.Add($"the certificate ({certificate?.Subject}) does not carry the name {settings.Host}");
+            if (errors.HasFlag(SslPolicyErrors.RemoteCertificateChainErrors))
+            {
+                var statuses = chain?.ChainStatus.Select(s => $"{s.Status} ({s.StatusInformation.Trim()})").Distinct().ToList() ?? [];
+                problems.Add($"its chain does not lead to a trusted CA: {(statuses.Count == 0 ? "unknown reason" : string.Join("; ", statuses))}");
+            }
+            Problem = string.Join(", and ", problems);
+            return false;
+        }
+
+        private static X509Certificate2Collection ReadRoots(string path)
+        {
+            try
+            {
+                var roots = new X509Certificate2Collection();
+                roots.ImportFromPemFile(path);
+                if (roots.Count == 0)
+                    throw new CryptographicException("it holds no PEM certificate");
+                return roots;
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException or CryptographicException)
+            {
+                throw new DBSyncConfigurationException(
+                    $"The root certificate file {path} (the connection string's Root Certificate, PGSSLROOTCERT or ~/.postgresql/root.crt) cannot be read: {e.Message} " +
+                    "Point Root Certificate at the PEM file of the CA that signed the server's certificate.", e);
+            }
+        }
     }
 
     private void Startup(DirectSettings settings)
@@ -253,74 +324,38 @@ internal sealed class DirectTransport : IReplicationTransport
             parameters.Add(new("options", settings.Options));
         Write(FrontendMessages.Startup(parameters));
 
-        ScramSha256Client? scram = null;
+        var channel = _stream is SslStream tls ? TlsChannel.For(tls.RemoteCertificate?.GetRawCertData()) : null;
+        var authentication = new ClientAuthentication(settings.Username, settings.Password, settings.ChannelBinding, _endpoint, channel);
         while (true)
         {
             var (kind, offset, length) = ReadMessage();
-            var body = _buffer.AsSpan(offset, length);
+            var body = _messages.Buffer.AsSpan(offset, length);
             switch (kind)
             {
                 case BackendMessageKind.Authentication:
-                    scram = Authenticate(settings, body, scram);
-                    break;
-                case BackendMessageKind.BackendKeyData:
-                    BackendPid = BackendMessages.ReadBackendPid(body);
+                    if (authentication.Handle(body) is { } answer)
+                        Write(answer);
                     break;
                 case BackendMessageKind.ErrorResponse:
                     throw BackendMessages.ReadError(body);
-                case BackendMessageKind.ReadyForQuery:
-                    return;
-                case BackendMessageKind.ParameterStatus or BackendMessageKind.NoticeResponse or BackendMessageKind.NegotiateProtocolVersion:
+                case BackendMessageKind.NegotiateProtocolVersion:
                     break;
+                case BackendMessageKind.BackendKeyData:
+                    authentication.RequireComplete("BackendKeyData");
+                    BackendPid = BackendMessages.ReadBackendPid(body);
+                    break;
+                case BackendMessageKind.ParameterStatus or BackendMessageKind.NoticeResponse:
+                    authentication.RequireComplete(kind == BackendMessageKind.ParameterStatus ? "ParameterStatus" : "NoticeResponse");
+                    break;
+                case BackendMessageKind.ReadyForQuery:
+                    authentication.RequireComplete("ReadyForQuery");
+                    AuthenticationMethod = authentication.Method!;
+                    return;
                 default:
-                    throw new ProtocolException($"Unexpected message '{(char)kind}' while connecting the replication stream to {_endpoint}.");
+                    throw new ProtocolException($"Unexpected message {BackendMessageBuffer.Describe(kind)} while connecting the replication stream to {_endpoint}.");
             }
         }
     }
-
-    private ScramSha256Client? Authenticate(DirectSettings settings, ReadOnlySpan<byte> body, ScramSha256Client? scram)
-    {
-        var request = BackendMessages.ReadAuthentication(body);
-        switch (request)
-        {
-            case AuthenticationRequest.Ok:
-                return scram;
-            case AuthenticationRequest.CleartextPassword:
-                Write(FrontendMessages.Password(RequirePassword(settings, "password")));
-                return scram;
-            case AuthenticationRequest.Md5Password:
-            {
-                // md5(md5(password || user) as hex || salt), as hex, after "md5".
-                var password = RequirePassword(settings, "md5");
-                var inner = Convert.ToHexStringLower(MD5.HashData(Encoding.UTF8.GetBytes(password + settings.Username)));
-                var outer = MD5.HashData([.. Encoding.ASCII.GetBytes(inner), .. body.Slice(4, 4)]);
-                Write(FrontendMessages.Password("md5" + Convert.ToHexStringLower(outer)));
-                return scram;
-            }
-            case AuthenticationRequest.Sasl:
-            {
-                var mechanisms = BackendMessages.ReadSaslMechanisms(body);
-                if (!mechanisms.Contains(ScramSha256Client.Mechanism))
-                    throw new DirectTransportUnsupportedException($"the server offers only the SASL mechanisms {string.Join(", ", mechanisms)}");
-                RequirePassword(settings, "scram-sha-256");
-                scram = new ScramSha256Client();
-                Write(FrontendMessages.SaslInitialResponse(ScramSha256Client.Mechanism, scram.ClientFirst()));
-                return scram;
-            }
-            case AuthenticationRequest.SaslContinue when scram is not null:
-                Write(FrontendMessages.SaslResponse(scram.ClientFinal(body[4..], settings.Password!)));
-                return scram;
-            case AuthenticationRequest.SaslFinal when scram is not null:
-                scram.VerifyServerFinal(body[4..]);
-                return scram;
-            default:
-                throw new DirectTransportUnsupportedException($"the server asks for {request} authentication");
-        }
-    }
-
-    private static string RequirePassword(DirectSettings settings, string method)
-        => settings.Password ?? throw new DirectTransportUnsupportedException(
-            $"the server asks for a password ({method}) and neither the connection string nor PGPASSWORD has one (Npgsql may find one in a password file)");
 
     public async ValueTask StartAsync(string slot, ulong start, IReadOnlyList<KeyValuePair<string, string>> pluginOptions, CancellationToken cancellationToken)
     {
@@ -335,13 +370,15 @@ internal sealed class DirectTransport : IReplicationTransport
             {
                 case BackendMessageKind.CopyBothResponse:
                     _streaming = true;
+                    _messages.MaxMessageSize = _maxMessageSize;
+                    _messages.LimitName = StreamLimitName;
                     return;
                 case BackendMessageKind.ErrorResponse:
-                    throw BackendMessages.ReadError(_buffer.AsSpan(offset, length));
+                    throw BackendMessages.ReadError(_messages.Buffer.AsSpan(offset, length));
                 case BackendMessageKind.ParameterStatus or BackendMessageKind.NoticeResponse:
                     break;
                 default:
-                    throw new ProtocolException($"Unexpected message '{(char)kind}' in answer to START_REPLICATION from {_endpoint}.");
+                    throw new ProtocolException($"Unexpected message {BackendMessageBuffer.Describe(kind)} in answer to START_REPLICATION from {_endpoint}.");
             }
         }
     }
@@ -380,9 +417,9 @@ internal sealed class DirectTransport : IReplicationTransport
     /// <summary>Takes buffered messages until an XLogData frame: keepalives are answered, the end of the stream noted.</summary>
     private bool TryNextFrame()
     {
-        while (TryTakeMessage(out var kind, out var offset, out var length))
+        while (_messages.TryTake(out var kind, out var offset, out var length))
         {
-            var body = _buffer.AsSpan(offset, length);
+            var body = _messages.Buffer.AsSpan(offset, length);
             switch (kind)
             {
                 case BackendMessageKind.CopyData when body.Length > 0 && body[0] == BackendMessageKind.XLogData:
@@ -403,7 +440,7 @@ internal sealed class DirectTransport : IReplicationTransport
                     break;
                 }
                 case BackendMessageKind.CopyData:
-                    throw new ProtocolException($"Unknown replication message '{(body.IsEmpty ? ' ' : (char)body[0])}' from {_endpoint}.");
+                    throw new ProtocolException($"Unknown replication message {(body.IsEmpty ? "(an empty CopyData)" : BackendMessageBuffer.Describe(body[0]))} from {_endpoint}.");
                 case BackendMessageKind.CopyDone:
                     // The server ends the stream (after ours ended, or on its own); answering keeps the protocol in step.
                     SendCopyDone();
@@ -416,7 +453,7 @@ internal sealed class DirectTransport : IReplicationTransport
                 case BackendMessageKind.CommandComplete or BackendMessageKind.NoticeResponse or BackendMessageKind.ParameterStatus:
                     break;
                 default:
-                    throw new ProtocolException($"Unexpected message '{(char)kind}' in the replication stream from {_endpoint}.");
+                    throw new ProtocolException($"Unexpected message {BackendMessageBuffer.Describe(kind)} in the replication stream from {_endpoint}.");
             }
         }
         return false;
@@ -425,12 +462,12 @@ internal sealed class DirectTransport : IReplicationTransport
     /// <summary>One blocking read into the buffer; after a small one, a pause lets the next frames gather.</summary>
     private void Fill()
     {
-        MakeRoom();
+        var space = _messages.GetReadSpace();
         int read;
         _waiting = true;
         try
         {
-            read = _stream.Read(_buffer, _end, _buffer.Length - _end);
+            read = _stream.Read(space);
         }
         catch (Exception e) when (e is IOException or SocketException or ObjectDisposedException)
         {
@@ -458,57 +495,10 @@ internal sealed class DirectTransport : IReplicationTransport
                 ? new IOException(reason)
                 : new EndOfStreamException($"The server at {_endpoint} closed the replication connection.");
         }
-        _end += read;
+        _messages.Advance(read);
         Volatile.Write(ref _lastDataTimestamp, Stopwatch.GetTimestamp());
         if (read < SmallRead && _timings.BatchDelay > TimeSpan.Zero && !_endRequested && _socket.Available == 0)
             Thread.Sleep(_timings.BatchDelay);
-    }
-
-    /// <summary>Moves an incomplete message to the front of the buffer, growing the buffer when the message is larger.</summary>
-    private void MakeRoom()
-    {
-        var pending = _end - _start;
-        var needed = pending >= 5 ? 1 + BinaryPrimitives.ReadInt32BigEndian(_buffer.AsSpan(_start + 1)) : 5;
-        if (needed > _buffer.Length)
-        {
-            var larger = ArrayPool<byte>.Shared.Rent((int)Math.Min(Array.MaxLength, BitOperations.RoundUpToPowerOf2((uint)needed)));
-            _buffer.AsSpan(_start, pending).CopyTo(larger);
-            ArrayPool<byte>.Shared.Return(_buffer);
-            _buffer = larger;
-        }
-        else if (_start > 0)
-        {
-            _buffer.AsSpan(_start, pending).CopyTo(_buffer);
-        }
-        else
-        {
-            return;
-        }
-        _start = 0;
-        _end = pending;
-    }
-
-    /// <summary>A whole message from the buffer, if one is there: its kind and where its body lies.</summary>
-    private bool TryTakeMessage(out byte kind, out int bodyOffset, out int bodyLength)
-    {
-        var available = _end - _start;
-        if (available >= 5)
-        {
-            var length = BinaryPrimitives.ReadInt32BigEndian(_buffer.AsSpan(_start + 1));
-            if (length < 4)
-                throw new ProtocolException($"Message '{(char)_buffer[_start]}' from {_endpoint} claims a length of {length}.");
-            if (available - 1 >= length)
-            {
-                kind = _buffer[_start];
-                bodyOffset = _start + 5;
-                bodyLength = length - 4;
-                _start += 1 + length;
-                return true;
-            }
-        }
-        kind = 0;
-        bodyOffset = bodyLength = 0;
-        return false;
     }
 
     /// <summary>The next whole message during setup.</summary>
@@ -516,13 +506,12 @@ internal sealed class DirectTransport : IReplicationTransport
     {
         while (true)
         {
-            if (TryTakeMessage(out var kind, out var offset, out var length))
+            if (_messages.TryTake(out var kind, out var offset, out var length))
                 return (kind, offset, length);
-            MakeRoom();
-            var read = _stream.Read(_buffer, _end, _buffer.Length - _end);
+            var read = _stream.Read(_messages.GetReadSpace());
             if (read == 0)
                 throw new EndOfStreamException($"The server at {_endpoint} closed the connection during the replication handshake.");
-            _end += read;
+            _messages.Advance(read);
         }
     }
 
@@ -650,8 +639,7 @@ internal sealed class DirectTransport : IReplicationTransport
         await _stream.DisposeAsync().ConfigureAwait(false);
         _socket.Dispose();
         _thread.Dispose();
-        ArrayPool<byte>.Shared.Return(_buffer);
-        _buffer = [];
+        _messages.Dispose();
     }
 
     /// <summary>
