@@ -28,6 +28,16 @@ public partial class RestaurantByName
     public string Name { get; set; } = "";
 }
 
+/// <summary>Maps a table keyed by text with an int key, and a text column with an int.</summary>
+[SyncTable("text_key")]
+public partial class TextKeyAsInt
+{
+    [PrimaryKey]
+    public int Id { get; set; }
+
+    public int Label { get; set; }
+}
+
 [Collection(PostgresCollection.Name)]
 [Trait("Category", "Integration")]
 public sealed class BadInputTests(PostgresFixture fixture)
@@ -113,6 +123,22 @@ public sealed class BadInputTests(PostgresFixture fixture)
 
         var error = await Assert.ThrowsAsync<DBSyncConfigurationException>(() => RunAsync(db.ConnectionString, c => c.On<RestaurantByName>(_ => { })));
         Assert.Contains("marks [PrimaryKey] on (name) but the primary key of public.restaurant is (id)", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task KeyPropertyOfAWrongType_IsToldToChangeItsType_NeverToIgnoreIt()
+    {
+        await using var db = await TestDatabase.CreateAsync(fixture.Server, seedSchema: false);
+        await db.ExecuteAsync("CREATE TABLE text_key (id text PRIMARY KEY, label text)");
+
+        var error = await Assert.ThrowsAsync<DBSyncConfigurationException>(() => RunAsync(db.ConnectionString, c => c.On<TextKeyAsInt>(_ => { })));
+        var lines = error.Message.Split(Environment.NewLine);
+        var key = Assert.Single(lines, l => l.StartsWith("Column \"id\"", StringComparison.Ordinal));
+        Assert.Contains("which property TextKeyAsInt.Id (int) cannot hold", key, StringComparison.Ordinal);
+        Assert.EndsWith("Change the property type to one of them; a [PrimaryKey] property identifies the row, so it cannot be [SyncIgnore].", key, StringComparison.Ordinal);
+        // Leaving a column out is still the advice for a property that is not a key.
+        var label = Assert.Single(lines, l => l.StartsWith("Column \"label\"", StringComparison.Ordinal));
+        Assert.EndsWith("Change the property type, or mark it [SyncIgnore].", label, StringComparison.Ordinal);
     }
 
     [Fact]
