@@ -249,7 +249,7 @@ internal sealed class ReplicationSession
         {
             // Transactions whose handlers completed stay confirmed; the failed one is delivered again on the next run.
             _activity?.SetStatus(ActivityStatusCode.Error, e.GetType().FullName);
-            Log.StreamFailed(_logger, e, _options.SlotName, ConfirmedLsn.ToString());
+            Log.StreamFailed(_logger, _options.SlotName, $"{e.GetType().Name}: {e.Message}", ConfirmedLsn.ToString());
             await FlushStatusAsync().ConfigureAwait(false);
             throw;
         }
