@@ -83,7 +83,8 @@ public readonly struct Change<T> where T : ISyncTable<T>
     /// of every table in delivery order (snapshot <see cref="ChangeKind.Read"/> rows too, in the transaction of their
     /// chunk's high watermark). With <see cref="CommitLsn"/> it identifies the change: (<see cref="CommitLsn"/>,
     /// <see cref="IndexInTransaction"/>) is unique among the changes a pipeline delivers, and a transaction delivered again
-    /// (after a restart, a reconnect or a handler failure) gives each change the same pair, so it serves as a dedupe key.
+    /// (after a restart, a reconnect or a handler failure, with the same tables registered) gives each change the same
+    /// pair, so it serves as a dedupe key.
     /// </summary>
     public int IndexInTransaction { get; }
 
