@@ -5,18 +5,23 @@ namespace DBSync.Hosting;
 public sealed class DBSyncHostOptions
 {
     /// <summary>
-    /// Whether the host's start waits until the slot streams (the database checked, publication and slot created), so a
-    /// configuration error (<c>wal_level</c>, privileges, a missing table) fails the host's start with its message. When
-    /// false, the start returns at once and such an error is handled as <see cref="StopApplicationOnError"/> says. Either
-    /// way the host's start never waits for the stream itself. Default true.
+    /// Whether the host's start waits until the slot streams (the database checked, publication and slot created), so
+    /// hosted services registered after DBSync start only once it streams, and a configuration error (<c>wal_level</c>,
+    /// privileges, a missing table) is known before the start returns: handled as <see cref="StopApplicationOnError"/>
+    /// says, or, when that is false, failing the host's start with its message. When false, the start returns at once.
+    /// Either way the host's start never waits for the stream itself. Default true.
     /// </summary>
     public bool WaitUntilStreaming { get; set; } = true;
 
     /// <summary>
-    /// Whether an error that stops the stream (a handler failure under <see cref="HandlerFailurePolicy.Stop"/>, a lost
-    /// slot, a schema mismatch) stops the application: it is logged (event 5001), the application is stopped, and the
-    /// host's <c>StopAsync</c> (so <c>RunAsync</c>) throws it, so the process ends with a failure exit code. When false
-    /// it is logged (event 5002) and the application runs on without DBSync. Default true.
+    /// Whether an error that ends DBSync's run, at setup (<c>wal_level</c>, privileges, a missing table) or while streaming
+    /// (a handler failure under <see cref="HandlerFailurePolicy.Stop"/>, a lost slot, a schema mismatch), stops the
+    /// application: it is logged once, with its stack trace (event 5001), <see cref="Environment.ExitCode"/> is set to 1
+    /// (unless the application set another), and the application is stopped. Neither the host's start nor its stop throws
+    /// it, so <c>host.RunAsync()</c> returns and the process exits with that code (a <c>Main</c> that returns an
+    /// <c>int</c> must return <see cref="Environment.ExitCode"/> to keep it), instead of dying of an unhandled exception.
+    /// When false, a setup error fails the host's start (with <see cref="WaitUntilStreaming"/>) and an error while
+    /// streaming is logged (event 5002) while the application runs on without DBSync. Default true.
     /// </summary>
     public bool StopApplicationOnError { get; set; } = true;
 }

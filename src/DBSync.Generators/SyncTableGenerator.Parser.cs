@@ -57,22 +57,12 @@ public sealed partial class SyncTableGenerator
 
             var columns = new List<ColumnSpec>();
             var hasUnresolvedTypes = false;
+            var hasKeyAttribute = false;
             var columnLocations = new List<Location?>();
             foreach (var property in MappedProperties(type))
             {
                 cancellationToken.ThrowIfCancellationRequested();
                 var propertyLocation = property.Locations.FirstOrDefault();
-                if (IsUnresolved(property.Type))
-                {
-                    // The compiler already reports the missing type; no code until it resolves, and no second error.
-                    hasUnresolvedTypes = true;
-                    continue;
-                }
-                var shape = Classify(property.Type, property.NullableAnnotation, location: propertyLocation, type.Name, property.Name, diagnostics);
-                if (shape is null)
-                    continue;
-                var isNullable = shape.IsNullable;
-
                 var keyOrder = -1;
                 var columnName = NameConversions.ToSnakeCase(property.Name);
                 foreach (var attribute in property.GetAttributes())
@@ -83,6 +73,20 @@ public sealed partial class SyncTableGenerator
                     else if (name == PrimaryKeyAttribute)
                         keyOrder = attribute.NamedArguments.FirstOrDefault(a => a.Key == "Order").Value.Value as int? ?? 0;
                 }
+                // A key property whose type is reported below still counts: "no [PrimaryKey] property" would be wrong.
+                hasKeyAttribute |= keyOrder >= 0;
+                if (IsUnresolved(property.Type))
+                {
+                    // The compiler already reports the missing type; no code until it resolves, and no second error.
+                    hasUnresolvedTypes = true;
+                    continue;
+                }
+
+                var unmapped = new Unmapped(propertyLocation, type.Name, property.Name, IsKey: keyOrder >= 0);
+                var shape = Classify(property.Type, property.NullableAnnotation, unmapped, diagnostics);
+                if (shape is null)
+                    continue;
+                var isNullable = shape.IsNullable;
 
                 if (keyOrder >= 0 && isNullable)
                     diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.NullableKey, propertyLocation, type.Name, property.Name));
@@ -106,7 +110,7 @@ public sealed partial class SyncTableGenerator
                 columnLocations.Add(propertyLocation);
             }
 
-            if (!columns.Any(c => c.KeyOrder >= 0))
+            if (!hasKeyAttribute)
                 diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.NoPrimaryKey, location, type.Name));
 
             // Key positions: by Order, then declaration order, renumbered 0..n-1.
@@ -151,8 +155,17 @@ public sealed partial class SyncTableGenerator
         /// <summary>How a property's type maps: its SyncColumnType (of the elements, for an array), nullability and rank.</summary>
         private sealed record Shape(string ColumnType, bool IsNullable, int ArrayRank, string? ElementTypeDisplay, bool ElementIsNullable, EnumSpec? Enum);
 
+        /// <summary>The property a type is being classified for: where to report, and whether it is a key (which cannot be
+        /// left unmapped with [SyncIgnore]).</summary>
+        private sealed record Unmapped(Location? Location, string TypeName, string PropertyName, bool IsKey)
+        {
+            public DiagnosticInfo Report(ITypeSymbol type) => DiagnosticInfo.Create(DiagnosticDescriptors.UnsupportedType, Location, TypeName, PropertyName,
+                type.ToDisplayString(SymbolDisplayFormat.MinimallyQualifiedFormat), Hint(type),
+                IsKey ? DiagnosticDescriptors.UnsupportedKeyTypeFix : DiagnosticDescriptors.UnsupportedTypeFix);
+        }
+
         /// <summary>Classifies a property type, or reports why it cannot be mapped (with the fix) and returns null.</summary>
-        private static Shape? Classify(ITypeSymbol type, NullableAnnotation annotation, Location? location, string typeName, string propertyName, List<DiagnosticInfo> diagnostics)
+        private static Shape? Classify(ITypeSymbol type, NullableAnnotation annotation, Unmapped property, List<DiagnosticInfo> diagnostics)
         {
             var isNullable = IsNullable(ref type, annotation);
             if (type is IArrayTypeSymbol array && !IsByteArray(array))
@@ -161,15 +174,14 @@ public sealed partial class SyncTableGenerator
                 var elementIsNullable = IsNullable(ref element, array.ElementNullableAnnotation);
                 if (element is IArrayTypeSymbol inner && !IsByteArray(inner))
                 {
-                    diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.UnsupportedType, location, typeName, propertyName,
-                        array.ToDisplayString(SymbolDisplayFormat.MinimallyQualifiedFormat), Hint(array)));
+                    diagnostics.Add(property.Report(array));
                     return null;
                 }
-                var elementType = ScalarType(element, location, typeName, propertyName, diagnostics, out var elementEnum);
+                var elementType = ScalarType(element, property, diagnostics, out var elementEnum);
                 return elementType is null ? null : new Shape(elementType, isNullable, array.Rank, array.ElementType.ToDisplayString(s_typeFormat), elementIsNullable, elementEnum);
             }
 
-            var scalar = ScalarType(type, location, typeName, propertyName, diagnostics, out var enumSpec);
+            var scalar = ScalarType(type, property, diagnostics, out var enumSpec);
             return scalar is null ? null : new Shape(scalar, isNullable, 0, null, false, enumSpec);
         }
 
@@ -188,7 +200,7 @@ public sealed partial class SyncTableGenerator
         private static bool IsByteArray(IArrayTypeSymbol array) => array is { Rank: 1, ElementType.SpecialType: SpecialType.System_Byte };
 
         /// <summary>The SyncColumnType member of a scalar type, or null after reporting a diagnostic.</summary>
-        private static string? ScalarType(ITypeSymbol type, Location? location, string typeName, string propertyName, List<DiagnosticInfo> diagnostics, out EnumSpec? enumSpec)
+        private static string? ScalarType(ITypeSymbol type, Unmapped property, List<DiagnosticInfo> diagnostics, out EnumSpec? enumSpec)
         {
             enumSpec = null;
             var name = type.SpecialType switch
@@ -231,14 +243,11 @@ public sealed partial class SyncTableGenerator
 
             if (name == "Enum")
             {
-                enumSpec = EnumOf((INamedTypeSymbol)type, location, typeName, propertyName, diagnostics);
+                enumSpec = EnumOf((INamedTypeSymbol)type, property.Location, property.TypeName, property.PropertyName, diagnostics);
                 return enumSpec is null ? null : name;
             }
             if (name is null)
-            {
-                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.UnsupportedType, location, typeName, propertyName,
-                    type.ToDisplayString(SymbolDisplayFormat.MinimallyQualifiedFormat), Hint(type)));
-            }
+                diagnostics.Add(property.Report(type));
             return name;
         }
 
@@ -254,7 +263,9 @@ public sealed partial class SyncTableGenerator
                 IArrayTypeSymbol => " For a multi-dimensional array use T[,] (T[,,], ...), not an array of arrays.",
                 INamedTypeSymbol { IsGenericType: true } named when named.AllInterfaces.Any(i => i.OriginalDefinition.SpecialType == SpecialType.System_Collections_Generic_IEnumerable_T) =>
                     " Use an array (T[]) for a PostgreSQL array.",
-                _ when type.ToDisplayString() is "System.Text.Json.Nodes.JsonNode" or "System.Text.Json.Nodes.JsonObject" or "System.Text.Json.Nodes.JsonArray" =>
+                // Compared without the nullable annotation: JsonNode? needs the same fix as JsonNode.
+                _ when type.WithNullableAnnotation(NullableAnnotation.NotAnnotated).ToDisplayString() is
+                    "System.Text.Json.Nodes.JsonNode" or "System.Text.Json.Nodes.JsonObject" or "System.Text.Json.Nodes.JsonArray" =>
                     " Use JsonElement, JsonDocument or string for json and jsonb.",
                 _ when type.ToDisplayString() is "System.Int128" or "System.UInt128" or "System.Numerics.BigInteger" or "System.Half" =>
                     " Use decimal, or string for numeric values outside decimal's range.",

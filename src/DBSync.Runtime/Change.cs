@@ -35,7 +35,7 @@ public readonly struct Change<T> where T : ISyncTable<T>
 {
     /// <summary>Creates a change (used by the runtime and by tests that feed handlers).</summary>
     public Change(ChangeKind kind, T? newRow, T? oldRow, OldRowKind oldRowKind, ColumnSet unchangedToast,
-        NpgsqlLogSequenceNumber lsn, NpgsqlLogSequenceNumber commitLsn, DateTimeOffset commitTime, uint xid)
+        NpgsqlLogSequenceNumber lsn, NpgsqlLogSequenceNumber commitLsn, DateTimeOffset commitTime, uint xid, int indexInTransaction = 0)
     {
         Kind = kind;
         New = newRow;
@@ -46,6 +46,7 @@ public readonly struct Change<T> where T : ISyncTable<T>
         CommitLsn = commitLsn;
         CommitTime = commitTime;
         Xid = xid;
+        IndexInTransaction = indexInTransaction;
     }
 
     /// <summary>What happened.</summary>
@@ -77,6 +78,16 @@ public readonly struct Change<T> where T : ISyncTable<T>
     /// <summary>The transaction id.</summary>
     public uint Xid { get; }
 
+    /// <summary>
+    /// The change's position in its transaction: 0 for the first change delivered from it, counting every delivered change
+    /// of every table in delivery order (snapshot <see cref="ChangeKind.Read"/> rows too, in the transaction of their
+    /// chunk's high watermark). With <see cref="CommitLsn"/> it identifies the change: (<see cref="CommitLsn"/>,
+    /// <see cref="IndexInTransaction"/>) is unique among the changes a pipeline delivers, and a transaction delivered again
+    /// (after a restart, a reconnect or a handler failure, with the same tables registered) gives each change the same
+    /// pair, so it serves as a dedupe key.
+    /// </summary>
+    public int IndexInTransaction { get; }
+
     /// <summary>The mapped table.</summary>
     public static SyncTableInfo Table => T.TableInfo;
 
@@ -99,7 +110,7 @@ public readonly struct Change<T> where T : ISyncTable<T>
     }
 
     /// <inheritdoc />
-    public override string ToString() => $"{Kind} {T.TableInfo.DisplayName} xid={Xid} lsn={Lsn}";
+    public override string ToString() => $"{Kind} {T.TableInfo.DisplayName} xid={Xid} lsn={Lsn} #{IndexInTransaction}";
 }
 
 /// <summary>A transaction whose changes have all been delivered to the row handlers.</summary>

@@ -15,9 +15,14 @@ public sealed class DiagnosticTests
             "DBSYNC001", "Inner", "Type 'Outer' must be declared partial, because it contains [SyncTable] type 'Inner'");
 
     [Fact]
-    public void NoPrimaryKey_ReportsDBSYNC002()
-        => AssertSingle("[SyncTable(\"t\")] public partial class Keyless { public int Id { get; set; } }",
-            "DBSYNC002", "Keyless", "Type 'Keyless' has no [PrimaryKey] property");
+    public void NoPrimaryKey_ReportsDBSYNC002NamingTheAttributeForCompositeKeys()
+    {
+        // An entity called Order: the message must not read "with Order" as if it meant the type.
+        var diagnostic = AssertSingle("[SyncTable(\"orders\")] public partial class Order { public int Id { get; set; } }",
+            "DBSYNC002", "Order", "Type 'Order' has no [PrimaryKey] property; mark the property that holds the table's primary key with [PrimaryKey]");
+        Assert.Contains("each of its properties with [PrimaryKey(Order = n)]", diagnostic.GetMessage(), StringComparison.Ordinal);
+        Assert.DoesNotContain("with Order)", diagnostic.GetMessage(), StringComparison.Ordinal);
+    }
 
     [Fact]
     public void UnsupportedPropertyType_ReportsDBSYNC003WithTheSupportedList()
@@ -26,7 +31,21 @@ public sealed class DiagnosticTests
             "DBSYNC003", "Link", "Property 'T1.Link' has type 'Uri'");
         Assert.Contains("bool, short, int, long, float, double, decimal, string, DateOnly, TimeOnly, DateTime, DateTimeOffset, TimeSpan, Guid, byte[]", diagnostic.GetMessage(), StringComparison.Ordinal);
         Assert.Contains("arrays of these (T[], T[,], ...; T?[] for NULL elements)", diagnostic.GetMessage(), StringComparison.Ordinal);
-        Assert.Contains("[SyncIgnore]", diagnostic.GetMessage(), StringComparison.Ordinal);
+        Assert.EndsWith("Change the type or mark the property [SyncIgnore].", diagnostic.GetMessage(), StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("uint", "PostgreSQL has no unsigned or one-byte integers")]
+    [InlineData("System.Uri", "")]
+    [InlineData("int[][]", "not an array of arrays")]
+    public void UnsupportedKeyPropertyType_ReportsDBSYNC003_WithoutSuggestingSyncIgnore(string type, string fix)
+    {
+        var diagnostic = AssertSingle($"[SyncTable(\"t\")] public partial class T10 {{ [PrimaryKey] public {type} Id {{ get; set; }} = default!; }}",
+            "DBSYNC003", "Id", "Property 'T10.Id' has type");
+        var message = diagnostic.GetMessage();
+        Assert.Contains(fix, message, StringComparison.Ordinal);
+        Assert.EndsWith("Change the type to one that holds the key column; a [PrimaryKey] property identifies the row, so it cannot be [SyncIgnore].", message, StringComparison.Ordinal);
+        Assert.DoesNotContain("or mark the property [SyncIgnore]", message, StringComparison.Ordinal);
     }
 
     [Theory]
@@ -34,6 +53,9 @@ public sealed class DiagnosticTests
     [InlineData("uint", "PostgreSQL has no unsigned or one-byte integers: use short, int, long or decimal")]
     [InlineData("System.Collections.Generic.List<string>", "Use an array (T[]) for a PostgreSQL array")]
     [InlineData("System.Text.Json.Nodes.JsonNode", "Use JsonElement, JsonDocument or string for json and jsonb")]
+    [InlineData("System.Text.Json.Nodes.JsonNode?", "Use JsonElement, JsonDocument or string for json and jsonb")]
+    [InlineData("System.Text.Json.Nodes.JsonObject?", "Use JsonElement, JsonDocument or string for json and jsonb")]
+    [InlineData("System.Numerics.BigInteger?", "Use decimal, or string for numeric values outside decimal's range")]
     [InlineData("System.Numerics.BigInteger", "Use decimal, or string for numeric values outside decimal's range")]
     [InlineData("object", "Declare the column's type")]
     public void UnsupportedPropertyType_ReportsDBSYNC003WithTheFix(string type, string fix)

@@ -1,6 +1,8 @@
+using System.Text.RegularExpressions;
 using DBSync.IntegrationTests.Infrastructure;
 using DBSync.Sample;
 using DBSync.Testing;
+using Npgsql;
 
 namespace DBSync.IntegrationTests;
 
@@ -9,6 +11,16 @@ public partial class MissingTable
 {
     [PrimaryKey]
     public int Id { get; set; }
+}
+
+/// <summary>pgbench's history table, whose columns are all duplicated freely; the entity keys it on aid.</summary>
+[SyncTable("pgbench_history")]
+public partial class PgbenchHistory
+{
+    [PrimaryKey]
+    public int Aid { get; set; }
+
+    public int? Delta { get; set; }
 }
 
 [SyncTable("no_key")]
@@ -26,6 +38,16 @@ public partial class RestaurantByName
 {
     [PrimaryKey]
     public string Name { get; set; } = "";
+}
+
+/// <summary>Maps a table keyed by text with an int key, and a text column with an int.</summary>
+[SyncTable("text_key")]
+public partial class TextKeyAsInt
+{
+    [PrimaryKey]
+    public int Id { get; set; }
+
+    public int Label { get; set; }
 }
 
 [Collection(PostgresCollection.Name)]
@@ -85,14 +107,80 @@ public sealed class BadInputTests(PostgresFixture fixture)
 
         var error = await Assert.ThrowsAsync<DBSyncConfigurationException>(() => RunAsync(db.ConnectionString, c => c.On<NoKey>(_ => { })));
         Assert.Contains("public.no_key has no primary key and no replica identity", error.Message, StringComparison.Ordinal);
-        Assert.Contains("ADD PRIMARY KEY (\"id\")", error.Message, StringComparison.Ordinal);
-        Assert.Contains("REPLICA IDENTITY FULL", error.Message, StringComparison.Ordinal);
+        Assert.Contains("Run ALTER TABLE \"public\".\"no_key\" REPLICA IDENTITY FULL;", error.Message, StringComparison.Ordinal);
+        // Nothing tells PostgreSQL that id is unique: no primary key is suggested on it.
+        Assert.Contains("No unique index covers exactly (\"id\")", error.Message, StringComparison.Ordinal);
+        Assert.DoesNotContain("ADD PRIMARY KEY (\"id\")", error.Message, StringComparison.Ordinal);
 
         await db.ExecuteAsync("ALTER TABLE no_key REPLICA IDENTITY FULL");
         await using var run = await StreamRun.StartAsync(db.ConnectionString, (client, recorder) => client.On<NoKey>(c => recorder.Add(c)));
         await db.ExecuteAsync("INSERT INTO no_key VALUES (1, 'one'); DELETE FROM no_key");
         await run.WaitUntilAsync(r => r.Of<NoKey>().Count == 2, "insert and delete");
         Assert.Equal((OldRowKind.Full, "one"), (run.Recorder.Of<NoKey>()[1].OldRowKind, run.Recorder.Of<NoKey>()[1].Old!.Name));
+    }
+
+    [Fact]
+    public async Task TableLikePgbenchHistory_WithADuplicatedKeyColumn_GetsReplicaIdentityFull_NeverAPrimaryKeyThatWouldFail()
+    {
+        await using var db = await TestDatabase.CreateAsync(fixture.Server, seedSchema: false);
+        await db.ExecuteAsync("""
+            CREATE TABLE pgbench_history (tid int, bid int, aid int, delta int, mtime timestamp, filler char(22));
+            INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES (1, 1, 7, 5, now()), (2, 1, 7, -3, now());
+            """);
+
+        var error = await Assert.ThrowsAsync<DBSyncConfigurationException>(() => RunAsync(db.ConnectionString, c => c.On<PgbenchHistory>(_ => { })));
+        Assert.Contains("public.pgbench_history has no primary key and no replica identity", error.Message, StringComparison.Ordinal);
+        Assert.Contains("Run ALTER TABLE \"public\".\"pgbench_history\" REPLICA IDENTITY FULL;", error.Message, StringComparison.Ordinal);
+        Assert.Contains("No unique index covers exactly (\"aid\")", error.Message, StringComparison.Ordinal);
+        Assert.DoesNotContain("ADD PRIMARY KEY (\"aid\")", error.Message, StringComparison.Ordinal);
+        Assert.DoesNotContain("USING INDEX", error.Message, StringComparison.Ordinal);
+        // What the message no longer suggests would indeed fail here.
+        var refused = await Assert.ThrowsAsync<PostgresException>(() => db.ExecuteAsync("ALTER TABLE pgbench_history ADD PRIMARY KEY (aid)"));
+        Assert.Equal(PostgresErrorCodes.UniqueViolation, refused.SqlState);
+
+        foreach (var statement in Statements(error.Message))
+            await db.ExecuteAsync(statement);
+        await using var run = await StreamRun.StartAsync(db.ConnectionString, (client, recorder) => client.On<PgbenchHistory>(c => recorder.Add(c)));
+        await db.ExecuteAsync("DELETE FROM pgbench_history WHERE delta = 5");
+        await run.WaitUntilAsync(r => r.Of<PgbenchHistory>().Count == 1, "the delete");
+        Assert.Equal((OldRowKind.Full, (int?)5), (run.Recorder.Of<PgbenchHistory>()[0].OldRowKind, run.Recorder.Of<PgbenchHistory>()[0].Old!.Delta));
+    }
+
+    [Theory]
+    [InlineData("id int NOT NULL", "")]
+    [InlineData("id int", "ALTER TABLE \"public\".\"no_key\" ALTER COLUMN \"id\" SET NOT NULL;")]
+    public async Task TableWithAUniqueIndexOnTheKey_IsToldToUseThatIndex_AndTheSuggestedStatementsWork(string idColumn, string setNotNull)
+    {
+        await using var db = await TestDatabase.CreateAsync(fixture.Server, seedSchema: false);
+        // A partial unique index proves nothing about the whole table; one on other columns is not the entity's key.
+        await db.ExecuteAsync($"""
+            CREATE TABLE no_key ({idColumn}, name text);
+            CREATE UNIQUE INDEX no_key_a_partial ON no_key (id) WHERE id > 0;
+            CREATE UNIQUE INDEX no_key_b_id ON no_key (id);
+            CREATE UNIQUE INDEX no_key_c_name ON no_key (name);
+            INSERT INTO no_key VALUES (1, 'one'), (2, 'two');
+            """);
+
+        var error = await Assert.ThrowsAsync<DBSyncConfigurationException>(() => RunAsync(db.ConnectionString, c => c.On<NoKey>(_ => { })));
+        var message = error.Message;
+        Assert.Contains("REPLICA IDENTITY FULL;", message, StringComparison.Ordinal);
+        Assert.Contains("ALTER TABLE \"public\".\"no_key\" REPLICA IDENTITY USING INDEX \"no_key_b_id\";", message, StringComparison.Ordinal);
+        Assert.Contains("ALTER TABLE \"public\".\"no_key\" ADD PRIMARY KEY USING INDEX \"no_key_b_id\";", message, StringComparison.Ordinal);
+        Assert.DoesNotContain("no_key_a_partial", message, StringComparison.Ordinal);
+        Assert.DoesNotContain("no_key_c_name", message, StringComparison.Ordinal);
+        if (setNotNull.Length > 0)
+            Assert.Contains($"once {setNotNull[..^1]}; succeeds", message, StringComparison.Ordinal);
+        else
+            Assert.DoesNotContain("SET NOT NULL", message, StringComparison.Ordinal);
+
+        // The statements as given, in order, leave the table ready: all but REPLICA IDENTITY FULL (the other way).
+        foreach (var statement in Statements(message).Where(s => !s.Contains("REPLICA IDENTITY FULL", StringComparison.Ordinal)))
+            await db.ExecuteAsync(statement);
+        Assert.Equal("no_key_b_id", await db.ScalarAsync<string>("SELECT conname::text FROM pg_constraint WHERE conrelid = 'no_key'::regclass AND contype = 'p'"));
+        await using var run = await StreamRun.StartAsync(db.ConnectionString, (client, recorder) => client.On<NoKey>(c => recorder.Add(c)));
+        await db.ExecuteAsync("DELETE FROM no_key WHERE id = 2");
+        await run.WaitUntilAsync(r => r.Of<NoKey>().Count == 1, "the delete");
+        Assert.Equal((OldRowKind.Key, 2), (run.Recorder.Of<NoKey>()[0].OldRowKind, run.Recorder.Of<NoKey>()[0].Old!.Id));
     }
 
     [Fact]
@@ -113,6 +201,22 @@ public sealed class BadInputTests(PostgresFixture fixture)
 
         var error = await Assert.ThrowsAsync<DBSyncConfigurationException>(() => RunAsync(db.ConnectionString, c => c.On<RestaurantByName>(_ => { })));
         Assert.Contains("marks [PrimaryKey] on (name) but the primary key of public.restaurant is (id)", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task KeyPropertyOfAWrongType_IsToldToChangeItsType_NeverToIgnoreIt()
+    {
+        await using var db = await TestDatabase.CreateAsync(fixture.Server, seedSchema: false);
+        await db.ExecuteAsync("CREATE TABLE text_key (id text PRIMARY KEY, label text)");
+
+        var error = await Assert.ThrowsAsync<DBSyncConfigurationException>(() => RunAsync(db.ConnectionString, c => c.On<TextKeyAsInt>(_ => { })));
+        var lines = error.Message.Split(Environment.NewLine);
+        var key = Assert.Single(lines, l => l.StartsWith("Column \"id\"", StringComparison.Ordinal));
+        Assert.Contains("which property TextKeyAsInt.Id (int) cannot hold", key, StringComparison.Ordinal);
+        Assert.EndsWith("Change the property type to one of them; a [PrimaryKey] property identifies the row, so it cannot be [SyncIgnore].", key, StringComparison.Ordinal);
+        // Leaving a column out is still the advice for a property that is not a key.
+        var label = Assert.Single(lines, l => l.StartsWith("Column \"label\"", StringComparison.Ordinal));
+        Assert.EndsWith("Change the property type, or mark it [SyncIgnore].", label, StringComparison.Ordinal);
     }
 
     [Fact]
@@ -137,6 +241,10 @@ public sealed class BadInputTests(PostgresFixture fixture)
         Assert.Equal(option, error.ParamName);
         Assert.Contains("lower-case letters, digits and underscores", error.Message, StringComparison.Ordinal);
     }
+
+    /// <summary>The SQL statements a setup message suggests, in order.</summary>
+    private static IEnumerable<string> Statements(string message)
+        => Regex.Matches(message, "ALTER TABLE [^;]+;").Select(m => m.Value);
 
     private static async Task RunAsync(string connectionString, Action<DBSyncClient> register, string slot = "dbsync_bad")
     {

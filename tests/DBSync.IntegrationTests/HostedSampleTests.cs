@@ -1,3 +1,4 @@
+using System.Text.RegularExpressions;
 using DBSync.IntegrationTests.Infrastructure;
 
 namespace DBSync.IntegrationTests;
@@ -5,7 +6,8 @@ namespace DBSync.IntegrationTests;
 /// <summary>
 /// samples/DBSync.HostedSample, built with the tests and run as a process of its own against the test server (on the
 /// suite's replication connection, through its configuration): it streams the seed tables into its handlers, one scope
-/// per transaction, snapshots them, stops its host by itself, and exits with 0.
+/// per transaction, snapshots them, stops its host by itself, and exits with 0. As a role DBSync cannot stream with, it
+/// logs the setup error once, stops, and exits with 1, never with an unhandled exception's abort.
 /// </summary>
 [Collection(PostgresCollection.Name)]
 [Trait("Category", "Ecosystem")]
@@ -28,5 +30,37 @@ public sealed class HostedSampleTests(PostgresFixture fixture)
         Assert.Matches(@"Read +restaurant id=r-tofu name=Tofu House rating=5 tags=\[korean, spicy, cozy\]", output);
         Assert.Contains("Stopped streaming slot \"dbsync_hosted_sample\"", output, StringComparison.Ordinal);
         Assert.Contains("Stopped; the slot's confirmed position is", output, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task HostedSample_AsARoleWithoutReplication_LogsTheSetupErrorOnce_AndExitsWithAPlainFailureCode()
+    {
+        var sample = ChildProcess.OutputOf(Path.Combine("samples", "DBSync.HostedSample"), "DBSync.HostedSample.dll");
+        // The sample creates its database and schema as this role, then DBSync's setup refuses it.
+        var role = $"hosted_norepl_{Environment.ProcessId}";
+        await fixture.Server.ExecuteAsync($"DROP ROLE IF EXISTS {role}; CREATE ROLE {role} LOGIN CREATEDB NOREPLICATION PASSWORD 'hosted-pw-1'");
+        try
+        {
+            var environment = ChildProcess.ServerEnvironment(fixture.Server);
+            environment["POSTGRES_USER"] = role;
+            environment["POSTGRES_PASSWORD"] = "hosted-pw-1";
+            environment["DBSync__ReplicationTransport"] = TestTransport.Current.ToString();
+
+            var (exitCode, output) = await ChildProcess.RunAsync("dotnet", [sample], TimeSpan.FromMinutes(2), environment);
+
+            // 134 is the abort of an unhandled exception; a setup error is an ordinary failure.
+            Assert.True(exitCode == 1, $"The hosted sample exited with {exitCode}, not 1:\n{output}");
+            Assert.DoesNotContain("Unhandled exception", output, StringComparison.Ordinal);
+            // The error, with its stack trace, exactly once.
+            Assert.Single(Regex.Matches(output, $"Role \"{role}\" may not use logical replication"));
+            Assert.Single(Regex.Matches(output, @"DBSync\.DBSyncConfigurationException"));
+            Assert.Contains("at DBSync.Replication.ReplicationSetup.PrepareAsync", output, StringComparison.Ordinal);
+            Assert.Contains("stopping the application", output, StringComparison.Ordinal);
+            Assert.Contains("Stopped; the slot's confirmed position is", output, StringComparison.Ordinal);
+        }
+        finally
+        {
+            await fixture.Server.ExecuteAsync($"DROP ROLE IF EXISTS {role}");
+        }
     }
 }

@@ -172,12 +172,51 @@ public sealed class HostingTests(PostgresFixture fixture)
     }
 
     [Fact]
-    public async Task SetupError_FailsTheHostStart_WithItsMessage()
+    public async Task SetupError_IsLoggedOnce_StopsTheApplication_AndSetsAFailureExitCode_WithoutThrowing()
     {
         await using var db = await TestDatabase.CreateAsync(fixture.Server, seedSchema: false);
-        using var host = BuildHost(db.ConnectionString, new ChangeRecorder());
-        var error = await Assert.ThrowsAsync<DBSyncConfigurationException>(() => host.StartAsync());
-        Assert.Contains("restaurant", error.Message, StringComparison.Ordinal);
+        var logs = new LogCapture();
+        using var host = BuildHost(db.ConnectionString, new ChangeRecorder(), logs: logs);
+        var stopping = StoppingOf(host);
+        var exitCode = Environment.ExitCode;
+        Environment.ExitCode = 0;
+        try
+        {
+            // As host.RunAsync() would: start, wait for the stop, stop. Nothing throws, so the process is not aborted.
+            await host.StartAsync();
+            await stopping.WaitAsync(TimeSpan.FromSeconds(30));
+            await host.StopAsync();
+
+            Assert.Equal(1, Environment.ExitCode);
+            var reported = Assert.Single(logs.Entries, e => e.Text.Contains("DBSyncConfigurationException", StringComparison.Ordinal));
+            Assert.Equal(5001, reported.Id.Id);
+            Assert.Contains("stopping the application with exit code 1", reported.Text, StringComparison.Ordinal);
+            Assert.Contains("DBSync.DBSyncConfigurationException: Table public.restaurant", reported.Text, StringComparison.Ordinal);
+            Assert.Contains("   at DBSync.Replication.ReplicationSetup", reported.Text, StringComparison.Ordinal);
+        }
+        finally
+        {
+            Environment.ExitCode = exitCode;
+        }
+    }
+
+    [Fact]
+    public async Task SetupError_WithStopApplicationOnErrorOff_FailsTheHostStart_WithItsMessage()
+    {
+        await using var db = await TestDatabase.CreateAsync(fixture.Server, seedSchema: false);
+        using var host = BuildHost(db.ConnectionString, new ChangeRecorder(), settings: new() { ["DBSync:StopApplicationOnError"] = "false" });
+        var exitCode = Environment.ExitCode;
+        Environment.ExitCode = 0;
+        try
+        {
+            var error = await Assert.ThrowsAsync<DBSyncConfigurationException>(() => host.StartAsync());
+            Assert.Contains("restaurant", error.Message, StringComparison.Ordinal);
+            Assert.Equal(0, Environment.ExitCode);
+        }
+        finally
+        {
+            Environment.ExitCode = exitCode;
+        }
     }
 
     [Theory]
@@ -194,30 +233,45 @@ public sealed class HostingTests(PostgresFixture fixture)
         using var host = BuildHost(db.ConnectionString, new ChangeRecorder(), behavior, logs,
             settings: new() { ["DBSync:StopApplicationOnError"] = stopApplication.ToString() });
         await host.StartAsync();
-        var stopping = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        using var registration = host.Services.GetRequiredService<IHostApplicationLifetime>().ApplicationStopping.Register(() => stopping.TrySetResult());
-
-        await db.ExecuteAsync("INSERT INTO Restaurant (id, name) VALUES ('bad', 'n')");
-        if (stopApplication)
+        var stopping = StoppingOf(host);
+        var exitCode = Environment.ExitCode;
+        Environment.ExitCode = 0;
+        try
         {
-            await stopping.Task.WaitAsync(TimeSpan.FromSeconds(30));
-            Assert.True(logs.Has(5001), "the error was not logged as stopping the application");
-            // The host's stop (and so RunAsync) fails with the error: the process ends with a failure exit code.
-            var error = await Assert.ThrowsAnyAsync<Exception>(() => host.StopAsync());
-            Assert.Contains("the handler refuses 'bad'", error.ToString(), StringComparison.Ordinal);
-        }
-        else
-        {
-            var deadline = DateTime.UtcNow.AddSeconds(30);
-            while (!logs.Has(5002))
+            await db.ExecuteAsync("INSERT INTO Restaurant (id, name) VALUES ('bad', 'n')");
+            if (stopApplication)
             {
-                Assert.True(DateTime.UtcNow < deadline, "the error was not logged");
-                await Task.Delay(50);
+                await stopping.WaitAsync(TimeSpan.FromSeconds(30));
+                // The host's stop does not throw (the process would end as an unhandled exception, exit code 134, with the
+                // stack trace printed again): the process ends with exit code 1.
+                await host.StopAsync();
+                Assert.Equal(1, Environment.ExitCode);
             }
-            await Task.Delay(200);
-            Assert.False(stopping.Task.IsCompleted, "the application was stopped");
-            await host.StopAsync();
+            else
+            {
+                var deadline = DateTime.UtcNow.AddSeconds(30);
+                while (!logs.Has(5002))
+                {
+                    Assert.True(DateTime.UtcNow < deadline, "the error was not logged");
+                    await Task.Delay(50);
+                }
+                await Task.Delay(200);
+                Assert.False(stopping.IsCompleted, "the application was stopped");
+                await host.StopAsync();
+                Assert.Equal(0, Environment.ExitCode);
+            }
         }
+        finally
+        {
+            Environment.ExitCode = exitCode;
+        }
+
+        // Reported once with its stack trace (5001 or 5002); the stream's own entry (2004) names it without the trace.
+        var reported = Assert.Single(logs.Entries, e => e.Text.Contains("   at ", StringComparison.Ordinal));
+        Assert.Equal(stopApplication ? 5001 : 5002, reported.Id.Id);
+        Assert.Contains("the handler refuses 'bad'", reported.Text, StringComparison.Ordinal);
+        var streamFailed = Assert.Single(logs.Entries, e => e.Id.Id == 2004);
+        Assert.Contains("(InvalidOperationException: the handler refuses 'bad')", streamFailed.Text, StringComparison.Ordinal);
     }
 
     [Fact]
@@ -238,6 +292,14 @@ public sealed class HostingTests(PostgresFixture fixture)
                 await Task.Delay(50);
             }
         }
+    }
+
+    /// <summary>Completes when the host's application is stopping.</summary>
+    private static Task StoppingOf(IHost host)
+    {
+        var stopping = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        host.Services.GetRequiredService<IHostApplicationLifetime>().ApplicationStopping.Register(() => stopping.TrySetResult());
+        return stopping.Task;
     }
 
     /// <summary>A generic host with DBSync configured from a "DBSync" configuration section, handlers for restaurant and

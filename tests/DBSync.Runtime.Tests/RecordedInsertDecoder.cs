@@ -15,7 +15,7 @@ internal sealed class RecordedInsertDecoder<T> where T : ISyncTable<T>
     private readonly byte[] _insert;
     private readonly ColumnBinding _binding;
     private readonly TableRegistration<T> _registration;
-    private readonly TransactionContext _transaction = new(1, default, DateTimeOffset.UnixEpoch);
+    private readonly TransactionContext _transaction = new(1, default, DateTimeOffset.UnixEpoch, new ChangeCounter());
     private T _last = default!;
 
     private RecordedInsertDecoder(byte[] insert, ColumnBinding binding)

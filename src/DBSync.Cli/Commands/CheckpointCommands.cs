@@ -1,4 +1,5 @@
 using System.CommandLine;
+using DBSync.Cli.Database;
 using DBSync.Cli.Output;
 
 namespace DBSync.Cli.Commands;
@@ -10,7 +11,7 @@ internal static class CheckpointCommands
     {
         var slotOption = CommonOptions.Slot();
         var tableOption = CommonOptions.CheckpointTable();
-        var show = new Command("show", "Show a slot's checkpoint: the snapshot queue with the current table's last key, chunks and rows, the pause state, and how the last snapshots ended")
+        var show = new Command("show", "Show a slot's checkpoint: the confirmed position saved with it and the slot's confirmed position now, the snapshot queue with the current table's last key, chunks and rows, the pause state, and how the last snapshots ended")
         {
             slotOption, tableOption,
         };
@@ -20,7 +21,10 @@ internal static class CheckpointCommands
             var store = CommonOptions.Store(server.ConnectionString, parse.GetValue(tableOption)!);
             await server.EnsureReachableAsync(cancellationToken).ConfigureAwait(false);
             var checkpoint = await LoadAsync(store, slot, cancellationToken).ConfigureAwait(false);
-            Write(context.Out, checkpoint, store.Table);
+            // The slot's own position moves on with every confirmed transaction; the checkpoint's only when it is saved.
+            await using var connection = await server.OpenAsync(cancellationToken).ConfigureAwait(false);
+            var slotRow = (await Slots.ListAsync(connection, slot, cancellationToken).ConfigureAwait(false)).FirstOrDefault();
+            Write(context.Out, checkpoint, store.Table, slotRow);
             return ExitCodes.Success;
         });
         return new Command("checkpoint", "Inspect the checkpoint DBSync keeps per slot") { show };
@@ -33,13 +37,14 @@ internal static class CheckpointCommands
                $"No checkpoint for slot \"{slot}\" in {store.Table}. DBSync saves one when a snapshot is requested or a signal arrives; " +
                "pass --slot or --checkpoint-table if the pipeline uses others.");
 
-    private static void Write(TextWriter output, CheckpointInfo checkpoint, string table)
+    private static void Write(TextWriter output, CheckpointInfo checkpoint, string table, SlotRow? slot)
     {
         output.WriteLine($"Checkpoint of slot \"{checkpoint.Slot}\" ({table})");
-        output.WriteLine($"  saved at         {Units.Time(checkpoint.SavedAt)}");
-        output.WriteLine($"  confirmed LSN    {checkpoint.ConfirmedLsn}");
-        output.WriteLine($"  last signal LSN  {checkpoint.LastSignalLsn}");
-        output.WriteLine($"  paused           {Units.YesNo(checkpoint.Paused)}");
+        output.WriteLine($"  saved at                    {Units.Time(checkpoint.SavedAt)}");
+        output.WriteLine($"  confirmed LSN when saved    {checkpoint.ConfirmedLsn}");
+        output.WriteLine($"  slot's confirmed LSN now    {(slot is null ? "(no such slot on this server)" : slot.ConfirmedFlushLsn ?? "(none)")}");
+        output.WriteLine($"  last signal LSN             {checkpoint.LastSignalLsn}");
+        output.WriteLine($"  paused                      {Units.YesNo(checkpoint.Paused)}");
 
         output.WriteLine(checkpoint.Queue.Count == 0 ? "Snapshot queue: empty" : $"Snapshot queue: {checkpoint.Queue.Count} table(s)");
         if (checkpoint.Queue.Count > 0)

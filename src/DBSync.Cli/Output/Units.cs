@@ -30,6 +30,6 @@ internal static class Units
 
     public static string YesNo(bool value) => value ? "yes" : "no";
 
-    /// <summary>A key of one or more columns, as text: <c>42</c>, <c>(7, r-003)</c>.</summary>
-    public static string Key(IReadOnlyList<string>? key) => key is null ? "" : key.Count == 1 ? key[0] : $"({string.Join(", ", key)})";
+    /// <summary>A key of one or more columns, as progress notifications print it: <c>42</c>, <c>(7, 'r-003')</c>; empty when none.</summary>
+    public static string Key(IReadOnlyList<string>? key) => key is null ? "" : KeyText.Format(key);
 }

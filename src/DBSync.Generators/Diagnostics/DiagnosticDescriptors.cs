@@ -20,14 +20,20 @@ internal static class DiagnosticDescriptors
 
     public static readonly DiagnosticDescriptor NoPrimaryKey = new(
         "DBSYNC002", "Sync table type has no primary key",
-        "Type '{0}' has no [PrimaryKey] property; mark the property (or properties, with Order) that form the table's primary key",
+        "Type '{0}' has no [PrimaryKey] property; mark the property that holds the table's primary key with [PrimaryKey], or, for a composite key, each of its properties with [PrimaryKey(Order = n)] (n = 0, 1, 2 in the order of the key's columns)",
         Category, DiagnosticSeverity.Error, isEnabledByDefault: true,
         description: "Changes are matched to rows by primary key; every [SyncTable] type needs at least one [PrimaryKey] property.");
 
     public static readonly DiagnosticDescriptor UnsupportedType = new(
         "DBSYNC003", "Unsupported property type",
-        "Property '{0}.{1}' has type '{2}', which DBSync cannot decode.{3} Supported types are " + SupportedTypes + ". Change the type or mark the property [SyncIgnore].",
+        "Property '{0}.{1}' has type '{2}', which DBSync cannot decode.{3} Supported types are " + SupportedTypes + ". {4}.",
         Category, DiagnosticSeverity.Error, isEnabledByDefault: true);
+
+    /// <summary>DBSYNC003's last sentence for a property that can be left unmapped.</summary>
+    public const string UnsupportedTypeFix = "Change the type or mark the property [SyncIgnore]";
+
+    /// <summary>DBSYNC003's last sentence for a [PrimaryKey] property: it identifies rows, so it cannot be left unmapped.</summary>
+    public const string UnsupportedKeyTypeFix = "Change the type to one that holds the key column; a [PrimaryKey] property identifies the row, so it cannot be [SyncIgnore]";
 
     public static readonly DiagnosticDescriptor DuplicateColumn = new(
         "DBSYNC004", "Two properties map to the same column",

@@ -29,8 +29,10 @@ internal static partial class Log
     [LoggerMessage(2003, LogLevel.Debug, "Relation {Relation} (oid {Oid}) bound to {Entity}")]
     public static partial void RelationBound(ILogger logger, string relation, uint oid, string entity);
 
-    [LoggerMessage(2004, LogLevel.Error, "Stream of slot \"{Slot}\" stopped by an error; the last confirmed position is {Lsn}")]
-    public static partial void StreamFailed(ILogger logger, Exception exception, string slot, string lsn);
+    // Without the exception object: RunAsync throws it, and whoever catches it reports it (the hosted service as event
+    // 5001), so its stack trace is printed once.
+    [LoggerMessage(2004, LogLevel.Error, "Stream of slot \"{Slot}\" stopped by an error ({Error}); the last confirmed position is {Lsn}")]
+    public static partial void StreamFailed(ILogger logger, string slot, string error, string lsn);
 
     [LoggerMessage(3001, LogLevel.Information, "Snapshot of {Table} started (keys up to {MaxKey}, from {From})")]
     public static partial void SnapshotStarted(ILogger logger, string table, string maxKey, string from);

@@ -62,7 +62,10 @@ public sealed class ColumnBinding
                 throw new SchemaMismatchException(table, column.Name, pgType: null, column.ClrTypeName,
                     $"Column \"{column.Name}\" of {table.DisplayName} (property {table.EntityType.Name}.{column.PropertyName}, {column.ClrTypeName}) " +
                     $"is not in the replicated relation: it was dropped, renamed, excluded from the publication, or is a generated column " +
-                    $"(pgoutput does not send those). Restore the column, or mark the property [SyncIgnore] (or map it with [Column(\"...\")]) and restart.");
+                    $"(pgoutput does not send those). " +
+                    (column.IsKey
+                        ? $"Restore the column (or map the property to the key column with [Column(\"...\")]) and restart; {ColumnTypeCheck.KeyCannotBeIgnored}."
+                        : "Restore the column, or mark the property [SyncIgnore] (or map it with [Column(\"...\")]) and restart."));
             }
 
             var oid = relation.Columns[found].TypeOid;
@@ -88,8 +91,10 @@ public sealed class ColumnBinding
             $"Column \"{column.Name}\" of {table.DisplayName} has PostgreSQL type {pgType}, which property " +
             $"{table.EntityType.Name}.{column.PropertyName} ({column.ClrTypeName}) cannot hold. " +
             (type is null
-                ? $"DBSync does not decode {pgType}{(types.IsLoaded(oid) ? "" : " (or the type was created after DBSync started: restart it)")}; mark the property [SyncIgnore]."
-                : $"Properties that can hold it: {fits}. Change the property type, or mark it [SyncIgnore]."));
+                ? $"DBSync does not decode {pgType}{(types.IsLoaded(oid) ? "" : " (or the type was created after DBSync started: restart it)")}" +
+                  (column.IsKey ? $", so it cannot be a key column: key the entity on columns of types DBSync decodes; {ColumnTypeCheck.KeyCannotBeIgnored}." : "; mark the property [SyncIgnore].")
+                : $"Properties that can hold it: {fits}. " +
+                  (column.IsKey ? $"Change the property type to one of them; {ColumnTypeCheck.KeyCannotBeIgnored}." : "Change the property type, or mark it [SyncIgnore].")));
     }
 
     /// <summary>The C# types that can hold values of <paramref name="type"/>, for messages.</summary>

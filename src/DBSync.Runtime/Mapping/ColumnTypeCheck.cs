@@ -10,6 +10,9 @@ namespace DBSync.Mapping;
 /// </summary>
 internal static class ColumnTypeCheck
 {
+    /// <summary>Why a key property is never told to use [SyncIgnore] (the generator's DBSYNC003 says the same).</summary>
+    internal const string KeyCannotBeIgnored = "a [PrimaryKey] property identifies the row, so it cannot be [SyncIgnore]";
+
     /// <summary>Reads the database's types for <paramref name="tables"/> and checks their columns.</summary>
     /// <exception cref="DBSyncConfigurationException">A mapped column cannot be decoded; the message lists each problem and its fix.</exception>
     public static async Task<PgTypeCatalog> CheckAsync(NpgsqlConnection connection, IReadOnlyList<SyncTableInfo> tables, CancellationToken cancellationToken)
@@ -36,14 +39,18 @@ internal static class ColumnTypeCheck
                 if (!columns.TryGetValue(column.Name, out var found))
                 {
                     problems.Add($"Column \"{column.Name}\" of {table.DisplayName} (property {property}) does not exist. " +
-                                 "Create it, map the property to another column with [Column(\"...\")], or mark it [SyncIgnore].");
+                                 (column.IsKey
+                                     ? $"Create it, or map the property to the table's key column with [Column(\"...\")]; {KeyCannotBeIgnored}."
+                                     : "Create it, map the property to another column with [Column(\"...\")], or mark it [SyncIgnore]."));
                     continue;
                 }
                 if (found.Generated.Length > 0)
                 {
                     problems.Add($"Column \"{column.Name}\" of {table.DisplayName} (property {property}) is a generated column: pgoutput never " +
-                                 "sends generated columns, so changes could not fill it while snapshots would. Mark the property [SyncIgnore] " +
-                                 "(and compute it in C# if you need it).");
+                                 "sends generated columns, so changes could not fill it while snapshots would. " +
+                                 (column.IsKey
+                                     ? $"Put [PrimaryKey] on columns that are stored, not generated; {KeyCannotBeIgnored}."
+                                     : "Mark the property [SyncIgnore] (and compute it in C# if you need it)."));
                     continue;
                 }
                 PgColumnType resolved;
@@ -65,7 +72,8 @@ internal static class ColumnTypeCheck
                     {
                         problems.Add($"Column \"{column.Name}\" of {table.DisplayName} (property {property}) is money, whose values this database's " +
                                      $"lc_monetary counts in units of 10^-{moneyDigits}; DBSync reads money with two decimal places. " +
-                                     $"Change the column to numeric (ALTER TABLE {table.QualifiedName} ALTER COLUMN {SyncTableInfo.QuoteIdentifier(column.Name)} TYPE numeric), or mark the property [SyncIgnore].");
+                                     $"Change the column to numeric (ALTER TABLE {table.QualifiedName} ALTER COLUMN {SyncTableInfo.QuoteIdentifier(column.Name)} TYPE numeric)" +
+                                     (column.IsKey ? "." : ", or mark the property [SyncIgnore]."));
                     }
                 }
                 if (column.EnumLabels is { } labels && types.EnumOf(found.Type) is var (enumName, pgLabels))

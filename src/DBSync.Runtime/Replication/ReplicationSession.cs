@@ -48,7 +48,7 @@ internal sealed class ReplicationSession
     // Transaction state: only the read loop touches it.
     private bool _inTransaction;
     private TransactionContext _transaction;
-    private int _changeCount;
+    private readonly ChangeCounter _changes = new();
     private string? _origin;
     private bool _internalTransaction;
     private StreamedTransactions.Transaction? _streamBlock;
@@ -252,7 +252,7 @@ internal sealed class ReplicationSession
         {
             // Transactions whose handlers completed stay confirmed; the failed one is delivered again on the next run.
             _activity?.SetStatus(ActivityStatusCode.Error, e.GetType().FullName);
-            Log.StreamFailed(_logger, e, _options.SlotName, ConfirmedLsn.ToString());
+            Log.StreamFailed(_logger, _options.SlotName, $"{e.GetType().Name}: {e.Message}", ConfirmedLsn.ToString());
             await FlushStatusAsync().ConfigureAwait(false);
             throw;
         }
@@ -514,8 +514,8 @@ internal sealed class ReplicationSession
     private void BeginTransaction(uint xid, ulong commitLsn, DateTime commitTime)
     {
         _inTransaction = true;
-        _transaction = new TransactionContext(xid, new NpgsqlLogSequenceNumber(commitLsn), new DateTimeOffset(commitTime, TimeSpan.Zero));
-        _changeCount = 0;
+        _changes.Reset();
+        _transaction = new TransactionContext(xid, new NpgsqlLogSequenceNumber(commitLsn), new DateTimeOffset(commitTime, TimeSpan.Zero), _changes);
         _origin = null;
         _internalTransaction = false;
         _signals?.Reset();
@@ -547,7 +547,7 @@ internal sealed class ReplicationSession
             return;
         if (activity.IsAllDataRequested)
         {
-            activity.SetTag("dbsync.change_count", _changeCount);
+            activity.SetTag("dbsync.change_count", _changes.Count);
             if (endLsn is { } end)
                 activity.SetTag("dbsync.end_lsn", new NpgsqlLogSequenceNumber(end).ToString());
             if (_internalTransaction)
@@ -577,17 +577,13 @@ internal sealed class ReplicationSession
             throw new ProtocolException($"pgoutput message '{(char)kind}' at {new NpgsqlLogSequenceNumber(lsn)} arrived outside a transaction.");
     }
 
-    /// <summary>Checks a row change is inside a transaction and finds its relation; true (and counted) when a handler
-    /// is registered for the table, false for a table of the publication that no handler maps.</summary>
+    /// <summary>Checks a row change is inside a transaction and finds its relation; true when a handler is registered for
+    /// the table (the registration numbers the change as it delivers it), false for a table that no handler maps.</summary>
     private bool IsDelivered(uint relationId, PgOutputMessageKind kind, ulong lsn, out RelationState relation)
     {
         RequireTransaction(kind, lsn);
         relation = RelationOf(relationId, kind);
-        if (relation.Registration is null)
-            return false;
-        if (relation.Registration is not SignalRegistration)
-            _changeCount++;
-        return true;
+        return relation.Registration is not null;
     }
 
     private RelationState RelationOf(uint relationId, PgOutputMessageKind kind)
@@ -619,7 +615,6 @@ internal sealed class ReplicationSession
             var relation = RelationOf(relationId, PgOutputMessageKind.Truncate);
             if (relation.Registration is null)
                 continue;
-            _changeCount++;
             await relation.Registration.OnTruncateAsync(_transaction, lsn, cancellationToken).ConfigureAwait(false);
         }
     }
@@ -669,7 +664,7 @@ internal sealed class ReplicationSession
         }
 
         var committed = new CommittedTransaction(_transaction.Xid, _transaction.CommitLsn, new NpgsqlLogSequenceNumber(endLsn),
-            _transaction.CommitTime, _changeCount, _origin);
+            _transaction.CommitTime, _changes.Count, _origin);
         return DeliverCommitAsync(committed, cancellationToken);
     }
 

@@ -98,11 +98,13 @@ internal static partial class ReplicationSetup
                      WHERE i.indrelid = c.oid AND i.indisprimary),
                    (SELECT array_agg(a.attname::text ORDER BY array_position(i.indkey::int2[], a.attnum))
                       FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
-                     WHERE i.indrelid = c.oid AND i.indisreplident)
+                     WHERE i.indrelid = c.oid AND i.indisreplident),
+                   c.oid
             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
             WHERE n.nspname = $1 AND c.relname = $2
             """;
         var problems = new List<string>();
+        var identityProblems = new List<(SyncTableInfo Table, uint Oid, string[] EntityKey)>();
         foreach (var table in tables)
         {
             await using var command = new NpgsqlCommand(sql, connection);
@@ -121,6 +123,7 @@ internal static partial class ReplicationSetup
             var canSelect = reader.GetBoolean(2);
             var primaryKey = reader.IsDBNull(3) ? null : reader.GetFieldValue<string[]>(3);
             var identityIndex = reader.IsDBNull(4) ? null : reader.GetFieldValue<string[]>(4);
+            var oid = reader.GetFieldValue<uint>(5);
 
             if (kind is not ("r" or "p"))
             {
@@ -139,9 +142,7 @@ internal static partial class ReplicationSetup
                                  $"Run ALTER TABLE {table.QualifiedName} REPLICA IDENTITY DEFAULT; (with a primary key) or REPLICA IDENTITY FULL;");
                     break;
                 case "d" when primaryKey is null:
-                    problems.Add($"{table.DisplayName} has no primary key and no replica identity, so PostgreSQL cannot identify the rows of its updates and deletes. " +
-                                 $"Add a primary key (ALTER TABLE {table.QualifiedName} ADD PRIMARY KEY ({string.Join(", ", entityKey.Select(SyncTableInfo.QuoteIdentifier))});) " +
-                                 $"or run ALTER TABLE {table.QualifiedName} REPLICA IDENTITY FULL;");
+                    identityProblems.Add((table, oid, entityKey));
                     break;
                 case "d" when !SameColumns(primaryKey, entityKey):
                     problems.Add(KeyMismatch(table, entityKey, "primary key", primaryKey));
@@ -152,9 +153,86 @@ internal static partial class ReplicationSetup
             }
         }
 
+        // Each command's reader is closed by now: the unique indexes of a table without identity are read after the loop.
+        foreach (var (table, oid, entityKey) in identityProblems)
+            problems.Add(await NoIdentityAsync(connection, table, oid, entityKey, cancellationToken).ConfigureAwait(false));
+
         if (problems.Count > 0)
             throw new DBSyncConfigurationException(string.Join(Environment.NewLine, problems));
     }
+
+    /// <summary>
+    /// A table with neither primary key nor replica identity: REPLICA IDENTITY FULL always works. A primary key (or a replica
+    /// identity index) is suggested only where the catalog proves the entity's key columns unique: a unique index on exactly
+    /// them. The table itself is never scanned. <c>REPLICA IDENTITY USING INDEX</c> needs a valid, non-partial, immediate
+    /// unique index without expressions on NOT NULL columns; <c>ADD PRIMARY KEY USING INDEX</c> also a b-tree in default
+    /// sort order that no constraint owns yet (https://www.postgresql.org/docs/current/sql-altertable.html).
+    /// </summary>
+    private static async Task<string> NoIdentityAsync(NpgsqlConnection connection, SyncTableInfo table, uint oid, string[] entityKey, CancellationToken cancellationToken)
+    {
+        const string sql = """
+            SELECT ic.relname::text,
+                   ARRAY(SELECT a.attname::text FROM unnest((i.indkey::int2[])[0:i.indnkeyatts - 1]) k JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k),
+                   ARRAY(SELECT a.attname::text FROM unnest((i.indkey::int2[])[0:i.indnkeyatts - 1]) k JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k
+                          WHERE NOT a.attnotnull ORDER BY a.attnum),
+                   i.indpred IS NULL AND i.indexprs IS NULL AND i.indimmediate AND i.indisvalid,
+                   am.amname = 'btree' AND 0 = ALL (i.indoption::int2[])
+                     AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid AND k.conrelid = i.indrelid AND k.contype IN ('p', 'u', 'x'))
+            FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid JOIN pg_am am ON am.oid = ic.relam
+            WHERE i.indrelid = $1 AND i.indisunique
+            ORDER BY ic.relname
+            """;
+        var keyList = string.Join(", ", entityKey.Select(SyncTableInfo.QuoteIdentifier));
+        var message = new StringBuilder(
+            $"{table.DisplayName} has no primary key and no replica identity, so PostgreSQL cannot identify the rows of its updates and deletes. " +
+            $"Run ALTER TABLE {table.QualifiedName} REPLICA IDENTITY FULL; (updates and deletes then carry the whole old row).");
+
+        UniqueIndex? index = null;
+        await using (var command = new NpgsqlCommand(sql, connection))
+        {
+            command.Parameters.Add(new NpgsqlParameter { Value = oid, NpgsqlDbType = NpgsqlDbType.Oid });
+            await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+            while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+            {
+                // Partial, with expressions, deferrable or invalid: it proves nothing, or PostgreSQL refuses it.
+                if (!reader.GetBoolean(3) || !SameColumns(reader.GetFieldValue<string[]>(1), entityKey))
+                    continue;
+                var candidate = new UniqueIndex(reader.GetString(0), reader.GetFieldValue<string[]>(2), reader.GetBoolean(4));
+                // Prefer one on NOT NULL columns, then one that can become the primary key.
+                if (index is null || (candidate.NullableColumns.Length == 0 && index.NullableColumns.Length > 0)
+                    || (candidate.NullableColumns.Length == index.NullableColumns.Length && candidate.CanBePrimaryKey && !index.CanBePrimaryKey))
+                    index = candidate;
+            }
+        }
+
+        if (index is null)
+        {
+            message.Append($" No unique index covers exactly ({keyList}), the column(s) {table.EntityType.FullName} marks [PrimaryKey], so PostgreSQL " +
+                           "does not know them to be unique: add a primary key only on columns whose values are unique (PostgreSQL refuses one " +
+                           "on duplicated values), and put [PrimaryKey] on those. " +
+                           "Snapshots page through the table by the [PrimaryKey] columns, so they must identify a row.");
+            return message.ToString();
+        }
+
+        var name = SyncTableInfo.QuoteIdentifier(index.Name);
+        if (index.NullableColumns.Length > 0)
+        {
+            var setNotNull = string.Join(", ", index.NullableColumns.Select(c => $"ALTER COLUMN {SyncTableInfo.QuoteIdentifier(c)} SET NOT NULL"));
+            message.Append($" The unique index {name} covers ({keyList}), but ({string.Join(", ", index.NullableColumns.Select(SyncTableInfo.QuoteIdentifier))}) may be NULL: " +
+                           $"once ALTER TABLE {table.QualifiedName} {setNotNull}; succeeds (it fails while a NULL is stored), ");
+        }
+        else
+        {
+            message.Append($" Or use the unique index {name} on ({keyList}): ");
+        }
+        message.Append($"ALTER TABLE {table.QualifiedName} REPLICA IDENTITY USING INDEX {name};");
+        if (index.CanBePrimaryKey)
+            message.Append($" or, to make it the primary key, ALTER TABLE {table.QualifiedName} ADD PRIMARY KEY USING INDEX {name};");
+        return message.ToString();
+    }
+
+    /// <summary>A unique index on exactly an entity's key columns; which of them may be NULL; whether it can become the primary key.</summary>
+    private sealed record UniqueIndex(string Name, string[] NullableColumns, bool CanBePrimaryKey);
 
     private static bool SameColumns(string[] a, string[] b) => a.Length == b.Length && a.Order(StringComparer.Ordinal).SequenceEqual(b.Order(StringComparer.Ordinal), StringComparer.Ordinal);
 

@@ -93,7 +93,7 @@ internal sealed class TableRegistration<T> : TableRegistration where T : ISyncTa
     {
         var row = Decode(newTuple, binding, keyOnly: false, out var unchanged);
         return DeliverAsync(new Change<T>(ChangeKind.Insert, row, default, OldRowKind.None, unchanged,
-            new NpgsqlLogSequenceNumber(lsn), tx.CommitLsn, tx.CommitTime, tx.Xid), cancellationToken);
+            new NpgsqlLogSequenceNumber(lsn), tx.CommitLsn, tx.CommitTime, tx.Xid, tx.Changes.Next()), cancellationToken);
     }
 
     public override ValueTask OnUpdateAsync(ReadOnlySpan<byte> newTuple, OldTupleKind oldKind, ReadOnlySpan<byte> oldTuple, ColumnBinding binding, in TransactionContext tx, ulong lsn, CancellationToken cancellationToken)
@@ -101,19 +101,19 @@ internal sealed class TableRegistration<T> : TableRegistration where T : ISyncTa
         var row = Decode(newTuple, binding, keyOnly: false, out var unchanged);
         var old = DecodeOld(oldKind, oldTuple, binding, out var oldRowKind);
         return DeliverAsync(new Change<T>(ChangeKind.Update, row, old, oldRowKind, unchanged,
-            new NpgsqlLogSequenceNumber(lsn), tx.CommitLsn, tx.CommitTime, tx.Xid), cancellationToken);
+            new NpgsqlLogSequenceNumber(lsn), tx.CommitLsn, tx.CommitTime, tx.Xid, tx.Changes.Next()), cancellationToken);
     }
 
     public override ValueTask OnDeleteAsync(OldTupleKind oldKind, ReadOnlySpan<byte> oldTuple, ColumnBinding binding, in TransactionContext tx, ulong lsn, CancellationToken cancellationToken)
     {
         var old = DecodeOld(oldKind, oldTuple, binding, out var oldRowKind);
         return DeliverAsync(new Change<T>(ChangeKind.Delete, default, old, oldRowKind, ColumnSet.Empty,
-            new NpgsqlLogSequenceNumber(lsn), tx.CommitLsn, tx.CommitTime, tx.Xid), cancellationToken);
+            new NpgsqlLogSequenceNumber(lsn), tx.CommitLsn, tx.CommitTime, tx.Xid, tx.Changes.Next()), cancellationToken);
     }
 
     public override ValueTask OnTruncateAsync(in TransactionContext tx, ulong lsn, CancellationToken cancellationToken)
         => DeliverAsync(new Change<T>(ChangeKind.Truncate, default, default, OldRowKind.None, ColumnSet.Empty,
-            new NpgsqlLogSequenceNumber(lsn), tx.CommitLsn, tx.CommitTime, tx.Xid), cancellationToken);
+            new NpgsqlLogSequenceNumber(lsn), tx.CommitLsn, tx.CommitTime, tx.Xid, tx.Changes.Next()), cancellationToken);
 
     private static T Decode(ReadOnlySpan<byte> tuple, ColumnBinding binding, bool keyOnly, out ColumnSet unchangedToast)
     {
@@ -224,7 +224,7 @@ internal sealed class TableRegistration<T> : TableRegistration where T : ISyncTa
         foreach (var row in rows)
         {
             await DeliverAsync(new Change<T>(ChangeKind.Read, row, default, OldRowKind.None, ColumnSet.Empty,
-                new NpgsqlLogSequenceNumber(lsn), tx.CommitLsn, tx.CommitTime, tx.Xid), cancellationToken).ConfigureAwait(false);
+                new NpgsqlLogSequenceNumber(lsn), tx.CommitLsn, tx.CommitTime, tx.Xid, tx.Changes.Next()), cancellationToken).ConfigureAwait(false);
         }
         return outcome;
     }

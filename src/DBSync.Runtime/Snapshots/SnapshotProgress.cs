@@ -1,3 +1,6 @@
+using System.Globalization;
+using System.Text;
+
 namespace DBSync;
 
 /// <summary>
@@ -13,7 +16,17 @@ public abstract record SnapshotProgress(string? Table);
 /// arrive through the stream.</param>
 /// <param name="Resumed">True when it continues from a checkpoint, after the chunk that <paramref name="LastKey"/> ends.</param>
 /// <param name="LastKey">Where a resumed snapshot continues from; null for a fresh start.</param>
-public sealed record SnapshotTableStarted(string Table, IReadOnlyList<string>? MaxKey, bool Resumed, IReadOnlyList<string>? LastKey) : SnapshotProgress(Table);
+public sealed record SnapshotTableStarted(string Table, IReadOnlyList<string>? MaxKey, bool Resumed, IReadOnlyList<string>? LastKey) : SnapshotProgress(Table)
+{
+    /// <summary>Prints the keys as their values (<c>MaxKey = 42</c>, <c>LastKey = (7, 'r-003')</c>).</summary>
+    protected override bool PrintMembers(StringBuilder builder)
+    {
+        ArgumentNullException.ThrowIfNull(builder);
+        base.PrintMembers(builder);
+        builder.Append(CultureInfo.InvariantCulture, $", MaxKey = {KeyText.Format(MaxKey)}, Resumed = {Resumed}, LastKey = {KeyText.Format(LastKey)}");
+        return true;
+    }
+}
 
 /// <summary>A chunk's rows were delivered.</summary>
 /// <param name="Table">The table.</param>
@@ -23,7 +36,18 @@ public sealed record SnapshotTableStarted(string Table, IReadOnlyList<string>? M
 /// (or arrived) as stream changes.</param>
 /// <param name="LastKey">The chunk's last key, as text.</param>
 /// <param name="Attempts">How many times the chunk was read: more than one when a schema change came between its watermarks.</param>
-public sealed record SnapshotChunkCompleted(string Table, long Chunk, int RowsRead, int RowsEmitted, IReadOnlyList<string>? LastKey, int Attempts) : SnapshotProgress(Table);
+public sealed record SnapshotChunkCompleted(string Table, long Chunk, int RowsRead, int RowsEmitted, IReadOnlyList<string>? LastKey, int Attempts) : SnapshotProgress(Table)
+{
+    /// <summary>Prints the key as its values (<c>LastKey = 42</c>, <c>LastKey = (7, 'r-003')</c>).</summary>
+    protected override bool PrintMembers(StringBuilder builder)
+    {
+        ArgumentNullException.ThrowIfNull(builder);
+        base.PrintMembers(builder);
+        builder.Append(CultureInfo.InvariantCulture,
+            $", Chunk = {Chunk}, RowsRead = {RowsRead}, RowsEmitted = {RowsEmitted}, LastKey = {KeyText.Format(LastKey)}, Attempts = {Attempts}");
+        return true;
+    }
+}
 
 /// <summary>Every row of a table was delivered.</summary>
 public sealed record SnapshotTableCompleted(string Table, long Chunks, long RowsRead, long RowsEmitted) : SnapshotProgress(Table);
@@ -46,3 +70,33 @@ public sealed record SnapshotsResumed() : SnapshotProgress((string?)null);
 
 /// <summary>The queue is empty: every requested table is done, skipped, failed or cancelled.</summary>
 public sealed record SnapshotsCompleted() : SnapshotProgress((string?)null);
+
+/// <summary>A snapshot key (its columns' values as text) written for people: progress notifications and the CLI.</summary>
+internal static class KeyText
+{
+    /// <summary><c>42</c>, <c>'r-003'</c>, <c>(7, 'r-003')</c>: numbers as they are, other values quoted as SQL literals so
+    /// that commas, spaces and empty strings stay readable; <c>null</c> for no key.</summary>
+    public static string Format(IReadOnlyList<string>? key)
+    {
+        if (key is null)
+            return "null";
+        if (key.Count == 1)
+            return Value(key[0]);
+        var text = new StringBuilder("(");
+        for (var i = 0; i < key.Count; i++)
+            text.Append(i == 0 ? "" : ", ").Append(Value(key[i]));
+        return text.Append(')').ToString();
+    }
+
+    private static string Value(string value) => IsNumber(value) ? value : "'" + value.Replace("'", "''", StringComparison.Ordinal) + "'";
+
+    /// <summary>An integer or decimal as PostgreSQL writes one: <c>-12</c>, <c>3.50</c>.</summary>
+    private static bool IsNumber(string value)
+    {
+        var digits = value.AsSpan(value.StartsWith('-') ? 1 : 0);
+        var point = digits.IndexOf('.');
+        var whole = point < 0 ? digits : digits[..point];
+        var fraction = point < 0 ? "0".AsSpan() : digits[(point + 1)..];
+        return !whole.IsEmpty && !fraction.IsEmpty && !whole.ContainsAnyExceptInRange('0', '9') && !fraction.ContainsAnyExceptInRange('0', '9');
+    }
+}

@@ -145,7 +145,7 @@ public sealed partial class CliTests(PostgresFixture fixture)
         Assert.Contains($"DBSync (slot \"{Slot}\"): public.restaurant is queued (position 1).", start.Out, StringComparison.Ordinal);
         var paused = await ExpectAsync(ExitCodes.Success, cs, "checkpoint", "show", "--slot", Slot);
         Assert.Contains($"Checkpoint of slot \"{Slot}\" (public.dbsync_checkpoint)", paused.Out, StringComparison.Ordinal);
-        Assert.Contains("  paused           yes", paused.Out, StringComparison.Ordinal);
+        Assert.Contains("  paused                      yes", paused.Out, StringComparison.Ordinal);
         Assert.Matches(@"(?m)^  public\.restaurant\s+queued\s+0\s+0\s+0\s+-\s+-\s+-\s+-$", paused.Out);
         await Task.Delay(300);
         Assert.Empty(ReadIds(run.Recorder));
@@ -194,6 +194,62 @@ public sealed partial class CliTests(PostgresFixture fixture)
         var timeout = await ExpectAsync(ExitCodes.Timeout, cs, "snapshot", "resume", "--slot", Slot, "--timeout", "1");
         Assert.Contains($"Is a DBSync client running on slot \"{Slot}\" with SignalTable = \"public.dbsync_signal\"", timeout.Error, StringComparison.Ordinal);
         Assert.Matches(@"^Signal \d+ sent through public\.dbsync_signal: resume\.\s*$", (await ExpectAsync(ExitCodes.Success, cs, "snapshot", "resume", "--no-wait")).Out);
+    }
+
+    [Fact]
+    public async Task CheckpointShow_LabelsThePositionSavedWithTheCheckpoint_AndShowsTheSlotsOwn_AndKeysAsValues()
+    {
+        await using var db = await TestDatabase.CreateAsync(fixture.Server);
+        await db.ExecuteAsync("INSERT INTO restaurant (id, name) SELECT 'r-' || g, 'R' || g FROM generate_series(1, 5) g");
+        var cs = db.ConnectionString;
+        var pausedOnce = 0;
+        await using var run = await StreamRun.StartAsync(cs, (client, recorder) =>
+        {
+            StreamRun.RegisterSeedTables(client, recorder);
+            client.OnSnapshotProgress(p =>
+            {
+                if (p is SnapshotChunkCompleted && Interlocked.Exchange(ref pausedOnce, 1) == 0)
+                    client.PauseSnapshots();
+            });
+        }, configure: o =>
+        {
+            o.SnapshotChunkSize = 2;
+            o.StatusInterval = TimeSpan.FromSeconds(1);
+        });
+
+        // Paused in the middle: the queue shows the last and the maximum key as values.
+        var snapshot = run.Client.SnapshotAsync<Restaurant>();
+        await run.WaitUntilAsync(r => r.Progress.OfType<SnapshotsPaused>().Any(), "the pause after the first chunk");
+        var paused = await ExpectAsync(ExitCodes.Success, cs, "checkpoint", "show", "--slot", Slot);
+        Assert.Matches(@"(?m)^  public\.restaurant\s+paused\s+\d+\s+\d+\s+\d+\s+'r-\d'\s+'r-5'\s+-\s+-$", paused.Out);
+        run.Client.ResumeSnapshots();
+        await snapshot.WaitAsync(TimeSpan.FromSeconds(60));
+
+        // The slot confirms later transactions; the checkpoint keeps the position of its last save.
+        var saved = (await CheckpointInfo.LoadAsync(new PostgresCheckpointStore(cs), Slot))!.ConfirmedLsn;
+        await db.ExecuteAsync("INSERT INTO users (id, first_name, user_name, email) VALUES (1, 'u', 'u', 'u')");
+        await run.WaitUntilAsync(r => r.Of<User>().Count == 1, "the insert");
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        NpgsqlTypes.NpgsqlLogSequenceNumber confirmed;
+        while ((confirmed = await db.SlotConfirmedAsync(Slot)) <= saved)
+        {
+            Assert.True(DateTime.UtcNow < deadline, $"the slot's confirmed position stayed at {confirmed}, the checkpoint's {saved}");
+            await Task.Delay(50);
+        }
+
+        var shown = await ExpectAsync(ExitCodes.Success, cs, "checkpoint", "show", "--slot", Slot);
+        var shownSaved = ShownLsn(shown.Out, "confirmed LSN when saved");
+        var shownSlot = ShownLsn(shown.Out, "slot's confirmed LSN now");
+        Assert.Equal((await CheckpointInfo.LoadAsync(new PostgresCheckpointStore(cs), Slot))!.ConfirmedLsn, shownSaved);
+        Assert.True(shownSlot > shownSaved, $"the slot's position {shownSlot} is not past the checkpoint's {shownSaved}:\n{shown.Out}");
+        var now = await db.SlotConfirmedAsync(Slot);
+        Assert.True(shownSlot >= confirmed && shownSlot <= now, $"the slot's position shown, {shownSlot}, is not between {confirmed} and {now}");
+
+        // A checkpoint whose slot is gone says so.
+        await run.StopAsync();
+        await db.ExecuteAsync($"SELECT pg_drop_replication_slot('{Slot}')");
+        var orphan = await ExpectAsync(ExitCodes.Success, cs, "checkpoint", "show", "--slot", Slot);
+        Assert.Contains("  slot's confirmed LSN now    (no such slot on this server)", orphan.Out, StringComparison.Ordinal);
     }
 
     [Fact]
@@ -249,6 +305,9 @@ public sealed partial class CliTests(PostgresFixture fixture)
         ], frames.Select(f => f.TrimEnd()));
         Assert.Equal(frames[1].Length, frames[2].Length); // the shorter last frame covers the one before
     }
+
+    private static NpgsqlTypes.NpgsqlLogSequenceNumber ShownLsn(string output, string label)
+        => NpgsqlTypes.NpgsqlLogSequenceNumber.Parse(Regex.Match(output, $@"(?m)^  {Regex.Escape(label)}\s+([0-9A-F]+/[0-9A-F]+)\s*$").Groups[1].Value);
 
     [GeneratedRegex(@$"(?m)^{Slot}\s+\S+\s+(?<active>yes|no)\s+[0-9A-F]+/[0-9A-F]+\s+[0-9A-F]+/[0-9A-F]+\s+(?<bytes>\d+)\s+")]
     private static partial Regex LagRow();
