@@ -85,7 +85,18 @@ public sealed class CheckpointInfo
 /// <param name="RowsEmitted">Rows delivered as <see cref="ChangeKind.Read"/> changes.</param>
 public sealed record SnapshotQueueEntry(
     string Table, string? Filter, IReadOnlyList<string?> FilterParameters, string? ChunkKey, bool Started,
-    IReadOnlyList<string>? MaxKey, IReadOnlyList<string>? LastKey, long Chunks, long RowsRead, long RowsEmitted);
+    IReadOnlyList<string>? MaxKey, IReadOnlyList<string>? LastKey, long Chunks, long RowsRead, long RowsEmitted)
+{
+    /// <summary>Prints keys and filter values as values (<c>MaxKey = 42</c>, <c>FilterParameters = ['1990-01-01']</c>).</summary>
+    private bool PrintMembers(System.Text.StringBuilder builder)
+    {
+        builder.Append(System.Globalization.CultureInfo.InvariantCulture,
+            $"Table = {Table}, Filter = {Filter}, FilterParameters = [{string.Join(", ", FilterParameters.Select(p => p is null ? "null" : KeyText.Format([p])))}], ChunkKey = {ChunkKey}, ");
+        builder.Append(System.Globalization.CultureInfo.InvariantCulture,
+            $"Started = {Started}, MaxKey = {KeyText.Format(MaxKey)}, LastKey = {KeyText.Format(LastKey)}, Chunks = {Chunks}, RowsRead = {RowsRead}, RowsEmitted = {RowsEmitted}");
+        return true;
+    }
+}
 
 /// <summary>How a table's snapshot ended.</summary>
 public enum SnapshotOutcome

@@ -703,8 +703,8 @@ internal sealed class SnapshotCoordinator
         try
         {
             await FenceAsync(connection, table, cancellationToken).ConfigureAwait(false);
-            Log.SnapshotStarted(_logger, table.Table.DisplayName, query.MaxKey is null ? "(empty)" : string.Join(", ", query.MaxKey),
-                job.State.LastKey is null ? "the start" : string.Join(", ", job.State.LastKey));
+            Log.SnapshotStarted(_logger, table.Table.DisplayName, query.MaxKey is null ? "(empty)" : KeyText.Format(query.MaxKey),
+                job.State.LastKey is null ? "the start" : KeyText.Format(job.State.LastKey));
             await NotifyAsync(new SnapshotTableStarted(job.State.DisplayName, query.MaxKey, job.Resumed, job.State.LastKey), cancellationToken).ConfigureAwait(false);
             job.Resumed = true; // after a pause it continues, too
 
