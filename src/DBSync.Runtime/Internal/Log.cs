@@ -157,4 +157,7 @@ internal static partial class Log
 
     [LoggerMessage(2025, LogLevel.Warning, "Could not read the partitions of the mapped partitioned tables; trying again in {Interval} ms")]
     public static partial void PartitionWatchFailed(ILogger logger, Exception exception, long interval);
+
+    [LoggerMessage(2026, LogLevel.Debug, "Partition {Partition} of {Table} got new storage, explained by a published truncate of {Table} (or of the partition)")]
+    public static partial void PartitionStorageReplacedByTruncate(ILogger logger, string partition, string table);
 }

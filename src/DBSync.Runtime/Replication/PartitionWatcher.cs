@@ -85,46 +85,38 @@ internal sealed class PartitionWatcher
     /// </summary>
     public event Action<PartitionChange>? Changed;
 
-    /// <summary>Polls the partition trees until cancelled. <paramref name="handledLsn"/> is how far the stream has delivered.</summary>
-    public async Task RunAsync(Func<ulong> handledLsn, CancellationToken cancellationToken)
+    /// <summary>
+    /// Takes a reading of the partition trees now (so that whatever changes after the stream started is seen), then keeps
+    /// reading every <see cref="DBSyncOptions.StatusInterval"/> until cancelled. <paramref name="handledLsn"/> is how far the
+    /// stream has delivered. Returns once the first reading is done (a failed one is logged and tried again), with the task
+    /// of the readings to come.
+    /// </summary>
+    public async Task<Task> StartAsync(Func<ulong> handledLsn, CancellationToken cancellationToken)
     {
-        using var timer = new PeriodicTimer(_options.StatusInterval);
-        NpgsqlConnection? connection = null;
-        try
+        var reader = new Reader(this, handledLsn);
+        if (!await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
         {
-            string[]? roots = null;
-            do
+            await reader.DisposeAsync().ConfigureAwait(false);
+            return Task.CompletedTask;
+        }
+        return KeepReadingAsync(reader, cancellationToken);
+    }
+
+    private async Task KeepReadingAsync(Reader reader, CancellationToken cancellationToken)
+    {
+        await using (reader.ConfigureAwait(false))
+        {
+            using var timer = new PeriodicTimer(_options.StatusInterval);
+            try
             {
-                try
+                while (await timer.WaitForNextTickAsync(cancellationToken).ConfigureAwait(false) && await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
                 {
-                    if (connection is null)
-                    {
-                        connection = new NpgsqlConnection(_options.ConnectionString);
-                        await connection.OpenAsync(cancellationToken).ConfigureAwait(false);
-                    }
-                    roots ??= await PartitionedRootsAsync(connection, cancellationToken).ConfigureAwait(false);
-                    if (roots.Length == 0)
-                        return; // a mapped table cannot become partitioned while it exists
-                    await PollAsync(connection, roots, handledLsn, cancellationToken).ConfigureAwait(false);
-                }
-                catch (Exception e) when (!cancellationToken.IsCancellationRequested && e is not OperationCanceledException)
-                {
-                    Log.PartitionWatchFailed(_logger, e, (long)_options.StatusInterval.TotalMilliseconds);
-                    if (connection is not null)
-                        await connection.DisposeAsync().ConfigureAwait(false);
-                    connection = null;
                 }
             }
-            while (await timer.WaitForNextTickAsync(cancellationToken).ConfigureAwait(false));
-        }
-        catch (OperationCanceledException)
-        {
-            // The session is ending.
-        }
-        finally
-        {
-            if (connection is not null)
-                await connection.DisposeAsync().ConfigureAwait(false);
+            catch (OperationCanceledException)
+            {
+                // The session is ending.
+            }
         }
     }
 
@@ -329,27 +321,33 @@ internal sealed class PartitionWatcher
     /// else may be a TRUNCATE of the partition alone, whose removed rows no change event announced.</summary>
     private void JudgeReplacedStorage(ulong handled)
     {
-        List<Pending> unexplained = [];
+        List<(Pending Pending, bool Explained)> judged = [];
         lock (_lock)
         {
-            for (var i = _pending.Count - 1; i >= 0; i--)
+            var waiting = new List<Pending>();
+            foreach (var pending in _pending)
             {
-                var pending = _pending[i];
                 if (handled < pending.SeenBy)
-                    continue;
-                _pending.RemoveAt(i);
-                if (!Explained(pending.Partition.Table.DisplayName, pending) && !Explained(pending.Partition.Name, pending))
-                    unexplained.Add(pending);
+                    waiting.Add(pending);
+                else
+                    judged.Add((pending, Explained(pending.Partition.Table.DisplayName, pending) || Explained(pending.Partition.Name, pending)));
             }
+            _pending.Clear();
+            _pending.AddRange(waiting);
             // A truncate at or before the start of the last reading can explain no later replacement (the next one found is
             // judged from that start on), nor one still to judge from a later start.
             var useless = _pending.Count == 0 ? _lastStart : Math.Min(_lastStart, _pending.Min(p => p.After));
             foreach (var positions in _truncates.Values)
                 positions.RemoveAll(lsn => lsn <= useless);
         }
-        foreach (var pending in unexplained)
+        foreach (var (pending, explained) in judged)
         {
             var partition = pending.Partition;
+            if (explained)
+            {
+                Log.PartitionStorageReplacedByTruncate(_logger, partition.Name, partition.Table.DisplayName);
+                continue;
+            }
             Log.PartitionStorageReplaced(_logger, partition.Name, partition.Bound ?? "?", partition.Table.DisplayName);
             Changed?.Invoke(new PartitionChange(PartitionChangeKind.Truncated, partition.Table, pending.Oid, partition.Name, partition.Qualified, partition.Bound,
                 null, true, pending.SeenBy));
@@ -363,6 +361,44 @@ internal sealed class PartitionWatcher
     {
         await using var command = new NpgsqlCommand("SELECT (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END)::text", connection);
         return (ulong)NpgsqlTypes.NpgsqlLogSequenceNumber.Parse((string)(await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!);
+    }
+
+    /// <summary>The readings of one stream session, on a connection of their own (opened again after a failure).</summary>
+    private sealed class Reader(PartitionWatcher watcher, Func<ulong> handledLsn) : IAsyncDisposable
+    {
+        private NpgsqlConnection? _connection;
+        private string[]? _roots;
+
+        /// <summary>One reading; false when there is nothing to watch (no mapped table is partitioned).</summary>
+        public async Task<bool> ReadAsync(CancellationToken cancellationToken)
+        {
+            try
+            {
+                if (_connection is null)
+                {
+                    _connection = new NpgsqlConnection(watcher._options.ConnectionString);
+                    await _connection.OpenAsync(cancellationToken).ConfigureAwait(false);
+                }
+                // A mapped table cannot become partitioned while it exists: one look per session is enough.
+                _roots ??= await watcher.PartitionedRootsAsync(_connection, cancellationToken).ConfigureAwait(false);
+                if (_roots.Length == 0)
+                    return false;
+                await watcher.PollAsync(_connection, _roots, handledLsn, cancellationToken).ConfigureAwait(false);
+            }
+            catch (Exception e) when (!cancellationToken.IsCancellationRequested && e is not OperationCanceledException)
+            {
+                Log.PartitionWatchFailed(watcher._logger, e, (long)watcher._options.StatusInterval.TotalMilliseconds);
+                await DisposeAsync().ConfigureAwait(false);
+            }
+            return true;
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            if (_connection is not null)
+                await _connection.DisposeAsync().ConfigureAwait(false);
+            _connection = null;
+        }
     }
 
     /// <summary>A leaf partition as one reading saw it.</summary>

@@ -177,13 +177,15 @@ internal sealed class ReplicationSession
         var idleConfirmation = ConfirmWhileIdleAsync(transport, _readCancellation.Token);
         var heartbeats = HeartbeatAsync(_readCancellation.Token);
         var walEnd = SampleServerWalEndAsync(_readCancellation.Token);
-        var partitionWatch = _partitions.RunAsync(() => (ulong)ConfirmedLsn, _readCancellation.Token);
+        var partitionWatch = Task.CompletedTask;
         var stopRegistration = cancellationToken.Register(static state => ((ReplicationSession)state!).RequestStop(), this);
         _activityParent = Activity.Current;
         try
         {
             if (!_stopRequested)
                 await ReadAsync(transport.StartAsync(_options.SlotName, (ulong)ConfirmedLsn, pluginOptions, _readCancellation.Token)).ConfigureAwait(false);
+            // The partitions as they are now, before anything is reported as streaming: what changes later is seen.
+            partitionWatch = await _partitions.StartAsync(() => (ulong)ConfirmedLsn, _readCancellation.Token).ConfigureAwait(false);
             Log.StreamStarted(_logger, _options.SlotName, protocol, protocol >= 2 && !_options.TextFormat ? "binary" : "text", ConfirmedLsn.ToString(), transport.Name);
             _idle = true;
             onStreaming();
