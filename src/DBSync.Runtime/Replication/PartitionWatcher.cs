@@ -151,6 +151,10 @@ internal sealed class PartitionWatcher
             """;
         await using var connection = new NpgsqlConnection(_options.ConnectionString);
         await connection.OpenAsync(cancellationToken).ConfigureAwait(false);
+        // Before PostgreSQL 13 no partitioned table can be published (nor mapped: the setup refuses it), and before 12
+        // these functions do not exist.
+        if (connection.PostgreSqlVersion.Major < 13)
+            return null;
         await using var command = new NpgsqlCommand(sql, connection);
         command.Parameters.Add(new NpgsqlParameter { Value = relationId, NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Oid });
         await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
@@ -267,6 +271,7 @@ internal sealed class PartitionWatcher
     {
         // Rows are looked for through the partitioned table (the role may read it, not necessarily the partition itself),
         // restricted by the partition's constraint, which lets the planner read that partition alone.
+        // The constraint is the server's own deparsed SQL (pg_get_partition_constraintdef), with its literals quoted by it.
         var hasRows = false;
         if (partition.Constraint is { } constraint)
         {
