@@ -1,6 +1,7 @@
 // DBSync sample: creates the seed schema (Users, Restaurant, Visit), streams its changes as typed events and prints
 // them while it writes inserts, updates and deletes, then takes a snapshot of the tables (rows arrive as Read). A fourth table, dish, shows the richer
-// types (an enum, money, interval, jsonb, arrays, bytea, an infinite timestamptz).
+// types (an enum, money, interval, jsonb, arrays, bytea, an infinite timestamptz); a fifth, reservation, is partitioned
+// by month (its changes arrive as reservation's, whichever partition holds the row).
 //
 //   dotnet run --project samples/DBSync.Sample
 //
@@ -13,12 +14,15 @@ using Npgsql;
 await SeedDatabase.RunAsync("dbsync_sample", async (server, database) =>
 {
     await server.ExecuteAsync(Dish.CreateSql, database);
+    await server.ExecuteAsync(Reservation.CreateSql, database);
     await RunSampleAsync(server.ConnectionStringFor(database));
 });
 
 static async Task RunSampleAsync(string connectionString)
 {
-    const int expectedChanges = SeedChanges.Count + 2; // the seed tables' changes, then a dish inserted and updated
+    // The seed tables' changes, a dish inserted and updated, then two reservations inserted, one moved to another month's
+    // partition (a Delete and an Insert) and updated.
+    const int expectedChanges = SeedChanges.Count + 2 + 5;
     var received = 0;
     var snapshotsDone = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
     var allReceived = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -68,6 +72,14 @@ static async Task RunSampleAsync(string connectionString)
                               $"nutrition={dish.Nutrition?.GetRawText() ?? "null"} available_until={dish.AvailableUntil}   xid={change.Xid} lsn={change.Lsn}");
             Count();
         })
+        .On<Reservation>(change =>
+        {
+            var reservation = change.Row!;
+            Console.WriteLine($"{change.Kind,-8} reservation id={reservation.Id} day={reservation.Day:yyyy-MM-dd} " +
+                              (change.Kind == ChangeKind.Delete ? "(key only)" : $"restaurant_id={reservation.RestaurantId} guests={reservation.Guests} note={reservation.Note ?? "null"}") +
+                              $"   xid={change.Xid} lsn={change.Lsn}");
+            Count();
+        })
         .OnTransaction((tx, _) =>
         {
             Console.WriteLine($"-- commit xid={tx.Xid} changes={tx.ChangeCount} commit_lsn={tx.CommitLsn} at {tx.CommitTime:HH:mm:ss.fff}");
@@ -92,7 +104,7 @@ static async Task RunSampleAsync(string connectionString)
     var run = client.RunAsync(stop.Token);
     await Task.WhenAny(client.Streaming, run);
     await client.Streaming; // surfaces a setup error (wal_level, privileges, missing tables) with its message
-    // The slot is new, so the initial snapshot (on by default) reads the four tables first: they are still empty.
+    // The slot is new, so the initial snapshot (on by default) reads the five tables first: they are still empty.
     await snapshotsDone.Task.WaitAsync(TimeSpan.FromSeconds(60));
     snapshotsDone = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
     Console.WriteLine("Streaming; writing changes...");
@@ -109,6 +121,9 @@ static async Task RunSampleAsync(string connectionString)
                     '{mild,"extra hot",NULL}', '{{10,8},{12,NULL}}', '\x89504e47')
             """,
             "UPDATE dish SET spice = 'extra hot', prep_time = prep_time + interval '5 minutes', available_until = '2027-01-01 00:00+00' WHERE id = 1",
+            "INSERT INTO reservation (id, day, restaurant_id, guests) VALUES (1, '2026-10-30', 'r-tofu', 2), (2, '2026-11-14', 'r-pizza', 4)",
+            "UPDATE reservation SET day = '2026-12-24', note = 'moved to Christmas Eve' WHERE id = 1", // from October's partition to December's
+            "UPDATE reservation SET guests = 5 WHERE id = 2",
         ];
         foreach (var sql in statements)
         {
@@ -126,8 +141,8 @@ static async Task RunSampleAsync(string connectionString)
     }
 
     // The full current state of every table, read in chunks while the stream runs (DBLog): each row arrives as a Read.
-    Console.WriteLine("Snapshot of all four tables:");
-    await client.SnapshotAsync([SnapshotTable.Of<User>(), SnapshotTable.Of<Restaurant>(), SnapshotTable.Of<Visit>(), SnapshotTable.Of<Dish>()]);
+    Console.WriteLine("Snapshot of all five tables:");
+    await client.SnapshotAsync([SnapshotTable.Of<User>(), SnapshotTable.Of<Restaurant>(), SnapshotTable.Of<Visit>(), SnapshotTable.Of<Dish>(), SnapshotTable.Of<Reservation>()]);
 
     await stop.CancelAsync();
     await run;

@@ -29,6 +29,7 @@ public sealed class DBSyncClient
     private readonly List<ITransactionParticipant> _participants = [];
     private readonly ILogger _logger;
     private readonly SnapshotCoordinator _snapshots;
+    private readonly PartitionWatcher _partitions;
     private readonly HandlerInvoker _invoker;
     private readonly PipelineTelemetry _telemetry;
     private readonly ConnectionPool _connections;
@@ -56,9 +57,13 @@ public sealed class DBSyncClient
         _snapshots = new SnapshotCoordinator(options, _tables, _progressHandlers, () => (ulong)ConfirmedLsn, _snapshotConnections,
             options.CheckpointStore ?? new PostgresCheckpointStore(_connections), _logger);
         _telemetry.Snapshots = _snapshots;
+        _partitions = new PartitionWatcher(options, _tables, _snapshots.RequestAsync, _logger);
     }
 
     internal SnapshotCoordinator Snapshots => _snapshots;
+
+    /// <summary>Partitions attached, detached and truncated under the mapped partitioned tables (its Changed event).</summary>
+    internal PartitionWatcher Partitions => _partitions;
 
     internal DBSyncOptions Options => _options;
 
@@ -337,7 +342,7 @@ public sealed class DBSyncClient
             foreach (var applier in _appliers)
                 await applier.OnSessionStartAsync().ConfigureAwait(false);
             await ResetParticipantsAsync().ConfigureAwait(false);
-            _session = new ReplicationSession(_options, _connections, _tables, _transactionHandlers, _messageHandlers, _appliers, _participants, _invoker, _snapshots, _telemetry, _logger);
+            _session = new ReplicationSession(_options, _connections, _tables, _transactionHandlers, _messageHandlers, _appliers, _participants, _invoker, _snapshots, _telemetry, _logger, _partitions);
             _telemetry.Session = _session;
             await _session.RunAsync(server, reconnecting, () =>
             {

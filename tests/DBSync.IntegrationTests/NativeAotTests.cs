@@ -6,7 +6,7 @@ namespace DBSync.IntegrationTests;
 /// <summary>
 /// The sample published with Native AOT (<c>PublishAot</c> is set in its project): the publish reports no trimming or
 /// AOT warning, and the native binary streams and snapshots the sample's tables, the richer types of its dish table
-/// included, against the test server.
+/// and its partitioned reservation table included, against the test server.
 /// </summary>
 [Collection(PostgresCollection.Name)] // not beside other tests: native compilation takes both cores for a while
 [Trait("Category", "Aot")]
@@ -33,7 +33,13 @@ public sealed partial class NativeAotTests(PostgresFixture fixture)
             Assert.True(File.Exists(binary), $"{binary} is missing after the publish:\n{publish.Output}");
             var run = await ChildProcess.RunAsync(binary, [], TimeSpan.FromMinutes(3), ChildProcess.ServerEnvironment(fixture.Server));
             Assert.True(run.ExitCode == 0, $"The native sample failed ({run.ExitCode}):\n{run.Output}");
-            Assert.Contains("Received all 13 changes and the snapshot", run.Output, StringComparison.Ordinal);
+            Assert.Contains("Received all 18 changes and the snapshot", run.Output, StringComparison.Ordinal);
+            // The partitioned table: a row moved to another month's partition arrives as a Delete and an Insert of
+            // reservation, and the snapshot reads it from its new partition.
+            Assert.Contains("Delete   reservation id=1 day=2026-10-30 (key only)", run.Output, StringComparison.Ordinal);
+            Assert.Contains("Insert   reservation id=1 day=2026-12-24 restaurant_id=r-tofu guests=2 note=moved to Christmas Eve", run.Output, StringComparison.Ordinal);
+            Assert.Contains("Read     reservation id=1 day=2026-12-24 restaurant_id=r-tofu guests=2 note=moved to Christmas Eve", run.Output, StringComparison.Ordinal);
+            Assert.Contains("Read     reservation id=2 day=2026-11-14 restaurant_id=r-pizza guests=5", run.Output, StringComparison.Ordinal);
             Assert.Contains("Read     dish       id=1 name=Soondubu jjigae 🌶 spice=ExtraHot price=11.50 prep_time=00:30:00 options=[Mild, ExtraHot, ] stock=2x2", run.Output, StringComparison.Ordinal);
             Assert.Contains("available_until=infinity", run.Output, StringComparison.Ordinal);
         }

@@ -141,4 +141,37 @@ internal static partial class Log
 
     [LoggerMessage(3017, LogLevel.Warning, "Snapshot work failed outside any table (saving the checkpoint, or a lost connection); trying again in {Delay} ms")]
     public static partial void SnapshotLoopRetried(ILogger logger, Exception exception, long delay);
+
+    [LoggerMessage(1006, LogLevel.Information, "Publication \"{Publication}\" now publishes partitioned tables under their own names (publish_via_partition_root = true), as {Tables} needs; every table in it is mapped by this client")]
+    public static partial void PublicationViaRootEnabled(ILogger logger, string publication, string tables);
+
+    [LoggerMessage(2017, LogLevel.Information, "Publication \"{Publication}\" sends changes of {Relation} (oid {Oid}), which no registered type maps; they are not delivered")]
+    public static partial void UnmappedRelation(ILogger logger, string publication, string relation, uint oid);
+
+    [LoggerMessage(2018, LogLevel.Information, "Changes of partition {Partition} (oid {Oid}) arrive under the partition's own name (the publication sent partitions when they were written); they are delivered as changes of {Table}")]
+    public static partial void PartitionDeliveredAsTable(ILogger logger, string partition, uint oid, string table);
+
+    [LoggerMessage(2027, LogLevel.Warning, "TRUNCATE of partition {Partition} ({Bound}) of {Table} at {Lsn} is not delivered: it is not a truncate of {Table}. Its rows left {Table} without delete events, so consumers that applied them still have them: delete them there (the rows of that bound); use DELETE, not TRUNCATE, on a single partition")]
+    public static partial void PartitionTruncateNotDelivered(ILogger logger, string partition, string bound, string table, string lsn);
+
+    [LoggerMessage(2020, LogLevel.Information, "Partition {Partition} ({Bound}) of {Table} appeared empty (created, or attached); its changes stream as changes of {Table}")]
+    public static partial void PartitionAttached(ILogger logger, string partition, string bound, string table);
+
+    [LoggerMessage(2021, LogLevel.Information, "Partition {Partition} ({Bound}) was attached to {Table} with rows, which no change event announces: a snapshot of {Table} restricted to that partition is queued, and its rows arrive as Read")]
+    public static partial void PartitionAttachedWithRows(ILogger logger, string partition, string bound, string table);
+
+    [LoggerMessage(2022, LogLevel.Warning, "Partition {Partition} ({Bound}) of {Table} {What}: {Rows} left {Table} without delete events, so consumers that applied them still have them. Delete them there (the rows of that bound), or delete the rows in PostgreSQL before detaching or dropping a partition")]
+    public static partial void PartitionDetached(ILogger logger, string partition, string bound, string table, string what, string rows);
+
+    [LoggerMessage(2023, LogLevel.Warning, "Partition {Partition} ({Bound}) of {Table} got new storage without a published truncate of {Table}: a TRUNCATE of the partition alone, which PostgreSQL does not publish under publish_via_partition_root, removed its rows without delete events, and consumers that applied them still have them (delete them there: the rows of that bound; use DELETE, not TRUNCATE, on a single partition). A VACUUM FULL, CLUSTER or rewriting ALTER TABLE of the partition also gives it new storage and loses nothing")]
+    public static partial void PartitionStorageReplaced(ILogger logger, string partition, string bound, string table);
+
+    [LoggerMessage(2024, LogLevel.Warning, "Partition {Partition} ({Bound}) of {Table} is a foreign table: logical replication never sees its changes, so none of them is delivered (a snapshot of {Table} still reads its rows)")]
+    public static partial void ForeignPartition(ILogger logger, string partition, string bound, string table);
+
+    [LoggerMessage(2025, LogLevel.Warning, "Could not read the partitions of the mapped partitioned tables; trying again in {Interval} ms")]
+    public static partial void PartitionWatchFailed(ILogger logger, Exception exception, long interval);
+
+    [LoggerMessage(2026, LogLevel.Debug, "Partition {Partition} of {Table} got new storage, explained by a published truncate of {Table} (or of the partition)")]
+    public static partial void PartitionStorageReplacedByTruncate(ILogger logger, string partition, string table);
 }

@@ -34,6 +34,7 @@ internal sealed class ReplicationSession
     private readonly IReadOnlyList<PostgresApplier> _appliers;
     private readonly IReadOnlyList<ITransactionParticipant> _participants;
     private readonly SnapshotCoordinator _snapshots;
+    private readonly PartitionWatcher _partitions;
     private readonly PipelineTelemetry _telemetry;
     private readonly byte[] _watermarkPrefix;
     private readonly Dictionary<uint, RelationState> _relations = [];
@@ -74,8 +75,10 @@ internal sealed class ReplicationSession
         HandlerInvoker invoker,
         SnapshotCoordinator snapshots,
         PipelineTelemetry telemetry,
-        ILogger logger)
+        ILogger logger,
+        PartitionWatcher partitions)
     {
+        _partitions = partitions;
         _invoker = invoker;
         _telemetry = telemetry;
         _appliers = appliers;
@@ -177,12 +180,15 @@ internal sealed class ReplicationSession
         var idleConfirmation = ConfirmWhileIdleAsync(transport, _readCancellation.Token);
         var heartbeats = HeartbeatAsync(_readCancellation.Token);
         var walEnd = SampleServerWalEndAsync(_readCancellation.Token);
+        var partitionWatch = Task.CompletedTask;
         var stopRegistration = cancellationToken.Register(static state => ((ReplicationSession)state!).RequestStop(), this);
         _activityParent = Activity.Current;
         try
         {
             if (!_stopRequested)
                 await ReadAsync(transport.StartAsync(_options.SlotName, (ulong)ConfirmedLsn, pluginOptions, _readCancellation.Token)).ConfigureAwait(false);
+            // The partitions as they are now, before anything is reported as streaming: what changes later is seen.
+            partitionWatch = await _partitions.StartAsync(() => (ulong)ConfirmedLsn, _readCancellation.Token).ConfigureAwait(false);
             Log.StreamStarted(_logger, _options.SlotName, protocol, protocol >= 2 && !_options.TextFormat ? "binary" : "text", ConfirmedLsn.ToString(), transport.Name);
             _idle = true;
             onStreaming();
@@ -265,6 +271,7 @@ internal sealed class ReplicationSession
             await idleConfirmation.ConfigureAwait(false);
             await heartbeats.ConfigureAwait(false);
             await walEnd.ConfigureAwait(false);
+            await partitionWatch.ConfigureAwait(false);
             _readCancellation.Dispose();
             _streams.Dispose(); // transactions not yet committed are streamed again by the next session
             _streamBlock = null;
@@ -466,21 +473,21 @@ internal sealed class ReplicationSession
                 var insert = PgOutputParser.ReadInsert(frame, inStream);
                 return IsDelivered(insert.RelationId, kind, lsn, out var relation)
                     ? relation.Registration!.OnInsertAsync(insert.NewTuple, relation.Binding!, _transaction, lsn, cancellationToken)
-                    : default;
+                    : OnUnmappedAsync(relation, frame, lsn, inStream, cancellationToken);
             }
             case PgOutputMessageKind.Update:
             {
                 var update = PgOutputParser.ReadUpdate(frame, inStream);
                 return IsDelivered(update.RelationId, kind, lsn, out var relation)
                     ? relation.Registration!.OnUpdateAsync(update.NewTuple, update.OldKind, update.OldTuple, relation.Binding!, _transaction, lsn, cancellationToken)
-                    : default;
+                    : OnUnmappedAsync(relation, frame, lsn, inStream, cancellationToken);
             }
             case PgOutputMessageKind.Delete:
             {
                 var delete = PgOutputParser.ReadDelete(frame, inStream);
                 return IsDelivered(delete.RelationId, kind, lsn, out var relation)
                     ? relation.Registration!.OnDeleteAsync(delete.OldKind, delete.OldTuple, relation.Binding!, _transaction, lsn, cancellationToken)
-                    : default;
+                    : OnUnmappedAsync(relation, frame, lsn, inStream, cancellationToken);
             }
             case PgOutputMessageKind.Truncate:
             {
@@ -610,13 +617,114 @@ internal sealed class ReplicationSession
 
     private async ValueTask TruncateAsync(uint[] relationIds, ulong lsn, CancellationToken cancellationToken)
     {
+        List<RelationState>? partitions = null;
         foreach (var relationId in relationIds)
         {
             var relation = RelationOf(relationId, PgOutputMessageKind.Truncate);
+            if (relation.Registration is null && !relation.Resolved)
+                relation = await ResolveUnmappedAsync(relation, cancellationToken).ConfigureAwait(false);
             if (relation.Registration is null)
                 continue;
-            await relation.Registration.OnTruncateAsync(_transaction, lsn, cancellationToken).ConfigureAwait(false);
+            if (relation.IsPartition)
+                (partitions ??= []).Add(relation);
+            else
+                await DeliverTruncateAsync(relation.Registration, lsn, cancellationToken).ConfigureAwait(false);
         }
+        if (partitions is not null)
+            await TruncatePartitionsAsync(partitions, lsn, cancellationToken).ConfigureAwait(false);
+    }
+
+    private ValueTask DeliverTruncateAsync(TableRegistration registration, ulong lsn, CancellationToken cancellationToken)
+    {
+        _partitions.OnTruncated(registration.Table.DisplayName, (ulong)_transaction.CommitLsn);
+        return registration.OnTruncateAsync(_transaction, lsn, cancellationToken);
+    }
+
+    /// <summary>A TRUNCATE sent under partitions' own names: all partitions of a mapped table together are a truncate of
+    /// it (as a publication that sends partitions carries <c>TRUNCATE table</c>); fewer are not, and are reported.</summary>
+    private async ValueTask TruncatePartitionsAsync(List<RelationState> partitions, ulong lsn, CancellationToken cancellationToken)
+    {
+        foreach (var group in partitions.GroupBy(p => p.Registration!))
+        {
+            if (_partitions.AreAllPartitionsOf(group.Key.Table, group.Select(p => p.Relation.RelationId).ToList()))
+            {
+                await DeliverTruncateAsync(group.Key, lsn, cancellationToken).ConfigureAwait(false);
+                continue;
+            }
+            foreach (var partition in group)
+                _partitions.OnPartitionTruncated(group.Key.Table, partition.Relation.RelationId, $"{partition.Relation.Namespace}.{partition.Relation.Name}", (ulong)_transaction.CommitLsn);
+        }
+    }
+
+    /// <summary>
+    /// A row change of a relation no type maps. The first one (per Relation message) asks the database what the relation
+    /// is: a partition of a mapped table (its changes arrive under its own name when the publication sends partitions, as
+    /// one without publish_via_partition_root did when they were written) is bound to that table and the change delivered
+    /// as the table's; a partitioned table above a mapped one stops the stream; anything else is logged once and skipped.
+    /// The frame is copied, since it does not outlive the lookup.
+    /// </summary>
+    private ValueTask OnUnmappedAsync(RelationState relation, ReadOnlySpan<byte> frame, ulong lsn, bool inStream, CancellationToken cancellationToken)
+    {
+        if (relation.Resolved)
+            return default;
+        var copy = ArrayPool<byte>.Shared.Rent(frame.Length);
+        frame.CopyTo(copy);
+        return ResolveAndHandleAsync(relation, copy, frame.Length, lsn, inStream, cancellationToken);
+    }
+
+    private async ValueTask ResolveAndHandleAsync(RelationState relation, byte[] frame, int length, ulong lsn, bool inStream, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await ResolveUnmappedAsync(relation, cancellationToken).ConfigureAwait(false);
+            await HandleFrameAsync(frame.AsSpan(0, length), lsn, inStream, cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(frame);
+        }
+    }
+
+    private async ValueTask<RelationState> ResolveUnmappedAsync(RelationState state, CancellationToken cancellationToken)
+    {
+        var relation = state.Relation;
+        var name = $"{relation.Namespace}.{relation.Name}";
+        PartitionOwner? owner;
+        try
+        {
+            owner = await _partitions.FindOwnerAsync(relation.RelationId, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e) when (ConnectionLoss.Is(e) && !cancellationToken.IsCancellationRequested)
+        {
+            throw new StreamInterruptedException(e);
+        }
+
+        RelationState resolved;
+        if (owner is null)
+        {
+            Log.UnmappedRelation(_logger, _options.PublicationName, name, relation.RelationId);
+            resolved = state with { Resolved = true };
+        }
+        else if (!owner.IsPartition)
+        {
+            var table = owner.Registration.Table;
+            throw new DBSyncConfigurationException(
+                $"Publication \"{_options.PublicationName}\" sent a change of {name} (relation oid {relation.RelationId}), a partitioned table that {table.DisplayName} " +
+                $"(mapped by {table.EntityType.FullName}) is a partition of. With publish_via_partition_root the changes of {table.DisplayName} arrive as changes of " +
+                $"{name}, mixed with its other partitions', so DBSync cannot deliver them as {table.EntityType.Name}: nothing after {ConfirmedLsn} is confirmed. " +
+                $"Map {name} instead of {table.DisplayName} (it carries the changes of all its partitions), or remove {name} from the publication " +
+                $"(ALTER PUBLICATION \"{_options.PublicationName}\" DROP TABLE ...), then start again.");
+        }
+        else
+        {
+            // Bound by name like the mapped table's own Relation: a partition has the same columns, possibly in another order.
+            var binding = ColumnBinding.Create(owner.Registration.Table, relation, _typeNames, owner.Registration.Types);
+            owner.Registration.OnShapeChanged();
+            Log.PartitionDeliveredAsTable(_logger, name, relation.RelationId, owner.Registration.Table.DisplayName);
+            resolved = state with { Registration = owner.Registration, Binding = binding, Resolved = true, IsPartition = true };
+        }
+        _relations[relation.RelationId] = resolved;
+        return resolved;
     }
 
     private ValueTask DeliverMessageAsync(LogicalMessage message, CancellationToken cancellationToken)
@@ -838,5 +946,10 @@ internal sealed class ReplicationSession
         }
     }
 
-    private sealed record RelationState(RelationMessage Relation, TableRegistration? Registration, ColumnBinding? Binding);
+    /// <param name="Relation">The last Relation message of the relation.</param>
+    /// <param name="Registration">The mapped table its changes are delivered to, if any.</param>
+    /// <param name="Binding">Its columns bound to the mapped table's.</param>
+    /// <param name="Resolved">An unmapped relation whose relation to the mapped tables was looked up (once per Relation message).</param>
+    /// <param name="IsPartition">A partition of <paramref name="Registration"/>'s table, sent under its own name.</param>
+    private sealed record RelationState(RelationMessage Relation, TableRegistration? Registration, ColumnBinding? Binding, bool Resolved = false, bool IsPartition = false);
 }

@@ -1,0 +1,415 @@
+using DBSync.Internal;
+using Microsoft.Extensions.Logging;
+using Npgsql;
+
+namespace DBSync.Replication;
+
+/// <summary>What happened to a partition of a mapped partitioned table, as <see cref="PartitionWatcher"/> saw it.</summary>
+internal enum PartitionChangeKind
+{
+    /// <summary>A partition appeared (created with <c>PARTITION OF</c>, or attached): rows it brought entered the table
+    /// without change events.</summary>
+    Attached,
+
+    /// <summary>A partition left the table (detached, or dropped): its rows left the table without change events.
+    /// <see cref="PartitionChange.Exists"/> says whether it still exists as a table of its own.</summary>
+    Detached,
+
+    /// <summary>A partition's rows were removed without delete events: a <c>TRUNCATE</c> of the partition alone, which
+    /// PostgreSQL does not publish under <c>publish_via_partition_root</c> (or, seen from the catalog only, a rewrite of its
+    /// storage: <c>VACUUM FULL</c>, <c>CLUSTER</c>, a rewriting <c>ALTER TABLE</c>).</summary>
+    Truncated,
+}
+
+/// <summary>One partition change of a mapped partitioned table.</summary>
+/// <param name="Kind">What happened.</param>
+/// <param name="Table">The mapped partitioned table.</param>
+/// <param name="PartitionOid">The partition's oid.</param>
+/// <param name="Partition">The partition, <c>schema.name</c>.</param>
+/// <param name="QualifiedPartition">The partition's quoted name, safe to splice into SQL.</param>
+/// <param name="Bound">Its partition bound (<c>FOR VALUES FROM (...) TO (...)</c>, <c>DEFAULT</c>), when known.</param>
+/// <param name="Rows">Rows it holds (a detached partition's), when counted.</param>
+/// <param name="Exists">Whether the partition still exists as a table.</param>
+/// <param name="Lsn">A WAL position at or after the change: the change happened before it.</param>
+internal sealed record PartitionChange(PartitionChangeKind Kind, SyncTableInfo Table, uint PartitionOid, string Partition, string QualifiedPartition,
+    string? Bound, long? Rows, bool Exists, ulong Lsn);
+
+/// <summary>How an unmapped relation of the stream relates to a mapped table.</summary>
+/// <param name="Registration">The mapped table.</param>
+/// <param name="IsPartition">True: the relation is a partition (at any depth) of the mapped table. False: the mapped table
+/// is a partition of the relation.</param>
+internal sealed record PartitionOwner(TableRegistration Registration, bool IsPartition);
+
+/// <summary>
+/// Follows the partitions of the mapped partitioned tables, which PostgreSQL changes without any change event: a table
+/// attached with rows brings them into the partitioned table, a partition detached or dropped takes its rows out, and a
+/// TRUNCATE of one partition is not published under <c>publish_via_partition_root</c>. Every <see cref="DBSyncOptions.StatusInterval"/>
+/// (and when a stream session starts) it reads the partition trees on an ordinary connection and compares them with the
+/// last reading: a partition that appeared with rows gets a snapshot of the table restricted to it (its rows arrive as
+/// Read), and one that left or lost its rows is logged as a warning. Each is also raised as <see cref="Changed"/>.
+/// It also answers the stream's question of which mapped table an unmapped relation belongs to.
+/// </summary>
+/// <remarks>
+/// The readings live as long as the client, so a partition attached while the stream reconnects is still noticed; what
+/// changed while no client ran is not (README, Limits). A partition's storage is replaced by a TRUNCATE of the table as
+/// a whole too, which is published: such a replacement is judged only once the stream has passed the reading that saw it,
+/// and ignored when a truncate of the table (or of the partition, under a publication that sends partitions) was
+/// delivered in between.
+/// </remarks>
+internal sealed class PartitionWatcher
+{
+    private readonly DBSyncOptions _options;
+    private readonly IReadOnlyDictionary<(string Schema, string Name), TableRegistration> _tables;
+    private readonly Func<IEnumerable<SnapshotTable>, CancellationToken, Task> _requestSnapshot;
+    private readonly ILogger _logger;
+    private readonly object _lock = new();
+    private readonly Dictionary<string, List<ulong>> _truncates = [];
+    private readonly List<Pending> _pending = [];
+    private readonly HashSet<uint> _foreignWarned = [];
+    private Dictionary<uint, Partition>? _known;
+    private ulong _lastStart;
+
+    public PartitionWatcher(DBSyncOptions options, IReadOnlyDictionary<(string Schema, string Name), TableRegistration> tables,
+        Func<IEnumerable<SnapshotTable>, CancellationToken, Task> requestSnapshot, ILogger logger)
+    {
+        _options = options;
+        _tables = tables;
+        _requestSnapshot = requestSnapshot;
+        _logger = logger;
+    }
+
+    /// <summary>
+    /// Raised for every partition change seen, after it was logged (and, for an attached partition with rows, after its
+    /// snapshot was queued), on the watcher's task or, for a partition's TRUNCATE that the stream carries, on the stream's
+    /// thread. Handlers must be quick and must not throw.
+    /// </summary>
+    public event Action<PartitionChange>? Changed;
+
+    /// <summary>
+    /// Takes a reading of the partition trees now (so that whatever changes after the stream started is seen), then keeps
+    /// reading every <see cref="DBSyncOptions.StatusInterval"/> until cancelled. <paramref name="handledLsn"/> is how far the
+    /// stream has delivered. Returns once the first reading is done (a failed one is logged and tried again), with the task
+    /// of the readings to come.
+    /// </summary>
+    public async Task<Task> StartAsync(Func<ulong> handledLsn, CancellationToken cancellationToken)
+    {
+        var reader = new Reader(this, handledLsn);
+        if (!await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+        {
+            await reader.DisposeAsync().ConfigureAwait(false);
+            return Task.CompletedTask;
+        }
+        return KeepReadingAsync(reader, cancellationToken);
+    }
+
+    private async Task KeepReadingAsync(Reader reader, CancellationToken cancellationToken)
+    {
+        await using (reader.ConfigureAwait(false))
+        {
+            using var timer = new PeriodicTimer(_options.StatusInterval);
+            try
+            {
+                while (await timer.WaitForNextTickAsync(cancellationToken).ConfigureAwait(false) && await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+                {
+                }
+            }
+            catch (OperationCanceledException)
+            {
+                // The session is ending.
+            }
+        }
+    }
+
+    /// <summary>A truncate of <paramref name="table"/> (a mapped table, or a partition's <c>schema.name</c>) was delivered
+    /// or reported by the stream, in the transaction that committed at <paramref name="commitLsn"/>.</summary>
+    public void OnTruncated(string table, ulong commitLsn)
+    {
+        lock (_lock)
+        {
+            if (!_truncates.TryGetValue(table, out var positions))
+                _truncates[table] = positions = [];
+            positions.Add(commitLsn);
+        }
+    }
+
+    /// <summary>Which mapped table the relation <paramref name="relationId"/> belongs to, through partitioning; null when none.</summary>
+    public async Task<PartitionOwner?> FindOwnerAsync(uint relationId, CancellationToken cancellationToken)
+    {
+        // Ancestors nearest first, then the relation's own partitions: a mapped ancestor means the relation's changes are
+        // that table's; a mapped partition below it means the mapped table's changes arrive under this relation.
+        const string sql = """
+            SELECT true, n.nspname::text, c.relname::text, a.depth
+            FROM pg_partition_ancestors($1::oid) WITH ORDINALITY a(relid, depth)
+            JOIN pg_class c ON c.oid = a.relid JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE a.relid <> $1::oid
+            UNION ALL
+            SELECT false, n.nspname::text, c.relname::text, t.level
+            FROM pg_partition_tree($1::oid) t
+            JOIN pg_class c ON c.oid = t.relid JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE t.relid <> $1::oid
+            ORDER BY 1 DESC, 4
+            """;
+        await using var connection = new NpgsqlConnection(_options.ConnectionString);
+        await connection.OpenAsync(cancellationToken).ConfigureAwait(false);
+        // Before PostgreSQL 13 no partitioned table can be published (nor mapped: the setup refuses it), and before 12
+        // these functions do not exist.
+        if (connection.PostgreSqlVersion.Major < 13)
+            return null;
+        await using var command = new NpgsqlCommand(sql, connection);
+        command.Parameters.Add(new NpgsqlParameter { Value = relationId, NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Oid });
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+        while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+        {
+            if (_tables.TryGetValue((reader.GetString(1), reader.GetString(2)), out var registration) && registration is not SignalRegistration)
+                return new PartitionOwner(registration, reader.GetBoolean(0));
+        }
+        return null;
+    }
+
+    /// <summary>Whether <paramref name="partitions"/> (oids) are every partition of <paramref name="table"/> the last
+    /// reading knew: a TRUNCATE of the table as a whole, sent under its partitions' names.</summary>
+    public bool AreAllPartitionsOf(SyncTableInfo table, IReadOnlyCollection<uint> partitions)
+    {
+        lock (_lock)
+        {
+            if (_known is null)
+                return false;
+            var all = _known.Where(p => ReferenceEquals(p.Value.Table, table)).Select(p => p.Key).ToHashSet();
+            return all.Count > 0 && all.SetEquals(partitions);
+        }
+    }
+
+    /// <summary>The stream carried a TRUNCATE of one partition of <paramref name="table"/> under the partition's own name
+    /// (a publication that sends partitions): it is not a truncate of the table, and is reported instead of delivered.</summary>
+    public void OnPartitionTruncated(SyncTableInfo table, uint oid, string partition, ulong lsn)
+    {
+        OnTruncated(partition, lsn);
+        Partition? known;
+        lock (_lock)
+            known = _known?.GetValueOrDefault(oid);
+        Log.PartitionTruncateNotDelivered(_logger, partition, known?.Bound ?? "?", table.DisplayName, new NpgsqlTypes.NpgsqlLogSequenceNumber(lsn).ToString());
+        Changed?.Invoke(new PartitionChange(PartitionChangeKind.Truncated, table, oid, partition, known?.Qualified ?? partition, known?.Bound, null, true, lsn));
+    }
+
+    private async Task<string[]> PartitionedRootsAsync(NpgsqlConnection connection, CancellationToken cancellationToken)
+    {
+        await using var command = new NpgsqlCommand("SELECT m FROM unnest($1::text[]) m JOIN pg_class c ON c.oid = to_regclass(m) WHERE c.relkind = 'p'", connection);
+        command.Parameters.Add(new NpgsqlParameter { Value = _tables.Values.Where(t => t is not SignalRegistration).Select(t => t.Table.QualifiedName).ToArray() });
+        var roots = new List<string>();
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+        while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+            roots.Add(reader.GetString(0));
+        return [.. roots];
+    }
+
+    private async Task PollAsync(NpgsqlConnection connection, string[] roots, Func<ulong> handledLsn, CancellationToken cancellationToken)
+    {
+        // The WAL position before the reading bounds the truncates that can explain a replaced storage; the one after is
+        // what the stream must pass before that is judged.
+        var start = await WalPositionAsync(connection, cancellationToken).ConfigureAwait(false);
+        var current = new Dictionary<uint, Partition>();
+        await using (var command = new NpgsqlCommand("""
+            SELECT m.name, t.relid::oid, format('%I.%I', n.nspname, c.relname), n.nspname || '.' || c.relname, c.relkind::text,
+                   pg_get_expr(c.relpartbound, c.oid), pg_get_partition_constraintdef(c.oid), c.relfilenode::oid
+            FROM unnest($1::text[]) m(name)
+            CROSS JOIN LATERAL pg_partition_tree(to_regclass(m.name)) t
+            JOIN pg_class c ON c.oid = t.relid JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE t.isleaf AND t.level > 0
+            """, connection))
+        {
+            command.Parameters.Add(new NpgsqlParameter { Value = roots });
+            await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+            while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+            {
+                var table = _tables.Values.First(r => r.Table.QualifiedName == reader.GetString(0)).Table;
+                current[reader.GetFieldValue<uint>(1)] = new Partition(table, reader.GetString(2), reader.GetString(3), reader.GetString(4)[0],
+                    reader.IsDBNull(5) ? null : reader.GetString(5), reader.IsDBNull(6) ? null : reader.GetString(6), reader.GetFieldValue<uint>(7));
+            }
+        }
+        var end = await WalPositionAsync(connection, cancellationToken).ConfigureAwait(false);
+
+        Dictionary<uint, Partition>? known;
+        ulong previousStart;
+        lock (_lock)
+        {
+            known = _known;
+            previousStart = _lastStart;
+        }
+
+        foreach (var (oid, partition) in current)
+        {
+            if (partition.Kind == 'f' && _foreignWarned.Add(oid))
+                Log.ForeignPartition(_logger, partition.Name, partition.Bound ?? "?", partition.Table.DisplayName);
+            if (known is null)
+                continue;
+            if (!known.TryGetValue(oid, out var before) || !ReferenceEquals(before.Table, partition.Table))
+                await OnAttachedAsync(connection, oid, partition, end, cancellationToken).ConfigureAwait(false);
+            else if (before.FileNode != partition.FileNode && partition.Kind == 'r')
+            {
+                lock (_lock)
+                    _pending.Add(new Pending(oid, partition, previousStart, end));
+            }
+        }
+        if (known is not null)
+        {
+            foreach (var (oid, partition) in known)
+            {
+                if (!current.TryGetValue(oid, out var now) || !ReferenceEquals(now.Table, partition.Table))
+                    await OnDetachedAsync(connection, oid, partition, end, cancellationToken).ConfigureAwait(false);
+            }
+        }
+
+        lock (_lock)
+        {
+            _known = current;
+            _lastStart = start;
+        }
+        JudgeReplacedStorage(handledLsn());
+    }
+
+    private async Task OnAttachedAsync(NpgsqlConnection connection, uint oid, Partition partition, ulong lsn, CancellationToken cancellationToken)
+    {
+        // Rows are looked for through the partitioned table (the role may read it, not necessarily the partition itself),
+        // restricted by the partition's constraint, which lets the planner read that partition alone.
+        // The constraint is the server's own deparsed SQL (pg_get_partition_constraintdef), with its literals quoted by it.
+        var hasRows = false;
+        if (partition.Constraint is { } constraint)
+        {
+            await using var command = new NpgsqlCommand($"SELECT EXISTS (SELECT 1 FROM {partition.Table.QualifiedName} WHERE {constraint})", connection);
+            hasRows = (bool)(await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!;
+        }
+        if (hasRows)
+        {
+            // The same restriction serves the snapshot: its chunk queries then read the new partition only, by key.
+            var snapshot = _requestSnapshot([new SnapshotTable(partition.Table.DisplayName) { Filter = partition.Constraint }], CancellationToken.None);
+            _ = snapshot.ContinueWith(static t => _ = t.Exception, CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted, TaskScheduler.Default);
+            Log.PartitionAttachedWithRows(_logger, partition.Name, partition.Bound ?? "?", partition.Table.DisplayName);
+        }
+        else
+        {
+            Log.PartitionAttached(_logger, partition.Name, partition.Bound ?? "?", partition.Table.DisplayName);
+        }
+        Changed?.Invoke(new PartitionChange(PartitionChangeKind.Attached, partition.Table, oid, partition.Name, partition.Qualified, partition.Bound, null, true, lsn));
+    }
+
+    private async Task OnDetachedAsync(NpgsqlConnection connection, uint oid, Partition partition, ulong lsn, CancellationToken cancellationToken)
+    {
+        string? qualified = null;
+        await using (var exists = new NpgsqlCommand("SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1::oid", connection))
+        {
+            exists.Parameters.Add(new NpgsqlParameter { Value = oid, NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Oid });
+            qualified = await exists.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false) as string;
+        }
+
+        long? rows = null;
+        if (qualified is not null)
+        {
+            try
+            {
+                await using var count = new NpgsqlCommand($"SELECT count(*) FROM ONLY {qualified}", connection);
+                rows = (long)(await count.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!;
+            }
+            catch (PostgresException e) when (e.SqlState is "42501" or "42P01")
+            {
+                // Not readable by this role, or dropped meanwhile: the warning says the count is unknown.
+            }
+        }
+
+        var what = qualified is null ? "was dropped" : "was detached";
+        var described = qualified is null ? "its rows" : rows is { } n ? $"its {n} row(s)" : "its rows (not counted: the role cannot read it)";
+        Log.PartitionDetached(_logger, partition.Name, partition.Bound ?? "?", partition.Table.DisplayName, what, described);
+        Changed?.Invoke(new PartitionChange(PartitionChangeKind.Detached, partition.Table, oid, partition.Name, qualified ?? partition.Qualified, partition.Bound,
+            rows, qualified is not null, lsn));
+    }
+
+    /// <summary>A partition's storage was replaced: a published truncate of its table (or of it) explains it; anything
+    /// else may be a TRUNCATE of the partition alone, whose removed rows no change event announced.</summary>
+    private void JudgeReplacedStorage(ulong handled)
+    {
+        List<(Pending Pending, bool Explained)> judged = [];
+        lock (_lock)
+        {
+            var waiting = new List<Pending>();
+            foreach (var pending in _pending)
+            {
+                if (handled < pending.SeenBy)
+                    waiting.Add(pending);
+                else
+                    judged.Add((pending, Explained(pending.Partition.Table.DisplayName, pending) || Explained(pending.Partition.Name, pending)));
+            }
+            _pending.Clear();
+            _pending.AddRange(waiting);
+            // A truncate at or before the start of the last reading can explain no later replacement (the next one found is
+            // judged from that start on), nor one still to judge from a later start.
+            var useless = _pending.Count == 0 ? _lastStart : Math.Min(_lastStart, _pending.Min(p => p.After));
+            foreach (var positions in _truncates.Values)
+                positions.RemoveAll(lsn => lsn <= useless);
+        }
+        foreach (var (pending, explained) in judged)
+        {
+            var partition = pending.Partition;
+            if (explained)
+            {
+                Log.PartitionStorageReplacedByTruncate(_logger, partition.Name, partition.Table.DisplayName);
+                continue;
+            }
+            Log.PartitionStorageReplaced(_logger, partition.Name, partition.Bound ?? "?", partition.Table.DisplayName);
+            Changed?.Invoke(new PartitionChange(PartitionChangeKind.Truncated, partition.Table, pending.Oid, partition.Name, partition.Qualified, partition.Bound,
+                null, true, pending.SeenBy));
+        }
+    }
+
+    private bool Explained(string table, Pending pending)
+        => _truncates.TryGetValue(table, out var positions) && positions.Any(lsn => lsn > pending.After && lsn <= pending.SeenBy);
+
+    private static async Task<ulong> WalPositionAsync(NpgsqlConnection connection, CancellationToken cancellationToken)
+    {
+        await using var command = new NpgsqlCommand("SELECT (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END)::text", connection);
+        return (ulong)NpgsqlTypes.NpgsqlLogSequenceNumber.Parse((string)(await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!);
+    }
+
+    /// <summary>The readings of one stream session, on a connection of their own (opened again after a failure).</summary>
+    private sealed class Reader(PartitionWatcher watcher, Func<ulong> handledLsn) : IAsyncDisposable
+    {
+        private NpgsqlConnection? _connection;
+        private string[]? _roots;
+
+        /// <summary>One reading; false when there is nothing to watch (no mapped table is partitioned).</summary>
+        public async Task<bool> ReadAsync(CancellationToken cancellationToken)
+        {
+            try
+            {
+                if (_connection is null)
+                {
+                    _connection = new NpgsqlConnection(watcher._options.ConnectionString);
+                    await _connection.OpenAsync(cancellationToken).ConfigureAwait(false);
+                }
+                // A mapped table cannot become partitioned while it exists: one look per session is enough.
+                _roots ??= await watcher.PartitionedRootsAsync(_connection, cancellationToken).ConfigureAwait(false);
+                if (_roots.Length == 0)
+                    return false;
+                await watcher.PollAsync(_connection, _roots, handledLsn, cancellationToken).ConfigureAwait(false);
+            }
+            catch (Exception e) when (!cancellationToken.IsCancellationRequested && e is not OperationCanceledException)
+            {
+                Log.PartitionWatchFailed(watcher._logger, e, (long)watcher._options.StatusInterval.TotalMilliseconds);
+                await DisposeAsync().ConfigureAwait(false);
+            }
+            return true;
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            if (_connection is not null)
+                await _connection.DisposeAsync().ConfigureAwait(false);
+            _connection = null;
+        }
+    }
+
+    /// <summary>A leaf partition as one reading saw it.</summary>
+    private sealed record Partition(SyncTableInfo Table, string Qualified, string Name, char Kind, string? Bound, string? Constraint, uint FileNode);
+
+    /// <summary>A replaced storage seen by the reading that ended at <paramref name="SeenBy"/>; the one before began at
+    /// <paramref name="After"/>.</summary>
+    private sealed record Pending(uint Oid, Partition Partition, ulong After, ulong SeenBy);
+}
