@@ -57,7 +57,7 @@ public sealed class DBSyncClient
         _snapshots = new SnapshotCoordinator(options, _tables, _progressHandlers, () => (ulong)ConfirmedLsn, _snapshotConnections,
             options.CheckpointStore ?? new PostgresCheckpointStore(_connections), _logger);
         _telemetry.Snapshots = _snapshots;
-        _partitions = new PartitionWatcher(options, _tables, _snapshots.RequestAsync, _logger);
+        _partitions = new PartitionWatcher(options, _tables, _snapshots.RequestAsync, _snapshots.RequestDeletesOfRowsThatLeft, _logger);
     }
 
     internal SnapshotCoordinator Snapshots => _snapshots;

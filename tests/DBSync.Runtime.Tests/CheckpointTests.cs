@@ -91,13 +91,28 @@ public sealed class CheckpointTests
     }
 
     [Fact]
-    public void Record_IsAVersionedMessagePackArray()
+    public void Record_IsAVersionedMessagePackArray_Version1UnlessAJobDeletesRowsThatLeftItsTable()
     {
         var bytes = Sample().Serialize();
         var reader = new MessagePackReader(bytes);
         Assert.Equal(8, reader.ReadArrayHeader());
-        Assert.Equal(Checkpoint.CurrentVersion, reader.ReadInt32());
+        Assert.Equal(1, reader.ReadInt32()); // what an older DBSync reads
         Assert.Equal("orders_sync", reader.ReadString());
+
+        // A job that an older reader would take for a snapshot of the whole table makes the record version 2.
+        var sample = Sample();
+        var withDeletes = new Checkpoint
+        {
+            Slot = sample.Slot,
+            Jobs = [.. sample.Jobs, new JobState { Schema = "public", Name = "reservation", DeletesFrom = "public.reservation_2026_10" }],
+        };
+        bytes = withDeletes.Serialize();
+        reader = new MessagePackReader(bytes);
+        reader.ReadArrayHeader();
+        Assert.Equal(Checkpoint.CurrentVersion, reader.ReadInt32());
+        Assert.Equal(2, Checkpoint.CurrentVersion);
+        var read = Checkpoint.Deserialize(bytes, "test");
+        Assert.Equal([null, null, "public.reservation_2026_10"], read.Jobs.Select(j => j.DeletesFrom));
     }
 
     [Fact]

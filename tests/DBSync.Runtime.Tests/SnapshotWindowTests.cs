@@ -20,7 +20,7 @@ public sealed class SnapshotWindowTests
         window.Record(100, Update(2, lacksAddress: true));
         window.Record(101, Update(3, lacksAddress: false));
 
-        var (rows, outcome) = window.OnHigh(1);
+        var (rows, _, outcome) = window.OnHigh(1);
         Assert.Equal([1], rows.Select(u => u.Id));
         Assert.Equal(ChunkFollowUp.Repair, outcome.FollowUp);
         Assert.Equal([100u], outcome.WaitFor);
@@ -28,7 +28,7 @@ public sealed class SnapshotWindowTests
         // The chunk read again keeps only that key; with no change in its window, it is emitted.
         window.SetChunk(2, Users(1, 2, 3), SnapshotVisibility.Parse("102:102:"), outcome.RepairKeys);
         window.OnLow(2);
-        var (repaired, done) = window.OnHigh(2);
+        var (repaired, _, done) = window.OnHigh(2);
         Assert.Equal([2], repaired.Select(u => u.Id));
         Assert.Equal(ChunkFollowUp.None, done.FollowUp);
     }
@@ -40,7 +40,7 @@ public sealed class SnapshotWindowTests
         window.SetChunk(1, Users(1, 2), SeesBefore100, repairKeys: null);
         window.OnLow(1);
         window.Record(100, Update(1, lacksAddress: false));
-        var (rows, outcome) = window.OnHigh(1);
+        var (rows, _, outcome) = window.OnHigh(1);
         Assert.Equal([2], rows.Select(u => u.Id));
         Assert.Equal(ChunkFollowUp.None, outcome.FollowUp);
 
@@ -48,8 +48,21 @@ public sealed class SnapshotWindowTests
         window.OnLow(2);
         window.Record(101, Update(3, lacksAddress: true));
         window.Record(102, new Change<User>(ChangeKind.Truncate, null, null, OldRowKind.None, ColumnSet.Empty, default, default, default, 102));
-        (rows, outcome) = window.OnHigh(2);
+        (rows, _, outcome) = window.OnHigh(2);
         Assert.Empty(rows);
+        Assert.Equal(ChunkFollowUp.None, outcome.FollowUp);
+    }
+
+    [Fact]
+    public void RowsThatLeftTheTable_AreHandedBackAsDeletes_AndNeverRepaired()
+    {
+        var window = new SnapshotWindow<User>(maxChanges: 100);
+        window.SetChunk(1, Users(1, 2, 3), SeesBefore100, repairKeys: null, asDeletes: true);
+        window.OnLow(1);
+        window.Record(100, Update(2, lacksAddress: true)); // the key is back in the table: the stream's change wins
+        var (rows, asDeletes, outcome) = window.OnHigh(1);
+        Assert.Equal([1, 3], rows.Select(u => u.Id));
+        Assert.True(asDeletes);
         Assert.Equal(ChunkFollowUp.None, outcome.FollowUp);
     }
 
@@ -61,7 +74,7 @@ public sealed class SnapshotWindowTests
         window.Record(150, Update(2, lacksAddress: true)); // before the low watermark, but not visible: newer
         window.SetChunk(1, Users(1, 2, 3), SeesBefore100, repairKeys: null);
         window.OnLow(1);
-        var (rows, outcome) = window.OnHigh(1);
+        var (rows, _, outcome) = window.OnHigh(1);
         Assert.Equal([1, 3], rows.Select(u => u.Id));
         Assert.Equal(ChunkFollowUp.Repair, outcome.FollowUp);
         Assert.Equal([150u], outcome.WaitFor);
@@ -95,7 +108,7 @@ public sealed class SnapshotWindowTests
             var first = xid;
             for (var i = 0; i < 10; i++)
                 window.Record(xid++, Update(5, lacksAddress: false));
-            var (_, outcome) = window.OnHigh(chunk);
+            var (_, _, outcome) = window.OnHigh(chunk);
             Assert.Equal(ChunkFollowUp.ReadAgain, outcome.FollowUp);
             // The first four changes were recorded (and the touches not seen by the chunk are kept for later windows, so
             // from the second window on none is recorded); every other transaction is handed over.

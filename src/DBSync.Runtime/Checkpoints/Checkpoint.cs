@@ -11,8 +11,9 @@ namespace DBSync.Checkpoints;
 internal sealed class Checkpoint
 {
     /// <summary>The record layout written by this version. Readers accept this and older ones; newer ones are refused
-    /// rather than misread.</summary>
-    public const int CurrentVersion = 1;
+    /// rather than misread. Version 2 adds <see cref="JobState.DeletesFrom"/>, which an older reader would take for a
+    /// snapshot of the whole table: a record is written as version 2 only while such a job is queued.</summary>
+    public const int CurrentVersion = 2;
 
     public required string Slot { get; init; }
 
@@ -39,7 +40,7 @@ internal sealed class Checkpoint
         var buffer = new ArrayBufferWriter<byte>(256);
         var writer = new MessagePackWriter(buffer);
         writer.WriteArrayHeader(8);
-        writer.Write(CurrentVersion);
+        writer.Write(Jobs.Any(j => j.DeletesFrom is not null) ? CurrentVersion : 1);
         writer.Write(Slot);
         writer.Write(ConfirmedLsn);
         writer.Write(SavedAt);
@@ -123,6 +124,11 @@ internal sealed record JobState
     /// <summary>The surrogate chunk key column, or null for the primary key.</summary>
     public string? ChunkKey { get; init; }
 
+    /// <summary>A table that held rows of this one and left it without delete events (a detached partition, as a quoted
+    /// qualified name): its rows that the table no longer has are delivered as <see cref="ChangeKind.Delete"/> changes
+    /// instead of the table's rows as Read. Null for a snapshot.</summary>
+    public string? DeletesFrom { get; init; }
+
     /// <summary>The largest chunk key when the table's snapshot started (as text); null before it starts or when empty.</summary>
     public IReadOnlyList<string>? MaxKey { get; init; }
 
@@ -139,9 +145,12 @@ internal sealed record JobState
 
     public string DisplayName => $"{Schema}.{Name}";
 
+    /// <summary>What the job is about, for logs: the table, or the rows of a table that left it.</summary>
+    public string Description => DeletesFrom is null ? DisplayName : $"{DisplayName} (the rows of {DeletesFrom} it no longer has, as deletes)";
+
     public void Write(ref MessagePackWriter writer)
     {
-        writer.WriteArrayHeader(11);
+        writer.WriteArrayHeader(DeletesFrom is null ? 11 : 12);
         writer.Write(Schema);
         writer.Write(Name);
         writer.Write(Filter);
@@ -153,6 +162,8 @@ internal sealed record JobState
         writer.Write(Chunks);
         writer.Write(RowsRead);
         writer.Write(RowsEmitted);
+        if (DeletesFrom is not null)
+            writer.Write(DeletesFrom);
     }
 
     public static JobState Read(ref MessagePackReader reader)
@@ -172,7 +183,9 @@ internal sealed record JobState
             RowsRead = reader.ReadInt64(),
             RowsEmitted = reader.ReadInt64(),
         };
-        for (var i = 11; i < fields; i++)
+        if (fields > 11)
+            job = job with { DeletesFrom = reader.ReadString() };
+        for (var i = 12; i < fields; i++)
             reader.Skip();
         return job;
     }

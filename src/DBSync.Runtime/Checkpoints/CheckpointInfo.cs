@@ -27,7 +27,7 @@ public sealed class CheckpointInfo
         Paused = checkpoint.Paused;
         LastSignalLsn = new NpgsqlLogSequenceNumber(checkpoint.LastSignalLsn);
         Queue = checkpoint.Jobs.Select(j => new SnapshotQueueEntry(j.DisplayName, j.Filter, j.FilterParameters, j.ChunkKey, j.Started,
-            j.MaxKey, j.LastKey, j.Chunks, j.RowsRead, j.RowsEmitted)).ToList();
+            j.MaxKey, j.LastKey, j.Chunks, j.RowsRead, j.RowsEmitted, j.DeletesFrom)).ToList();
         Finished = checkpoint.Finished;
     }
 
@@ -82,10 +82,12 @@ public sealed class CheckpointInfo
 /// <param name="LastKey">The last key of the last completed chunk, as text; null before the first.</param>
 /// <param name="Chunks">Chunks completed.</param>
 /// <param name="RowsRead">Rows the chunk queries returned.</param>
-/// <param name="RowsEmitted">Rows delivered as <see cref="ChangeKind.Read"/> changes.</param>
+/// <param name="RowsEmitted">Rows delivered as <see cref="ChangeKind.Read"/> changes (as deletes, with <paramref name="DeletesFrom"/>).</param>
+/// <param name="DeletesFrom">Not a snapshot: the table (a detached partition) whose rows left <paramref name="Table"/>
+/// without delete events, read to deliver them as deletes; null for a snapshot.</param>
 public sealed record SnapshotQueueEntry(
     string Table, string? Filter, IReadOnlyList<string?> FilterParameters, string? ChunkKey, bool Started,
-    IReadOnlyList<string>? MaxKey, IReadOnlyList<string>? LastKey, long Chunks, long RowsRead, long RowsEmitted)
+    IReadOnlyList<string>? MaxKey, IReadOnlyList<string>? LastKey, long Chunks, long RowsRead, long RowsEmitted, string? DeletesFrom = null)
 {
     /// <summary>Prints keys and filter values as values (<c>MaxKey = 42</c>, <c>FilterParameters = ['1990-01-01']</c>).</summary>
     private bool PrintMembers(System.Text.StringBuilder builder)
@@ -93,7 +95,7 @@ public sealed record SnapshotQueueEntry(
         builder.Append(System.Globalization.CultureInfo.InvariantCulture,
             $"Table = {Table}, Filter = {Filter}, FilterParameters = [{string.Join(", ", FilterParameters.Select(p => p is null ? "null" : KeyText.Format([p])))}], ChunkKey = {ChunkKey}, ");
         builder.Append(System.Globalization.CultureInfo.InvariantCulture,
-            $"Started = {Started}, MaxKey = {KeyText.Format(MaxKey)}, LastKey = {KeyText.Format(LastKey)}, Chunks = {Chunks}, RowsRead = {RowsRead}, RowsEmitted = {RowsEmitted}");
+            $"Started = {Started}, MaxKey = {KeyText.Format(MaxKey)}, LastKey = {KeyText.Format(LastKey)}, Chunks = {Chunks}, RowsRead = {RowsRead}, RowsEmitted = {RowsEmitted}, DeletesFrom = {DeletesFrom}");
         return true;
     }
 }

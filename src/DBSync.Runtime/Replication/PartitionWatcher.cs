@@ -61,6 +61,7 @@ internal sealed class PartitionWatcher
     private readonly DBSyncOptions _options;
     private readonly IReadOnlyDictionary<(string Schema, string Name), TableRegistration> _tables;
     private readonly Func<IEnumerable<SnapshotTable>, CancellationToken, Task> _requestSnapshot;
+    private readonly Action<SyncTableInfo, string> _requestDeletes;
     private readonly ILogger _logger;
     private readonly object _lock = new();
     private readonly Dictionary<string, List<ulong>> _truncates = [];
@@ -70,11 +71,12 @@ internal sealed class PartitionWatcher
     private ulong _lastStart;
 
     public PartitionWatcher(DBSyncOptions options, IReadOnlyDictionary<(string Schema, string Name), TableRegistration> tables,
-        Func<IEnumerable<SnapshotTable>, CancellationToken, Task> requestSnapshot, ILogger logger)
+        Func<IEnumerable<SnapshotTable>, CancellationToken, Task> requestSnapshot, Action<SyncTableInfo, string> requestDeletes, ILogger logger)
     {
         _options = options;
         _tables = tables;
         _requestSnapshot = requestSnapshot;
+        _requestDeletes = requestDeletes;
         _logger = logger;
     }
 
@@ -315,9 +317,18 @@ internal sealed class PartitionWatcher
             }
         }
 
-        var what = qualified is null ? "was dropped" : "was detached";
-        var described = qualified is null ? "its rows" : rows is { } n ? $"its {n} row(s)" : "its rows (not counted: the role cannot read it)";
-        Log.PartitionDetached(_logger, partition.Name, partition.Bound ?? "?", partition.Table.DisplayName, what, described);
+        if (qualified is not null && rows > 0)
+        {
+            // Its rows are still there to read: they are delivered as deletes of the table (those it does not have again).
+            _requestDeletes(partition.Table, qualified);
+            Log.PartitionDetachedWithRows(_logger, partition.Name, partition.Bound ?? "?", partition.Table.DisplayName, rows.Value);
+        }
+        else
+        {
+            var what = qualified is null ? "was dropped" : "was detached";
+            var described = qualified is null ? "its rows" : rows is { } n ? $"its {n} row(s)" : "its rows (not counted: the role cannot read it)";
+            Log.PartitionDetached(_logger, partition.Name, partition.Bound ?? "?", partition.Table.DisplayName, what, described);
+        }
         Changed?.Invoke(new PartitionChange(PartitionChangeKind.Detached, partition.Table, oid, partition.Name, qualified ?? partition.Qualified, partition.Bound,
             rows, qualified is not null, lsn));
     }

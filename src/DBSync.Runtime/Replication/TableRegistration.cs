@@ -151,9 +151,9 @@ internal sealed class TableRegistration<T> : TableRegistration where T : ISyncTa
     {
         if (_window is not { } window)
             return new(ChunkOutcome.Delivered(0));
-        var (rows, outcome) = window.OnHigh(chunk);
+        var (rows, asDeletes, outcome) = window.OnHigh(chunk);
         outcome = outcome with { Emitted = rows.Count };
-        return rows.Count == 0 ? new(outcome) : DeliverReadsAsync(rows, outcome, tx, lsn, cancellationToken);
+        return rows.Count == 0 ? new(outcome) : DeliverRowsAsync(rows, asDeletes, outcome, tx, lsn, cancellationToken);
     }
 
     public override void OnShapeChanged() => _window?.OnShapeChanged();
@@ -200,7 +200,7 @@ internal sealed class TableRegistration<T> : TableRegistration where T : ISyncTa
         }
 
         var count = rows.Count;
-        ActiveWindow(chunk).SetChunk(chunk, rows, visibility, repair?.Keys);
+        ActiveWindow(chunk).SetChunk(chunk, rows, visibility, repair?.Keys, query.EmitsDeletes);
         return (count, last);
     }
 
@@ -219,20 +219,26 @@ internal sealed class TableRegistration<T> : TableRegistration where T : ISyncTa
     private SnapshotWindow<T> ActiveWindow(long chunk)
         => _window ?? throw new DBSyncException($"Watermark of chunk {chunk} for {T.TableInfo.DisplayName}, whose snapshot is not running.");
 
-    private async ValueTask<ChunkOutcome> DeliverReadsAsync(List<T> rows, ChunkOutcome outcome, TransactionContext tx, ulong lsn, CancellationToken cancellationToken)
+    /// <summary>A chunk's rows: Read changes, or deletes of rows that left the table (the whole row as the old one).</summary>
+    private async ValueTask<ChunkOutcome> DeliverRowsAsync(List<T> rows, bool asDeletes, ChunkOutcome outcome, TransactionContext tx, ulong lsn, CancellationToken cancellationToken)
     {
         foreach (var row in rows)
         {
-            await DeliverAsync(new Change<T>(ChangeKind.Read, row, default, OldRowKind.None, ColumnSet.Empty,
-                new NpgsqlLogSequenceNumber(lsn), tx.CommitLsn, tx.CommitTime, tx.Xid, tx.Changes.Next()), cancellationToken).ConfigureAwait(false);
+            var change = asDeletes
+                ? new Change<T>(ChangeKind.Delete, default, row, OldRowKind.Full, ColumnSet.Empty,
+                    new NpgsqlLogSequenceNumber(lsn), tx.CommitLsn, tx.CommitTime, tx.Xid, tx.Changes.Next())
+                : new Change<T>(ChangeKind.Read, row, default, OldRowKind.None, ColumnSet.Empty,
+                    new NpgsqlLogSequenceNumber(lsn), tx.CommitLsn, tx.CommitTime, tx.Xid, tx.Changes.Next());
+            await DeliverAsync(change, cancellationToken, fromSnapshot: true).ConfigureAwait(false);
         }
         return outcome;
     }
 
-    /// <summary>Hands a change to the handlers; with listeners, counts it and times them (pre-built tags, no allocation).</summary>
-    private ValueTask DeliverAsync(Change<T> change, CancellationToken cancellationToken)
+    /// <summary>Hands a change to the handlers; with listeners, counts it and times them (pre-built tags, no allocation).
+    /// The window records the stream's changes, not the snapshot's own.</summary>
+    private ValueTask DeliverAsync(Change<T> change, CancellationToken cancellationToken, bool fromSnapshot = false)
     {
-        if (change.Kind != ChangeKind.Read)
+        if (!fromSnapshot)
             _window?.Record(change.Xid, change);
         if (Telemetry.Changes.Enabled)
             Telemetry.Changes.Add(1, _telemetry.Changes(change.Kind));

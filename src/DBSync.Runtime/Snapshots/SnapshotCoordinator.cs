@@ -210,7 +210,7 @@ internal sealed class SnapshotCoordinator
     private static TaskCompletionSource NewWaiter() => new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     private static bool SameSettings(JobState a, JobState b)
-        => a.Schema == b.Schema && a.Name == b.Name && a.Filter == b.Filter && a.ChunkKey == b.ChunkKey
+        => a.Schema == b.Schema && a.Name == b.Name && a.Filter == b.Filter && a.ChunkKey == b.ChunkKey && a.DeletesFrom == b.DeletesFrom
             && a.FilterParameters.SequenceEqual(b.FilterParameters);
 
     // ---- Signals (the stream's thread) ----
@@ -285,6 +285,26 @@ internal sealed class SnapshotCoordinator
         }
         if (stale is not null || _queue.Count > 0)
             await SaveAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Rows left <paramref name="table"/> without delete events and are now in <paramref name="source"/> (a partition
+    /// detached with its rows): queues a job that reads them there, by key, and delivers as deletes the rows the table does
+    /// not have, in DBLog windows like a snapshot's chunks (a key the stream changes meanwhile is left to the stream). It
+    /// goes right after the table being snapshotted, if any.
+    /// </summary>
+    public void RequestDeletesOfRowsThatLeft(SyncTableInfo table, string source)
+    {
+        var job = new Job(new JobState { Schema = table.Schema, Name = table.Name, DeletesFrom = source });
+        lock (_lock)
+        {
+            if (_queue.Any(j => !j.Cancel.IsCancellationRequested && j.SkipReason is null && SameSettings(j.State, job.State)))
+                return;
+            _queue.Insert(_active is null || _queue.Count == 0 ? 0 : 1, job);
+            _unsaved = true;
+        }
+        Log.SnapshotRequested(_logger, job.State.Description);
+        _wake.Release();
     }
 
     /// <summary>With <see cref="DBSyncOptions.SnapshotOnStart"/>: every registered table is snapshotted in this run, from its
@@ -620,7 +640,7 @@ internal sealed class SnapshotCoordinator
             _queue.Remove(job);
             Finish(job, SnapshotOutcome.Completed, null);
         }
-        Log.SnapshotCompleted(_logger, job.State.DisplayName, job.State.RowsEmitted);
+        Log.SnapshotCompleted(_logger, job.State.Description, job.State.RowsEmitted);
         try
         {
             await SaveIfUnsavedAsync(cancellationToken).ConfigureAwait(false);
@@ -703,7 +723,7 @@ internal sealed class SnapshotCoordinator
         try
         {
             await FenceAsync(connection, table, cancellationToken).ConfigureAwait(false);
-            Log.SnapshotStarted(_logger, table.Table.DisplayName, query.MaxKey is null ? "(empty)" : KeyText.Format(query.MaxKey),
+            Log.SnapshotStarted(_logger, job.State.Description, query.MaxKey is null ? "(empty)" : KeyText.Format(query.MaxKey),
                 job.State.LastKey is null ? "the start" : KeyText.Format(job.State.LastKey));
             await NotifyAsync(new SnapshotTableStarted(job.State.DisplayName, query.MaxKey, job.Resumed, job.State.LastKey), cancellationToken).ConfigureAwait(false);
             job.Resumed = true; // after a pause it continues, too

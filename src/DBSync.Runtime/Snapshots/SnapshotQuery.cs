@@ -17,9 +17,12 @@ internal sealed class SnapshotQuery
     private const string UndefinedTable = "42P01";
     private const string ReadOnlySqlTransaction = "25006";
 
-    private SnapshotQuery(SyncTableInfo table, string[] keyColumns, string[] keyTypes, string? filter, IReadOnlyList<string?> filterParameters, string[]? maxKey)
+    private SnapshotQuery(SyncTableInfo table, string from, bool emitsDeletes, string[] keyColumns, string[] keyTypes, string? filter,
+        IReadOnlyList<string?> filterParameters, string[]? maxKey)
     {
         Table = table;
+        From = from;
+        EmitsDeletes = emitsDeletes;
         KeyColumns = keyColumns;
         KeyTypes = keyTypes;
         Filter = filter;
@@ -28,6 +31,12 @@ internal sealed class SnapshotQuery
     }
 
     public SyncTableInfo Table { get; }
+
+    /// <summary>What the chunks read: the table, or (<see cref="EmitsDeletes"/>) the table its rows left, aliased.</summary>
+    private string From { get; }
+
+    /// <summary>Whether the rows read are delivered as deletes (<see cref="JobState.DeletesFrom"/>) rather than Read.</summary>
+    public bool EmitsDeletes { get; }
 
     /// <summary>The chunk key columns, in order.</summary>
     public string[] KeyColumns { get; }
@@ -48,7 +57,10 @@ internal sealed class SnapshotQuery
     /// <exception cref="DBSyncException">The chunk key or the filter is not usable; the message says why.</exception>
     public static async Task<SnapshotQuery> CreateAsync(NpgsqlConnection connection, SyncTableInfo table, JobState job, CancellationToken cancellationToken)
     {
-        var columns = await ReadColumnsAsync(connection, table, cancellationToken).ConfigureAwait(false);
+        // Rows that left the table (a detached partition): read from where they are now, those the table does not have
+        // again. The source keeps the table's key, so its chunks page by the same columns.
+        var source = job.DeletesFrom ?? table.QualifiedName;
+        var columns = await ReadColumnsAsync(connection, source, job.DeletesFrom ?? table.DisplayName, cancellationToken).ConfigureAwait(false);
         string[] keyColumns;
         if (job.ChunkKey is null)
         {
@@ -62,13 +74,21 @@ internal sealed class SnapshotQuery
         var keyTypes = keyColumns.Select(k => columns.TryGetValue(k, out var c) ? c.Type
             : throw new DBSyncException($"Snapshot of {table.DisplayName}: key column \"{k}\" does not exist any more.")).ToArray();
 
-        var query = new SnapshotQuery(table, keyColumns, keyTypes, job.Filter, job.FilterParameters, null);
+        var (from, filter) = (table.QualifiedName, job.Filter);
+        if (job.DeletesFrom is { } left)
+        {
+            var keys = keyColumns.Select(SyncTableInfo.QuoteIdentifier).ToArray();
+            from = $"{left} AS dbsync_rows";
+            filter = $"NOT EXISTS (SELECT 1 FROM {table.QualifiedName} dbsync_table WHERE ({string.Join(", ", keys.Select(k => "dbsync_table." + k))}) = " +
+                     $"({string.Join(", ", keys.Select(k => "dbsync_rows." + k))}))";
+        }
+        var query = new SnapshotQuery(table, from, job.DeletesFrom is not null, keyColumns, keyTypes, filter, job.FilterParameters, null);
         if (job.Started)
-            return new SnapshotQuery(table, keyColumns, keyTypes, job.Filter, job.FilterParameters, job.MaxKey?.ToArray());
+            return query.WithMaxKey(job.MaxKey?.ToArray());
 
         // The largest key (among the rows the filter selects); a bad filter fails here, before any watermark.
         var order = string.Join(", ", keyColumns.Select(k => SyncTableInfo.QuoteIdentifier(k) + " DESC"));
-        var sql = $"SELECT {query.KeyTexts()} FROM {table.QualifiedName} {query.FilterClause("WHERE")} ORDER BY {order} LIMIT 1";
+        var sql = $"SELECT {query.KeyTexts()} FROM {from} {query.FilterClause("WHERE")} ORDER BY {order} LIMIT 1";
         try
         {
             // Read only, as every query that carries a filter (SQL of whoever may request a snapshot) is.
@@ -84,7 +104,7 @@ internal sealed class SnapshotQuery
                     maxKey = [.. Enumerable.Range(0, keyColumns.Length).Select(reader.GetString)];
             }
             await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
-            return new SnapshotQuery(table, keyColumns, keyTypes, job.Filter, job.FilterParameters, maxKey);
+            return query.WithMaxKey(maxKey);
         }
         catch (PostgresException e) when (job.Filter is not null && e.SqlState == ReadOnlySqlTransaction)
         {
@@ -100,19 +120,22 @@ internal sealed class SnapshotQuery
         }
     }
 
-    private static async Task<Dictionary<string, (string Type, bool NotNull)>> ReadColumnsAsync(NpgsqlConnection connection, SyncTableInfo table, CancellationToken cancellationToken)
+    private SnapshotQuery WithMaxKey(string[]? maxKey) => new(Table, From, EmitsDeletes, KeyColumns, KeyTypes, Filter, FilterParameters, maxKey);
+
+    private static async Task<Dictionary<string, (string Type, bool NotNull)>> ReadColumnsAsync(NpgsqlConnection connection, string qualifiedName,
+        string displayName, CancellationToken cancellationToken)
     {
         var columns = new Dictionary<string, (string Type, bool NotNull)>();
         await using var command = new NpgsqlCommand(
             "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), a.attnotnull FROM pg_attribute a " +
             "WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped",
             connection);
-        command.Parameters.Add(new NpgsqlParameter { Value = table.QualifiedName });
+        command.Parameters.Add(new NpgsqlParameter { Value = qualifiedName });
         await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
         while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
             columns[reader.GetString(0)] = (reader.GetString(1), reader.GetBoolean(2));
         if (columns.Count == 0)
-            throw new SnapshotTableMissingException($"table {table.DisplayName} does not exist in database \"{connection.Database}\"");
+            throw new SnapshotTableMissingException($"table {displayName} does not exist in database \"{connection.Database}\"");
         return columns;
     }
 
@@ -152,7 +175,7 @@ internal sealed class SnapshotQuery
     {
         var keyList = "(" + string.Join(", ", KeyColumns.Select(SyncTableInfo.QuoteIdentifier)) + ")";
         var sql = new StringBuilder("SELECT ").Append(selectList);
-        sql.Append(" FROM ").Append(Table.QualifiedName).Append(" WHERE ");
+        sql.Append(" FROM ").Append(From).Append(" WHERE ");
         var parameter = FilterParameters.Count + 1;
         if (Filter is not null)
             sql.Append(FilterClause("")).Append(" AND ");

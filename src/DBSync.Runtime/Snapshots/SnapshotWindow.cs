@@ -65,13 +65,14 @@ internal sealed class SnapshotWindow<T>(int maxChanges) where T : ISyncTable<T>
 
     /// <summary>The chunk read between the watermarks of <paramref name="chunk"/> (each window's id is new). With
     /// <paramref name="repairKeys"/> (a <see cref="ChunkOutcome.RepairKeys"/>), it is a chunk read again for the keys a
-    /// window left without some of their columns: only those rows are kept.</summary>
-    public void SetChunk(long chunk, List<T> rows, SnapshotVisibility visibility, object? repairKeys)
+    /// window left without some of their columns: only those rows are kept. With <paramref name="asDeletes"/>, the rows
+    /// are ones that left the table (<see cref="Checkpoints.JobState.DeletesFrom"/>), to be delivered as deletes.</summary>
+    public void SetChunk(long chunk, List<T> rows, SnapshotVisibility visibility, object? repairKeys, bool asDeletes = false)
     {
         if (repairKeys is HashSet<T> keys)
             rows.RemoveAll(row => !keys.Contains(row));
         lock (_chunkLock)
-            _chunks.Add(new PendingChunk(chunk, rows, visibility));
+            _chunks.Add(new PendingChunk(chunk, rows, visibility, asDeletes));
     }
 
     /// <summary>Empties the rows of <paramref name="chunk"/>, read but given up (the chunk before it is read again): its
@@ -96,8 +97,9 @@ internal sealed class SnapshotWindow<T>(int maxChanges) where T : ISyncTable<T>
     }
 
     /// <summary>The stream reached the high watermark of <paramref name="chunk"/>: the rows to emit as Read changes, and
-    /// what the coordinator must do before the chunk counts as delivered (the rows' count is not set yet).</summary>
-    public (List<T> Rows, ChunkOutcome Outcome) OnHigh(long chunk)
+    /// whether they are to be delivered as deletes, and what the coordinator must do before the chunk counts as delivered
+    /// (the rows' count is not set yet).</summary>
+    public (List<T> Rows, bool AsDeletes, ChunkOutcome Outcome) OnHigh(long chunk)
     {
         if (_lowChunk != chunk)
             throw new DBSyncException($"Snapshot of {T.TableInfo.DisplayName}: high watermark of chunk {chunk} arrived without its low watermark (open: {_lowChunk}).");
@@ -141,16 +143,16 @@ internal sealed class SnapshotWindow<T>(int maxChanges) where T : ISyncTable<T>
             _shapeChanged = false;
             var overflow = _overflowXids.ToArray();
             _overflowXids.Clear();
-            return ([], new ChunkOutcome(0, ChunkFollowUp.ReadAgain, overflow, null));
+            return ([], false, new ChunkOutcome(0, ChunkFollowUp.ReadAgain, overflow, null));
         }
         if (truncated)
         {
             // Every row of the chunk is gone; whatever came after the truncate arrived whole (inserts carry every column).
-            return ([], ChunkOutcome.Delivered(0));
+            return ([], false, ChunkOutcome.Delivered(0));
         }
 
         HashSet<T>? repair = null;
-        if (lacking is not null)
+        if (lacking is not null && !pending.AsDeletes) // a delete needs no column the update left out
         {
             // Rows dropped for a change that did not carry all their columns: read their keys again once it is visible.
             foreach (var row in pending.Rows)
@@ -160,12 +162,12 @@ internal sealed class SnapshotWindow<T>(int maxChanges) where T : ISyncTable<T>
             }
         }
         pending.Rows.RemoveAll(stale.Contains);
-        return (pending.Rows, repair is null ? ChunkOutcome.Delivered(0) : new ChunkOutcome(0, ChunkFollowUp.Repair, [.. lackingXids!], repair));
+        return (pending.Rows, pending.AsDeletes, repair is null ? ChunkOutcome.Delivered(0) : new ChunkOutcome(0, ChunkFollowUp.Repair, [.. lackingXids!], repair));
     }
 
     private readonly record struct Touch(uint Xid, long Sequence, T? Key, bool IsTruncate, bool LacksColumns);
 
-    private sealed record PendingChunk(long Chunk, List<T> Rows, SnapshotVisibility Visibility);
+    private sealed record PendingChunk(long Chunk, List<T> Rows, SnapshotVisibility Visibility, bool AsDeletes);
 }
 
 /// <summary>What a chunk's high watermark leaves to do before the chunk counts as delivered.</summary>
