@@ -10,7 +10,7 @@ namespace DBSync.IntegrationTests;
 [Trait("Category", "Snapshots")]
 public sealed class SnapshotControlTests(PostgresFixture fixture)
 {
-    private const string HundredRestaurants =
+    internal const string HundredRestaurants =
         "INSERT INTO restaurant (id, name, rating) SELECT 'r-' || lpad(g::text, 3, '0'), 'R' || g, g % 5 FROM generate_series(1, 100) g";
 
     /// <summary>Registers the recording handlers and a replica that applies every change.</summary>

@@ -12,8 +12,7 @@ namespace DBSync.IntegrationTests;
 [Trait("Category", "Snapshots")]
 public sealed class SnapshotErrorPathTests(PostgresFixture fixture)
 {
-    private const string HundredRestaurants =
-        "INSERT INTO restaurant (id, name, rating) SELECT 'r-' || lpad(g::text, 3, '0'), 'R' || g, g % 5 FROM generate_series(1, 100) g";
+    private const string HundredRestaurants = SnapshotControlTests.HundredRestaurants;
 
     // The default checkpoint table, created before DBSync does so that a trigger can break its saves. Every save is one
     // INSERT ... ON CONFLICT DO UPDATE, which fires the BEFORE INSERT trigger once. The trigger counts save attempts in a sequence (not undone by a rollback) while armed, and breaks the save the armed mode names:

@@ -17,8 +17,7 @@ public sealed partial class CliTests(PostgresFixture fixture)
 {
     private const string Slot = "dbsync_test";
     private const string Password = "Secret-Pa55word";
-    private const string HundredRestaurants =
-        "INSERT INTO restaurant (id, name, rating) SELECT 'r-' || lpad(g::text, 3, '0'), 'R' || g, g % 5 FROM generate_series(1, 100) g";
+    private const string HundredRestaurants = SnapshotControlTests.HundredRestaurants;
 
     internal sealed record CliRun(int ExitCode, string Out, string Error)
     {
