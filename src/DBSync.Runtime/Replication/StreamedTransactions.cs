@@ -106,7 +106,11 @@ internal sealed class StreamedTransactions : IDisposable
     {
         private readonly StreamedTransactions _owner;
         private readonly List<byte[]> _segments = [];
+        // Subtransactions in the order their first frames came, and each one's place in that list: a transaction may have
+        // hundreds of thousands (a PL/pgSQL loop with an exception block), so neither a frame nor an abort searches.
         private readonly List<(uint SubXid, long Offset, long Frames)> _subtransactions = [];
+        private readonly Dictionary<uint, int> _subtransactionIndex = [];
+        private uint _lastXid;
         private FileStream? _file;
         private string? _filePath;
         private long _length;
@@ -115,6 +119,7 @@ internal sealed class StreamedTransactions : IDisposable
         {
             _owner = owner;
             Xid = xid;
+            _lastXid = xid;
         }
 
         public uint Xid { get; }
@@ -131,9 +136,14 @@ internal sealed class StreamedTransactions : IDisposable
             // Every kind a block carries, but Origin, has the (sub)transaction id right after the kind byte.
             if (frame.Length >= 5 && frame[0] != (byte)PgOutputMessageKind.Origin)
             {
+                // Runs of frames come from one (sub)transaction: only a change of id is looked up.
                 var xid = BinaryPrimitives.ReadUInt32BigEndian(frame[1..]);
-                if (xid != Xid && !_subtransactions.Exists(s => s.SubXid == xid))
-                    _subtransactions.Add((xid, _length, FrameCount));
+                if (xid != _lastXid)
+                {
+                    _lastXid = xid;
+                    if (xid != Xid && _subtransactionIndex.TryAdd(xid, _subtransactions.Count))
+                        _subtransactions.Add((xid, _length, FrameCount));
+                }
             }
 
             Span<byte> header = stackalloc byte[HeaderLength];
@@ -199,11 +209,14 @@ internal sealed class StreamedTransactions : IDisposable
         /// <summary>Drops the frames of <paramref name="subXid"/> and of every subtransaction that began after it.</summary>
         public void AbortSubtransaction(uint subXid)
         {
-            var index = _subtransactions.FindIndex(s => s.SubXid == subXid);
-            if (index < 0)
-                return; // it streamed nothing
+            if (!_subtransactionIndex.TryGetValue(subXid, out var index))
+                return; // it streamed nothing, or went with a subtransaction it was nested in
             var (_, offset, frames) = _subtransactions[index];
+            // Each entry is removed once: aborts cost what they drop, whatever their number.
+            for (var i = index; i < _subtransactions.Count; i++)
+                _subtransactionIndex.Remove(_subtransactions[i].SubXid);
             _subtransactions.RemoveRange(index, _subtransactions.Count - index);
+            _lastXid = Xid;
             FrameCount = frames;
             if (_file is not null)
             {
