@@ -100,8 +100,14 @@ public sealed partial class DBSyncOptions
     /// </summary>
     public long StreamingMemoryLimit { get; set; } = 64L * 1024 * 1024;
 
-    /// <summary>Where large in-progress transactions are spilled past <see cref="StreamingMemoryLimit"/>; the files are
-    /// deleted when the transaction commits or aborts, or the run ends. Default null: the system's temporary directory.</summary>
+    /// <summary>
+    /// Where large in-progress transactions are spilled past <see cref="StreamingMemoryLimit"/>. The files hold row data:
+    /// DBSync writes them into a directory of its own in this one, <c>dbsync-&lt;user&gt;</c>, created readable by its user
+    /// alone (0700 on Unix), each file readable by its owner alone (0600). An existing <c>dbsync-&lt;user&gt;</c> that is a
+    /// symbolic link or that other users may write to is refused when the run starts, with a
+    /// <see cref="DBSyncConfigurationException"/> saying how to fix it. A file is deleted when its transaction commits or
+    /// aborts, or the run ends. Default null: the system's temporary directory.
+    /// </summary>
     public string? StreamingSpillDirectory { get; set; }
 
     /// <summary>What happens when a handler throws: <see cref="HandlerFailurePolicy.Stop"/> (default) or

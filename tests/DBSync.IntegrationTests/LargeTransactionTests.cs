@@ -23,7 +23,7 @@ public sealed class LargeTransactionTests(PostgresFixture fixture, ITestOutputHe
     /// </summary>
     private const long MemoryBoundBytes = 48L * 1024 * 1024;
 
-    private static string SmallDecodingMemory(string connectionString)
+    internal static string SmallDecodingMemory(string connectionString)
         => new NpgsqlConnectionStringBuilder(connectionString) { Options = "-c logical_decoding_work_mem=64kB" }.ConnectionString;
 
     [Fact]
@@ -60,7 +60,7 @@ public sealed class LargeTransactionTests(PostgresFixture fixture, ITestOutputHe
                 if (change.New!.Id != expected)
                     outOfOrder++;
                 if (expected == 1)
-                    filesDuringReplay = Directory.Exists(spill) ? Directory.GetFiles(spill).Length : 0;
+                    filesDuringReplay = Directory.Exists(spill) ? Directory.GetFiles(spill, "*", SearchOption.AllDirectories).Length : 0;
                 expected = change.New.Id + 1;
                 delivered++;
             });
@@ -96,8 +96,8 @@ public sealed class LargeTransactionTests(PostgresFixture fixture, ITestOutputHe
         Assert.True(peakLive - baseline < MemoryBoundBytes,
             $"Peak live managed memory was {(peakLive - baseline) / 1048576.0:0.0} MiB above the baseline, over the bound of {MemoryBoundBytes / 1048576} MiB.");
         await run.StopAsync();
-        Assert.Empty(Directory.GetFiles(spill));
-        Directory.Delete(spill);
+        Assert.Empty(Directory.GetFiles(spill, "*", SearchOption.AllDirectories));
+        Directory.Delete(spill, recursive: true);
     }
 
     [Fact]

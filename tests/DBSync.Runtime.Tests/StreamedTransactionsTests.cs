@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using System.Diagnostics;
+using System.Runtime.Versioning;
 using DBSync.Replication;
 using MessagePack;
 using Xunit.Abstractions;
@@ -185,6 +186,72 @@ public sealed class StreamedTransactionsTests(ITestOutputHelper output) : IDispo
         using (var kept = streams.Take(800)!)
             Assert.Equal([(1, 1UL)], Replay(kept));
         Assert.Equal(0, streams.MemoryBytes);
+    }
+
+    [UnsupportedOSPlatform("windows")] // file modes
+    [Fact]
+    public void SpillFile_IsReadableByItsOwnerAlone_InAPrivateDirectoryOfDBSyncsOwn_AndGoesWithItsTransaction()
+    {
+        using var streams = new StreamedTransactions(0, _directory);
+        var transaction = streams.Open(Top);
+        transaction.Append(Frame(Top, 1), 1);
+
+        var path = transaction.SpillPath!;
+        var directory = Path.GetDirectoryName(path)!;
+        Assert.Equal(Path.Combine(_directory, "dbsync-" + Environment.UserName), directory);
+        Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(path));
+        Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute, File.GetUnixFileMode(directory));
+
+        streams.Abort(Top, Top);
+        Assert.False(File.Exists(path), "The spill file outlived its aborted transaction.");
+        Assert.True(Directory.Exists(directory), "The directory is shared with other runs of this user and stays.");
+    }
+
+    [UnsupportedOSPlatform("windows")] // file modes
+    [Theory]
+    [InlineData(UnixFileMode.GroupWrite)]
+    [InlineData(UnixFileMode.OtherWrite)]
+    public void ExistingSpillDirectory_WritableByOthers_IsRefused_WithTheFix(UnixFileMode loose)
+    {
+        var directory = Path.Combine(_directory, "dbsync-" + Environment.UserName);
+        Directory.CreateDirectory(directory);
+        File.SetUnixFileMode(directory, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute | UnixFileMode.GroupRead
+                                        | UnixFileMode.GroupExecute | UnixFileMode.OtherRead | UnixFileMode.OtherExecute | loose);
+
+        var error = Assert.Throws<DBSyncConfigurationException>(() => new StreamedTransactions(0, _directory));
+
+        Assert.Contains(directory, error.Message, StringComparison.Ordinal);
+        Assert.Contains("can be written by other users", error.Message, StringComparison.Ordinal);
+        Assert.Contains($"chmod 700 {directory}", error.Message, StringComparison.Ordinal);
+        Assert.Contains("DBSyncOptions.StreamingSpillDirectory", error.Message, StringComparison.Ordinal);
+    }
+
+    [UnsupportedOSPlatform("windows")] // file modes
+    [Fact]
+    public void ExistingSpillDirectory_ThatIsASymbolicLink_IsRefused()
+    {
+        var elsewhere = Path.Combine(_directory, "elsewhere");
+        Directory.CreateDirectory(elsewhere, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+        var directory = Path.Combine(_directory, "dbsync-" + Environment.UserName);
+        Directory.CreateSymbolicLink(directory, elsewhere);
+
+        var error = Assert.Throws<DBSyncConfigurationException>(() => new StreamedTransactions(0, _directory));
+
+        Assert.Contains($"{directory} is a symbolic link (to {elsewhere})", error.Message, StringComparison.Ordinal);
+    }
+
+    [UnsupportedOSPlatform("windows")] // file modes
+    [Fact]
+    public void ExistingPrivateSpillDirectory_IsUsed()
+    {
+        var directory = Path.Combine(_directory, "dbsync-" + Environment.UserName);
+        Directory.CreateDirectory(directory, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+
+        using var streams = new StreamedTransactions(0, _directory);
+        var transaction = streams.Open(Top);
+        transaction.Append(Frame(Top, 1), 1);
+
+        Assert.Equal(directory, Path.GetDirectoryName(transaction.SpillPath));
     }
 
     public void Dispose()
