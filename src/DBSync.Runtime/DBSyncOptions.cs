@@ -82,9 +82,10 @@ public sealed partial class DBSyncOptions
     public string? SignalTable { get; set; }
 
     /// <summary>
-    /// The wait before reconnecting after the replication connection was lost (the walsender was terminated, the server
-    /// restarted, the network dropped); doubled after each failed attempt up to <see cref="MaxReconnectDelay"/>, with
-    /// +/-20% jitter. The stream resumes from the last confirmed position. Default 1 second.
+    /// The wait before reconnecting after the replication connection, or a <see cref="PostgresApplier"/>'s target
+    /// connection, was lost (the walsender or backend was terminated, the server restarted, the network dropped); doubled
+    /// after each failed attempt up to <see cref="MaxReconnectDelay"/>, with +/-20% jitter. The stream resumes from the
+    /// last confirmed position. Default 1 second.
     /// </summary>
     public TimeSpan ReconnectDelay { get; set; } = TimeSpan.FromSeconds(1);
 
