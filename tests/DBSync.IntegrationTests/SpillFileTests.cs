@@ -61,6 +61,29 @@ public sealed class SpillFileTests(PostgresFixture fixture)
         }
     }
 
+    [Fact]
+    [UnsupportedOSPlatform("windows")] // file modes
+    public async Task SpillDirectoryWritableByOthers_RunFailsAtItsStart_NamingTheDirectoryAndTheFix()
+    {
+        await using var db = await TestDatabase.CreateAsync(fixture.Server);
+        var parent = Path.Combine(Path.GetTempPath(), $"dbsync-spill-{Guid.NewGuid():N}");
+        var directory = Path.Combine(parent, "dbsync-" + Environment.UserName);
+        Directory.CreateDirectory(directory);
+        File.SetUnixFileMode(directory, (UnixFileMode)0b111_111_111); // 0777, as someone else could have left it
+        try
+        {
+            var error = await Assert.ThrowsAsync<DBSyncConfigurationException>(() =>
+                StreamRun.StartAsync(db.ConnectionString, configure: o => o.StreamingSpillDirectory = parent));
+
+            Assert.Contains($"The spill directory {directory} can be written by other users (mode 777)", error.Message, StringComparison.Ordinal);
+            Assert.Contains($"chmod 700 {directory}", error.Message, StringComparison.Ordinal);
+        }
+        finally
+        {
+            Directory.Delete(parent, recursive: true);
+        }
+    }
+
     /// <summary>The one spill file in <paramref name="directory"/>, once the server has streamed the open transaction.</summary>
     private static async Task<string> SpillFileAsync(string directory, StreamRun run)
     {
