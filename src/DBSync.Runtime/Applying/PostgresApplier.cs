@@ -182,7 +182,10 @@ public sealed class PostgresApplier : IAsyncDisposable
     internal async ValueTask OnTransactionEndAsync(NpgsqlLogSequenceNumber commitLsn, NpgsqlLogSequenceNumber endLsn, uint xid, CancellationToken cancellationToken)
     {
         if (_transaction is null)
+        {
+            _lossesSinceCommit = 0; // the stream moved past whatever this applier lost
             return; // nothing of this transaction was applied here
+        }
         if ((ulong)commitLsn != _currentCommit)
         {
             throw new DBSyncException(
