@@ -263,7 +263,7 @@ public sealed class DBSyncClient
                 }
                 catch (StreamInterruptedException e)
                 {
-                    failures = streamed ? 1 : failures + 1;
+                    failures = streamed && !e.Repeated ? 1 : failures + 1;
                     server = server with { SlotStart = _session!.ConfirmedLsn };
                     var delay = ReconnectDelay(failures);
                     Telemetry.Reconnects.Add(1, _telemetry.SlotTags);
@@ -340,7 +340,7 @@ public sealed class DBSyncClient
         try
         {
             foreach (var applier in _appliers)
-                await applier.OnSessionStartAsync().ConfigureAwait(false);
+                await applier.OnSessionStartAsync(control.Stopping).ConfigureAwait(false);
             await ResetParticipantsAsync().ConfigureAwait(false);
             _session = new ReplicationSession(_options, _connections, _tables, _transactionHandlers, _messageHandlers, _appliers, _participants, _invoker, _snapshots, _telemetry, _logger, _partitions);
             _telemetry.Session = _session;

@@ -90,9 +90,10 @@ public sealed partial class DBSyncOptions
     public string? SignalTable { get; set; }
 
     /// <summary>
-    /// The wait before reconnecting after the replication connection was lost (the walsender was terminated, the server
-    /// restarted, the network dropped); doubled after each failed attempt up to <see cref="MaxReconnectDelay"/>, with
-    /// +/-20% jitter. The stream resumes from the last confirmed position. Default 1 second.
+    /// The wait before reconnecting after the replication connection, or a <see cref="PostgresApplier"/>'s target
+    /// connection, was lost (the walsender or backend was terminated, the server restarted, the network dropped); doubled
+    /// after each failed attempt up to <see cref="MaxReconnectDelay"/>, with +/-20% jitter. The stream resumes from the
+    /// last confirmed position. Default 1 second.
     /// </summary>
     public TimeSpan ReconnectDelay { get; set; } = TimeSpan.FromSeconds(1);
 
@@ -108,8 +109,14 @@ public sealed partial class DBSyncOptions
     /// </summary>
     public long StreamingMemoryLimit { get; set; } = 64L * 1024 * 1024;
 
-    /// <summary>Where large in-progress transactions are spilled past <see cref="StreamingMemoryLimit"/>; the files are
-    /// deleted when the transaction commits or aborts, or the run ends. Default null: the system's temporary directory.</summary>
+    /// <summary>
+    /// Where large in-progress transactions are spilled past <see cref="StreamingMemoryLimit"/>. The files hold row data:
+    /// DBSync writes them into a directory of its own in this one, <c>dbsync-&lt;user&gt;</c>, created readable by its user
+    /// alone (0700 on Unix), each file readable by its owner alone (0600). An existing <c>dbsync-&lt;user&gt;</c> that is a
+    /// symbolic link or that other users may write to is refused when the run starts, with a
+    /// <see cref="DBSyncConfigurationException"/> saying how to fix it. A file is deleted when its transaction commits or
+    /// aborts, or the run ends. Default null: the system's temporary directory.
+    /// </summary>
     public string? StreamingSpillDirectory { get; set; }
 
     /// <summary>What happens when a handler throws: <see cref="HandlerFailurePolicy.Stop"/> (default) or

@@ -1,6 +1,9 @@
 using DBSync.IntegrationTests.Infrastructure;
 using DBSync.Sample;
+using DBSync.Testing;
 using Npgsql;
+using NpgsqlTypes;
+using Xunit.Abstractions;
 
 namespace DBSync.IntegrationTests;
 
@@ -11,7 +14,7 @@ namespace DBSync.IntegrationTests;
 /// </summary>
 [Collection(PostgresCollection.Name)]
 [Trait("Category", "Reliability")]
-public sealed class ApplierTests(PostgresFixture fixture)
+public sealed class ApplierTests(PostgresFixture fixture, ITestOutputHelper output)
 {
     private const string TargetSchema = """
         CREATE TABLE restaurant_copy (id text PRIMARY KEY, name text NOT NULL, rating int);
@@ -131,6 +134,275 @@ public sealed class ApplierTests(PostgresFixture fixture)
         Assert.Equal(await LastAppliedAsync(target), applier!.AppliedCommitLsn);
         await run.StopAsync();
         await applier.DisposeAsync();
+    }
+
+    [Fact]
+    public async Task RetryPolicy_HandlerEndsTheTargetTransaction_StopsNamingTheSourceTransaction()
+    {
+        await using var source = await TestDatabase.CreateAsync(fixture.Server);
+        await using var target = await TestDatabase.CreateAsync(fixture.Server, seedSchema: false);
+        await target.ExecuteAsync(TargetSchema);
+        NpgsqlLogSequenceNumber commit = default;
+        PostgresApplier? applier = null;
+        await using var run = await StreamRun.StartAsync(source.ConnectionString, (client, _) =>
+            applier = new PostgresApplier(client, target.ConnectionString, "restaurants").Map<Restaurant>(async (change, context, ct) =>
+            {
+                // Not the handler's to end: its savepoint is gone with it, so the change cannot be retried alone.
+                commit = change.CommitLsn;
+                await context.Transaction.RollbackAsync(ct);
+                throw new InvalidOperationException("the handler rolled the target transaction back");
+            }), configure: o =>
+            {
+                o.HandlerFailure = HandlerFailurePolicy.Retry;
+                o.HandlerMaxAttempts = 2;
+                o.HandlerRetryDelay = TimeSpan.FromMilliseconds(20);
+            });
+
+        await source.ExecuteAsync("INSERT INTO Restaurant (id, name) VALUES ('r-a', 'a')");
+        var error = await Assert.ThrowsAsync<DBSyncException>(() => run.Run.WaitAsync(TimeSpan.FromSeconds(30)));
+
+        Assert.Contains($"the source transaction committed at {commit} was rolled back", error.Message, StringComparison.Ordinal);
+        await applier!.DisposeAsync();
+    }
+
+    /// <summary>
+    /// The target answers, but its backend is terminated in the middle of each of the first three attempts at a
+    /// transaction: each is a lost connection, the delay before the next attempt grows as for a server that does not
+    /// answer, and the fourth attempt applies the transaction once.
+    /// </summary>
+    [Fact]
+    public async Task TargetBackendTerminatedInEveryAttempt_ReconnectsWithAGrowingDelay_ThenAppliesTheTransactionOnce()
+    {
+        await using var source = await TestDatabase.CreateAsync(fixture.Server);
+        await using var target = await TestDatabase.CreateAsync(fixture.Server, seedSchema: false);
+        await target.ExecuteAsync(TargetSchema);
+        var logs = new LogCapture();
+        var attempts = 0;
+        await using var run = await StreamRun.StartAsync(source.ConnectionString, (client, _) =>
+            new PostgresApplier(client, target.ConnectionString, "restaurants").Map<Restaurant>(async (change, context, ct) =>
+            {
+                await ApplyRestaurantAsync(change, context, ct);
+                if (Interlocked.Increment(ref attempts) <= 3)
+                {
+                    await using var terminate = context.CreateCommand("SELECT pg_terminate_backend(pg_backend_pid())");
+                    await terminate.ExecuteNonQueryAsync(ct);
+                }
+            }), configure: o =>
+            {
+                o.ReconnectDelay = TimeSpan.FromMilliseconds(100);
+                o.LoggerFactory = logs;
+            });
+
+        await source.ExecuteAsync("INSERT INTO Restaurant (id, name) VALUES ('r-a', 'a')");
+        await run.WaitUntilAsync(r => r.Transactions.Count == 1, "the transaction, applied at the fourth attempt");
+
+        Assert.Equal(4, attempts);
+        Assert.Equal(["r-a"], await target.RowsAsync("SELECT id FROM applied_log"));
+        var reconnects = logs.Entries.Where(e => e.Id.Id == 2007).Select(e => System.Text.RegularExpressions.Regex.Match(e.Text, @"\(attempt (\d+)\)").Groups[1].Value);
+        Assert.Equal(["1", "2", "3"], reconnects);
+        Assert.False(run.Run.IsCompleted, "RunAsync ended.");
+        await run.StopAsync();
+    }
+
+    /// <summary>
+    /// The target's server restarts (<c>pg_ctl restart -m fast</c>) twice while the applier holds a target transaction
+    /// open: once in the middle of a snapshot chunk's rows, once in the middle of a streamed transaction, with writers on
+    /// the source throughout. A lost target connection is not a handler failure under either policy: RunAsync goes on,
+    /// each cut-off source transaction comes again from the slot and is applied whole, the chunk is read again, and the
+    /// target ends equal to the source. The target logs each change under its WAL position and each snapshot row under
+    /// its chunk's commit position, as primary keys, so a change applied twice would fail its statement.
+    /// </summary>
+    [Theory]
+    [InlineData(HandlerFailurePolicy.Stop)]
+    [InlineData(HandlerFailurePolicy.Retry)]
+    public async Task TargetServerRestartedTwice_InASnapshotChunkAndInATransaction_RunGoesOn_TargetEqualsSource_NothingAppliedTwice(HandlerFailurePolicy policy)
+    {
+        await using var targetServer = await PostgresServer.StartAsync(forceLocal: true);
+        await using var source = await TestDatabase.CreateAsync(fixture.Server);
+        await using var target = await TestDatabase.CreateAsync(targetServer, seedSchema: false);
+        await target.ExecuteAsync("""
+            CREATE TABLE restaurant_copy (id text PRIMARY KEY, name text NOT NULL, rating int);
+            CREATE TABLE applied_change (commit_lsn pg_lsn, lsn pg_lsn, id text NOT NULL, kind text NOT NULL, PRIMARY KEY (commit_lsn, lsn));
+            CREATE TABLE applied_read (commit_lsn pg_lsn, id text, PRIMARY KEY (commit_lsn, id));
+            """);
+        await source.ExecuteAsync("INSERT INTO Restaurant (id, name, rating) SELECT 'r-' || lpad(i::text, 5, '0'), 'before', 0 FROM generate_series(1, 2000) i");
+
+        var logs = new LogCapture();
+        var chunks = 0;
+        var streaming = false;
+        var inChunk = new Hold();
+        var inTransaction = new Hold();
+        await using var run = await StreamRun.StartAsync(source.ConnectionString, (client, _) =>
+        {
+            client.OnSnapshotProgress(p =>
+            {
+                if (p is SnapshotChunkCompleted)
+                    Interlocked.Increment(ref chunks);
+            });
+            new PostgresApplier(client, target.ConnectionString, "copy").Map<Restaurant>(async (change, context, ct) =>
+            {
+                await ApplyKeyedAsync(change, context, ct);
+                // Where the restarts hit: the target transaction is open, with this change's statements in it.
+                if (change.Kind == ChangeKind.Read && Volatile.Read(ref chunks) >= 3)
+                    await inChunk.HereAsync(context.Connection.ProcessID);
+                else if (change.Kind == ChangeKind.Update && Volatile.Read(ref streaming))
+                    await inTransaction.HereAsync(context.Connection.ProcessID);
+            });
+        }, configure: o =>
+        {
+            o.HandlerFailure = policy;
+            o.HandlerRetryDelay = TimeSpan.FromMilliseconds(50);
+            o.ReconnectDelay = TimeSpan.FromMilliseconds(200);
+            o.MaxReconnectDelay = TimeSpan.FromSeconds(2);
+            o.SnapshotChunkSize = 50;
+            o.SnapshotChunkDelay = TimeSpan.FromMilliseconds(20);
+            o.SnapshotBusyShare = 1;
+            o.LoggerFactory = logs;
+        });
+
+        using var stopWriters = new CancellationTokenSource();
+        var writers = Task.Run(() => WriteRestaurantsAsync(source, stopWriters.Token));
+        var snapshot = run.Client.SnapshotAsync<Restaurant>();
+        await RestartWhileHeldAsync(targetServer, target, inChunk, run);
+        await WithinAsync(snapshot, run, "the snapshot after the target's restart");
+        Volatile.Write(ref streaming, true);
+        await RestartWhileHeldAsync(targetServer, target, inTransaction, run);
+        await stopWriters.CancelAsync();
+        var changes = await writers;
+        await source.ExecuteAsync("INSERT INTO Restaurant (id, name) VALUES ('z-last', 'last')");
+        for (var attempt = 0; await target.ScalarAsync<long>("SELECT count(*) FROM restaurant_copy WHERE id = 'z-last'") == 0; attempt++)
+        {
+            Assert.False(run.Run.IsCompleted, "RunAsync ended.");
+            Assert.True(attempt < 3000, "The last row did not reach the target within 60 s.");
+            await Task.Delay(20);
+        }
+
+        Assert.False(run.Run.IsCompleted, "RunAsync ended.");
+        foreach (var (id, text) in logs.Entries.Where(e => e.Id.Id is 2007 or 2008 or 2009))
+            output.WriteLine($"{id.Id}: {text.Split('\n')[0]} | {text.Split('\n').ElementAtOrDefault(1)}");
+        var losses = logs.Entries.Count(e => e.Id.Id == 2007 && e.Text.Contains("Applier \"copy\" lost its connection to the target", StringComparison.Ordinal));
+        Assert.True(losses >= 2, $"The applier reported {losses} lost target connection(s), not the two restarts.");
+        Assert.False(logs.Has(2009), "A lost target connection was retried as a handler failure.");
+        Assert.Equal(changes + 1, await target.ScalarAsync<long>("SELECT count(*) FROM applied_change"));
+        Assert.Equal(await source.RowsAsync("SELECT id || '|' || name || '|' || coalesce(rating::text, '-') FROM Restaurant ORDER BY id"),
+                     await target.RowsAsync("SELECT id || '|' || name || '|' || coalesce(rating::text, '-') FROM restaurant_copy ORDER BY id"));
+        await run.StopAsync();
+    }
+
+    /// <summary>Upserts or deletes the row; logs a change under its WAL position, a snapshot row under its chunk's commit.</summary>
+    private static async ValueTask ApplyKeyedAsync(Change<Restaurant> change, ApplyContext target, CancellationToken cancellationToken)
+    {
+        var row = change.New ?? change.Old!;
+        await using (var command = change.Kind == ChangeKind.Delete
+            ? target.CreateCommand("DELETE FROM restaurant_copy WHERE id = $1")
+            : target.CreateCommand("INSERT INTO restaurant_copy (id, name, rating) VALUES ($1, $2, $3) ON CONFLICT (id) DO UPDATE SET name = $2, rating = $3"))
+        {
+            command.Parameters.Add(new NpgsqlParameter { Value = row.Id });
+            if (change.Kind != ChangeKind.Delete)
+            {
+                command.Parameters.Add(new NpgsqlParameter { Value = row.Name });
+                command.Parameters.Add(new NpgsqlParameter { Value = (object?)row.Rating ?? DBNull.Value });
+            }
+            await command.ExecuteNonQueryAsync(cancellationToken);
+        }
+        await using var log = change.Kind == ChangeKind.Read
+            ? target.CreateCommand("INSERT INTO applied_read VALUES ($1, $2)")
+            : target.CreateCommand("INSERT INTO applied_change VALUES ($1, $2, $3, $4)");
+        log.Parameters.Add(new NpgsqlParameter { Value = change.CommitLsn, NpgsqlDbType = NpgsqlDbType.PgLsn });
+        if (change.Kind != ChangeKind.Read)
+            log.Parameters.Add(new NpgsqlParameter { Value = change.Lsn, NpgsqlDbType = NpgsqlDbType.PgLsn });
+        log.Parameters.Add(new NpgsqlParameter { Value = row.Id });
+        if (change.Kind != ChangeKind.Read)
+            log.Parameters.Add(new NpgsqlParameter { Value = change.Kind.ToString() });
+        await log.ExecuteNonQueryAsync(cancellationToken);
+    }
+
+    /// <summary>Small source transactions until stopped (an insert, an update and a delete each); returns the rows they changed.</summary>
+    private static async Task<long> WriteRestaurantsAsync(TestDatabase source, CancellationToken stop)
+    {
+        long changes = 0;
+        await using var connection = await source.OpenAsync();
+        for (var n = 1; !stop.IsCancellationRequested; n++)
+        {
+            await using (var transaction = await connection.BeginTransactionAsync(CancellationToken.None))
+            {
+                changes += await ExecuteAsync(connection, "INSERT INTO Restaurant (id, name) VALUES ($1, 'new')", $"w-{n:D6}");
+                changes += await ExecuteAsync(connection, "UPDATE Restaurant SET rating = rating + 1, name = 'updated' WHERE id = $1", $"r-{Random.Shared.Next(1, 2001):D5}");
+                changes += await ExecuteAsync(connection, "DELETE FROM Restaurant WHERE id = $1", $"w-{n - 3:D6}");
+                await transaction.CommitAsync(CancellationToken.None);
+            }
+            try
+            {
+                await Task.Delay(10, stop);
+            }
+            catch (OperationCanceledException)
+            {
+            }
+        }
+        return changes;
+    }
+
+    private static async Task<int> ExecuteAsync(NpgsqlConnection connection, string sql, string id)
+    {
+        await using var command = new NpgsqlCommand(sql, connection);
+        command.Parameters.Add(new NpgsqlParameter { Value = id });
+        return await command.ExecuteNonQueryAsync();
+    }
+
+    /// <summary>Once the applier is held with its target transaction open, restarts the target's server (fast shutdown);
+    /// the applier goes on once its backend is gone, so its next statement meets the lost connection.</summary>
+    private static async Task RestartWhileHeldAsync(PostgresServer server, TestDatabase target, Hold hold, StreamRun run)
+    {
+        var backend = await WithinAsync(hold.Reached, run, "the applier to reach the point where the target restarts");
+        var restart = server.RestartAsync();
+        for (var attempt = 0; Directory.Exists($"/proc/{backend}"); attempt++)
+        {
+            Assert.True(attempt < 3000, $"The applier's backend {backend} outlived the fast shutdown by 60 s.");
+            await Task.Delay(20);
+        }
+        hold.Release();
+        await restart;
+        // This test's own pooled connections to the target died with it.
+        foreach (var connectionString in new[] { target.ConnectionString, server.ConnectionString })
+        {
+            await using var pooled = new NpgsqlConnection(connectionString);
+            NpgsqlConnection.ClearPool(pooled);
+        }
+    }
+
+    private static async Task<T> WithinAsync<T>(Task<T> task, StreamRun run, string what)
+    {
+        await WithinAsync((Task)task, run, what);
+        return await task;
+    }
+
+    private static async Task WithinAsync(Task task, StreamRun run, string what)
+    {
+        var finished = await Task.WhenAny(task, run.Run, Task.Delay(TimeSpan.FromSeconds(120)));
+        if (finished == run.Run)
+            await run.Run; // its error says more
+        Assert.True(finished == task, $"Timed out waiting for {what}.");
+        await task;
+    }
+
+    /// <summary>Stops the first caller until released (the caller gives the target backend's process id).</summary>
+    private sealed class Hold
+    {
+        private readonly TaskCompletionSource<int> _reached = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        private readonly TaskCompletionSource _released = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        private int _used;
+
+        public Task<int> Reached => _reached.Task;
+
+        public async Task HereAsync(int backend)
+        {
+            if (Interlocked.Exchange(ref _used, 1) != 0)
+                return;
+            _reached.SetResult(backend);
+            await _released.Task;
+        }
+
+        public void Release() => _released.TrySetResult();
     }
 
     private static async Task<NpgsqlTypes.NpgsqlLogSequenceNumber> LastAppliedAsync(TestDatabase target)

@@ -23,7 +23,7 @@ public sealed class LargeTransactionTests(PostgresFixture fixture, ITestOutputHe
     /// </summary>
     private const long MemoryBoundBytes = 48L * 1024 * 1024;
 
-    private static string SmallDecodingMemory(string connectionString)
+    internal static string SmallDecodingMemory(string connectionString)
         => new NpgsqlConnectionStringBuilder(connectionString) { Options = "-c logical_decoding_work_mem=64kB" }.ConnectionString;
 
     [Fact]
@@ -60,7 +60,7 @@ public sealed class LargeTransactionTests(PostgresFixture fixture, ITestOutputHe
                 if (change.New!.Id != expected)
                     outOfOrder++;
                 if (expected == 1)
-                    filesDuringReplay = Directory.Exists(spill) ? Directory.GetFiles(spill).Length : 0;
+                    filesDuringReplay = Directory.Exists(spill) ? Directory.GetFiles(spill, "*", SearchOption.AllDirectories).Length : 0;
                 expected = change.New.Id + 1;
                 delivered++;
             });
@@ -96,8 +96,8 @@ public sealed class LargeTransactionTests(PostgresFixture fixture, ITestOutputHe
         Assert.True(peakLive - baseline < MemoryBoundBytes,
             $"Peak live managed memory was {(peakLive - baseline) / 1048576.0:0.0} MiB above the baseline, over the bound of {MemoryBoundBytes / 1048576} MiB.");
         await run.StopAsync();
-        Assert.Empty(Directory.GetFiles(spill));
-        Directory.Delete(spill);
+        Assert.Empty(Directory.GetFiles(spill, "*", SearchOption.AllDirectories));
+        Directory.Delete(spill, recursive: true);
     }
 
     [Fact]
@@ -139,6 +139,54 @@ public sealed class LargeTransactionTests(PostgresFixture fixture, ITestOutputHe
         var ids = run.Recorder.Of<User>().Select(c => c.New!.Id).ToList();
         Assert.Equal([50000, .. Enumerable.Range(1, 5000), .. Enumerable.Range(12001, 3000), 60000], ids);
         Assert.Equal([1, 8000, 1], run.Recorder.Transactions.Select(t => t.ChangeCount));
+        await run.StopAsync();
+    }
+
+    /// <summary>
+    /// One subtransaction per row: a PL/pgSQL loop whose exception block rolls back every tenth. The transaction is
+    /// streamed while it runs (some subtransactions' rows before their rollback) and spills to a file; what is delivered
+    /// at its commit is every committed row, in order, and none of the rolled-back ones.
+    /// </summary>
+    [Fact]
+    public async Task HundredThousandSubtransactions_SomeRolledBack_DeliverEveryCommittedRowOnce()
+    {
+        await using var db = await TestDatabase.CreateAsync(fixture.Server);
+        const int subtransactions = 100_000;
+        await using var run = await StreamRun.StartAsync(SmallDecodingMemory(db.ConnectionString),
+            configure: o => o.StreamingMemoryLimit = 1024 * 1024);
+
+        var watch = System.Diagnostics.Stopwatch.StartNew();
+        await using (var connection = await db.OpenAsync())
+        await using (var loop = new NpgsqlCommand(
+            $"""
+            DO $$
+            BEGIN
+              FOR i IN 1..{subtransactions} LOOP
+                BEGIN
+                  INSERT INTO users (id, first_name, user_name, email) VALUES (i, 'f', 'u' || i, 'e' || i);
+                  IF i % 10 = 0 THEN
+                    RAISE EXCEPTION 'row % is rolled back', i;
+                  END IF;
+                EXCEPTION WHEN raise_exception THEN
+                  NULL;
+                END;
+              END LOOP;
+            END $$
+            """, connection) { CommandTimeout = 600 })
+        {
+            await loop.ExecuteNonQueryAsync();
+        }
+        var committed = watch.Elapsed;
+        await run.WaitUntilAsync(r => r.Transactions.Count == 1, "the commit of the transaction of 100,000 subtransactions", TimeSpan.FromMinutes(10));
+        var delivered = watch.Elapsed;
+
+        var streamed = await db.ScalarAsync<long>("SELECT stream_txns FROM pg_stat_replication_slots WHERE slot_name = 'dbsync_test'");
+        output.WriteLine($"{subtransactions:N0} subtransactions: committed after {committed.TotalSeconds:0.0} s, delivered {(delivered - committed).TotalSeconds:0.0} s later " +
+                         $"({delivered.TotalSeconds:0.0} s in all); streamed transactions on the slot: {streamed}");
+        Assert.True(streamed >= 1, "The server did not stream the transaction (pg_stat_replication_slots.stream_txns is 0).");
+        var ids = run.Recorder.Of<User>().Select(c => c.New!.Id).ToList();
+        Assert.Equal(Enumerable.Range(1, subtransactions).Where(i => i % 10 != 0), ids);
+        Assert.Equal(subtransactions / 10 * 9, Assert.Single(run.Recorder.Transactions).ChangeCount);
         await run.StopAsync();
     }
 

@@ -1,5 +1,5 @@
 using System.Data;
-using DBSync.Replication;
+using DBSync.Internal;
 using Npgsql;
 using NpgsqlTypes;
 
@@ -24,12 +24,18 @@ namespace DBSync;
 /// the stream; the next run delivers the source transaction again and it is applied whole. Under
 /// <see cref="HandlerFailurePolicy.Retry"/> every change runs behind a savepoint, so a retried change starts from the
 /// state before it.</para>
+/// <para>A lost target connection (the target server restarted, the backend was terminated, the network dropped) is
+/// neither: under either policy the stream reconnects as after a lost replication connection, with the same backoff,
+/// once the target answers again, and the source transaction, never confirmed, is delivered again from the slot and
+/// applied whole (or skipped, if its target commit went through). The applier keeps a connection pool of its own, which
+/// it clears after a loss. A target it could not reach even once in this process is an error, not a loss.</para>
 /// </remarks>
 public sealed class PostgresApplier : IAsyncDisposable
 {
     private const string Savepoint = "dbsync_change";
 
-    private readonly string _connectionString;
+    private readonly NpgsqlDataSource _dataSource;
+    private readonly string _target;
     private readonly string _name;
     private readonly string _progressTable;
     private readonly bool _savepoints;
@@ -38,7 +44,10 @@ public sealed class PostgresApplier : IAsyncDisposable
     private ApplyContext? _context;
     private ulong _applied;
     private bool _loaded;
-    private bool _failed;
+    private ulong? _failedCommit;
+    private bool _reachedTarget;
+    private bool _lost;
+    private int _lossesSinceCommit;
     private ulong _currentCommit;
 
     /// <summary>Creates an applier that applies the changes <paramref name="client"/> delivers.</summary>
@@ -52,7 +61,10 @@ public sealed class PostgresApplier : IAsyncDisposable
         ArgumentException.ThrowIfNullOrWhiteSpace(connectionString);
         ArgumentException.ThrowIfNullOrWhiteSpace(name);
         ArgumentException.ThrowIfNullOrWhiteSpace(progressTable);
-        _connectionString = connectionString;
+        // A pool of its own: clearing it after the target was lost leaves the application's connections alone.
+        _dataSource = NpgsqlDataSource.Create(connectionString);
+        var target = new NpgsqlConnectionStringBuilder(connectionString);
+        _target = $"database \"{target.Database}\" on {target.Host}:{target.Port}";
         _name = name;
         var dot = progressTable.IndexOf('.', StringComparison.Ordinal);
         _progressTable = dot < 0
@@ -83,7 +95,15 @@ public sealed class PostgresApplier : IAsyncDisposable
         ArgumentNullException.ThrowIfNull(apply);
         Client.On<T>(async (change, cancellationToken) =>
         {
-            var context = await BeginAsync(change.CommitLsn, cancellationToken).ConfigureAwait(false);
+            ApplyContext? context;
+            try
+            {
+                context = await BeginAsync(change.CommitLsn, cancellationToken).ConfigureAwait(false);
+            }
+            catch (Exception e) when (IsTargetLost(e, cancellationToken))
+            {
+                throw await TargetLostAsync(e).ConfigureAwait(false);
+            }
             if (context is null)
                 return; // applied before a crash
             await ApplyAsync(apply, change, context, cancellationToken).ConfigureAwait(false);
@@ -100,12 +120,20 @@ public sealed class PostgresApplier : IAsyncDisposable
                 await _transaction!.SaveAsync(Savepoint, cancellationToken).ConfigureAwait(false);
             await apply(change, context, cancellationToken).ConfigureAwait(false);
         }
-        catch (Exception) when (_savepoints && !_failed && _connection is { FullState: ConnectionState.Open })
+        catch (Exception e) when (IsTargetLost(e, cancellationToken))
+        {
+            throw await TargetLostAsync(e).ConfigureAwait(false);
+        }
+        catch (Exception) when (_savepoints && _failedCommit is null && _connection is { FullState: ConnectionState.Open })
         {
             // Back to the state before this change, so that a retry of it starts clean.
             try
             {
                 await _transaction!.RollbackAsync(Savepoint, CancellationToken.None).ConfigureAwait(false);
+            }
+            catch (Exception rollback) when (IsTargetLost(rollback, CancellationToken.None))
+            {
+                throw await TargetLostAsync(rollback).ConfigureAwait(false);
             }
             catch (Exception rollback) when (rollback is NpgsqlException or InvalidOperationException)
             {
@@ -124,10 +152,10 @@ public sealed class PostgresApplier : IAsyncDisposable
     /// first change; null when the target applied that transaction already.</summary>
     private async ValueTask<ApplyContext?> BeginAsync(NpgsqlLogSequenceNumber commitLsn, CancellationToken cancellationToken)
     {
-        if (_failed)
+        if (_failedCommit is { } failed)
         {
             throw new DBSyncException(
-                $"Applier \"{_name}\": the target transaction of the source transaction committed at {new NpgsqlLogSequenceNumber(_currentCommit)} was rolled back " +
+                $"Applier \"{_name}\": the target transaction of the source transaction committed at {new NpgsqlLogSequenceNumber(failed)} was rolled back " +
                 "after a failure; the stream must stop so that the transaction is delivered again whole (use HandlerFailurePolicy.Stop, or let the retries run out).");
         }
         var commit = (ulong)commitLsn;
@@ -154,7 +182,10 @@ public sealed class PostgresApplier : IAsyncDisposable
     internal async ValueTask OnTransactionEndAsync(NpgsqlLogSequenceNumber commitLsn, NpgsqlLogSequenceNumber endLsn, uint xid, CancellationToken cancellationToken)
     {
         if (_transaction is null)
+        {
+            _lossesSinceCommit = 0; // the stream moved past whatever this applier lost
             return; // nothing of this transaction was applied here
+        }
         if ((ulong)commitLsn != _currentCommit)
         {
             throw new DBSyncException(
@@ -175,6 +206,11 @@ public sealed class PostgresApplier : IAsyncDisposable
             }
             await _transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
         }
+        catch (Exception e) when (IsTargetLost(e, cancellationToken))
+        {
+            // Whether the commit went through is read from the progress table once the target answers again.
+            throw await TargetLostAsync(e).ConfigureAwait(false);
+        }
         catch (Exception)
         {
             await FailAsync().ConfigureAwait(false);
@@ -184,6 +220,7 @@ public sealed class PostgresApplier : IAsyncDisposable
         _transaction = null;
         _context = null;
         _applied = (ulong)commitLsn;
+        _lossesSinceCommit = 0;
         if (AfterTargetCommit is { } hook)
             await hook(cancellationToken).ConfigureAwait(false);
     }
@@ -219,24 +256,79 @@ public sealed class PostgresApplier : IAsyncDisposable
             return _connection;
         if (_connection is not null)
             await _connection.DisposeAsync().ConfigureAwait(false);
-        _connection = new NpgsqlConnection(_connectionString);
-        await _connection.OpenAsync(cancellationToken).ConfigureAwait(false);
-        return _connection;
+        _connection = null; // while opening: a failure then is told apart by its error, not by a connection's state
+        var connection = _dataSource.CreateConnection();
+        try
+        {
+            await connection.OpenAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch
+        {
+            await connection.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+        _connection = connection;
+        _reachedTarget = true;
+        return connection;
+    }
+
+    /// <summary>
+    /// Whether <paramref name="e"/> means the target connection is gone rather than a statement failed: a connection that
+    /// was open is no longer (Npgsql gives up a connection whose server went away or sent a fatal error, such as 57P01 at
+    /// a restart), or one could not be opened for a reason that passes (<see cref="ConnectionLoss"/>: not a password, not
+    /// a missing database). Judged by the connection, so a handler's own error is never taken for a loss. A target never
+    /// reached in this process is a configuration error, reported as such.
+    /// </summary>
+    private bool IsTargetLost(Exception e, CancellationToken cancellationToken)
+    {
+        if (!_reachedTarget || (e is OperationCanceledException && cancellationToken.IsCancellationRequested))
+            return false;
+        return _connection is { } connection ? connection.FullState != ConnectionState.Open : ConnectionLoss.Is(e);
+    }
+
+    /// <summary>The target connection is gone: drops it and the pool's connections (dead after a restart too), and returns
+    /// what ends the session so that the run reconnects and the source transaction comes again, whole.</summary>
+    private async Task<Exception> TargetLostAsync(Exception e)
+    {
+        var commit = new NpgsqlLogSequenceNumber(_currentCommit);
+        await ResetAsync().ConfigureAwait(false);
+        _dataSource.Clear();
+        _lost = true;
+        return new StreamInterruptedException(new DBSyncException(
+            $"Applier \"{_name}\" lost its connection to the target {_target} ({e.Message}); the source transaction committed at {commit} " +
+            "is applied again, whole, once the target answers.", e))
+        {
+            Repeated = ++_lossesSinceCommit > 1,
+        };
     }
 
     /// <summary>The target transaction is lost: the stream must stop (the transaction comes again, whole).</summary>
     private async Task FailAsync()
     {
+        var commit = _currentCommit;
         await ResetAsync().ConfigureAwait(false);
-        _failed = true;
+        _failedCommit = commit;
     }
 
     /// <summary>A new replication session (a run, or a reconnect): whatever was open belongs to a transaction that the
-    /// stream delivers again from its start.</summary>
-    internal async ValueTask OnSessionStartAsync()
+    /// stream delivers again from its start. After the target was lost, the session starts only once the target answers,
+    /// so that a target that stays down is waited for with the run's growing reconnect delay, without the stream reading
+    /// the source transaction again for every attempt.</summary>
+    internal async ValueTask OnSessionStartAsync(CancellationToken cancellationToken)
     {
         await ResetAsync().ConfigureAwait(false);
-        _failed = false;
+        _failedCommit = null;
+        if (!_lost)
+            return;
+        try
+        {
+            await OpenAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e) when (IsTargetLost(e, cancellationToken) || cancellationToken.IsCancellationRequested)
+        {
+            throw new StreamInterruptedException(new DBSyncException($"Applier \"{_name}\" cannot reach its target {_target} yet ({e.Message}).", e));
+        }
+        _lost = false;
     }
 
     /// <summary>Drops the target transaction and connection (closing rolls back what was open); the progress row is read
@@ -252,12 +344,13 @@ public sealed class PostgresApplier : IAsyncDisposable
         _connection = null;
     }
 
-    /// <summary>Closes the target connection (an open target transaction is rolled back).</summary>
+    /// <summary>Closes the target connection (an open target transaction is rolled back) and the applier's pool.</summary>
     public async ValueTask DisposeAsync()
     {
         if (_connection is not null)
             await _connection.DisposeAsync().ConfigureAwait(false);
         _connection = null;
+        await _dataSource.DisposeAsync().ConfigureAwait(false);
     }
 }
 

@@ -20,5 +20,11 @@ internal static class ConnectionLoss
     };
 }
 
-/// <summary>The replication stream lost its connection; the run reconnects and resumes from the confirmed position.</summary>
-internal sealed class StreamInterruptedException(Exception inner) : Exception($"The replication connection was lost: {inner.Message}", inner);
+/// <summary>The replication stream, or an applier's target, lost its connection; the run reconnects and resumes from the
+/// confirmed position.</summary>
+internal sealed class StreamInterruptedException(Exception inner) : Exception($"The stream lost a connection: {inner.Message}", inner)
+{
+    /// <summary>The same loss again, nothing having been done since the last: the run's reconnect delay keeps growing even
+    /// though the stream had started (a target that answers, then loses every transaction).</summary>
+    public bool Repeated { get; init; }
+}

@@ -71,7 +71,8 @@ internal sealed class HandlerInvoker(DBSyncOptions options, ILogger logger)
         }
     }
 
-    // A handler that gives up because the run is stopping is not a failure to retry.
+    // A handler that gives up because the run is stopping is not a failure to retry, nor is a lost connection (an
+    // applier's target): the run reconnects and delivers the transaction again from its start.
     private static bool IsRetryable(Exception e, CancellationToken cancellationToken)
-        => !(e is OperationCanceledException && cancellationToken.IsCancellationRequested);
+        => !(e is OperationCanceledException && cancellationToken.IsCancellationRequested) && e is not StreamInterruptedException;
 }

@@ -11,7 +11,8 @@ namespace DBSync.Replication;
 /// The in-progress transactions the server streams (<c>streaming 'on'</c>): each one's frames are kept, in order, until
 /// its Stream Commit replays them or its Stream Abort drops them (a subtransaction's abort drops its frames only). While
 /// the frames of all open transactions fit in <see cref="DBSyncOptions.StreamingMemoryLimit"/> they stay in pooled
-/// segments; the transaction that would go past the limit moves to a temporary file and goes on there.
+/// segments; the transaction that would go past the limit moves to a temporary file and goes on there. The files hold
+/// row data, so they are readable by their owner alone (0600), in a directory of DBSync's own (0700).
 /// </summary>
 /// <remarks>
 /// One record per frame, the same bytes in memory and on disk: a MessagePack array of two, the frame's WAL position
@@ -26,19 +27,28 @@ internal sealed class StreamedTransactions : IDisposable
     internal const int HeaderLength = 15;
 
     private const int SegmentLength = 256 * 1024;
+    private const UnixFileMode OwnerOnly = UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute;
+    private const string SpillDirectoryFix =
+        "remove it (DBSync creates it again, private), or set DBSyncOptions.StreamingSpillDirectory to a directory of your own";
 
     private readonly Dictionary<uint, Transaction> _open = [];
     private readonly long _memoryLimit;
-    private readonly string _spillDirectory;
     private readonly ILogger _logger;
     private long _memory;
 
-    public StreamedTransactions(long memoryLimit, string spillDirectory, ILogger? logger = null)
+    /// <param name="memoryLimit">Bytes kept in memory over all open transactions.</param>
+    /// <param name="spillParent">Where DBSync's spill directory is (created if missing); checked now, so that a directory
+    /// DBSync must refuse stops the run at its start, not at the first large transaction.</param>
+    /// <param name="logger">Logs each spill.</param>
+    public StreamedTransactions(long memoryLimit, string spillParent, ILogger? logger = null)
     {
         _memoryLimit = memoryLimit;
-        _spillDirectory = spillDirectory;
+        SpillDirectory = PrepareSpillDirectory(spillParent);
         _logger = logger ?? NullLogger.Instance;
     }
+
+    /// <summary>The directory spill files go to: <c>dbsync-&lt;user&gt;</c> in the configured (or temporary) directory.</summary>
+    public string SpillDirectory { get; }
 
     /// <summary>Bytes held in memory by all open transactions (whole segments).</summary>
     public long MemoryBytes => _memory;
@@ -88,6 +98,53 @@ internal sealed class StreamedTransactions : IDisposable
         _open.Clear();
     }
 
+    /// <summary>
+    /// DBSync's own directory in <paramref name="parent"/>, created owner-only (0700) when missing. An existing one that is
+    /// a link, or that other users may write to (they could replace what is in it), is refused, as ssh refuses such
+    /// directories. Its owner cannot be read from .NET; a private directory of another user cannot be written to unless
+    /// this process is root, and even then the owner-only files stay unreadable to that user.
+    /// </summary>
+    internal static string PrepareSpillDirectory(string parent)
+    {
+        var directory = Path.Combine(Path.GetFullPath(parent), "dbsync-" + UserNameForPath());
+        try
+        {
+            if (OperatingSystem.IsWindows())
+            {
+                Directory.CreateDirectory(directory); // under the user's own temporary directory by default
+                return directory;
+            }
+            Directory.CreateDirectory(directory, OwnerOnly); // also creates a missing parent, owner-only
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new DBSyncConfigurationException(
+                $"DBSync cannot create its spill directory {directory} for large transactions ({e.Message}): {SpillDirectoryFix}.", e);
+        }
+
+        // Checked after creating, since creating an existing path (a link planted there, say) succeeds silently.
+        var info = new DirectoryInfo(directory);
+        if (info.LinkTarget is { } target)
+            throw new DBSyncConfigurationException($"The spill directory {directory} is a symbolic link (to {target}); DBSync keeps the rows of large transactions there only in a directory of its own: {SpillDirectoryFix}.");
+        var mode = File.GetUnixFileMode(directory);
+        if ((mode & (UnixFileMode.GroupWrite | UnixFileMode.OtherWrite)) != 0)
+        {
+            throw new DBSyncConfigurationException(
+                $"The spill directory {directory} can be written by other users (mode {Convert.ToString((int)mode, 8)}); DBSync keeps the rows of large transactions there. " +
+                $"Make it private (chmod 700 {directory}) if it is yours, or {SpillDirectoryFix}.");
+        }
+        return directory;
+    }
+
+    private static string UserNameForPath()
+    {
+        var name = Environment.UserName;
+        Span<char> safe = stackalloc char[Math.Min(name.Length, 64)];
+        for (var i = 0; i < safe.Length; i++)
+            safe[i] = char.IsAsciiLetterOrDigit(name[i]) || name[i] is '_' or '-' or '.' ? name[i] : '_';
+        return safe.IsEmpty ? "user" : new string(safe);
+    }
+
     private byte[] RentSegment()
     {
         _memory += SegmentLength;
@@ -106,7 +163,11 @@ internal sealed class StreamedTransactions : IDisposable
     {
         private readonly StreamedTransactions _owner;
         private readonly List<byte[]> _segments = [];
+        // Subtransactions in the order their first frames came, and each one's place in that list: a transaction may have
+        // hundreds of thousands (a PL/pgSQL loop with an exception block), so neither a frame nor an abort searches.
         private readonly List<(uint SubXid, long Offset, long Frames)> _subtransactions = [];
+        private readonly Dictionary<uint, int> _subtransactionIndex = [];
+        private uint _lastXid;
         private FileStream? _file;
         private string? _filePath;
         private long _length;
@@ -115,6 +176,7 @@ internal sealed class StreamedTransactions : IDisposable
         {
             _owner = owner;
             Xid = xid;
+            _lastXid = xid;
         }
 
         public uint Xid { get; }
@@ -131,9 +193,14 @@ internal sealed class StreamedTransactions : IDisposable
             // Every kind a block carries, but Origin, has the (sub)transaction id right after the kind byte.
             if (frame.Length >= 5 && frame[0] != (byte)PgOutputMessageKind.Origin)
             {
+                // Runs of frames come from one (sub)transaction: only a change of id is looked up.
                 var xid = BinaryPrimitives.ReadUInt32BigEndian(frame[1..]);
-                if (xid != Xid && !_subtransactions.Exists(s => s.SubXid == xid))
-                    _subtransactions.Add((xid, _length, FrameCount));
+                if (xid != _lastXid)
+                {
+                    _lastXid = xid;
+                    if (xid != Xid && _subtransactionIndex.TryAdd(xid, _subtransactions.Count))
+                        _subtransactions.Add((xid, _length, FrameCount));
+                }
             }
 
             Span<byte> header = stackalloc byte[HeaderLength];
@@ -180,10 +247,28 @@ internal sealed class StreamedTransactions : IDisposable
         /// <summary>Moves the frames so far to a temporary file; later frames are written there too.</summary>
         private void Spill()
         {
-            Directory.CreateDirectory(_owner._spillDirectory);
-            _filePath = Path.Combine(_owner._spillDirectory, $"dbsync-stream-{Environment.ProcessId}-{Xid}-{Guid.NewGuid():N}.msgpack");
-            _file = new FileStream(_filePath, FileMode.CreateNew, FileAccess.ReadWrite, FileShare.Read, 64 * 1024,
-                FileOptions.DeleteOnClose | FileOptions.SequentialScan);
+            var directory = _owner.SpillDirectory;
+            _filePath = Path.Combine(directory, $"dbsync-stream-{Environment.ProcessId}-{Xid}-{Guid.NewGuid():N}.msgpack");
+            var options = new FileStreamOptions
+            {
+                Mode = FileMode.CreateNew, // never an existing file or link
+                Access = FileAccess.ReadWrite,
+                Share = FileShare.Read,
+                BufferSize = 64 * 1024,
+                Options = FileOptions.DeleteOnClose | FileOptions.SequentialScan,
+            };
+            if (!OperatingSystem.IsWindows())
+                options.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
+            try
+            {
+                _file = new FileStream(_filePath, options);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                throw new DBSyncConfigurationException(
+                    $"DBSync cannot create a spill file for streamed transaction {Xid} in {directory} ({e.Message}); it needs a directory this process may " +
+                    $"write to and nobody else may: {SpillDirectoryFix}.", e);
+            }
             var remaining = _length;
             foreach (var segment in _segments)
             {
@@ -199,11 +284,14 @@ internal sealed class StreamedTransactions : IDisposable
         /// <summary>Drops the frames of <paramref name="subXid"/> and of every subtransaction that began after it.</summary>
         public void AbortSubtransaction(uint subXid)
         {
-            var index = _subtransactions.FindIndex(s => s.SubXid == subXid);
-            if (index < 0)
-                return; // it streamed nothing
+            if (!_subtransactionIndex.TryGetValue(subXid, out var index))
+                return; // it streamed nothing, or went with a subtransaction it was nested in
             var (_, offset, frames) = _subtransactions[index];
+            // Each entry is removed once: aborts cost what they drop, whatever their number.
+            for (var i = index; i < _subtransactions.Count; i++)
+                _subtransactionIndex.Remove(_subtransactions[i].SubXid);
             _subtransactions.RemoveRange(index, _subtransactions.Count - index);
+            _lastXid = Xid;
             FrameCount = frames;
             if (_file is not null)
             {
