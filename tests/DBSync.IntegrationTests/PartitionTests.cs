@@ -59,7 +59,8 @@ public sealed class PartitionTests(PostgresFixture fixture)
         await db.ExecuteAsync("CREATE TABLE reservation_2027_01 PARTITION OF reservation FOR VALUES FROM ('2027-01-01') TO ('2027-02-01')");
         await db.ExecuteAsync("""
             CREATE TABLE reservation_2027_02 (LIKE reservation INCLUDING ALL);
-            INSERT INTO reservation_2027_02 SELECT g, DATE '2027-02-01' + g % 28, 'r-attached', 2, 'came with the partition' FROM generate_series(5001, 5020) g;
+            -- Ids far above what the writers' sequence reaches: the replica keys rows by id alone.
+            INSERT INTO reservation_2027_02 SELECT g, DATE '2027-02-01' + g % 28, 'r-attached', 2, 'came with the partition' FROM generate_series(900001, 900020) g;
             ALTER TABLE reservation ATTACH PARTITION reservation_2027_02 FOR VALUES FROM ('2027-02-01') TO ('2027-03-01');
             """);
         await db.ExecuteAsync("UPDATE reservation SET day = day + 92 WHERE day < '2026-11-01'");
@@ -67,7 +68,7 @@ public sealed class PartitionTests(PostgresFixture fixture)
         Assert.False(snapshot.IsCompleted, "the snapshot ended before the partitions changed; it must run throughout");
 
         await snapshot.WaitAsync(TimeSpan.FromSeconds(120));
-        await run.WaitUntilAsync(_ => Enumerable.Range(5001, 20).All(id => replica.Reads.ContainsKey(id)), "the attached partition's rows as Read",
+        await run.WaitUntilAsync(_ => Enumerable.Range(900001, 20).All(id => replica.Reads.ContainsKey(id)), "the attached partition's rows as Read",
             TimeSpan.FromSeconds(60));
         await stopWriters.CancelAsync();
         var operations = (await Task.WhenAll(writers)).Sum();
