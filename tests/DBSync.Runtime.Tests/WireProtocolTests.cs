@@ -31,6 +31,17 @@ public sealed class WireProtocolTests
     }
 
     [Fact]
+    [Trait("Category", "Security")]
+    public void Scram_ServerAskingForAnIterationCountThatWouldHoldTheClientForMinutes_IsRefusedAtOnce()
+    {
+        var scram = new ScramSha256Client("user", "rOprNGfwEbeRWgbNEkqO");
+        var started = System.Diagnostics.Stopwatch.StartNew();
+        var error = Assert.Throws<ProtocolException>(() => scram.ClientFinal("r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=2147483647"u8, "pencil"));
+        Assert.Contains("2147483647 SCRAM-SHA-256 iterations", error.Message, StringComparison.Ordinal);
+        Assert.True(started.Elapsed < TimeSpan.FromSeconds(30), "the key was derived before the count was refused");
+    }
+
+    [Fact]
     public void Scram_ServerNonceMustExtendTheClients()
     {
         var scram = new ScramSha256Client("user", "clientnonce");

@@ -10,6 +10,9 @@ namespace DBSync.Protocol.Wire;
 /// </summary>
 internal sealed class ScramSha256Client
 {
+    /// <summary>The most PBKDF2 iterations a server may ask for (about a second or two of one core).</summary>
+    public const int MaxIterations = 10_000_000;
+
     public const string Mechanism = "SCRAM-SHA-256";
 
     public const string PlusMechanism = "SCRAM-SHA-256-PLUS";
@@ -67,6 +70,14 @@ internal sealed class ScramSha256Client
             throw new ProtocolException("The server's SCRAM-SHA-256 nonce does not extend the client's: the exchange is not trusted.");
         if (!int.TryParse(iterations, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var count) || count < 1)
             throw new ProtocolException($"The server's SCRAM-SHA-256 iteration count '{iterations}' is not a positive number.");
+        // The key derivation runs on the reader thread and cannot be interrupted: a hostile server could ask for minutes of
+        // it. PostgreSQL's default is 4096 (scram_iterations); far more is no longer a password hash but an attack.
+        if (count > MaxIterations)
+        {
+            throw new ProtocolException(
+                $"The server asks for {count} SCRAM-SHA-256 iterations; DBSync computes at most {MaxIterations} (PostgreSQL's default is 4096). " +
+                "A server that asks for more would hold the client for minutes: lower scram_iterations on the server and set the role's password again.");
+        }
 
         byte[] saltBytes;
         try
@@ -150,3 +161,4 @@ internal enum ScramBinding
     /// <summary>"p=tls-server-end-point": SCRAM-SHA-256-PLUS, bound to the server's certificate.</summary>
     Bound,
 }
+
