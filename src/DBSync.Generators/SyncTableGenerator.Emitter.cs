@@ -45,6 +45,8 @@ public sealed partial class SyncTableGenerator
             WriteKeyEquals(w, entity, contract);
             w.Line();
             WriteKeyHash(w, entity, contract);
+            w.Line();
+            WriteWithColumns(w, entity, contract);
             WriteElementReaders(w, entity);
 
             w.Close();
@@ -177,6 +179,15 @@ public sealed partial class SyncTableGenerator
                     w.Line($"hash.Add({part});");
                 w.Line("return hash.ToHashCode();");
             }
+            w.Close();
+        }
+
+        /// <summary>A new entity with the values of <c>target</c>, but for the columns in the set, which come from
+        /// <c>source</c>: how a change that left unchanged TOAST values out is completed from an older whole row.</summary>
+        private static void WriteWithColumns(SourceWriter w, EntitySpec entity, string contract)
+        {
+            w.Open($"static {entity.FullTypeName} {contract}.WithColumns({entity.FullTypeName} target, {entity.FullTypeName} source, global::DBSync.ColumnSet columns)");
+            w.Line($"return {Construct(entity, i => $"columns.Contains({i.ToString(CultureInfo.InvariantCulture)}) ? source.{entity.Columns[i].PropertyName} : target.{entity.Columns[i].PropertyName}")};");
             w.Close();
         }
 

@@ -24,6 +24,11 @@ public interface ISyncTable<TSelf> where TSelf : ISyncTable<TSelf>
 
     /// <summary>A hash code of the primary key, consistent with <see cref="KeyEquals"/>.</summary>
     static abstract int GetKeyHashCode(TSelf value);
+
+    /// <summary>A new entity with the values of <paramref name="target"/>, but for the columns in <paramref name="columns"/>
+    /// (indexes into <see cref="SyncTableInfo.Columns"/>), which come from <paramref name="source"/>. Neither argument is
+    /// changed. The snapshot uses it to complete a row whose update left unchanged TOAST values out.</summary>
+    static abstract TSelf WithColumns(TSelf target, TSelf source, ColumnSet columns);
 }
 
 /// <summary>An <see cref="IEqualityComparer{T}"/> that compares entities by primary key only.</summary>

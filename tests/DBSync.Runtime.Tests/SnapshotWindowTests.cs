@@ -1,83 +1,85 @@
 using DBSync.Sample;
 using DBSync.Snapshots;
-using NpgsqlTypes;
 
 namespace DBSync.Runtime.Tests;
 
 /// <summary>The DBLog window on its own, driven the way the stream and the coordinator drive it: which rows a high
-/// watermark emits, which keys it sends back to be read again, and what it hands the coordinator.</summary>
+/// watermark emits, how rows whose updates left TOAST columns out are completed, and what it hands the coordinator.</summary>
 public sealed class SnapshotWindowTests
 {
     // A chunk snapshot that sees every transaction before 100 and none from 100 on.
     private static readonly SnapshotVisibility SeesBefore100 = SnapshotVisibility.Parse("100:100:");
 
     [Fact]
-    public void UpdateThatLeftAToastColumnOut_InTheWindow_DropsTheRow_AndSendsItsKeyBackToBeRead()
+    public void UpdateThatLeftAToastColumnOut_InTheWindow_IsDeliveredWhole_FromTheChunksRow()
     {
-        var window = new SnapshotWindow<User>(maxChanges: 100);
-        window.SetChunk(1, Users(1, 2, 3), SeesBefore100, repairKeys: null);
-        window.OnLow(1);
-        window.Record(100, Update(2, lacksAddress: true));
-        window.Record(101, Update(3, lacksAddress: false));
+        var window = Window(Users(1, 2, 3));
+        window.Record(100, Update(2, "after", lacksAddress: true));
+        window.Record(101, Update(3, "after", lacksAddress: false));
 
-        var (rows, _, outcome) = window.OnHigh(1);
-        Assert.Equal([1], rows.Select(u => u.Id));
-        Assert.Equal(ChunkFollowUp.Repair, outcome.FollowUp);
-        Assert.Equal([100u], outcome.WaitFor);
-
-        // The chunk read again keeps only that key; with no change in its window, it is emitted.
-        window.SetChunk(2, Users(1, 2, 3), SnapshotVisibility.Parse("102:102:"), outcome.RepairKeys);
-        window.OnLow(2);
-        var (repaired, _, done) = window.OnHigh(2);
-        Assert.Equal([2], repaired.Select(u => u.Id));
-        Assert.Equal(ChunkFollowUp.None, done.FollowUp);
-    }
-
-    [Fact]
-    public void ChangesThatCarriedEveryColumn_OrATruncate_NeedNoRepair()
-    {
-        var window = new SnapshotWindow<User>(maxChanges: 100);
-        window.SetChunk(1, Users(1, 2), SeesBefore100, repairKeys: null);
-        window.OnLow(1);
-        window.Record(100, Update(1, lacksAddress: false));
-        var (rows, _, outcome) = window.OnHigh(1);
-        Assert.Equal([2], rows.Select(u => u.Id));
-        Assert.Equal(ChunkFollowUp.None, outcome.FollowUp);
-
-        window.SetChunk(2, Users(3, 4), SeesBefore100, repairKeys: null);
-        window.OnLow(2);
-        window.Record(101, Update(3, lacksAddress: true));
-        window.Record(102, new Change<User>(ChangeKind.Truncate, null, null, OldRowKind.None, ColumnSet.Empty, default, default, default, 102));
-        (rows, _, outcome) = window.OnHigh(2);
-        Assert.Empty(rows);
-        Assert.Equal(ChunkFollowUp.None, outcome.FollowUp);
-    }
-
-    [Fact]
-    public void RowsThatLeftTheTable_AreHandedBackAsDeletes_AndNeverRepaired()
-    {
-        var window = new SnapshotWindow<User>(maxChanges: 100);
-        window.SetChunk(1, Users(1, 2, 3), SeesBefore100, repairKeys: null, asDeletes: true);
-        window.OnLow(1);
-        window.Record(100, Update(2, lacksAddress: true)); // the key is back in the table: the stream's change wins
         var (rows, asDeletes, outcome) = window.OnHigh(1);
-        Assert.Equal([1, 3], rows.Select(u => u.Id));
-        Assert.True(asDeletes);
+        Assert.False(asDeletes);
         Assert.Equal(ChunkFollowUp.None, outcome.FollowUp);
+        // 1 untouched; 3 dropped (its update carried everything); 2 completed: the update's name, the chunk's address.
+        Assert.Equal(["1 before address-1", "2 after address-2"], rows.Select(Describe).Order());
+    }
+
+    [Fact]
+    public void ChangesUnseenByTheChunk_AreFollowedInOrder_ThroughKeyUpdates_UntilADeleteOrAWholeRow()
+    {
+        var window = Window(Users(1, 2, 3, 4));
+        window.Record(100, Update(1, "first", lacksAddress: true));
+        window.Record(101, Update(1, "second", lacksAddress: true));      // 1: both names, the chunk's address
+        window.Record(102, Move(2, 20, "moved", lacksAddress: true));     // 2 becomes 20, address and all
+        window.Record(103, Update(3, "gone soon", lacksAddress: true));
+        window.Record(104, Delete(3));                                    // 3: deleted, nothing to emit
+        window.Record(105, Update(4, "half", lacksAddress: true));
+        window.Record(106, Update(4, "whole", lacksAddress: false));      // 4: the last update carried everything
+
+        var (rows, _, _) = window.OnHigh(1);
+        Assert.Equal(["1 second address-1", "20 moved address-2"], rows.Select(Describe).Order());
+    }
+
+    [Fact]
+    public void UpdateTheChunkSaw_AfterTheLowWatermark_WithoutItsToastColumns_EmitsTheChunksRow()
+    {
+        // The update committed between the low watermark and the chunk's snapshot: the chunk's row has it, whole, while
+        // the stream delivered it without the address.
+        var window = new SnapshotWindow<User>(maxChanges: 100);
+        window.SetChunk(1, Users(1, 2), SeesBefore100);
+        window.OnLow(1);
+        window.Record(99, Update(1, "before", lacksAddress: true));
+        var (rows, _, _) = window.OnHigh(1);
+        Assert.Equal(["1 before address-1", "2 before address-2"], rows.Select(Describe).Order());
     }
 
     [Fact]
     public void ChangesOlderThanTheChunk_AreIgnored_ButOnesItsSnapshotDoesNotSee_DropTheirRows()
     {
         var window = new SnapshotWindow<User>(maxChanges: 100);
-        window.Record(99, Update(1, lacksAddress: true)); // before the low watermark, and visible to the chunk
-        window.Record(150, Update(2, lacksAddress: true)); // before the low watermark, but not visible: newer
-        window.SetChunk(1, Users(1, 2, 3), SeesBefore100, repairKeys: null);
+        window.Record(99, Update(1, "old", lacksAddress: false)); // before the low watermark, and visible to the chunk
+        window.Record(150, Update(2, "new", lacksAddress: false)); // before the low watermark, but not visible: newer
+        window.SetChunk(1, Users(1, 2, 3), SeesBefore100);
         window.OnLow(1);
         var (rows, _, outcome) = window.OnHigh(1);
         Assert.Equal([1, 3], rows.Select(u => u.Id));
-        Assert.Equal(ChunkFollowUp.Repair, outcome.FollowUp);
-        Assert.Equal([150u], outcome.WaitFor);
+        Assert.Equal(ChunkFollowUp.None, outcome.FollowUp);
+    }
+
+    [Fact]
+    public void Truncate_EmitsNothing_AndRowsThatLeftTheTableAreDeletes_NeverCompleted()
+    {
+        var window = Window(Users(1, 2));
+        window.Record(100, Update(1, "after", lacksAddress: true));
+        window.Record(101, new Change<User>(ChangeKind.Truncate, null, null, OldRowKind.None, ColumnSet.Empty, default, default, default, 101));
+        Assert.Empty(window.OnHigh(1).Rows);
+
+        window.SetChunk(2, Users(3, 4, 5), SnapshotVisibility.Parse("102:102:"), asDeletes: true); // sees the truncate
+        window.OnLow(2);
+        window.Record(102, Update(4, "back in the table", lacksAddress: true)); // the stream's change wins
+        var (rows, asDeletes, _) = window.OnHigh(2);
+        Assert.Equal([3, 5], rows.Select(u => u.Id));
+        Assert.True(asDeletes);
     }
 
     [Fact]
@@ -93,8 +95,8 @@ public sealed class SnapshotWindowTests
         {
             for (var chunk = 1L; chunk <= windows; chunk++)
             {
-                window.SetChunk(chunk, Users(1), SeesBefore100, repairKeys: null);
-                window.SetChunk(chunk + windows, Users(2), SeesBefore100, repairKeys: null); // read ahead ...
+                window.SetChunk(chunk, Users(1), SeesBefore100);
+                window.SetChunk(chunk + windows, Users(2), SeesBefore100); // read ahead ...
                 window.Discard(chunk + windows); // ... and given up
                 handedIn.Release();
             }
@@ -107,7 +109,7 @@ public sealed class SnapshotWindowTests
             window.OnLow(chunk);
             var first = xid;
             for (var i = 0; i < 10; i++)
-                window.Record(xid++, Update(5, lacksAddress: false));
+                window.Record(xid++, Update(5, "x", lacksAddress: false));
             var (_, _, outcome) = window.OnHigh(chunk);
             Assert.Equal(ChunkFollowUp.ReadAgain, outcome.FollowUp);
             // The first four changes were recorded (and the touches not seen by the chunk are kept for later windows, so
@@ -118,15 +120,31 @@ public sealed class SnapshotWindowTests
         await coordinator;
     }
 
+    private static SnapshotWindow<User> Window(List<User> rows)
+    {
+        var window = new SnapshotWindow<User>(maxChanges: 100);
+        window.SetChunk(1, rows, SeesBefore100);
+        window.OnLow(1);
+        return window;
+    }
+
     private static SyncTableInfo InfoOf<T>() where T : ISyncTable<T> => T.TableInfo;
 
-    private static List<User> Users(params int[] ids) => [.. ids.Select(id => new User { Id = id })];
+    private static List<User> Users(params int[] ids) => [.. ids.Select(id => new User { Id = id, FirstName = "before", Address = $"address-{id}" })];
 
-    private static Change<User> Update(int id, bool lacksAddress)
-    {
-        var address = Array.FindIndex(InfoOf<User>().Columns.ToArray(), c => c.Name == "address");
-        var unchanged = lacksAddress ? ColumnSet.Empty.Add(address) : ColumnSet.Empty;
-        return new Change<User>(ChangeKind.Update, new User { Id = id }, default, OldRowKind.None, unchanged,
-            default, default, default, (uint)id);
-    }
+    private static string Describe(User user) => $"{user.Id} {user.FirstName} {user.Address}";
+
+    private static ColumnSet Unchanged(bool lacksAddress)
+        => lacksAddress ? ColumnSet.Empty.Add(Array.FindIndex(InfoOf<User>().Columns.ToArray(), c => c.Name == "address")) : ColumnSet.Empty;
+
+    // An update that leaves the address out, as PostgreSQL sends an unchanged TOASTed value: the property holds a default.
+    private static Change<User> Update(int id, string name, bool lacksAddress)
+        => new(ChangeKind.Update, new User { Id = id, FirstName = name, Address = lacksAddress ? null : $"address-{id}" }, default, OldRowKind.None,
+            Unchanged(lacksAddress), default, default, default, 0);
+
+    private static Change<User> Move(int from, int to, string name, bool lacksAddress)
+        => new(ChangeKind.Update, new User { Id = to, FirstName = name }, new User { Id = from }, OldRowKind.Key, Unchanged(lacksAddress), default, default, default, 0);
+
+    private static Change<User> Delete(int id)
+        => new(ChangeKind.Delete, default, new User { Id = id }, OldRowKind.Key, ColumnSet.Empty, default, default, default, 0);
 }

@@ -133,9 +133,6 @@ internal static partial class Log
     [LoggerMessage(3010, LogLevel.Information, "Chunk {Chunk} of {Table} is read again: more than {Limit} changes of the table arrived while it was in its window ({Transactions} transaction(s) not recorded)")]
     public static partial void ChunkRereadAfterOverflow(ILogger logger, string table, long chunk, int limit, int transactions);
 
-    [LoggerMessage(3015, LogLevel.Information, "Chunk {Chunk} of {Table}: rows whose changes in its window left out unchanged TOAST columns are read again once {Transactions} transaction(s) are visible, so every column reaches the consumer")]
-    public static partial void ChunkKeysRepaired(ILogger logger, string table, long chunk, int transactions);
-
     [LoggerMessage(3016, LogLevel.Error, "A snapshot progress handler failed on {Notification}; the snapshots go on")]
     public static partial void ProgressHandlerFailed(ILogger logger, Exception exception, string notification);
 

@@ -60,16 +60,10 @@ internal abstract class TableRegistration
     }
 
     /// <summary>Reads one chunk in a read-only REPEATABLE READ transaction with its snapshot, hands it to the window, and
-    /// returns how many rows it had and the last chunk key (as text). With a repair, it reads the whole range after
-    /// <paramref name="lastKey"/> up to the repair's upper key again, and the window keeps only the rows of the keys a high
-    /// watermark left to repair (<see cref="ChunkFollowUp.Repair"/>).</summary>
+    /// returns how many rows it had and the last chunk key (as text).</summary>
     public abstract Task<(int Count, IReadOnlyList<string>? LastKey)> ReadChunkAsync(NpgsqlConnection connection, SnapshotQuery query,
-        IReadOnlyList<string>? lastKey, int chunkSize, long chunk, ChunkRepair? repair, CancellationToken cancellationToken);
+        IReadOnlyList<string>? lastKey, int chunkSize, long chunk, CancellationToken cancellationToken);
 }
-
-/// <summary>A chunk read again for the keys a high watermark left to repair: the range up to <paramref name="UpTo"/> (the
-/// chunk's last key), keeping the rows of <paramref name="Keys"/> (<see cref="ChunkOutcome.RepairKeys"/>).</summary>
-internal sealed record ChunkRepair(IReadOnlyList<string> UpTo, object Keys);
 
 internal sealed class TableRegistration<T> : TableRegistration where T : ISyncTable<T>
 {
@@ -159,10 +153,9 @@ internal sealed class TableRegistration<T> : TableRegistration where T : ISyncTa
     public override void OnShapeChanged() => _window?.OnShapeChanged();
 
     public override async Task<(int Count, IReadOnlyList<string>? LastKey)> ReadChunkAsync(NpgsqlConnection connection, SnapshotQuery query,
-        IReadOnlyList<string>? lastKey, int chunkSize, long chunk, ChunkRepair? repair, CancellationToken cancellationToken)
+        IReadOnlyList<string>? lastKey, int chunkSize, long chunk, CancellationToken cancellationToken)
     {
         var rows = new List<T>();
-        var limit = repair is null ? chunkSize : (int?)null;
         string[]? last = null;
         SnapshotVisibility visibility;
         await using (var transaction = await connection.BeginTransactionAsync(IsolationLevel.RepeatableRead, cancellationToken).ConfigureAwait(false))
@@ -172,8 +165,8 @@ internal sealed class TableRegistration<T> : TableRegistration where T : ISyncTa
             await using (var snapshot = new NpgsqlCommand("SET TRANSACTION READ ONLY; SELECT pg_current_snapshot()::text", connection, transaction))
                 visibility = SnapshotVisibility.Parse((string)(await snapshot.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!);
 
-            await using var command = new NpgsqlCommand(query.ChunkSql(lastKey is not null, limit), connection, transaction) { AllResultTypesAreUnknown = TextFormat };
-            query.AddParameters(command, lastKey, repair?.UpTo);
+            await using var command = new NpgsqlCommand(query.ChunkSql(lastKey is not null, chunkSize), connection, transaction) { AllResultTypesAreUnknown = TextFormat };
+            query.AddParameters(command, lastKey);
             await using (var reader = await command.ExecuteReaderAsync(CommandBehavior.SequentialAccess, cancellationToken).ConfigureAwait(false))
             {
                 var columns = T.TableInfo.Columns.Length;
@@ -183,11 +176,11 @@ internal sealed class TableRegistration<T> : TableRegistration where T : ISyncTa
                     var row = new SnapshotRowReader(reader, values);
                     rows.Add(T.ReadRow(ref row));
                     // Only the last row's key is needed: reading every row's would cost a string per row.
-                    if (rows.Count == limit)
+                    if (rows.Count == chunkSize)
                         last = ReadKey(reader, columns, query.KeyColumns.Length);
                 }
             }
-            if (rows.Count > 0 && rows.Count < limit)
+            if (rows.Count is > 0 && rows.Count < chunkSize)
             {
                 // A short chunk read the whole rest of the range: its last row has the range's highest key.
                 await using var highest = new NpgsqlCommand(query.LastKeySql(lastKey is not null), connection, transaction);
@@ -200,7 +193,7 @@ internal sealed class TableRegistration<T> : TableRegistration where T : ISyncTa
         }
 
         var count = rows.Count;
-        ActiveWindow(chunk).SetChunk(chunk, rows, visibility, repair?.Keys, query.EmitsDeletes);
+        ActiveWindow(chunk).SetChunk(chunk, rows, visibility, query.EmitsDeletes);
         return (count, last);
     }
 
@@ -212,7 +205,7 @@ internal sealed class TableRegistration<T> : TableRegistration where T : ISyncTa
         return key;
     }
 
-    public override void SetFence(long chunk, SnapshotVisibility visibility) => ActiveWindow(chunk).SetChunk(chunk, [], visibility, repairKeys: null);
+    public override void SetFence(long chunk, SnapshotVisibility visibility) => ActiveWindow(chunk).SetChunk(chunk, [], visibility);
 
     public override void DiscardChunk(long chunk) => ActiveWindow(chunk).Discard(chunk);
 

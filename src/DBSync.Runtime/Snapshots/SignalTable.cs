@@ -104,7 +104,7 @@ namespace DBSync.Replication
         public override ValueTask<ChunkOutcome> OnHighWatermarkAsync(long chunk, in TransactionContext tx, ulong lsn, CancellationToken cancellationToken) => new(ChunkOutcome.Delivered(0));
 
         public override Task<(int Count, IReadOnlyList<string>? LastKey)> ReadChunkAsync(NpgsqlConnection connection, SnapshotQuery query,
-            IReadOnlyList<string>? lastKey, int chunkSize, long chunk, ChunkRepair? repair, CancellationToken cancellationToken) => throw NotSnapshotted();
+            IReadOnlyList<string>? lastKey, int chunkSize, long chunk, CancellationToken cancellationToken) => throw NotSnapshotted();
 
         private readonly struct NullableString : IElementReader<string?>
         {

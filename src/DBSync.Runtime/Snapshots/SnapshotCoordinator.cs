@@ -748,46 +748,39 @@ internal sealed class SnapshotCoordinator
                 cancellationToken.ThrowIfCancellationRequested();
 
                 var chunk = job.State.Chunks + 1;
-                var (emitted, attempts) = (0, 0);
-                OpenChunk? read = null; // the chunk as read: its rows and last key are what the checkpoint records
-                ChunkRepair? repair = null; // set while keys a window left without some columns are read again
+                int emitted, attempts = 0;
+                OpenChunk read;
                 while (true)
                 {
                     attempts++;
-                    var current = next ?? await ReadAsync(connection, table, query, job, job.State.LastKey, chunkSize, chunk,
-                        repair, cancellationToken).ConfigureAwait(false);
+                    read = next ?? await ReadAsync(connection, table, query, job, job.State.LastKey, chunkSize, chunk, cancellationToken).ConfigureAwait(false);
                     next = null;
-                    if (repair is null)
-                        read = current;
-                    var delivered = await EmitHighAsync(connection, current.Window, cancellationToken).ConfigureAwait(false);
-                    if (repair is null && !IsLast(query, current, chunkSize))
+                    var delivered = await EmitHighAsync(connection, read.Window, cancellationToken).ConfigureAwait(false);
+                    if (!IsLast(query, read, chunkSize))
                     {
-                        await PaceAsync(connection, job.State.DisplayName, chunk, current.ReadTime, cancellationToken).ConfigureAwait(false);
-                        next = await ReadAsync(connection, table, query, job, current.Last, chunkSize, chunk + 1, null, cancellationToken).ConfigureAwait(false);
+                        await PaceAsync(connection, job.State.DisplayName, chunk, read.ReadTime, cancellationToken).ConfigureAwait(false);
+                        next = await ReadAsync(connection, table, query, job, read.Last, chunkSize, chunk + 1, cancellationToken).ConfigureAwait(false);
                     }
                     var outcome = await delivered.WaitAsync(cancellationToken).ConfigureAwait(false);
-                    emitted += outcome.Emitted;
+                    emitted = outcome.Emitted;
                     if (outcome.FollowUp == ChunkFollowUp.None)
                         break;
 
-                    // Read the chunk again (ReadAgain), or the keys some change left without their TOAST columns (Repair),
-                    // once the transactions behind it are visible, so that the new read reflects them. The chunk read
-                    // after it is given up: it is read again after this one.
+                    // The shape changed, or the window filled up: read the chunk again once every transaction the window
+                    // could not record is visible, so that the new chunk reflects them. The chunk read after it is given
+                    // up (it is read again after this one), and what its own window could not record is waited for too.
+                    var waitFor = outcome.WaitFor;
                     if (next is not null)
-                        await DiscardAsync(connection, table, next, cancellationToken).ConfigureAwait(false);
+                        waitFor = [.. waitFor, .. await DiscardAsync(connection, table, next, cancellationToken).ConfigureAwait(false)];
                     next = null;
-                    if (outcome.FollowUp == ChunkFollowUp.Repair)
-                        Log.ChunkKeysRepaired(_logger, job.State.DisplayName, chunk, outcome.WaitFor.Length);
-                    else if (outcome.WaitFor.Length > 0)
-                        Log.ChunkRereadAfterOverflow(_logger, job.State.DisplayName, chunk, _options.SnapshotWindowMaxChanges, outcome.WaitFor.Length);
+                    if (waitFor.Length > 0)
+                        Log.ChunkRereadAfterOverflow(_logger, job.State.DisplayName, chunk, _options.SnapshotWindowMaxChanges, waitFor.Length);
                     else
                         Log.ChunkReread(_logger, job.State.DisplayName, chunk);
-                    if (outcome.FollowUp == ChunkFollowUp.Repair)
-                        repair = new ChunkRepair(read!.Last!, outcome.RepairKeys!); // a chunk with rows has a last key
-                    await WaitUntilVisibleAsync(connection, outcome.WaitFor, cancellationToken).ConfigureAwait(false);
+                    await WaitUntilVisibleAsync(connection, waitFor, cancellationToken).ConfigureAwait(false);
                 }
 
-                var (count, last) = (read!.Count, read.Last);
+                var (count, last) = (read.Count, read.Last);
                 lock (_lock)
                 {
                     job.State = job.State with
@@ -902,14 +895,13 @@ internal sealed class SnapshotCoordinator
     private sealed record OpenChunk(long Window, int Count, IReadOnlyList<string>? Last, TimeSpan ReadTime);
 
     /// <summary>Writes a low watermark and reads the chunk after <paramref name="lastKey"/> (the window then holds it).</summary>
-    /// <remarks>With <paramref name="repair"/>: the chunk's range again, for the keys to repair.</remarks>
     private async Task<OpenChunk> ReadAsync(NpgsqlConnection connection, TableRegistration table, SnapshotQuery query, Job job,
-        IReadOnlyList<string>? lastKey, int chunkSize, long chunk, ChunkRepair? repair, CancellationToken cancellationToken)
+        IReadOnlyList<string>? lastKey, int chunkSize, long chunk, CancellationToken cancellationToken)
     {
         var readTime = Stopwatch.StartNew();
         var window = Interlocked.Increment(ref _windowSequence);
         await EmitAsync(connection, new Watermark(WatermarkKind.Low, _runId, window), cancellationToken).ConfigureAwait(false);
-        var (count, last) = await table.ReadChunkAsync(connection, query, lastKey, chunkSize, window, repair, cancellationToken).ConfigureAwait(false);
+        var (count, last) = await table.ReadChunkAsync(connection, query, lastKey, chunkSize, window, cancellationToken).ConfigureAwait(false);
         var read = new OpenChunk(window, count, last, readTime.Elapsed);
         if (AfterChunkRead is { } hook)
             await hook(job.State.DisplayName, chunk, cancellationToken).ConfigureAwait(false);
@@ -921,11 +913,12 @@ internal sealed class SnapshotCoordinator
         => chunk.Count < chunkSize || (chunk.Last is not null && chunk.Last.SequenceEqual(query.MaxKey!));
 
     /// <summary>Gives up a chunk read ahead: its high watermark closes its window with nothing emitted.</summary>
-    private async Task DiscardAsync(NpgsqlConnection connection, TableRegistration table, OpenChunk chunk, CancellationToken cancellationToken)
+    /// <remarks>Returns the transactions its window could not record (it filled up): whatever is read next must wait for them.</remarks>
+    private async Task<uint[]> DiscardAsync(NpgsqlConnection connection, TableRegistration table, OpenChunk chunk, CancellationToken cancellationToken)
     {
         table.DiscardChunk(chunk.Window);
         var closed = await EmitHighAsync(connection, chunk.Window, cancellationToken).ConfigureAwait(false);
-        await closed.WaitAsync(cancellationToken).ConfigureAwait(false);
+        return (await closed.WaitAsync(cancellationToken).ConfigureAwait(false)).WaitFor;
     }
 
     /// <summary>Writes the high watermark; the task completes when the stream has passed it and every handler of its

@@ -36,8 +36,7 @@ public sealed record SnapshotTableStarted(string Table, IReadOnlyList<string>? M
 /// (or arrived) as stream changes.</param>
 /// <param name="LastKey">The chunk's last key, as text.</param>
 /// <param name="Attempts">How many times the chunk was read: more than one when the table's shape changed between its
-/// watermarks, more changes came than the window keeps, or updates that left TOAST columns out made some of its keys be
-/// read again.</param>
+/// watermarks, or more changes came than the window keeps.</param>
 public sealed record SnapshotChunkCompleted(string Table, long Chunk, int RowsRead, int RowsEmitted, IReadOnlyList<string>? LastKey, int Attempts) : SnapshotProgress(Table)
 {
     /// <summary>Prints the key as its values (<c>LastKey = 42</c>, <c>LastKey = (7, 'r-003')</c>).</summary>

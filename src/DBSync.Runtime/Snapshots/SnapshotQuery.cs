@@ -162,16 +162,15 @@ internal sealed class SnapshotQuery
     }
 
     /// <summary>The chunk SELECT: the entity's columns in order, then the chunk key columns as text. Parameters: the
-    /// filter's, then the last key of the previous chunk (when <paramref name="hasLastKey"/>), then the upper key (the
-    /// maximum key, see <see cref="AddParameters"/>). Without <paramref name="limit"/>, every row up to the upper key.</summary>
-    public string ChunkSql(bool hasLastKey, int? limit)
-        => RangeSql(string.Join(", ", Table.Columns.Select(c => SyncTableInfo.QuoteIdentifier(c.Name))) + ", " + KeyTexts(), hasLastKey, "", limit);
+    /// filter's, then the last key of the previous chunk (when <paramref name="hasLastKey"/>), then the maximum key.</summary>
+    public string ChunkSql(bool hasLastKey, int chunkSize)
+        => RangeSql(string.Join(", ", Table.Columns.Select(c => SyncTableInfo.QuoteIdentifier(c.Name))) + ", " + KeyTexts(), hasLastKey, "", chunkSize);
 
     /// <summary>The key (as text) of the last row <see cref="ChunkSql"/> returns when that is fewer rows than asked for
     /// (every row of the range): in the chunk's transaction it is the range's highest key. Same parameters.</summary>
     public string LastKeySql(bool hasLastKey) => RangeSql(KeyTexts(), hasLastKey, " DESC", 1);
 
-    private string RangeSql(string selectList, bool hasLastKey, string direction, int? limit)
+    private string RangeSql(string selectList, bool hasLastKey, string direction, int limit)
     {
         var keyList = "(" + string.Join(", ", KeyColumns.Select(SyncTableInfo.QuoteIdentifier)) + ")";
         var sql = new StringBuilder("SELECT ").Append(selectList);
@@ -183,17 +182,15 @@ internal sealed class SnapshotQuery
             sql.Append(keyList).Append(" > ").Append(KeyParameters(ref parameter)).Append(" AND ");
         sql.Append(keyList).Append(" <= ").Append(KeyParameters(ref parameter));
         sql.Append(" ORDER BY ").AppendJoin(", ", KeyColumns.Select(k => SyncTableInfo.QuoteIdentifier(k) + direction));
-        if (limit is { } rows)
-            sql.Append(" LIMIT ").Append(rows);
+        sql.Append(" LIMIT ").Append(limit);
         return sql.ToString();
     }
 
-    /// <summary>Adds the chunk query's parameters to <paramref name="command"/>: the range after <paramref name="lastKey"/>
-    /// up to <paramref name="upperKey"/> (by default the maximum key).</summary>
-    public void AddParameters(NpgsqlCommand command, IReadOnlyList<string>? lastKey, IReadOnlyList<string>? upperKey = null)
+    /// <summary>Adds the chunk query's parameters to <paramref name="command"/>.</summary>
+    public void AddParameters(NpgsqlCommand command, IReadOnlyList<string>? lastKey)
     {
         AddFilterParameters(command);
-        foreach (var value in (lastKey ?? []).Concat(upperKey ?? MaxKey!))
+        foreach (var value in (lastKey ?? []).Concat(MaxKey!))
             command.Parameters.Add(new NpgsqlParameter { Value = value, NpgsqlDbType = NpgsqlDbType.Text });
     }
 
