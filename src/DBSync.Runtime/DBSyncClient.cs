@@ -57,7 +57,7 @@ public sealed class DBSyncClient
         _snapshots = new SnapshotCoordinator(options, _tables, _progressHandlers, () => (ulong)ConfirmedLsn, _snapshotConnections,
             options.CheckpointStore ?? new PostgresCheckpointStore(_connections), _logger);
         _telemetry.Snapshots = _snapshots;
-        _partitions = new PartitionWatcher(options, _tables, _snapshots.RequestAsync, _snapshots.RequestDeletesOfRowsThatLeft, _logger);
+        _partitions = new PartitionWatcher(options, _connections, _tables, _snapshots.RequestAsync, _snapshots.RequestDeletesOfRowsThatLeft, _logger);
     }
 
     internal SnapshotCoordinator Snapshots => _snapshots;
@@ -291,7 +291,9 @@ public sealed class DBSyncClient
         {
             _snapshots.SuspendWaiters(); // no SnapshotAsync task outlives the run: they continue on the next one
             await _snapshots.ReleaseAsync().ConfigureAwait(false);
-            ClearConnectionPools(); // no idle connection of DBSync's outlives the run
+            // No connection of DBSync's, nor its pools' timers, outlives the run (the next run opens new ones).
+            await _connections.DisposeAsync().ConfigureAwait(false);
+            await _snapshotConnections.DisposeAsync().ConfigureAwait(false);
             await ResetParticipantsAsync().ConfigureAwait(false);
             Telemetry.Unregister(_telemetry);
             _telemetry.Session = null;

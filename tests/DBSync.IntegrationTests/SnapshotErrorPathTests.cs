@@ -83,8 +83,10 @@ public sealed class SnapshotErrorPathTests(PostgresFixture fixture)
         Assert.True(Assert.Single(second.Recorder.Progress.OfType<SnapshotTableStarted>()).Resumed);
     }
 
-    [Fact]
-    public async Task ProgressHandlerThrowsOnAChunk_FailsThatTableOnce_WhileTheStreamAndOtherSnapshotsGoOn()
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)] // an I/O error of the handler's own is not a lost connection: the table fails, it is not retried
+    public async Task ProgressHandlerThrowsOnAChunk_FailsThatTableOnce_WhileTheStreamAndOtherSnapshotsGoOn(bool ioError)
     {
         await using var db = await TestDatabase.CreateAsync(fixture.Server);
         await db.ExecuteAsync(HundredRestaurants);
@@ -95,12 +97,13 @@ public sealed class SnapshotErrorPathTests(PostgresFixture fixture)
             client.OnSnapshotProgress(p =>
             {
                 if (p is SnapshotChunkCompleted { Table: "public.restaurant", Chunk: 2 })
-                    throw new InvalidOperationException("progress handler broke on chunk 2");
+                    throw ioError ? new IOException("progress handler broke on chunk 2") : new InvalidOperationException("progress handler broke on chunk 2");
             });
         }, configure: o => o.SnapshotChunkSize = 10);
 
         var failed = run.Client.SnapshotAsync<Restaurant>();
-        var error = await Assert.ThrowsAsync<InvalidOperationException>(() => failed.WaitAsync(TimeSpan.FromSeconds(60)));
+        var error = await Assert.ThrowsAnyAsync<Exception>(() => failed.WaitAsync(TimeSpan.FromSeconds(60)));
+        Assert.Equal(ioError ? typeof(IOException) : typeof(InvalidOperationException), error.GetType());
         Assert.Equal("progress handler broke on chunk 2", error.Message);
         Assert.Contains(run.Recorder.Progress, p => p is SnapshotTableFailed { Table: "public.restaurant" });
 
@@ -111,6 +114,36 @@ public sealed class SnapshotErrorPathTests(PostgresFixture fixture)
         var finished = await FinishedAsync(db, "public.restaurant");
         Assert.Equal([(SnapshotOutcome.Failed, "progress handler broke on chunk 2")], finished.Select(f => (f.Outcome, f.Detail)));
         await run.StopAsync(); // a clean stop, whatever the snapshot loop met before
+    }
+
+    [Fact]
+    public async Task ClientStoppedWhileAProgressHandlerWaitsOnACancelledTable_ItsTaskStillEnds()
+    {
+        await using var db = await TestDatabase.CreateAsync(fixture.Server);
+        var notifying = new TaskCompletionSource();
+        await using var run = await StreamRun.StartAsync(db.ConnectionString, (client, recorder) =>
+        {
+            StreamRun.RegisterSeedTables(client, recorder);
+            // The handler of the cancellation's notification waits on its token (a full channel, say).
+            client.OnSnapshotProgress(async (p, ct) =>
+            {
+                if (p is SnapshotTableCancelled)
+                {
+                    notifying.TrySetResult();
+                    await Task.Delay(Timeout.Infinite, ct);
+                }
+            });
+        });
+
+        run.Client.PauseSnapshots();
+        await run.WaitUntilAsync(r => r.Progress.OfType<SnapshotsPaused>().Any(), "the pause");
+        var queued = run.Client.SnapshotAsync<Restaurant>();
+        run.Client.CancelSnapshots("restaurant");
+        await notifying.Task.WaitAsync(TimeSpan.FromSeconds(30));
+        await run.StopAsync(); // the handler's token is cancelled while it reports the cancellation
+
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => queued.WaitAsync(TimeSpan.FromSeconds(5)));
+        Assert.True(queued.IsCanceled, "the cancelled snapshot's task did not end as cancelled");
     }
 
     [Fact]

@@ -150,7 +150,7 @@ public sealed partial class PostgresCheckpointStore : ICheckpointStore, IAsyncDi
         }
     }
 
-    /// <summary>Closes the connection kept for saves, and the store's idle pooled connections.</summary>
+    /// <summary>Closes the connection kept for saves, and the store's own pool (a later call opens a new one).</summary>
     public async ValueTask DisposeAsync()
     {
         await _gate.WaitAsync().ConfigureAwait(false);
@@ -158,7 +158,7 @@ public sealed partial class PostgresCheckpointStore : ICheckpointStore, IAsyncDi
         {
             await CloseAsync().ConfigureAwait(false);
             if (_ownsPool)
-                _connections.Clear();
+                await _connections.DisposeAsync().ConfigureAwait(false);
         }
         finally
         {

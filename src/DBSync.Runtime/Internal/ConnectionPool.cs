@@ -7,7 +7,9 @@ namespace DBSync.Internal;
 /// connections of a session. It is never the pool that <c>new NpgsqlConnection(connectionString)</c> uses in the host
 /// application, so clearing it after a lost connection closes only DBSync's idle connections.
 /// </summary>
-internal sealed class ConnectionPool(string connectionString)
+/// <remarks>Disposing it closes its idle connections and lets go of the data source (and its timer); a later
+/// <see cref="OpenAsync"/> starts a new one, so a client or store can be used again after a run.</remarks>
+internal sealed class ConnectionPool(string connectionString) : IAsyncDisposable
 {
     private readonly object _lock = new();
     private NpgsqlDataSource? _source;
@@ -23,6 +25,18 @@ internal sealed class ConnectionPool(string connectionString)
     {
         lock (_lock)
             _source?.Clear();
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        NpgsqlDataSource? source;
+        lock (_lock)
+        {
+            source = _source;
+            _source = null;
+        }
+        if (source is not null)
+            await source.DisposeAsync().ConfigureAwait(false);
     }
 
     private NpgsqlDataSource Source

@@ -173,5 +173,5 @@ internal static partial class Log
     public static partial void PartitionStorageReplacedByTruncate(ILogger logger, string partition, string table);
 
     [LoggerMessage(2028, LogLevel.Information, "Partition {Partition} ({Bound}) was detached from {Table} with {Rows} row(s), which left {Table} without delete events: they are read from the detached table and delivered as deletes of {Table} (those it does not have again)")]
-    public static partial void PartitionDetachedWithRows(ILogger logger, string partition, string bound, string table, long rows);
+    public static partial void PartitionDetachedWithRows(ILogger logger, string partition, string bound, string table, string rows);
 }

@@ -28,7 +28,7 @@ internal enum PartitionChangeKind
 /// <param name="Partition">The partition, <c>schema.name</c>.</param>
 /// <param name="QualifiedPartition">The partition's quoted name, safe to splice into SQL.</param>
 /// <param name="Bound">Its partition bound (<c>FOR VALUES FROM (...) TO (...)</c>, <c>DEFAULT</c>), when known.</param>
-/// <param name="Rows">Rows it holds (a detached partition's), when counted.</param>
+/// <param name="Rows">Rows it holds (a detached partition's), when counted: up to a million and one.</param>
 /// <param name="Exists">Whether the partition still exists as a table.</param>
 /// <param name="Lsn">A WAL position at or after the change: the change happened before it.</param>
 internal sealed record PartitionChange(PartitionChangeKind Kind, SyncTableInfo Table, uint PartitionOid, string Partition, string QualifiedPartition,
@@ -46,7 +46,8 @@ internal sealed record PartitionOwner(TableRegistration Registration, bool IsPar
 /// TRUNCATE of one partition is not published under <c>publish_via_partition_root</c>. Every <see cref="DBSyncOptions.StatusInterval"/>
 /// (and when a stream session starts) it reads the partition trees on an ordinary connection and compares them with the
 /// last reading: a partition that appeared with rows gets a snapshot of the table restricted to it (its rows arrive as
-/// Read), and one that left or lost its rows is logged as a warning. Each is also raised as <see cref="Changed"/>.
+/// Read), one detached with its rows gets a job that delivers them as deletes, and one dropped or truncated is logged as
+/// a warning. Each is also raised as <see cref="Changed"/>.
 /// It also answers the stream's question of which mapped table an unmapped relation belongs to.
 /// </summary>
 /// <remarks>
@@ -60,6 +61,10 @@ internal sealed class PartitionWatcher
 {
     private readonly DBSyncOptions _options;
     private readonly IReadOnlyDictionary<(string Schema, string Name), TableRegistration> _tables;
+    /// <summary>How many rows of a detached partition are counted at most (the log then says more than that).</summary>
+    private const int MaxCounted = 1_000_000;
+
+    private readonly ConnectionPool _connections;
     private readonly Func<IEnumerable<SnapshotTable>, CancellationToken, Task> _requestSnapshot;
     private readonly Action<SyncTableInfo, string> _requestDeletes;
     private readonly ILogger _logger;
@@ -70,10 +75,11 @@ internal sealed class PartitionWatcher
     private Dictionary<uint, Partition>? _known;
     private ulong _lastStart;
 
-    public PartitionWatcher(DBSyncOptions options, IReadOnlyDictionary<(string Schema, string Name), TableRegistration> tables,
+    public PartitionWatcher(DBSyncOptions options, ConnectionPool connections, IReadOnlyDictionary<(string Schema, string Name), TableRegistration> tables,
         Func<IEnumerable<SnapshotTable>, CancellationToken, Task> requestSnapshot, Action<SyncTableInfo, string> requestDeletes, ILogger logger)
     {
         _options = options;
+        _connections = connections;
         _tables = tables;
         _requestSnapshot = requestSnapshot;
         _requestDeletes = requestDeletes;
@@ -151,8 +157,7 @@ internal sealed class PartitionWatcher
             WHERE t.relid <> $1::oid
             ORDER BY 1 DESC, 4
             """;
-        await using var connection = new NpgsqlConnection(_options.ConnectionString);
-        await connection.OpenAsync(cancellationToken).ConfigureAwait(false);
+        await using var connection = await _connections.OpenAsync(cancellationToken).ConfigureAwait(false);
         // Before PostgreSQL 13 no partitioned table can be published (nor mapped: the setup refuses it), and before 12
         // these functions do not exist.
         if (connection.PostgreSqlVersion.Major < 13)
@@ -274,12 +279,10 @@ internal sealed class PartitionWatcher
         // Rows are looked for through the partitioned table (the role may read it, not necessarily the partition itself),
         // restricted by the partition's constraint, which lets the planner read that partition alone.
         // The constraint is the server's own deparsed SQL (pg_get_partition_constraintdef), with its literals quoted by it.
-        var hasRows = false;
-        if (partition.Constraint is { } constraint)
-        {
-            await using var command = new NpgsqlCommand($"SELECT EXISTS (SELECT 1 FROM {partition.Table.QualifiedName} WHERE {constraint})", connection);
-            hasRows = (bool)(await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!;
-        }
+        // A DEFAULT partition with no siblings has no constraint: it holds every row of the table.
+        var where = partition.Constraint is { } constraint ? $"{partition.Table.QualifiedName} WHERE {constraint}" : $"ONLY {partition.Qualified}";
+        await using var command = new NpgsqlCommand($"SELECT EXISTS (SELECT 1 FROM {where})", connection);
+        var hasRows = (bool)(await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!;
         if (hasRows)
         {
             // The same restriction serves the snapshot: its chunk queries then read the new partition only, by key.
@@ -308,7 +311,8 @@ internal sealed class PartitionWatcher
         {
             try
             {
-                await using var count = new NpgsqlCommand($"SELECT count(*) FROM ONLY {qualified}", connection);
+                // Counted for the log, up to a bound: a big detached table must not hold the watcher (nor a session's start).
+                await using var count = new NpgsqlCommand($"SELECT count(*) FROM (SELECT FROM ONLY {qualified} LIMIT {MaxCounted + 1}) rows", connection);
                 rows = (long)(await count.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!;
             }
             catch (PostgresException e) when (e.SqlState is "42501" or "42P01")
@@ -321,7 +325,8 @@ internal sealed class PartitionWatcher
         {
             // Its rows are still there to read: they are delivered as deletes of the table (those it does not have again).
             _requestDeletes(partition.Table, qualified);
-            Log.PartitionDetachedWithRows(_logger, partition.Name, partition.Bound ?? "?", partition.Table.DisplayName, rows.Value);
+            Log.PartitionDetachedWithRows(_logger, partition.Name, partition.Bound ?? "?", partition.Table.DisplayName,
+                rows > MaxCounted ? $"more than {MaxCounted}" : rows.Value.ToString(System.Globalization.CultureInfo.InvariantCulture));
         }
         else
         {
@@ -390,11 +395,7 @@ internal sealed class PartitionWatcher
         {
             try
             {
-                if (_connection is null)
-                {
-                    _connection = new NpgsqlConnection(watcher._options.ConnectionString);
-                    await _connection.OpenAsync(cancellationToken).ConfigureAwait(false);
-                }
+                _connection ??= await watcher._connections.OpenAsync(cancellationToken).ConfigureAwait(false);
                 // A mapped table cannot become partitioned while it exists: one look per session is enough.
                 _roots ??= await watcher.PartitionedRootsAsync(_connection, cancellationToken).ConfigureAwait(false);
                 if (_roots.Length == 0)

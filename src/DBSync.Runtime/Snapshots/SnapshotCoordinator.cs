@@ -117,6 +117,7 @@ internal sealed class SnapshotCoordinator
                 jobs.Add(job);
                 waits.Add(job.Waiters[^1].Task);
             }
+            _unsaved = true; // saved by the loop's next turn or chunk
         }
         if (jobs.Count > 0)
             Log.SnapshotRequested(_logger, string.Join(", ", jobs.Select(j => j.State.DisplayName)));
@@ -137,9 +138,17 @@ internal sealed class SnapshotCoordinator
     /// <summary>Cancels the snapshots of <paramref name="tables"/> (<c>schema.name</c> or <c>name</c>), or of every table when empty.</summary>
     public void Cancel(IReadOnlyCollection<string> tables)
     {
-        var names = tables.Select(t => new SnapshotTable(t).QualifiedName()).ToHashSet();
         lock (_lock)
-            Cancel(_queue.Where(j => names.Count == 0 || names.Contains((j.State.Schema, j.State.Name))).ToList());
+            Cancel(SnapshotsOf(tables));
+    }
+
+    /// <summary>The queued snapshots of <paramref name="tables"/> (<c>schema.name</c> or <c>name</c>), or all when empty. Jobs
+    /// that deliver the rows a table lost (<see cref="JobState.DeletesFrom"/>) are not snapshots: cancelling snapshots
+    /// leaves them be, since without them those rows would stay in the consumers. Caller holds the lock.</summary>
+    private List<Job> SnapshotsOf(IReadOnlyCollection<string> tables)
+    {
+        var names = tables.Select(t => new SnapshotTable(t).QualifiedName()).ToHashSet();
+        return _queue.Where(j => j.State.DeletesFrom is null && (names.Count == 0 || names.Contains((j.State.Schema, j.State.Name)))).ToList();
     }
 
     private void Cancel(List<Job> jobs)
@@ -192,6 +201,10 @@ internal sealed class SnapshotCoordinator
         }
         return added;
     }
+
+    /// <summary>A snapshot of every table a registered type maps.</summary>
+    private List<SnapshotTable> EveryRegisteredTable()
+        => _tables.Values.Where(t => t is not SignalRegistration).Select(t => new SnapshotTable(t.Table.DisplayName)).ToList();
 
     /// <summary>The state of a snapshot of <paramref name="table"/> not started yet.</summary>
     private static JobState NewState(SnapshotTable table)
@@ -246,8 +259,7 @@ internal sealed class SnapshotCoordinator
                         _paused = false;
                         break;
                     case "cancel":
-                        var names = signal.Tables.Select(t => new SnapshotTable(t).QualifiedName()).ToHashSet();
-                        foreach (var job in _queue.Where(j => names.Count == 0 || names.Contains((j.State.Schema, j.State.Name))))
+                        foreach (var job in SnapshotsOf(signal.Tables))
                             job.Cancel.Cancel();
                         break;
                     default:
@@ -276,7 +288,7 @@ internal sealed class SnapshotCoordinator
             _finished.Clear();
             if (_options.InitialSnapshot)
             {
-                var initial = _tables.Values.Where(t => t is not SignalRegistration).Select(t => new SnapshotTable(t.Table.DisplayName)).ToList();
+                var initial = EveryRegisteredTable();
                 var jobs = Enqueue(initial, withWaiters: false);
                 // Initial snapshots go first, before anything requested while the slot did not exist.
                 _queue.RemoveAll(jobs.Contains);
@@ -313,7 +325,7 @@ internal sealed class SnapshotCoordinator
     {
         lock (_lock)
         {
-            var tables = _tables.Values.Where(t => t is not SignalRegistration).Select(t => new SnapshotTable(t.Table.DisplayName)).ToList();
+            var tables = EveryRegisteredTable();
             foreach (var job in _queue)
             {
                 if (job.State.Started && tables.Any(t => SameSettings(job.State, NewState(t))))
@@ -382,11 +394,13 @@ internal sealed class SnapshotCoordinator
         try
         {
             Checkpoint checkpoint;
+            List<Job> saved;
             lock (_lock)
             {
                 if (!_unsaved)
                     return;
                 _unsaved = false; // a change made while this save runs marks it again
+                saved = _queue.Where(j => j.SkipReason is null && !j.Cancel.IsCancellationRequested).ToList();
                 checkpoint = new Checkpoint
                 {
                     Slot = _options.SlotName,
@@ -394,7 +408,7 @@ internal sealed class SnapshotCoordinator
                     SavedAt = DateTime.UtcNow,
                     Paused = _paused,
                     LastSignalLsn = _lastSignalLsn,
-                    Jobs = _queue.Where(j => j.SkipReason is null && !j.Cancel.IsCancellationRequested).Select(j => j.State).ToList(),
+                    Jobs = saved.Select(j => j.State).ToList(),
                     Finished = [.. _finished],
                 };
             }
@@ -406,6 +420,11 @@ internal sealed class SnapshotCoordinator
             {
                 MarkUnsaved();
                 throw;
+            }
+            lock (_lock)
+            {
+                foreach (var job in saved)
+                    job.Saved = true;
             }
         }
         finally
@@ -599,11 +618,17 @@ internal sealed class SnapshotCoordinator
         {
             return; // settled (reported and removed) on the next turn of the loop
         }
+        catch (ProgressHandlerException e)
+        {
+            // A progress handler threw while the table ran (an IOException of its own included): the table's failure.
+            await FailAsync(job, e.InnerException!, cancellationToken).ConfigureAwait(false);
+            return;
+        }
         catch (Exception e) when (ConnectionLoss.Is(e))
         {
             // The server restarted or the connection dropped: not the table's fault. The job stays first in the queue and
             // goes on from its last completed chunk once the server answers again.
-            var delay = _options.ReconnectDelay;
+            var delay = Backoff.Delay(_options.ReconnectDelay, _options.MaxReconnectDelay, ++job.Interruptions);
             Log.SnapshotInterrupted(_logger, e, job.State.DisplayName, (long)delay.TotalMilliseconds);
             await Task.Delay(delay, cancellationToken).ConfigureAwait(false);
             return;
@@ -616,22 +641,7 @@ internal sealed class SnapshotCoordinator
         }
         catch (Exception e)
         {
-            // The snapshot of this table failed; the stream and the other tables go on.
-            Log.SnapshotFailed(_logger, e, job.State.DisplayName);
-            lock (_lock)
-            {
-                _queue.Remove(job);
-                Finish(job, SnapshotOutcome.Failed, e.Message);
-            }
-            await NotifyQuietlyAsync(new SnapshotTableFailed(job.State.DisplayName, e), cancellationToken).ConfigureAwait(false);
-            try
-            {
-                await SaveIfUnsavedAsync(cancellationToken).ConfigureAwait(false);
-            }
-            finally
-            {
-                job.Complete(e);
-            }
+            await FailAsync(job, e, cancellationToken).ConfigureAwait(false);
             return;
         }
 
@@ -653,6 +663,27 @@ internal sealed class SnapshotCoordinator
         }
     }
 
+    /// <summary>The snapshot of this table failed; the stream and the other tables go on. Recorded once; its waiters fault
+    /// with the cause whatever happens to the notification and the save.</summary>
+    private async Task FailAsync(Job job, Exception e, CancellationToken cancellationToken)
+    {
+        Log.SnapshotFailed(_logger, e, job.State.DisplayName);
+        lock (_lock)
+        {
+            _queue.Remove(job);
+            Finish(job, SnapshotOutcome.Failed, e.Message);
+        }
+        await NotifyQuietlyAsync(new SnapshotTableFailed(job.State.DisplayName, e), cancellationToken).ConfigureAwait(false);
+        try
+        {
+            await SaveIfUnsavedAsync(cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            job.Complete(e);
+        }
+    }
+
     /// <summary>Why a requested table that no registered type maps is skipped: it may not exist at all.</summary>
     private async Task<string> UnmappedReasonAsync(JobState job, CancellationToken cancellationToken)
     {
@@ -669,21 +700,24 @@ internal sealed class SnapshotCoordinator
     /// run; requests made after this wait for that run.</summary>
     public void SuspendWaiters()
     {
-        List<(Job Job, TaskCompletionSource[] Waiters)> suspended = [];
+        List<(Job Job, TaskCompletionSource[] Waiters, bool Saved)> suspended = [];
         lock (_lock)
         {
             foreach (var job in _queue.Where(j => j.Waiters.Count > 0))
             {
-                suspended.Add((job, [.. job.Waiters]));
+                suspended.Add((job, [.. job.Waiters], job.Saved));
                 job.Waiters.Clear();
             }
         }
-        foreach (var (job, waiters) in suspended)
+        foreach (var (job, waiters, saved) in suspended)
         {
             var error = new SnapshotSuspendedException(job.State.DisplayName,
                 $"The snapshot of {job.State.DisplayName} did not finish: RunAsync of slot \"{_options.SlotName}\" ended first ({job.State.Chunks} chunk(s), " +
-                $"{job.State.RowsEmitted} row(s) delivered). It is kept in the slot's checkpoint and continues from its last saved chunk when RunAsync " +
-                "runs again on this slot; follow it with OnSnapshotProgress or CheckpointInfo.");
+                $"{job.State.RowsEmitted} row(s) delivered). " + (saved
+                    ? "It is kept in the slot's checkpoint and continues from its last saved chunk when RunAsync runs again on this slot; follow it " +
+                      "with OnSnapshotProgress or CheckpointInfo."
+                    : "It was not saved in the slot's checkpoint yet: it stays queued in this client and runs when its RunAsync runs again; " +
+                      "another process must request it again."));
             foreach (var waiter in waiters)
                 waiter.TrySetException(error);
         }
@@ -943,15 +977,9 @@ internal sealed class SnapshotCoordinator
         return await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false) is long estimate ? estimate : -1;
     }
 
+    /// <summary>A notification of the table being snapshotted: a handler that throws fails the table
+    /// (<see cref="ProgressHandlerException"/>, so that its own I/O errors are not taken for a lost connection).</summary>
     private async Task NotifyAsync(SnapshotProgress progress, CancellationToken cancellationToken)
-    {
-        foreach (var handler in _progressHandlers)
-            await handler(progress, cancellationToken).ConfigureAwait(false);
-    }
-
-    /// <summary>A notification that can fail nothing (the outcome it reports is settled, or it concerns no table): every
-    /// handler is called, and one that throws is logged.</summary>
-    private async Task NotifyQuietlyAsync(SnapshotProgress progress, CancellationToken cancellationToken)
     {
         foreach (var handler in _progressHandlers)
         {
@@ -959,9 +987,33 @@ internal sealed class SnapshotCoordinator
             {
                 await handler(progress, cancellationToken).ConfigureAwait(false);
             }
+            catch (Exception e) when (e is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
+            {
+                throw new ProgressHandlerException(e);
+            }
+        }
+    }
+
+    /// <summary>A notification that can fail nothing (the outcome it reports is settled, or it concerns no table): every
+    /// handler is called, one that throws is logged, and it never throws itself, so the outcome it reports reaches the
+    /// waiters in any case. Once the run is ending, what is left of it is not sent.</summary>
+    private async Task NotifyQuietlyAsync(SnapshotProgress progress, CancellationToken cancellationToken)
+    {
+        foreach (var handler in _progressHandlers)
+        {
+            if (cancellationToken.IsCancellationRequested)
+                return;
+            try
+            {
+                await handler(progress, cancellationToken).ConfigureAwait(false);
+            }
             catch (Exception e) when (!cancellationToken.IsCancellationRequested)
             {
                 Log.ProgressHandlerFailed(_logger, e, progress.GetType().Name);
+            }
+            catch (OperationCanceledException)
+            {
+                return;
             }
         }
     }
@@ -1000,6 +1052,12 @@ internal sealed class SnapshotCoordinator
         /// <summary>Whether the table's snapshot had started before (in an earlier run, or before a pause).</summary>
         public bool Resumed { get; set; }
 
+        /// <summary>Lost connections in a row while the table ran (the backoff's attempt).</summary>
+        public int Interruptions { get; set; }
+
+        /// <summary>Whether a save of the checkpoint that got through included the job.</summary>
+        public bool Saved { get; set; }
+
         public bool Done { get; set; }
 
         public void Complete(Exception? error)
@@ -1019,3 +1077,7 @@ internal sealed class SnapshotCoordinator
 
 /// <summary>The table of a snapshot request does not exist (any more): the request is reported and skipped.</summary>
 internal sealed class SnapshotTableMissingException(string message) : Exception(message);
+
+/// <summary>A progress handler threw while its table was being snapshotted: that table's failure (never taken for a lost
+/// connection, even when the handler's own I/O failed).</summary>
+internal sealed class ProgressHandlerException(Exception inner) : Exception(inner.Message, inner);
