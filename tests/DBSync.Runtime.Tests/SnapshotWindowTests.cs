@@ -83,6 +83,19 @@ public sealed class SnapshotWindowTests
     }
 
     [Fact]
+    public void WatermarksOfWindowsBeforeTheSnapshotBegan_AreStale_AndIgnored()
+    {
+        // A low watermark the stream checked just before the snapshot of the same table began again must not open a
+        // window in the new one (the next low watermark would then find it open and stop the stream).
+        var window = new SnapshotWindow<User>(maxChanges: 100, firstWindow: 5);
+        window.OnLow(3);
+        Assert.Empty(window.OnHigh(3).Rows);
+        window.SetChunk(5, Users(1), SeesBefore100);
+        window.OnLow(5);
+        Assert.Equal([1], window.OnHigh(5).Rows.Select(u => u.Id));
+    }
+
+    [Fact]
     public async Task WindowOverflow_HandsEveryUnrecordedTransactionToTheCoordinator_WhileChunksArriveFromAnotherThread()
     {
         // The stream's thread records and closes windows while the coordinator's thread hands in chunks read ahead and

@@ -37,8 +37,8 @@ internal abstract class TableRegistration
     public abstract ValueTask OnTruncateAsync(in TransactionContext tx, ulong lsn, CancellationToken cancellationToken);
 
     /// <summary>Starts recording the keys of delivered changes for a snapshot of this table, at most
-    /// <paramref name="maxChanges"/> at a time.</summary>
-    public abstract void BeginSnapshot(int maxChanges);
+    /// <paramref name="maxChanges"/> at a time; watermarks of windows before <paramref name="firstWindow"/> are stale.</summary>
+    public abstract void BeginSnapshot(int maxChanges, long firstWindow);
 
     public abstract void EndSnapshot();
 
@@ -134,7 +134,7 @@ internal sealed class TableRegistration<T> : TableRegistration where T : ISyncTa
         }
     }
 
-    public override void BeginSnapshot(int maxChanges) => _window = new SnapshotWindow<T>(maxChanges);
+    public override void BeginSnapshot(int maxChanges, long firstWindow) => _window = new SnapshotWindow<T>(maxChanges, firstWindow);
 
     public override void EndSnapshot() => _window = null;
 

@@ -87,7 +87,7 @@ namespace DBSync.Replication
 
         public override ValueTask OnTruncateAsync(in TransactionContext tx, ulong lsn, CancellationToken cancellationToken) => default;
 
-        public override void BeginSnapshot(int maxChanges) => throw NotSnapshotted();
+        public override void BeginSnapshot(int maxChanges, long firstWindow) => throw NotSnapshotted();
 
         public override void EndSnapshot()
         {

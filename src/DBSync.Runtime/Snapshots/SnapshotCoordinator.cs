@@ -753,7 +753,7 @@ internal sealed class SnapshotCoordinator
             _activeFirstWindow = Interlocked.Read(ref _windowSequence) + 1;
             _activeProgress = (job.State.DisplayName, job.State.RowsRead, estimate);
         }
-        table.BeginSnapshot(_options.SnapshotWindowMaxChanges);
+        table.BeginSnapshot(_options.SnapshotWindowMaxChanges, _activeFirstWindow);
         try
         {
             await FenceAsync(connection, table, cancellationToken).ConfigureAwait(false);

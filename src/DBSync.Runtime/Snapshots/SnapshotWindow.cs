@@ -23,7 +23,7 @@ namespace DBSync.Snapshots;
 /// its window) only the transaction ids are kept: the chunk is read again once those transactions are visible to new
 /// snapshots, and from then on any chunk reflects them, so their changes are not needed.</para>
 /// </remarks>
-internal sealed class SnapshotWindow<T>(int maxChanges) where T : ISyncTable<T>
+internal sealed class SnapshotWindow<T>(int maxChanges, long firstWindow = 1) where T : ISyncTable<T>
 {
     private readonly List<Touch> _touches = [];
     private readonly HashSet<uint> _overflowXids = [];
@@ -79,6 +79,8 @@ internal sealed class SnapshotWindow<T>(int maxChanges) where T : ISyncTable<T>
     /// <summary>The stream reached the low watermark of <paramref name="chunk"/>.</summary>
     public void OnLow(long chunk)
     {
+        if (chunk < firstWindow)
+            return; // a watermark written before this snapshot began (the stream may hand it over just as it begins)
         if (_lowChunk >= 0)
             throw new DBSyncException($"Snapshot of {T.TableInfo.DisplayName}: low watermark of chunk {chunk} arrived while chunk {_lowChunk} was still open.");
         _lowChunk = chunk;
@@ -90,6 +92,8 @@ internal sealed class SnapshotWindow<T>(int maxChanges) where T : ISyncTable<T>
     /// set yet).</summary>
     public (List<T> Rows, bool AsDeletes, ChunkOutcome Outcome) OnHigh(long chunk)
     {
+        if (chunk < firstWindow)
+            return ([], false, ChunkOutcome.Delivered(0)); // stale, as in OnLow
         if (_lowChunk != chunk)
             throw new DBSyncException($"Snapshot of {T.TableInfo.DisplayName}: high watermark of chunk {chunk} arrived without its low watermark (open: {_lowChunk}).");
         PendingChunk pending;
