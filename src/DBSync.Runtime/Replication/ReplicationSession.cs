@@ -60,7 +60,7 @@ internal sealed class ReplicationSession
     private volatile bool _idle;
     private volatile bool _stopRequested;
     private long _framesReceived;
-    private long _confirmed;
+    private readonly ConfirmedPosition _confirmed = new();
     private long _deliveringCommitTicks;
     private long _serverWalEnd;
 
@@ -96,7 +96,7 @@ internal sealed class ReplicationSession
     }
 
     /// <summary>The last position confirmed to the server.</summary>
-    public NpgsqlLogSequenceNumber ConfirmedLsn => new(unchecked((ulong)Interlocked.Read(ref _confirmed)));
+    public NpgsqlLogSequenceNumber ConfirmedLsn => new(_confirmed.Value);
 
     /// <summary>The server's WAL end minus the confirmed position. The WAL end is read every StatusInterval while the lag
     /// gauge has a listener (<see cref="SampleServerWalEndAsync"/>); in between, frames and keepalives received since
@@ -806,17 +806,7 @@ internal sealed class ReplicationSession
             EndTransactionActivity(endLsn);
     }
 
-    private void AdvanceConfirmed(ulong lsn)
-    {
-        var current = Interlocked.Read(ref _confirmed);
-        while (lsn > unchecked((ulong)current))
-        {
-            var seen = Interlocked.CompareExchange(ref _confirmed, unchecked((long)lsn), current);
-            if (seen == current)
-                return;
-            current = seen;
-        }
-    }
+    private void AdvanceConfirmed(ulong lsn) => _confirmed.Advance(lsn);
 
     /// <summary>
     /// Confirms the server's keepalive position while no transaction is in flight, so a slot whose tables are quiet does
@@ -862,22 +852,17 @@ internal sealed class ReplicationSession
     {
         if (_options.HeartbeatInterval is not { } interval)
             return Task.CompletedTask;
-        var seen = Interlocked.Read(ref _confirmed);
+        var seen = _confirmed.Value;
         return OnSideConnectionAsync(interval, "SET synchronous_commit = local",
             due: () =>
             {
-                var confirmed = Interlocked.Read(ref _confirmed);
+                var confirmed = _confirmed.Value;
                 if (confirmed == seen)
                     return true;
                 seen = confirmed;
                 return false;
             },
-            async (connection, token) =>
-            {
-                await using var command = new NpgsqlCommand("SELECT pg_logical_emit_message(true, $1, 'heartbeat')", connection);
-                command.Parameters.Add(new NpgsqlParameter { Value = _snapshots.Prefix });
-                await command.ExecuteNonQueryAsync(token).ConfigureAwait(false);
-            },
+            (connection, token) => LogicalMessages.EmitAsync(connection, _snapshots.Prefix, "heartbeat", token),
             e => Log.HeartbeatFailed(_logger, e, _options.SlotName, (long)interval.TotalMilliseconds),
             cancellationToken);
     }

@@ -1018,13 +1018,8 @@ internal sealed class SnapshotCoordinator
         }
     }
 
-    private async Task EmitAsync(NpgsqlConnection connection, Watermark watermark, CancellationToken cancellationToken)
-    {
-        await using var command = new NpgsqlCommand("SELECT pg_logical_emit_message(true, $1, $2)", connection);
-        command.Parameters.Add(new NpgsqlParameter { Value = Prefix });
-        command.Parameters.Add(new NpgsqlParameter { Value = watermark.Content });
-        await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
-    }
+    private Task EmitAsync(NpgsqlConnection connection, Watermark watermark, CancellationToken cancellationToken)
+        => LogicalMessages.EmitAsync(connection, Prefix, watermark.Content, cancellationToken);
 
     private static async Task ExecuteAsync(NpgsqlConnection connection, string sql, CancellationToken cancellationToken)
     {
