@@ -27,7 +27,7 @@ public sealed class HostileServerTests
     private const string BothMechanisms = "SCRAM-SHA-256-PLUS,SCRAM-SHA-256";
 
     private static readonly StreamTimings s_timings = StreamTimings.From(new DBSyncOptions());
-    private static readonly Lazy<X509Certificate2> s_certificate = new(() => Certificate("RSA SHA-256"));
+    private static readonly Lazy<X509Certificate2> s_certificate = new(() => TestCertificates.SelfSigned("RSA SHA-256"));
 
     [Theory]
     [InlineData("after the client's first message")]
@@ -191,6 +191,108 @@ public sealed class HostileServerTests
     }
 
     [Theory]
+    [InlineData(1)]
+    [InlineData(4)]
+    [InlineData(6)]
+    [InlineData(99)]
+    public async Task UnknownAuthenticationMethod_IsReportedAsNotSupported_NotAsOutOfOrder(int request)
+    {
+        await using var server = HostileServer.Start(c => c.SendAuthenticationAsync(request));
+        var error = await RefusedAsync<ProtocolException>(server);
+        Assert.StartsWith($"The server at 127.0.0.1:{server.Port} asks for authentication method {request}, which is not supported", error.Message, StringComparison.Ordinal);
+        Assert.DoesNotContain("out of order", error.Message, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("an ErrorResponse")]
+    [InlineData("a refused login")]
+    [InlineData("a SASL mechanism name")]
+    [InlineData("SCRAM's e= text")]
+    [InlineData("a server-first-message")]
+    [InlineData("an iteration count")]
+    public async Task ServerTextWithLineBreaks_IsEscapedInErrorsAndWarnings(string where)
+    {
+        // A log line forged by the server: after a line break, what looks like an entry of its own.
+        const string forged = "ok\n2026-01-01 00:00:00 [Critical] all data deleted\u202e";
+        var forgedBytes = Encoding.UTF8.GetBytes(forged);
+        await using var server = HostileServer.Start(async c =>
+        {
+            switch (where)
+            {
+                case "an ErrorResponse":
+                    await c.SendErrorAsync("XX000", forged);
+                    break;
+                case "a refused login":
+                    await c.SendErrorAsync("28000", forged);
+                    break;
+                case "a SASL mechanism name":
+                    await c.OfferSaslAsync(forged);
+                    break;
+                case "SCRAM's e= text":
+                    await c.ScramUntilFinalAsync();
+                    await c.SendAuthenticationAsync(SaslFinal, [.. "e="u8, .. forgedBytes]);
+                    break;
+                case "a server-first-message":
+                    await c.OfferSaslAsync("SCRAM-SHA-256");
+                    await c.ExpectAsync('p');
+                    await c.SendAuthenticationAsync(SaslContinue, forgedBytes);
+                    break;
+                default:
+                    await c.OfferSaslAsync("SCRAM-SHA-256");
+                    var first = Encoding.UTF8.GetString(await c.ExpectAsync('p'));
+                    var nonce = first[(first.IndexOf(",r=", StringComparison.Ordinal) + 3)..];
+                    await c.SendAuthenticationAsync(SaslContinue, Encoding.UTF8.GetBytes($"r={nonce}x,s=c2FsdA==,i={forged}"));
+                    break;
+            }
+        });
+        // Through what the session uses, with Auto: a mechanism only Npgsql might know is a warning, the rest errors.
+        var logs = new LogCapture();
+        var options = new DBSyncOptions { ConnectionString = server.ConnectionString("Timeout=5"), ReplicationTransport = ReplicationTransport.Auto };
+        var error = await Assert.ThrowsAnyAsync<Exception>(() => ReplicationTransports.OpenAsync(options, logs.CreateLogger("test"), CancellationToken.None));
+        await server.WhenClosedAsync();
+        server.AssertScriptsRan();
+
+        var texts = where == "a SASL mechanism name"
+            ? [Assert.Single(logs.Entries, e => e.Id.Id == 2019).Text]
+            : new[] { error.Message, error is PostgresException postgres ? postgres.MessageText : error.Message };
+        foreach (var text in texts)
+        {
+            Assert.DoesNotContain('\n', text);
+            Assert.DoesNotContain('\u202e', text);
+            Assert.Contains(@"ok\n2026-01-01 00:00:00 [Critical] all data deleted\u202e", text, StringComparison.Ordinal);
+        }
+    }
+
+    [Fact]
+    public async Task ChannelBindingPrefer_WithACertificateThatGivesNoBinding_LogsInUnbound_WithAWarningThatSaysWhy()
+    {
+        // RSA with SHA-224: RFC 5929 binds with the signature's hash, which .NET cannot compute (as Ed25519 has none).
+        using var certificate = TestCertificates.SignedAs("1.2.840.113549.1.1.14");
+        ScramServer? scram = null;
+        await using var server = HostileServer.Start(async c =>
+        {
+            scram = await c.ScramUntilFinalAsync(BothMechanisms);
+            await c.SendAuthenticationAsync(SaslFinal, scram.ServerFinal());
+            await c.SendAuthenticationAsync(AuthenticationOk);
+            await c.SendReadyAsync();
+        }, certificate);
+        var logs = new LogCapture();
+        var options = new DBSyncOptions { ConnectionString = server.ConnectionString("SSL Mode=Require"), ReplicationTransport = ReplicationTransport.Direct, SlotName = "orders" };
+
+        await using (var transport = await ReplicationTransports.OpenAsync(options, logs.CreateLogger("test"), CancellationToken.None))
+            Assert.Equal("SCRAM-SHA-256", ((DirectTransport)transport).AuthenticationMethod);
+        await server.WhenClosedAsync();
+        server.AssertScriptsRan();
+
+        Assert.Equal(("SCRAM-SHA-256", "n,,", true), (scram!.Mechanism, scram.Gs2Header, scram.ProofVerified));
+        var warning = Assert.Single(logs.Entries, e => e.Id.Id == 2029);
+        Assert.Equal(
+            $"Slot \"orders\" streams without channel binding: the server at 127.0.0.1:{server.Port} offers SCRAM-SHA-256-PLUS, but its certificate's signature " +
+            "algorithm (RSA with SHA-224, 1.2.840.113549.1.1.14) defines no hash for tls-server-end-point binding, so the login of role \"victim\" uses " +
+            "SCRAM-SHA-256 without channel binding: it is not bound to the TLS channel, and Channel Binding=Require would refuse this server", warning.Text);
+    }
+
+    [Theory]
     [InlineData(int.MaxValue)]
     [InlineData(int.MaxValue - 4)]
     [InlineData(1 << 30)]
@@ -331,7 +433,7 @@ public sealed class HostileServerTests
 
         Assert.True(server.Connections >= 2, "Npgsql's connection did not try"); // Npgsql may try more than once itself
         var warning = Assert.Single(logs.Entries, e => e.Id.Id == 2019);
-        Assert.Contains("the server offers only the SASL mechanisms SCRAM-SHA-512", warning.Text, StringComparison.Ordinal);
+        Assert.Contains("the server offers only the SASL mechanisms \"SCRAM-SHA-512\"", warning.Text, StringComparison.Ordinal);
         Assert.DoesNotContain(server.Seen[0].ClientMessages(), m => m.Kind == 'p');
         server.AssertPasswordNeverSentInCleartext();
     }
@@ -349,7 +451,7 @@ public sealed class HostileServerTests
     [MemberData(nameof(SignatureAlgorithms))]
     public async Task ChannelBindingPrefer_OverTls_BindsToTheCertificate_WithItsSignatureHash(string certificate, string hash)
     {
-        using var cert = Certificate(certificate);
+        using var cert = TestCertificates.SelfSigned(certificate);
         // RFC 5929, section 4.1: the certificate's signature hash, SHA-256 in place of MD5 and SHA-1.
         var expected = hash switch
         {
@@ -441,27 +543,6 @@ public sealed class HostileServerTests
         BinaryPrimitives.WriteInt32BigEndian(message.AsSpan(1), random.Next(10) == 0 ? random.Next() : 4 + body.Length);
         body.CopyTo(message.AsSpan(5));
         return message;
-    }
-
-    /// <summary>A self-signed server certificate for localhost, signed as <paramref name="kind"/> says.</summary>
-    private static X509Certificate2 Certificate(string kind)
-    {
-        CertificateRequest request;
-        if (kind.StartsWith("ECDSA", StringComparison.Ordinal))
-        {
-            request = new CertificateRequest("CN=localhost", ECDsa.Create(ECCurve.NamedCurves.nistP384), HashAlgorithmName.SHA384);
-        }
-        else
-        {
-            var hash = kind switch
-            {
-                _ when kind.EndsWith("SHA-384", StringComparison.Ordinal) => HashAlgorithmName.SHA384,
-                _ when kind.EndsWith("SHA-512", StringComparison.Ordinal) => HashAlgorithmName.SHA512,
-                _ => HashAlgorithmName.SHA256,
-            };
-            request = new CertificateRequest("CN=localhost", RSA.Create(2048), hash, kind.StartsWith("RSA-PSS", StringComparison.Ordinal) ? RSASignaturePadding.Pss : RSASignaturePadding.Pkcs1);
-        }
-        return request.CreateSelfSigned(DateTimeOffset.UtcNow.AddDays(-1), DateTimeOffset.UtcNow.AddDays(1));
     }
 }
 

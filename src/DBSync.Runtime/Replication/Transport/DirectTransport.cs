@@ -80,6 +80,10 @@ internal sealed class DirectTransport : IReplicationTransport
     /// <c>SCRAM-SHA-256-PLUS</c> (bound to the TLS channel).</summary>
     public string AuthenticationMethod { get; private set; } = "";
 
+    /// <summary>Why the login is not bound to the TLS channel although the server offered binding, or null
+    /// (<see cref="ClientAuthentication.UnboundReason"/>).</summary>
+    public string? UnboundReason { get; private set; }
+
     /// <summary>Whether the connection is encrypted.</summary>
     public bool IsEncrypted => _stream is SslStream;
 
@@ -281,7 +285,7 @@ internal sealed class DirectTransport : IReplicationTransport
             if (errors.HasFlag(SslPolicyErrors.RemoteCertificateNotAvailable))
                 problems.Add("the server sent no certificate");
             if (errors.HasFlag(SslPolicyErrors.RemoteCertificateNameMismatch))
-                problems.Add($"the certificate ({certificate?.Subject}) does not carry the name {settings.Host}");
+                problems.Add($"the certificate ({ServerText.Escape(certificate?.Subject ?? "")}) does not carry the name {settings.Host}");
             if (errors.HasFlag(SslPolicyErrors.RemoteCertificateChainErrors))
             {
                 var statuses = chain?.ChainStatus.Select(s => $"{s.Status} ({s.StatusInformation.Trim()})").Distinct().ToList() ?? [];
@@ -350,6 +354,7 @@ internal sealed class DirectTransport : IReplicationTransport
                 case BackendMessageKind.ReadyForQuery:
                     authentication.RequireComplete("ReadyForQuery");
                     AuthenticationMethod = authentication.Method!;
+                    UnboundReason = authentication.UnboundReason;
                     return;
                 default:
                     throw new ProtocolException($"Unexpected message {BackendMessageBuffer.Describe(kind)} while connecting the replication stream to {_endpoint}.");
