@@ -343,6 +343,36 @@ public sealed class HostileServerTests
         Assert.True(allocated < 256 << 20, $"{allocated} bytes allocated while refusing a frame of {claimed}");
     }
 
+    [Fact]
+    public async Task FrameClaimingHalfAGibibyte_ThenAClosedConnection_CostsOnlyWhatWasSent()
+    {
+        // Under the default MaxMessageSize (1 GiB, PostgreSQL's own limit) the claim is allowed; the buffer grows only
+        // with the bytes that arrive, so a server that claims much and sends little gets little memory.
+        const int claimed = 512 << 20;
+        await using var server = HostileServer.Start(async c =>
+        {
+            await c.SendAuthenticationAsync(AuthenticationOk);
+            await c.SendReadyAsync();
+            await c.ExpectAsync('Q');
+            await c.SendAsync('W', new byte[3]);
+            var header = new byte[5 + 64];
+            header[0] = (byte)'d';
+            BinaryPrimitives.WriteInt32BigEndian(header.AsSpan(1), claimed + 4);
+            header[5] = (byte)'w';
+            await c.SendRawAsync(header);
+            await c.DisposeAsync();
+        });
+        await using var transport = await DirectTransport.ConnectAsync(Settings(server), s_timings, CancellationToken.None);
+        await transport.StartAsync("slot", 0, [], CancellationToken.None);
+
+        var allocated = GC.GetTotalAllocatedBytes(precise: true);
+        var error = await Assert.ThrowsAsync<EndOfStreamException>(() => transport.ReadFrameAsync(CancellationToken.None).AsTask());
+        allocated = GC.GetTotalAllocatedBytes(precise: true) - allocated;
+
+        Assert.Equal($"The server at 127.0.0.1:{server.Port} closed the replication connection.", error.Message);
+        Assert.True(allocated < 64 << 20, $"{allocated} bytes allocated for a frame that sent 69 bytes of the {claimed} it claimed");
+    }
+
     [Theory]
     [InlineData(0)]
     [InlineData(2)]
