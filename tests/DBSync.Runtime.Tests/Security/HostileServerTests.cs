@@ -373,6 +373,55 @@ public sealed class HostileServerTests
         Assert.True(allocated < 64 << 20, $"{allocated} bytes allocated for a frame that sent 69 bytes of the {claimed} it claimed");
     }
 
+    [Fact]
+    public async Task ServerSilentAfterStartReplication_IsGivenUpAfterReceiveTimeout_WithAClearError()
+    {
+        var started = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        await using var server = HostileServer.Start(SilentAfterStartReplication(started));
+        var timings = new StreamTimings(TimeSpan.FromSeconds(10), ReceiveTimeout: TimeSpan.FromSeconds(2), TimeSpan.Zero);
+        await using var transport = await DirectTransport.ConnectAsync(Settings(server), timings, CancellationToken.None);
+
+        var watch = System.Diagnostics.Stopwatch.StartNew();
+        var start = transport.StartAsync("orders", 0, [], CancellationToken.None).AsTask();
+        await started.Task.WaitAsync(TimeSpan.FromSeconds(30));
+        var error = await Assert.ThrowsAsync<IOException>(() => start.WaitAsync(TimeSpan.FromSeconds(30)));
+
+        Assert.InRange(watch.Elapsed, TimeSpan.FromSeconds(1.5), TimeSpan.FromSeconds(20));
+        Assert.Equal($"The server at 127.0.0.1:{server.Port} accepted START_REPLICATION for slot \"orders\" but did not start the stream within ReceiveTimeout (2 s): " +
+                     "the connection is given up.", error.Message);
+    }
+
+    [Theory]
+    [InlineData("its token is cancelled")]
+    [InlineData("the stream is ended")]
+    public async Task ServerSilentAfterStartReplication_EndsAtOnce_When(string how)
+    {
+        // ReceiveTimeout is long: only the cancellation or the end can end the wait this soon.
+        var started = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        await using var server = HostileServer.Start(SilentAfterStartReplication(started));
+        await using var transport = await DirectTransport.ConnectAsync(Settings(server), s_timings, CancellationToken.None);
+        using var cancellation = new CancellationTokenSource();
+
+        var start = transport.StartAsync("orders", 0, [], cancellation.Token).AsTask();
+        await started.Task.WaitAsync(TimeSpan.FromSeconds(30));
+        var watch = System.Diagnostics.Stopwatch.StartNew();
+        if (how == "its token is cancelled")
+            await cancellation.CancelAsync();
+        else
+            await transport.EndStreamAsync(flushStatus: true);
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => start.WaitAsync(TimeSpan.FromSeconds(30)));
+        Assert.True(watch.Elapsed < TimeSpan.FromSeconds(10), $"the start ended {watch.Elapsed} after it was {how}");
+    }
+
+    /// <summary>A server that logs the client in, takes START_REPLICATION, and then says nothing.</summary>
+    private static Func<HostileConnection, Task> SilentAfterStartReplication(TaskCompletionSource started) => async c =>
+    {
+        await c.SendAuthenticationAsync(AuthenticationOk);
+        await c.SendReadyAsync();
+        await c.ExpectAsync('Q');
+        started.TrySetResult();
+    };
+
     [Theory]
     [InlineData(0)]
     [InlineData(2)]
