@@ -173,7 +173,7 @@ internal sealed class DirectTransport : IReplicationTransport
             cancellationToken.ThrowIfCancellationRequested();
             if (timedOut)
             {
-                throw new TimeoutException(
+                throw new ConnectTimeoutException(
                     $"Connecting the replication stream to {endpoint} took longer than the connection string's Timeout ({settings.ConnectTimeout.TotalSeconds:0} s).", e);
             }
             throw;
@@ -720,3 +720,7 @@ internal sealed class DirectTransportUnsupportedException(string reason) : Excep
 {
     public string Reason { get; } = reason;
 }
+
+/// <summary>The direct replication connection could not connect, negotiate TLS and log in within the connection string's
+/// Timeout: a lost connection (<see cref="DBSync.Internal.ConnectionLoss"/>), which the run tries again.</summary>
+internal sealed class ConnectTimeoutException(string message, Exception inner) : TimeoutException(message, inner);
