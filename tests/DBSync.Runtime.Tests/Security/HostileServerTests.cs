@@ -479,6 +479,52 @@ public sealed class HostileServerTests
     }
 
     [Fact]
+    public async Task GarbageScramMessagesFromTheServer_EndInAProtocolError_NeverACrash()
+    {
+        // 150 SCRAM logins with the password configured, each answered with a seeded mangled server-first-message
+        // (SASLContinue) or, after a correct one, a mangled server-final-message (SASLFinal): random bytes, or the right
+        // message cut, with a byte changed, or with text appended. Then Ok, so a message wrongly accepted connects.
+        var seed = 0;
+        await using var server = HostileServer.Start(async c =>
+        {
+            var random = new Random(Interlocked.Increment(ref seed));
+            await c.OfferSaslAsync("SCRAM-SHA-256");
+            var scram = new ScramServer(HostileServer.Password, expectedBinding: null);
+            scram.ReadInitialResponse(await c.ExpectAsync('p'));
+            if (random.Next(2) == 0)
+            {
+                await c.SendAuthenticationAsync(SaslContinue, Mangle(random, scram.ServerFirst()));
+            }
+            else
+            {
+                await c.SendAuthenticationAsync(SaslContinue, scram.ServerFirst());
+                scram.ReadClientFinal(await c.ExpectAsync('p'));
+                await c.SendAuthenticationAsync(SaslFinal, Mangle(random, scram.ServerFinal()));
+            }
+            await c.SendAuthenticationAsync(AuthenticationOk);
+            await c.SendReadyAsync();
+        });
+        var outcomes = new Dictionary<string, int>();
+        for (var i = 0; i < 150; i++)
+        {
+            try
+            {
+                await using var transport = await DirectTransport.ConnectAsync(Settings(server), s_timings, CancellationToken.None);
+                outcomes["connected"] = outcomes.GetValueOrDefault("connected") + 1;
+            }
+            catch (ProtocolException e)
+            {
+                outcomes[nameof(ProtocolException)] = outcomes.GetValueOrDefault(nameof(ProtocolException)) + 1;
+                Assert.DoesNotContain(HostileServer.Password, e.ToString(), StringComparison.Ordinal);
+            }
+        }
+        await server.WhenClosedAsync();
+        server.AssertScriptsRan();
+        server.AssertPasswordNeverSentInCleartext();
+        Assert.True(outcomes.GetValueOrDefault(nameof(ProtocolException)) > 100, string.Join(", ", outcomes));
+    }
+
+    [Fact]
     public async Task WrongPassword_WithAuto_IsTriedOnce_AndNamesRoleAndServer()
     {
         await using var server = HostileServer.Start(async c =>
@@ -600,6 +646,27 @@ public sealed class HostileServerTests
 
     private static DirectSettings Settings(HostileServer server, string extra = "", bool withPassword = true)
         => DirectSettings.TryCreate(server.ConnectionString(extra, withPassword), out var unsupported) ?? throw new InvalidOperationException(unsupported);
+
+    /// <summary>A message made wrong: random bytes, or <paramref name="right"/> cut short, with one byte changed, or with
+    /// letters and punctuation appended.</summary>
+    private static byte[] Mangle(Random random, byte[] right)
+    {
+        switch (random.Next(4))
+        {
+            case 0:
+                var noise = new byte[random.Next(0, 80)];
+                random.NextBytes(noise);
+                return noise;
+            case 1:
+                return right[..random.Next(right.Length)];
+            case 2:
+                var changed = right.ToArray();
+                changed[random.Next(changed.Length)] = (byte)random.Next(256);
+                return changed;
+            default:
+                return [.. right, .. Encoding.ASCII.GetBytes(new string(Enumerable.Range(0, random.Next(1, 12)).Select(_ => ",=abcXYZ+/"[random.Next(10)]).ToArray()))];
+        }
+    }
 
     private static byte[] Garbage(Random random)
     {
