@@ -14,9 +14,10 @@ namespace DBSync.IntegrationTests;
 /// <summary>
 /// <c>services.AddDBSync(...)</c> in a real generic host against a real server: options bound from configuration and
 /// validated at start, handlers resolved from dependency injection in one scope per transaction, DBSync's logs in the
-/// host's logging, and the hosted service's life: the start waits until the slot streams (a setup error fails it), a stop
-/// finishes the transaction in flight and confirms exactly its end (or, past the host's shutdown timeout, cancels the
-/// handlers and confirms nothing more), and an error while streaming stops the application and fails the host's stop.
+/// host's logging, and the hosted service's life: the start waits until the slot streams (a setup error stops the
+/// application once the host has started, or fails the start), a stop finishes the transaction in flight and confirms
+/// exactly its end (or, past the host's shutdown timeout, cancels the handlers and confirms nothing more), an error while
+/// streaming stops the application, and a host start that gives up during setup is told from the setup's own error.
 /// </summary>
 [Collection(PostgresCollection.Name)]
 [Trait("Category", "Ecosystem")]
@@ -219,6 +220,156 @@ public sealed class HostingTests(PostgresFixture fixture)
         }
     }
 
+    [Fact]
+    public async Task SetupError_WithAHostedServiceAfterDBSyncThatHonoursItsToken_EndsWithExitCode1_WithoutThrowing()
+    {
+        // The host starts the services after DBSync whatever DBSync's start did; stopping the application during the
+        // host's start would cancel their token, and this one would throw on it, failing the host's start (exit 134).
+        await using var db = await TestDatabase.CreateAsync(fixture.Server, seedSchema: false);
+        var logs = new LogCapture();
+        var recorder = new ChangeRecorder();
+        using var host = BuildHost(db.ConnectionString, recorder, logs: logs, configure: b => b.Services.AddHostedService<TokenHonouringService>());
+        var exitCode = Environment.ExitCode;
+        Environment.ExitCode = 0;
+        try
+        {
+            // As Main does: RunAsync starts the host, waits for the stop and stops it; whatever it throws ends the process.
+            await host.RunAsync().WaitAsync(TimeSpan.FromSeconds(60));
+
+            Assert.Equal(1, Environment.ExitCode);
+            var reported = Assert.Single(logs.Entries, e => e.Id.Id == 5001);
+            Assert.Contains("DBSync.DBSyncConfigurationException: Table public.restaurant", reported.Text, StringComparison.Ordinal);
+            Assert.Equal(["later service started", "later service stopped"], recorder.All.OfType<string>());
+        }
+        finally
+        {
+            Environment.ExitCode = exitCode;
+        }
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task HostStartGivingUpWhileTheSetupFails_ReportsTheSetupsOwnError_NotTheCancellation(bool stopApplicationOnError)
+    {
+        // The checkpoint store is read during setup; the host gives up starting while it is (as its startup timeout
+        // would), and the read then fails of an error of its own. Without StopApplicationOnError that error fails the
+        // host's start (not the cancellation, which would hide it); with it, it is reported (5001) and the host's start,
+        // given up, ends as cancelled.
+        await using var db = await TestDatabase.CreateAsync(fixture.Server);
+        var store = new SlowCheckpointStore(_ => new UnauthorizedAccessException("Access to the checkpoint file is denied."));
+        var logs = new LogCapture();
+        using var host = BuildHost(db.ConnectionString, new ChangeRecorder(), logs: logs, settings: new() { ["DBSync:StopApplicationOnError"] = stopApplicationOnError.ToString() },
+            configure: b => b.Services.Configure<DBSyncOptions>(o => o.CheckpointStore = store));
+        using var giveUp = new CancellationTokenSource();
+        var exitCode = Environment.ExitCode;
+        Environment.ExitCode = 0;
+        try
+        {
+            var start = host.StartAsync(giveUp.Token);
+            await store.Reading.WaitAsync(TimeSpan.FromSeconds(30));
+            await giveUp.CancelAsync();
+
+            if (stopApplicationOnError)
+            {
+                await Assert.ThrowsAnyAsync<OperationCanceledException>(() => start.WaitAsync(TimeSpan.FromSeconds(30)));
+                var reported = Assert.Single(logs.Entries, e => e.Id.Id == 5001);
+                Assert.Contains("Access to the checkpoint file is denied.", reported.Text, StringComparison.Ordinal);
+                Assert.Equal(1, Environment.ExitCode);
+            }
+            else
+            {
+                var error = await Assert.ThrowsAsync<UnauthorizedAccessException>(() => start.WaitAsync(TimeSpan.FromSeconds(30)));
+                Assert.Equal("Access to the checkpoint file is denied.", error.Message);
+                Assert.DoesNotContain(logs.Entries, e => e.Id.Id is 5001 or 5002);
+                Assert.Equal(0, Environment.ExitCode);
+            }
+        }
+        finally
+        {
+            Environment.ExitCode = exitCode;
+        }
+    }
+
+    [Fact]
+    public async Task HostStartGivingUpWhileTheSetupWaits_WithAnErrorThatWrapsTheCancellation_IsNoError()
+    {
+        // A checkpoint store that reports its cancelled read as an error of its own, around the cancellation: still the
+        // host giving up, not DBSync failing. Nothing is reported, the exit code stays 0.
+        await using var db = await TestDatabase.CreateAsync(fixture.Server);
+        var store = new SlowCheckpointStore(cancelled => new InvalidOperationException("The checkpoint could not be read.", cancelled));
+        var logs = new LogCapture();
+        using var host = BuildHost(db.ConnectionString, new ChangeRecorder(), logs: logs, configure: b => b.Services.Configure<DBSyncOptions>(o => o.CheckpointStore = store));
+        using var giveUp = new CancellationTokenSource();
+        var exitCode = Environment.ExitCode;
+        Environment.ExitCode = 0;
+        try
+        {
+            var start = host.StartAsync(giveUp.Token);
+            await store.Reading.WaitAsync(TimeSpan.FromSeconds(30));
+            await giveUp.CancelAsync();
+
+            await Assert.ThrowsAnyAsync<OperationCanceledException>(() => start.WaitAsync(TimeSpan.FromSeconds(30)));
+            Assert.DoesNotContain(logs.Entries, e => e.Id.Id is 5001 or 5002);
+            Assert.Equal(0, Environment.ExitCode);
+        }
+        finally
+        {
+            Environment.ExitCode = exitCode;
+        }
+    }
+
+    [Fact]
+    public async Task HostStartGivingUpWhileTheSetupWaits_IsNoError_NothingLogged_NoFailureExitCode()
+    {
+        // Creating the slot waits for the transactions running at that moment; the host gives up meanwhile (as its
+        // startup timeout would). The query is cancelled, which is the run's end, not an error of DBSync's.
+        await using var db = await TestDatabase.CreateAsync(fixture.Server);
+        await using var running = await db.OpenAsync();
+        await using (var begin = new NpgsqlCommand("BEGIN; INSERT INTO Restaurant (id, name) VALUES ('held', 'n')", running))
+            await begin.ExecuteNonQueryAsync();
+        var logs = new LogCapture();
+        using var host = BuildHost(db.ConnectionString, new ChangeRecorder(), logs: logs);
+        using var giveUp = new CancellationTokenSource();
+        var exitCode = Environment.ExitCode;
+        Environment.ExitCode = 0;
+        try
+        {
+            var start = host.StartAsync(giveUp.Token);
+            var deadline = DateTime.UtcNow.AddSeconds(30);
+            while (await db.ScalarAsync<long>(
+                       "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_create_logical_replication_slot%' AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()") == 0)
+            {
+                Assert.True(DateTime.UtcNow < deadline, "the slot's creation never waited");
+                await Task.Delay(50);
+            }
+            await giveUp.CancelAsync();
+
+            await Assert.ThrowsAnyAsync<OperationCanceledException>(() => start.WaitAsync(TimeSpan.FromSeconds(30)));
+            Assert.Equal(0, Environment.ExitCode);
+            Assert.DoesNotContain(logs.Entries, e => e.Id.Id is 5001 or 5002);
+        }
+        finally
+        {
+            Environment.ExitCode = exitCode;
+        }
+    }
+
+    [Fact]
+    public void TheRunsOwnCancellation_IsRecognised_WrappedOrAsACancelledQuery()
+    {
+        var cancelled = new OperationCanceledException();
+        var queryCanceled = new PostgresException("canceling statement due to user request", "ERROR", "ERROR", PostgresErrorCodes.QueryCanceled);
+        Assert.True(Hosting.Internal.DBSyncHostedService.IsCancellation(cancelled));
+        Assert.True(Hosting.Internal.DBSyncHostedService.IsCancellation(queryCanceled));
+        Assert.True(Hosting.Internal.DBSyncHostedService.IsCancellation(new InvalidOperationException("wrapped", cancelled)));
+        Assert.True(Hosting.Internal.DBSyncHostedService.IsCancellation(new NpgsqlException("wrapped", queryCanceled)));
+        Assert.True(Hosting.Internal.DBSyncHostedService.IsCancellation(new AggregateException(cancelled, queryCanceled)));
+        Assert.False(Hosting.Internal.DBSyncHostedService.IsCancellation(new AggregateException(cancelled, new TimeoutException())));
+        Assert.False(Hosting.Internal.DBSyncHostedService.IsCancellation(new NpgsqlException("timed out", new TimeoutException())));
+        Assert.False(Hosting.Internal.DBSyncHostedService.IsCancellation(new PostgresException("permission denied", "ERROR", "ERROR", PostgresErrorCodes.InsufficientPrivilege)));
+    }
+
     [Theory]
     [InlineData(true)]
     [InlineData(false)]
@@ -329,6 +480,49 @@ public sealed class HostingTests(PostgresFixture fixture)
             .AddTransactionHandler<TransactionHandler>();
         configure?.Invoke(builder);
         return builder.Build();
+    }
+
+    /// <summary>A checkpoint store whose read waits until the read is cancelled, then fails with the error
+    /// <paramref name="failure"/> makes of the cancellation.</summary>
+    private sealed class SlowCheckpointStore(Func<OperationCanceledException, Exception> failure) : ICheckpointStore
+    {
+        private readonly TaskCompletionSource _reading = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        /// <summary>Completes once DBSync reads.</summary>
+        public Task Reading => _reading.Task;
+
+        public async Task<byte[]?> LoadAsync(string slotName, CancellationToken cancellationToken)
+        {
+            _reading.TrySetResult();
+            try
+            {
+                await Task.Delay(Timeout.Infinite, cancellationToken);
+            }
+            catch (OperationCanceledException e)
+            {
+                throw failure(e);
+            }
+            return null;
+        }
+
+        public Task SaveAsync(string slotName, ReadOnlyMemory<byte> checkpoint, CancellationToken cancellationToken) => Task.CompletedTask;
+    }
+
+    /// <summary>A hosted service registered after DBSync whose start does its work on the host's start token, as any
+    /// that does I/O does.</summary>
+    private sealed class TokenHonouringService(ChangeRecorder recorder) : IHostedService
+    {
+        public async Task StartAsync(CancellationToken cancellationToken)
+        {
+            await Task.Delay(10, cancellationToken);
+            recorder.Add("later service started");
+        }
+
+        public Task StopAsync(CancellationToken cancellationToken)
+        {
+            recorder.Add("later service stopped");
+            return Task.CompletedTask;
+        }
     }
 
     private sealed record ChangeHandled(string Key, ChangeKind Kind, uint Xid, int Scope);

@@ -274,6 +274,60 @@ public sealed class TransportTests(TlsServerFixture tls) : IClassFixture<TlsServ
         Assert.True(logs.Has(2008), "The stream did not report reconnecting.");
     }
 
+    [Fact]
+    public async Task Direct_ReconnectWhoseFirstAttemptTimesOut_IsTriedAgain_AndTheStreamResumes()
+    {
+        // The direct connection's connect timeout is a lost connection, as Npgsql's (an NpgsqlException around a
+        // TimeoutException) always was. Npgsql's own replication connection is left out here: after a swallowed startup
+        // it sometimes opens a second connection inside the same Open, so the timeout is not always seen.
+        const ReplicationTransport transport = ReplicationTransport.Direct;
+        await using var db = await TestDatabase.CreateAsync(tls.Server);
+        await using var proxy = TcpProxy.Start("127.0.0.1", tls.Server.Port);
+        var throughProxy = new NpgsqlConnectionStringBuilder(db.ConnectionString) { Host = "127.0.0.1", Port = proxy.Port, SslMode = SslMode.Disable, Timeout = 2 }.ConnectionString;
+        var logs = new LogCapture();
+        await using var run = await StreamRun.StartAsync(throughProxy, configure: o =>
+        {
+            o.ReplicationTransport = transport;
+            o.ReconnectDelay = TimeSpan.FromMilliseconds(300);
+            o.LoggerFactory = logs;
+        });
+        await db.ExecuteAsync("INSERT INTO Restaurant (id, name) VALUES ('before', 'n')");
+        await run.WaitUntilAsync(r => r.Of<Restaurant>().Count == 1, "the change before the walsender was terminated");
+
+        // The walsender is terminated; the first replication connection after it gets no answer at all (its startup
+        // message is swallowed), so it times out after the connection string's Timeout; the next one passes.
+        proxy.SilenceNextReplicationConnections(1);
+        await db.ExecuteAsync(ReliabilityTests.TerminateWalSender);
+        await db.ExecuteAsync("INSERT INTO Restaurant (id, name) VALUES ('after', 'n')");
+        await run.WaitUntilAsync(r => r.Of<Restaurant>().Any(c => c.New!.Id == "after"), "the change written after the loss, over the second new connection", TimeSpan.FromSeconds(60));
+
+        Assert.Equal(["before", "after"], run.Recorder.Of<Restaurant>().Select(c => c.New!.Id));
+        var losses = logs.Entries.Where(e => e.Id.Id == 2007).ToList();
+        Assert.True(losses.Count >= 2, $"{losses.Count} lost connection(s) logged");
+        Assert.Contains(losses, e => e.Text.Contains("TimeoutException", StringComparison.Ordinal));
+        Assert.False(run.Run.IsCompleted, "the run ended");
+    }
+
+    [Fact]
+    public async Task FirstStartThatCannotConnect_IsReported_NotTriedForever()
+    {
+        // Nothing answers: the setup connection times out, and the run ends with that error instead of retrying.
+        await using var db = await TestDatabase.CreateAsync(tls.Server);
+        using var listener = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0); // accepts, never answers
+        listener.Start();
+        var port = ((System.Net.IPEndPoint)listener.LocalEndpoint).Port;
+        var unanswered = new NpgsqlConnectionStringBuilder(db.ConnectionString) { Host = "127.0.0.1", Port = port, SslMode = SslMode.Disable, Timeout = 2 }.ConnectionString;
+        var client = new DBSyncClient(new DBSyncOptions
+        {
+            ConnectionString = unanswered, SlotName = "dbsync_test", PublicationName = "dbsync_test", ReplicationTransport = ReplicationTransport.Direct,
+        });
+        client.On<Restaurant>(_ => { });
+
+        var error = await Assert.ThrowsAnyAsync<Exception>(() => client.RunAsync().WaitAsync(TimeSpan.FromSeconds(60)));
+        Assert.IsNotType<TimeoutException>(error); // the test's own wait did not run out
+        Assert.Contains("Timeout", error.ToString(), StringComparison.Ordinal);
+    }
+
     /// <summary>Starts a run on <paramref name="transport"/>, streams one inserted row and checks which replication
     /// connection carried it (<paramref name="carriedBy"/>: "direct" or "npgsql"); the run stays open for more checks.</summary>
     private static async Task<StreamRun> StreamOneRowAsync(TestDatabase db, string connectionString, ReplicationTransport transport, string carriedBy, LogCapture? logs = null)

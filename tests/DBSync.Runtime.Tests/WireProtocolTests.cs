@@ -49,6 +49,30 @@ public sealed class WireProtocolTests
         Assert.Contains("nonce", error.Message, StringComparison.Ordinal);
     }
 
+    [Theory]
+    [Trait("Category", "Security")]
+    [InlineData("plain text, \"quoted\", é ü 日本", "plain text, \"quoted\", é ü 日本")]
+    [InlineData("line\nbreak\r\n", @"line\nbreak\r\n")]
+    [InlineData("tab\tnul\0escape\u001b[31mbell\a", @"tab\tnul\0escape\u001b[31mbell\u0007")]
+    [InlineData("next line\u0085separators\u2028\u2029", @"next line\u0085separators\u2028\u2029")]
+    [InlineData("bidi\u202eevil\u2066\u200f", @"bidi\u202eevil\u2066\u200f")]
+    public void ServerText_EscapesWhatCouldBreakALineOrReorderText(string text, string expected)
+    {
+        Assert.Equal(expected, ServerText.Escape(text));
+        Assert.Equal(expected, ServerText.Escape(ServerText.Escape(text))); // escaping again changes nothing
+        Assert.Equal($"\"{expected}\"", ServerText.Quote(text));
+    }
+
+    [Fact]
+    [Trait("Category", "Security")]
+    public void ErrorResponse_FieldsWithLineBreaks_AreEscaped()
+    {
+        var body = Encoding.UTF8.GetBytes("SERROR\0C28P01\0Mbad\nFATAL: forged\0Dline one\nline two\0\0");
+        var error = BackendMessages.ReadError(body);
+        Assert.Equal((@"bad\nFATAL: forged", @"line one\nline two"), (error.MessageText, error.Detail));
+        Assert.DoesNotContain("\nFATAL", error.Message, StringComparison.Ordinal); // Npgsql's own format puts DETAIL on lines of its own
+    }
+
     [Fact]
     public void StandbyStatus_IsWrittenAsThePostgresProtocolSays()
     {

@@ -4,6 +4,7 @@ using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
+using Npgsql;
 
 namespace DBSync.Hosting.Internal;
 
@@ -15,6 +16,12 @@ namespace DBSync.Hosting.Internal;
 /// application with a failure exit code; it is never thrown out of the host's start or stop, where it would end the
 /// process as an unhandled exception (exit code 134) with its stack trace printed again.
 /// </summary>
+/// <remarks>
+/// The application is stopped only once the host has started (at once when it has). The host's start goes on to the
+/// hosted services registered after this one whatever happens here (nothing but an exception stops it, and an exception
+/// would end the process); stopping the application before would cancel their start token, and one that throws on it
+/// would make the host's start throw after all.
+/// </remarks>
 internal sealed class DBSyncHostedService(IServiceProvider services, IOptions<DBSyncHostOptions> options, IHostApplicationLifetime lifetime) : IHostedService, IDisposable
 {
     /// <summary>The process's exit code after an error that stopped the application (unless the application set another).</summary>
@@ -27,7 +34,6 @@ internal sealed class DBSyncHostedService(IServiceProvider services, IOptions<DB
     private Task? _run;
     private Exception? _setupFailure;
     private volatile bool _stopping;
-    private volatile bool _failed;
 
     public async Task StartAsync(CancellationToken cancellationToken)
     {
@@ -43,11 +49,13 @@ internal sealed class DBSyncHostedService(IServiceProvider services, IOptions<DB
         }
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
         {
-            // The host gave up starting before the slot streamed: nothing was delivered, so the run simply ends.
+            // The host gave up starting (its startup timeout, a stop) before the slot streamed: nothing was delivered, so
+            // the run simply ends. If it ended with an error of its own rather than the cancellation, that error is
+            // what failed (reported by RunAsync with StopApplicationOnError, thrown here without).
             await _cancel.CancelAsync().ConfigureAwait(false);
             await _run.ConfigureAwait(false);
-            if (_failed)
-                return; // the run failed and stopped the application, which cancelled the host's start: reported already
+            if (_setupFailure is { } realFailure)
+                ExceptionDispatchInfo.Throw(realFailure);
             throw;
         }
         if (_setupFailure is { } failure)
@@ -61,9 +69,9 @@ internal sealed class DBSyncHostedService(IServiceProvider services, IOptions<DB
         {
             await client.RunAsync(_cancel.Token).ConfigureAwait(false);
         }
-        catch (OperationCanceledException) when (_stopping || _cancel.IsCancellationRequested)
+        catch (Exception e) when (EndedByOwnCancellation(e))
         {
-            // Stopped during setup, which surfaces as cancellation.
+            // Stopped, or the host gave up starting, during setup: that surfaces as cancellation, not as an error.
         }
         catch (Exception e) when (!_options.StopApplicationOnError && _options.WaitUntilStreaming && !client.Streaming.IsCompletedSuccessfully)
         {
@@ -71,18 +79,31 @@ internal sealed class DBSyncHostedService(IServiceProvider services, IOptions<DB
         }
         catch (Exception e) when (_options.StopApplicationOnError)
         {
-            _failed = true;
             Log.FailedStoppingApplication(_logger, e, client.Options.SlotName, FailureExitCode);
             // An exit code the application set itself is left alone.
             if (Environment.ExitCode == 0)
                 Environment.ExitCode = FailureExitCode;
-            lifetime.StopApplication();
+            lifetime.ApplicationStarted.Register(static state => ((IHostApplicationLifetime)state!).StopApplication(), lifetime);
         }
         catch (Exception e)
         {
             Log.FailedContinuing(_logger, e, client.Options.SlotName);
         }
     }
+
+    /// <summary>Whether the run ended because this service cancelled it (the host's stop, or its start giving up), not
+    /// of an error of its own.</summary>
+    private bool EndedByOwnCancellation(Exception exception) => (_stopping || _cancel.IsCancellationRequested) && IsCancellation(exception);
+
+    /// <summary>An <see cref="OperationCanceledException"/>, or an error caused by one: an exception that wraps it, or
+    /// PostgreSQL's "canceling statement due to user request" (57014) from a cancelled query.</summary>
+    internal static bool IsCancellation(Exception exception) => exception switch
+    {
+        OperationCanceledException or PostgresException { SqlState: PostgresErrorCodes.QueryCanceled } => true,
+        AggregateException aggregate => aggregate.InnerExceptions.Count > 0 && aggregate.InnerExceptions.All(IsCancellation),
+        { InnerException: { } inner } => IsCancellation(inner),
+        _ => false,
+    };
 
     public async Task StopAsync(CancellationToken cancellationToken)
     {

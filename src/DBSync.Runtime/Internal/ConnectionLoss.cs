@@ -1,4 +1,5 @@
 using System.Net.Sockets;
+using DBSync.Replication.Transport;
 using Npgsql;
 
 namespace DBSync.Internal;
@@ -16,6 +17,8 @@ internal static class ConnectionLoss
                              || (n.InnerException is { } inner && Is(inner))
                              || n.IsTransient,
         IOException or SocketException or EndOfStreamException => true,
+        // The direct replication connection's connect timeout, as Npgsql's (an NpgsqlException around a TimeoutException).
+        ConnectTimeoutException => true,
         _ => false,
     };
 }

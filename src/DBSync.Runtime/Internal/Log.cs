@@ -174,4 +174,7 @@ internal static partial class Log
 
     [LoggerMessage(2028, LogLevel.Information, "Partition {Partition} ({Bound}) was detached from {Table} with {Rows} row(s), which left {Table} without delete events: they are read from the detached table and delivered as deletes of {Table} (those it does not have again)")]
     public static partial void PartitionDetachedWithRows(ILogger logger, string partition, string bound, string table, string rows);
+
+    [LoggerMessage(2029, LogLevel.Warning, "Slot \"{Slot}\" streams without channel binding: {Reason}")]
+    public static partial void ChannelBindingUnavailable(ILogger logger, string slot, string reason);
 }

@@ -7,6 +7,7 @@ namespace DBSync.IntegrationTests.Infrastructure;
 /// A loopback TCP proxy to a server, for network failures no server setting can make: <see cref="SilenceExisting"/>
 /// turns the connections open at that moment into black holes (bytes are read and dropped both ways, the sockets stay
 /// open, nothing is closed or reset), as a network that silently loses packets does; later connections pass.
+/// <see cref="SilenceNextReplicationConnections"/> does the same to new replication connections from their startup on.
 /// </summary>
 public sealed class TcpProxy : IAsyncDisposable
 {
@@ -15,6 +16,7 @@ public sealed class TcpProxy : IAsyncDisposable
     private readonly CancellationTokenSource _stop = new();
     private readonly List<Link> _links = [];
     private readonly Task _accepting;
+    private int _replicationConnectionsToSilence;
 
     private TcpProxy(IPEndPoint target)
     {
@@ -37,6 +39,10 @@ public sealed class TcpProxy : IAsyncDisposable
         }
     }
 
+    /// <summary>The next <paramref name="count"/> replication connections (a startup message with replication=database)
+    /// are silenced at their startup message, which never reaches the server: the client waits for an answer.</summary>
+    public void SilenceNextReplicationConnections(int count) => Volatile.Write(ref _replicationConnectionsToSilence, count);
+
     private async Task AcceptAsync()
     {
         try
@@ -49,8 +55,8 @@ public sealed class TcpProxy : IAsyncDisposable
                 var link = new Link(client, server);
                 lock (_links)
                     _links.Add(link);
-                _ = PumpAsync(link, client.GetStream(), server.GetStream());
-                _ = PumpAsync(link, server.GetStream(), client.GetStream());
+                _ = PumpAsync(link, client.GetStream(), server.GetStream(), fromClient: true);
+                _ = PumpAsync(link, server.GetStream(), client.GetStream(), fromClient: false);
             }
         }
         catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException or SocketException)
@@ -59,7 +65,7 @@ public sealed class TcpProxy : IAsyncDisposable
         }
     }
 
-    private async Task PumpAsync(Link link, NetworkStream from, NetworkStream to)
+    private async Task PumpAsync(Link link, NetworkStream from, NetworkStream to, bool fromClient)
     {
         var buffer = new byte[64 * 1024];
         try
@@ -69,6 +75,11 @@ public sealed class TcpProxy : IAsyncDisposable
                 var read = await from.ReadAsync(buffer, _stop.Token);
                 if (read == 0)
                     break;
+                if (fromClient && !link.Silenced && Volatile.Read(ref _replicationConnectionsToSilence) > 0
+                    && buffer.AsSpan(0, read).IndexOf("replication\0database\0"u8) >= 0 && Interlocked.Decrement(ref _replicationConnectionsToSilence) >= 0)
+                {
+                    link.Silenced = true;
+                }
                 if (!link.Silenced)
                     await to.WriteAsync(buffer.AsMemory(0, read), _stop.Token);
             }

@@ -4,21 +4,22 @@ using DBSync.Replication.Transport;
 namespace DBSync.Runtime.Tests.Security;
 
 /// <summary>The framing of the server's messages, driven without a server: lengths are checked before anything is
-/// allocated for them, and the buffer returns to its normal size after a large message.</summary>
+/// allocated for them, the buffer grows with the bytes that really arrive, and it returns to its normal size after a
+/// few reads that need no more.</summary>
 [Trait("Category", "Security")]
 public sealed class BackendMessageBufferTests
 {
     private const int Normal = 4096;
 
     [Fact]
-    public void LargeMessage_GrowsTheBuffer_ThenItShrinksBackOnceTheMessageIsTaken()
+    public void LargeMessage_GrowsTheBuffer_ThenItShrinksBackAfterAFewReadsThatFitTheNormalSize()
     {
         using var messages = new BackendMessageBuffer("the server at test", 1 << 20, "the test's limit", Normal);
         var normal = messages.Capacity;
         var large = Message('d', 100_000);
         var small = Message('d', 10);
 
-        // The large message arrives in reads of what the buffer has room for, then a small one behind it.
+        // The large message arrives in reads of what the buffer has room for, then small ones behind it.
         var input = new List<byte>([.. large, .. small, .. small]);
         var taken = new List<int>();
         var largest = 0;
@@ -38,8 +39,78 @@ public sealed class BackendMessageBufferTests
         Assert.Equal([100_000, 10, 10], taken);
         Assert.True(largest >= 100_005, $"the buffer never held the large message whole ({largest} bytes)");
 
-        messages.GetReadSpace();
-        Assert.Equal(normal, messages.Capacity);
+        // Reads that need no more than the normal size: the large buffer is given up after a few of them.
+        var reads = 0;
+        for (; messages.Capacity != normal; reads++)
+        {
+            Assert.True(reads <= BackendMessageBuffer.ShrinkAfterReads, $"the buffer is still {messages.Capacity} bytes after {reads} small reads");
+            Feed(messages, small);
+            Assert.True(messages.TryTake(out _, out _, out _));
+        }
+        Assert.InRange(reads, 1, BackendMessageBuffer.ShrinkAfterReads);
+    }
+
+    [Fact]
+    public void LargeMessagesBackToBack_ReuseOneGrownBuffer_InsteadOfOnePerMessage()
+    {
+        // Rows of one and a half times the normal size, each read ending at its end (a read that ends at a message
+        // boundary is where the buffer used to shrink, and grow again for the next row: an array and a copy per row).
+        using var messages = new BackendMessageBuffer("the server at test", 1 << 20, "the test's limit", Normal);
+        var large = Message('d', Normal + (Normal / 2));
+        var buffers = new HashSet<byte[]>(ReferenceEqualityComparer.Instance);
+        for (var row = 0; row < 50; row++)
+        {
+            for (var sent = 0; sent < large.Length;)
+            {
+                var space = messages.GetReadSpace();
+                buffers.Add(messages.Buffer);
+                var count = Math.Min(space.Length, large.Length - sent);
+                large.AsSpan(sent, count).CopyTo(space);
+                messages.Advance(count);
+                sent += count;
+            }
+            Assert.True(messages.TryTake(out _, out _, out var length));
+            Assert.Equal(large.Length - 5, length);
+        }
+        // The normal buffer and one grown one.
+        Assert.Equal(2, buffers.Count);
+    }
+
+    [Fact]
+    public void HeaderClaimingAHugeMessage_FollowedByAFewBytes_AllocatesOnlyForWhatArrived()
+    {
+        // 512 MiB claimed, under the 1 GiB cap, then 100 bytes and the connection closes: the buffer grows only as bytes
+        // arrive, so the claim costs nothing.
+        using var messages = new BackendMessageBuffer("the server at test", 1 << 30, "the test's limit", Normal);
+        var header = Header('d', (512 << 20) + 4);
+        var allocated = GC.GetAllocatedBytesForCurrentThread();
+        Feed(messages, [.. header, .. new byte[100]]);
+        var space = messages.GetReadSpace();
+        allocated = GC.GetAllocatedBytesForCurrentThread() - allocated;
+
+        Assert.False(messages.TryTake(out _, out _, out _));
+        Assert.True(space.Length > 0);
+        Assert.True(allocated < 64 * 1024, $"{allocated} bytes allocated for a message that sent 105 bytes");
+        Assert.Equal(Normal, messages.Capacity);
+    }
+
+    [Fact]
+    public void LargeMessage_ArrivingSlowly_GrowsTheBufferWithWhatArrived()
+    {
+        using var messages = new BackendMessageBuffer("the server at test", 1 << 30, "the test's limit", Normal);
+        var message = Message('d', 300_000);
+        for (var sent = 0; sent < message.Length;)
+        {
+            var space = messages.GetReadSpace();
+            // Doubled once more than half is used: never more than four times what arrived.
+            Assert.True(messages.Capacity <= Math.Max(Normal, 4 * sent), $"{messages.Capacity} bytes for {sent} received");
+            var count = Math.Min(Math.Min(space.Length, message.Length - sent), 1000);
+            message.AsSpan(sent, count).CopyTo(space);
+            messages.Advance(count);
+            sent += count;
+        }
+        Assert.True(messages.TryTake(out _, out var offset, out var length));
+        Assert.True(message.AsSpan(5).SequenceEqual(messages.Buffer.AsSpan(offset, length)));
     }
 
     [Theory]

@@ -54,7 +54,7 @@ public sealed class ChannelBindingTests
         if (mode == ChannelBinding.Require)
         {
             var error = Assert.Throws<DBSyncConfigurationException>(() => authentication.Handle(offer));
-            Assert.Contains($"its certificate's signature algorithm ({Ed25519}) defines no hash", error.Message, StringComparison.Ordinal);
+            Assert.Contains($"its certificate's signature algorithm (Ed25519, {Ed25519}) defines no hash", error.Message, StringComparison.Ordinal);
             return;
         }
         // SASLInitialResponse: the mechanism, then the client-first-message, whose GS2 header says "n": not bound. ("y"
@@ -62,6 +62,22 @@ public sealed class ChannelBindingTests
         var answer = Encoding.UTF8.GetString(authentication.Handle(offer)!);
         Assert.Contains("SCRAM-SHA-256\0", answer, StringComparison.Ordinal);
         Assert.Contains("n,,n=,r=", answer, StringComparison.Ordinal);
+        // Not silently: the transport warns with why (as Npgsql does; libpq refuses).
+        Assert.Equal(
+            "the server at db.example:5432 offers SCRAM-SHA-256-PLUS, but its certificate's signature algorithm (Ed25519, 1.3.101.112) defines no hash for " +
+            "tls-server-end-point binding, so the login of role \"u\" uses SCRAM-SHA-256 without channel binding: it is not bound to the TLS channel, " +
+            "and Channel Binding=Require would refuse this server", authentication.UnboundReason);
+    }
+
+    [Theory]
+    [InlineData(ChannelBinding.Disable, "SCRAM-SHA-256-PLUS,SCRAM-SHA-256")]
+    [InlineData(ChannelBinding.Prefer, "SCRAM-SHA-256")]
+    public void UnboundLogin_ThatBindingCouldNotHaveProtected_IsNoWarning(ChannelBinding mode, string offered)
+    {
+        // Disable asks for no binding; a server without -PLUS offers none (the "y" flag covers a stripped offer).
+        var authentication = new ClientAuthentication("u", "secret", mode, "db.example:5432", TlsChannel.For(CertificateSignedAs(Ed25519)));
+        authentication.Handle(SaslOffer(offered.Split(',')));
+        Assert.Null(authentication.UnboundReason);
     }
 
     private static byte[] SaslOffer(params string[] mechanisms)
@@ -76,26 +92,7 @@ public sealed class ChannelBindingTests
     /// <summary>A certificate whose signatureAlgorithm is <paramref name="oid"/> (the signature itself is not checked here).</summary>
     private static byte[] CertificateSignedAs(string oid)
     {
-        using var key = RSA.Create(2048);
-        var request = new CertificateRequest("CN=localhost", key, HashAlgorithmName.SHA256, RSASignaturePadding.Pkcs1);
-        using var certificate = request.Create(new X500DistinguishedName("CN=test CA"), new NamedSignature(oid, key), DateTimeOffset.UtcNow.AddDays(-1),
-            DateTimeOffset.UtcNow.AddDays(1), [1, 2, 3, 4]);
+        using var certificate = TestCertificates.SignedAs(oid);
         return certificate.RawData;
-    }
-
-    /// <summary>Signs with RSA but names <paramref name="oid"/> as the algorithm, so a test can have any algorithm's name.</summary>
-    private sealed class NamedSignature(string oid, RSA key) : X509SignatureGenerator
-    {
-        public override byte[] GetSignatureAlgorithmIdentifier(HashAlgorithmName hashAlgorithm)
-        {
-            var writer = new AsnWriter(AsnEncodingRules.DER);
-            using (writer.PushSequence())
-                writer.WriteObjectIdentifier(oid);
-            return writer.Encode();
-        }
-
-        public override byte[] SignData(byte[] data, HashAlgorithmName hashAlgorithm) => key.SignData(data, HashAlgorithmName.SHA256, RSASignaturePadding.Pkcs1);
-
-        protected override PublicKey BuildPublicKey() => CreateForRSA(key, RSASignaturePadding.Pkcs1).PublicKey;
     }
 }

@@ -387,11 +387,14 @@ internal sealed class ScramServer
         var proofAt = clientFinal.LastIndexOf(",p=", StringComparison.Ordinal);
         var withoutProof = clientFinal[..proofAt];
         var attributes = withoutProof.Split(',').ToDictionary(a => a[..1], a => a[2..]);
+        // c= is the GS2 header again, exactly, followed by the channel's binding with p= and by nothing without it.
         var binding = Convert.FromBase64String(attributes["c"]);
         var header = Encoding.ASCII.GetBytes(Gs2Header);
-        BindingVerified = binding.AsSpan().StartsWith(header) && _expectedBinding is not null && binding.AsSpan(header.Length).SequenceEqual(_expectedBinding);
-        if (!binding.AsSpan().StartsWith(header) || attributes["r"] != _nonce)
-            throw new InvalidOperationException("The client's final message does not repeat its GS2 header and the nonce.");
+        var bound = Gs2Header.StartsWith("p=", StringComparison.Ordinal);
+        BindingVerified = bound && _expectedBinding is not null && binding.AsSpan().SequenceEqual([.. header, .. _expectedBinding]);
+        var headerRepeated = bound ? binding.AsSpan().StartsWith(header) && binding.Length > header.Length : binding.AsSpan().SequenceEqual(header);
+        if (!headerRepeated || attributes["r"] != _nonce)
+            throw new InvalidOperationException("The client's final message does not repeat its GS2 header exactly, or the nonce.");
 
         AuthMessage = $"{_clientFirstBare},{_serverFirst},{withoutProof}";
         var clientKeyHash = SHA256.HashData(HMACSHA256.HashData(_saltedPassword, "Client Key"u8));

@@ -27,7 +27,7 @@ public sealed class HostileServerTests
     private const string BothMechanisms = "SCRAM-SHA-256-PLUS,SCRAM-SHA-256";
 
     private static readonly StreamTimings s_timings = StreamTimings.From(new DBSyncOptions());
-    private static readonly Lazy<X509Certificate2> s_certificate = new(() => Certificate("RSA SHA-256"));
+    private static readonly Lazy<X509Certificate2> s_certificate = new(() => TestCertificates.SelfSigned("RSA SHA-256"));
 
     [Theory]
     [InlineData("after the client's first message")]
@@ -191,6 +191,108 @@ public sealed class HostileServerTests
     }
 
     [Theory]
+    [InlineData(1)]
+    [InlineData(4)]
+    [InlineData(6)]
+    [InlineData(99)]
+    public async Task UnknownAuthenticationMethod_IsReportedAsNotSupported_NotAsOutOfOrder(int request)
+    {
+        await using var server = HostileServer.Start(c => c.SendAuthenticationAsync(request));
+        var error = await RefusedAsync<ProtocolException>(server);
+        Assert.StartsWith($"The server at 127.0.0.1:{server.Port} asks for authentication method {request}, which is not supported", error.Message, StringComparison.Ordinal);
+        Assert.DoesNotContain("out of order", error.Message, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("an ErrorResponse")]
+    [InlineData("a refused login")]
+    [InlineData("a SASL mechanism name")]
+    [InlineData("SCRAM's e= text")]
+    [InlineData("a server-first-message")]
+    [InlineData("an iteration count")]
+    public async Task ServerTextWithLineBreaks_IsEscapedInErrorsAndWarnings(string where)
+    {
+        // A log line forged by the server: after a line break, what looks like an entry of its own.
+        const string forged = "ok\n2026-01-01 00:00:00 [Critical] all data deleted\u202e";
+        var forgedBytes = Encoding.UTF8.GetBytes(forged);
+        await using var server = HostileServer.Start(async c =>
+        {
+            switch (where)
+            {
+                case "an ErrorResponse":
+                    await c.SendErrorAsync("XX000", forged);
+                    break;
+                case "a refused login":
+                    await c.SendErrorAsync("28000", forged);
+                    break;
+                case "a SASL mechanism name":
+                    await c.OfferSaslAsync(forged);
+                    break;
+                case "SCRAM's e= text":
+                    await c.ScramUntilFinalAsync();
+                    await c.SendAuthenticationAsync(SaslFinal, [.. "e="u8, .. forgedBytes]);
+                    break;
+                case "a server-first-message":
+                    await c.OfferSaslAsync("SCRAM-SHA-256");
+                    await c.ExpectAsync('p');
+                    await c.SendAuthenticationAsync(SaslContinue, forgedBytes);
+                    break;
+                default:
+                    await c.OfferSaslAsync("SCRAM-SHA-256");
+                    var first = Encoding.UTF8.GetString(await c.ExpectAsync('p'));
+                    var nonce = first[(first.IndexOf(",r=", StringComparison.Ordinal) + 3)..];
+                    await c.SendAuthenticationAsync(SaslContinue, Encoding.UTF8.GetBytes($"r={nonce}x,s=c2FsdA==,i={forged}"));
+                    break;
+            }
+        });
+        // Through what the session uses, with Auto: a mechanism only Npgsql might know is a warning, the rest errors.
+        var logs = new LogCapture();
+        var options = new DBSyncOptions { ConnectionString = server.ConnectionString("Timeout=5"), ReplicationTransport = ReplicationTransport.Auto };
+        var error = await Assert.ThrowsAnyAsync<Exception>(() => ReplicationTransports.OpenAsync(options, logs.CreateLogger("test"), CancellationToken.None));
+        await server.WhenClosedAsync();
+        server.AssertScriptsRan();
+
+        var texts = where == "a SASL mechanism name"
+            ? [Assert.Single(logs.Entries, e => e.Id.Id == 2019).Text]
+            : new[] { error.Message, error is PostgresException postgres ? postgres.MessageText : error.Message };
+        foreach (var text in texts)
+        {
+            Assert.DoesNotContain('\n', text);
+            Assert.DoesNotContain('\u202e', text);
+            Assert.Contains(@"ok\n2026-01-01 00:00:00 [Critical] all data deleted\u202e", text, StringComparison.Ordinal);
+        }
+    }
+
+    [Fact]
+    public async Task ChannelBindingPrefer_WithACertificateThatGivesNoBinding_LogsInUnbound_WithAWarningThatSaysWhy()
+    {
+        // RSA with SHA-224: RFC 5929 binds with the signature's hash, which .NET cannot compute (as Ed25519 has none).
+        using var certificate = TestCertificates.SignedAs("1.2.840.113549.1.1.14");
+        ScramServer? scram = null;
+        await using var server = HostileServer.Start(async c =>
+        {
+            scram = await c.ScramUntilFinalAsync(BothMechanisms);
+            await c.SendAuthenticationAsync(SaslFinal, scram.ServerFinal());
+            await c.SendAuthenticationAsync(AuthenticationOk);
+            await c.SendReadyAsync();
+        }, certificate);
+        var logs = new LogCapture();
+        var options = new DBSyncOptions { ConnectionString = server.ConnectionString("SSL Mode=Require"), ReplicationTransport = ReplicationTransport.Direct, SlotName = "orders" };
+
+        await using (var transport = await ReplicationTransports.OpenAsync(options, logs.CreateLogger("test"), CancellationToken.None))
+            Assert.Equal("SCRAM-SHA-256", ((DirectTransport)transport).AuthenticationMethod);
+        await server.WhenClosedAsync();
+        server.AssertScriptsRan();
+
+        Assert.Equal(("SCRAM-SHA-256", "n,,", true), (scram!.Mechanism, scram.Gs2Header, scram.ProofVerified));
+        var warning = Assert.Single(logs.Entries, e => e.Id.Id == 2029);
+        Assert.Equal(
+            $"Slot \"orders\" streams without channel binding: the server at 127.0.0.1:{server.Port} offers SCRAM-SHA-256-PLUS, but its certificate's signature " +
+            "algorithm (RSA with SHA-224, 1.2.840.113549.1.1.14) defines no hash for tls-server-end-point binding, so the login of role \"victim\" uses " +
+            "SCRAM-SHA-256 without channel binding: it is not bound to the TLS channel, and Channel Binding=Require would refuse this server", warning.Text);
+    }
+
+    [Theory]
     [InlineData(int.MaxValue)]
     [InlineData(int.MaxValue - 4)]
     [InlineData(1 << 30)]
@@ -240,6 +342,85 @@ public sealed class HostileServerTests
             error.Message, StringComparison.Ordinal);
         Assert.True(allocated < 256 << 20, $"{allocated} bytes allocated while refusing a frame of {claimed}");
     }
+
+    [Fact]
+    public async Task FrameClaimingHalfAGibibyte_ThenAClosedConnection_CostsOnlyWhatWasSent()
+    {
+        // Under the default MaxMessageSize (1 GiB, PostgreSQL's own limit) the claim is allowed; the buffer grows only
+        // with the bytes that arrive, so a server that claims much and sends little gets little memory.
+        const int claimed = 512 << 20;
+        await using var server = HostileServer.Start(async c =>
+        {
+            await c.SendAuthenticationAsync(AuthenticationOk);
+            await c.SendReadyAsync();
+            await c.ExpectAsync('Q');
+            await c.SendAsync('W', new byte[3]);
+            var header = new byte[5 + 64];
+            header[0] = (byte)'d';
+            BinaryPrimitives.WriteInt32BigEndian(header.AsSpan(1), claimed + 4);
+            header[5] = (byte)'w';
+            await c.SendRawAsync(header);
+            await c.DisposeAsync();
+        });
+        await using var transport = await DirectTransport.ConnectAsync(Settings(server), s_timings, CancellationToken.None);
+        await transport.StartAsync("slot", 0, [], CancellationToken.None);
+
+        var allocated = GC.GetTotalAllocatedBytes(precise: true);
+        var error = await Assert.ThrowsAsync<EndOfStreamException>(() => transport.ReadFrameAsync(CancellationToken.None).AsTask());
+        allocated = GC.GetTotalAllocatedBytes(precise: true) - allocated;
+
+        Assert.Equal($"The server at 127.0.0.1:{server.Port} closed the replication connection.", error.Message);
+        Assert.True(allocated < 64 << 20, $"{allocated} bytes allocated for a frame that sent 69 bytes of the {claimed} it claimed");
+    }
+
+    [Fact]
+    public async Task ServerSilentAfterStartReplication_IsGivenUpAfterReceiveTimeout_WithAClearError()
+    {
+        var started = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        await using var server = HostileServer.Start(SilentAfterStartReplication(started));
+        var timings = new StreamTimings(TimeSpan.FromSeconds(10), ReceiveTimeout: TimeSpan.FromSeconds(2), TimeSpan.Zero);
+        await using var transport = await DirectTransport.ConnectAsync(Settings(server), timings, CancellationToken.None);
+
+        var watch = System.Diagnostics.Stopwatch.StartNew();
+        var start = transport.StartAsync("orders", 0, [], CancellationToken.None).AsTask();
+        await started.Task.WaitAsync(TimeSpan.FromSeconds(30));
+        var error = await Assert.ThrowsAsync<IOException>(() => start.WaitAsync(TimeSpan.FromSeconds(30)));
+
+        Assert.InRange(watch.Elapsed, TimeSpan.FromSeconds(1.5), TimeSpan.FromSeconds(20));
+        Assert.Equal($"The server at 127.0.0.1:{server.Port} accepted START_REPLICATION for slot \"orders\" but did not start the stream within ReceiveTimeout (2 s): " +
+                     "the connection is given up.", error.Message);
+    }
+
+    [Theory]
+    [InlineData("its token is cancelled")]
+    [InlineData("the stream is ended")]
+    public async Task ServerSilentAfterStartReplication_EndsAtOnce_When(string how)
+    {
+        // ReceiveTimeout is long: only the cancellation or the end can end the wait this soon.
+        var started = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        await using var server = HostileServer.Start(SilentAfterStartReplication(started));
+        await using var transport = await DirectTransport.ConnectAsync(Settings(server), s_timings, CancellationToken.None);
+        using var cancellation = new CancellationTokenSource();
+
+        var start = transport.StartAsync("orders", 0, [], cancellation.Token).AsTask();
+        await started.Task.WaitAsync(TimeSpan.FromSeconds(30));
+        var watch = System.Diagnostics.Stopwatch.StartNew();
+        if (how == "its token is cancelled")
+            await cancellation.CancelAsync();
+        else
+            await transport.EndStreamAsync(flushStatus: true);
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => start.WaitAsync(TimeSpan.FromSeconds(30)));
+        Assert.True(watch.Elapsed < TimeSpan.FromSeconds(10), $"the start ended {watch.Elapsed} after it was {how}");
+    }
+
+    /// <summary>A server that logs the client in, takes START_REPLICATION, and then says nothing.</summary>
+    private static Func<HostileConnection, Task> SilentAfterStartReplication(TaskCompletionSource started) => async c =>
+    {
+        await c.SendAuthenticationAsync(AuthenticationOk);
+        await c.SendReadyAsync();
+        await c.ExpectAsync('Q');
+        started.TrySetResult();
+    };
 
     [Theory]
     [InlineData(0)]
@@ -298,6 +479,52 @@ public sealed class HostileServerTests
     }
 
     [Fact]
+    public async Task GarbageScramMessagesFromTheServer_EndInAProtocolError_NeverACrash()
+    {
+        // 150 SCRAM logins with the password configured, each answered with a seeded mangled server-first-message
+        // (SASLContinue) or, after a correct one, a mangled server-final-message (SASLFinal): random bytes, or the right
+        // message cut, with a byte changed, or with text appended. Then Ok, so a message wrongly accepted connects.
+        var seed = 0;
+        await using var server = HostileServer.Start(async c =>
+        {
+            var random = new Random(Interlocked.Increment(ref seed));
+            await c.OfferSaslAsync("SCRAM-SHA-256");
+            var scram = new ScramServer(HostileServer.Password, expectedBinding: null);
+            scram.ReadInitialResponse(await c.ExpectAsync('p'));
+            if (random.Next(2) == 0)
+            {
+                await c.SendAuthenticationAsync(SaslContinue, Mangle(random, scram.ServerFirst()));
+            }
+            else
+            {
+                await c.SendAuthenticationAsync(SaslContinue, scram.ServerFirst());
+                scram.ReadClientFinal(await c.ExpectAsync('p'));
+                await c.SendAuthenticationAsync(SaslFinal, Mangle(random, scram.ServerFinal()));
+            }
+            await c.SendAuthenticationAsync(AuthenticationOk);
+            await c.SendReadyAsync();
+        });
+        var outcomes = new Dictionary<string, int>();
+        for (var i = 0; i < 150; i++)
+        {
+            try
+            {
+                await using var transport = await DirectTransport.ConnectAsync(Settings(server), s_timings, CancellationToken.None);
+                outcomes["connected"] = outcomes.GetValueOrDefault("connected") + 1;
+            }
+            catch (ProtocolException e)
+            {
+                outcomes[nameof(ProtocolException)] = outcomes.GetValueOrDefault(nameof(ProtocolException)) + 1;
+                Assert.DoesNotContain(HostileServer.Password, e.ToString(), StringComparison.Ordinal);
+            }
+        }
+        await server.WhenClosedAsync();
+        server.AssertScriptsRan();
+        server.AssertPasswordNeverSentInCleartext();
+        Assert.True(outcomes.GetValueOrDefault(nameof(ProtocolException)) > 100, string.Join(", ", outcomes));
+    }
+
+    [Fact]
     public async Task WrongPassword_WithAuto_IsTriedOnce_AndNamesRoleAndServer()
     {
         await using var server = HostileServer.Start(async c =>
@@ -331,7 +558,7 @@ public sealed class HostileServerTests
 
         Assert.True(server.Connections >= 2, "Npgsql's connection did not try"); // Npgsql may try more than once itself
         var warning = Assert.Single(logs.Entries, e => e.Id.Id == 2019);
-        Assert.Contains("the server offers only the SASL mechanisms SCRAM-SHA-512", warning.Text, StringComparison.Ordinal);
+        Assert.Contains("the server offers only the SASL mechanisms \"SCRAM-SHA-512\"", warning.Text, StringComparison.Ordinal);
         Assert.DoesNotContain(server.Seen[0].ClientMessages(), m => m.Kind == 'p');
         server.AssertPasswordNeverSentInCleartext();
     }
@@ -349,7 +576,7 @@ public sealed class HostileServerTests
     [MemberData(nameof(SignatureAlgorithms))]
     public async Task ChannelBindingPrefer_OverTls_BindsToTheCertificate_WithItsSignatureHash(string certificate, string hash)
     {
-        using var cert = Certificate(certificate);
+        using var cert = TestCertificates.SelfSigned(certificate);
         // RFC 5929, section 4.1: the certificate's signature hash, SHA-256 in place of MD5 and SHA-1.
         var expected = hash switch
         {
@@ -420,6 +647,27 @@ public sealed class HostileServerTests
     private static DirectSettings Settings(HostileServer server, string extra = "", bool withPassword = true)
         => DirectSettings.TryCreate(server.ConnectionString(extra, withPassword), out var unsupported) ?? throw new InvalidOperationException(unsupported);
 
+    /// <summary>A message made wrong: random bytes, or <paramref name="right"/> cut short, with one byte changed, or with
+    /// letters and punctuation appended.</summary>
+    private static byte[] Mangle(Random random, byte[] right)
+    {
+        switch (random.Next(4))
+        {
+            case 0:
+                var noise = new byte[random.Next(0, 80)];
+                random.NextBytes(noise);
+                return noise;
+            case 1:
+                return right[..random.Next(right.Length)];
+            case 2:
+                var changed = right.ToArray();
+                changed[random.Next(changed.Length)] = (byte)random.Next(256);
+                return changed;
+            default:
+                return [.. right, .. Encoding.ASCII.GetBytes(new string(Enumerable.Range(0, random.Next(1, 12)).Select(_ => ",=abcXYZ+/"[random.Next(10)]).ToArray()))];
+        }
+    }
+
     private static byte[] Garbage(Random random)
     {
         if (random.Next(3) == 0)
@@ -441,27 +689,6 @@ public sealed class HostileServerTests
         BinaryPrimitives.WriteInt32BigEndian(message.AsSpan(1), random.Next(10) == 0 ? random.Next() : 4 + body.Length);
         body.CopyTo(message.AsSpan(5));
         return message;
-    }
-
-    /// <summary>A self-signed server certificate for localhost, signed as <paramref name="kind"/> says.</summary>
-    private static X509Certificate2 Certificate(string kind)
-    {
-        CertificateRequest request;
-        if (kind.StartsWith("ECDSA", StringComparison.Ordinal))
-        {
-            request = new CertificateRequest("CN=localhost", ECDsa.Create(ECCurve.NamedCurves.nistP384), HashAlgorithmName.SHA384);
-        }
-        else
-        {
-            var hash = kind switch
-            {
-                _ when kind.EndsWith("SHA-384", StringComparison.Ordinal) => HashAlgorithmName.SHA384,
-                _ when kind.EndsWith("SHA-512", StringComparison.Ordinal) => HashAlgorithmName.SHA512,
-                _ => HashAlgorithmName.SHA256,
-            };
-            request = new CertificateRequest("CN=localhost", RSA.Create(2048), hash, kind.StartsWith("RSA-PSS", StringComparison.Ordinal) ? RSASignaturePadding.Pss : RSASignaturePadding.Pkcs1);
-        }
-        return request.CreateSelfSigned(DateTimeOffset.UtcNow.AddDays(-1), DateTimeOffset.UtcNow.AddDays(1));
     }
 }
 

@@ -108,7 +108,8 @@ internal static class BackendMessages
 
     /// <summary>
     /// An ErrorResponse as the <see cref="PostgresException"/> Npgsql would raise for it, so that code handling server
-    /// errors (SQLSTATE, message, detail) does not depend on which client read them.
+    /// errors (SQLSTATE, message, detail) does not depend on which client read them. Its fields are
+    /// <see cref="ServerText.Escape">escaped</see>: a server cannot put a line break into DBSync's messages or logs.
     /// </summary>
     public static PostgresException ReadError(ReadOnlySpan<byte> body)
     {
@@ -121,7 +122,8 @@ internal static class BackendMessages
         {
             var field = (char)rest[0];
             rest = rest[1..];
-            var value = ReadCString(ref rest, "ErrorResponse");
+            // Every field may end up in a message or a log entry: escaped here, once, for all of them.
+            var value = ServerText.Escape(ReadCString(ref rest, "ErrorResponse"));
             switch (field)
             {
                 case 'S': severity = value; break;

@@ -65,11 +65,11 @@ internal sealed class ScramSha256Client
                 iterations = attribute[2..];
         }
         if (nonce is null || salt is null || iterations is null)
-            throw new ProtocolException($"The server's SCRAM-SHA-256 first message lacks a nonce, salt or iteration count: '{serverFirst}'.");
+            throw new ProtocolException($"The server's SCRAM-SHA-256 first message lacks a nonce, salt or iteration count: {ServerText.Quote(serverFirst)}.");
         if (!nonce.StartsWith(_clientNonce, StringComparison.Ordinal) || nonce.Length == _clientNonce.Length)
             throw new ProtocolException("The server's SCRAM-SHA-256 nonce does not extend the client's: the exchange is not trusted.");
         if (!int.TryParse(iterations, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var count) || count < 1)
-            throw new ProtocolException($"The server's SCRAM-SHA-256 iteration count '{iterations}' is not a positive number.");
+            throw new ProtocolException($"The server's SCRAM-SHA-256 iteration count {ServerText.Quote(iterations)} is not a positive number.");
         // The key derivation runs on the reader thread and cannot be interrupted: a hostile server could ask for minutes of
         // it. PostgreSQL's default is 4096 (scram_iterations); far more is no longer a password hash but an attack.
         if (count > MaxIterations)
@@ -110,7 +110,7 @@ internal sealed class ScramSha256Client
     {
         var serverFinal = Encoding.UTF8.GetString(serverFinalMessage);
         if (serverFinal.StartsWith("e=", StringComparison.Ordinal))
-            throw new ProtocolException($"The server rejected the SCRAM-SHA-256 exchange: {serverFinal[2..]}.");
+            throw new ProtocolException($"The server rejected the SCRAM-SHA-256 exchange: {ServerText.Quote(serverFinal[2..])}.");
         var expected = _expectedServerSignature ?? throw new InvalidOperationException("ClientFinal must come before VerifyServerFinal.");
         var signature = serverFinal.Split(',').FirstOrDefault(a => a.StartsWith("v=", StringComparison.Ordinal))?[2..];
         byte[] actual;

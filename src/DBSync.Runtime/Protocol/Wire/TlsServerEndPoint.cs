@@ -1,4 +1,5 @@
 using System.Formats.Asn1;
+using System.Globalization;
 using System.Security.Cryptography;
 
 namespace DBSync.Protocol.Wire;
@@ -18,6 +19,7 @@ internal static class TlsServerEndPoint
     private const string Sha384 = "2.16.840.1.101.3.4.2.2";
     private const string Sha512 = "2.16.840.1.101.3.4.2.3";
     private const string RsaPss = "1.2.840.113549.1.1.10";
+    private const string Sha3Signatures = "2.16.840.1.101.3.4.3.";
 
     /// <summary>The hash of <paramref name="certificate"/> (DER), or null with the reason when its signature algorithm
     /// defines none (Ed25519, Ed448) or is one .NET cannot compute.</summary>
@@ -36,7 +38,7 @@ internal static class TlsServerEndPoint
         }
         if (hash is not { } name)
         {
-            problem = $"its certificate's signature algorithm ({algorithm}) defines no hash for {Name} binding";
+            problem = $"its certificate's signature algorithm ({Describe(algorithm)}) defines no hash for {Name} binding";
             return null;
         }
         problem = null;
@@ -47,6 +49,20 @@ internal static class TlsServerEndPoint
             _ => SHA256.HashData(certificate),
         };
     }
+
+    /// <summary>An algorithm that gives no binding, by name and OID (the OID alone when it is not one of these).</summary>
+    private static string Describe(string oid) => oid switch
+    {
+        "1.3.101.112" => $"Ed25519, {oid}",
+        "1.3.101.113" => $"Ed448, {oid}",
+        "1.2.840.113549.1.1.14" => $"RSA with SHA-224, {oid}",
+        "1.2.840.10045.4.3.1" => $"ECDSA with SHA-224, {oid}",
+        "2.16.840.1.101.3.4.3.1" => $"DSA with SHA-224, {oid}",
+        _ when oid.StartsWith(Sha3Signatures, StringComparison.Ordinal) && int.TryParse(oid.AsSpan(Sha3Signatures.Length), NumberStyles.None, CultureInfo.InvariantCulture, out var arc) && arc is >= 9 and <= 16
+            => $"a SHA-3 signature, {oid}",
+        RsaPss => $"RSASSA-PSS with a hash other than SHA-1 or SHA-2, {oid}",
+        _ => oid,
+    };
 
     /// <summary>The certificate's signatureAlgorithm (the outer one, RFC 5280 section 4.1.1.2) and the hash to bind with.</summary>
     private static (string Algorithm, HashAlgorithmName? Hash) SignatureHash(byte[] certificate)

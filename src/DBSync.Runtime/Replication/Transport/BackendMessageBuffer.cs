@@ -9,12 +9,17 @@ namespace DBSync.Replication.Transport;
 /// body) without I/O of its own: the transport reads into <see cref="GetReadSpace"/> and reports the count with
 /// <see cref="Advance"/>, and whole messages come out of <see cref="TryTake"/> in place. Every length is checked before
 /// anything is allocated for it: one under 4 or over <see cref="MaxMessageSize"/> is a <see cref="ProtocolException"/>.
-/// The buffer grows for a message larger than it and returns to its normal size once that message has been taken.
+/// The buffer grows for a message larger than it, by doubling as the message's bytes arrive (a length the server claims
+/// costs only what it really sent), and returns to its normal size once <see cref="ShrinkAfterReads"/> reads in a row
+/// needed no more (a stream of large rows keeps its buffer instead of allocating one per row).
 /// </summary>
 internal sealed class BackendMessageBuffer : IDisposable
 {
     /// <summary>The normal size of the buffer: the transport's batched reads take up to this much at once.</summary>
     public const int DefaultSize = 1 << 20;
+
+    /// <summary>Reads in a row that fit the normal size before a grown buffer is given up.</summary>
+    public const int ShrinkAfterReads = 8;
 
     private const int HeaderLength = 5;
 
@@ -24,6 +29,7 @@ internal sealed class BackendMessageBuffer : IDisposable
     private bool _pooled;
     private int _start;
     private int _end;
+    private int _readsThatFit;
 
     /// <param name="source">The server, for error messages ("the server at host:port").</param>
     /// <param name="maxMessageSize">The first value of <see cref="MaxMessageSize"/>.</param>
@@ -57,23 +63,30 @@ internal sealed class BackendMessageBuffer : IDisposable
 
     /// <summary>
     /// Room for the next read, after the bytes not yet taken. A partial message moves to the front of the buffer; the
-    /// buffer grows when the message is larger, and shrinks back to its normal size once no pending message needs more.
-    /// Bodies reported earlier are invalid from here on.
+    /// buffer doubles when a message larger than it fills more than half of it, and shrinks back to its normal size after
+    /// <see cref="ShrinkAfterReads"/> reads in a row that needed no more. Bodies reported earlier are invalid from here on.
     /// </summary>
     public Span<byte> GetReadSpace()
     {
         var pending = _end - _start;
         var needed = pending >= HeaderLength ? MessageLength(_start) : HeaderLength;
-        if (needed > _buffer.Length)
+        // Counted here, before each read, and reset by a message over the normal size, here or when it is taken.
+        if (needed > _normalSize || pending > _normalSize)
+            _readsThatFit = 0;
+        else if (_readsThatFit < ShrinkAfterReads)
+            _readsThatFit++;
+
+        if (needed > _buffer.Length && pending > _buffer.Length / 2)
         {
-            // Sized for this message (rounded up, so a growing series does not reallocate each time), never past the cap.
-            // Not pooled: the pool would keep it after the shrink below.
-            var size = (int)Math.Min(BitOperations.RoundUpToPowerOf2((uint)needed), HeaderLength + (long)MaxMessageSize);
+            // Doubled, not sized for the claimed length: a server that claims a large message and sends little gets
+            // little. Never past the message (rounded up) or the cap. Not pooled: the pool would keep it after the shrink.
+            var size = (int)Math.Min(Math.Min(2L * _buffer.Length, BitOperations.RoundUpToPowerOf2((uint)needed)), HeaderLength + (long)MaxMessageSize);
             Replace(GC.AllocateUninitializedArray<byte>(size), pending, pooled: false);
         }
-        else if (_buffer.Length > _normalSize && needed <= _normalSize && pending <= _normalSize)
+        else if (_buffer.Length > _normalSize && _readsThatFit >= ShrinkAfterReads)
         {
-            // The large message is taken: one very large row must not keep its buffer for the rest of the stream.
+            // Several reads needed no more than the normal size: a very large row does not keep its buffer for the rest
+            // of the stream, and a stream of them does not allocate a new one for each.
             Replace(ArrayPool<byte>.Shared.Rent(_normalSize), pending, pooled: true);
         }
         else if (_start > 0)
@@ -102,6 +115,8 @@ internal sealed class BackendMessageBuffer : IDisposable
             var length = MessageLength(_start);
             if (_end - _start >= length)
             {
+                if (length > _normalSize)
+                    _readsThatFit = 0; // the read brought a message that needed the grown buffer
                 kind = _buffer[_start];
                 bodyOffset = _start + HeaderLength;
                 bodyLength = length - HeaderLength;

@@ -65,6 +65,10 @@ internal sealed class ClientAuthentication
     /// <c>SCRAM-SHA-256-PLUS</c>; null until it did.</summary>
     public string? Method { get; private set; }
 
+    /// <summary>Why the login is not bound to the TLS channel although the server offered binding (Channel Binding=Prefer
+    /// and a certificate that defines no <see cref="TlsServerEndPoint"/> hash), or null: the caller warns with it.</summary>
+    public string? UnboundReason { get; private set; }
+
     /// <summary>The answer to one Authentication ('R') message body, or null when none is due.</summary>
     /// <exception cref="ProtocolException">The server broke the order of its method, or sent a malformed message.</exception>
     /// <exception cref="DBSyncConfigurationException">Channel Binding=Require cannot be met, or a password is needed
@@ -73,6 +77,13 @@ internal sealed class ClientAuthentication
     public byte[]? Handle(ReadOnlySpan<byte> body)
     {
         var request = BackendMessages.ReadAuthentication(body);
+        if (!Enum.IsDefined(request))
+        {
+            // As libpq: a code no PostgreSQL method has is an unsupported method, whatever the state.
+            throw new ProtocolException(
+                $"The server at {_server} asks for authentication method {(int)request}, which is not supported: PostgreSQL's methods are trust, password, md5, " +
+                $"scram-sha-256, gss and sspi. Check the pg_hba.conf line that applies to role \"{_user}\", and that the server is PostgreSQL.");
+        }
         switch (_state, request)
         {
             case (State.Start, AuthenticationRequest.Ok):
@@ -160,8 +171,7 @@ internal sealed class ClientAuthentication
         _ => "after authentication",
     };
 
-    private static string Describe(AuthenticationRequest request)
-        => Enum.IsDefined(request) ? request.ToString() : $"unknown request {(int)request}";
+    private static string Describe(AuthenticationRequest request) => request.ToString();
 
     /// <summary>Chooses the mechanism and channel binding: -PLUS over TLS when offered, unless Channel Binding=Disable.</summary>
     private ScramSha256Client StartScram(List<string> mechanisms)
@@ -176,7 +186,7 @@ internal sealed class ClientAuthentication
         if (_binding == ChannelBinding.Require)
         {
             var reason = _tls is null ? "the connection is not encrypted (channel binding needs TLS: SSL Mode Prefer or stricter over TCP)"
-                : !plusOffered ? $"the server offers only {string.Join(", ", mechanisms)}, without {ScramSha256Client.PlusMechanism}; a man in the middle may have removed it from the offer"
+                : !plusOffered ? $"the server offers only {ServerText.QuoteAll(mechanisms)}, without {ScramSha256Client.PlusMechanism}; a man in the middle may have removed it from the offer"
                 : $"{_tls.HashProblem}";
             throw BindingRequired(reason);
         }
@@ -185,9 +195,15 @@ internal sealed class ClientAuthentication
             if (plusOffered)
                 throw new DBSyncConfigurationException($"The server at {_server} offers only {ScramSha256Client.PlusMechanism}, which DBSync cannot use here: " +
                     $"{(_tls is null ? "the connection is not encrypted" : _binding == ChannelBinding.Disable ? "the connection string says Channel Binding=Disable" : _tls.HashProblem)}.");
-            throw new DirectTransportUnsupportedException($"the server offers only the SASL mechanisms {string.Join(", ", mechanisms)}");
+            throw new DirectTransportUnsupportedException($"the server offers only the SASL mechanisms {ServerText.QuoteAll(mechanisms)}");
         }
         RequirePassword(ScramSha256Client.Mechanism);
+        if (_tls is { HashProblem: { } problem } && plusOffered && _binding == ChannelBinding.Prefer)
+        {
+            // As Npgsql (libpq refuses the connection): plain SCRAM, which the caller logs as a warning.
+            UnboundReason = $"the server at {_server} offers {ScramSha256Client.PlusMechanism}, but {problem}, so the login of role \"{_user}\" uses " +
+                            $"{ScramSha256Client.Mechanism} without channel binding: it is not bound to the TLS channel, and Channel Binding=Require would refuse this server";
+        }
         // "y" over TLS tells a server that supports binding that it was not offered: it refuses, unmasking a stripped offer.
         var flag = _tls is not null && _binding != ChannelBinding.Disable && !plusOffered ? ScramBinding.ClientSupportsBinding : ScramBinding.None;
         return new ScramSha256Client(binding: flag);

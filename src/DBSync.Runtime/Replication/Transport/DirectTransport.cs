@@ -50,7 +50,8 @@ internal sealed class DirectTransport : IReplicationTransport
     private volatile bool _waiting;
     private volatile bool _endRequested;
     private volatile string? _abortReason;
-    private bool _streaming;
+    private string? _slot;
+    private volatile bool _streaming;
     private bool _streamEnded;
     private bool _copyDoneSent;
     private volatile bool _closed;
@@ -79,6 +80,10 @@ internal sealed class DirectTransport : IReplicationTransport
     /// <summary>How the login was authenticated: <c>trust</c>, <c>password</c>, <c>md5</c>, <c>SCRAM-SHA-256</c> or
     /// <c>SCRAM-SHA-256-PLUS</c> (bound to the TLS channel).</summary>
     public string AuthenticationMethod { get; private set; } = "";
+
+    /// <summary>Why the login is not bound to the TLS channel although the server offered binding, or null
+    /// (<see cref="ClientAuthentication.UnboundReason"/>).</summary>
+    public string? UnboundReason { get; private set; }
 
     /// <summary>Whether the connection is encrypted.</summary>
     public bool IsEncrypted => _stream is SslStream;
@@ -168,7 +173,7 @@ internal sealed class DirectTransport : IReplicationTransport
             cancellationToken.ThrowIfCancellationRequested();
             if (timedOut)
             {
-                throw new TimeoutException(
+                throw new ConnectTimeoutException(
                     $"Connecting the replication stream to {endpoint} took longer than the connection string's Timeout ({settings.ConnectTimeout.TotalSeconds:0} s).", e);
             }
             throw;
@@ -281,7 +286,7 @@ internal sealed class DirectTransport : IReplicationTransport
             if (errors.HasFlag(SslPolicyErrors.RemoteCertificateNotAvailable))
                 problems.Add("the server sent no certificate");
             if (errors.HasFlag(SslPolicyErrors.RemoteCertificateNameMismatch))
-                problems.Add($"the certificate ({certificate?.Subject}) does not carry the name {settings.Host}");
+                problems.Add($"the certificate ({ServerText.Escape(certificate?.Subject ?? "")}) does not carry the name {settings.Host}");
             if (errors.HasFlag(SslPolicyErrors.RemoteCertificateChainErrors))
             {
                 var statuses = chain?.ChainStatus.Select(s => $"{s.Status} ({s.StatusInformation.Trim()})").Distinct().ToList() ?? [];
@@ -350,6 +355,7 @@ internal sealed class DirectTransport : IReplicationTransport
                 case BackendMessageKind.ReadyForQuery:
                     authentication.RequireComplete("ReadyForQuery");
                     AuthenticationMethod = authentication.Method!;
+                    UnboundReason = authentication.UnboundReason;
                     return;
                 default:
                     throw new ProtocolException($"Unexpected message {BackendMessageBuffer.Describe(kind)} while connecting the replication stream to {_endpoint}.");
@@ -357,29 +363,45 @@ internal sealed class DirectTransport : IReplicationTransport
         }
     }
 
+    /// <remarks>Until the server answers, its silence is watched as while streaming (given up after ReceiveTimeout), and
+    /// a cancellation of <paramref name="cancellationToken"/> or <see cref="EndStreamAsync"/> ends the wait at once.</remarks>
+    /// <exception cref="OperationCanceledException">Cancelled, or the stream was ended before the server started it.</exception>
+    /// <exception cref="IOException">The server did not answer within ReceiveTimeout, or the connection was lost.</exception>
     public async ValueTask StartAsync(string slot, ulong start, IReadOnlyList<KeyValuePair<string, string>> pluginOptions, CancellationToken cancellationToken)
     {
         if (!_thread.IsCurrent)
             await _thread.SwitchTo();
+        cancellationToken.ThrowIfCancellationRequested();
         var options = string.Join(", ", pluginOptions.Select(o => $"\"{o.Key}\" '{o.Value.Replace("'", "''", StringComparison.Ordinal)}'"));
+        _slot = slot;
+        // The server's silence counts from the query on.
+        Volatile.Write(ref _lastDataTimestamp, Stopwatch.GetTimestamp());
         Write(FrontendMessages.Query($"START_REPLICATION SLOT {slot} LOGICAL {new NpgsqlTypes.NpgsqlLogSequenceNumber(start)} ({options})"));
-        while (true)
+        using var cancellation = cancellationToken.Register(static state => ((DirectTransport)state!).Abort("The start of the replication stream was cancelled."), this);
+        try
         {
-            var (kind, offset, length) = ReadMessage();
-            switch (kind)
+            while (true)
             {
-                case BackendMessageKind.CopyBothResponse:
-                    _streaming = true;
-                    _messages.MaxMessageSize = _maxMessageSize;
-                    _messages.LimitName = StreamLimitName;
-                    return;
-                case BackendMessageKind.ErrorResponse:
-                    throw BackendMessages.ReadError(_messages.Buffer.AsSpan(offset, length));
-                case BackendMessageKind.ParameterStatus or BackendMessageKind.NoticeResponse:
-                    break;
-                default:
-                    throw new ProtocolException($"Unexpected message {BackendMessageBuffer.Describe(kind)} in answer to START_REPLICATION from {_endpoint}.");
+                var (kind, offset, length) = ReadMessage();
+                switch (kind)
+                {
+                    case BackendMessageKind.CopyBothResponse:
+                        _streaming = true;
+                        _messages.MaxMessageSize = _maxMessageSize;
+                        _messages.LimitName = StreamLimitName;
+                        return;
+                    case BackendMessageKind.ErrorResponse:
+                        throw BackendMessages.ReadError(_messages.Buffer.AsSpan(offset, length));
+                    case BackendMessageKind.ParameterStatus or BackendMessageKind.NoticeResponse:
+                        break;
+                    default:
+                        throw new ProtocolException($"Unexpected message {BackendMessageBuffer.Describe(kind)} in answer to START_REPLICATION from {_endpoint}.");
+                }
             }
+        }
+        catch (IOException e) when (cancellationToken.IsCancellationRequested)
+        {
+            throw new OperationCanceledException("The start of the replication stream was cancelled.", e, cancellationToken);
         }
     }
 
@@ -462,6 +484,47 @@ internal sealed class DirectTransport : IReplicationTransport
     /// <summary>One blocking read into the buffer; after a small one, a pause lets the next frames gather.</summary>
     private void Fill()
     {
+        var read = Receive();
+        if (read == 0)
+        {
+            if (_endRequested)
+            {
+                _streamEnded = true; // the end of the stream was asked for, and the connection closed on the way
+                return;
+            }
+            throw _abortReason is { } reason
+                ? new IOException(reason)
+                : new EndOfStreamException($"The server at {_endpoint} closed the replication connection.");
+        }
+        if (read < SmallRead && _timings.BatchDelay > TimeSpan.Zero && !_endRequested && _socket.Available == 0)
+            Thread.Sleep(_timings.BatchDelay);
+    }
+
+    /// <summary>The next whole message during setup (the login, START_REPLICATION).</summary>
+    private (byte Kind, int Offset, int Length) ReadMessage()
+    {
+        while (true)
+        {
+            if (_messages.TryTake(out var kind, out var offset, out var length))
+                return (kind, offset, length);
+            if (Receive() == 0)
+            {
+                if (_endRequested)
+                    throw new OperationCanceledException($"The replication stream from {_endpoint} was ended before the server started it.");
+                throw _abortReason is { } reason
+                    ? new IOException(reason)
+                    : new EndOfStreamException($"The server at {_endpoint} closed the connection during the replication handshake.");
+            }
+        }
+    }
+
+    /// <summary>
+    /// One blocking read into the buffer, the one every read goes through: while it waits, the status timer watches the
+    /// server's silence and <see cref="Abort"/> may close the socket under it (then it fails with the abort's reason).
+    /// 0 when the connection closed, or failed after the end of the stream was asked for.
+    /// </summary>
+    private int Receive()
+    {
         var space = _messages.GetReadSpace();
         int read;
         _waiting = true;
@@ -472,10 +535,7 @@ internal sealed class DirectTransport : IReplicationTransport
         catch (Exception e) when (e is IOException or SocketException or ObjectDisposedException)
         {
             if (_endRequested)
-            {
-                _streamEnded = true; // the end of the stream was asked for and the connection closed on the way
-                return;
-            }
+                return 0;
             if (_abortReason is { } reason)
                 throw new IOException(reason, e);
             throw;
@@ -484,35 +544,12 @@ internal sealed class DirectTransport : IReplicationTransport
         {
             _waiting = false;
         }
-        if (read == 0)
+        if (read > 0)
         {
-            if (_endRequested)
-            {
-                _streamEnded = true;
-                return;
-            }
-            throw _abortReason is { } reason
-                ? new IOException(reason)
-                : new EndOfStreamException($"The server at {_endpoint} closed the replication connection.");
-        }
-        _messages.Advance(read);
-        Volatile.Write(ref _lastDataTimestamp, Stopwatch.GetTimestamp());
-        if (read < SmallRead && _timings.BatchDelay > TimeSpan.Zero && !_endRequested && _socket.Available == 0)
-            Thread.Sleep(_timings.BatchDelay);
-    }
-
-    /// <summary>The next whole message during setup.</summary>
-    private (byte Kind, int Offset, int Length) ReadMessage()
-    {
-        while (true)
-        {
-            if (_messages.TryTake(out var kind, out var offset, out var length))
-                return (kind, offset, length);
-            var read = _stream.Read(_messages.GetReadSpace());
-            if (read == 0)
-                throw new EndOfStreamException($"The server at {_endpoint} closed the connection during the replication handshake.");
             _messages.Advance(read);
+            Volatile.Write(ref _lastDataTimestamp, Stopwatch.GetTimestamp());
         }
+        return read;
     }
 
     private void Write(byte[] message)
@@ -584,7 +621,10 @@ internal sealed class DirectTransport : IReplicationTransport
         var silence = Stopwatch.GetElapsedTime(Volatile.Read(ref _lastDataTimestamp));
         if (_waiting && silence > _timings.ReceiveTimeout)
         {
-            Abort($"The server at {_endpoint} sent nothing for {silence.TotalSeconds:0} s, not even a keepalive (ReceiveTimeout {_timings.ReceiveTimeout.TotalSeconds:0.#} s): the connection is given up.");
+            Abort(_streaming
+                ? $"The server at {_endpoint} sent nothing for {silence.TotalSeconds:0} s, not even a keepalive (ReceiveTimeout {_timings.ReceiveTimeout.TotalSeconds:0.#} s): the connection is given up."
+                : $"The server at {_endpoint} accepted START_REPLICATION for slot \"{_slot}\" but did not start the stream within ReceiveTimeout " +
+                  $"({_timings.ReceiveTimeout.TotalSeconds:0.#} s): the connection is given up.");
             return;
         }
         var probe = _waiting && silence > _timings.ReceiveTimeout / 2;
@@ -609,6 +649,12 @@ internal sealed class DirectTransport : IReplicationTransport
     public Task EndStreamAsync(bool flushStatus)
     {
         _endRequested = true;
+        if (!_streaming)
+        {
+            // START_REPLICATION not answered yet: there is no stream to end, and nothing to wait for.
+            Abort("The replication stream was ended before the server started it.");
+            return Task.CompletedTask;
+        }
         if (flushStatus)
             SendStatus(replyRequested: false);
         SendCopyDone();
@@ -674,3 +720,7 @@ internal sealed class DirectTransportUnsupportedException(string reason) : Excep
 {
     public string Reason { get; } = reason;
 }
+
+/// <summary>The direct replication connection could not connect, negotiate TLS and log in within the connection string's
+/// Timeout: a lost connection (<see cref="DBSync.Internal.ConnectionLoss"/>), which the run tries again.</summary>
+internal sealed class ConnectTimeoutException(string message, Exception inner) : TimeoutException(message, inner);

@@ -45,7 +45,9 @@ internal interface IReplicationTransport : IAsyncDisposable
     Task FlushStatusAsync();
 
     /// <summary>Ends the stream while the session waits for a frame: the confirmed position is sent, and the pending or
-    /// next <see cref="ReadFrameAsync"/> ends (false, or an <see cref="OperationCanceledException"/>).</summary>
+    /// next <see cref="ReadFrameAsync"/> ends (false, or an <see cref="OperationCanceledException"/>). Before the server
+    /// started the stream, a pending <see cref="StartAsync"/> ends at once (the direct transport throws
+    /// <see cref="OperationCanceledException"/>; Npgsql's sends nothing until the first read).</summary>
     Task EndStreamAsync(bool flushStatus);
 }
 

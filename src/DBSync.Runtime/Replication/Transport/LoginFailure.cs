@@ -1,3 +1,4 @@
+using DBSync.Protocol.Wire;
 using Npgsql;
 
 namespace DBSync.Replication.Transport;
@@ -33,7 +34,7 @@ internal static class LoginFailure
             _ => $"Check the credentials of role \"{user}\" in the connection string and the server's pg_hba.conf.",
         };
         return new DBSyncConfigurationException(
-            $"The server at {server} refused the login of role \"{user}\" to database \"{database}\": {exception.MessageText} (SQLSTATE {exception.SqlState}). {check}",
+            $"The server at {server} refused the login of role \"{user}\" to database \"{database}\": {ServerText.Escape(exception.MessageText)} (SQLSTATE {ServerText.Escape(exception.SqlState)}). {check}",
             exception);
     }
 }

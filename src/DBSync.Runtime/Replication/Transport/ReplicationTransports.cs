@@ -30,8 +30,11 @@ internal static class ReplicationTransports
                 {
                     try
                     {
-                        return await DirectTransport.ConnectAsync(settings with { MaxMessageSize = options.MaxMessageSize }, StreamTimings.From(options), cancellationToken)
+                        var direct = await DirectTransport.ConnectAsync(settings with { MaxMessageSize = options.MaxMessageSize }, StreamTimings.From(options), cancellationToken)
                             .ConfigureAwait(false);
+                        if (direct.UnboundReason is { } unbound)
+                            Log.ChannelBindingUnavailable(logger, options.SlotName, unbound);
+                        return direct;
                     }
                     catch (DirectTransportUnsupportedException e) when (options.ReplicationTransport == ReplicationTransport.Direct)
                     {
