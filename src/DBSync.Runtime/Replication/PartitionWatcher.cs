@@ -57,7 +57,7 @@ internal sealed record PartitionOwner(TableRegistration Registration, bool IsPar
 /// and ignored when a truncate of the table (or of the partition, under a publication that sends partitions) was
 /// delivered in between.
 /// </remarks>
-internal sealed class PartitionWatcher
+internal sealed class PartitionWatcher : IPartitionTracker
 {
     private readonly DBSyncOptions _options;
     private readonly IReadOnlyDictionary<(string Schema, string Name), TableRegistration> _tables;
@@ -140,8 +140,21 @@ internal sealed class PartitionWatcher
         }
     }
 
-    /// <summary>Which mapped table the relation <paramref name="relationId"/> belongs to, through partitioning; null when none.</summary>
+    /// <summary>Which mapped table the relation <paramref name="relationId"/> belongs to, through partitioning; null when
+    /// none. A lost connection ends the stream's session, which asks.</summary>
     public async Task<PartitionOwner?> FindOwnerAsync(uint relationId, CancellationToken cancellationToken)
+    {
+        try
+        {
+            return await QueryOwnerAsync(relationId, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e) when (ConnectionLoss.Is(e) && !cancellationToken.IsCancellationRequested)
+        {
+            throw new StreamInterruptedException(e);
+        }
+    }
+
+    private async Task<PartitionOwner?> QueryOwnerAsync(uint relationId, CancellationToken cancellationToken)
     {
         // Ancestors nearest first, then the relation's own partitions: a mapped ancestor means the relation's changes are
         // that table's; a mapped partition below it means the mapped table's changes arrive under this relation.
