@@ -54,15 +54,21 @@ public sealed class ApplierTests(PostgresFixture fixture, ITestOutputHelper outp
         await source.ExecuteAsync("INSERT INTO Restaurant (id, name, rating) SELECT 'old-' || i, 'before the slot', i FROM generate_series(1, 25) i");
 
         // First run: the initial snapshot, then source transactions; the target commit of the first of them is followed
-        // by a crash before the source transaction is acknowledged.
+        // by a crash before the source transaction is acknowledged. Appliers commit before the transaction handlers run,
+        // and the source transaction is acknowledged after them: a transaction handler that fails once the applier
+        // recorded its transaction is that crash.
         var armed = false;
         var crashes = 0;
         var crash = new IOException("simulated crash after the target commit");
         PostgresApplier? firstApplier = null;
         await using (var first = await StreamRun.StartAsync(source.ConnectionString, (client, _) =>
                      {
-                         firstApplier = new PostgresApplier(client, target.ConnectionString, "restaurants").Map<Restaurant>(ApplyRestaurantAsync);
-                         firstApplier.AfterTargetCommit = _ => Volatile.Read(ref armed) && Interlocked.Exchange(ref crashes, 1) == 0 ? throw crash : ValueTask.CompletedTask;
+                         var applier = new PostgresApplier(client, target.ConnectionString, "restaurants").Map<Restaurant>(ApplyRestaurantAsync);
+                         firstApplier = applier;
+                         client.OnTransaction((transaction, _) => Volatile.Read(ref armed) && applier.AppliedCommitLsn == transaction.CommitLsn
+                                                                  && Interlocked.Exchange(ref crashes, 1) == 0
+                             ? throw crash
+                             : ValueTask.CompletedTask);
                      }, configure: o =>
                      {
                          o.InitialSnapshot = true;

@@ -1,4 +1,5 @@
 using System.Diagnostics.Metrics;
+using DBSync.Protocol;
 using DBSync.Sample;
 
 namespace DBSync.Runtime.Tests;
@@ -35,6 +36,29 @@ public sealed class DecodeAllocationTests
     [InlineData("text.hex")]
     public void Visit_AllocatesTheEntityAndItsStringsOnly(string file)
         => AssertDecodeAllocates<Visit>(file, v => new Visit { UserId = v.UserId, RestaurantId = Copy(v.RestaurantId), AmountSpent = v.AmountSpent, VisitRating = v.VisitRating });
+
+    /// <summary>A frame as the stream hands it over, inside its transaction, through the transaction assembler and the
+    /// relation map: still the entity and its strings only.</summary>
+    [Theory]
+    [InlineData("binary.hex")]
+    [InlineData("text.hex")]
+    public void Visit_ThroughTheTransactionAssembler_AllocatesTheEntityAndItsStringsOnly(string file)
+    {
+        using var harness = new AssemblerHarness(record: false);
+        var frames = Frames.RecordedWithPositions(file);
+        var visit = frames.Select(f => f.Frame).Where(f => PgOutputParser.KindOf(f) == PgOutputMessageKind.Relation)
+            .Select(f => PgOutputParser.ReadRelation(f, inStream: false)).First(r => r.Name == "visit").RelationId;
+        var insert = frames.ToList().FindIndex(f => PgOutputParser.KindOf(f.Frame) == PgOutputMessageKind.Insert && PgOutputParser.ReadInsert(f.Frame, inStream: false).RelationId == visit);
+        foreach (var (lsn, frame) in frames.Take(insert))
+            harness.Feed(frame, lsn); // up to the insert, its transaction begun
+        var (insertLsn, insertFrame) = frames[insert];
+
+        AssertAllocates(() =>
+        {
+            harness.Feed(insertFrame, insertLsn);
+            return harness.LastVisit!;
+        }, v => new Visit { UserId = v.UserId, RestaurantId = Copy(v.RestaurantId), AmountSpent = v.AmountSpent, VisitRating = v.VisitRating });
+    }
 
     [Theory]
     [InlineData("binary.hex")]
@@ -83,12 +107,14 @@ public sealed class DecodeAllocationTests
     }
 
     private static void AssertDecodeAllocates<T>(string file, Func<T, T> buildByHand, long? expectedBytes = null) where T : ISyncTable<T>
+        => AssertAllocates(RecordedInsertDecoder<T>.Create(file).Decode, buildByHand, expectedBytes);
+
+    private static void AssertAllocates<T>(Func<T> decode, Func<T, T> buildByHand, long? expectedBytes = null)
     {
-        var decoder = RecordedInsertDecoder<T>.Create(file);
-        decoder.Decode(); // JIT and first-use work
-        var entity = decoder.Decode();
+        decode(); // JIT and first-use work
+        var entity = decode();
         var before = GC.GetAllocatedBytesForCurrentThread();
-        decoder.Decode();
+        decode();
         var decoding = GC.GetAllocatedBytesForCurrentThread() - before;
 
         buildByHand(entity);

@@ -10,9 +10,63 @@ internal static class Frames
 {
     public static byte[] Hex(string hex) => Convert.FromHexString(hex);
 
-    public static IReadOnlyList<byte[]> Recorded(string file)
+    public static IReadOnlyList<byte[]> Recorded(string file) => RecordedWithPositions(file).Select(f => f.Frame).ToList();
+
+    /// <summary>The frames of a recording with the WAL position each was sent at.</summary>
+    public static IReadOnlyList<(ulong Lsn, byte[] Frame)> RecordedWithPositions(string file)
         => File.ReadAllLines(Path.Combine(AppContext.BaseDirectory, "Fixtures", file))
-            .Where(l => l.Length > 0).Select(l => Hex(l.Split(' ')[1])).ToList();
+            .Where(l => l.Length > 0).Select(l => l.Split(' ')).Select(p => ((ulong)NpgsqlTypes.NpgsqlLogSequenceNumber.Parse(p[0]), Hex(p[1]))).ToList();
+
+    // Hand-built transaction messages (https://www.postgresql.org/docs/current/protocol-logicalrep-message-formats.html);
+    // a frame of a streamed transaction carries its (sub)transaction id after the kind byte.
+
+    /// <summary>Every hand-built transaction's commit time: 2024-01-02 03:04:05 UTC, in microseconds since 2000-01-01.</summary>
+    public const long CommitMicros = 757_479_845_000_000;
+
+    public static byte[] Begin(uint xid, ulong finalLsn) => new Builder('B').Int64((long)finalLsn).Int64(CommitMicros).Int32((int)xid).ToArray();
+
+    public static byte[] Commit(ulong commitLsn, ulong endLsn) => new Builder('C').Byte(0).Int64((long)commitLsn).Int64((long)endLsn).Int64(CommitMicros).ToArray();
+
+    public static byte[] StreamStart(uint xid, bool first) => new Builder('S').Int32((int)xid).Byte(first ? (byte)1 : (byte)0).ToArray();
+
+    public static byte[] StreamStop() => new Builder('E').ToArray();
+
+    public static byte[] StreamCommit(uint xid, ulong commitLsn, ulong endLsn)
+        => new Builder('c').Int32((int)xid).Byte(0).Int64((long)commitLsn).Int64((long)endLsn).Int64(CommitMicros).ToArray();
+
+    public static byte[] StreamAbort(uint xid, uint subXid) => new Builder('A').Int32((int)xid).Int32((int)subXid).ToArray();
+
+    /// <summary>A Relation message; <paramref name="xid"/> only inside a streamed transaction.</summary>
+    public static byte[] Relation(uint? xid, uint relationId, string schema, string name, params (string Name, uint TypeOid, bool IsKey)[] columns)
+    {
+        var b = new Builder('R');
+        if (xid is { } inStream)
+            b.Int32((int)inStream);
+        b.Int32((int)relationId).CString(schema).CString(name).Byte((byte)'d').Int16((short)columns.Length);
+        foreach (var (column, typeOid, isKey) in columns)
+            b.Byte(isKey ? (byte)1 : (byte)0).CString(column).Int32((int)typeOid).Int32(-1);
+        return b.ToArray();
+    }
+
+    /// <summary>An Insert of text-format values (null for NULL); <paramref name="xid"/> only inside a streamed transaction.</summary>
+    public static byte[] Insert(uint? xid, uint relationId, params string?[] values)
+    {
+        var b = new Builder('I');
+        if (xid is { } inStream)
+            b.Int32((int)inStream);
+        b.Int32((int)relationId).Byte((byte)'N').Int16((short)values.Length);
+        foreach (var value in values)
+        {
+            if (value is null)
+            {
+                b.Byte((byte)'n');
+                continue;
+            }
+            var bytes = Encoding.UTF8.GetBytes(value);
+            b.Byte((byte)'t').Int32(bytes.Length).Bytes(bytes);
+        }
+        return b.ToArray();
+    }
 
     public sealed class Builder
     {

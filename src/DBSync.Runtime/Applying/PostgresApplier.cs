@@ -85,9 +85,6 @@ public sealed class PostgresApplier : IAsyncDisposable
     /// <summary>Source transactions skipped because the target had applied them already (delivered again after a crash).</summary>
     public long SkippedTransactions { get; private set; }
 
-    /// <summary>Test seam: runs after a target transaction committed, before the source transaction is acknowledged.</summary>
-    internal Func<CancellationToken, ValueTask>? AfterTargetCommit { get; set; }
-
     /// <summary>Applies changes of the table mapped by <typeparamref name="T"/> with <paramref name="apply"/>, inside the
     /// target transaction of the source transaction they belong to.</summary>
     public PostgresApplier Map<T>(Func<Change<T>, ApplyContext, CancellationToken, ValueTask> apply) where T : ISyncTable<T>
@@ -221,8 +218,6 @@ public sealed class PostgresApplier : IAsyncDisposable
         _context = null;
         _applied = (ulong)commitLsn;
         _lossesSinceCommit = 0;
-        if (AfterTargetCommit is { } hook)
-            await hook(cancellationToken).ConfigureAwait(false);
     }
 
     private async Task LoadAsync(CancellationToken cancellationToken)

@@ -31,6 +31,14 @@ internal sealed class HandlerInvoker(DBSyncOptions options, ILogger logger)
         return default;
     }
 
+    /// <summary>Calls <paramref name="handlers"/> one after the other, in order.</summary>
+    public async ValueTask InvokeAllAsync<TArgument>(IReadOnlyList<Func<TArgument, CancellationToken, ValueTask>> handlers, TArgument argument,
+        CancellationToken cancellationToken)
+    {
+        foreach (var handler in handlers)
+            await InvokeAsync(handler, argument, cancellationToken).ConfigureAwait(false);
+    }
+
     private async ValueTask AwaitAsync<TArgument>(ValueTask call, Func<TArgument, CancellationToken, ValueTask> handler, TArgument argument,
         CancellationToken cancellationToken)
     {

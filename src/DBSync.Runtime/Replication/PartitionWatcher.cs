@@ -4,42 +4,6 @@ using Npgsql;
 
 namespace DBSync.Replication;
 
-/// <summary>What happened to a partition of a mapped partitioned table, as <see cref="PartitionWatcher"/> saw it.</summary>
-internal enum PartitionChangeKind
-{
-    /// <summary>A partition appeared (created with <c>PARTITION OF</c>, or attached): rows it brought entered the table
-    /// without change events.</summary>
-    Attached,
-
-    /// <summary>A partition left the table (detached, or dropped): its rows left the table without change events.
-    /// <see cref="PartitionChange.Exists"/> says whether it still exists as a table of its own.</summary>
-    Detached,
-
-    /// <summary>A partition's rows were removed without delete events: a <c>TRUNCATE</c> of the partition alone, which
-    /// PostgreSQL does not publish under <c>publish_via_partition_root</c> (or, seen from the catalog only, a rewrite of its
-    /// storage: <c>VACUUM FULL</c>, <c>CLUSTER</c>, a rewriting <c>ALTER TABLE</c>).</summary>
-    Truncated,
-}
-
-/// <summary>One partition change of a mapped partitioned table.</summary>
-/// <param name="Kind">What happened.</param>
-/// <param name="Table">The mapped partitioned table.</param>
-/// <param name="PartitionOid">The partition's oid.</param>
-/// <param name="Partition">The partition, <c>schema.name</c>.</param>
-/// <param name="QualifiedPartition">The partition's quoted name, safe to splice into SQL.</param>
-/// <param name="Bound">Its partition bound (<c>FOR VALUES FROM (...) TO (...)</c>, <c>DEFAULT</c>), when known.</param>
-/// <param name="Rows">Rows it holds (a detached partition's), when counted: up to a million and one.</param>
-/// <param name="Exists">Whether the partition still exists as a table.</param>
-/// <param name="Lsn">A WAL position at or after the change: the change happened before it.</param>
-internal sealed record PartitionChange(PartitionChangeKind Kind, SyncTableInfo Table, uint PartitionOid, string Partition, string QualifiedPartition,
-    string? Bound, long? Rows, bool Exists, ulong Lsn);
-
-/// <summary>How an unmapped relation of the stream relates to a mapped table.</summary>
-/// <param name="Registration">The mapped table.</param>
-/// <param name="IsPartition">True: the relation is a partition (at any depth) of the mapped table. False: the mapped table
-/// is a partition of the relation.</param>
-internal sealed record PartitionOwner(TableRegistration Registration, bool IsPartition);
-
 /// <summary>
 /// Follows the partitions of the mapped partitioned tables, which PostgreSQL changes without any change event: a table
 /// attached with rows brings them into the partitioned table, a partition detached or dropped takes its rows out, and a
@@ -47,7 +11,7 @@ internal sealed record PartitionOwner(TableRegistration Registration, bool IsPar
 /// (and when a stream session starts) it reads the partition trees on an ordinary connection and compares them with the
 /// last reading: a partition that appeared with rows gets a snapshot of the table restricted to it (its rows arrive as
 /// Read), one detached with its rows gets a job that delivers them as deletes, and one dropped or truncated is logged as
-/// a warning. Each is also raised as <see cref="Changed"/>.
+/// a warning. Each is also raised as <see cref="Changed"/>. What it reads comes from <see cref="PartitionCatalog"/>.
 /// It also answers the stream's question of which mapped table an unmapped relation belongs to.
 /// </summary>
 /// <remarks>
@@ -57,13 +21,10 @@ internal sealed record PartitionOwner(TableRegistration Registration, bool IsPar
 /// and ignored when a truncate of the table (or of the partition, under a publication that sends partitions) was
 /// delivered in between.
 /// </remarks>
-internal sealed class PartitionWatcher
+internal sealed class PartitionWatcher : IPartitionTracker
 {
     private readonly DBSyncOptions _options;
-    private readonly IReadOnlyDictionary<(string Schema, string Name), TableRegistration> _tables;
-    /// <summary>How many rows of a detached partition are counted at most (the log then says more than that).</summary>
-    private const int MaxCounted = 1_000_000;
-
+    private readonly PartitionCatalog _catalog;
     private readonly ConnectionPool _connections;
     private readonly Func<IEnumerable<SnapshotTable>, CancellationToken, Task> _requestSnapshot;
     private readonly Action<SyncTableInfo, string> _requestDeletes;
@@ -80,7 +41,7 @@ internal sealed class PartitionWatcher
     {
         _options = options;
         _connections = connections;
-        _tables = tables;
+        _catalog = new PartitionCatalog(tables);
         _requestSnapshot = requestSnapshot;
         _requestDeletes = requestDeletes;
         _logger = logger;
@@ -140,37 +101,19 @@ internal sealed class PartitionWatcher
         }
     }
 
-    /// <summary>Which mapped table the relation <paramref name="relationId"/> belongs to, through partitioning; null when none.</summary>
+    /// <summary>Which mapped table the relation <paramref name="relationId"/> belongs to, through partitioning; null when
+    /// none. A lost connection ends the stream's session, which asks.</summary>
     public async Task<PartitionOwner?> FindOwnerAsync(uint relationId, CancellationToken cancellationToken)
     {
-        // Ancestors nearest first, then the relation's own partitions: a mapped ancestor means the relation's changes are
-        // that table's; a mapped partition below it means the mapped table's changes arrive under this relation.
-        const string sql = """
-            SELECT true, n.nspname::text, c.relname::text, a.depth
-            FROM pg_partition_ancestors($1::oid) WITH ORDINALITY a(relid, depth)
-            JOIN pg_class c ON c.oid = a.relid JOIN pg_namespace n ON n.oid = c.relnamespace
-            WHERE a.relid <> $1::oid
-            UNION ALL
-            SELECT false, n.nspname::text, c.relname::text, t.level
-            FROM pg_partition_tree($1::oid) t
-            JOIN pg_class c ON c.oid = t.relid JOIN pg_namespace n ON n.oid = c.relnamespace
-            WHERE t.relid <> $1::oid
-            ORDER BY 1 DESC, 4
-            """;
-        await using var connection = await _connections.OpenAsync(cancellationToken).ConfigureAwait(false);
-        // Before PostgreSQL 13 no partitioned table can be published (nor mapped: the setup refuses it), and before 12
-        // these functions do not exist.
-        if (connection.PostgreSqlVersion.Major < 13)
-            return null;
-        await using var command = new NpgsqlCommand(sql, connection);
-        command.Parameters.Add(new NpgsqlParameter { Value = relationId, NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Oid });
-        await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
-        while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+        try
         {
-            if (_tables.TryGetValue((reader.GetString(1), reader.GetString(2)), out var registration) && registration is not SignalRegistration)
-                return new PartitionOwner(registration, reader.GetBoolean(0));
+            await using var connection = await _connections.OpenAsync(cancellationToken).ConfigureAwait(false);
+            return await _catalog.FindOwnerAsync(connection, relationId, cancellationToken).ConfigureAwait(false);
         }
-        return null;
+        catch (Exception e) when (ConnectionLoss.Is(e) && !cancellationToken.IsCancellationRequested)
+        {
+            throw new StreamInterruptedException(e);
+        }
     }
 
     /// <summary>Whether <paramref name="partitions"/> (oids) are every partition of <paramref name="table"/> the last
@@ -198,42 +141,13 @@ internal sealed class PartitionWatcher
         Changed?.Invoke(new PartitionChange(PartitionChangeKind.Truncated, table, oid, partition, known?.Qualified ?? partition, known?.Bound, null, true, lsn));
     }
 
-    private async Task<string[]> PartitionedRootsAsync(NpgsqlConnection connection, CancellationToken cancellationToken)
-    {
-        await using var command = new NpgsqlCommand("SELECT m FROM unnest($1::text[]) m JOIN pg_class c ON c.oid = to_regclass(m) WHERE c.relkind = 'p'", connection);
-        command.Parameters.Add(new NpgsqlParameter { Value = _tables.Values.Where(t => t is not SignalRegistration).Select(t => t.Table.QualifiedName).ToArray() });
-        var roots = new List<string>();
-        await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
-        while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
-            roots.Add(reader.GetString(0));
-        return [.. roots];
-    }
-
     private async Task PollAsync(NpgsqlConnection connection, string[] roots, Func<ulong> handledLsn, CancellationToken cancellationToken)
     {
         // The WAL position before the reading bounds the truncates that can explain a replaced storage; the one after is
         // what the stream must pass before that is judged.
-        var start = await WalPositionAsync(connection, cancellationToken).ConfigureAwait(false);
-        var current = new Dictionary<uint, Partition>();
-        await using (var command = new NpgsqlCommand("""
-            SELECT m.name, t.relid::oid, format('%I.%I', n.nspname, c.relname), n.nspname || '.' || c.relname, c.relkind::text,
-                   pg_get_expr(c.relpartbound, c.oid), pg_get_partition_constraintdef(c.oid), c.relfilenode::oid
-            FROM unnest($1::text[]) m(name)
-            CROSS JOIN LATERAL pg_partition_tree(to_regclass(m.name)) t
-            JOIN pg_class c ON c.oid = t.relid JOIN pg_namespace n ON n.oid = c.relnamespace
-            WHERE t.isleaf AND t.level > 0
-            """, connection))
-        {
-            command.Parameters.Add(new NpgsqlParameter { Value = roots });
-            await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
-            while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
-            {
-                var table = _tables.Values.First(r => r.Table.QualifiedName == reader.GetString(0)).Table;
-                current[reader.GetFieldValue<uint>(1)] = new Partition(table, reader.GetString(2), reader.GetString(3), reader.GetString(4)[0],
-                    reader.IsDBNull(5) ? null : reader.GetString(5), reader.IsDBNull(6) ? null : reader.GetString(6), reader.GetFieldValue<uint>(7));
-            }
-        }
-        var end = await WalPositionAsync(connection, cancellationToken).ConfigureAwait(false);
+        var start = await PartitionCatalog.WalPositionAsync(connection, cancellationToken).ConfigureAwait(false);
+        var current = await _catalog.LeafPartitionsAsync(connection, roots, cancellationToken).ConfigureAwait(false);
+        var end = await PartitionCatalog.WalPositionAsync(connection, cancellationToken).ConfigureAwait(false);
 
         Dictionary<uint, Partition>? known;
         ulong previousStart;
@@ -276,13 +190,7 @@ internal sealed class PartitionWatcher
 
     private async Task OnAttachedAsync(NpgsqlConnection connection, uint oid, Partition partition, ulong lsn, CancellationToken cancellationToken)
     {
-        // Rows are looked for through the partitioned table (the role may read it, not necessarily the partition itself),
-        // restricted by the partition's constraint, which lets the planner read that partition alone.
-        // The constraint is the server's own deparsed SQL (pg_get_partition_constraintdef), with its literals quoted by it.
-        // A DEFAULT partition with no siblings has no constraint: it holds every row of the table.
-        var where = partition.Constraint is { } constraint ? $"{partition.Table.QualifiedName} WHERE {constraint}" : $"ONLY {partition.Qualified}";
-        await using var command = new NpgsqlCommand($"SELECT EXISTS (SELECT 1 FROM {where})", connection);
-        var hasRows = (bool)(await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!;
+        var hasRows = await PartitionCatalog.HasRowsAsync(connection, partition, cancellationToken).ConfigureAwait(false);
         if (hasRows)
         {
             // The same restriction serves the snapshot: its chunk queries then read the new partition only, by key.
@@ -299,34 +207,13 @@ internal sealed class PartitionWatcher
 
     private async Task OnDetachedAsync(NpgsqlConnection connection, uint oid, Partition partition, ulong lsn, CancellationToken cancellationToken)
     {
-        string? qualified = null;
-        await using (var exists = new NpgsqlCommand("SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1::oid", connection))
-        {
-            exists.Parameters.Add(new NpgsqlParameter { Value = oid, NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Oid });
-            qualified = await exists.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false) as string;
-        }
-
-        long? rows = null;
-        if (qualified is not null)
-        {
-            try
-            {
-                // Counted for the log, up to a bound: a big detached table must not hold the watcher (nor a session's start).
-                await using var count = new NpgsqlCommand($"SELECT count(*) FROM (SELECT FROM ONLY {qualified} LIMIT {MaxCounted + 1}) rows", connection);
-                rows = (long)(await count.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!;
-            }
-            catch (PostgresException e) when (e.SqlState is "42501" or "42P01")
-            {
-                // Not readable by this role, or dropped meanwhile: the warning says the count is unknown.
-            }
-        }
-
+        var (qualified, rows) = await PartitionCatalog.DetachedAsync(connection, oid, cancellationToken).ConfigureAwait(false);
         if (qualified is not null && rows > 0)
         {
             // Its rows are still there to read: they are delivered as deletes of the table (those it does not have again).
             _requestDeletes(partition.Table, qualified);
             Log.PartitionDetachedWithRows(_logger, partition.Name, partition.Bound ?? "?", partition.Table.DisplayName,
-                rows > MaxCounted ? $"more than {MaxCounted}" : rows.Value.ToString(System.Globalization.CultureInfo.InvariantCulture));
+                rows > PartitionCatalog.MaxCounted ? $"more than {PartitionCatalog.MaxCounted}" : rows.Value.ToString(System.Globalization.CultureInfo.InvariantCulture));
         }
         else
         {
@@ -378,12 +265,6 @@ internal sealed class PartitionWatcher
     private bool Explained(string table, Pending pending)
         => _truncates.TryGetValue(table, out var positions) && positions.Any(lsn => lsn > pending.After && lsn <= pending.SeenBy);
 
-    private static async Task<ulong> WalPositionAsync(NpgsqlConnection connection, CancellationToken cancellationToken)
-    {
-        await using var command = new NpgsqlCommand("SELECT (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END)::text", connection);
-        return (ulong)NpgsqlTypes.NpgsqlLogSequenceNumber.Parse((string)(await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!);
-    }
-
     /// <summary>The readings of one stream session, on a connection of their own (opened again after a failure).</summary>
     private sealed class Reader(PartitionWatcher watcher, Func<ulong> handledLsn) : IAsyncDisposable
     {
@@ -397,7 +278,7 @@ internal sealed class PartitionWatcher
             {
                 _connection ??= await watcher._connections.OpenAsync(cancellationToken).ConfigureAwait(false);
                 // A mapped table cannot become partitioned while it exists: one look per session is enough.
-                _roots ??= await watcher.PartitionedRootsAsync(_connection, cancellationToken).ConfigureAwait(false);
+                _roots ??= await watcher._catalog.PartitionedRootsAsync(_connection, cancellationToken).ConfigureAwait(false);
                 if (_roots.Length == 0)
                     return false;
                 await watcher.PollAsync(_connection, _roots, handledLsn, cancellationToken).ConfigureAwait(false);
@@ -417,9 +298,6 @@ internal sealed class PartitionWatcher
             _connection = null;
         }
     }
-
-    /// <summary>A leaf partition as one reading saw it.</summary>
-    private sealed record Partition(SyncTableInfo Table, string Qualified, string Name, char Kind, string? Bound, string? Constraint, uint FileNode);
 
     /// <summary>A replaced storage seen by the reading that ended at <paramref name="SeenBy"/>; the one before began at
     /// <paramref name="After"/>.</summary>

@@ -27,9 +27,6 @@ internal sealed class StreamedTransactions : IDisposable
     internal const int HeaderLength = 15;
 
     private const int SegmentLength = 256 * 1024;
-    private const UnixFileMode OwnerOnly = UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute;
-    private const string SpillDirectoryFix =
-        "remove it (DBSync creates it again, private), or set DBSyncOptions.StreamingSpillDirectory to a directory of your own";
 
     private readonly Dictionary<uint, Transaction> _open = [];
     private readonly long _memoryLimit;
@@ -43,7 +40,7 @@ internal sealed class StreamedTransactions : IDisposable
     public StreamedTransactions(long memoryLimit, string spillParent, ILogger? logger = null)
     {
         _memoryLimit = memoryLimit;
-        SpillDirectory = PrepareSpillDirectory(spillParent);
+        SpillDirectory = PrivateSpillDirectory.Prepare(spillParent);
         _logger = logger ?? NullLogger.Instance;
     }
 
@@ -96,53 +93,6 @@ internal sealed class StreamedTransactions : IDisposable
         foreach (var transaction in _open.Values)
             transaction.Dispose();
         _open.Clear();
-    }
-
-    /// <summary>
-    /// DBSync's own directory in <paramref name="parent"/>, created owner-only (0700) when missing. An existing one that is
-    /// a link, or that other users may write to (they could replace what is in it), is refused, as ssh refuses such
-    /// directories. Its owner cannot be read from .NET; a private directory of another user cannot be written to unless
-    /// this process is root, and even then the owner-only files stay unreadable to that user.
-    /// </summary>
-    internal static string PrepareSpillDirectory(string parent)
-    {
-        var directory = Path.Combine(Path.GetFullPath(parent), "dbsync-" + UserNameForPath());
-        try
-        {
-            if (OperatingSystem.IsWindows())
-            {
-                Directory.CreateDirectory(directory); // under the user's own temporary directory by default
-                return directory;
-            }
-            Directory.CreateDirectory(directory, OwnerOnly); // also creates a missing parent, owner-only
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            throw new DBSyncConfigurationException(
-                $"DBSync cannot create its spill directory {directory} for large transactions ({e.Message}): {SpillDirectoryFix}.", e);
-        }
-
-        // Checked after creating, since creating an existing path (a link planted there, say) succeeds silently.
-        var info = new DirectoryInfo(directory);
-        if (info.LinkTarget is { } target)
-            throw new DBSyncConfigurationException($"The spill directory {directory} is a symbolic link (to {target}); DBSync keeps the rows of large transactions there only in a directory of its own: {SpillDirectoryFix}.");
-        var mode = File.GetUnixFileMode(directory);
-        if ((mode & (UnixFileMode.GroupWrite | UnixFileMode.OtherWrite)) != 0)
-        {
-            throw new DBSyncConfigurationException(
-                $"The spill directory {directory} can be written by other users (mode {Convert.ToString((int)mode, 8)}); DBSync keeps the rows of large transactions there. " +
-                $"Make it private (chmod 700 {directory}) if it is yours, or {SpillDirectoryFix}.");
-        }
-        return directory;
-    }
-
-    private static string UserNameForPath()
-    {
-        var name = Environment.UserName;
-        Span<char> safe = stackalloc char[Math.Min(name.Length, 64)];
-        for (var i = 0; i < safe.Length; i++)
-            safe[i] = char.IsAsciiLetterOrDigit(name[i]) || name[i] is '_' or '-' or '.' ? name[i] : '_';
-        return safe.IsEmpty ? "user" : new string(safe);
     }
 
     private byte[] RentSegment()
@@ -267,7 +217,7 @@ internal sealed class StreamedTransactions : IDisposable
             {
                 throw new DBSyncConfigurationException(
                     $"DBSync cannot create a spill file for streamed transaction {Xid} in {directory} ({e.Message}); it needs a directory this process may " +
-                    $"write to and nobody else may: {SpillDirectoryFix}.", e);
+                    $"write to and nobody else may: {PrivateSpillDirectory.Fix}.", e);
             }
             var remaining = _length;
             foreach (var segment in _segments)

@@ -1,0 +1,82 @@
+using DBSync.Diagnostics;
+using DBSync.Internal;
+using DBSync.Snapshots;
+
+namespace DBSync.Replication;
+
+/// <summary>
+/// What happens when a transaction's changes were all handed to the row handlers, in this order: the snapshot signals it
+/// carried act (and are checkpointed); the appliers commit their target transactions; the transaction handlers run (never
+/// for the pipeline's own watermark and heartbeat transactions); the participants end what they kept for the
+/// transaction; then the transaction is acknowledged, and may be confirmed to the server. A failure on the way leaves it
+/// unacknowledged: it is delivered again.
+/// </summary>
+internal sealed class CommitPipeline(
+    IReadOnlyList<PostgresApplier> appliers,
+    IReadOnlyList<Func<CommittedTransaction, CancellationToken, ValueTask>> transactionHandlers,
+    IReadOnlyList<ITransactionParticipant> participants,
+    HandlerInvoker invoker,
+    SnapshotCoordinator snapshots,
+    SignalRegistration? signals,
+    PipelineTelemetry telemetry,
+    Action<TransactionEnd> acknowledge)
+{
+    /// <summary>A transaction begins: signals left over belonged to one that never committed here.</summary>
+    public void OnBegin() => signals?.Reset();
+
+    public ValueTask CommitAsync(TransactionEnd end, CancellationToken cancellationToken)
+    {
+        snapshots.OnCommitted(end.Transaction.Xid);
+        if (signals?.TakePending() is { } pending)
+            return CommitSignalsAsync(pending, end, cancellationToken);
+        return DeliverAsync(end, cancellationToken);
+    }
+
+    /// <summary>Signals act (and are checkpointed) before their transaction is acknowledged: none is lost in a crash.</summary>
+    private async ValueTask CommitSignalsAsync(List<Signal> pending, TransactionEnd end, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await snapshots.ApplySignalsAsync(pending, (ulong)end.Transaction.CommitLsn, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e) when (ConnectionLoss.Is(e) && !cancellationToken.IsCancellationRequested)
+        {
+            // The checkpoint could not be saved: the transaction is not acknowledged and comes again after reconnecting.
+            throw new StreamInterruptedException(e);
+        }
+        await DeliverAsync(end, cancellationToken).ConfigureAwait(false);
+    }
+
+    private ValueTask DeliverAsync(TransactionEnd end, CancellationToken cancellationToken)
+    {
+        if ((transactionHandlers.Count == 0 || end.IsInternal) && appliers.Count == 0 && participants.Count == 0)
+        {
+            Acknowledge(end);
+            return default;
+        }
+        return DeliverToHandlersAsync(end, cancellationToken);
+    }
+
+    private async ValueTask DeliverToHandlersAsync(TransactionEnd end, CancellationToken cancellationToken)
+    {
+        var committed = end.ToCommitted();
+        foreach (var applier in appliers)
+            await applier.OnTransactionEndAsync(committed.CommitLsn, committed.EndLsn, committed.Xid, cancellationToken).ConfigureAwait(false);
+        if (!end.IsInternal && transactionHandlers.Count > 0)
+        {
+            var start = Telemetry.StartHandlers();
+            await Telemetry.EndHandlers(invoker.InvokeAllAsync(transactionHandlers, committed, cancellationToken), start, telemetry.TransactionHandlerTags).ConfigureAwait(false);
+        }
+        foreach (var participant in participants)
+            await participant.OnTransactionEndAsync().ConfigureAwait(false);
+        Acknowledge(end);
+    }
+
+    /// <summary>Every handler of the transaction completed: a chunk whose high watermark it carried counts as delivered,
+    /// and the transaction may be confirmed.</summary>
+    private void Acknowledge(TransactionEnd end)
+    {
+        snapshots.OnTransactionHandled();
+        acknowledge(end);
+    }
+}

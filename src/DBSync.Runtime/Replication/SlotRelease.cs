@@ -1,0 +1,59 @@
+using DBSync.Internal;
+using Microsoft.Extensions.Logging;
+using Npgsql;
+
+namespace DBSync.Replication;
+
+/// <summary>
+/// After a session's replication connection is closed, its walsender must let go of the slot so the next session can
+/// take it. A stop that cancels the START_REPLICATION handshake can leave Npgsql unable to close the socket, and the
+/// walsender then holds the slot until wal_sender_timeout; that backend (the session's own) is ended. Once the slot is
+/// free, it must stand where the session confirmed: a status update sent just before the socket closed can be lost with
+/// it (a close with unread frames resets the connection, and the server drops what it had not read), so a slot found
+/// behind is advanced to the confirmed position.
+/// </summary>
+internal static class SlotRelease
+{
+    /// <param name="connections">Ordinary connections to the source.</param>
+    /// <param name="slot">The slot.</param>
+    /// <param name="walSender">The process id of the session's walsender.</param>
+    /// <param name="confirmed">The position the session confirmed.</param>
+    /// <param name="logger">Reports a terminated walsender, or a check that failed.</param>
+    public static async Task ReleaseAsync(ConnectionPool connections, string slot, int walSender, string confirmed, ILogger logger)
+    {
+        try
+        {
+            await using var admin = await connections.OpenAsync(CancellationToken.None).ConfigureAwait(false);
+            var gone = false;
+            for (var attempt = 0; attempt < 20 && !gone; attempt++)
+            {
+                await using var alive = new NpgsqlCommand("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", admin);
+                alive.Parameters.Add(new NpgsqlParameter { Value = walSender });
+                gone = (long)(await alive.ExecuteScalarAsync(CancellationToken.None).ConfigureAwait(false))! == 0;
+                if (!gone)
+                    await Task.Delay(50, CancellationToken.None).ConfigureAwait(false);
+            }
+            if (!gone)
+            {
+                await using var terminate = new NpgsqlCommand("SELECT pg_terminate_backend($1)", admin);
+                terminate.Parameters.Add(new NpgsqlParameter { Value = walSender });
+                await terminate.ExecuteNonQueryAsync(CancellationToken.None).ConfigureAwait(false);
+                Log.WalSenderTerminated(logger, walSender, slot);
+                return;
+            }
+
+            // Only a slot no other consumer took meanwhile, and only forward.
+            await using var advance = new NpgsqlCommand(
+                "SELECT pg_replication_slot_advance(slot_name, $2::pg_lsn) FROM pg_replication_slots WHERE slot_name = $1 AND NOT active AND confirmed_flush_lsn < $2::pg_lsn", admin);
+            advance.Parameters.Add(new NpgsqlParameter { Value = slot });
+            advance.Parameters.Add(new NpgsqlParameter { Value = confirmed });
+            await advance.ExecuteNonQueryAsync(CancellationToken.None).ConfigureAwait(false);
+        }
+        catch (NpgsqlException e)
+        {
+            // The server is unreachable; its walsender ends with the connection or at wal_sender_timeout, and the next
+            // run starts from the last position the server received (at least once).
+            Log.WalSenderCheckFailed(logger, e, walSender);
+        }
+    }
+}

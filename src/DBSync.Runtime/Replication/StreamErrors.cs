@@ -1,0 +1,57 @@
+using DBSync.Internal;
+using Npgsql;
+using NpgsqlTypes;
+
+namespace DBSync.Replication;
+
+/// <summary>What the server's errors on the replication connection mean for DBSync: a connection to reconnect, a slot that
+/// is gone, a slot another consumer holds.</summary>
+internal static class StreamErrors
+{
+    private const string ObjectInUse = "55006";
+    private const string UndefinedObject = "42704";
+    private const string ObjectNotInPrerequisiteState = "55000";
+
+    // A server shutting down ends the COPY stream with CommandComplete, which Npgsql reports as a protocol error; any
+    // client-side NpgsqlException on the replication connection leaves it unusable, so it counts as a lost connection.
+    public static bool IsStreamLoss(Exception e) => ConnectionLoss.Is(e) || e is NpgsqlException and not PostgresException;
+
+    /// <summary>DBSync's exception for a server error of the stream, or null when it has none (the error is reported as it is).</summary>
+    /// <param name="e">The server's error.</param>
+    /// <param name="slot">The slot streamed from.</param>
+    /// <param name="reconnecting">Whether an earlier session of this run lost its connection.</param>
+    /// <param name="confirmed">The position confirmed so far.</param>
+    public static Exception? Translate(PostgresException e, string slot, bool reconnecting, NpgsqlLogSequenceNumber confirmed)
+    {
+        if (e.SqlState == ObjectInUse && reconnecting)
+        {
+            // The walsender of the lost connection may hold the slot until it notices (wal_sender_timeout).
+            return new StreamInterruptedException(e);
+        }
+        if (e.SqlState == UndefinedObject || (e.SqlState == ObjectNotInPrerequisiteState && IsSlotInvalidated(e)))
+        {
+            var what = e.SqlState == UndefinedObject
+                ? $"Replication slot \"{slot}\" no longer exists: it was dropped while DBSync was using it"
+                : $"Replication slot \"{slot}\" was invalidated by the server ({e.MessageText}{(e.Detail is { } detail ? ": " + detail : "")}): it held back more WAL than max_slot_wal_keep_size allows, and the WAL it needed is gone";
+            return new SlotLostException(slot, confirmed.ToString(),
+                $"{what}. Every change up to {confirmed} was delivered; changes after it may be lost. To recover, start again with a new slot " +
+                $"and a full snapshot: drop the slot if it still exists (SELECT pg_drop_replication_slot('{slot}')), delete its checkpoint, " +
+                "and run with DBSyncOptions.InitialSnapshot = true (the default). To prevent it, raise max_slot_wal_keep_size or keep the consumer running.", e);
+        }
+        if (e.SqlState == ObjectInUse)
+        {
+            return new DBSyncConfigurationException(
+                $"Replication slot \"{slot}\" is in use by another connection ({e.MessageText}). " +
+                "A slot serves one consumer at a time: stop the other consumer, or give this one its own DBSyncOptions.SlotName.", e);
+        }
+        return null;
+    }
+
+    // PostgreSQL 13-15 say "cannot read from logical replication slot", 16 and later "can no longer get changes from
+    // replication slot"; both explain the invalidation in the detail.
+    private static bool IsSlotInvalidated(PostgresException e)
+        => e.MessageText.Contains("can no longer get changes", StringComparison.Ordinal)
+           || e.MessageText.Contains("cannot read from logical replication slot", StringComparison.Ordinal)
+           || e.MessageText.Contains("invalidated", StringComparison.Ordinal)
+           || (e.Detail?.Contains("invalidated", StringComparison.Ordinal) ?? false);
+}
