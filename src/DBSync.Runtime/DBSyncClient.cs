@@ -238,10 +238,7 @@ public sealed class DBSyncClient
                 string.Join(", ", tables.Select(t => t.DisplayName)));
             var server = await ReplicationSetup.PrepareAsync(_options, _connections, tables, _logger, _snapshots.PrepareNewSlotAsync, stopping).ConfigureAwait(false);
             foreach (var registration in _tables.Values)
-            {
                 registration.Types = server.Types;
-                registration.TextFormat = _options.TextFormat;
-            }
             if (!server.SlotCreated)
                 await _snapshots.LoadAsync(stopping).ConfigureAwait(false);
             if (_options.SnapshotOnStart)

@@ -130,11 +130,11 @@ public sealed class MetricsTests(PostgresFixture fixture)
                     Observe();
             });
         }, slot: Slot, configure: o => o.SnapshotChunkSize = 2);
-        run.Client.Snapshots.AfterChunkRead = (_, _, _) =>
+        AfterChunkReadSql.Install(run.Client, (_, _, _) =>
         {
             Observe();
             return Task.CompletedTask;
-        };
+        });
 
         await run.Client.SnapshotAsync<Restaurant>().WaitAsync(TimeSpan.FromSeconds(60));
 

@@ -324,7 +324,7 @@ public sealed class SnapshotControlTests(PostgresFixture fixture)
         {
             replica.Register(client);
             StreamRun.RegisterSeedTables(client, recorder);
-            client.Snapshots.AfterChunkRead = async (table, chunk, _) =>
+            AfterChunkReadSql.Install(client, async (table, chunk, _) =>
             {
                 if (chunk == 2 && !recorder.Progress.OfType<SnapshotChunkCompleted>().Any(c => c.Chunk == 2))
                 {
@@ -332,7 +332,7 @@ public sealed class SnapshotControlTests(PostgresFixture fixture)
                     await db.ExecuteAsync("ALTER TABLE restaurant ALTER COLUMN name TYPE text");
                     await db.ExecuteAsync("UPDATE restaurant SET name = 'renamed' WHERE id = 'r-015'");
                 }
-            };
+            });
         }, configure: o => o.SnapshotChunkSize = 10);
 
         await run.Client.SnapshotAsync<Restaurant>().WaitAsync(TimeSpan.FromSeconds(60));
@@ -356,7 +356,7 @@ public sealed class SnapshotControlTests(PostgresFixture fixture)
             replica.Register(client);
             StreamRun.RegisterSeedTables(client, recorder);
             var updated = 0;
-            client.Snapshots.AfterChunkRead = async (_, chunk, _) =>
+            AfterChunkReadSql.Install(client, async (_, chunk, _) =>
             {
                 if (chunk == 2 && Interlocked.Exchange(ref updated, 1) == 0)
                 {
@@ -364,7 +364,7 @@ public sealed class SnapshotControlTests(PostgresFixture fixture)
                     // then the chunk's own rows change, and those changes cannot be recorded.
                     await db.ExecuteAsync("BEGIN; UPDATE restaurant SET rating = 9 WHERE id > 'r-040'; UPDATE restaurant SET rating = 8 WHERE id <= 'r-040'; COMMIT;");
                 }
-            };
+            });
         }, configure: o =>
         {
             o.SnapshotChunkSize = 10;

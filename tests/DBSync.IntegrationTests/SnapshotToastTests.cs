@@ -43,7 +43,7 @@ public sealed class SnapshotToastTests(PostgresFixture fixture)
             });
             // Inside the first chunk's window (read, high watermark not yet written): the titles of rows it holds change
             // (the bodies are sent as unchanged TOAST), one row changes twice, one moves to another key, one is deleted.
-            client.Snapshots.AfterChunkRead = async (_, chunk, _) =>
+            AfterChunkReadSql.Install(client, async (_, chunk, _) =>
             {
                 if (chunk == 1 && Interlocked.Increment(ref reads) == 1)
                 {
@@ -52,7 +52,7 @@ public sealed class SnapshotToastTests(PostgresFixture fixture)
                     await db.ExecuteAsync("UPDATE docs SET id = 1005, title = 'moved' WHERE id = 5");
                     await db.ExecuteAsync("DELETE FROM docs WHERE id = 6");
                 }
-            };
+            });
         }, configure: o => o.SnapshotChunkSize = 20);
         // The table's first change in this session brings its Relation message, which a window takes for a change of the
         // table's shape (the chunk is then read again): let it come before the snapshot.

@@ -17,7 +17,7 @@ internal sealed class SnapshotQuery
     private const string UndefinedTable = "42P01";
     private const string ReadOnlySqlTransaction = "25006";
 
-    private SnapshotQuery(SyncTableInfo table, string from, bool emitsDeletes, string[] keyColumns, string[] keyTypes, string? filter,
+    internal SnapshotQuery(SyncTableInfo table, string from, bool emitsDeletes, string[] keyColumns, string[] keyTypes, string? filter,
         IReadOnlyList<string?> filterParameters, string[]? maxKey)
     {
         Table = table;

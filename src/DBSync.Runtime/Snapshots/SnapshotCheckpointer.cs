@@ -1,0 +1,84 @@
+using DBSync.Checkpoints;
+using DBSync.Internal;
+using Microsoft.Extensions.Logging;
+
+namespace DBSync.Snapshots;
+
+/// <summary>
+/// Keeps the snapshot queue in the checkpoint store: loads it when a run starts, replaces an earlier slot's, and saves it
+/// after every chunk and every change of the queue, one save at a time, so a restart continues after the last completed
+/// chunk.
+/// </summary>
+internal sealed class SnapshotCheckpointer(DBSyncOptions options, ICheckpointStore store, SnapshotQueue queue, Func<ulong> confirmedLsn, ILogger logger)
+{
+    private readonly SemaphoreSlim _saveGate = new(1, 1);
+
+    /// <summary>The slot is about to be created: any checkpoint belongs to an earlier slot and is replaced. With
+    /// <see cref="DBSyncOptions.InitialSnapshot"/>, every registered table is queued, and the queue is saved before the
+    /// slot exists, so a crash in between cannot lose the initial snapshot.</summary>
+    public async Task PrepareNewSlotAsync(CancellationToken cancellationToken)
+    {
+        var stale = await store.LoadAsync(options.SlotName, cancellationToken).ConfigureAwait(false);
+        if (stale is not null)
+            Log.CheckpointDiscarded(logger, options.SlotName);
+        queue.ResetForNewSlot(options.InitialSnapshot);
+        if (stale is not null || queue.Count > 0)
+            await SaveAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>The slot exists: continue from its checkpoint (snapshots in progress first, then new requests).</summary>
+    public async Task LoadAsync(CancellationToken cancellationToken)
+    {
+        var bytes = await store.LoadAsync(options.SlotName, cancellationToken).ConfigureAwait(false);
+        if (bytes is null)
+            return;
+        var checkpoint = Checkpoint.Deserialize(bytes, $"of slot \"{options.SlotName}\"");
+        if (checkpoint.Slot != options.SlotName)
+        {
+            throw new DBSyncConfigurationException(
+                $"The checkpoint store returned a checkpoint of slot \"{checkpoint.Slot}\" for slot \"{options.SlotName}\". Give each slot its own store or file.");
+        }
+        queue.Restore(checkpoint);
+        Log.CheckpointLoaded(logger, options.SlotName, checkpoint.Jobs.Count, new NpgsqlTypes.NpgsqlLogSequenceNumber(checkpoint.ConfirmedLsn).ToString());
+    }
+
+    /// <summary>Saves the queue now (a signal's effect must be durable before its transaction is acknowledged, a chunk's
+    /// progress before the next chunk).</summary>
+    public async Task SaveAsync(CancellationToken cancellationToken)
+    {
+        queue.MarkUnsaved();
+        await SaveIfUnsavedAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Saves the queue if it changed since the last save that got through; a failed save leaves it unsaved.</summary>
+    public async Task SaveIfUnsavedAsync(CancellationToken cancellationToken)
+    {
+        await _saveGate.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            if (queue.TakeUnsaved(options.SlotName, confirmedLsn, out var saved) is not { } checkpoint)
+                return;
+            try
+            {
+                await store.SaveAsync(options.SlotName, checkpoint.Serialize(), cancellationToken).ConfigureAwait(false);
+            }
+            catch
+            {
+                queue.MarkUnsaved();
+                throw;
+            }
+            queue.MarkSaved(saved);
+        }
+        finally
+        {
+            _saveGate.Release();
+        }
+    }
+
+    /// <summary>The run ended: close what the default store keeps open (it reopens on the next save).</summary>
+    public async Task ReleaseAsync()
+    {
+        if (options.CheckpointStore is null && store is IAsyncDisposable disposable)
+            await disposable.DisposeAsync().ConfigureAwait(false);
+    }
+}

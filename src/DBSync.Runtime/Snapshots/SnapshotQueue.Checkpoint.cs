@@ -1,0 +1,87 @@
+using DBSync.Checkpoints;
+
+namespace DBSync.Snapshots;
+
+/// <summary>The queue as the checkpoint: what is saved, what was saved, and what a loaded checkpoint restores.</summary>
+internal sealed partial class SnapshotQueue
+{
+    /// <summary>A new slot: signals and outcomes of an earlier slot are forgotten; with <paramref name="initialSnapshot"/>,
+    /// every registered table is queued first, before anything requested while the slot did not exist.</summary>
+    public void ResetForNewSlot(bool initialSnapshot)
+    {
+        lock (_lock)
+        {
+            _lastSignalLsn = 0;
+            _finished.Clear();
+            if (initialSnapshot)
+            {
+                var jobs = Enqueue(EveryRegisteredTable(), withWaiters: false);
+                _jobs.RemoveAll(jobs.Contains);
+                _jobs.InsertRange(0, jobs);
+            }
+        }
+    }
+
+    /// <summary>Continues from a saved checkpoint: its snapshots first (in progress ones resume), then those requested
+    /// before it was loaded.</summary>
+    public void Restore(Checkpoint checkpoint)
+    {
+        lock (_lock)
+        {
+            var requested = _jobs.ToList();
+            _jobs.Clear();
+            _jobs.AddRange(checkpoint.Jobs.Select(j => new SnapshotJob(j) { Resumed = j.Started }));
+            foreach (var job in requested)
+            {
+                if (_jobs.FirstOrDefault(j => SameSettings(j.State, job.State)) is { } same)
+                    same.Waiters.AddRange(job.Waiters);
+                else
+                    _jobs.Add(job);
+            }
+            _paused = _pauseRequestedBeforeLoad ?? checkpoint.Paused;
+            _lastSignalLsn = checkpoint.LastSignalLsn;
+            _finished.Clear();
+            _finished.AddRange(checkpoint.Finished);
+        }
+    }
+
+    /// <summary>The queue changed and is not saved yet.</summary>
+    public void MarkUnsaved()
+    {
+        lock (_lock)
+            _unsaved = true;
+    }
+
+    /// <summary>The checkpoint to save if the queue changed since the last save, with the jobs it holds; a change made
+    /// while it is saved marks the queue again.</summary>
+    public Checkpoint? TakeUnsaved(string slot, Func<ulong> confirmedLsn, out List<SnapshotJob> saved)
+    {
+        lock (_lock)
+        {
+            saved = [];
+            if (!_unsaved)
+                return null;
+            _unsaved = false;
+            saved = _jobs.Where(j => !j.Settled).ToList();
+            return new Checkpoint
+            {
+                Slot = slot,
+                ConfirmedLsn = confirmedLsn(),
+                SavedAt = DateTime.UtcNow,
+                Paused = _paused,
+                LastSignalLsn = _lastSignalLsn,
+                Jobs = saved.Select(j => j.State).ToList(),
+                Finished = [.. _finished],
+            };
+        }
+    }
+
+    public void MarkSaved(List<SnapshotJob> saved)
+    {
+        lock (_lock)
+        {
+            foreach (var job in saved)
+                job.Saved = true;
+        }
+    }
+}
