@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Globalization;
 using System.Net;
 using System.Net.Security;
@@ -38,15 +37,12 @@ internal sealed class DirectTransport : IReplicationTransport
     private readonly ReaderThread _thread;
     private readonly Lock _sendLock = new();
     private readonly byte[] _status = new byte[FrontendMessages.StandbyStatusLength];
+    private readonly StatusReporter _reporter;
     private readonly BackendMessageBuffer _messages;
     private readonly int _maxMessageSize;
     private Timer? _statusTimer;
     private int _frameOffset;
     private int _frameLength;
-    private long _lastReceived;
-    private long _confirmed;
-    private long _lastDataTimestamp = Stopwatch.GetTimestamp();
-    private long _lastStatusTimestamp = Stopwatch.GetTimestamp();
     private volatile bool _waiting;
     private volatile bool _endRequested;
     private volatile string? _abortReason;
@@ -63,6 +59,7 @@ internal sealed class DirectTransport : IReplicationTransport
         _endpoint = endpoint;
         _thread = thread;
         _timings = timings;
+        _reporter = new StatusReporter(timings);
         _maxMessageSize = maxMessageSize;
         _messages = new BackendMessageBuffer($"the server at {endpoint}", HandshakeMessageLimit, HandshakeLimitName);
     }
@@ -71,7 +68,7 @@ internal sealed class DirectTransport : IReplicationTransport
 
     public int BackendPid { get; private set; }
 
-    public ulong LastReceivedLsn => unchecked((ulong)Interlocked.Read(ref _lastReceived));
+    public ulong LastReceivedLsn => _reporter.Received;
 
     public ReadOnlySpan<byte> Frame => _messages.Buffer.AsSpan(_frameOffset, _frameLength);
 
@@ -107,8 +104,7 @@ internal sealed class DirectTransport : IReplicationTransport
         {
             await thread.SwitchTo();
             var transport = Connect(settings, endpoint, thread, timings, cancellationToken);
-            // The timer sends status updates every StatusInterval and watches for silence, a few times per ReceiveTimeout.
-            var tick = TimeSpan.FromTicks(Math.Min(timings.StatusInterval.Ticks, timings.ReceiveTimeout.Ticks / 4));
+            var tick = transport._reporter.TickInterval;
             transport._statusTimer = new Timer(static state => ((DirectTransport)state!).OnStatusTimer(), transport, tick, tick);
             return transport;
         }
@@ -375,7 +371,7 @@ internal sealed class DirectTransport : IReplicationTransport
         var options = string.Join(", ", pluginOptions.Select(o => $"\"{o.Key}\" '{o.Value.Replace("'", "''", StringComparison.Ordinal)}'"));
         _slot = slot;
         // The server's silence counts from the query on.
-        Volatile.Write(ref _lastDataTimestamp, Stopwatch.GetTimestamp());
+        _reporter.DataArrived();
         Write(FrontendMessages.Query($"START_REPLICATION SLOT {slot} LOGICAL {new NpgsqlTypes.NpgsqlLogSequenceNumber(start)} ({options})"));
         using var cancellation = cancellationToken.Register(static state => ((DirectTransport)state!).Abort("The start of the replication stream was cancelled."), this);
         try
@@ -450,14 +446,12 @@ internal sealed class DirectTransport : IReplicationTransport
                     _frameOffset = offset + XLogDataHeader.Length;
                     _frameLength = length - XLogDataHeader.Length;
                     FrameLsn = header.WalStart;
-                    AdvanceReceived(header.WalEnd);
+                    _reporter.AdvanceReceived(header.WalEnd);
                     return true;
                 }
                 case BackendMessageKind.CopyData when body.Length > 0 && body[0] == BackendMessageKind.PrimaryKeepalive:
                 {
-                    var keepalive = BackendMessages.ReadKeepalive(body);
-                    AdvanceReceived(keepalive.WalEnd);
-                    if (keepalive.ReplyRequested)
+                    if (_reporter.OnKeepalive(BackendMessages.ReadKeepalive(body)))
                         SendStatus(replyRequested: false);
                     break;
                 }
@@ -547,7 +541,7 @@ internal sealed class DirectTransport : IReplicationTransport
         if (read > 0)
         {
             _messages.Advance(read);
-            Volatile.Write(ref _lastDataTimestamp, Stopwatch.GetTimestamp());
+            _reporter.DataArrived();
         }
         return read;
     }
@@ -558,13 +552,7 @@ internal sealed class DirectTransport : IReplicationTransport
         _stream.Flush();
     }
 
-    private void AdvanceReceived(ulong lsn)
-    {
-        if (lsn > LastReceivedLsn)
-            Interlocked.Exchange(ref _lastReceived, unchecked((long)lsn));
-    }
-
-    public void SetConfirmed(ulong lsn) => Interlocked.Exchange(ref _confirmed, unchecked((long)lsn));
+    public void SetConfirmed(ulong lsn) => _reporter.AdvanceConfirmed(lsn);
 
     public Task FlushStatusAsync()
     {
@@ -580,10 +568,8 @@ internal sealed class DirectTransport : IReplicationTransport
         {
             if (_closed || !_streaming || _copyDoneSent || _streamEnded)
                 return;
-            var confirmed = unchecked((ulong)Interlocked.Read(ref _confirmed));
-            FrontendMessages.WriteStandbyStatus(_status, Math.Max(LastReceivedLsn, confirmed), confirmed, confirmed, DateTime.UtcNow, replyRequested);
+            _reporter.WriteStatus(_status, replyRequested);
             TrySend(_status);
-            Volatile.Write(ref _lastStatusTimestamp, Stopwatch.GetTimestamp());
         }
     }
 
@@ -611,25 +597,21 @@ internal sealed class DirectTransport : IReplicationTransport
         }
     }
 
-    /// <summary>
-    /// Every StatusInterval, a status update. While a read waits: after half of ReceiveTimeout without a byte from the
-    /// server (a live walsender sends keepalives well within it), status updates that ask for an immediate reply; after
-    /// all of it the connection is given up, as Npgsql's WalReceiverTimeout does, and the session reconnects.
-    /// </summary>
+    /// <summary>Does what <see cref="StatusReporter.OnTick"/> decides; a connection given up makes the session reconnect.</summary>
     private void OnStatusTimer()
     {
-        var silence = Stopwatch.GetElapsedTime(Volatile.Read(ref _lastDataTimestamp));
-        if (_waiting && silence > _timings.ReceiveTimeout)
+        var action = _reporter.OnTick(_waiting);
+        if (action == StatusAction.GiveUp)
         {
+            var silence = _reporter.Silence;
             Abort(_streaming
                 ? $"The server at {_endpoint} sent nothing for {silence.TotalSeconds:0} s, not even a keepalive (ReceiveTimeout {_timings.ReceiveTimeout.TotalSeconds:0.#} s): the connection is given up."
                 : $"The server at {_endpoint} accepted START_REPLICATION for slot \"{_slot}\" but did not start the stream within ReceiveTimeout " +
                   $"({_timings.ReceiveTimeout.TotalSeconds:0.#} s): the connection is given up.");
             return;
         }
-        var probe = _waiting && silence > _timings.ReceiveTimeout / 2;
-        if (probe || Stopwatch.GetElapsedTime(Volatile.Read(ref _lastStatusTimestamp)) >= _timings.StatusInterval)
-            SendStatus(replyRequested: probe);
+        if (action != StatusAction.None)
+            SendStatus(replyRequested: action == StatusAction.Probe);
     }
 
     /// <summary>Closes the socket under a blocked read, which then fails (or, after <see cref="EndStreamAsync"/>, ends).</summary>
