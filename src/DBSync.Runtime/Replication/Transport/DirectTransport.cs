@@ -17,6 +17,8 @@ namespace DBSync.Replication.Transport;
 /// </summary>
 internal sealed class DirectTransport : IReplicationTransport
 {
+    private const string ReadCancelled = "The read of the replication stream was cancelled.";
+
     private static readonly TimeSpan s_endStreamTimeout = TimeSpan.FromSeconds(5);
 
     private readonly WireConnection _wire;
@@ -26,6 +28,9 @@ internal sealed class DirectTransport : IReplicationTransport
     private readonly Lock _sendLock = new();
     private readonly byte[] _status = new byte[FrontendMessages.StandbyStatusLength];
     private Timer? _statusTimer;
+    private CancellationToken _readToken;
+    private CancellationTokenRegistration _readRegistration;
+    private volatile bool _reading;
     private int _frameOffset;
     private int _frameLength;
     private string? _slot;
@@ -177,12 +182,14 @@ internal sealed class DirectTransport : IReplicationTransport
         }
     }
 
+    /// <remarks>A cancellation of <paramref name="cancellationToken"/> while the read waits closes the connection under
+    /// it: the read ends at once with <see cref="OperationCanceledException"/>, and the stream cannot go on.</remarks>
     public ValueTask<bool> ReadFrameAsync(CancellationToken cancellationToken)
     {
         try
         {
             // On the reader thread the read may block here; elsewhere only buffered messages are taken.
-            if (TryNextFrame(mayRead: _thread.IsCurrent))
+            if (Read(mayRead: _thread.IsCurrent, cancellationToken))
                 return new ValueTask<bool>(true);
         }
         catch (Exception e)
@@ -190,14 +197,48 @@ internal sealed class DirectTransport : IReplicationTransport
             // Errors travel in the task, as from any asynchronous read, never thrown from the call itself.
             return ValueTask.FromException<bool>(e);
         }
-        return _streamEnded ? new ValueTask<bool>(false) : ReadFrameOnThreadAsync();
+        return _streamEnded ? new ValueTask<bool>(false) : ReadFrameOnThreadAsync(cancellationToken);
     }
 
     /// <summary>Moves to the reader thread (a handler's continuation left the loop elsewhere) and reads there.</summary>
-    private async ValueTask<bool> ReadFrameOnThreadAsync()
+    private async ValueTask<bool> ReadFrameOnThreadAsync(CancellationToken cancellationToken)
     {
         await _thread.SwitchTo();
-        return TryNextFrame(mayRead: true);
+        return Read(mayRead: true, cancellationToken);
+    }
+
+    /// <summary>
+    /// <see cref="TryNextFrame"/> under <paramref name="cancellationToken"/>. The token's registration is made once and
+    /// kept (none per frame); it closes the connection only while a read is under way, so a token cancelled after the
+    /// stream's last read (the session's, as it ends) leaves the graceful end in <see cref="DisposeAsync"/> intact.
+    /// </summary>
+    private bool Read(bool mayRead, CancellationToken cancellationToken)
+    {
+        if (cancellationToken != _readToken)
+        {
+            _readRegistration.Dispose();
+            _readToken = cancellationToken;
+            _readRegistration = cancellationToken.Register(static state =>
+            {
+                var transport = (DirectTransport)state!;
+                if (transport._reading)
+                    transport._wire.Abort(ReadCancelled);
+            }, this);
+        }
+        _reading = true;
+        try
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            return TryNextFrame(mayRead);
+        }
+        catch (IOException e) when (cancellationToken.IsCancellationRequested)
+        {
+            throw new OperationCanceledException(ReadCancelled, e, cancellationToken);
+        }
+        finally
+        {
+            _reading = false;
+        }
     }
 
     /// <summary>
@@ -322,6 +363,7 @@ internal sealed class DirectTransport : IReplicationTransport
 
     public async ValueTask DisposeAsync()
     {
+        _readRegistration.Dispose();
         if (_statusTimer is not null)
             await _statusTimer.DisposeAsync().ConfigureAwait(false);
         if (_streaming && !_streamEnded && !_wire.IsWaiting)
