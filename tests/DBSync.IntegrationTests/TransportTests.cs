@@ -244,6 +244,30 @@ public sealed class TransportTests(TlsServerFixture tls) : IClassFixture<TlsServ
     [Theory]
     [InlineData(ReplicationTransport.Direct)]
     [InlineData(ReplicationTransport.Npgsql)]
+    public async Task ReadOnAQuietSlot_EndsAtOnce_WhenItsTokenIsCancelled(ReplicationTransport transport)
+    {
+        await using var db = await TestDatabase.CreateAsync(tls.Server);
+        var slot = $"dbsync_cancel_{transport.ToString().ToLowerInvariant()}";
+        await db.ExecuteAsync($"CREATE PUBLICATION {slot} FOR ALL TABLES");
+        await db.ExecuteAsync($"SELECT pg_create_logical_replication_slot('{slot}', 'pgoutput')");
+        var options = new DBSyncOptions { ConnectionString = db.ConnectionString, SlotName = slot, ReplicationTransport = transport };
+        await using var stream = await ReplicationTransports.OpenAsync(options, new LogCapture().CreateLogger("test"), CancellationToken.None);
+        await stream.StartAsync(slot, 0, [new("proto_version", "1"), new("publication_names", slot)], CancellationToken.None);
+        using var cancellation = new CancellationTokenSource();
+
+        // Nothing is written: only the token can end the read this soon (ReceiveTimeout is a minute). The read starts off
+        // the reader thread, where the call returns at once and the wait is in the task.
+        var watch = System.Diagnostics.Stopwatch.StartNew();
+        cancellation.CancelAfter(TimeSpan.FromMilliseconds(300));
+        var error = await Assert.ThrowsAnyAsync<OperationCanceledException>(() => Task.Run(() => stream.ReadFrameAsync(cancellation.Token).AsTask()).WaitAsync(TimeSpan.FromSeconds(30)));
+
+        Assert.True(watch.Elapsed < TimeSpan.FromSeconds(10), $"the read ended {watch.Elapsed} after its token was cancelled");
+        Assert.Equal(cancellation.Token, error.CancellationToken);
+    }
+
+    [Theory]
+    [InlineData(ReplicationTransport.Direct)]
+    [InlineData(ReplicationTransport.Npgsql)]
     public async Task SilentNetwork_IsGivenUpAfterReceiveTimeout_AndTheStreamResumes(ReplicationTransport transport)
     {
         await using var db = await TestDatabase.CreateAsync(tls.Server);

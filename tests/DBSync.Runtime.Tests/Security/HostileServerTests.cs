@@ -413,6 +413,38 @@ public sealed class HostileServerTests
         Assert.True(watch.Elapsed < TimeSpan.FromSeconds(10), $"the start ended {watch.Elapsed} after it was {how}");
     }
 
+    [Theory]
+    [InlineData("while the read waits")]
+    [InlineData("before the read")]
+    public async Task ServerSilentWhileStreaming_ReadEndsAtOnce_WhenItsTokenIsCancelled(string when)
+    {
+        // ReceiveTimeout is long: only the token can end the read this soon.
+        var streaming = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        await using var server = HostileServer.Start(async c =>
+        {
+            await c.SendAuthenticationAsync(AuthenticationOk);
+            await c.SendReadyAsync();
+            await c.ExpectAsync('Q');
+            await c.SendAsync('W', new byte[3]);
+            streaming.TrySetResult();
+        });
+        await using var transport = await DirectTransport.ConnectAsync(Settings(server), s_timings, CancellationToken.None);
+        await transport.StartAsync("orders", 0, [], CancellationToken.None);
+        await streaming.Task.WaitAsync(TimeSpan.FromSeconds(30));
+        using var cancellation = new CancellationTokenSource();
+
+        var watch = System.Diagnostics.Stopwatch.StartNew();
+        if (when == "before the read")
+            await cancellation.CancelAsync();
+        else
+            cancellation.CancelAfter(TimeSpan.FromMilliseconds(300)); // on the reader thread the call itself blocks
+        var read = transport.ReadFrameAsync(cancellation.Token).AsTask();
+        var error = await Assert.ThrowsAnyAsync<OperationCanceledException>(() => read.WaitAsync(TimeSpan.FromSeconds(30)));
+
+        Assert.True(watch.Elapsed < TimeSpan.FromSeconds(10), $"the read ended {watch.Elapsed} after its token was cancelled {when}");
+        Assert.Equal(cancellation.Token, error.CancellationToken);
+    }
+
     /// <summary>A server that logs the client in, takes START_REPLICATION, and then says nothing.</summary>
     private static Func<HostileConnection, Task> SilentAfterStartReplication(TaskCompletionSource started) => async c =>
     {

@@ -1,92 +1,77 @@
-using System.Diagnostics;
 using System.Globalization;
-using System.Net;
 using System.Net.Security;
 using System.Net.Sockets;
-using System.Security.Authentication;
-using System.Security.Cryptography;
-using System.Security.Cryptography.X509Certificates;
 using DBSync.Protocol.Wire;
 using Npgsql;
 
 namespace DBSync.Replication.Transport;
 
 /// <summary>
-/// The replication protocol spoken directly on a socket. Reads are blocking, on a <see cref="ReaderThread"/>, into one
-/// large buffer from which frames are handed out in place; after a read that found little, the thread pauses for
-/// <c>batchDelay</c> so that the frames arriving meanwhile are taken in one read. The server's keepalives are answered
-/// here, status updates go out on a timer, and a connection that stays silent is given up. The login follows
-/// <see cref="ClientAuthentication"/>'s strict order (channel binding over TLS included), and every length the server
-/// sends is checked by <see cref="BackendMessageBuffer"/> against a cap before anything is allocated for it.
+/// The replication protocol spoken directly on a socket, composed of its parts: <see cref="SocketConnector"/> connects,
+/// <see cref="TlsNegotiation"/> negotiates TLS, <see cref="ServerLogin"/> logs in (<see cref="ClientAuthentication"/>'s
+/// strict order, channel binding over TLS included), <see cref="WireConnection"/> frames what the server sends (every
+/// length checked by <see cref="BackendMessageBuffer"/> against a cap before anything is allocated for it) and
+/// <see cref="StatusReporter"/> decides the status updates. This class runs the stream: START_REPLICATION, the frames
+/// (keepalives answered), the status timer, and the end. Reads are blocking, on a <see cref="ReaderThread"/>, and frames
+/// are handed out in place.
 /// </summary>
 internal sealed class DirectTransport : IReplicationTransport
 {
-    private const int SmallRead = 64 * 1024;
-
-    /// <summary>The largest message of the handshake: authentication messages are small, and so are the server's errors.</summary>
-    private const int HandshakeMessageLimit = 64 * 1024;
-
-    private const string HandshakeLimitName = "the limit of the connection's handshake";
-    private const string StreamLimitName = "DBSyncOptions.MaxMessageSize";
+    private const string ReadCancelled = "The read of the replication stream was cancelled.";
 
     private static readonly TimeSpan s_endStreamTimeout = TimeSpan.FromSeconds(5);
 
-    private readonly Socket _socket;
-    private readonly Stream _stream;
-    private readonly string _endpoint;
-    private readonly StreamTimings _timings;
+    private readonly WireConnection _wire;
+    private readonly StatusReporter _reporter;
     private readonly ReaderThread _thread;
+    private readonly int _maxMessageSize;
     private readonly Lock _sendLock = new();
     private readonly byte[] _status = new byte[FrontendMessages.StandbyStatusLength];
-    private readonly BackendMessageBuffer _messages;
-    private readonly int _maxMessageSize;
     private Timer? _statusTimer;
+    private CancellationToken _readToken;
+    private CancellationTokenRegistration _readRegistration;
+    private volatile bool _reading;
     private int _frameOffset;
     private int _frameLength;
-    private long _lastReceived;
-    private long _confirmed;
-    private long _lastDataTimestamp = Stopwatch.GetTimestamp();
-    private long _lastStatusTimestamp = Stopwatch.GetTimestamp();
-    private volatile bool _waiting;
-    private volatile bool _endRequested;
-    private volatile string? _abortReason;
     private string? _slot;
     private volatile bool _streaming;
     private bool _streamEnded;
     private bool _copyDoneSent;
     private volatile bool _closed;
 
-    private DirectTransport(Socket socket, Stream stream, string endpoint, ReaderThread thread, StreamTimings timings, int maxMessageSize)
+    private DirectTransport(WireConnection wire, StatusReporter reporter, ReaderThread thread, int maxMessageSize, LoginResult login)
     {
-        _socket = socket;
-        _stream = stream;
-        _endpoint = endpoint;
+        _wire = wire;
+        _reporter = reporter;
         _thread = thread;
-        _timings = timings;
         _maxMessageSize = maxMessageSize;
-        _messages = new BackendMessageBuffer($"the server at {endpoint}", HandshakeMessageLimit, HandshakeLimitName);
+        BackendPid = login.BackendPid;
+        AuthenticationMethod = login.Method;
+        UnboundReason = login.UnboundReason;
     }
 
     public string Name => "direct";
 
-    public int BackendPid { get; private set; }
+    public int BackendPid { get; }
 
-    public ulong LastReceivedLsn => unchecked((ulong)Interlocked.Read(ref _lastReceived));
+    public ulong LastReceivedLsn => _reporter.Received;
 
-    public ReadOnlySpan<byte> Frame => _messages.Buffer.AsSpan(_frameOffset, _frameLength);
+    public ReadOnlySpan<byte> Frame => _wire.Buffer.AsSpan(_frameOffset, _frameLength);
 
     public ulong FrameLsn { get; private set; }
 
     /// <summary>How the login was authenticated: <c>trust</c>, <c>password</c>, <c>md5</c>, <c>SCRAM-SHA-256</c> or
     /// <c>SCRAM-SHA-256-PLUS</c> (bound to the TLS channel).</summary>
-    public string AuthenticationMethod { get; private set; } = "";
+    public string AuthenticationMethod { get; }
 
     /// <summary>Why the login is not bound to the TLS channel although the server offered binding, or null
     /// (<see cref="ClientAuthentication.UnboundReason"/>).</summary>
-    public string? UnboundReason { get; private set; }
+    public string? UnboundReason { get; }
 
     /// <summary>Whether the connection is encrypted.</summary>
-    public bool IsEncrypted => _stream is SslStream;
+    public bool IsEncrypted => _wire.IsEncrypted;
+
+    private string Endpoint => _wire.Endpoint;
 
     /// <summary>Connects, negotiates TLS, authenticates and waits until the server is ready for the replication command.</summary>
     /// <remarks>
@@ -101,14 +86,12 @@ internal sealed class DirectTransport : IReplicationTransport
     /// or the server's certificate fails its check.</exception>
     public static async Task<DirectTransport> ConnectAsync(DirectSettings settings, StreamTimings timings, CancellationToken cancellationToken)
     {
-        var endpoint = settings.Endpoint;
-        var thread = new ReaderThread($"DBSync replication {endpoint}");
+        var thread = new ReaderThread($"DBSync replication {settings.Endpoint}");
         try
         {
             await thread.SwitchTo();
-            var transport = Connect(settings, endpoint, thread, timings, cancellationToken);
-            // The timer sends status updates every StatusInterval and watches for silence, a few times per ReceiveTimeout.
-            var tick = TimeSpan.FromTicks(Math.Min(timings.StatusInterval.Ticks, timings.ReceiveTimeout.Ticks / 4));
+            var transport = Connect(settings, thread, timings, cancellationToken);
+            var tick = transport._reporter.TickInterval;
             transport._statusTimer = new Timer(static state => ((DirectTransport)state!).OnStatusTimer(), transport, tick, tick);
             return transport;
         }
@@ -119,247 +102,41 @@ internal sealed class DirectTransport : IReplicationTransport
         }
     }
 
-    private static DirectTransport Connect(DirectSettings settings, string endpoint, ReaderThread thread, StreamTimings timings, CancellationToken cancellationToken)
+    private static DirectTransport Connect(DirectSettings settings, ReaderThread thread, StreamTimings timings, CancellationToken cancellationToken)
     {
+        var endpoint = settings.Endpoint;
         Socket? socket = null;
         Stream? stream = null;
-        // A connect or handshake that outlives the timeout, or is cancelled, has its socket closed under it.
-        var timedOut = false;
-        using var deadline = settings.ConnectTimeout == Timeout.InfiniteTimeSpan
-            ? null
-            : new Timer(_ =>
-            {
-                timedOut = true;
-                Volatile.Read(ref socket)?.Dispose();
-            }, null, settings.ConnectTimeout, Timeout.InfiniteTimeSpan);
-        using var cancellation = cancellationToken.Register(() => Volatile.Read(ref socket)?.Dispose());
+        using var guard = new ConnectGuard(settings.ConnectTimeout, cancellationToken);
         try
         {
-            var addresses = Endpoints(settings);
-            for (var i = 0; ; i++)
-            {
-                var candidate = addresses[i] is UnixDomainSocketEndPoint
-                    ? new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified)
-                    : new Socket(addresses[i].AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
-                Volatile.Write(ref socket, candidate);
-                try
-                {
-                    candidate.Connect(addresses[i]);
-                    break;
-                }
-                catch (SocketException) when (!timedOut && !cancellationToken.IsCancellationRequested && i < addresses.Length - 1)
-                {
-                    candidate.Dispose(); // the host's next address
-                }
-            }
-            ApplyKeepAlive(socket!, settings);
-            stream = NegotiateTls(socket!, settings);
-            var transport = new DirectTransport(socket!, stream, endpoint, thread, timings, settings.MaxMessageSize);
+            socket = SocketConnector.Connect(settings, guard);
+            stream = TlsNegotiation.Negotiate(socket, settings);
+            var channel = stream is SslStream tls ? TlsChannel.For(tls.RemoteCertificate?.GetRawCertData()) : null;
+            var reporter = new StatusReporter(timings);
+            var wire = new WireConnection(socket, stream, endpoint, reporter);
             try
             {
-                transport.Startup(settings);
+                var login = ServerLogin.Run(wire, settings, channel);
+                return new DirectTransport(wire, reporter, thread, settings.MaxMessageSize, login);
             }
             catch
             {
-                transport._messages.Dispose();
+                wire.Dispose();
                 throw;
             }
-            return transport;
         }
         catch (Exception e)
         {
             stream?.Dispose();
             socket?.Dispose();
             cancellationToken.ThrowIfCancellationRequested();
-            if (timedOut)
+            if (guard.TimedOut)
             {
                 throw new ConnectTimeoutException(
                     $"Connecting the replication stream to {endpoint} took longer than the connection string's Timeout ({settings.ConnectTimeout.TotalSeconds:0} s).", e);
             }
             throw;
-        }
-    }
-
-    private static EndPoint[] Endpoints(DirectSettings settings)
-    {
-        if (settings.IsUnixSocket)
-            return [new UnixDomainSocketEndPoint(Path.Combine(settings.Host, $".s.PGSQL.{settings.Port}"))];
-        var addresses = IPAddress.TryParse(settings.Host, out var literal) ? [literal] : Dns.GetHostAddresses(settings.Host);
-        if (addresses.Length == 0)
-            throw new SocketException((int)SocketError.HostNotFound);
-        return addresses.Select(a => new IPEndPoint(a, settings.Port)).ToArray();
-    }
-
-    private static void ApplyKeepAlive(Socket socket, DirectSettings settings)
-    {
-        if (settings.IsUnixSocket || !(settings.TcpKeepAlive || settings.TcpKeepAliveTime > 0))
-            return;
-        socket.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.KeepAlive, true);
-        if (settings.TcpKeepAliveTime > 0)
-            socket.SetSocketOption(SocketOptionLevel.Tcp, SocketOptionName.TcpKeepAliveTime, settings.TcpKeepAliveTime);
-        if (settings.TcpKeepAliveInterval > 0)
-            socket.SetSocketOption(SocketOptionLevel.Tcp, SocketOptionName.TcpKeepAliveInterval, settings.TcpKeepAliveInterval);
-    }
-
-    /// <summary>TLS per the connection string's SSL Mode: Disable sends none; Prefer uses it when the server offers it;
-    /// Require insists on it without checking the certificate (as Npgsql); VerifyCA and VerifyFull check the chain, and
-    /// VerifyFull the host name too.</summary>
-    private static Stream NegotiateTls(Socket socket, DirectSettings settings)
-    {
-        Stream stream = new NetworkStream(socket, ownsSocket: false);
-        if (settings.SslMode == SslMode.Disable || settings.IsUnixSocket)
-            return stream;
-
-        stream.Write(FrontendMessages.SslRequest());
-        var answer = stream.ReadByte();
-        if (answer == 'N')
-        {
-            if (settings.SslMode == SslMode.Prefer)
-                return stream;
-            throw new DBSyncConfigurationException(
-                $"The server at {settings.Host}:{settings.Port} does not accept TLS connections, and the connection string says SSL Mode={settings.SslMode}. " +
-                "Enable ssl on the server, or lower SSL Mode to Prefer or Disable.");
-        }
-        if (answer != 'S')
-            throw new ProtocolException($"The server at {settings.Endpoint} answered the TLS request with {(answer < 0 ? "nothing" : BackendMessageBuffer.Describe((byte)answer))} instead of 'S' or 'N'.");
-
-        var check = new CertificateCheck(settings);
-        var tls = new SslStream(stream, leaveInnerStreamOpen: false);
-        try
-        {
-            tls.AuthenticateAsClient(check.Options());
-            return tls;
-        }
-        catch (AuthenticationException e) when (check.Problem is { } problem)
-        {
-            tls.Dispose();
-            throw new DBSyncConfigurationException(
-                $"The certificate of the server at {settings.Endpoint} does not pass SSL Mode={settings.SslMode}: {problem}. " +
-                $"Check that {(settings.RootCertificate is { } root ? $"the Root Certificate file {root}" : "the system's certificate store")} holds the CA that signed it" +
-                (settings.SslMode == SslMode.VerifyFull ? $" and that the certificate names the Host {settings.Host}" : "") +
-                "; SSL Mode=Require encrypts without checking the certificate.", e);
-        }
-        catch
-        {
-            tls.Dispose();
-            throw;
-        }
-    }
-
-    /// <summary>The server certificate's check for one handshake, and what it found wrong.</summary>
-    private sealed class CertificateCheck(DirectSettings settings)
-    {
-        /// <summary>Why the certificate was refused, once it was.</summary>
-        public string? Problem { get; private set; }
-
-        public SslClientAuthenticationOptions Options()
-        {
-            var options = new SslClientAuthenticationOptions
-            {
-                TargetHost = settings.Host,
-                CertificateRevocationCheckMode = X509RevocationMode.NoCheck,
-            };
-            if (settings.SslMode is SslMode.Prefer or SslMode.Require)
-            {
-                options.RemoteCertificateValidationCallback = static (_, _, _, _) => true;
-                return options;
-            }
-            if (settings.RootCertificate is { } path)
-            {
-                // The chain is built by SslStream with this policy, from the certificates the server sent: its leaf and
-                // any intermediate CAs, up to one of these roots.
-                var policy = new X509ChainPolicy { TrustMode = X509ChainTrustMode.CustomRootTrust, RevocationMode = X509RevocationMode.NoCheck };
-                policy.CustomTrustStore.AddRange(ReadRoots(path));
-                options.CertificateChainPolicy = policy;
-            }
-            options.RemoteCertificateValidationCallback = Validate;
-            return options;
-        }
-
-        private bool Validate(object sender, X509Certificate? certificate, X509Chain? chain, SslPolicyErrors errors)
-        {
-            if (settings.SslMode == SslMode.VerifyCA)
-                errors &= ~SslPolicyErrors.RemoteCertificateNameMismatch;
-            if (errors == SslPolicyErrors.None)
-                return true;
-            var problems = new List<string>();
-            if (errors.HasFlag(SslPolicyErrors.RemoteCertificateNotAvailable))
-                problems.Add("the server sent no certificate");
-            if (errors.HasFlag(SslPolicyErrors.RemoteCertificateNameMismatch))
-                problems.Add($"the certificate ({ServerText.Escape(certificate?.Subject ?? "")}) does not carry the name {settings.Host}");
-            if (errors.HasFlag(SslPolicyErrors.RemoteCertificateChainErrors))
-            {
-                var statuses = chain?.ChainStatus.Select(s => $"{s.Status} ({s.StatusInformation.Trim()})").Distinct().ToList() ?? [];
-                problems.Add($"its chain does not lead to a trusted CA: {(statuses.Count == 0 ? "unknown reason" : string.Join("; ", statuses))}");
-            }
-            Problem = string.Join(", and ", problems);
-            return false;
-        }
-
-        private static X509Certificate2Collection ReadRoots(string path)
-        {
-            try
-            {
-                var roots = new X509Certificate2Collection();
-                roots.ImportFromPemFile(path);
-                if (roots.Count == 0)
-                    throw new CryptographicException("it holds no PEM certificate");
-                return roots;
-            }
-            catch (Exception e) when (e is IOException or UnauthorizedAccessException or CryptographicException)
-            {
-                throw new DBSyncConfigurationException(
-                    $"The root certificate file {path} (the connection string's Root Certificate, PGSSLROOTCERT or ~/.postgresql/root.crt) cannot be read: {e.Message} " +
-                    "Point Root Certificate at the PEM file of the CA that signed the server's certificate.", e);
-            }
-        }
-    }
-
-    private void Startup(DirectSettings settings)
-    {
-        var parameters = new List<KeyValuePair<string, string>>
-        {
-            new("user", settings.Username),
-            new("database", settings.Database),
-            new("replication", "database"),
-            new("application_name", settings.ApplicationName),
-            new("client_encoding", "UTF8"),
-        };
-        if (!string.IsNullOrWhiteSpace(settings.Options))
-            parameters.Add(new("options", settings.Options));
-        Write(FrontendMessages.Startup(parameters));
-
-        var channel = _stream is SslStream tls ? TlsChannel.For(tls.RemoteCertificate?.GetRawCertData()) : null;
-        var authentication = new ClientAuthentication(settings.Username, settings.Password, settings.ChannelBinding, _endpoint, channel);
-        while (true)
-        {
-            var (kind, offset, length) = ReadMessage();
-            var body = _messages.Buffer.AsSpan(offset, length);
-            switch (kind)
-            {
-                case BackendMessageKind.Authentication:
-                    if (authentication.Handle(body) is { } answer)
-                        Write(answer);
-                    break;
-                case BackendMessageKind.ErrorResponse:
-                    throw BackendMessages.ReadError(body);
-                case BackendMessageKind.NegotiateProtocolVersion:
-                    break;
-                case BackendMessageKind.BackendKeyData:
-                    authentication.RequireComplete("BackendKeyData");
-                    BackendPid = BackendMessages.ReadBackendPid(body);
-                    break;
-                case BackendMessageKind.ParameterStatus or BackendMessageKind.NoticeResponse:
-                    authentication.RequireComplete(kind == BackendMessageKind.ParameterStatus ? "ParameterStatus" : "NoticeResponse");
-                    break;
-                case BackendMessageKind.ReadyForQuery:
-                    authentication.RequireComplete("ReadyForQuery");
-                    AuthenticationMethod = authentication.Method!;
-                    UnboundReason = authentication.UnboundReason;
-                    return;
-                default:
-                    throw new ProtocolException($"Unexpected message {BackendMessageBuffer.Describe(kind)} while connecting the replication stream to {_endpoint}.");
-            }
         }
     }
 
@@ -375,27 +152,27 @@ internal sealed class DirectTransport : IReplicationTransport
         var options = string.Join(", ", pluginOptions.Select(o => $"\"{o.Key}\" '{o.Value.Replace("'", "''", StringComparison.Ordinal)}'"));
         _slot = slot;
         // The server's silence counts from the query on.
-        Volatile.Write(ref _lastDataTimestamp, Stopwatch.GetTimestamp());
-        Write(FrontendMessages.Query($"START_REPLICATION SLOT {slot} LOGICAL {new NpgsqlTypes.NpgsqlLogSequenceNumber(start)} ({options})"));
-        using var cancellation = cancellationToken.Register(static state => ((DirectTransport)state!).Abort("The start of the replication stream was cancelled."), this);
+        _reporter.DataArrived();
+        _wire.Write(FrontendMessages.Query($"START_REPLICATION SLOT {slot} LOGICAL {new NpgsqlTypes.NpgsqlLogSequenceNumber(start)} ({options})"));
+        using var cancellation = cancellationToken.Register(static state => ((DirectTransport)state!)._wire.Abort("The start of the replication stream was cancelled."), this);
         try
         {
             while (true)
             {
-                var (kind, offset, length) = ReadMessage();
+                var (kind, offset, length) = _wire.NextHandshakeMessage();
                 switch (kind)
                 {
                     case BackendMessageKind.CopyBothResponse:
                         _streaming = true;
-                        _messages.MaxMessageSize = _maxMessageSize;
-                        _messages.LimitName = StreamLimitName;
+                        _wire.LimitMessages(_maxMessageSize, "DBSyncOptions.MaxMessageSize");
+                        _wire.BatchDelay = _reporter.Timings.BatchDelay;
                         return;
                     case BackendMessageKind.ErrorResponse:
-                        throw BackendMessages.ReadError(_messages.Buffer.AsSpan(offset, length));
+                        throw BackendMessages.ReadError(_wire.Buffer.AsSpan(offset, length));
                     case BackendMessageKind.ParameterStatus or BackendMessageKind.NoticeResponse:
                         break;
                     default:
-                        throw new ProtocolException($"Unexpected message {BackendMessageBuffer.Describe(kind)} in answer to START_REPLICATION from {_endpoint}.");
+                        throw new ProtocolException($"Unexpected message {BackendMessageBuffer.Describe(kind)} in answer to START_REPLICATION from {Endpoint}.");
                 }
             }
         }
@@ -405,11 +182,14 @@ internal sealed class DirectTransport : IReplicationTransport
         }
     }
 
+    /// <remarks>A cancellation of <paramref name="cancellationToken"/> while the read waits closes the connection under
+    /// it: the read ends at once with <see cref="OperationCanceledException"/>, and the stream cannot go on.</remarks>
     public ValueTask<bool> ReadFrameAsync(CancellationToken cancellationToken)
     {
         try
         {
-            if (TryNextFrame())
+            // On the reader thread the read may block here; elsewhere only buffered messages are taken.
+            if (Read(mayRead: _thread.IsCurrent, cancellationToken))
                 return new ValueTask<bool>(true);
         }
         catch (Exception e)
@@ -417,31 +197,59 @@ internal sealed class DirectTransport : IReplicationTransport
             // Errors travel in the task, as from any asynchronous read, never thrown from the call itself.
             return ValueTask.FromException<bool>(e);
         }
-        return _streamEnded ? new ValueTask<bool>(false) : ReadFrameBlockingAsync();
+        return _streamEnded ? new ValueTask<bool>(false) : ReadFrameOnThreadAsync(cancellationToken);
     }
 
-    /// <summary>Reads on the reader thread (moving there first if a handler's continuation left the loop elsewhere)
-    /// until a frame is complete or the stream ends.</summary>
-    private async ValueTask<bool> ReadFrameBlockingAsync()
+    /// <summary>Moves to the reader thread (a handler's continuation left the loop elsewhere) and reads there.</summary>
+    private async ValueTask<bool> ReadFrameOnThreadAsync(CancellationToken cancellationToken)
     {
-        if (!_thread.IsCurrent)
-            await _thread.SwitchTo();
-        while (true)
+        await _thread.SwitchTo();
+        return Read(mayRead: true, cancellationToken);
+    }
+
+    /// <summary>
+    /// <see cref="TryNextFrame"/> under <paramref name="cancellationToken"/>. The token's registration is made once and
+    /// kept (none per frame); it closes the connection only while a read is under way, so a token cancelled after the
+    /// stream's last read (the session's, as it ends) leaves the graceful end in <see cref="DisposeAsync"/> intact.
+    /// </summary>
+    private bool Read(bool mayRead, CancellationToken cancellationToken)
+    {
+        if (cancellationToken != _readToken)
         {
-            Fill();
-            if (TryNextFrame())
-                return true;
-            if (_streamEnded)
-                return false;
+            _readRegistration.Dispose();
+            _readToken = cancellationToken;
+            _readRegistration = cancellationToken.Register(static state =>
+            {
+                var transport = (DirectTransport)state!;
+                if (transport._reading)
+                    transport._wire.Abort(ReadCancelled);
+            }, this);
+        }
+        _reading = true;
+        try
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            return TryNextFrame(mayRead);
+        }
+        catch (IOException e) when (cancellationToken.IsCancellationRequested)
+        {
+            throw new OperationCanceledException(ReadCancelled, e, cancellationToken);
+        }
+        finally
+        {
+            _reading = false;
         }
     }
 
-    /// <summary>Takes buffered messages until an XLogData frame: keepalives are answered, the end of the stream noted.</summary>
-    private bool TryNextFrame()
+    /// <summary>
+    /// Takes messages until an XLogData frame (true) or the end of the stream (false): keepalives are answered, the end
+    /// noted. With <paramref name="mayRead"/> false, only what is buffered: false also when that runs out.
+    /// </summary>
+    private bool TryNextFrame(bool mayRead)
     {
-        while (_messages.TryTake(out var kind, out var offset, out var length))
+        while (_wire.NextMessage(mayRead, out var kind, out var offset, out var length))
         {
-            var body = _messages.Buffer.AsSpan(offset, length);
+            var body = _wire.Buffer.AsSpan(offset, length);
             switch (kind)
             {
                 case BackendMessageKind.CopyData when body.Length > 0 && body[0] == BackendMessageKind.XLogData:
@@ -450,19 +258,15 @@ internal sealed class DirectTransport : IReplicationTransport
                     _frameOffset = offset + XLogDataHeader.Length;
                     _frameLength = length - XLogDataHeader.Length;
                     FrameLsn = header.WalStart;
-                    AdvanceReceived(header.WalEnd);
+                    _reporter.AdvanceReceived(header.WalEnd);
                     return true;
                 }
                 case BackendMessageKind.CopyData when body.Length > 0 && body[0] == BackendMessageKind.PrimaryKeepalive:
-                {
-                    var keepalive = BackendMessages.ReadKeepalive(body);
-                    AdvanceReceived(keepalive.WalEnd);
-                    if (keepalive.ReplyRequested)
+                    if (_reporter.OnKeepalive(BackendMessages.ReadKeepalive(body)))
                         SendStatus(replyRequested: false);
                     break;
-                }
                 case BackendMessageKind.CopyData:
-                    throw new ProtocolException($"Unknown replication message {(body.IsEmpty ? "(an empty CopyData)" : BackendMessageBuffer.Describe(body[0]))} from {_endpoint}.");
+                    throw new ProtocolException($"Unknown replication message {(body.IsEmpty ? "(an empty CopyData)" : BackendMessageBuffer.Describe(body[0]))} from {Endpoint}.");
                 case BackendMessageKind.CopyDone:
                     // The server ends the stream (after ours ended, or on its own); answering keeps the protocol in step.
                     SendCopyDone();
@@ -475,96 +279,18 @@ internal sealed class DirectTransport : IReplicationTransport
                 case BackendMessageKind.CommandComplete or BackendMessageKind.NoticeResponse or BackendMessageKind.ParameterStatus:
                     break;
                 default:
-                    throw new ProtocolException($"Unexpected message {BackendMessageBuffer.Describe(kind)} in the replication stream from {_endpoint}.");
+                    throw new ProtocolException($"Unexpected message {BackendMessageBuffer.Describe(kind)} in the replication stream from {Endpoint}.");
             }
         }
+        if (!_wire.Closed)
+            return false;
+        if (!_wire.EndRequested)
+            throw _wire.ClosedError($"The server at {Endpoint} closed the replication connection.");
+        _streamEnded = true; // the end of the stream was asked for, and the connection closed on the way
         return false;
     }
 
-    /// <summary>One blocking read into the buffer; after a small one, a pause lets the next frames gather.</summary>
-    private void Fill()
-    {
-        var read = Receive();
-        if (read == 0)
-        {
-            if (_endRequested)
-            {
-                _streamEnded = true; // the end of the stream was asked for, and the connection closed on the way
-                return;
-            }
-            throw _abortReason is { } reason
-                ? new IOException(reason)
-                : new EndOfStreamException($"The server at {_endpoint} closed the replication connection.");
-        }
-        if (read < SmallRead && _timings.BatchDelay > TimeSpan.Zero && !_endRequested && _socket.Available == 0)
-            Thread.Sleep(_timings.BatchDelay);
-    }
-
-    /// <summary>The next whole message during setup (the login, START_REPLICATION).</summary>
-    private (byte Kind, int Offset, int Length) ReadMessage()
-    {
-        while (true)
-        {
-            if (_messages.TryTake(out var kind, out var offset, out var length))
-                return (kind, offset, length);
-            if (Receive() == 0)
-            {
-                if (_endRequested)
-                    throw new OperationCanceledException($"The replication stream from {_endpoint} was ended before the server started it.");
-                throw _abortReason is { } reason
-                    ? new IOException(reason)
-                    : new EndOfStreamException($"The server at {_endpoint} closed the connection during the replication handshake.");
-            }
-        }
-    }
-
-    /// <summary>
-    /// One blocking read into the buffer, the one every read goes through: while it waits, the status timer watches the
-    /// server's silence and <see cref="Abort"/> may close the socket under it (then it fails with the abort's reason).
-    /// 0 when the connection closed, or failed after the end of the stream was asked for.
-    /// </summary>
-    private int Receive()
-    {
-        var space = _messages.GetReadSpace();
-        int read;
-        _waiting = true;
-        try
-        {
-            read = _stream.Read(space);
-        }
-        catch (Exception e) when (e is IOException or SocketException or ObjectDisposedException)
-        {
-            if (_endRequested)
-                return 0;
-            if (_abortReason is { } reason)
-                throw new IOException(reason, e);
-            throw;
-        }
-        finally
-        {
-            _waiting = false;
-        }
-        if (read > 0)
-        {
-            _messages.Advance(read);
-            Volatile.Write(ref _lastDataTimestamp, Stopwatch.GetTimestamp());
-        }
-        return read;
-    }
-
-    private void Write(byte[] message)
-    {
-        _stream.Write(message);
-        _stream.Flush();
-    }
-
-    private void AdvanceReceived(ulong lsn)
-    {
-        if (lsn > LastReceivedLsn)
-            Interlocked.Exchange(ref _lastReceived, unchecked((long)lsn));
-    }
-
-    public void SetConfirmed(ulong lsn) => Interlocked.Exchange(ref _confirmed, unchecked((long)lsn));
+    public void SetConfirmed(ulong lsn) => _reporter.AdvanceConfirmed(lsn);
 
     public Task FlushStatusAsync()
     {
@@ -580,10 +306,8 @@ internal sealed class DirectTransport : IReplicationTransport
         {
             if (_closed || !_streaming || _copyDoneSent || _streamEnded)
                 return;
-            var confirmed = unchecked((ulong)Interlocked.Read(ref _confirmed));
-            FrontendMessages.WriteStandbyStatus(_status, Math.Max(LastReceivedLsn, confirmed), confirmed, confirmed, DateTime.UtcNow, replyRequested);
-            TrySend(_status);
-            Volatile.Write(ref _lastStatusTimestamp, Stopwatch.GetTimestamp());
+            _reporter.WriteStatus(_status, replyRequested);
+            _wire.TrySend(_status);
         }
     }
 
@@ -594,65 +318,34 @@ internal sealed class DirectTransport : IReplicationTransport
             if (_closed || !_streaming || _copyDoneSent)
                 return;
             _copyDoneSent = true;
-            TrySend(FrontendMessages.CopyDone());
+            _wire.TrySend(FrontendMessages.CopyDone());
         }
     }
 
-    private void TrySend(byte[] message)
-    {
-        try
-        {
-            _stream.Write(message);
-            _stream.Flush();
-        }
-        catch (Exception e) when (e is IOException or SocketException or ObjectDisposedException or InvalidOperationException)
-        {
-            // The connection is gone: the reader finds out on its next read.
-        }
-    }
-
-    /// <summary>
-    /// Every StatusInterval, a status update. While a read waits: after half of ReceiveTimeout without a byte from the
-    /// server (a live walsender sends keepalives well within it), status updates that ask for an immediate reply; after
-    /// all of it the connection is given up, as Npgsql's WalReceiverTimeout does, and the session reconnects.
-    /// </summary>
+    /// <summary>Does what <see cref="StatusReporter.OnTick"/> decides; a connection given up makes the session reconnect.</summary>
     private void OnStatusTimer()
     {
-        var silence = Stopwatch.GetElapsedTime(Volatile.Read(ref _lastDataTimestamp));
-        if (_waiting && silence > _timings.ReceiveTimeout)
+        var action = _reporter.OnTick(_wire.IsWaiting);
+        if (action == StatusAction.GiveUp)
         {
-            Abort(_streaming
-                ? $"The server at {_endpoint} sent nothing for {silence.TotalSeconds:0} s, not even a keepalive (ReceiveTimeout {_timings.ReceiveTimeout.TotalSeconds:0.#} s): the connection is given up."
-                : $"The server at {_endpoint} accepted START_REPLICATION for slot \"{_slot}\" but did not start the stream within ReceiveTimeout " +
-                  $"({_timings.ReceiveTimeout.TotalSeconds:0.#} s): the connection is given up.");
+            var timeout = _reporter.Timings.ReceiveTimeout;
+            _wire.Abort(_streaming
+                ? $"The server at {Endpoint} sent nothing for {_reporter.Silence.TotalSeconds:0} s, not even a keepalive (ReceiveTimeout {timeout.TotalSeconds:0.#} s): the connection is given up."
+                : $"The server at {Endpoint} accepted START_REPLICATION for slot \"{_slot}\" but did not start the stream within ReceiveTimeout " +
+                  $"({timeout.TotalSeconds:0.#} s): the connection is given up.");
             return;
         }
-        var probe = _waiting && silence > _timings.ReceiveTimeout / 2;
-        if (probe || Stopwatch.GetElapsedTime(Volatile.Read(ref _lastStatusTimestamp)) >= _timings.StatusInterval)
-            SendStatus(replyRequested: probe);
-    }
-
-    /// <summary>Closes the socket under a blocked read, which then fails (or, after <see cref="EndStreamAsync"/>, ends).</summary>
-    private void Abort(string reason)
-    {
-        _abortReason = reason;
-        try
-        {
-            _socket.Shutdown(SocketShutdown.Both);
-        }
-        catch (Exception e) when (e is SocketException or ObjectDisposedException)
-        {
-            // Already closed.
-        }
+        if (action != StatusAction.None)
+            SendStatus(replyRequested: action == StatusAction.Probe);
     }
 
     public Task EndStreamAsync(bool flushStatus)
     {
-        _endRequested = true;
+        _wire.RequestEnd();
         if (!_streaming)
         {
             // START_REPLICATION not answered yet: there is no stream to end, and nothing to wait for.
-            Abort("The replication stream was ended before the server started it.");
+            _wire.Abort("The replication stream was ended before the server started it.");
             return Task.CompletedTask;
         }
         if (flushStatus)
@@ -662,30 +355,29 @@ internal sealed class DirectTransport : IReplicationTransport
         _ = Task.Delay(s_endStreamTimeout).ContinueWith(static (_, state) =>
         {
             var transport = (DirectTransport)state!;
-            if (!transport._closed && transport._waiting)
-                transport.Abort("The server did not end the replication stream when asked.");
+            if (!transport._closed && transport._wire.IsWaiting)
+                transport._wire.Abort("The server did not end the replication stream when asked.");
         }, this, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
         return Task.CompletedTask;
     }
 
     public async ValueTask DisposeAsync()
     {
+        _readRegistration.Dispose();
         if (_statusTimer is not null)
             await _statusTimer.DisposeAsync().ConfigureAwait(false);
-        if (_streaming && !_streamEnded && !_waiting)
+        if (_streaming && !_streamEnded && !_wire.IsWaiting)
             EndGracefully();
         lock (_sendLock)
         {
             if (!_closed)
             {
-                TrySend(FrontendMessages.Terminate());
+                _wire.TrySend(FrontendMessages.Terminate());
                 _closed = true;
             }
         }
-        await _stream.DisposeAsync().ConfigureAwait(false);
-        _socket.Dispose();
+        _wire.Dispose();
         _thread.Dispose();
-        _messages.Dispose();
     }
 
     /// <summary>
@@ -695,16 +387,13 @@ internal sealed class DirectTransport : IReplicationTransport
     /// </summary>
     private void EndGracefully()
     {
-        _endRequested = true;
+        _wire.RequestEnd();
         SendCopyDone();
         try
         {
-            _socket.ReceiveTimeout = (int)s_endStreamTimeout.TotalMilliseconds;
+            _wire.SetReadTimeout(s_endStreamTimeout);
             while (!_streamEnded)
-            {
-                if (!TryNextFrame() && !_streamEnded)
-                    Fill();
-            }
+                TryNextFrame(mayRead: true);
         }
         catch (Exception e) when (e is IOException or SocketException or ObjectDisposedException or ProtocolException or NpgsqlException)
         {
@@ -712,15 +401,5 @@ internal sealed class DirectTransport : IReplicationTransport
         }
     }
 
-    public override string ToString() => string.Create(CultureInfo.InvariantCulture, $"direct replication connection to {_endpoint} (pid {BackendPid})");
+    public override string ToString() => string.Create(CultureInfo.InvariantCulture, $"direct replication connection to {Endpoint} (pid {BackendPid})");
 }
-
-/// <summary>The server or the connection string needs something only Npgsql's replication connection provides.</summary>
-internal sealed class DirectTransportUnsupportedException(string reason) : Exception($"The direct replication connection cannot be used: {reason}.")
-{
-    public string Reason { get; } = reason;
-}
-
-/// <summary>The direct replication connection could not connect, negotiate TLS and log in within the connection string's
-/// Timeout: a lost connection (<see cref="DBSync.Internal.ConnectionLoss"/>), which the run tries again.</summary>
-internal sealed class ConnectTimeoutException(string message, Exception inner) : TimeoutException(message, inner);

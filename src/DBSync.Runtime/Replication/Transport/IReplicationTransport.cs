@@ -35,6 +35,9 @@ internal interface IReplicationTransport : IAsyncDisposable
 
     /// <summary>Waits for the next frame. False when the stream ended: after <see cref="EndStreamAsync"/>, or because the
     /// server ended it. A lost connection throws.</summary>
+    /// <param name="cancellationToken">Cancels the wait: the read ends at once with an
+    /// <see cref="OperationCanceledException"/>, and the stream cannot go on (to end it gracefully, use
+    /// <see cref="EndStreamAsync"/>).</param>
     ValueTask<bool> ReadFrameAsync(CancellationToken cancellationToken);
 
     /// <summary>The position to report as confirmed from now on (sent with the next status update).</summary>

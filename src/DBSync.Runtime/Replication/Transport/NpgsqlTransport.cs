@@ -52,6 +52,8 @@ internal sealed class NpgsqlTransport : IReplicationTransport
 
     public ValueTask StartAsync(string slot, ulong start, IReadOnlyList<KeyValuePair<string, string>> pluginOptions, CancellationToken cancellationToken)
     {
+        if (cancellationToken.IsCancellationRequested)
+            return ValueTask.FromCanceled(cancellationToken);
         // The frames are enumerated lazily: START_REPLICATION goes out with the first read, and a stop before it never
         // sends it.
         var options = pluginOptions.Select(o => new KeyValuePair<string, string?>(o.Key, o.Value)).ToList();
@@ -60,11 +62,22 @@ internal sealed class NpgsqlTransport : IReplicationTransport
         return default;
     }
 
+    /// <remarks>A cancellation of <paramref name="cancellationToken"/> while the read waits ends the stream (the
+    /// enumeration's token is the transport's own): the read ends with <see cref="OperationCanceledException"/>.</remarks>
     public async ValueTask<bool> ReadFrameAsync(CancellationToken cancellationToken)
     {
         var frames = _frames ?? throw new InvalidOperationException("StartAsync comes first.");
-        if (_readCancellation.IsCancellationRequested || !await frames.MoveNextAsync().ConfigureAwait(false))
-            return false;
+        cancellationToken.ThrowIfCancellationRequested();
+        await using var registration = cancellationToken.Register(static state => ((CancellationTokenSource)state!).Cancel(), _readCancellation).ConfigureAwait(false);
+        try
+        {
+            if (_readCancellation.IsCancellationRequested || !await frames.MoveNextAsync().ConfigureAwait(false))
+                return false;
+        }
+        catch (OperationCanceledException e) when (cancellationToken.IsCancellationRequested)
+        {
+            throw new OperationCanceledException("The read of the replication stream was cancelled.", e, cancellationToken);
+        }
         var frame = frames.Current;
         _length = checked((int)frame.Data.Length);
         if (_buffer.Length < _length)
