@@ -8,7 +8,7 @@ namespace DBSync.Protocol;
 /// property; unmapped columns are skipped, unchanged TOAST values are recorded in <see cref="UnchangedToast"/>, and for a
 /// key-only old tuple every non-key column is skipped. Allocates nothing.
 /// </summary>
-public ref struct TupleReader
+public ref struct TupleReader : IRowValues
 {
     private readonly ReadOnlySpan<byte> _data;
     private readonly ColumnBinding _binding;
