@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Globalization;
 using DBSync.Testing;
 using DBSync.Bench;
+using static DBSync.Bench.Stats;
 
 namespace DBSync.SnapshotBench;
 
@@ -333,16 +334,6 @@ internal static class FullRun
 
     private static void Log(FormattableString message)
         => Console.WriteLine(message.ToString(CultureInfo.InvariantCulture));
-
-    private static double Median(List<double> values)
-    {
-        var sorted = values.Order().ToArray();
-        var middle = sorted.Length / 2;
-        return sorted.Length % 2 == 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
-    }
-
-    private static string Runs(List<double> values, string format)
-        => string.Join(", ", values.Select(v => v.ToString(format, CultureInfo.InvariantCulture)));
 
     /// <summary>The raw figures of one run.</summary>
     private sealed class Report

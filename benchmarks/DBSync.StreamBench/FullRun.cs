@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Runtime.InteropServices;
 using DBSync.Bench;
+using static DBSync.Bench.Stats;
 using DBSync.Testing;
 using Npgsql;
 using NpgsqlTypes;
@@ -128,21 +129,13 @@ internal static partial class FullRun
     private static void Print(StreamSettings settings, Backlog backlog, Dictionary<string, List<DrainResult>> results, LatencyResult latency,
         LatencyResult npgsqlLatency, TimeSpan elapsed)
     {
-        double Median(IEnumerable<double> values)
-        {
-            var sorted = values.Order().ToArray();
-            var middle = sorted.Length / 2;
-            return sorted.Length % 2 == 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
-        }
-        string Runs(IEnumerable<double> values) => string.Join(", ", values.Select(v => v.ToString("0.000", CultureInfo.InvariantCulture)));
-
         Console.WriteLine();
         Log($"==== results: medians of {settings.Rounds} rounds in this run; {Environment.ProcessorCount} cores ====");
         Log($"backlog: {backlog.Rows:N0} row events in {backlog.Transactions:N0} transactions");
         Log($"{"consumer",-16} {"wall s",8} {"cpu s",8} {"user s",8} {"B/event",9}   wall runs / cpu runs");
         foreach (var (consumer, runs) in results)
         {
-            Log($"{consumer,-16} {Median(runs.Select(r => r.WallSeconds)),8:0.000} {Median(runs.Select(r => r.CpuSeconds)),8:0.000} {Median(runs.Select(r => r.UserSeconds)),8:0.000} {Median(runs.Select(r => r.AllocatedBytes / (double)backlog.Rows)),9:0.0}   {Runs(runs.Select(r => r.WallSeconds))} / {Runs(runs.Select(r => r.CpuSeconds))}");
+            Log($"{consumer,-16} {Median(runs.Select(r => r.WallSeconds)),8:0.000} {Median(runs.Select(r => r.CpuSeconds)),8:0.000} {Median(runs.Select(r => r.UserSeconds)),8:0.000} {Median(runs.Select(r => r.AllocatedBytes / (double)backlog.Rows)),9:0.0}   {Runs(runs.Select(r => r.WallSeconds), "0.000")} / {Runs(runs.Select(r => r.CpuSeconds), "0.000")}");
         }
         foreach (var (setting, result) in new[] { ("DBSync's replication connection", latency), ("DBSync on Npgsql's replication connection", npgsqlLatency) })
             Log($"latency, commit to handler, {setting}: {result.Transactions:N0} transactions at {result.Rate:N0} tx/s requested ({result.AchievedRate:N0} achieved): p50 {result.P50Milliseconds:0.00} ms, p99 {result.P99Milliseconds:0.00} ms, max {result.MaxMilliseconds:0.00} ms");

@@ -1,6 +1,6 @@
 namespace DBSync.Cli;
 
-/// <summary>The process exit codes of <c>dbsync</c>, as <c>--help</c> and the README list them.</summary>
+/// <summary>The process exit codes of <c>dbsync</c>, as <c>--help</c> and docs/cli.md list them.</summary>
 internal static class ExitCodes
 {
     public const int Success = 0;

@@ -38,9 +38,12 @@ public sealed partial class SyncTableGenerator
             w.Line();
             w.Line($"static global::DBSync.SyncTableInfo {contract}.TableInfo => __dbsync_tableInfo;");
             w.Line();
-            WriteRead(w, entity, $"static {entity.FullTypeName} {contract}.DecodeTuple(ref global::DBSync.Protocol.TupleReader tuple)", "tuple");
+            // The stream's tuples and the snapshot's rows: one reader body for both, specialized for each reader.
+            w.Line($"static {entity.FullTypeName} {contract}.DecodeTuple(ref global::DBSync.Protocol.TupleReader tuple) => {ReadMethod}(ref tuple);");
             w.Line();
-            WriteRead(w, entity, $"static {entity.FullTypeName} {contract}.ReadRow(ref global::DBSync.Protocol.SnapshotRowReader row)", "row");
+            w.Line($"static {entity.FullTypeName} {contract}.ReadRow(ref global::DBSync.Protocol.SnapshotRowReader row) => {ReadMethod}(ref row);");
+            w.Line();
+            WriteRead(w, entity);
             w.Line();
             WriteKeyEquals(w, entity, contract);
             w.Line();
@@ -89,17 +92,17 @@ public sealed partial class SyncTableGenerator
             }
         }
 
-        /// <summary>The stream's decoder and the snapshot's row reader: the same loop over values, from another reader.</summary>
-        private static void WriteRead(SourceWriter w, EntitySpec entity, string signature, string reader)
+        /// <summary>The entity from the values of a row: a pgoutput tuple or a snapshot row, whichever reader yields them.</summary>
+        private static void WriteRead(SourceWriter w, EntitySpec entity)
         {
             var enums = Enums(entity);
-            w.Open(signature);
+            w.Open($"private static {entity.FullTypeName} {ReadMethod}<TReader>(ref TReader reader) where TReader : global::DBSync.Protocol.IRowValues, allows ref struct");
             for (var i = 0; i < entity.Columns.Count; i++)
             {
                 var c = entity.Columns[i];
                 w.Line($"{c.TypeDisplay} {Local(i)} = default{(c.IsReferenceType && !c.IsNullable ? "!" : "")};");
             }
-            w.Open($"while ({reader}.TryReadNext(out var value))");
+            w.Open("while (reader.TryReadNext(out var value))");
             w.Open("switch (value.Target)");
             for (var i = 0; i < entity.Columns.Count; i++)
             {
@@ -194,6 +197,8 @@ public sealed partial class SyncTableGenerator
         /// <summary>The distinct enums of the entity's properties, in column order.</summary>
         private static List<EnumSpec> Enums(EntitySpec entity)
             => entity.Columns.Where(c => c.Enum is not null).Select(c => c.Enum!).Distinct().ToList();
+
+        private const string ReadMethod = "__dbsync_Read";
 
         private static string LabelsField(int index) => "__dbsync_labels" + index.ToString(CultureInfo.InvariantCulture);
 

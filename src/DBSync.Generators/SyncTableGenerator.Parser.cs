@@ -16,12 +16,6 @@ public sealed partial class SyncTableGenerator
     /// <summary>Turns an annotated type symbol into an <see cref="EntitySpec"/>, or into diagnostics.</summary>
     internal static class Parser
     {
-        private const string ColumnAttribute = "DBSync.ColumnAttribute";
-        private const string PrimaryKeyAttribute = "DBSync.PrimaryKeyAttribute";
-        private const string SyncIgnoreAttribute = "DBSync.SyncIgnoreAttribute";
-
-        private const string PgLabelAttribute = "DBSync.PgLabelAttribute";
-
         private static readonly SymbolDisplayFormat s_typeFormat = SymbolDisplayFormat.FullyQualifiedFormat
             .AddMiscellaneousOptions(SymbolDisplayMiscellaneousOptions.IncludeNullableReferenceTypeModifier);
 
@@ -34,6 +28,7 @@ public sealed partial class SyncTableGenerator
             var syntax = (TypeDeclarationSyntax)context.TargetNode;
             var location = syntax.Identifier.GetLocation();
             var diagnostics = new List<DiagnosticInfo>();
+            var known = new KnownTypeSymbols(context.SemanticModel.Compilation);
 
             if (type.IsGenericType || ContainingTypes(type).Any(t => t.IsGenericType))
                 return Fail(DiagnosticInfo.Create(DiagnosticDescriptors.GenericType, location, type.Name));
@@ -58,8 +53,8 @@ public sealed partial class SyncTableGenerator
             var columns = new List<ColumnSpec>();
             var hasUnresolvedTypes = false;
             var hasKeyAttribute = false;
-            var columnLocations = new List<Location?>();
-            foreach (var property in MappedProperties(type))
+            var columnTypes = new List<ITypeSymbol>();
+            foreach (var property in MappedProperties(type, known))
             {
                 cancellationToken.ThrowIfCancellationRequested();
                 var propertyLocation = property.Locations.FirstOrDefault();
@@ -67,10 +62,9 @@ public sealed partial class SyncTableGenerator
                 var columnName = NameConversions.ToSnakeCase(property.Name);
                 foreach (var attribute in property.GetAttributes())
                 {
-                    var name = attribute.AttributeClass?.ToDisplayString();
-                    if (name == ColumnAttribute && attribute.ConstructorArguments.FirstOrDefault().Value is string explicitName)
+                    if (KnownTypeSymbols.Is(attribute, known.ColumnAttribute) && attribute.ConstructorArguments.FirstOrDefault().Value is string explicitName)
                         columnName = explicitName;
-                    else if (name == PrimaryKeyAttribute)
+                    else if (KnownTypeSymbols.Is(attribute, known.PrimaryKeyAttribute))
                         keyOrder = attribute.NamedArguments.FirstOrDefault(a => a.Key == "Order").Value.Value as int? ?? 0;
                 }
                 // A key property whose type is reported below still counts: "no [PrimaryKey] property" would be wrong.
@@ -83,7 +77,7 @@ public sealed partial class SyncTableGenerator
                 }
 
                 var unmapped = new Unmapped(propertyLocation, type.Name, property.Name, IsKey: keyOrder >= 0);
-                var shape = Classify(property.Type, property.NullableAnnotation, unmapped, diagnostics);
+                var shape = Classify(property.Type, property.NullableAnnotation, unmapped, known, diagnostics);
                 if (shape is null)
                     continue;
                 var isNullable = shape.IsNullable;
@@ -107,7 +101,7 @@ public sealed partial class SyncTableGenerator
                 columns.Add(new ColumnSpec(property.Name, columnName, shape.ColumnType, property.Type.ToDisplayString(s_typeFormat),
                     property.Type.ToDisplayString(s_messageFormat), isNullable, property.Type.IsReferenceType, keyOrder,
                     shape.ArrayRank, shape.ElementTypeDisplay, shape.ElementIsNullable, shape.Enum));
-                columnLocations.Add(propertyLocation);
+                columnTypes.Add(property.Type);
             }
 
             if (!hasKeyAttribute)
@@ -119,7 +113,7 @@ public sealed partial class SyncTableGenerator
             for (var k = 0; k < keys.Count; k++)
                 columns[keys[k]] = columns[keys[k]] with { KeyOrder = k };
 
-            var constructorColumns = FindConstructor(type, columns);
+            var constructorColumns = FindConstructor(type, columns, columnTypes);
             if (constructorColumns is null)
                 diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.NoConstructor, location, type.Name));
 
@@ -143,10 +137,10 @@ public sealed partial class SyncTableGenerator
                 yield return t;
         }
 
-        private static IEnumerable<IPropertySymbol> MappedProperties(INamedTypeSymbol type)
+        private static IEnumerable<IPropertySymbol> MappedProperties(INamedTypeSymbol type, KnownTypeSymbols known)
             => type.GetMembers().OfType<IPropertySymbol>().Where(p =>
                 p.DeclaredAccessibility == Accessibility.Public && !p.IsStatic && !p.IsIndexer && p.SetMethod is not null
-                && !p.GetAttributes().Any(a => a.AttributeClass?.ToDisplayString() == SyncIgnoreAttribute));
+                && !p.GetAttributes().Any(a => KnownTypeSymbols.Is(a, known.SyncIgnoreAttribute)));
 
         private static bool IsUnresolved(ITypeSymbol type) => type.TypeKind == TypeKind.Error
             || type is INamedTypeSymbol { OriginalDefinition.SpecialType: SpecialType.System_Nullable_T } n && n.TypeArguments[0].TypeKind == TypeKind.Error
@@ -159,13 +153,13 @@ public sealed partial class SyncTableGenerator
         /// left unmapped with [SyncIgnore]).</summary>
         private sealed record Unmapped(Location? Location, string TypeName, string PropertyName, bool IsKey)
         {
-            public DiagnosticInfo Report(ITypeSymbol type) => DiagnosticInfo.Create(DiagnosticDescriptors.UnsupportedType, Location, TypeName, PropertyName,
-                type.ToDisplayString(SymbolDisplayFormat.MinimallyQualifiedFormat), Hint(type),
+            public DiagnosticInfo Report(ITypeSymbol type, KnownTypeSymbols known) => DiagnosticInfo.Create(DiagnosticDescriptors.UnsupportedType, Location, TypeName, PropertyName,
+                type.ToDisplayString(SymbolDisplayFormat.MinimallyQualifiedFormat), Hint(type, known),
                 IsKey ? DiagnosticDescriptors.UnsupportedKeyTypeFix : DiagnosticDescriptors.UnsupportedTypeFix);
         }
 
         /// <summary>Classifies a property type, or reports why it cannot be mapped (with the fix) and returns null.</summary>
-        private static Shape? Classify(ITypeSymbol type, NullableAnnotation annotation, Unmapped property, List<DiagnosticInfo> diagnostics)
+        private static Shape? Classify(ITypeSymbol type, NullableAnnotation annotation, Unmapped property, KnownTypeSymbols known, List<DiagnosticInfo> diagnostics)
         {
             var isNullable = IsNullable(ref type, annotation);
             if (type is IArrayTypeSymbol array && !IsByteArray(array))
@@ -174,14 +168,14 @@ public sealed partial class SyncTableGenerator
                 var elementIsNullable = IsNullable(ref element, array.ElementNullableAnnotation);
                 if (element is IArrayTypeSymbol inner && !IsByteArray(inner))
                 {
-                    diagnostics.Add(property.Report(array));
+                    diagnostics.Add(property.Report(array, known));
                     return null;
                 }
-                var elementType = ScalarType(element, property, diagnostics, out var elementEnum);
+                var elementType = ScalarType(element, property, known, diagnostics, out var elementEnum);
                 return elementType is null ? null : new Shape(elementType, isNullable, array.Rank, array.ElementType.ToDisplayString(s_typeFormat), elementIsNullable, elementEnum);
             }
 
-            var scalar = ScalarType(type, property, diagnostics, out var enumSpec);
+            var scalar = ScalarType(type, property, known, diagnostics, out var enumSpec);
             return scalar is null ? null : new Shape(scalar, isNullable, 0, null, false, enumSpec);
         }
 
@@ -200,7 +194,7 @@ public sealed partial class SyncTableGenerator
         private static bool IsByteArray(IArrayTypeSymbol array) => array is { Rank: 1, ElementType.SpecialType: SpecialType.System_Byte };
 
         /// <summary>The SyncColumnType member of a scalar type, or null after reporting a diagnostic.</summary>
-        private static string? ScalarType(ITypeSymbol type, Unmapped property, List<DiagnosticInfo> diagnostics, out EnumSpec? enumSpec)
+        private static string? ScalarType(ITypeSymbol type, Unmapped property, KnownTypeSymbols known, List<DiagnosticInfo> diagnostics, out EnumSpec? enumSpec)
         {
             enumSpec = null;
             var name = type.SpecialType switch
@@ -218,41 +212,23 @@ public sealed partial class SyncTableGenerator
                 {
                     IArrayTypeSymbol array when IsByteArray(array) => "Bytes",
                     INamedTypeSymbol { TypeKind: TypeKind.Enum } => "Enum",
-                    INamedTypeSymbol named => named.WithNullableAnnotation(NullableAnnotation.NotAnnotated).ToDisplayString() switch
-                    {
-                        "System.DateOnly" => "DateOnly",
-                        "System.TimeOnly" => "TimeOnly",
-                        "System.DateTimeOffset" => "DateTimeOffset",
-                        "System.TimeSpan" => "TimeSpan",
-                        "System.Guid" => "Guid",
-                        "System.ReadOnlyMemory<byte>" => "ByteMemory",
-                        "System.Text.Json.JsonDocument" => "JsonDocument",
-                        "System.Text.Json.JsonElement" => "JsonElement",
-                        "System.Net.IPAddress" => "IPAddress",
-                        "System.Net.IPNetwork" => "IPNetwork",
-                        "DBSync.PgDate" => "PgDate",
-                        "DBSync.PgTimestamp" => "PgTimestamp",
-                        "DBSync.PgTimeTz" => "PgTimeTz",
-                        "DBSync.PgInterval" => "PgInterval",
-                        "DBSync.PgInet" => "PgInet",
-                        _ => null,
-                    },
+                    INamedTypeSymbol named => known.ColumnTypeOf(named),
                     _ => null,
                 },
             };
 
             if (name == "Enum")
             {
-                enumSpec = EnumOf((INamedTypeSymbol)type, property.Location, property.TypeName, property.PropertyName, diagnostics);
+                enumSpec = EnumOf((INamedTypeSymbol)type, property, known, diagnostics);
                 return enumSpec is null ? null : name;
             }
             if (name is null)
-                diagnostics.Add(property.Report(type));
+                diagnostics.Add(property.Report(type, known));
             return name;
         }
 
         /// <summary>A fix for a type DBSync does not map, when there is an obvious one.</summary>
-        private static string Hint(ITypeSymbol type) => type.SpecialType switch
+        private static string Hint(ITypeSymbol type, KnownTypeSymbols known) => type.SpecialType switch
         {
             SpecialType.System_Byte or SpecialType.System_SByte or SpecialType.System_UInt16 or SpecialType.System_UInt32 or SpecialType.System_UInt64 =>
                 " PostgreSQL has no unsigned or one-byte integers: use short, int, long or decimal.",
@@ -263,35 +239,33 @@ public sealed partial class SyncTableGenerator
                 IArrayTypeSymbol => " For a multi-dimensional array use T[,] (T[,,], ...), not an array of arrays.",
                 INamedTypeSymbol { IsGenericType: true } named when named.AllInterfaces.Any(i => i.OriginalDefinition.SpecialType == SpecialType.System_Collections_Generic_IEnumerable_T) =>
                     " Use an array (T[]) for a PostgreSQL array.",
-                // Compared without the nullable annotation: JsonNode? needs the same fix as JsonNode.
-                _ when type.WithNullableAnnotation(NullableAnnotation.NotAnnotated).ToDisplayString() is
-                    "System.Text.Json.Nodes.JsonNode" or "System.Text.Json.Nodes.JsonObject" or "System.Text.Json.Nodes.JsonArray" =>
-                    " Use JsonElement, JsonDocument or string for json and jsonb.",
-                _ when type.ToDisplayString() is "System.Int128" or "System.UInt128" or "System.Numerics.BigInteger" or "System.Half" =>
+                // Symbols compare without the nullable annotation: JsonNode? needs the same fix as JsonNode.
+                _ when known.IsJsonNode(type) => " Use JsonElement, JsonDocument or string for json and jsonb.",
+                _ when known.IsUnmappedNumber(type) =>
                     " Use decimal, or string for numeric values outside decimal's range.",
                 _ => "",
             },
         };
 
         /// <summary>The members and labels of an enum, or null after reporting why it cannot map to a PostgreSQL enum.</summary>
-        private static EnumSpec? EnumOf(INamedTypeSymbol type, Location? location, string typeName, string propertyName, List<DiagnosticInfo> diagnostics)
+        private static EnumSpec? EnumOf(INamedTypeSymbol type, Unmapped property, KnownTypeSymbols known, List<DiagnosticInfo> diagnostics)
         {
             var display = type.ToDisplayString(SymbolDisplayFormat.MinimallyQualifiedFormat);
-            if (type.GetAttributes().Any(a => a.AttributeClass?.ToDisplayString() == "System.FlagsAttribute"))
+            if (type.GetAttributes().Any(a => KnownTypeSymbols.Is(a, known.FlagsAttribute)))
             {
-                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.FlagsEnum, location, typeName, propertyName, display));
+                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.FlagsEnum, property.Location, property.TypeName, property.PropertyName, display));
                 return null;
             }
 
             var members = new List<EnumMemberSpec>();
             foreach (var field in type.GetMembers().OfType<IFieldSymbol>().Where(f => f.HasConstantValue))
             {
-                var label = field.GetAttributes().FirstOrDefault(a => a.AttributeClass?.ToDisplayString() == PgLabelAttribute)?
+                var label = field.GetAttributes().FirstOrDefault(a => KnownTypeSymbols.Is(a, known.PgLabelAttribute))?
                     .ConstructorArguments.FirstOrDefault().Value as string ?? NameConversions.ToSnakeCase(field.Name);
                 var clash = members.FirstOrDefault(m => m.Label == label);
                 if (clash is not null)
                 {
-                    diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.DuplicateEnumLabel, location, clash.Member, field.Name, display, label));
+                    diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.DuplicateEnumLabel, property.Location, clash.Member, field.Name, display, label));
                     return null;
                 }
                 members.Add(new EnumMemberSpec(field.Name, label));
@@ -299,8 +273,9 @@ public sealed partial class SyncTableGenerator
             return new EnumSpec(type.ToDisplayString(SymbolDisplayFormat.FullyQualifiedFormat), new EquatableArray<EnumMemberSpec>(members));
         }
 
-        /// <summary>The mapped columns a constructor takes, in parameter order; empty for a parameterless constructor; null when none fits.</summary>
-        private static int[]? FindConstructor(INamedTypeSymbol type, List<ColumnSpec> columns)
+        /// <summary>The mapped columns a constructor takes, in parameter order; empty for a parameterless constructor; null when none fits.
+        /// A parameter takes the column of the property with its name (in any case) and type.</summary>
+        private static int[]? FindConstructor(INamedTypeSymbol type, List<ColumnSpec> columns, List<ITypeSymbol> columnTypes)
         {
             var candidates = type.InstanceConstructors
                 .Where(c => c.DeclaredAccessibility is Accessibility.Public or Accessibility.Internal or Accessibility.ProtectedOrInternal or Accessibility.Private)
@@ -312,8 +287,12 @@ public sealed partial class SyncTableGenerator
                 var mapped = new List<int>();
                 foreach (var parameter in constructor.Parameters)
                 {
-                    var index = columns.FindIndex(c => string.Equals(c.PropertyName, parameter.Name, System.StringComparison.OrdinalIgnoreCase)
-                        && c.TypeDisplay.TrimEnd('?') == parameter.Type.ToDisplayString(s_typeFormat).TrimEnd('?'));
+                    var index = -1;
+                    for (var i = 0; i < columns.Count && index < 0; i++)
+                    {
+                        if (string.Equals(columns[i].PropertyName, parameter.Name, System.StringComparison.OrdinalIgnoreCase) && SameType(columnTypes[i], parameter.Type))
+                            index = i;
+                    }
                     if (index < 0)
                         break;
                     mapped.Add(index);
@@ -323,6 +302,12 @@ public sealed partial class SyncTableGenerator
             }
             return type.IsValueType ? [] : null;
         }
+
+        /// <summary>The same type, but for the nullable annotation of the type itself (<c>string?</c> takes <c>string</c>); an
+        /// element's annotation counts, and <c>int?</c> is another type than <c>int</c>.</summary>
+        private static bool SameType(ITypeSymbol property, ITypeSymbol parameter)
+            => SymbolEqualityComparer.IncludeNullability.Equals(property.WithNullableAnnotation(NullableAnnotation.NotAnnotated),
+                parameter.WithNullableAnnotation(NullableAnnotation.NotAnnotated));
 
         private static bool TrySplitTableName(string name, out string schema, out string table)
         {

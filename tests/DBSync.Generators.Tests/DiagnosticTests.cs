@@ -116,6 +116,17 @@ public sealed class DiagnosticTests
             "DBSYNC008", "T5", "Type 'T5' needs an accessible parameterless constructor");
 
     [Fact]
+    public void ConstructorParameterOfTheNullableType_IsNoMatch_ReportsDBSYNC008()
+    {
+        // An int parameter cannot take the int? value of its property: the constructor is not usable, which is a
+        // diagnostic, not generated code that fails to compile.
+        var (output, diagnostics, _) = GeneratorHarness.Run("using DBSync; [SyncTable(\"t\")] public partial class T7 { public T7(int id, int rating) { Id = id; Rating = rating; } " +
+            "[PrimaryKey] public int Id { get; set; } public int? Rating { get; set; } }");
+        Assert.Equal("DBSYNC008", Assert.Single(diagnostics).Id);
+        Assert.DoesNotContain(output.GetDiagnostics(), d => d.Severity == DiagnosticSeverity.Error);
+    }
+
+    [Fact]
     public void UnresolvedPropertyType_LeavesTheErrorToTheCompiler_AndGeneratesNothing()
     {
         var (output, diagnostics, sources) = GeneratorHarness.Run("using DBSync; [SyncTable(\"t\")] public partial class T6 { [PrimaryKey] public int Id { get; set; } public Missing? Thing { get; set; } }");

@@ -9,7 +9,7 @@ namespace DBSync.Cli.Snapshots;
 internal sealed record SentSignal(long Id, NpgsqlLogSequenceNumber After);
 
 /// <summary>
-/// Sends signals the way README's signal-table section describes (one row per signal, acted on by the DBSync client
+/// Sends signals the way docs/snapshots.md's signal table describes (one row per signal, acted on by the DBSync client
 /// that streams the table) and waits until the pipeline's checkpoint shows their effect.
 /// </summary>
 internal sealed class Signals

@@ -10,7 +10,7 @@ namespace DBSync.Protocol;
 /// read as a <see cref="TupleValue"/>. The query selects the entity's columns in <see cref="SyncTableInfo.Columns"/> order, so an
 /// ordinal is an entity column index.
 /// </summary>
-public ref struct SnapshotRowReader
+public ref struct SnapshotRowReader : IRowValues
 {
     private readonly NpgsqlDataReader _reader;
     private readonly SnapshotColumns _columns;
