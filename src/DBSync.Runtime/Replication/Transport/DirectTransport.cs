@@ -6,6 +6,9 @@ using Npgsql;
 
 namespace DBSync.Replication.Transport;
 
+// About 400 lines: the stream's own life (START_REPLICATION, frames picked out of CopyData, status sends, the graceful
+// end with its last status update) shares one send gate and one state with the socket, so it stays with the composition.
+
 /// <summary>
 /// The replication protocol spoken directly on a socket, composed of its parts: <see cref="SocketConnector"/> connects,
 /// <see cref="TlsNegotiation"/> negotiates TLS, <see cref="ServerLogin"/> logs in (<see cref="ClientAuthentication"/>'s
