@@ -179,26 +179,18 @@ public sealed class HostingTests(PostgresFixture fixture)
         var logs = new LogCapture();
         using var host = BuildHost(db.ConnectionString, new ChangeRecorder(), logs: logs);
         var stopping = StoppingOf(host);
-        var exitCode = Environment.ExitCode;
-        Environment.ExitCode = 0;
-        try
-        {
-            // As host.RunAsync() would: start, wait for the stop, stop. Nothing throws, so the process is not aborted.
-            await host.StartAsync();
-            await stopping.WaitAsync(TimeSpan.FromSeconds(30));
-            await host.StopAsync();
+        using var exitCode = new ExitCodeScope();
+        // As host.RunAsync() would: start, wait for the stop, stop. Nothing throws, so the process is not aborted.
+        await host.StartAsync();
+        await stopping.WaitAsync(TimeSpan.FromSeconds(30));
+        await host.StopAsync();
 
-            Assert.Equal(1, Environment.ExitCode);
-            var reported = Assert.Single(logs.Entries, e => e.Text.Contains("DBSyncConfigurationException", StringComparison.Ordinal));
-            Assert.Equal(5001, reported.Id.Id);
-            Assert.Contains("stopping the application with exit code 1", reported.Text, StringComparison.Ordinal);
-            Assert.Contains("DBSync.DBSyncConfigurationException: Table public.restaurant", reported.Text, StringComparison.Ordinal);
-            Assert.Contains("   at DBSync.Replication.ReplicationSetup", reported.Text, StringComparison.Ordinal);
-        }
-        finally
-        {
-            Environment.ExitCode = exitCode;
-        }
+        Assert.Equal(1, Environment.ExitCode);
+        var reported = Assert.Single(logs.Entries, e => e.Text.Contains("DBSyncConfigurationException", StringComparison.Ordinal));
+        Assert.Equal(5001, reported.Id.Id);
+        Assert.Contains("stopping the application with exit code 1", reported.Text, StringComparison.Ordinal);
+        Assert.Contains("DBSync.DBSyncConfigurationException: Table public.restaurant", reported.Text, StringComparison.Ordinal);
+        Assert.Contains("   at DBSync.Replication.ReplicationSetup", reported.Text, StringComparison.Ordinal);
     }
 
     [Fact]
@@ -206,18 +198,10 @@ public sealed class HostingTests(PostgresFixture fixture)
     {
         await using var db = await TestDatabase.CreateAsync(fixture.Server, seedSchema: false);
         using var host = BuildHost(db.ConnectionString, new ChangeRecorder(), settings: new() { ["DBSync:StopApplicationOnError"] = "false" });
-        var exitCode = Environment.ExitCode;
-        Environment.ExitCode = 0;
-        try
-        {
-            var error = await Assert.ThrowsAsync<DBSyncConfigurationException>(() => host.StartAsync());
-            Assert.Contains("restaurant", error.Message, StringComparison.Ordinal);
-            Assert.Equal(0, Environment.ExitCode);
-        }
-        finally
-        {
-            Environment.ExitCode = exitCode;
-        }
+        using var exitCode = new ExitCodeScope();
+        var error = await Assert.ThrowsAsync<DBSyncConfigurationException>(() => host.StartAsync());
+        Assert.Contains("restaurant", error.Message, StringComparison.Ordinal);
+        Assert.Equal(0, Environment.ExitCode);
     }
 
     [Fact]
@@ -229,22 +213,14 @@ public sealed class HostingTests(PostgresFixture fixture)
         var logs = new LogCapture();
         var recorder = new ChangeRecorder();
         using var host = BuildHost(db.ConnectionString, recorder, logs: logs, configure: b => b.Services.AddHostedService<TokenHonouringService>());
-        var exitCode = Environment.ExitCode;
-        Environment.ExitCode = 0;
-        try
-        {
-            // As Main does: RunAsync starts the host, waits for the stop and stops it; whatever it throws ends the process.
-            await host.RunAsync().WaitAsync(TimeSpan.FromSeconds(60));
+        using var exitCode = new ExitCodeScope();
+        // As Main does: RunAsync starts the host, waits for the stop and stops it; whatever it throws ends the process.
+        await host.RunAsync().WaitAsync(TimeSpan.FromSeconds(60));
 
-            Assert.Equal(1, Environment.ExitCode);
-            var reported = Assert.Single(logs.Entries, e => e.Id.Id == 5001);
-            Assert.Contains("DBSync.DBSyncConfigurationException: Table public.restaurant", reported.Text, StringComparison.Ordinal);
-            Assert.Equal(["later service started", "later service stopped"], recorder.All.OfType<string>());
-        }
-        finally
-        {
-            Environment.ExitCode = exitCode;
-        }
+        Assert.Equal(1, Environment.ExitCode);
+        var reported = Assert.Single(logs.Entries, e => e.Id.Id == 5001);
+        Assert.Contains("DBSync.DBSyncConfigurationException: Table public.restaurant", reported.Text, StringComparison.Ordinal);
+        Assert.Equal(["later service started", "later service stopped"], recorder.All.OfType<string>());
     }
 
     [Theory]
@@ -262,32 +238,24 @@ public sealed class HostingTests(PostgresFixture fixture)
         using var host = BuildHost(db.ConnectionString, new ChangeRecorder(), logs: logs, settings: new() { ["DBSync:StopApplicationOnError"] = stopApplicationOnError.ToString() },
             configure: b => b.Services.Configure<DBSyncOptions>(o => o.CheckpointStore = store));
         using var giveUp = new CancellationTokenSource();
-        var exitCode = Environment.ExitCode;
-        Environment.ExitCode = 0;
-        try
-        {
-            var start = host.StartAsync(giveUp.Token);
-            await store.Reading.WaitAsync(TimeSpan.FromSeconds(30));
-            await giveUp.CancelAsync();
+        using var exitCode = new ExitCodeScope();
+        var start = host.StartAsync(giveUp.Token);
+        await store.Reading.WaitAsync(TimeSpan.FromSeconds(30));
+        await giveUp.CancelAsync();
 
-            if (stopApplicationOnError)
-            {
-                await Assert.ThrowsAnyAsync<OperationCanceledException>(() => start.WaitAsync(TimeSpan.FromSeconds(30)));
-                var reported = Assert.Single(logs.Entries, e => e.Id.Id == 5001);
-                Assert.Contains("Access to the checkpoint file is denied.", reported.Text, StringComparison.Ordinal);
-                Assert.Equal(1, Environment.ExitCode);
-            }
-            else
-            {
-                var error = await Assert.ThrowsAsync<UnauthorizedAccessException>(() => start.WaitAsync(TimeSpan.FromSeconds(30)));
-                Assert.Equal("Access to the checkpoint file is denied.", error.Message);
-                Assert.DoesNotContain(logs.Entries, e => e.Id.Id is 5001 or 5002);
-                Assert.Equal(0, Environment.ExitCode);
-            }
-        }
-        finally
+        if (stopApplicationOnError)
         {
-            Environment.ExitCode = exitCode;
+            await Assert.ThrowsAnyAsync<OperationCanceledException>(() => start.WaitAsync(TimeSpan.FromSeconds(30)));
+            var reported = Assert.Single(logs.Entries, e => e.Id.Id == 5001);
+            Assert.Contains("Access to the checkpoint file is denied.", reported.Text, StringComparison.Ordinal);
+            Assert.Equal(1, Environment.ExitCode);
+        }
+        else
+        {
+            var error = await Assert.ThrowsAsync<UnauthorizedAccessException>(() => start.WaitAsync(TimeSpan.FromSeconds(30)));
+            Assert.Equal("Access to the checkpoint file is denied.", error.Message);
+            Assert.DoesNotContain(logs.Entries, e => e.Id.Id is 5001 or 5002);
+            Assert.Equal(0, Environment.ExitCode);
         }
     }
 
@@ -301,22 +269,14 @@ public sealed class HostingTests(PostgresFixture fixture)
         var logs = new LogCapture();
         using var host = BuildHost(db.ConnectionString, new ChangeRecorder(), logs: logs, configure: b => b.Services.Configure<DBSyncOptions>(o => o.CheckpointStore = store));
         using var giveUp = new CancellationTokenSource();
-        var exitCode = Environment.ExitCode;
-        Environment.ExitCode = 0;
-        try
-        {
-            var start = host.StartAsync(giveUp.Token);
-            await store.Reading.WaitAsync(TimeSpan.FromSeconds(30));
-            await giveUp.CancelAsync();
+        using var exitCode = new ExitCodeScope();
+        var start = host.StartAsync(giveUp.Token);
+        await store.Reading.WaitAsync(TimeSpan.FromSeconds(30));
+        await giveUp.CancelAsync();
 
-            await Assert.ThrowsAnyAsync<OperationCanceledException>(() => start.WaitAsync(TimeSpan.FromSeconds(30)));
-            Assert.DoesNotContain(logs.Entries, e => e.Id.Id is 5001 or 5002);
-            Assert.Equal(0, Environment.ExitCode);
-        }
-        finally
-        {
-            Environment.ExitCode = exitCode;
-        }
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => start.WaitAsync(TimeSpan.FromSeconds(30)));
+        Assert.DoesNotContain(logs.Entries, e => e.Id.Id is 5001 or 5002);
+        Assert.Equal(0, Environment.ExitCode);
     }
 
     [Fact]
@@ -331,28 +291,20 @@ public sealed class HostingTests(PostgresFixture fixture)
         var logs = new LogCapture();
         using var host = BuildHost(db.ConnectionString, new ChangeRecorder(), logs: logs);
         using var giveUp = new CancellationTokenSource();
-        var exitCode = Environment.ExitCode;
-        Environment.ExitCode = 0;
-        try
+        using var exitCode = new ExitCodeScope();
+        var start = host.StartAsync(giveUp.Token);
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        while (await db.ScalarAsync<long>(
+                   "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_create_logical_replication_slot%' AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()") == 0)
         {
-            var start = host.StartAsync(giveUp.Token);
-            var deadline = DateTime.UtcNow.AddSeconds(30);
-            while (await db.ScalarAsync<long>(
-                       "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_create_logical_replication_slot%' AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()") == 0)
-            {
-                Assert.True(DateTime.UtcNow < deadline, "the slot's creation never waited");
-                await Task.Delay(50);
-            }
-            await giveUp.CancelAsync();
+            Assert.True(DateTime.UtcNow < deadline, "the slot's creation never waited");
+            await Task.Delay(50);
+        }
+        await giveUp.CancelAsync();
 
-            await Assert.ThrowsAnyAsync<OperationCanceledException>(() => start.WaitAsync(TimeSpan.FromSeconds(30)));
-            Assert.Equal(0, Environment.ExitCode);
-            Assert.DoesNotContain(logs.Entries, e => e.Id.Id is 5001 or 5002);
-        }
-        finally
-        {
-            Environment.ExitCode = exitCode;
-        }
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => start.WaitAsync(TimeSpan.FromSeconds(30)));
+        Assert.Equal(0, Environment.ExitCode);
+        Assert.DoesNotContain(logs.Entries, e => e.Id.Id is 5001 or 5002);
     }
 
     [Fact]
@@ -385,36 +337,28 @@ public sealed class HostingTests(PostgresFixture fixture)
             settings: new() { ["DBSync:StopApplicationOnError"] = stopApplication.ToString() });
         await host.StartAsync();
         var stopping = StoppingOf(host);
-        var exitCode = Environment.ExitCode;
-        Environment.ExitCode = 0;
-        try
+        using var exitCode = new ExitCodeScope();
+        await db.ExecuteAsync("INSERT INTO Restaurant (id, name) VALUES ('bad', 'n')");
+        if (stopApplication)
         {
-            await db.ExecuteAsync("INSERT INTO Restaurant (id, name) VALUES ('bad', 'n')");
-            if (stopApplication)
-            {
-                await stopping.WaitAsync(TimeSpan.FromSeconds(30));
-                // The host's stop does not throw (the process would end as an unhandled exception, exit code 134, with the
-                // stack trace printed again): the process ends with exit code 1.
-                await host.StopAsync();
-                Assert.Equal(1, Environment.ExitCode);
-            }
-            else
-            {
-                var deadline = DateTime.UtcNow.AddSeconds(30);
-                while (!logs.Has(5002))
-                {
-                    Assert.True(DateTime.UtcNow < deadline, "the error was not logged");
-                    await Task.Delay(50);
-                }
-                await Task.Delay(200);
-                Assert.False(stopping.IsCompleted, "the application was stopped");
-                await host.StopAsync();
-                Assert.Equal(0, Environment.ExitCode);
-            }
+            await stopping.WaitAsync(TimeSpan.FromSeconds(30));
+            // The host's stop does not throw (the process would end as an unhandled exception, exit code 134, with the
+            // stack trace printed again): the process ends with exit code 1.
+            await host.StopAsync();
+            Assert.Equal(1, Environment.ExitCode);
         }
-        finally
+        else
         {
-            Environment.ExitCode = exitCode;
+            var deadline = DateTime.UtcNow.AddSeconds(30);
+            while (!logs.Has(5002))
+            {
+                Assert.True(DateTime.UtcNow < deadline, "the error was not logged");
+                await Task.Delay(50);
+            }
+            await Task.Delay(200);
+            Assert.False(stopping.IsCompleted, "the application was stopped");
+            await host.StopAsync();
+            Assert.Equal(0, Environment.ExitCode);
         }
 
         // Reported once with its stack trace (5001 or 5002); the stream's own entry (2004) names it without the trace.
@@ -577,5 +521,16 @@ public sealed class HostingTests(PostgresFixture fixture)
             recorder.Add(new TransactionHandled(transaction, work.Id));
             return ValueTask.CompletedTask;
         }
+    }
+
+    /// <summary>Sets <see cref="Environment.ExitCode"/> to 0 for a test that checks what the host sets, and puts the
+    /// process's own back afterwards.</summary>
+    private sealed class ExitCodeScope : IDisposable
+    {
+        private readonly int _saved = Environment.ExitCode;
+
+        public ExitCodeScope() => Environment.ExitCode = 0;
+
+        public void Dispose() => Environment.ExitCode = _saved;
     }
 }

@@ -318,18 +318,7 @@ public sealed class HostileServerTests
     public async Task OversizedFrameWhileStreaming_IsRefusedAboveMaxMessageSize_WithoutAllocatingIt()
     {
         const int claimed = 512 << 20;
-        await using var server = HostileServer.Start(async c =>
-        {
-            await c.SendAuthenticationAsync(AuthenticationOk);
-            await c.SendReadyAsync();
-            await c.ExpectAsync('Q');
-            await c.SendAsync('W', new byte[3]);
-            var header = new byte[5 + 64];
-            header[0] = (byte)'d';
-            BinaryPrimitives.WriteInt32BigEndian(header.AsSpan(1), claimed + 4);
-            header[5] = (byte)'w';
-            await c.SendRawAsync(header);
-        });
+        await using var server = HostileServer.Start(c => StreamThenClaimAFrameAsync(c, claimed));
         var settings = Settings(server) with { MaxMessageSize = 1 << 20 };
         await using var transport = await DirectTransport.ConnectAsync(settings, s_timings, CancellationToken.None);
         await transport.StartAsync("slot", 0, [], CancellationToken.None);
@@ -351,15 +340,7 @@ public sealed class HostileServerTests
         const int claimed = 512 << 20;
         await using var server = HostileServer.Start(async c =>
         {
-            await c.SendAuthenticationAsync(AuthenticationOk);
-            await c.SendReadyAsync();
-            await c.ExpectAsync('Q');
-            await c.SendAsync('W', new byte[3]);
-            var header = new byte[5 + 64];
-            header[0] = (byte)'d';
-            BinaryPrimitives.WriteInt32BigEndian(header.AsSpan(1), claimed + 4);
-            header[5] = (byte)'w';
-            await c.SendRawAsync(header);
+            await StreamThenClaimAFrameAsync(c, claimed);
             await c.DisposeAsync();
         });
         await using var transport = await DirectTransport.ConnectAsync(Settings(server), s_timings, CancellationToken.None);
@@ -446,6 +427,21 @@ public sealed class HostileServerTests
     }
 
     /// <summary>A server that logs the client in, takes START_REPLICATION, and then says nothing.</summary>
+    /// <summary>Logs in, starts the stream, then sends the header of a CopyData frame claiming <paramref name="claimed"/>
+    /// bytes and 64 bytes of it.</summary>
+    private static async Task StreamThenClaimAFrameAsync(HostileConnection c, int claimed)
+    {
+        await c.SendAuthenticationAsync(AuthenticationOk);
+        await c.SendReadyAsync();
+        await c.ExpectAsync('Q');
+        await c.SendAsync('W', new byte[3]);
+        var header = new byte[5 + 64];
+        header[0] = (byte)'d';
+        BinaryPrimitives.WriteInt32BigEndian(header.AsSpan(1), claimed + 4);
+        header[5] = (byte)'w';
+        await c.SendRawAsync(header);
+    }
+
     private static Func<HostileConnection, Task> SilentAfterStartReplication(TaskCompletionSource started) => async c =>
     {
         await c.SendAuthenticationAsync(AuthenticationOk);
