@@ -115,13 +115,6 @@ internal sealed class PartitionCatalog(IReadOnlyDictionary<(string Schema, strin
             return (qualified, null);
         }
     }
-
-    /// <summary>The server's WAL position now (on a standby, how far it replayed).</summary>
-    public static async Task<ulong> WalPositionAsync(NpgsqlConnection connection, CancellationToken cancellationToken)
-    {
-        await using var command = new NpgsqlCommand("SELECT (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END)::text", connection);
-        return (ulong)NpgsqlLogSequenceNumber.Parse((string)(await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!);
-    }
 }
 
 /// <summary>A leaf partition as one reading saw it.</summary>

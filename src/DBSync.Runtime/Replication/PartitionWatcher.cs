@@ -141,13 +141,17 @@ internal sealed class PartitionWatcher : IPartitionTracker
         Changed?.Invoke(new PartitionChange(PartitionChangeKind.Truncated, table, oid, partition, known?.Qualified ?? partition, known?.Bound, null, true, lsn));
     }
 
+    private static async Task<ulong> WalPositionAsync(NpgsqlConnection connection, CancellationToken cancellationToken)
+        => await ServerWal.PositionAsync(connection, cancellationToken).ConfigureAwait(false)
+           ?? throw new InvalidOperationException("The server reports no WAL position (a standby that has replayed nothing yet).");
+
     private async Task PollAsync(NpgsqlConnection connection, string[] roots, Func<ulong> handledLsn, CancellationToken cancellationToken)
     {
         // The WAL position before the reading bounds the truncates that can explain a replaced storage; the one after is
         // what the stream must pass before that is judged.
-        var start = await PartitionCatalog.WalPositionAsync(connection, cancellationToken).ConfigureAwait(false);
+        var start = await WalPositionAsync(connection, cancellationToken).ConfigureAwait(false);
         var current = await _catalog.LeafPartitionsAsync(connection, roots, cancellationToken).ConfigureAwait(false);
-        var end = await PartitionCatalog.WalPositionAsync(connection, cancellationToken).ConfigureAwait(false);
+        var end = await WalPositionAsync(connection, cancellationToken).ConfigureAwait(false);
 
         Dictionary<uint, Partition>? known;
         ulong previousStart;

@@ -2,7 +2,6 @@ using DBSync.Diagnostics;
 using DBSync.Internal;
 using Microsoft.Extensions.Logging;
 using Npgsql;
-using NpgsqlTypes;
 
 namespace DBSync.Replication;
 
@@ -49,9 +48,8 @@ internal sealed class SideConnectionLoops(DBSyncOptions options, ConnectionPool 
         => RunAsync(options.StatusInterval, setupSql: null, static () => Telemetry.ReplicationLag.Enabled,
             async (connection, token) =>
             {
-                await using var command = new NpgsqlCommand("SELECT CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END", connection);
-                if (await command.ExecuteScalarAsync(token).ConfigureAwait(false) is NpgsqlLogSequenceNumber end)
-                    Volatile.Write(ref _serverWalEnd, unchecked((long)(ulong)end));
+                if (await ServerWal.PositionAsync(connection, token).ConfigureAwait(false) is { } end)
+                    Volatile.Write(ref _serverWalEnd, unchecked((long)end));
             },
             e => Log.WalEndUnknown(logger, e, options.SlotName),
             cancellationToken);

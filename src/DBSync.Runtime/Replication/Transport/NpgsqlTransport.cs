@@ -18,6 +18,9 @@ internal sealed class NpgsqlTransport : IReplicationTransport
     private IAsyncEnumerator<XLogDataMessage>? _frames;
     private byte[] _buffer = ArrayPool<byte>.Shared.Rent(64 * 1024);
     private int _length;
+    private CancellationToken _readToken;
+    private CancellationTokenRegistration _readRegistration;
+    private volatile bool _reading;
 
     private NpgsqlTransport(LogicalReplicationConnection connection) => _connection = connection;
 
@@ -63,20 +66,37 @@ internal sealed class NpgsqlTransport : IReplicationTransport
     }
 
     /// <remarks>A cancellation of <paramref name="cancellationToken"/> while the read waits ends the stream (the
-    /// enumeration's token is the transport's own): the read ends with <see cref="OperationCanceledException"/>.</remarks>
+    /// enumeration's token is the transport's own): the read ends with <see cref="OperationCanceledException"/>. As in
+    /// <see cref="DirectTransport"/>, the token's registration is made once and kept (none per frame), and it acts only
+    /// while a read is under way, so a token cancelled after the stream's last read leaves the graceful end intact.</remarks>
     public async ValueTask<bool> ReadFrameAsync(CancellationToken cancellationToken)
     {
         var frames = _frames ?? throw new InvalidOperationException("StartAsync comes first.");
-        cancellationToken.ThrowIfCancellationRequested();
-        await using var registration = cancellationToken.Register(static state => ((CancellationTokenSource)state!).Cancel(), _readCancellation).ConfigureAwait(false);
+        if (cancellationToken != _readToken)
+        {
+            _readRegistration.Dispose();
+            _readToken = cancellationToken;
+            _readRegistration = cancellationToken.Register(static state =>
+            {
+                var transport = (NpgsqlTransport)state!;
+                if (transport._reading)
+                    transport._readCancellation.Cancel();
+            }, this);
+        }
+        _reading = true;
         try
         {
+            cancellationToken.ThrowIfCancellationRequested();
             if (_readCancellation.IsCancellationRequested || !await frames.MoveNextAsync().ConfigureAwait(false))
                 return false;
         }
-        catch (OperationCanceledException e) when (cancellationToken.IsCancellationRequested)
+        catch (OperationCanceledException e) when (cancellationToken.IsCancellationRequested && e.CancellationToken != cancellationToken)
         {
             throw new OperationCanceledException("The read of the replication stream was cancelled.", e, cancellationToken);
+        }
+        finally
+        {
+            _reading = false;
         }
         var frame = frames.Current;
         _length = checked((int)frame.Data.Length);
@@ -122,6 +142,7 @@ internal sealed class NpgsqlTransport : IReplicationTransport
 
     public async ValueTask DisposeAsync()
     {
+        _readRegistration.Dispose();
         try
         {
             await _readCancellation.CancelAsync().ConfigureAwait(false);
