@@ -46,6 +46,10 @@ internal sealed class DBSyncHostedService(IServiceProvider services, IOptions<DB
         try
         {
             await Task.WhenAny(client.Streaming, _run).WaitAsync(cancellationToken).ConfigureAwait(false);
+            // Streaming ends with the setup's error before RunAsync has recorded it: without streaming, the run's
+            // end (which never throws) is what says whether there is a failure to throw here.
+            if (!client.Streaming.IsCompletedSuccessfully)
+                await _run.WaitAsync(cancellationToken).ConfigureAwait(false);
         }
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
         {
