@@ -63,7 +63,9 @@ public sealed class ApplierTests(PostgresFixture fixture, ITestOutputHelper outp
         PostgresApplier? firstApplier = null;
         await using (var first = await StreamRun.StartAsync(source.ConnectionString, (client, _) =>
                      {
-                         var applier = new PostgresApplier(client, target.ConnectionString, "restaurants").Map<Restaurant>(ApplyRestaurantAsync);
+                         // One target transaction per source transaction: the crash point (the target committed, the
+                         // transaction handlers run) exists only for a transaction that commits alone.
+                         var applier = new PostgresApplier(client, target.ConnectionString, "restaurants") { MaxGroupedTransactions = 1 }.Map<Restaurant>(ApplyRestaurantAsync);
                          firstApplier = applier;
                          client.OnTransaction((transaction, _) => Volatile.Read(ref armed) && applier.AppliedCommitLsn == transaction.CommitLsn
                                                                   && Interlocked.Exchange(ref crashes, 1) == 0
@@ -108,6 +110,44 @@ public sealed class ApplierTests(PostgresFixture fixture, ITestOutputHelper outp
         Assert.Equal(await LastAppliedAsync(target), secondApplier.AppliedCommitLsn);
         await second.StopAsync();
         await secondApplier.DisposeAsync();
+    }
+
+    [Fact]
+    public async Task SmallSourceTransactionsWaitingInTheSlot_ShareTargetTransactions_EachAppliedOnce_AStopCommitsTheOpenOne()
+    {
+        await using var source = await TestDatabase.CreateAsync(fixture.Server);
+        await using var target = await TestDatabase.CreateAsync(fixture.Server, seedSchema: false);
+        await target.ExecuteAsync(TargetSchema);
+        // A first run creates the slot; the transactions written after it stopped wait in the slot, so the next run
+        // receives them faster than one target commit each.
+        await using (var first = await StreamRun.StartAsync(source.ConnectionString, (client, _) => client.On<Restaurant>((_, _) => ValueTask.CompletedTask)))
+            await first.StopAsync();
+        const int transactions = 2000;
+        await source.ExecuteAsync($"DO $$ BEGIN FOR i IN 1..{transactions} LOOP INSERT INTO Restaurant (id, name) VALUES ('g-' || i, 'grouped'); COMMIT; END LOOP; END $$");
+        var lastCommit = NpgsqlLogSequenceNumber.Parse(await source.ScalarAsync<string>("SELECT pg_current_wal_lsn()::text"));
+
+        PostgresApplier? applier = null;
+        await using (var run = await StreamRun.StartAsync(source.ConnectionString, (client, _) =>
+                         applier = new PostgresApplier(client, target.ConnectionString, "restaurants").Map<Restaurant>(ApplyRestaurantAsync)))
+        {
+            for (var attempt = 0; await target.ScalarAsync<long>("SELECT count(*) FROM restaurant_copy") < transactions; attempt++)
+            {
+                Assert.True(attempt < 3000 && !run.Run.IsCompleted, "The transactions did not reach the target within 60 s.");
+                await Task.Delay(20);
+            }
+            await run.StopAsync();
+        }
+        await applier!.DisposeAsync();
+
+        output.WriteLine($"{transactions} source transactions in {applier.TargetCommits} target transactions");
+        Assert.True(applier.TargetCommits <= transactions / 4, $"{transactions} source transactions took {applier.TargetCommits} target transactions.");
+        Assert.Equal(transactions, await target.ScalarAsync<long>("SELECT count(*) FROM applied_log"));
+        Assert.Equal(transactions, await target.ScalarAsync<long>("SELECT count(DISTINCT xid) FROM applied_log"));
+        // The last group committed at the stop, with its position, and was confirmed after that.
+        var applied = await LastAppliedAsync(target);
+        Assert.Equal(applier.AppliedCommitLsn, applied);
+        Assert.True(applied <= lastCommit && await source.SlotConfirmedAsync() > applied, $"applied {applied}, confirmed {await source.SlotConfirmedAsync()}, last write {lastCommit}");
+        Assert.Equal(await source.RowsAsync("SELECT id FROM Restaurant WHERE id LIKE 'g-%' ORDER BY id"), await target.RowsAsync("SELECT id FROM restaurant_copy ORDER BY id"));
     }
 
     [Fact]

@@ -49,6 +49,11 @@ public sealed class PostgresApplier : IAsyncDisposable
     private bool _lost;
     private int _lossesSinceCommit;
     private ulong _currentCommit;
+    private int _grouped;
+    private long _groupStarted;
+    private (NpgsqlLogSequenceNumber Commit, NpgsqlLogSequenceNumber End, uint Xid) _lastEnded;
+    private int _maxGroupedTransactions = 1000;
+    private TimeSpan _maxGroupDelay = TimeSpan.FromSeconds(1);
 
     /// <summary>Creates an applier that applies the changes <paramref name="client"/> delivers.</summary>
     /// <param name="client">The client whose changes are applied; not yet running.</param>
@@ -84,6 +89,38 @@ public sealed class PostgresApplier : IAsyncDisposable
 
     /// <summary>Source transactions skipped because the target had applied them already (delivered again after a crash).</summary>
     public long SkippedTransactions { get; private set; }
+
+    /// <summary>
+    /// The most source transactions applied in one target transaction (default 1000; 1 applies each in its own). While
+    /// the stream has more transactions waiting, the target transaction stays open for them, and commits when none is
+    /// waiting, when it holds this many, after <see cref="MaxGroupDelay"/>, or before one of DBSync's own transactions
+    /// (snapshot chunks). The progress row records the last of them in the same commit, and none of them is confirmed to
+    /// the source before it, so each is still applied exactly once; a failure rolls the whole group back and the stream
+    /// delivers it again.
+    /// </summary>
+    public int MaxGroupedTransactions
+    {
+        get => _maxGroupedTransactions;
+        set
+        {
+            ArgumentOutOfRangeException.ThrowIfLessThan(value, 1);
+            _maxGroupedTransactions = value;
+        }
+    }
+
+    /// <summary>The longest a target transaction stays open for more source transactions (default one second).</summary>
+    public TimeSpan MaxGroupDelay
+    {
+        get => _maxGroupDelay;
+        set
+        {
+            ArgumentOutOfRangeException.ThrowIfLessThan(value, TimeSpan.Zero);
+            _maxGroupDelay = value;
+        }
+    }
+
+    /// <summary>Target transactions committed (each holds one or more source transactions).</summary>
+    public long TargetCommits { get; private set; }
 
     /// <summary>Applies changes of the table mapped by <typeparamref name="T"/> with <paramref name="apply"/>, inside the
     /// target transaction of the source transaction they belong to.</summary>
@@ -156,8 +193,13 @@ public sealed class PostgresApplier : IAsyncDisposable
                 "after a failure; the stream must stop so that the transaction is delivered again whole (use HandlerFailurePolicy.Stop, or let the retries run out).");
         }
         var commit = (ulong)commitLsn;
-        if (_transaction is not null && commit == _currentCommit)
+        if (_transaction is not null)
+        {
+            // The source transaction's first change, or one after it; or the next source transaction of a group, which
+            // goes into the target transaction still open (it follows every one the target recorded).
+            _currentCommit = commit;
             return _context;
+        }
 
         if (!_loaded)
             await LoadAsync(cancellationToken).ConfigureAwait(false);
@@ -172,22 +214,43 @@ public sealed class PostgresApplier : IAsyncDisposable
         var connection = await OpenAsync(cancellationToken).ConfigureAwait(false);
         _transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
         _context = new ApplyContext(connection, _transaction);
+        _grouped = 0;
+        _groupStarted = Environment.TickCount64;
         return _context;
     }
 
-    /// <summary>The source transaction's handlers all completed: record its position and commit the target transaction.</summary>
-    internal async ValueTask OnTransactionEndAsync(NpgsqlLogSequenceNumber commitLsn, NpgsqlLogSequenceNumber endLsn, uint xid, CancellationToken cancellationToken)
+    /// <summary>
+    /// The source transaction's handlers all completed. Returns true when its target transaction stays open for the
+    /// source transactions that follow (<see cref="MaxGroupedTransactions"/>): <see cref="CommitGroupAsync"/> commits it.
+    /// Otherwise what it applied is committed now, with its position. <paramref name="mayGroup"/> is false for DBSync's
+    /// own transactions (snapshot chunks), which commit at once.
+    /// </summary>
+    internal async ValueTask<bool> OnTransactionEndAsync(NpgsqlLogSequenceNumber commitLsn, NpgsqlLogSequenceNumber endLsn, uint xid, bool mayGroup,
+        CancellationToken cancellationToken)
     {
         if (_transaction is null)
         {
             _lossesSinceCommit = 0; // the stream moved past whatever this applier lost
-            return; // nothing of this transaction was applied here
+            return false; // nothing of this transaction was applied here
         }
-        if ((ulong)commitLsn != _currentCommit)
-        {
-            throw new DBSyncException(
-                $"Applier \"{_name}\": the transaction committed at {commitLsn} ended while the target transaction of the one committed at {new NpgsqlLogSequenceNumber(_currentCommit)} was open.");
-        }
+        // A source transaction with nothing for this applier may end while a group is open: it is recorded as applied
+        // too (there was nothing to apply), and its acknowledgement waits for the group's commit.
+        _lastEnded = (commitLsn, endLsn, xid);
+        _currentCommit = (ulong)commitLsn;
+        _grouped++;
+        if (mayGroup && _grouped < _maxGroupedTransactions && Environment.TickCount64 - _groupStarted < (long)_maxGroupDelay.TotalMilliseconds)
+            return true;
+        await CommitGroupAsync(cancellationToken).ConfigureAwait(false);
+        return false;
+    }
+
+    /// <summary>Records the last source transaction of the open target transaction and commits it; nothing when none is
+    /// open.</summary>
+    internal async ValueTask CommitGroupAsync(CancellationToken cancellationToken)
+    {
+        if (_transaction is null)
+            return;
+        var (commitLsn, endLsn, xid) = _lastEnded;
         try
         {
             await using (var progress = new NpgsqlCommand(
@@ -218,6 +281,8 @@ public sealed class PostgresApplier : IAsyncDisposable
         _context = null;
         _applied = (ulong)commitLsn;
         _lossesSinceCommit = 0;
+        _grouped = 0;
+        TargetCommits++;
     }
 
     private async Task LoadAsync(CancellationToken cancellationToken)

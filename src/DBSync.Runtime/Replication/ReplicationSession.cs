@@ -67,7 +67,7 @@ internal sealed class ReplicationSession : ITransactionSink
         var streams = new StreamedTransactions(options.StreamingMemoryLimit, options.StreamingSpillDirectory ?? Path.GetTempPath(), logger);
         _assembler = new TransactionAssembler(relations, streams, Encoding.UTF8.GetBytes(snapshots.Prefix), this);
         _commits = new CommitPipeline(appliers, transactionHandlers, participants, invoker, snapshots,
-            tables.Values.OfType<SignalRegistration>().FirstOrDefault(), telemetry, Acknowledge);
+            tables.Values.OfType<SignalRegistration>().FirstOrDefault(), telemetry, Handled, Acknowledge);
         _idleConfirmation = new IdleConfirmation(_confirmed);
         _sideLoops = new SideConnectionLoops(options, connections, _confirmed, snapshots.Prefix, logger);
         _tracing = new TransactionTracing(options.SlotName);
@@ -177,7 +177,7 @@ internal sealed class ReplicationSession : ITransactionSink
             // A stop ends the loop between transactions; a graceful one (the handlers' token not cancelled) lets the
             // transaction being delivered finish first, its remaining frames being on their way. A stop requested before
             // the loop was idle found nothing to end: with no frame coming, reading on would wait forever.
-            while ((!_stopRequested || FinishesTransaction(handlerCancellation)) && await ReadAsync(transport.ReadFrameAsync(_readCancellation.Token)).ConfigureAwait(false))
+            while ((!_stopRequested || FinishesTransaction(handlerCancellation)) && await NextFrameAsync(transport, handlerCancellation).ConfigureAwait(false))
             {
                 // A stop that found the loop idle ended the stream; frames already on their way are not started on.
                 if (_stopRequested && !_assembler.InTransaction)
@@ -194,6 +194,10 @@ internal sealed class ReplicationSession : ITransactionSink
                 // request that saw the loop busy is not missed.
                 if (_stopRequested)
                     break;
+                // A target transaction held open for the next source transactions keeps the loop busy: the idle
+                // confirmation must not confirm past it. NextFrameAsync commits it when no frame is waiting.
+                if (_commits.HasUncommittedGroup)
+                    continue;
                 _idleConfirmation.Idle = true;
                 if (_stopRequested)
                     break;
@@ -201,6 +205,8 @@ internal sealed class ReplicationSession : ITransactionSink
             if (!_stopRequested && !_readCancellation.IsCancellationRequested)
                 throw new StreamInterruptedException(new EndOfStreamException("The server ended the replication stream."));
 
+            // A stop between transactions: what the appliers hold commits, and is confirmed, before the stream ends.
+            await _commits.CommitGroupAsync(handlerCancellation).ConfigureAwait(false);
             await FlushStatusAsync().ConfigureAwait(false);
         }
         catch (OperationCanceledException) when (_stopRequested || cancellationToken.IsCancellationRequested || handlerCancellation.IsCancellationRequested)
@@ -249,6 +255,40 @@ internal sealed class ReplicationSession : ITransactionSink
     /// handlers may still finish it.</summary>
     private bool FinishesTransaction(CancellationToken handlerCancellation)
         => _assembler.InTransaction && !handlerCancellation.IsCancellationRequested;
+
+    /// <summary>
+    /// The next frame. While appliers hold a target transaction open for the source transactions to come (the stream
+    /// has more waiting), a read that does not complete at once means the target has caught up with what was received:
+    /// the held transaction commits then, while the read waits, and the loop is idle from there on.
+    /// </summary>
+    private async ValueTask<bool> NextFrameAsync(IReplicationTransport transport, CancellationToken handlerCancellation)
+    {
+        var read = transport.ReadFrameAsync(_readCancellation.Token);
+        if (read.IsCompleted || !_commits.HasUncommittedGroup)
+            return await ReadAsync(read).ConfigureAwait(false);
+        var waiting = read.AsTask();
+        try
+        {
+            await _commits.CommitGroupAsync(handlerCancellation).ConfigureAwait(false);
+        }
+        catch
+        {
+            Abandon(waiting);
+            throw;
+        }
+        _idleConfirmation.Idle = true;
+        if (_stopRequested)
+        {
+            // The stop came while the loop was busy committing, so it did not end the stream: end here.
+            Abandon(waiting);
+            return false;
+        }
+        return await ReadAsync(new ValueTask<bool>(waiting)).ConfigureAwait(false);
+
+        // The session is ending: the read is cancelled with it; its error, if any, is observed and dropped.
+        static void Abandon(Task<bool> read)
+            => _ = read.ContinueWith(static t => _ = t.Exception, CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted | TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+    }
 
     /// <summary>A read from the replication connection: a lost connection becomes <see cref="StreamInterruptedException"/>.</summary>
     private async ValueTask<T> ReadAsync<T>(ValueTask<T> read)
@@ -314,14 +354,21 @@ internal sealed class ReplicationSession : ITransactionSink
 
     ValueTask ITransactionSink.OnCommitAsync(TransactionEnd end, CancellationToken cancellationToken) => _commits.CommitAsync(end, cancellationToken);
 
-    /// <summary>Every handler of the transaction completed (the commit pipeline's last step): it may be confirmed.</summary>
-    private void Acknowledge(TransactionEnd end)
+    /// <summary>Every handler of the transaction completed (its target transaction may still be open: see
+    /// <see cref="CommitPipeline"/>).</summary>
+    private void Handled(TransactionEnd end)
     {
-        _confirmed.Advance(end.EndLsn);
-        _transport!.SetConfirmed(_confirmed.Value);
         Volatile.Write(ref _deliveringCommitTicks, 0);
         if (!end.IsInternal && Telemetry.Transactions.Enabled)
             Telemetry.Transactions.Add(1, _telemetry.SlotTags);
         _tracing.End(end.IsInternal, end.EndLsn);
+    }
+
+    /// <summary>The transaction was handled and what the appliers did with it committed (the commit pipeline's last step):
+    /// it may be confirmed.</summary>
+    private void Acknowledge(TransactionEnd end)
+    {
+        _confirmed.Advance(end.EndLsn);
+        _transport!.SetConfirmed(_confirmed.Value);
     }
 }
