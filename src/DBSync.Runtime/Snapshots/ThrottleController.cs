@@ -1,0 +1,140 @@
+namespace DBSync.Snapshots;
+
+/// <summary>
+/// How much of the time a snapshot reads chunks (its share), from the measured effect of its reads on the workload of
+/// its database. Without a workload (no busy session beside DBSync) the share is 1. With one, it alternates a running
+/// window (chunks at the current share) and a paused window (no chunk), compares the database's transactions per second
+/// in both, and moves the share toward the largest that costs the workload at most <c>maxImpact</c> of its rate: down in
+/// proportion when the cost is above it, up when it is well below, never under <c>minShare</c>. Pure: the caller brings
+/// the time and the samples (<see cref="SnapshotThrottle"/> on the server, the tests on a simulated workload).
+/// </summary>
+internal sealed class ThrottleController(double maxImpact, double minShare)
+{
+    /// <summary>How often the sessions are looked at while there is no workload.</summary>
+    public static readonly TimeSpan CheckInterval = TimeSpan.FromSeconds(1);
+
+    /// <summary>The part of each window not counted: PostgreSQL backends report their transactions at most once a
+    /// second, so those of the window before arrive in it.</summary>
+    public static readonly TimeSpan Settle = TimeSpan.FromSeconds(1);
+
+    /// <summary>The counted part of a paused window.</summary>
+    public static readonly TimeSpan PausedWindow = TimeSpan.FromSeconds(2);
+
+    /// <summary>The counted part of a running window after the share changed; it doubles, up to
+    /// <see cref="MaxRunningWindow"/>, while the share holds or grows, so the pauses to measure cost less.</summary>
+    public static readonly TimeSpan FirstRunningWindow = TimeSpan.FromSeconds(4);
+
+    public static readonly TimeSpan MaxRunningWindow = TimeSpan.FromSeconds(16);
+
+    /// <summary>A window whose sample comes this much later than due (snapshots were paused, or one chunk took that
+    /// long) is not counted: it did not run at the share.</summary>
+    public static readonly TimeSpan MaxLate = TimeSpan.FromSeconds(10);
+
+    /// <summary>Below this rate (transactions per second, paused) the workload commits too little to measure; the share
+    /// then holds.</summary>
+    public const double MinRate = 2;
+
+    private enum Phase { Watching, Running, Paused }
+
+    private Phase _phase = Phase.Watching;
+    private TimeSpan _due;
+    private bool _counting;
+    private TimeSpan _from;
+    private long _fromTransactions;
+    private double _runningRate;
+    private TimeSpan _runningWindow = FirstRunningWindow;
+
+    /// <summary>The share the snapshot reads at while the workload runs (the last one learnt, 1 at first).</summary>
+    public double Share { get; private set; } = 1;
+
+    /// <summary>The share to read at now: 1 without a workload.</summary>
+    public double EffectiveShare => _phase == Phase.Watching ? 1 : Share;
+
+    /// <summary>Whether a sample is due at <paramref name="now"/>.</summary>
+    public bool SampleDue(TimeSpan now) => now >= _due;
+
+    /// <summary>How long no chunk may be read from <paramref name="now"/> on: until the next sample of a paused
+    /// window.</summary>
+    public TimeSpan Hold(TimeSpan now) => _phase == Phase.Paused && _due > now ? _due - now : TimeSpan.Zero;
+
+    /// <summary>The pause after a chunk that took <paramref name="chunkTime"/>, so that reads take
+    /// <see cref="EffectiveShare"/> of the time.</summary>
+    public TimeSpan PauseAfter(TimeSpan chunkTime)
+    {
+        var share = EffectiveShare;
+        return share >= 1 ? TimeSpan.Zero : chunkTime * ((1 - share) / share);
+    }
+
+    /// <summary>Takes the sample made at <paramref name="now"/>; returns the measurement when it ended a pair of
+    /// windows.</summary>
+    public ThrottleMeasurement? Observe(TimeSpan now, WorkloadSample sample)
+    {
+        var late = now - _due > MaxLate;
+        if (sample.BusySessions == 0)
+        {
+            // Nobody to slow down: full speed, and the next workload is measured afresh (from the share learnt).
+            _phase = Phase.Watching;
+            _due = now + CheckInterval;
+            return null;
+        }
+        if (_phase == Phase.Watching || late)
+        {
+            Start(Phase.Running, now);
+            return null;
+        }
+        if (!_counting)
+        {
+            (_counting, _from, _fromTransactions) = (true, now, sample.Transactions);
+            _due = now + (_phase == Phase.Running ? _runningWindow : PausedWindow);
+            return null;
+        }
+        var rate = Rate(now, sample);
+        if (_phase == Phase.Running)
+        {
+            _runningRate = rate;
+            Start(Phase.Paused, now);
+            return null;
+        }
+        var measurement = Adjust(_runningRate, rate);
+        Start(Phase.Running, now);
+        return measurement;
+    }
+
+    private void Start(Phase phase, TimeSpan now)
+    {
+        (_phase, _counting, _due) = (phase, false, now + Settle);
+    }
+
+    private double Rate(TimeSpan now, WorkloadSample sample)
+    {
+        var seconds = (now - _from).TotalSeconds;
+        return seconds > 0 ? Math.Max(0, sample.Transactions - _fromTransactions) / seconds : 0;
+    }
+
+    private ThrottleMeasurement Adjust(double running, double paused)
+    {
+        var before = Share;
+        // Too little to tell (one long query, a trickle of commits): the snapshot's effect is not measurable, hold.
+        if (paused < MinRate)
+            return new ThrottleMeasurement(running, paused, 0, before, before);
+        var impact = 1 - running / paused;
+        double factor;
+        if (impact > maxImpact)
+            factor = Math.Max(0.25, 0.8 * maxImpact / impact);
+        else if (impact < 0.6 * maxImpact)
+            factor = impact > 0 ? Math.Min(1.5, 0.8 * maxImpact / impact) : 1.5;
+        else
+            factor = 1;
+        Share = Math.Clamp(before * factor, minShare, 1);
+        _runningWindow = Share < before ? FirstRunningWindow : TimeSpan.FromTicks(Math.Min(MaxRunningWindow.Ticks, _runningWindow.Ticks * 2));
+        return new ThrottleMeasurement(running, paused, impact, before, Share);
+    }
+}
+
+/// <summary>One comparison of a running and a paused window.</summary>
+/// <param name="RunningRate">The workload's transactions per second while chunks were read.</param>
+/// <param name="PausedRate">The same while none was.</param>
+/// <param name="Impact">The share of its rate the workload lost to the snapshot (0 when not measurable).</param>
+/// <param name="ShareBefore">The snapshot's share of time in the running window.</param>
+/// <param name="Share">The share from now on.</param>
+internal readonly record struct ThrottleMeasurement(double RunningRate, double PausedRate, double Impact, double ShareBefore, double Share);
