@@ -39,7 +39,7 @@ internal sealed class SnapshotThrottle(DBSyncOptions options, ILogger logger)
                         break;
                     await Task.Delay(hold, cancellationToken).ConfigureAwait(false);
                 }
-                var pause = _controller.PauseAfter(chunkTime);
+                var pause = _controller.OnChunk(chunkTime);
                 if (pause > TimeSpan.Zero)
                 {
                     delay += pause;

@@ -4,13 +4,13 @@ namespace DBSync.Snapshots;
 /// How much of the time a snapshot reads chunks (its share), from the measured effect of its reads on the workload of
 /// its database. Without a workload (no busy session beside DBSync) the share is 1. With one, it alternates a running
 /// window (chunks at the current share) and a paused window (no chunk), compares the database's transactions per second
-/// in both, and moves the share toward the largest that costs the workload at most <c>maxImpact</c> of its rate: down in
+/// in both (less DBSync's own: its chunks' and samples' transactions), and moves the share toward the largest that costs the workload at most <c>maxImpact</c> of its rate: down in
 /// proportion when the cost is above it, up when it is well below, never under <c>minShare</c>. Pure: the caller brings
 /// the time and the samples (<see cref="SnapshotThrottle"/> on the server, the tests on a simulated workload).
 /// </summary>
 internal sealed class ThrottleController(double maxImpact, double minShare)
 {
-    /// <summary>How often the sessions are looked at while there is no workload.</summary>
+    /// <summary>How often the sessions are looked at.</summary>
     public static readonly TimeSpan CheckInterval = TimeSpan.FromSeconds(1);
 
     /// <summary>The part of each window not counted: PostgreSQL backends report their transactions at most once a
@@ -30,17 +30,31 @@ internal sealed class ThrottleController(double maxImpact, double minShare)
     /// long) is not counted: it did not run at the share.</summary>
     public static readonly TimeSpan MaxLate = TimeSpan.FromSeconds(10);
 
-    /// <summary>Below this rate (transactions per second, paused) the workload commits too little to measure; the share
-    /// then holds.</summary>
-    public const double MinRate = 2;
+    /// <summary>Below this rate (transactions per second, paused) the workload commits too little to measure against the
+    /// statistics' one-second grain and DBSync's own few transactions; the share then holds.</summary>
+    public const double MinRate = 10;
+
+    /// <summary>The transactions of the snapshot's own per chunk in its database: the chunk's read, its two watermarks
+    /// and the checkpoint saved after it.</summary>
+    public const int OwnTransactionsPerChunk = 4;
+
+    /// <summary>Samples in a row without a busy session after which the workload counts as gone: one sample may catch
+    /// every session of a light workload between two statements.</summary>
+    public const int IdleSamples = 3;
 
     private enum Phase { Watching, Running, Paused }
 
     private Phase _phase = Phase.Watching;
     private TimeSpan _due;
+    private TimeSpan _nextCheck;
+    private int _idleSamples;
     private bool _counting;
     private TimeSpan _from;
     private long _fromTransactions;
+    private long _chunks;
+    private long _fromChunks;
+    private long _samples;
+    private long _fromSamples;
     private double _runningRate;
     private TimeSpan _runningWindow = FirstRunningWindow;
 
@@ -51,16 +65,17 @@ internal sealed class ThrottleController(double maxImpact, double minShare)
     public double EffectiveShare => _phase == Phase.Watching ? 1 : Share;
 
     /// <summary>Whether a sample is due at <paramref name="now"/>.</summary>
-    public bool SampleDue(TimeSpan now) => now >= _due;
+    public bool SampleDue(TimeSpan now) => now >= _due || now >= _nextCheck;
 
     /// <summary>How long no chunk may be read from <paramref name="now"/> on: until the next sample of a paused
     /// window.</summary>
     public TimeSpan Hold(TimeSpan now) => _phase == Phase.Paused && _due > now ? _due - now : TimeSpan.Zero;
 
-    /// <summary>The pause after a chunk that took <paramref name="chunkTime"/>, so that reads take
+    /// <summary>A chunk took <paramref name="chunkTime"/>: the pause after it, so that reads take
     /// <see cref="EffectiveShare"/> of the time.</summary>
-    public TimeSpan PauseAfter(TimeSpan chunkTime)
+    public TimeSpan OnChunk(TimeSpan chunkTime)
     {
+        _chunks++;
         var share = EffectiveShare;
         return share >= 1 ? TimeSpan.Zero : chunkTime * ((1 - share) / share);
     }
@@ -69,22 +84,31 @@ internal sealed class ThrottleController(double maxImpact, double minShare)
     /// windows.</summary>
     public ThrottleMeasurement? Observe(TimeSpan now, WorkloadSample sample)
     {
-        var late = now - _due > MaxLate;
-        if (sample.BusySessions == 0)
+        _samples++;
+        _nextCheck = now + CheckInterval;
+        _idleSamples = sample.BusySessions == 0 ? _idleSamples + 1 : 0;
+        if (_phase == Phase.Watching)
+        {
+            if (_idleSamples == 0)
+                Start(Phase.Running, now);
+            return null;
+        }
+        if (_idleSamples >= IdleSamples)
         {
             // Nobody to slow down: full speed, and the next workload is measured afresh (from the share learnt).
             _phase = Phase.Watching;
-            _due = now + CheckInterval;
             return null;
         }
-        if (_phase == Phase.Watching || late)
+        if (now < _due)
+            return null;
+        if (now - _due > MaxLate)
         {
             Start(Phase.Running, now);
             return null;
         }
         if (!_counting)
         {
-            (_counting, _from, _fromTransactions) = (true, now, sample.Transactions);
+            (_counting, _from, _fromTransactions, _fromChunks, _fromSamples) = (true, now, sample.Transactions, _chunks, _samples);
             _due = now + (_phase == Phase.Running ? _runningWindow : PausedWindow);
             return null;
         }
@@ -108,7 +132,8 @@ internal sealed class ThrottleController(double maxImpact, double minShare)
     private double Rate(TimeSpan now, WorkloadSample sample)
     {
         var seconds = (now - _from).TotalSeconds;
-        return seconds > 0 ? Math.Max(0, sample.Transactions - _fromTransactions) / seconds : 0;
+        var own = (_chunks - _fromChunks) * OwnTransactionsPerChunk + (_samples - _fromSamples);
+        return seconds > 0 ? Math.Max(0, sample.Transactions - _fromTransactions - own) / seconds : 0;
     }
 
     private ThrottleMeasurement Adjust(double running, double paused)
