@@ -115,11 +115,13 @@ internal sealed class NpgsqlSnapshotSql : ISnapshotSql
     {
         // Sessions of this database only, and not DBSync's: its own connections are named DBSync (or, when the connection
         // string names them otherwise, known by their process ids), its appliers' "DBSync applier <name>". Autovacuum,
-        // walsenders and idle sessions do not count. A role without pg_read_all_stats sees a null state for other roles'
-        // sessions (Hidden). The transactions are pg_stat_database's, which each backend reports at most once a second.
+        // walsenders and idle sessions do not count; a session idle for less than a second does (short transactions
+        // leave a busy session idle most of the time). A role without pg_read_all_stats sees a null state for other
+        // roles' sessions (Hidden). The transactions are pg_stat_database's, which each backend reports at most once a
+        // second.
         await using var command = new NpgsqlCommand(
             """
-            SELECT count(*) FILTER (WHERE state IS NOT NULL AND state <> 'idle'),
+            SELECT count(*) FILTER (WHERE state IS NOT NULL AND (state <> 'idle' OR state_change > clock_timestamp() - interval '1 second')),
                    count(*) FILTER (WHERE state IS NULL),
                    (SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = current_database())
             FROM pg_stat_activity
