@@ -118,7 +118,7 @@ public sealed class SnapshotThrottleTests(PostgresFixture fixture)
     private static Task SleepAsync(Func<Task<NpgsqlConnection>> open, CancellationToken cancellationToken) => Task.Run(async () =>
     {
         await using var connection = await open();
-        await using var command = new NpgsqlCommand("SELECT pg_sleep(600)", connection);
+        await using var command = new NpgsqlCommand("SELECT pg_sleep(600)", connection) { CommandTimeout = 0 };
         try
         {
             await command.ExecuteNonQueryAsync(cancellationToken);

@@ -29,6 +29,7 @@ internal sealed class SnapshotThrottle(DBSyncOptions options, ILogger logger)
             await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
             try
             {
+                _controller.ChunkRead(Now, chunkTime);
                 // A paused window holds every reader until its last sample.
                 while (true)
                 {
@@ -39,7 +40,7 @@ internal sealed class SnapshotThrottle(DBSyncOptions options, ILogger logger)
                         break;
                     await Task.Delay(hold, cancellationToken).ConfigureAwait(false);
                 }
-                var pause = _controller.OnChunk(chunkTime);
+                var pause = _controller.PauseAfter(Now, chunkTime);
                 if (pause > TimeSpan.Zero)
                 {
                     delay += pause;

@@ -26,12 +26,16 @@ internal sealed class ThrottleController(double maxImpact, double minShare)
 
     public static readonly TimeSpan MaxRunningWindow = TimeSpan.FromSeconds(16);
 
-    /// <summary>A window whose sample comes this much later than due (snapshots were paused, or one chunk took that
-    /// long) is not counted: it did not run at the share.</summary>
+    /// <summary>A window whose sample comes this much later than due is not counted: it did not run at the share.</summary>
     public static readonly TimeSpan MaxLate = TimeSpan.FromSeconds(10);
 
-    /// <summary>Below this rate (transactions per second, paused) the workload commits too little to measure against the
-    /// statistics' one-second grain and DBSync's own few transactions; the share then holds.</summary>
+    /// <summary>A chunk that comes this much later than its read time after the pause before it ends the running window
+    /// without counting it: snapshots were paused, or the stream held them, so chunks did not run at the share.</summary>
+    public static readonly TimeSpan StallGap = TimeSpan.FromSeconds(2);
+
+    /// <summary>Below this rate (transactions per second, paused), or below DBSync's own rate in the running window, the
+    /// workload commits too little to measure against the statistics' grain (a backend reports its transactions up to a
+    /// second late, or ten when it goes idle) and DBSync's own transactions; the share then holds.</summary>
     public const double MinRate = 10;
 
     /// <summary>The transactions of the snapshot's own per chunk in its database: the chunk's read, its two watermarks
@@ -56,6 +60,8 @@ internal sealed class ThrottleController(double maxImpact, double minShare)
     private long _samples;
     private long _fromSamples;
     private double _runningRate;
+    private double _ownRate;
+    private TimeSpan _readyAt;
     private TimeSpan _runningWindow = FirstRunningWindow;
 
     /// <summary>The share the snapshot reads at while the workload runs (the last one learnt, 1 at first).</summary>
@@ -71,13 +77,22 @@ internal sealed class ThrottleController(double maxImpact, double minShare)
     /// window.</summary>
     public TimeSpan Hold(TimeSpan now) => _phase == Phase.Paused && _due > now ? _due - now : TimeSpan.Zero;
 
-    /// <summary>A chunk took <paramref name="chunkTime"/>: the pause after it, so that reads take
-    /// <see cref="EffectiveShare"/> of the time.</summary>
-    public TimeSpan OnChunk(TimeSpan chunkTime)
+    /// <summary>A chunk that took <paramref name="chunkTime"/> was read by <paramref name="now"/>.</summary>
+    public void ChunkRead(TimeSpan now, TimeSpan chunkTime)
     {
         _chunks++;
+        if (_phase == Phase.Running && now - _readyAt > chunkTime + StallGap)
+            Start(Phase.Running, now);
+    }
+
+    /// <summary>The pause from <paramref name="now"/> on after a chunk that took <paramref name="chunkTime"/>, so that
+    /// reads take <see cref="EffectiveShare"/> of the time.</summary>
+    public TimeSpan PauseAfter(TimeSpan now, TimeSpan chunkTime)
+    {
         var share = EffectiveShare;
-        return share >= 1 ? TimeSpan.Zero : chunkTime * ((1 - share) / share);
+        var pause = share >= 1 ? TimeSpan.Zero : chunkTime * ((1 - share) / share);
+        _readyAt = now + pause;
+        return pause;
     }
 
     /// <summary>Takes the sample made at <paramref name="now"/>; returns the measurement when it ended a pair of
@@ -133,14 +148,18 @@ internal sealed class ThrottleController(double maxImpact, double minShare)
     {
         var seconds = (now - _from).TotalSeconds;
         var own = (_chunks - _fromChunks) * OwnTransactionsPerChunk + (_samples - _fromSamples);
-        return seconds > 0 ? Math.Max(0, sample.Transactions - _fromTransactions - own) / seconds : 0;
+        if (seconds <= 0)
+            return 0;
+        if (_phase == Phase.Running)
+            _ownRate = own / seconds;
+        return Math.Max(0, sample.Transactions - _fromTransactions - own) / seconds;
     }
 
     private ThrottleMeasurement Adjust(double running, double paused)
     {
         var before = Share;
         // Too little to tell (one long query, a trickle of commits): the snapshot's effect is not measurable, hold.
-        if (paused < MinRate)
+        if (paused < Math.Max(MinRate, _ownRate))
             return new ThrottleMeasurement(running, paused, 0, before, before);
         var impact = 1 - running / paused;
         double factor;

@@ -100,7 +100,7 @@ public sealed class ThrottleControllerTests
         Assert.InRange(after.WorkloadLoss, 0, 0.15);
     }
 
-    /// <summary>The snapshot loop against a workload of <paramref name="rate"/> transactions per second that loses
+    /// <summary>The snapshot loop (read a chunk, then what <see cref="SnapshotThrottle.PaceAsync"/> does) against a workload of <paramref name="rate"/> transactions per second that loses
     /// <paramref name="flatOutImpact"/> of it while a chunk is being read; chunks take 100 ms; the share never goes under
     /// <paramref name="minShare"/>.</summary>
     private sealed class SimulatedSnapshot(double flatOutImpact, double rate, double minShare = MinShare)
@@ -128,6 +128,10 @@ public sealed class ThrottleControllerTests
             var (reading, measurements) = (TimeSpan.Zero, 0);
             while (_now - start < duration)
             {
+                Advance(ChunkTime, true);
+                _transactions += ThrottleController.OwnTransactionsPerChunk;
+                reading += ChunkTime;
+                Controller.ChunkRead(_now, ChunkTime);
                 while (true)
                 {
                     if (Controller.SampleDue(_now))
@@ -141,10 +145,7 @@ public sealed class ThrottleControllerTests
                         break;
                     Advance(hold, false);
                 }
-                Advance(Controller.OnChunk(ChunkTime), false);
-                Advance(ChunkTime, true);
-                _transactions += ThrottleController.OwnTransactionsPerChunk;
-                reading += ChunkTime;
+                Advance(Controller.PauseAfter(_now, ChunkTime), false);
             }
             var elapsed = _now - start;
             var expected = rate * BusySessionsFactor * elapsed.TotalSeconds;
