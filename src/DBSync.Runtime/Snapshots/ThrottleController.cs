@@ -64,8 +64,12 @@ internal sealed class ThrottleController(double maxImpact, double minShare)
     private TimeSpan _readyAt;
     private TimeSpan _runningWindow = FirstRunningWindow;
 
-    /// <summary>The share the snapshot reads at while the workload runs (the last one learnt, 1 at first).</summary>
-    public double Share { get; private set; } = 1;
+    /// <summary>The share a snapshot starts at when it first meets a workload, before anything is measured: about what
+    /// keeps pgbench's loss within 10% on a saturated server (see docs/snapshots.md).</summary>
+    public const double InitialShare = 0.3;
+
+    /// <summary>The share the snapshot reads at while the workload runs (the last one learnt).</summary>
+    public double Share { get; private set; } = Math.Max(minShare, Math.Min(InitialShare, 1));
 
     /// <summary>The share to read at now: 1 without a workload.</summary>
     public double EffectiveShare => _phase == Phase.Watching ? 1 : Share;
