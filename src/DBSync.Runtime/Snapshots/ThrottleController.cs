@@ -22,7 +22,7 @@ internal sealed class ThrottleController(double maxImpact, double minShare)
 
     /// <summary>The counted part of a running window after the share changed; it doubles, up to
     /// <see cref="MaxRunningWindow"/>, while the share holds or grows, so the pauses to measure cost less.</summary>
-    public static readonly TimeSpan FirstRunningWindow = TimeSpan.FromSeconds(4);
+    public static readonly TimeSpan FirstRunningWindow = TimeSpan.FromSeconds(2);
 
     public static readonly TimeSpan MaxRunningWindow = TimeSpan.FromSeconds(16);
 
@@ -64,9 +64,10 @@ internal sealed class ThrottleController(double maxImpact, double minShare)
     private TimeSpan _readyAt;
     private TimeSpan _runningWindow = FirstRunningWindow;
 
-    /// <summary>The share a snapshot starts at when it first meets a workload, before anything is measured: about what
-    /// keeps pgbench's loss within 10% on a saturated server (see docs/snapshots.md).</summary>
-    public const double InitialShare = 0.3;
+    /// <summary>The share a snapshot starts at when it first meets a workload, before anything is measured: full speed,
+    /// which cost pgbench -c 4 about 10% on the 2-core machine where the defaults were chosen (docs/snapshots.md); the
+    /// first measurement, a few seconds later, lowers it when the workload loses more.</summary>
+    public const double InitialShare = 1;
 
     /// <summary>The share the snapshot reads at while the workload runs (the last one learnt).</summary>
     public double Share { get; private set; } = Math.Max(minShare, Math.Min(InitialShare, 1));
