@@ -48,16 +48,25 @@ public sealed partial class DBSyncOptions
     /// </summary>
     public int SnapshotWindowMaxChanges { get; set; } = 65_536;
 
-    /// <summary>A fixed pause between snapshot chunks, on top of <see cref="SnapshotBusyShare"/>. Default none.</summary>
+    /// <summary>A fixed pause between snapshot chunks, on top of the throttle's (<see cref="SnapshotMaxImpact"/>). Default none.</summary>
     public TimeSpan SnapshotChunkDelay { get; set; } = TimeSpan.Zero;
 
     /// <summary>
-    /// How much of the time a snapshot may spend reading chunks while the server is busy, between 0 (exclusive) and 1.
-    /// After each chunk DBSync looks at <c>pg_stat_activity</c>: when another client session is running a statement or
-    /// holds a transaction open, it waits <c>t * (1 - share) / share</c> before the next chunk, where <c>t</c> is the time
-    /// the chunk took, so the workload keeps most of the CPU and I/O. On an idle server snapshots run at full speed.
-    /// 1 turns the throttle off. Default 0.05. The sessions of other roles count only when the connecting role may see
-    /// them (<c>pg_read_all_stats</c>, for example through <c>pg_monitor</c>); a warning says when it cannot.
+    /// How much of its throughput the database's workload may lose to a snapshot, between 0 (exclusive) and 1: 0.10 means
+    /// at most 10% fewer transactions per second while chunks are read. While other sessions of the snapshot's database
+    /// (not DBSync's own, nor its appliers') run statements or hold transactions open, DBSync compares the database's
+    /// transactions per second (<c>pg_stat_database</c>) in windows of a few seconds with chunks being read and with the
+    /// snapshot paused, and pauses between chunks so that the loss stays within this share. With no such session the
+    /// snapshot runs at full speed. 1 turns the throttle off. Default 0.10. The sessions of other roles count only when
+    /// the connecting role may see them (<c>pg_read_all_stats</c>, for example through <c>pg_monitor</c>); a warning says
+    /// when it cannot.
+    /// </summary>
+    public double SnapshotMaxImpact { get; set; } = 0.10;
+
+    /// <summary>
+    /// The least share of the time a snapshot reads chunks while it slows the workload down more than
+    /// <see cref="SnapshotMaxImpact"/>, between 0 (exclusive) and 1, so that a snapshot always progresses. 1 turns the
+    /// throttle off. Default 0.05.
     /// </summary>
     public double SnapshotBusyShare { get; set; } = 0.05;
 
@@ -196,6 +205,8 @@ public sealed partial class DBSyncOptions
             throw new ArgumentException($"DBSyncOptions.SnapshotWindowMaxChanges must be at least 1 (was {SnapshotWindowMaxChanges}).", nameof(SnapshotWindowMaxChanges));
         if (SnapshotChunkDelay < TimeSpan.Zero)
             throw new ArgumentException($"DBSyncOptions.SnapshotChunkDelay cannot be negative (was {SnapshotChunkDelay}).", nameof(SnapshotChunkDelay));
+        if (!(SnapshotMaxImpact > 0 && SnapshotMaxImpact <= 1))
+            throw new ArgumentException($"DBSyncOptions.SnapshotMaxImpact must be greater than 0 and at most 1 (was {SnapshotMaxImpact}): the share of the workload's transactions per second a snapshot may cost, 0.10 for 10%; 1 turns the throttle off.", nameof(SnapshotMaxImpact));
         if (!(SnapshotBusyShare > 0 && SnapshotBusyShare <= 1))
             throw new ArgumentException($"DBSyncOptions.SnapshotBusyShare must be greater than 0 and at most 1 (was {SnapshotBusyShare}); 1 turns the throttle off.", nameof(SnapshotBusyShare));
         if (SignalTable is not null && !SignalTablePattern().IsMatch(SignalTable))

@@ -1,4 +1,3 @@
-using Npgsql;
 using DBSync.IntegrationTests.Infrastructure;
 using DBSync.Sample;
 
@@ -382,33 +381,5 @@ public sealed class SnapshotControlTests(PostgresFixture fixture)
         Assert.True(logs.Has(3010), "The re-read after the window filled up was not logged (event 3010).");
         await run.WaitUntilAsync(_ => replica.Read(r => r.Restaurants.Values.All(x => x.Rating is 8 or 9)), "the update in the replica");
         await replica.AssertEqualsSourceAsync(db.ConnectionString);
-    }
-
-    [Fact]
-    public async Task BusyServer_SnapshotWaitsAfterEachChunk_IdleServer_DoesNot()
-    {
-        await using var db = await TestDatabase.CreateAsync(fixture.Server);
-        await db.ExecuteAsync("INSERT INTO Restaurant (id, name) SELECT 'r-' || lpad(i::text, 3, '0'), 'n' FROM generate_series(1, 30) i");
-        var logs = new LogCapture();
-        await using var run = await StreamRun.StartAsync(db.ConnectionString, configure: o =>
-        {
-            o.SnapshotChunkSize = 10;
-            o.SnapshotBusyShare = 0.5;
-            o.LoggerFactory = logs;
-        });
-
-        await run.Client.SnapshotAsync<Restaurant>();
-        Assert.False(logs.Has(3008), "The snapshot waited although no other session was busy.");
-
-        // Another session holds a transaction open: the snapshot yields after every chunk but the last.
-        await using (var other = await db.OpenAsync())
-        {
-            await using var transaction = await other.BeginTransactionAsync();
-            await using (var command = new NpgsqlCommand("SELECT 1", other, transaction))
-                await command.ExecuteScalarAsync();
-            await run.Client.SnapshotAsync<Restaurant>();
-        }
-        Assert.Equal(2, logs.Entries.Count(e => e.Id.Id == 3008));
-        Assert.Equal(60, run.Recorder.Of<Restaurant>().Count(c => c.Kind == ChangeKind.Read));
     }
 }

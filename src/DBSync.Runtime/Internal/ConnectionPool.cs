@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using Npgsql;
 
 namespace DBSync.Internal;
@@ -14,10 +15,28 @@ internal sealed class ConnectionPool(string connectionString) : IAsyncDisposable
     private readonly object _lock = new();
     private NpgsqlDataSource? _source;
 
+    /// <summary>The server processes of DBSync's connections in use now, from every pool of this process: the snapshot
+    /// throttle does not count them as the workload (a user's connection string may give them any application name).</summary>
+    private static readonly ConcurrentDictionary<int, byte> s_inUse = new();
+
     public string ConnectionString { get; } = connectionString;
 
+    /// <summary>The server process ids of DBSync's connections in use now.</summary>
+    public static int[] InUseProcessIds() => [.. s_inUse.Keys];
+
     /// <summary>Opens a connection from the pool.</summary>
-    public ValueTask<NpgsqlConnection> OpenAsync(CancellationToken cancellationToken) => Source.OpenConnectionAsync(cancellationToken);
+    public async ValueTask<NpgsqlConnection> OpenAsync(CancellationToken cancellationToken)
+    {
+        var connection = await Source.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        var pid = connection.ProcessID;
+        s_inUse[pid] = 0;
+        connection.StateChange += (_, e) =>
+        {
+            if (e.CurrentState == System.Data.ConnectionState.Closed)
+                s_inUse.TryRemove(pid, out byte _);
+        };
+        return connection;
+    }
 
     /// <summary>Closes the idle connections (after the server restarted, they are dead); connections in use are closed
     /// when they are returned.</summary>
@@ -44,7 +63,18 @@ internal sealed class ConnectionPool(string connectionString) : IAsyncDisposable
         get
         {
             lock (_lock)
-                return _source ??= NpgsqlDataSource.Create(ConnectionString);
+                return _source ??= NpgsqlDataSource.Create(Named(ConnectionString));
         }
+    }
+
+    /// <summary>Names DBSync's sessions <c>DBSync</c> in <c>pg_stat_activity</c> (as its replication connection) unless the
+    /// connection string names them.</summary>
+    private static string Named(string connectionString)
+    {
+        var builder = new NpgsqlConnectionStringBuilder(connectionString);
+        if (!string.IsNullOrEmpty(builder.ApplicationName))
+            return connectionString;
+        builder.ApplicationName = "DBSync";
+        return builder.ConnectionString;
     }
 }

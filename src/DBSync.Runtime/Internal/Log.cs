@@ -79,8 +79,14 @@ internal static partial class Log
     [LoggerMessage(3007, LogLevel.Warning, "The snapshot of {Table} cannot see what {Sessions} session(s) of other roles are doing, so it does not slow down for them; grant pg_read_all_stats (or pg_monitor) to the connecting role")]
     public static partial void SessionsHidden(ILogger logger, string table, long sessions);
 
-    [LoggerMessage(3008, LogLevel.Debug, "Snapshot of {Table} waits {Delay} ms after chunk {Chunk} ({Busy} busy session(s))")]
-    public static partial void SnapshotThrottled(ILogger logger, string table, long chunk, long delay, long busy);
+    [LoggerMessage(3008, LogLevel.Debug, "Snapshot of {Table} waits {Delay} ms after chunk {Chunk} (it reads chunks {Share}% of the time while the database has a workload)")]
+    public static partial void SnapshotThrottled(ILogger logger, string table, long chunk, long delay, double share);
+
+    [LoggerMessage(3018, LogLevel.Information, "Snapshot of {Table} slows down: the workload ran {Running:F0} transactions/s with chunks being read and {Paused:F0}/s without, {Impact}% fewer, over the target of {Target}% (SnapshotMaxImpact); chunks were read {Before}% of the time, now {Share}%")]
+    public static partial void SnapshotSlowedDown(ILogger logger, string table, double running, double paused, double impact, double target, double before, double share);
+
+    [LoggerMessage(3019, LogLevel.Debug, "Snapshot of {Table}: the workload ran {Running:F0} transactions/s with chunks being read and {Paused:F0}/s without, {Impact}% fewer (target {Target}%); chunks were read {Before}% of the time, now {Share}%")]
+    public static partial void SnapshotPaceMeasured(ILogger logger, string table, double running, double paused, double impact, double target, double before, double share);
 
     [LoggerMessage(2007, LogLevel.Warning, "Stream of slot \"{Slot}\" lost its connection; everything up to {Lsn} is confirmed. Reconnecting in {Delay} ms (attempt {Attempt})")]
     public static partial void StreamInterrupted(ILogger logger, Exception exception, string slot, string lsn, long delay, int attempt);

@@ -31,9 +31,9 @@ internal interface ISnapshotSql : IAsyncDisposable
     Task<SnapshotChunk<T>> ReadChunkAsync<T>(SnapshotQuery query, long chunk, IReadOnlyList<string>? after, int size, PgTypeCatalog types,
         CancellationToken cancellationToken) where T : ISyncTable<T>;
 
-    /// <summary>Sessions of other clients running statements or holding transactions open (<c>Busy</c>), and those whose
-    /// state this role may not see (<c>Hidden</c>).</summary>
-    Task<(long Busy, long Hidden)> OtherSessionsAsync(CancellationToken cancellationToken);
+    /// <summary>The workload of this database beside DBSync: its sessions and how many transactions it ended so far
+    /// (<see cref="SnapshotThrottle"/> measures the snapshot's effect on it).</summary>
+    Task<WorkloadSample> SampleWorkloadAsync(CancellationToken cancellationToken);
 
     /// <summary>Whether a table named <paramref name="schema"/>.<paramref name="name"/> exists.</summary>
     Task<bool> TableExistsAsync(string schema, string name, CancellationToken cancellationToken);

@@ -111,19 +111,27 @@ internal sealed class NpgsqlSnapshotSql : ISnapshotSql
         return key;
     }
 
-    public async Task<(long Busy, long Hidden)> OtherSessionsAsync(CancellationToken cancellationToken)
+    public async Task<WorkloadSample> SampleWorkloadAsync(CancellationToken cancellationToken)
     {
-        // Autovacuum, walsenders and idle sessions do not count.
+        // Sessions of this database only, and not DBSync's: its own connections are named DBSync (or, when the connection
+        // string names them otherwise, known by their process ids), its appliers' "DBSync applier <name>". Autovacuum,
+        // walsenders and idle sessions do not count; a session idle for less than a second does (short transactions
+        // leave a busy session idle most of the time). A role without pg_read_all_stats sees a null state for other
+        // roles' sessions (Hidden). The transactions are pg_stat_database's, which each backend reports at most once a
+        // second.
         await using var command = new NpgsqlCommand(
             """
-            SELECT count(*) FILTER (WHERE state IS NOT NULL AND state <> 'idle'),
-                   count(*) FILTER (WHERE state IS NULL)
+            SELECT count(*) FILTER (WHERE state IS NOT NULL AND (state <> 'idle' OR state_change > clock_timestamp() - interval '1 second')),
+                   count(*) FILTER (WHERE state IS NULL),
+                   (SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = current_database())
             FROM pg_stat_activity
-            WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()
+            WHERE backend_type = 'client backend' AND datname = current_database() AND pid <> pg_backend_pid()
+              AND pid <> ALL($1) AND coalesce(application_name, '') NOT LIKE 'DBSync%'
             """, _connection);
+        command.Parameters.Add(new NpgsqlParameter { Value = ConnectionPool.InUseProcessIds() });
         await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
         await reader.ReadAsync(cancellationToken).ConfigureAwait(false);
-        return (reader.GetInt64(0), reader.GetInt64(1));
+        return new WorkloadSample(reader.GetInt64(0), reader.GetInt64(1), reader.IsDBNull(2) ? 0 : reader.GetInt64(2));
     }
 
     public async Task<bool> TableExistsAsync(string schema, string name, CancellationToken cancellationToken)

@@ -34,7 +34,7 @@ internal sealed class AfterChunkReadSql(ISnapshotSql inner, Func<string, long, C
 
     public Task<long> EstimateRowsAsync(SyncTableInfo table, CancellationToken cancellationToken) => inner.EstimateRowsAsync(table, cancellationToken);
 
-    public Task<(long Busy, long Hidden)> OtherSessionsAsync(CancellationToken cancellationToken) => inner.OtherSessionsAsync(cancellationToken);
+    public Task<WorkloadSample> SampleWorkloadAsync(CancellationToken cancellationToken) => inner.SampleWorkloadAsync(cancellationToken);
 
     public Task<bool> TableExistsAsync(string schema, string name, CancellationToken cancellationToken) => inner.TableExistsAsync(schema, name, cancellationToken);
 

@@ -127,7 +127,7 @@ internal sealed class FakeSnapshotSql(
         return Task.FromResult(new SnapshotChunk<T>((List<T>)(object)rows, last, ChunkSnapshot));
     }
 
-    public Task<(long Busy, long Hidden)> OtherSessionsAsync(CancellationToken cancellationToken) => Task.FromResult((0L, 0L));
+    public Task<WorkloadSample> SampleWorkloadAsync(CancellationToken cancellationToken) => Task.FromResult(new WorkloadSample(0, 0, 0));
 
     public Task<bool> TableExistsAsync(string schema, string name, CancellationToken cancellationToken) => Task.FromResult(false);
 
