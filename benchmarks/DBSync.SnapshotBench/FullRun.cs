@@ -326,6 +326,8 @@ internal static class FullRun
                     Paused();
                 }
             }
+            // Until pgbench ends, which may be in the last phase.
+            await Task.Delay(Timeout.Infinite, stop.Token).ContinueWith(_ => { }, TaskScheduler.Default);
             if (isRunning)
                 Paused(); // pgbench ended in a running phase
         });
