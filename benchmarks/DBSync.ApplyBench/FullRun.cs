@@ -72,7 +72,7 @@ internal static class FullRun
             // (b) pgbench unthrottled, both copiers applying; the lag sampled every second. Both start caught up, each
             // with a position applied (a subscription's origin has none until its first transaction after the copy).
             await MarkAndWaitAsync(source, targets, "start");
-            var lag = new LagSampler(source, targets);
+            using var lag = new LagSampler(source, targets);
             var sampling = lag.RunAsync();
             try
             {

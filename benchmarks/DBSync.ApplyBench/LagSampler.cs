@@ -10,7 +10,7 @@ namespace DBSync.ApplyBench;
 /// applied transaction. Bytes behind is their difference; seconds behind is how long ago the source's WAL passed the
 /// target's position (interpolated between samples), so a target that keeps up is at most about a second behind.
 /// </summary>
-internal sealed class LagSampler(string source, IReadOnlyList<CopyTarget> targets)
+internal sealed class LagSampler(string source, IReadOnlyList<CopyTarget> targets) : IDisposable
 {
     private readonly List<(double Seconds, ulong Source, ulong?[] Applied)> _samples = [];
     private readonly CancellationTokenSource _stop = new();
@@ -26,22 +26,22 @@ internal sealed class LagSampler(string source, IReadOnlyList<CopyTarget> target
             for (var i = 0; i < targets.Count; i++)
                 applied[i] = await targets[i].AppliedLsnAsync();
             _samples.Add((at, sourceLsn, applied));
+            // The next sample on the next whole second; at once when this one took longer than its second.
+            var wait = TimeSpan.FromSeconds(_samples.Count) - clock.Elapsed;
             try
             {
-                await Task.Delay(TimeSpan.FromSeconds(_samples.Count) - clock.Elapsed, _stop.Token);
+                await Task.Delay(wait > TimeSpan.Zero ? wait : TimeSpan.Zero, _stop.Token);
             }
             catch (OperationCanceledException)
             {
                 return;
             }
-            catch (ArgumentOutOfRangeException)
-            {
-                // the sample took longer than its second: take the next one at once
-            }
         }
     }
 
     public void Stop() => _stop.Cancel();
+
+    public void Dispose() => _stop.Dispose();
 
     /// <summary>The figures of target <paramref name="index"/> over the samples taken.</summary>
     public LagSummary Summary(int index)

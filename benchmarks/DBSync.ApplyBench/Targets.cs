@@ -133,7 +133,7 @@ internal sealed class DbSyncTarget : CopyTarget
     {
         await using var connection = await PgbenchSchema.OpenAsync(ConnectionString);
         await using var command = new NpgsqlCommand(
-            "SELECT end_lsn FROM public.dbsync_applied WHERE name = $1 AND to_regclass('public.dbsync_applied') IS NOT NULL", connection);
+            "SELECT end_lsn FROM public.dbsync_applied WHERE name = $1", connection);
         command.Parameters.Add(new NpgsqlParameter { Value = _slot });
         try
         {
