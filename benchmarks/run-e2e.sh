@@ -6,8 +6,9 @@
 #   2. per round, each consumer drains its own copy of the template slot to the backlog's last commit:
 #      pg_recvlogical into /dev/null (the walsender's limit), Npgsql's pgoutput decoder reading every value with
 #      Get<T>() into User objects, DBSync delivering Change<User> to a handler that touches every field, and the same
-#      on Npgsql's replication connection (DBSync's fallback); the order turns every round; wall time, process CPU
-#      time and bytes allocated per event, medians over rounds;
+#      on Npgsql's replication connection (DBSync's fallback); the order turns every round; wall time and CPU time
+#      of each consumer timed the same way, from its process start to its exit (the output says so; the .NET drains'
+#      own time from connecting is printed alongside), and bytes allocated per event, medians over rounds;
 #   3. DBSync's commit-to-handler latency (p50, p99) while pgbench commits single-row inserts at 5,000 tx/s, on its
 #      own replication connection and on Npgsql's.
 # Prints the raw figures, then as its last three lines the ratios. Options (all optional):

@@ -7,11 +7,19 @@
 #   2. pgbench tps (-s 10 -c 4 -j 2 -T 15), medians over rounds: without logical replication, with pg_recvlogical streaming,
 #      with DBSync streaming, and with DBSync streaming while it snapshots users back to back; then one pgbench run
 #      (--interleaved-seconds, 60) with DBSync streaming throughout and its snapshots running or paused in 5 s phases
-#      (in random order by pairs): the tps ratio is the seconds with snapshots running against the seconds with them
-#      paused (median over rounds), so that the shared machine's changing load falls on both sides; the separate runs
-#      are printed above it;
+#      (in random order by pairs): "ratio tps snapshots-running/paused" is the seconds with snapshots running against the
+#      seconds with them paused (while paused the snapshot yields entirely; median over rounds), so that the shared
+#      machine's changing load falls on both sides; then the loaded run: one pgbench run of 2 x 15 s (the same
+#      -s 10 -c 4 -j 2) with DBSync streaming throughout and its snapshots running back to back in one half, paused in
+#      the other (the order turns every round): "ratio snapshot speed loaded/idle" is the snapshot rows delivered per
+#      second in the running half against the idle snapshot of 1. (rows / its time), and "ratio tps snapshot/none" the
+#      running half's tps against the other half's, both from that same run (medians of the rounds' ratios); the
+#      separate runs are printed above them;
 #   3. peak working set of a child process that snapshots 1M, then 5M users rows.
-# Prints the raw figures, then as its last three lines the ratios. Options (all optional):
+# Prints the raw figures, then as its last five lines the ratios: snapshot dbsync/copy (idle), tps
+# snapshots-running/paused, snapshot speed loaded/idle, tps snapshot/none, peak memory 5M/1M.
+# DBSYNC_SNAPSHOT_PARALLELISM=N sets the chunks a snapshot reads at once in every DBSync client of the run (once the
+# SnapshotParallelism option exists: see the TODO in DBSync.SnapshotBench/Readers.cs). Options (all optional):
 #   benchmarks/run-snapshot.sh [--rows N] [--big-rows N] [--rounds N] [--pgbench-seconds N] [--interleaved-seconds N] [--pgbench-scale N]
 #                              [--chunk-size N] [--busy-share X]
 #   benchmarks/run-snapshot.sh chunks [--rows N] [--rounds N]    snapshot time per chunk size, as a ratio to COPY

@@ -44,8 +44,26 @@ internal sealed class BenchSettings
     /// <summary><see cref="DBSyncOptions.SnapshotBusyShare"/> of the runner under pgbench load.</summary>
     public double BusyShare { get; private set; } = new DBSyncOptions().SnapshotBusyShare;
 
+    /// <summary>The environment variable that sets the snapshot parallelism of every DBSync client of the benchmark
+    /// (the memory child's too, which inherits it).</summary>
+    public const string ParallelismVariable = "DBSYNC_SNAPSHOT_PARALLELISM";
+
+    /// <summary>Chunks read at once by a snapshot (<see cref="ParallelismVariable"/>), or null for DBSync's default.</summary>
+    public static int? SnapshotParallelism => ReadParallelism();
+
+    private static int? ReadParallelism()
+    {
+        var text = Environment.GetEnvironmentVariable(ParallelismVariable);
+        if (string.IsNullOrEmpty(text))
+            return null;
+        return int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var value) && value >= 1
+            ? value
+            : throw new ArgumentException($"{ParallelismVariable} must be a whole number of at least 1, not '{text}'; unset it for DBSync's default.");
+    }
+
     public static BenchSettings Parse(IReadOnlyList<string> args)
     {
+        _ = ReadParallelism(); // a bad value is reported with the usage
         var settings = new BenchSettings();
         var i = 0;
         if (args.Count > 0 && !args[0].StartsWith("--", StringComparison.Ordinal))

@@ -80,11 +80,11 @@ internal static class FullRun
         for (var round = 1; round <= settings.Rounds; round++)
         {
             await UsersTable.ExecuteAsync(connectionString, "CHECKPOINT");
-            var (on, off) = await MeasureInterleavedAsync(pgbench, connectionString, settings, round);
+            var (on, off, _) = await MeasureInterleavedAsync(pgbench, connectionString, settings, round);
             ratios.Add(on / off);
-            Log($"round {round}: {on:0} tps with snapshots, {off:0} paused => {on / off:0.00} (SnapshotBusyShare {settings.BusyShare})");
+            Log($"round {round}: {on:0} tps with snapshots running, {off:0} paused => {on / off:0.00} (SnapshotBusyShare {settings.BusyShare})");
         }
-        Log($"ratio tps during/without = {Median(ratios):0.00}");
+        Log($"ratio tps snapshots-running/paused = {Median(ratios):0.00}");
     }
 
     private static async Task<Report> MeasureAsync(PostgresServer server, string connectionString, BenchSettings settings)
@@ -213,16 +213,22 @@ internal static class FullRun
             }
 
             await UsersTable.ExecuteAsync(connectionString, "CHECKPOINT");
-            var (on, off) = await MeasureInterleavedAsync(pgbench, connectionString, settings, round);
+            var (on, off, _) = await MeasureInterleavedAsync(pgbench, connectionString, settings, round);
             report.TpsSnapshotOn.Add(on);
             report.TpsSnapshotOff.Add(off);
+
+            await UsersTable.ExecuteAsync(connectionString, "CHECKPOINT");
+            var loaded = await MeasureLoadedAsync(pgbench, connectionString, settings, round);
+            report.LoadedTpsSnapshot.Add(loaded.On);
+            report.LoadedTpsNone.Add(loaded.Off);
+            report.LoadedRowsPerSecond.Add(loaded.RowsPerSecond);
 
             report.TpsWithout.Add(without);
             report.TpsRecvlogical.Add(recvlogical);
             report.TpsStreamOnly.Add(streamOnly);
             report.TpsDuring.Add(during);
             report.SnapshotRowsPerSecondUnderLoad.Add(rows / window);
-            Log($"round {round}: {without:0} tps without replication, {recvlogical:0} with pg_recvlogical, {streamOnly:0} with DBSync streaming, {during:0} during DBSync snapshots ({snapshots} full snapshots completed, {rows / window:N0} rows/s delivered) => {during / streamOnly:0.00}; interleaved: {on:0} tps with snapshots, {off:0} paused => {on / off:0.00}");
+            Log($"round {round}: {without:0} tps without replication, {recvlogical:0} with pg_recvlogical, {streamOnly:0} with DBSync streaming, {during:0} during DBSync snapshots ({snapshots} full snapshots completed, {rows / window:N0} rows/s delivered) => {during / streamOnly:0.00}; interleaved: {on:0} tps with snapshots running, {off:0} paused => {on / off:0.00}; loaded run: {loaded.On:0} tps while snapshotting at {loaded.RowsPerSecond:N0} rows/s, {loaded.Off:0} tps without => {loaded.On / loaded.Off:0.00}");
         }
     }
 
@@ -231,12 +237,40 @@ internal static class FullRun
     /// tps by 10-20% between runs, falls on both sides alike: DBSync streams throughout and snapshots back to back, paused
     /// or running in phases of <see cref="PhaseSeconds"/> seconds; pgbench reports tps every second. Phases come in pairs,
     /// one of each, in an order drawn at random per pair (seeded by the round), so that nothing periodic on the server
-    /// (autovacuum wakes up every minute) falls on one side only. The first second of each phase is left out (the switch
-    /// happens in it). Returns the median tps of the seconds with snapshots running and of the seconds with them paused.
+    /// (autovacuum wakes up every minute) falls on one side only. Returns the median tps of the seconds with snapshots
+    /// running and of the seconds with them paused, and the snapshot rows delivered per second running.
     /// </summary>
-    private static async Task<(double On, double Off)> MeasureInterleavedAsync(Pgbench pgbench, string connectionString, BenchSettings settings, int round)
+    private static Task<PhasedResult> MeasureInterleavedAsync(Pgbench pgbench, string connectionString, BenchSettings settings, int round)
     {
-        await using var runner = await DbSyncRunner.StartAsync(connectionString, $"dbsync_bench_interleaved_{round}", settings.ChunkSize, settings.BusyShare);
+        var random = new Random(round);
+        var running = new bool[(settings.InterleavedSeconds / PhaseSeconds) + 4];
+        for (var pair = 0; pair < running.Length / 2; pair++)
+            (running[2 * pair], running[(2 * pair) + 1]) = random.Next(2) == 0 ? (true, false) : (false, true);
+        return MeasurePhasesAsync(pgbench, connectionString, settings, $"dbsync_bench_interleaved_{round}", PhaseSeconds, running, settings.InterleavedSeconds);
+    }
+
+    /// <summary>
+    /// The loaded run (issue 18): one pgbench run of twice <see cref="BenchSettings.PgbenchSeconds"/>, DBSync streaming
+    /// throughout, its snapshots running back to back in one half and paused in the other (the order turns every round).
+    /// Both the snapshot's speed under load and what it costs the workload come from this run: a throttle cannot look
+    /// good on one by giving up the other.
+    /// </summary>
+    private static Task<PhasedResult> MeasureLoadedAsync(Pgbench pgbench, string connectionString, BenchSettings settings, int round)
+    {
+        bool[] running = round % 2 == 1 ? [false, true] : [true, false];
+        return MeasurePhasesAsync(pgbench, connectionString, settings, $"dbsync_bench_loaded_{round}", settings.PgbenchSeconds, running, 2 * settings.PgbenchSeconds);
+    }
+
+    /// <summary>
+    /// One pgbench run (<c>-P 1</c>) of <paramref name="seconds"/>, phases of <paramref name="phaseSeconds"/> counted from
+    /// pgbench's start, with DBSync's snapshots running back to back in the phases that <paramref name="running"/> marks
+    /// and paused in the others. The first second of each phase is left out (the switch happens in it); the rows delivered
+    /// from a resume to the next pause count as the running phases' (a pause takes effect after the chunk in flight).
+    /// </summary>
+    private static async Task<PhasedResult> MeasurePhasesAsync(Pgbench pgbench, string connectionString, BenchSettings settings, string slotName,
+        int phaseSeconds, bool[] running, int seconds)
+    {
+        await using var runner = await DbSyncRunner.StartAsync(connectionString, slotName, settings.ChunkSize, settings.BusyShare);
         using var stop = new CancellationTokenSource();
         var loop = Task.Run(async () =>
         {
@@ -252,31 +286,55 @@ internal static class FullRun
                 }
             }
         });
-        var random = new Random(round);
-        var running = new bool[(settings.InterleavedSeconds / PhaseSeconds) + 4];
-        for (var pair = 0; pair < running.Length / 2; pair++)
-            (running[2 * pair], running[(2 * pair) + 1]) = random.Next(2) == 0 ? (true, false) : (false, true);
         if (!running[0])
             runner.Pause();
         var clock = new Stopwatch();
+        long runningRows = 0;
+        var runningSeconds = 0.0;
         var toggles = Task.Run(async () =>
         {
-            // Phase boundaries are counted from the moment pgbench starts.
+            var (rowsAtResume, resumedAt) = (0L, TimeSpan.Zero);
+            void Resumed() => (rowsAtResume, resumedAt) = (runner.Counter.Rows, clock.Elapsed);
+            void Paused()
+            {
+                runningRows += runner.Counter.Rows - rowsAtResume;
+                runningSeconds += (clock.Elapsed - resumedAt).TotalSeconds;
+            }
+
+            // Phase boundaries are counted from the moment pgbench starts (the rows of a first running phase from then too).
+            while (!clock.IsRunning && !stop.IsCancellationRequested)
+                await Task.Delay(10).ConfigureAwait(false);
+            var isRunning = running[0];
+            if (isRunning)
+                Resumed();
             for (var phase = 1; phase < running.Length && !stop.IsCancellationRequested; phase++)
             {
-                var wait = TimeSpan.FromSeconds(phase * PhaseSeconds) - clock.Elapsed;
+                var wait = TimeSpan.FromSeconds(phase * phaseSeconds) - clock.Elapsed;
                 if (wait > TimeSpan.Zero)
                     await Task.Delay(wait, stop.Token).ContinueWith(_ => { }, TaskScheduler.Default);
-                if (running[phase])
+                if (stop.IsCancellationRequested || running[phase] == running[phase - 1])
+                    continue;
+                isRunning = running[phase];
+                if (isRunning)
+                {
+                    Resumed();
                     runner.Resume();
+                }
                 else
+                {
                     runner.Pause();
+                    Paused();
+                }
             }
+            // Until pgbench ends, which may be in the last phase.
+            await Task.Delay(Timeout.Infinite, stop.Token).ContinueWith(_ => { }, TaskScheduler.Default);
+            if (isRunning)
+                Paused(); // pgbench ended in a running phase
         });
         List<double> perSecond;
         try
         {
-            perSecond = await pgbench.RunPerSecondAsync(settings.PgbenchClients, settings.PgbenchThreads, settings.InterleavedSeconds, clock.Start);
+            perSecond = await pgbench.RunPerSecondAsync(settings.PgbenchClients, settings.PgbenchThreads, seconds, clock.Start);
         }
         finally
         {
@@ -290,16 +348,20 @@ internal static class FullRun
         var off = new List<double>();
         for (var second = 0; second < perSecond.Count; second++)
         {
-            if (second % PhaseSeconds == 0 || double.IsNaN(perSecond[second]))
+            if (second % phaseSeconds == 0 || double.IsNaN(perSecond[second]))
                 continue;
-            (running[second / PhaseSeconds] ? on : off).Add(perSecond[second]);
+            (running[second / phaseSeconds] ? on : off).Add(perSecond[second]);
         }
         if (on.Count == 0 || off.Count == 0)
-            throw new InvalidOperationException($"The interleaved pgbench run reported {perSecond.Count} seconds; at least {2 * PhaseSeconds} are needed.");
-        return (Median(on), Median(off));
+            throw new InvalidOperationException($"The phased pgbench run reported {perSecond.Count} seconds; at least {2 * phaseSeconds} are needed.");
+        return new PhasedResult(Median(on), Median(off), runningSeconds > 0 ? runningRows / runningSeconds : 0);
     }
 
     private const int PhaseSeconds = 5;
+
+    /// <summary>What a phased pgbench run measured: median tps of the seconds with snapshots running and paused, and the
+    /// snapshot rows delivered per second while running.</summary>
+    private sealed record PhasedResult(double On, double Off, double RowsPerSecond);
 
     /// <summary>3. A child process snapshots the table at the small size, then at the large size.</summary>
     private static async Task MeasureMemoryAsync(string connectionString, BenchSettings settings, Report report)
@@ -358,6 +420,12 @@ internal static class FullRun
 
         public List<double> SnapshotRowsPerSecondUnderLoad { get; } = [];
 
+        public List<double> LoadedTpsSnapshot { get; } = [];
+
+        public List<double> LoadedTpsNone { get; } = [];
+
+        public List<double> LoadedRowsPerSecond { get; } = [];
+
         public long TableBytes { get; set; }
 
         public long BigTableBytes { get; set; }
@@ -380,7 +448,7 @@ internal static class FullRun
             var rows = settings.Rows;
 
             Console.WriteLine();
-            Log($"==== results: medians of {settings.Rounds} rounds in this run; {Environment.ProcessorCount} cores; SnapshotChunkSize {settings.ChunkSize} ====");
+            Log($"==== results: medians of {settings.Rounds} rounds in this run; {Environment.ProcessorCount} cores; SnapshotChunkSize {settings.ChunkSize}; {BenchSettings.ParallelismVariable} {BenchSettings.SnapshotParallelism?.ToString(CultureInfo.InvariantCulture) ?? "unset"} ====");
             Log($"users: {rows:N0} rows, {TableBytes / MiB:0.0} MB");
             Log($"binary COPY into User objects:     {copy:0.000} s  {rows / copy,12:N0} rows/s   (runs {Runs(Copy, "0.000")})");
             Log($"keyset SELECTs, {settings.ChunkSize} rows each:  {Median(Keyset):0.000} s  {rows / Median(Keyset),12:N0} rows/s   (runs {Runs(Keyset, "0.000")}); ratio to COPY {Median(Keyset) / copy:0.00}");
@@ -395,6 +463,13 @@ internal static class FullRun
             Log($"    seconds with snapshots running:   {Median(TpsSnapshotOn),8:0.0} tps   (runs {Runs(TpsSnapshotOn, "0.0")})");
             Log($"    seconds with snapshots paused:    {Median(TpsSnapshotOff),8:0.0} tps   (runs {Runs(TpsSnapshotOff, "0.0")})");
             Log($"    ratio per round:                  {Median(interleaved),8:0.00}       (runs {Runs(interleaved, "0.00")})");
+            var loadedTps = LoadedTpsSnapshot.Zip(LoadedTpsNone, (on, off) => on / off).ToList();
+            var idleRowsPerSecond = rows / snapshot;
+            var loadedSpeed = LoadedRowsPerSecond.Select(r => r / idleRowsPerSecond).ToList();
+            Log($"  loaded run, one pgbench run of 2 x {settings.PgbenchSeconds} s per round, DBSync streaming throughout, its snapshots running back to back in one half and paused in the other (order turning every round):");
+            Log($"    seconds with a snapshot running:  {Median(LoadedTpsSnapshot),8:0.0} tps   (runs {Runs(LoadedTpsSnapshot, "0.0")})");
+            Log($"    seconds with none (paused):       {Median(LoadedTpsNone),8:0.0} tps   (runs {Runs(LoadedTpsNone, "0.0")}); ratio per round {Median(loadedTps):0.00} (runs {Runs(loadedTps, "0.00")})");
+            Log($"    snapshot speed under this load:   {Median(LoadedRowsPerSecond),8:N0} rows/s (runs {Runs(LoadedRowsPerSecond, "0")}); idle (the DBSync snapshot above) {idleRowsPerSecond:N0} rows/s; ratio per round {Median(loadedSpeed):0.00} (runs {Runs(loadedSpeed, "0.00")})");
             Log($"sequential runs, streaming + snapshots / streaming only: {during / streamOnly:0.00} (separate pgbench runs; moves with the machine's load)");
             Console.WriteLine("peak memory of the snapshot process (child, PeakWorkingSet64; managed heap and GC committed peaks sampled every 10 ms):");
             Log($"  {small.Rows,10:N0} rows ({TableBytes / MiB,6:0.0} MB table): {small.PeakWorkingSet / MiB,6:0.0} MB working set, managed {small.ManagedPeak / MiB:0.0} MB, GC committed {small.CommittedPeak / MiB:0.0} MB, snapshot {small.Seconds:0.000} s");
@@ -403,7 +478,9 @@ internal static class FullRun
             Log($"benchmark program time: {elapsed.TotalSeconds:0} s");
             Log($"reproduce: benchmarks/run-snapshot.sh {settings.ToArguments()}");
             Log($"ratio snapshot dbsync/copy = {snapshot / copy:0.00}");
-            Log($"ratio tps during/without = {Median(interleaved):0.00}");
+            Log($"ratio tps snapshots-running/paused = {Median(interleaved):0.00}");
+            Log($"ratio snapshot speed loaded/idle = {Median(loadedSpeed):0.00}");
+            Log($"ratio tps snapshot/none = {Median(loadedTps):0.00}");
             Log($"ratio peak memory 5M/1M = {(double)big.PeakWorkingSet / small.PeakWorkingSet:0.00}");
         }
     }

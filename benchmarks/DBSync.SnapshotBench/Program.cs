@@ -1,8 +1,8 @@
 // End-to-end snapshot benchmark; benchmarks/run-snapshot.sh builds and runs it.
 //
 //   DBSync.SnapshotBench [all] [--rows N] [--big-rows N] [--rounds N] [--pgbench-seconds N] [--interleaved-seconds N] [--pgbench-scale N] [--chunk-size N] [--busy-share X]
-//       the whole benchmark on a throwaway PostgreSQL (or the server named by POSTGRES_*); the last three lines
-//       printed are the ratios
+//       the whole benchmark on a throwaway PostgreSQL (or the server named by POSTGRES_*); the last five lines
+//       printed are the ratios (DBSYNC_SNAPSHOT_PARALLELISM: see BenchSettings)
 //   DBSync.SnapshotBench chunks [--rows N] [--rounds N]
 //       snapshot time per chunk size, as a ratio to COPY (how the default SnapshotChunkSize was chosen)
 //   DBSync.SnapshotBench memory --rows N [--chunk-size N]

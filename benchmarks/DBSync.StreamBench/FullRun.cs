@@ -40,22 +40,22 @@ internal static partial class FullRun
                     var slot = $"dbsync_e2e_{consumer.Replace("pg_", "", StringComparison.Ordinal).Replace('-', '_')}_{round}";
                     await Backlog.CopyAsync(connectionString, slot);
                     await UsersTable.ExecuteAsync(connectionString, "CHECKPOINT");
-                    var result = consumer == "pg_recvlogical"
-                        ? await RecvlogicalAsync(server.BinDirectory, connectionString, slot, backlog)
+                    var (result, inProcessWall) = consumer == "pg_recvlogical"
+                        ? (await RecvlogicalAsync(server.BinDirectory, connectionString, slot, backlog), double.NaN)
                         : await DotnetDrainAsync(consumer, connectionString, slot, backlog);
                     await Slots.DropAsync(connectionString, slot);
                     if (consumer != "pg_recvlogical" && result.Events != backlog.Rows)
                         throw new InvalidOperationException($"{consumer} saw {result.Events} row events; the backlog has {backlog.Rows}.");
                     results[consumer].Add(result);
-                    Log($"round {round}: {consumer,-14} wall {result.WallSeconds,7:0.000} s, cpu {result.CpuSeconds,7:0.000} s, {result.AllocatedBytes / (double)backlog.Rows,8:0.0} B allocated per event");
+                    Log($"round {round}: {consumer,-14} wall {result.WallSeconds,7:0.000} s, cpu {result.CpuSeconds,7:0.000} s, {result.AllocatedBytes / (double)backlog.Rows,8:0.0} B allocated per event{(double.IsNaN(inProcessWall) ? "" : $" (in-process, from connecting: {inProcessWall:0.000} s)")}");
                 }
             }
 
             // Twice, in processes of their own, with .NET's defaults: on DBSync's own replication connection, and on Npgsql's.
             string[] Latency(ReplicationTransport transport) =>
                 ["latency", pgbench.Executable, settings.LatencyRate.ToString(CultureInfo.InvariantCulture), settings.LatencySeconds.ToString(CultureInfo.InvariantCulture), transport.ToString()];
-            var latency = LatencyResult.Parse(await RunChildAsync(Latency(ReplicationTransport.Auto), connectionString, LatencyResult.Prefix, null));
-            var npgsqlLatency = LatencyResult.Parse(await RunChildAsync(Latency(ReplicationTransport.Npgsql), connectionString, LatencyResult.Prefix, null));
+            var latency = LatencyResult.Parse((await RunChildAsync(Latency(ReplicationTransport.Auto), connectionString, LatencyResult.Prefix, null)).Line);
+            var npgsqlLatency = LatencyResult.Parse((await RunChildAsync(Latency(ReplicationTransport.Npgsql), connectionString, LatencyResult.Prefix, null)).Line);
             Print(settings, backlog, results, latency, npgsqlLatency, total.Elapsed);
         }
         finally
@@ -65,12 +65,12 @@ internal static partial class FullRun
         return 0;
     }
 
-    /// <summary>pg_recvlogical into /dev/null with the options DBSync uses (protocol 2, binary); its CPU time from
-    /// getrusage(RUSAGE_CHILDREN) around the run.</summary>
+    /// <summary>pg_recvlogical into /dev/null with the options DBSync uses (protocol 2, binary), timed like every consumer
+    /// (<see cref="TimeProcessAsync"/>).</summary>
     private static async Task<DrainResult> RecvlogicalAsync(string? binDirectory, string connectionString, string slot, Backlog backlog)
     {
         var target = new NpgsqlConnectionStringBuilder(connectionString);
-        var start = new ProcessStartInfo(Pgbench.FindTool(binDirectory, "pg_recvlogical")) { UseShellExecute = false, RedirectStandardError = true };
+        var start = new ProcessStartInfo(Pgbench.FindTool(binDirectory, "pg_recvlogical"));
         foreach (var argument in new[]
                  {
                      "-h", target.Host!, "-p", target.Port.ToString(CultureInfo.InvariantCulture), "-U", target.Username!, "-d", target.Database!,
@@ -83,26 +83,47 @@ internal static partial class FullRun
         if (!string.IsNullOrEmpty(target.Password))
             start.Environment["PGPASSWORD"] = target.Password;
 
+        var (_, timing) = await TimeProcessAsync(start);
+        return new DrainResult("pg_recvlogical", timing.Wall, timing.Cpu, timing.User, 0, backlog.Rows, 0);
+    }
+
+    /// <summary>One .NET drain in a child process of its own: its wall and CPU time measured from the outside, as
+    /// pg_recvlogical's; the bytes it allocated and the events it saw from its own report.</summary>
+    private static async Task<(DrainResult Result, double InProcessWall)> DotnetDrainAsync(string consumer, string connectionString, string slot, Backlog backlog)
+    {
+        var (line, timing) = await RunChildAsync(["drain", consumer, slot, backlog.End.ToString()], connectionString, DrainResult.Prefix, slot);
+        var reported = DrainResult.Parse(line);
+        return (reported with { WallSeconds = timing.Wall, CpuSeconds = timing.Cpu, UserSeconds = timing.User }, reported.WallSeconds);
+    }
+
+    /// <summary>
+    /// Runs a consumer's process to its end. Every consumer is timed the same way, from its process start to its exit:
+    /// wall time by a clock around it, CPU time (user plus system, and user) by getrusage(RUSAGE_CHILDREN) around it, so
+    /// start-up (the .NET runtime's, connecting) counts for each. Returns its standard output.
+    /// </summary>
+    private static async Task<(string Output, ProcessTiming Timing)> TimeProcessAsync(ProcessStartInfo start)
+    {
+        start.UseShellExecute = false;
+        start.RedirectStandardOutput = true;
+        start.RedirectStandardError = true;
         var (cpuBefore, userBefore) = ChildrenCpuSeconds();
         var watch = Stopwatch.StartNew();
         using var process = Process.Start(start) ?? throw new InvalidOperationException($"Could not start {start.FileName}.");
+        var output = process.StandardOutput.ReadToEndAsync();
         var errors = process.StandardError.ReadToEndAsync();
         await process.WaitForExitAsync();
         var wall = watch.Elapsed.TotalSeconds;
-        if (process.ExitCode != 0)
-            throw new InvalidOperationException($"{start.FileName} exited with {process.ExitCode}: {await errors}");
         var (cpuAfter, userAfter) = ChildrenCpuSeconds();
-        return new DrainResult("pg_recvlogical", wall, cpuAfter - cpuBefore, userAfter - userBefore, 0, backlog.Rows, 0);
+        if (process.ExitCode != 0)
+            throw new InvalidOperationException($"{start.FileName} {string.Join(' ', start.ArgumentList)} exited with {process.ExitCode}: {await errors}");
+        return (await output, new ProcessTiming(wall, cpuAfter - cpuBefore, userAfter - userBefore));
     }
 
-    /// <summary>One .NET drain in a child process of its own, which measures itself.</summary>
-    private static async Task<DrainResult> DotnetDrainAsync(string consumer, string connectionString, string slot, Backlog backlog)
-        => DrainResult.Parse(await RunChildAsync(["drain", consumer, slot, backlog.End.ToString()], connectionString, DrainResult.Prefix, slot));
-
-    /// <summary>This program in a child process; returns the line of its output that starts with <paramref name="prefix"/>.</summary>
-    private static async Task<string> RunChildAsync(IEnumerable<string> childArguments, string connectionString, string prefix, string? traceName)
+    /// <summary>This program in a child process; returns the line of its output that starts with <paramref name="prefix"/>,
+    /// and the process's timing.</summary>
+    private static async Task<(string Line, ProcessTiming Timing)> RunChildAsync(IEnumerable<string> childArguments, string connectionString, string prefix, string? traceName)
     {
-        var start = new ProcessStartInfo(Environment.ProcessPath!) { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
+        var start = new ProcessStartInfo(Environment.ProcessPath!);
         var arguments = new List<string>();
         if (!Path.GetFileNameWithoutExtension(Environment.ProcessPath!).Equals("DBSync.StreamBench", StringComparison.Ordinal))
             arguments.Add(typeof(FullRun).Assembly.Location); // run through the dotnet host
@@ -116,15 +137,14 @@ internal static partial class FullRun
         foreach (var argument in arguments)
             start.ArgumentList.Add(argument);
         start.Environment["DBSYNC_BENCH_CONNECTION"] = connectionString;
-        using var process = Process.Start(start) ?? throw new InvalidOperationException("Could not start the child process.");
-        var output = process.StandardOutput.ReadToEndAsync();
-        var errors = process.StandardError.ReadToEndAsync();
-        await process.WaitForExitAsync();
-        var line = (await output).Split('\n').FirstOrDefault(l => l.StartsWith(prefix, StringComparison.Ordinal));
-        if (process.ExitCode != 0 || line is null)
-            throw new InvalidOperationException($"{string.Join(' ', childArguments)} exited with {process.ExitCode}: {await errors}");
-        return line.Trim();
+        var (output, timing) = await TimeProcessAsync(start);
+        var line = output.Split('\n').FirstOrDefault(l => l.StartsWith(prefix, StringComparison.Ordinal))
+            ?? throw new InvalidOperationException($"{string.Join(' ', childArguments)} printed no {prefix} line:\n{output}");
+        return (line.Trim(), timing);
     }
+
+    /// <summary>A consumer process's wall and CPU seconds, from its start to its exit.</summary>
+    private readonly record struct ProcessTiming(double Wall, double Cpu, double User);
 
     private static void Print(StreamSettings settings, Backlog backlog, Dictionary<string, List<DrainResult>> results, LatencyResult latency,
         LatencyResult npgsqlLatency, TimeSpan elapsed)
@@ -132,6 +152,7 @@ internal static partial class FullRun
         Console.WriteLine();
         Log($"==== results: medians of {settings.Rounds} rounds in this run; {Environment.ProcessorCount} cores ====");
         Log($"backlog: {backlog.Rows:N0} row events in {backlog.Transactions:N0} transactions");
+        Log($"every consumer timed the same way: from its process start to its exit (wall by a clock around the process, CPU by getrusage of the finished child)");
         Log($"{"consumer",-16} {"wall s",8} {"cpu s",8} {"user s",8} {"B/event",9}   wall runs / cpu runs");
         foreach (var (consumer, runs) in results)
         {

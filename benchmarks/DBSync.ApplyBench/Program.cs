@@ -1,0 +1,19 @@
+// Applier benchmark; benchmarks/run-apply.sh builds and runs it.
+//
+//   DBSync.ApplyBench [--rounds N] [--scale N] [--pgbench-seconds N] [--clients N]
+//       two throwaway PostgreSQL clusters (source and target); per round pgbench's tables are copied into two target
+//       databases by DBSync and by a PostgreSQL subscription; the last two lines printed are the ratios
+using DBSync.ApplyBench;
+
+ApplySettings settings;
+try
+{
+    settings = ApplySettings.Parse(args);
+}
+catch (ArgumentException e)
+{
+    await Console.Error.WriteLineAsync(e.Message);
+    await Console.Error.WriteLineAsync(ApplySettings.Usage);
+    return 2;
+}
+return await FullRun.RunAsync(settings);
