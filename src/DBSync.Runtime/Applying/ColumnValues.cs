@@ -5,39 +5,12 @@ using System.Text.Json;
 
 namespace DBSync.Applying;
 
-/// <summary>A property's value as it is written into the target: as it is (a DateTime given the target's kind), or as
-/// PostgreSQL's text form for the types Npgsql has no exact writer for.</summary>
+/// <summary>PostgreSQL's text form of the values of the types Npgsql has no exact writer for.</summary>
 internal static class ColumnValues
 {
-    /// <summary>A value written typed: only a DateTime changes, to the kind of the target column (Npgsql writes Utc to
-    /// <c>timestamptz</c> and Unspecified to <c>timestamp</c>, and refuses the others): the same clock reading.</summary>
-    public static T Typed<T>(T value, TargetColumn column)
-    {
-        if (typeof(T) == typeof(DateTime))
-        {
-            var converted = AsKind(Unsafe.As<T, DateTime>(ref value), column.DateTimeUtc);
-            return Unsafe.As<DateTime, T>(ref converted);
-        }
-        if (typeof(T) == typeof(DateTime?))
-        {
-            var converted = (DateTime?)AsKind(Unsafe.As<T, DateTime?>(ref value)!.Value, column.DateTimeUtc);
-            return Unsafe.As<DateTime?, T>(ref converted);
-        }
-        if (value is DateTime[] times)
-            return (T)(object)Array.ConvertAll(times, t => AsKind(t, column.DateTimeUtc));
-        if (value is DateTime?[] nullableTimes)
-            return (T)(object)Array.ConvertAll(nullableTimes, t => t is { } time ? AsKind(time, column.DateTimeUtc) : (DateTime?)null);
-        return value;
-    }
-
-    private static DateTime AsKind(DateTime value, bool utc) => value.Kind switch
-    {
-        DateTimeKind.Local => utc ? value.ToUniversalTime() : DateTime.SpecifyKind(value, DateTimeKind.Unspecified),
-        _ => DateTime.SpecifyKind(value, utc ? DateTimeKind.Utc : DateTimeKind.Unspecified),
-    };
-
     /// <summary>PostgreSQL's text form of a non-null value of a column that <see cref="TargetColumn.AsText"/>: an enum's
-    /// label, JSON as written, the Pg* structs' and IPNetwork's own text; an array as an array literal of those.</summary>
+    /// label, JSON as written, ISO dates and timestamps, the Pg* structs' and IPNetwork's own text; an array as an array
+    /// literal of those.</summary>
     public static string Text(object value, TargetColumn column, string table)
     {
         if (column.Source.ArrayRank == 0)
@@ -77,8 +50,14 @@ internal static class ColumnValues
         text.Append('}');
     }
 
+    private const string TimestampFormat = "yyyy-MM-dd HH:mm:ss.ffffff";
+
     private static string Scalar(object value, TargetColumn column, string table) => value switch
     {
+        DateOnly date => date.ToString("yyyy-MM-dd", CultureInfo.InvariantCulture),
+        DateTime time when column.DateTimeUtc => (time.Kind == DateTimeKind.Local ? time.ToUniversalTime() : time).ToString(TimestampFormat, CultureInfo.InvariantCulture) + "+00",
+        DateTime time => time.ToString(TimestampFormat, CultureInfo.InvariantCulture),
+        DateTimeOffset time => time.UtcDateTime.ToString(TimestampFormat, CultureInfo.InvariantCulture) + "+00",
         JsonDocument document => document.RootElement.GetRawText(),
         JsonElement element => element.GetRawText(),
         Enum => column.Source.EnumLabels?.LabelOf(value) ?? throw new DBSyncException(

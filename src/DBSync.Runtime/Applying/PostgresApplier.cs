@@ -68,6 +68,7 @@ public sealed class PostgresApplier : IAsyncDisposable
         // Recognizable in pg_stat_activity (the snapshot throttle leaves DBSync's own sessions out by it).
         if (string.IsNullOrEmpty(target.ApplicationName))
             target.ApplicationName = ApplicationNamePrefix + name;
+        target.IncludeFailedBatchedCommand = true; // a failure in a batch names its change
         // A pool of its own: clearing it after the target was lost leaves the application's connections alone.
         _dataSource = NpgsqlDataSource.Create(target.ConnectionString);
         _target = $"database \"{target.Database}\" on {target.Host}:{target.Port}";

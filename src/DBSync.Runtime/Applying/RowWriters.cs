@@ -18,7 +18,7 @@ internal readonly struct ParameterWriter(NpgsqlParameterCollection parameters, T
         else if (target.AsText)
             parameters.Add(new NpgsqlParameter<string> { TypedValue = ColumnValues.Text(value, target, table.DisplayName), NpgsqlDbType = NpgsqlDbType.Text });
         else
-            parameters.Add(new NpgsqlParameter<T> { TypedValue = ColumnValues.Typed(value, target), NpgsqlDbType = target.WireType });
+            parameters.Add(new NpgsqlParameter<T> { TypedValue = value, NpgsqlDbType = target.WireType });
     }
 }
 
@@ -35,7 +35,7 @@ internal readonly struct CopyWriter(NpgsqlBinaryImporter importer, TargetTable t
         else if (target.AsText)
             importer.Write(ColumnValues.Text(value, target, table.DisplayName), NpgsqlDbType.Text);
         else
-            importer.Write(ColumnValues.Typed(value, target), target.WireType);
+            importer.Write(value, target.WireType);
     }
 }
 

@@ -14,11 +14,12 @@ internal sealed class TargetColumn
         QuotedName = SyncTableInfo.QuoteIdentifier(source.Name);
         CastType = targetType;
         // Types Npgsql writes exactly as they are travel typed; the others as PostgreSQL's text form, which the cast parses
-        // (enums by label, json as written, Pg* structs with their infinities, networks with their masks).
-        AsText = source.Type is SyncColumnType.Enum or SyncColumnType.JsonDocument or SyncColumnType.JsonElement or SyncColumnType.IPNetwork
+        // (enums by label, json as written, Pg* structs with their infinities, networks with their masks; dates and
+        // timestamps too: Npgsql writes their MinValue and MaxValue as -infinity and infinity).
+        AsText = source.Type is SyncColumnType.DateOnly or SyncColumnType.DateTime or SyncColumnType.DateTimeOffset or SyncColumnType.Enum or SyncColumnType.JsonDocument or SyncColumnType.JsonElement or SyncColumnType.IPNetwork
             or SyncColumnType.PgDate or SyncColumnType.PgTimestamp or SyncColumnType.PgTimeTz or SyncColumnType.PgInterval or SyncColumnType.PgInet;
-        // A DateTime is written as the target's kind of timestamp (Npgsql refuses a Kind that does not match), a TimeSpan
-        // into a time column as a time, so 24:00:00 stays 24:00:00 (as an interval it would be cast to 00:00:00).
+        // A DateTime into a timestamptz is a UTC instant whatever its Kind says; a TimeSpan into a time column is written as
+        // a time, so 24:00:00 stays 24:00:00 (as an interval it would be cast to 00:00:00).
         DateTimeUtc = source.Type == SyncColumnType.DateTime && baseTypeName == "timestamptz";
         var (wire, sql) = source.Type switch
         {
@@ -31,11 +32,7 @@ internal sealed class TargetColumn
             SyncColumnType.Double => (NpgsqlDbType.Double, "double precision"),
             SyncColumnType.Decimal => (NpgsqlDbType.Numeric, "numeric"),
             SyncColumnType.String => (NpgsqlDbType.Text, "text"),
-            SyncColumnType.DateOnly => (NpgsqlDbType.Date, "date"),
             SyncColumnType.TimeOnly => (NpgsqlDbType.Time, "time"),
-            SyncColumnType.DateTime when DateTimeUtc => (NpgsqlDbType.TimestampTz, "timestamptz"),
-            SyncColumnType.DateTime => (NpgsqlDbType.Timestamp, "timestamp"),
-            SyncColumnType.DateTimeOffset => (NpgsqlDbType.TimestampTz, "timestamptz"),
             SyncColumnType.TimeSpan when baseTypeName == "time" => (NpgsqlDbType.Time, "time"),
             SyncColumnType.TimeSpan => (NpgsqlDbType.Interval, "interval"),
             SyncColumnType.Guid => (NpgsqlDbType.Uuid, "uuid"),
@@ -61,7 +58,7 @@ internal sealed class TargetColumn
     /// <summary>Whether values travel as PostgreSQL text (see <see cref="ColumnValues.Text"/>).</summary>
     public bool AsText { get; }
 
-    /// <summary>Whether DateTime values are written as UTC instants (into a <c>timestamptz</c>).</summary>
+    /// <summary>Whether DateTime values are written as UTC instants (into a <c>timestamptz</c>), or as the clock reading.</summary>
     public bool DateTimeUtc { get; }
 
     /// <summary>The type values travel as.</summary>
@@ -219,10 +216,12 @@ internal sealed class TargetTable
         return new TargetTable(source, qualified, display, columns);
     }
 
-    /// <summary>The table's columns: name, type without modifiers, the scalar base type's name (through domains and arrays),
+    /// <summary>The table's columns: name, type without modifiers (<c>bpchar</c> for <c>char(n)</c>: a bare <c>character</c>
+    /// is <c>char(1)</c>), the scalar base type's name (through domains and arrays),
     /// whether it is generated; and whether a unique index (no predicate, no expressions) has exactly the key columns ($2, sorted).</summary>
     private const string ColumnsQuery = """
-        SELECT a.attname::text, format_type(a.atttypid, NULL),
+        SELECT a.attname::text,
+               CASE a.atttypid WHEN 'bpchar'::regtype THEN 'bpchar' WHEN '_bpchar'::regtype THEN 'bpchar[]' ELSE format_type(a.atttypid, NULL) END,
                coalesce(eb.typname, b.typname)::text, a.attgenerated <> '',
                EXISTS (SELECT 1 FROM pg_index i
                        WHERE i.indrelid = a.attrelid AND i.indisunique AND i.indpred IS NULL AND i.indexprs IS NULL
