@@ -40,9 +40,9 @@ internal sealed class ApplyBatch(string applier)
     /// <summary>Whether the batch reached <see cref="MaxCommands"/>.</summary>
     public bool IsFull => _pending.Count >= MaxCommands;
 
-    /// <summary>Adds a statement for a change of <paramref name="table"/>; its parameters are the caller's to add. Staged
-    /// rows go first, to keep the order of the changes.</summary>
-    public async ValueTask<NpgsqlBatchCommand> AddAsync(ApplyContext context, string sql, IMappedTable table, ChangeKind kind, object? row, bool mustAffectRow,
+    /// <summary>Adds a statement for a change of <paramref name="table"/> (null: the applier's own progress row); its
+    /// parameters are the caller's to add. Staged rows go first, to keep the order of the changes.</summary>
+    public async ValueTask<NpgsqlBatchCommand> AddAsync(ApplyContext context, string sql, IMappedTable? table, ChangeKind kind, object? row, bool mustAffectRow,
         CancellationToken cancellationToken)
     {
         if (_staged is not null)
@@ -104,18 +104,19 @@ internal sealed class ApplyBatch(string applier)
                 {
                     var missing = _pending[i];
                     throw new DBSyncException(
-                        $"Applier \"{applier}\": the update of key {missing.Table.DescribeKey(missing.Row!)} (source transaction committed at {Commit}) found no row in the target table {missing.Table.TargetName}, " +
+                        $"Applier \"{applier}\": the update of key {missing.Table!.DescribeKey(missing.Row!)} (source transaction committed at {Commit}) found no row in the target table {missing.Table!.TargetName}, " +
                         "and it left unchanged TOAST columns out, so the row cannot be written whole. The target is missing a row the source had: copy the table again " +
                         "(a snapshot, with the target table emptied or the row inserted), or set REPLICA IDENTITY FULL on the source table so updates carry every column.");
                 }
             }
         }
-        catch (PostgresException e) when (e.BatchCommand is { } failed && batch.BatchCommands.IndexOf(failed) is var index and >= 0)
+        catch (PostgresException e) when (e.BatchCommand is { } failed && batch.BatchCommands.IndexOf(failed) is var index and >= 0
+                                          && _pending[index].Table is not null)
         {
             var change = _pending[index];
-            var key = change.Row is null ? "" : $" of key {change.Table.DescribeKey(change.Row)}";
+            var key = change.Row is null ? "" : $" of key {change.Table!.DescribeKey(change.Row)}";
             throw new DBSyncException(
-                $"Applier \"{applier}\": the {change.Kind.ToString().ToLowerInvariant()}{key} into the target table {change.Table.TargetName} (source transaction committed at {Commit}) failed: " +
+                $"Applier \"{applier}\": the {change.Kind.ToString().ToLowerInvariant()}{key} into the target table {change.Table!.TargetName} (source transaction committed at {Commit}) failed: " +
                 $"{e.SqlState}: {e.MessageText}. The target transaction is rolled back; fix the target and run again: the source transaction is applied again, whole.", e);
         }
         finally
@@ -125,7 +126,7 @@ internal sealed class ApplyBatch(string applier)
         }
     }
 
-    /// <summary>What a waiting statement applies, for messages; <paramref name="MustAffectRow"/> for an update that cannot be
-    /// turned into an insert.</summary>
-    private readonly record struct PendingCommand(IMappedTable Table, ChangeKind Kind, object? Row, bool MustAffectRow);
+    /// <summary>What a waiting statement applies, for messages (no table: the progress row); <paramref name="MustAffectRow"/>
+    /// for an update that cannot be turned into an insert.</summary>
+    private readonly record struct PendingCommand(IMappedTable? Table, ChangeKind Kind, object? Row, bool MustAffectRow);
 }
