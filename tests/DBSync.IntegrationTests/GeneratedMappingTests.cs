@@ -39,8 +39,11 @@ public sealed class GeneratedMappingTests(PostgresFixture fixture)
             await source.ExecuteAsync($"INSERT INTO type_round_trip (id, {string.Join(", ", columns.Select(c => c.Name))}) VALUES ({k}, {string.Join(", ", columns.Select(c => c.Sql(k, rows)))})");
 
         PostgresApplier? applier = null;
-        await using var run = await StreamRun.StartAsync(source.ConnectionString, (client, _) =>
-            applier = new PostgresApplier(client, target.ConnectionString, "types").MapTable<TypeRow>(), configure: o =>
+        await using var run = await StreamRun.StartAsync(source.ConnectionString, (client, recorder) =>
+        {
+            applier = new PostgresApplier(client, target.ConnectionString, "types").MapTable<TypeRow>();
+            client.On<TypeRow>(c => recorder.Add(c));
+        }, configure: o =>
             {
                 o.InitialSnapshot = true;
                 o.SnapshotChunkSize = 3;
@@ -56,8 +59,10 @@ public sealed class GeneratedMappingTests(PostgresFixture fixture)
         var big = await source.ScalarAsync<int>("SELECT id FROM type_round_trip WHERE length(text) > 100000 ORDER BY id LIMIT 1");
         await source.ExecuteAsync($"UPDATE type_round_trip SET int4 = 42, mood = 'sad' WHERE id = {big}");
         await AssertTargetEqualsSourceAsync(source, target, run, "an update that left the 1 MB text unchanged");
+        Assert.Contains(run.Recorder.Of<TypeRow>(), c => c.Kind == ChangeKind.Update && c.IsUnchangedToast("text") && c.Old is null);
         await source.ExecuteAsync($"UPDATE type_round_trip SET id = 1000, int4 = 43 WHERE id = {big}");
         await AssertTargetEqualsSourceAsync(source, target, run, "a key move that left the 1 MB text unchanged");
+        Assert.Contains(run.Recorder.Of<TypeRow>(), c => c.Kind == ChangeKind.Update && c.IsUnchangedToast("text") && c.Old is { Id: var old } && old == big);
 
         await source.ExecuteAsync("BEGIN; UPDATE type_round_trip SET id = id + 100 WHERE id < 3; DELETE FROM type_round_trip WHERE id IN (3, 4); COMMIT;");
         await AssertTargetEqualsSourceAsync(source, target, run, "key moves and deletes");
