@@ -6,7 +6,7 @@ using Npgsql;
 using NpgsqlTypes;
 
 // Usage: dotnet run -c Release --project benchmarks/DBSync.ApplyBench -- [rounds] [single-row transactions] [big transaction rows] [hand-written rounds]
-// The hand-written mapping runs in fewer rounds: it is slow and steady.
+// The hand-written mapping runs in fewer rounds: it is slow and steady. A size of 0 leaves its scenario out.
 var rounds = args.Length > 0 ? int.Parse(args[0], CultureInfo.InvariantCulture) : 3;
 var singles = args.Length > 1 ? int.Parse(args[1], CultureInfo.InvariantCulture) : 100_000;
 var bigRows = args.Length > 2 ? int.Parse(args[2], CultureInfo.InvariantCulture) : 1_000_000;
@@ -24,7 +24,7 @@ foreach (var (name, produce, handRounds) in new (string, Func<Task>, int)[]
          {
              ($"{singles:N0} single-row transactions", () => ExecuteAsync(source, $"DO $$ BEGIN FOR i IN 1..{singles - 1} LOOP INSERT INTO bench_rows VALUES (i, 'row ' || i, i * 1.5, now(), ARRAY['a', i::text]); COMMIT; END LOOP; END $$"), handBigRounds),
              ($"one {bigRows:N0}-row transaction", () => ExecuteAsync(source, $"INSERT INTO bench_rows SELECT i, 'row ' || i, i * 1.5, now(), ARRAY['a', i::text] FROM generate_series(1, {bigRows - 1}) i"), handBigRounds),
-         })
+         }.Where(s => !s.Item1.Contains(" 0", StringComparison.Ordinal)))
 {
     // The backlog: a template slot before it, so that every drain reads the same WAL through a copy of the slot.
     await ExecuteAsync(source, "DROP TABLE IF EXISTS bench_rows; " + BenchRow.CreateSql + " DROP PUBLICATION IF EXISTS bench; CREATE PUBLICATION bench FOR TABLE bench_rows");
