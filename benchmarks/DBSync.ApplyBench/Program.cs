@@ -20,7 +20,7 @@ var target = targetServer.ConnectionStringFor(await targetServer.CreateDatabaseA
 await ExecuteAsync(target, BenchRow.CreateSql);
 
 Console.WriteLine($"source and target: two throwaway PostgreSQL clusters on this machine ({Environment.ProcessorCount} cores)");
-foreach (var (name, size, produce, handRounds) in new (string, int, Func<Task>, int)[]
+foreach (var (name, _, produce, handRounds) in new (string, int, Func<Task>, int)[]
          {
              ($"{singles:N0} single-row transactions", singles, () => ExecuteAsync(source, $"DO $$ BEGIN FOR i IN 1..{singles - 1} LOOP INSERT INTO bench_rows VALUES (i, 'row ' || i, i * 1.5, now(), ARRAY['a', i::text]); COMMIT; END LOOP; END $$"), handBigRounds),
              ($"one {bigRows:N0}-row transaction", bigRows, () => ExecuteAsync(source, $"INSERT INTO bench_rows SELECT i, 'row ' || i, i * 1.5, now(), ARRAY['a', i::text] FROM generate_series(1, {bigRows - 1}) i"), handBigRounds),
