@@ -26,8 +26,9 @@ internal interface IMappedTable
 /// </summary>
 internal sealed class ApplyBatch(string applier)
 {
-    /// <summary>Statements per round trip. Chosen by measurement (docs/applier.md): beyond about a hundred the gain is a few
-    /// percent, and a larger batch holds more parameters in memory.</summary>
+    /// <summary>Statements per round trip: enough that the round trip is a small part of a batch's time (a statement takes
+    /// tens of microseconds in the target), few enough that a batch's parameters stay small. Not yet tuned against other
+    /// sizes (docs/applier.md).</summary>
     public const int MaxCommands = 200;
 
     private readonly List<PendingCommand> _pending = [];
