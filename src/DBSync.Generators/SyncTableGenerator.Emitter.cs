@@ -50,6 +50,8 @@ public sealed partial class SyncTableGenerator
             WriteKeyHash(w, entity, contract);
             w.Line();
             WriteWithColumns(w, entity, contract);
+            w.Line();
+            WriteWriteRow(w, entity, contract);
             WriteElementReaders(w, entity);
 
             w.Close();
@@ -191,6 +193,15 @@ public sealed partial class SyncTableGenerator
         {
             w.Open($"static {entity.FullTypeName} {contract}.WithColumns({entity.FullTypeName} target, {entity.FullTypeName} source, global::DBSync.ColumnSet columns)");
             w.Line($"return {Construct(entity, i => $"columns.Contains({i.ToString(CultureInfo.InvariantCulture)}) ? source.{entity.Columns[i].PropertyName} : target.{entity.Columns[i].PropertyName}")};");
+            w.Close();
+        }
+
+        /// <summary>Each property's value to the writer, with its declared type: the runtime decides how each type is written.</summary>
+        private static void WriteWriteRow(SourceWriter w, EntitySpec entity, string contract)
+        {
+            w.Open($"static void {contract}.WriteRow<TWriter>({entity.FullTypeName} row, ref TWriter writer)");
+            for (var i = 0; i < entity.Columns.Count; i++)
+                w.Line($"writer.Write<{entity.Columns[i].TypeDisplay}>({i.ToString(CultureInfo.InvariantCulture)}, row.{entity.Columns[i].PropertyName});");
             w.Close();
         }
 

@@ -29,6 +29,10 @@ public interface ISyncTable<TSelf> where TSelf : ISyncTable<TSelf>
     /// (indexes into <see cref="SyncTableInfo.Columns"/>), which come from <paramref name="source"/>. Neither argument is
     /// changed. The snapshot uses it to complete a row whose update left unchanged TOAST values out.</summary>
     static abstract TSelf WithColumns(TSelf target, TSelf source, ColumnSet columns);
+
+    /// <summary>Hands the values of <paramref name="row"/> to <paramref name="writer"/>, one call per column in
+    /// <see cref="SyncTableInfo.Columns"/> order. The applier writes rows into a target database with it.</summary>
+    static abstract void WriteRow<TWriter>(TSelf row, ref TWriter writer) where TWriter : IRowWriter, allows ref struct;
 }
 
 /// <summary>An <see cref="IEqualityComparer{T}"/> that compares entities by primary key only.</summary>

@@ -1,4 +1,5 @@
 using System.Data;
+using DBSync.Applying;
 using DBSync.Internal;
 using Npgsql;
 using NpgsqlTypes;
@@ -38,7 +39,10 @@ public sealed class PostgresApplier : IAsyncDisposable
     private readonly string _target;
     private readonly string _name;
     private readonly string _progressTable;
+    private readonly string _progressSql;
     private readonly bool _savepoints;
+    private readonly List<IMappedTable> _mappings = [];
+    private readonly List<Func<ApplyContext, CancellationToken, ValueTask>> _endHooks = [];
     private NpgsqlConnection? _connection;
     private NpgsqlTransaction? _transaction;
     private ApplyContext? _context;
@@ -66,16 +70,23 @@ public sealed class PostgresApplier : IAsyncDisposable
         ArgumentException.ThrowIfNullOrWhiteSpace(connectionString);
         ArgumentException.ThrowIfNullOrWhiteSpace(name);
         ArgumentException.ThrowIfNullOrWhiteSpace(progressTable);
-        // A pool of its own: clearing it after the target was lost leaves the application's connections alone.
-        _dataSource = NpgsqlDataSource.Create(connectionString);
         var target = new NpgsqlConnectionStringBuilder(connectionString);
+        // Recognizable in pg_stat_activity (the snapshot throttle leaves DBSync's own sessions out by it).
+        if (string.IsNullOrEmpty(target.ApplicationName))
+            target.ApplicationName = ApplicationNamePrefix + name;
+        target.IncludeFailedBatchedCommand = true; // a failure in a batch names its change
+        // A pool of its own: clearing it after the target was lost leaves the application's connections alone.
+        _dataSource = NpgsqlDataSource.Create(target.ConnectionString);
         _target = $"database \"{target.Database}\" on {target.Host}:{target.Port}";
         _name = name;
         var dot = progressTable.IndexOf('.', StringComparison.Ordinal);
         _progressTable = dot < 0
             ? $"{SyncTableInfo.QuoteIdentifier("public")}.{SyncTableInfo.QuoteIdentifier(progressTable)}"
             : $"{SyncTableInfo.QuoteIdentifier(progressTable[..dot])}.{SyncTableInfo.QuoteIdentifier(progressTable[(dot + 1)..])}";
+        _progressSql = $"INSERT INTO {_progressTable} (name, commit_lsn, end_lsn, xid, applied_at) VALUES ($1, $2, $3, $4, now()) " +
+                       "ON CONFLICT (name) DO UPDATE SET commit_lsn = excluded.commit_lsn, end_lsn = excluded.end_lsn, xid = excluded.xid, applied_at = excluded.applied_at";
         _savepoints = client.Options.HandlerFailure == HandlerFailurePolicy.Retry;
+        Batch = new ApplyBatch(name);
         Client = client;
         client.AddApplier(this);
     }
@@ -86,6 +97,23 @@ public sealed class PostgresApplier : IAsyncDisposable
     /// <summary>The commit position of the last source transaction applied to the target (known once the applier has
     /// read its progress row, at the first change).</summary>
     public NpgsqlLogSequenceNumber AppliedCommitLsn => new(_applied);
+
+    /// <summary>The start of the target connection's <c>application_name</c>, followed by the applier's name, unless the
+    /// connection string sets one.</summary>
+    public const string ApplicationNamePrefix = "DBSync applier ";
+
+    /// <summary>This applier's name (its row in the progress table).</summary>
+    internal string Name => _name;
+
+    /// <summary>The target database, for messages.</summary>
+    internal string TargetDescription => _target;
+
+    /// <summary>The statements of generated mappings not yet sent.</summary>
+    internal ApplyBatch Batch { get; }
+
+    /// <summary>Whether every change is sent at once: under <see cref="HandlerFailurePolicy.Retry"/> each change runs behind
+    /// a savepoint of its own, so its statements cannot wait in a batch.</summary>
+    internal bool FlushEachChange => _savepoints;
 
     /// <summary>Source transactions skipped because the target had applied them already (delivered again after a crash).</summary>
     public long SkippedTransactions { get; private set; }
@@ -127,6 +155,52 @@ public sealed class PostgresApplier : IAsyncDisposable
     public PostgresApplier Map<T>(Func<Change<T>, ApplyContext, CancellationToken, ValueTask> apply) where T : ISyncTable<T>
     {
         ArgumentNullException.ThrowIfNull(apply);
+        // The statements of generated mappings before it go first: the hand-written ones may depend on them.
+        return Register<T>(async (change, context, cancellationToken) =>
+        {
+            await Batch.FlushAsync(context, cancellationToken).ConfigureAwait(false);
+            await apply(change, context, cancellationToken).ConfigureAwait(false);
+        });
+    }
+
+    /// <summary>
+    /// Applies changes of the table mapped by <typeparamref name="T"/> with statements generated from its mapping, into
+    /// <paramref name="targetTable"/> of the target database (<c>schema.table</c>, or <c>table</c> in <c>public</c>; by
+    /// default the source table's own name): inserts and updates as upserts on the key, deletes by key, truncates;
+    /// snapshot rows through binary <c>COPY</c> and one upsert per chunk. Statements are sent in pipelined batches within
+    /// the target transaction (one at a time under <see cref="HandlerFailurePolicy.Retry"/>). The target table must exist
+    /// with every mapped column and a primary key or unique index on the key columns; it is checked at the first change.
+    /// </summary>
+    /// <remarks>An update that left unchanged TOAST values out updates the other columns of the existing row; if the target
+    /// has no row with that key, the update is an error (the row cannot be written whole), not a silent no-op.</remarks>
+    public PostgresApplier MapTable<T>(string? targetTable = null) where T : ISyncTable<T>
+    {
+        var info = T.TableInfo;
+        var (schema, name) = (info.Schema, info.Name);
+        if (targetTable is not null)
+        {
+            ArgumentException.ThrowIfNullOrWhiteSpace(targetTable);
+            var dot = targetTable.IndexOf('.', StringComparison.Ordinal);
+            (schema, name) = dot < 0 ? ("public", targetTable) : (targetTable[..dot], targetTable[(dot + 1)..]);
+        }
+        var mapping = new TableMapping<T>(this, schema, name);
+        _mappings.Add(mapping);
+        return Register<T>(mapping.ApplyAsync);
+    }
+
+    /// <summary>Runs <paramref name="hook"/> at the end of each target transaction, after every change of it was applied
+    /// (generated mappings' statements sent) and before the progress row is written and the transaction committed: for
+    /// hand-written mappings that batch statements of their own. A failure rolls the target transaction back, as a
+    /// failing change does.</summary>
+    public PostgresApplier OnTargetTransactionEnd(Func<ApplyContext, CancellationToken, ValueTask> hook)
+    {
+        ArgumentNullException.ThrowIfNull(hook);
+        _endHooks.Add(hook);
+        return this;
+    }
+
+    private PostgresApplier Register<T>(Func<Change<T>, ApplyContext, CancellationToken, ValueTask> apply) where T : ISyncTable<T>
+    {
         Client.On<T>(async (change, cancellationToken) =>
         {
             ApplyContext? context;
@@ -198,6 +272,7 @@ public sealed class PostgresApplier : IAsyncDisposable
             // The source transaction's first change, or one after it; or the next source transaction of a group, which
             // goes into the target transaction still open (it follows every one the target recorded).
             _currentCommit = commit;
+            Batch.Commit = commitLsn;
             return _context;
         }
 
@@ -216,6 +291,7 @@ public sealed class PostgresApplier : IAsyncDisposable
         _context = new ApplyContext(connection, _transaction);
         _grouped = 0;
         _groupStarted = Environment.TickCount64;
+        Batch.Commit = commitLsn;
         return _context;
     }
 
@@ -253,17 +329,19 @@ public sealed class PostgresApplier : IAsyncDisposable
         var (commitLsn, endLsn, xid) = _lastEnded;
         try
         {
-            await using (var progress = new NpgsqlCommand(
-                $"INSERT INTO {_progressTable} (name, commit_lsn, end_lsn, xid, applied_at) VALUES ($1, $2, $3, $4, now()) " +
-                "ON CONFLICT (name) DO UPDATE SET commit_lsn = excluded.commit_lsn, end_lsn = excluded.end_lsn, xid = excluded.xid, applied_at = excluded.applied_at",
-                _connection, _transaction))
+            if (_endHooks.Count > 0)
             {
-                progress.Parameters.Add(new NpgsqlParameter { Value = _name });
-                progress.Parameters.Add(new NpgsqlParameter { Value = commitLsn, NpgsqlDbType = NpgsqlDbType.PgLsn });
-                progress.Parameters.Add(new NpgsqlParameter { Value = endLsn, NpgsqlDbType = NpgsqlDbType.PgLsn });
-                progress.Parameters.Add(new NpgsqlParameter { Value = (long)xid });
-                await progress.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+                await Batch.FlushAsync(_context!, cancellationToken).ConfigureAwait(false);
+                foreach (var hook in _endHooks)
+                    await hook(_context!, cancellationToken).ConfigureAwait(false);
             }
+            // The progress row goes in the last batch of statements: one round trip fewer per transaction.
+            var progress = await Batch.AddAsync(_context!, _progressSql, table: null, ChangeKind.Insert, row: null, mustAffectRow: false, cancellationToken).ConfigureAwait(false);
+            progress.Parameters.Add(new NpgsqlParameter<string> { TypedValue = _name });
+            progress.Parameters.Add(new NpgsqlParameter<NpgsqlLogSequenceNumber> { TypedValue = commitLsn, NpgsqlDbType = NpgsqlDbType.PgLsn });
+            progress.Parameters.Add(new NpgsqlParameter<NpgsqlLogSequenceNumber> { TypedValue = endLsn, NpgsqlDbType = NpgsqlDbType.PgLsn });
+            progress.Parameters.Add(new NpgsqlParameter<long> { TypedValue = xid });
+            await Batch.FlushAsync(_context!, cancellationToken).ConfigureAwait(false);
             await _transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
         }
         catch (Exception e) when (IsTargetLost(e, cancellationToken))
@@ -395,6 +473,9 @@ public sealed class PostgresApplier : IAsyncDisposable
     /// again at the next change.</summary>
     private async Task ResetAsync()
     {
+        Batch.Clear();
+        foreach (var mapping in _mappings)
+            mapping.Reset();
         _transaction = null;
         _context = null;
         _loaded = false;

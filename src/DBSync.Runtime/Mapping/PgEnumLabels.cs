@@ -15,6 +15,9 @@ public abstract class PgEnumLabels
 
     /// <summary>The labels, in member declaration order.</summary>
     public IReadOnlyList<string> Labels { get; }
+
+    /// <summary>The label of a member of the enum (boxed), or null when <paramref name="value"/> is none of its members.</summary>
+    internal abstract string? LabelOf(object value);
 }
 
 /// <summary>The PostgreSQL labels of <typeparamref name="TEnum"/>'s members; decodes a label without allocating.</summary>
@@ -35,6 +38,14 @@ public sealed class PgEnumLabels<TEnum> : PgEnumLabels where TEnum : struct, Enu
             throw new ArgumentException("One label per value.", nameof(values));
         _utf8 = [.. labels.Select(System.Text.Encoding.UTF8.GetBytes)];
         _values = values;
+    }
+
+    internal override string? LabelOf(object value)
+    {
+        if (value is not TEnum member)
+            return null;
+        var index = Array.IndexOf(_values, member);
+        return index < 0 ? null : Labels[index];
     }
 
     internal bool TryGet(ReadOnlySpan<byte> label, out TEnum value)

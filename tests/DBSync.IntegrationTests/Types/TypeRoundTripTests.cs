@@ -123,6 +123,9 @@ public sealed class TypeRoundTripTests(PostgresFixture fixture)
         C("posint_array", r => r.PosintArray, ("'{1,NULL,2147483647}'", (int?[])[1, null, int.MaxValue])),
     ];
 
+    /// <summary>The columns and their edge values, shared with the applier's round trip (GeneratedMappingTests).</summary>
+    internal static IReadOnlyList<Column> Columns => s_columns;
+
     [Theory]
     [InlineData(false)]
     [InlineData(true)]
@@ -205,7 +208,7 @@ public sealed class TypeRoundTripTests(PostgresFixture fixture)
     private static Column C<T>(string name, Func<TypeRow, T> get, params (string Sql, T Expected)[] values)
         => new(name, r => get(r), [.. values.Select(v => (v.Sql, (object?)v.Expected))]);
 
-    private sealed record Column(string Name, Func<TypeRow, object?> Get, (string Sql, object? Expected)[] Values)
+    internal sealed record Column(string Name, Func<TypeRow, object?> Get, (string Sql, object? Expected)[] Values)
     {
         private bool IsNullRow(int row, int rows) => row == rows - 1;
 

@@ -1,0 +1,192 @@
+using DBSync.IntegrationTests.Infrastructure;
+using DBSync.IntegrationTests.Types;
+using DBSync.Sample;
+using DBSync.Testing;
+
+namespace DBSync.IntegrationTests;
+
+/// <summary>
+/// The generated applier mapping (<see cref="PostgresApplier.MapTable{T}"/>): every mapped type goes from a source table
+/// into a second database through generated statements, batches and COPY, and ends there equal, column by column, to
+/// the source; a statement that fails names the change; a target table that cannot take the rows is named at first use.
+/// </summary>
+[Collection(PostgresCollection.Name)]
+public sealed class GeneratedMappingTests(PostgresFixture fixture)
+{
+    private const string RestaurantCopy = """
+        CREATE TABLE restaurant_copy (id varchar(255) PRIMARY KEY, name varchar(255) NOT NULL, description text, address text,
+                                      rating int CHECK (rating < 100), tags text[]);
+        """;
+
+    /// <summary>
+    /// All of TypeRow's columns (every mapped type, their edge values: infinities, NaN, enums by label, arrays of one to
+    /// three dimensions, json as written, networks with masks, 1 MB values): rows there before the run arrive through the
+    /// initial snapshot (COPY, several chunks), then updates of every column, updates that leave a 1 MB out-of-line value
+    /// unchanged (with and without a key change), key changes, deletes, a snapshot over a target that drifted (rows missing
+    /// and rows changed), and a truncate. After each step the target equals the source, column by column, as text.
+    /// </summary>
+    [Fact]
+    [Trait("Category", "Types")]
+    public async Task EveryType_SnapshotUpdatesToastKeyMovesDeletesTruncate_TargetEqualsSourceAfterEachStep()
+    {
+        await using var source = await TestDatabase.CreateAsync(fixture.Server, seedSchema: false);
+        await using var target = await TestDatabase.CreateAsync(fixture.Server, seedSchema: false);
+        await source.ExecuteAsync(TypeRow.CreateSql + "ALTER TABLE type_round_trip ALTER COLUMN text SET STORAGE EXTERNAL;");
+        await target.ExecuteAsync(TypeRow.CreateSql);
+        var columns = TypeRoundTripTests.Columns;
+        var rows = columns.Max(c => c.Values.Length) + 1;
+        for (var k = 0; k < rows; k++)
+            await source.ExecuteAsync($"INSERT INTO type_round_trip (id, {string.Join(", ", columns.Select(c => c.Name))}) VALUES ({k}, {string.Join(", ", columns.Select(c => c.Sql(k, rows)))})");
+
+        PostgresApplier? applier = null;
+        await using var run = await StreamRun.StartAsync(source.ConnectionString, (client, recorder) =>
+        {
+            applier = new PostgresApplier(client, target.ConnectionString, "types").MapTable<TypeRow>();
+            client.On<TypeRow>(c => recorder.Add(c));
+        }, configure: o =>
+            {
+                o.InitialSnapshot = true;
+                o.SnapshotChunkSize = 3;
+            });
+        await using var _ = applier;
+        await AssertTargetEqualsSourceAsync(source, target, run, "the initial snapshot");
+
+        for (var k = 0; k < rows; k++)
+            await source.ExecuteAsync($"UPDATE type_round_trip SET {string.Join(", ", columns.Select(c => $"{c.Name} = {c.Sql((k + 1) % rows, rows)}"))} WHERE id = {k}");
+        await AssertTargetEqualsSourceAsync(source, target, run, "updates of every column");
+
+        // The 1 MB text is stored out of line, so updates of other columns send it as unchanged TOAST.
+        var big = await source.ScalarAsync<int>("SELECT id FROM type_round_trip WHERE length(text) > 100000 ORDER BY id LIMIT 1");
+        await source.ExecuteAsync($"UPDATE type_round_trip SET int4 = 42, mood = 'sad' WHERE id = {big}");
+        await AssertTargetEqualsSourceAsync(source, target, run, "an update that left the 1 MB text unchanged");
+        Assert.Contains(run.Recorder.Of<TypeRow>(), c => c.Kind == ChangeKind.Update && c.IsUnchangedToast("text") && c.Old is null);
+        await source.ExecuteAsync($"UPDATE type_round_trip SET id = 1000, int4 = 43 WHERE id = {big}");
+        await AssertTargetEqualsSourceAsync(source, target, run, "a key move that left the 1 MB text unchanged");
+        Assert.Contains(run.Recorder.Of<TypeRow>(), c => c.Kind == ChangeKind.Update && c.IsUnchangedToast("text") && c.Old is { Id: var old } && old == big);
+
+        await source.ExecuteAsync("BEGIN; UPDATE type_round_trip SET id = id + 100 WHERE id < 3; DELETE FROM type_round_trip WHERE id IN (3, 4); COMMIT;");
+        await AssertTargetEqualsSourceAsync(source, target, run, "key moves and deletes");
+
+        // The target drifted: a snapshot copies every row again over it (COPY, then upserts of existing keys too).
+        await target.ExecuteAsync("DELETE FROM type_round_trip WHERE id % 2 = 0; UPDATE type_round_trip SET int4 = -1, text = 'drifted'");
+        await run.Client.SnapshotAsync<TypeRow>().WaitAsync(TimeSpan.FromSeconds(120));
+        await AssertTargetEqualsSourceAsync(source, target, run, "a snapshot over a drifted target");
+
+        await source.ExecuteAsync("TRUNCATE type_round_trip");
+        await AssertTargetEqualsSourceAsync(source, target, run, "a truncate");
+        Assert.Equal(0, await target.ScalarAsync<long>("SELECT count(*) FROM type_round_trip"));
+        await run.StopAsync();
+    }
+
+    /// <summary>One source transaction of 300 inserts (more than one batch) whose 257th row breaks a CHECK constraint of the
+    /// target: the run stops with an error naming the change (kind, key, target table), the target transaction is rolled
+    /// back whole and its position not recorded.</summary>
+    [Fact]
+    [Trait("Category", "Reliability")]
+    public async Task StatementFailsInsideABatch_RunStopsNamingKindKeyAndTable_TargetTransactionRolledBack()
+    {
+        await using var source = await TestDatabase.CreateAsync(fixture.Server);
+        await using var target = await TestDatabase.CreateAsync(fixture.Server, seedSchema: false);
+        await target.ExecuteAsync(RestaurantCopy);
+        PostgresApplier? applier = null;
+        await using var run = await StreamRun.StartAsync(source.ConnectionString, (client, _) =>
+            applier = new PostgresApplier(client, target.ConnectionString, "restaurants").MapTable<Restaurant>("public.restaurant_copy"));
+        await using var _ = applier;
+
+        await source.ExecuteAsync("INSERT INTO Restaurant (id, name, rating) SELECT 'r-' || i, 'n', CASE WHEN i = 257 THEN 500 ELSE i % 100 END FROM generate_series(1, 300) i");
+        var error = await Assert.ThrowsAsync<DBSyncException>(() => run.Run.WaitAsync(TimeSpan.FromSeconds(60)));
+
+        Assert.Contains("the insert of key (id='r-257') into the target table public.restaurant_copy", error.Message, StringComparison.Ordinal);
+        Assert.Contains("23514", error.Message, StringComparison.Ordinal);
+        Assert.Equal(0, await target.ScalarAsync<long>("SELECT count(*) FROM restaurant_copy"));
+        Assert.Equal(0, await target.ScalarAsync<long>("SELECT count(*) FROM dbsync_applied"));
+    }
+
+    /// <summary>The target table is missing, then one of its mapped columns is: each is a configuration error at the first
+    /// change, naming the table (and the column), and nothing is applied.</summary>
+    [Theory]
+    [Trait("Category", "Integration")]
+    [InlineData("", "the target table public.restaurant_copy of public.restaurant does not exist")]
+    [InlineData("CREATE TABLE restaurant_copy (id varchar(255) PRIMARY KEY, name text, description text, address text, rating int);",
+        "the target table public.restaurant_copy has no column \"tags\" (mapped by Restaurant.Tags)")]
+    [InlineData("CREATE TABLE restaurant_copy (id varchar(255), name text, description text, address text, rating int, tags text[]);",
+        "has no primary key or unique index on exactly (\"id\")")]
+    public async Task TargetTableCannotTakeTheRows_FirstChange_StopsNamingWhatIsMissing(string targetSchema, string expected)
+    {
+        await using var source = await TestDatabase.CreateAsync(fixture.Server);
+        await using var target = await TestDatabase.CreateAsync(fixture.Server, seedSchema: false);
+        if (targetSchema.Length > 0)
+            await target.ExecuteAsync(targetSchema);
+        PostgresApplier? applier = null;
+        await using var run = await StreamRun.StartAsync(source.ConnectionString, (client, _) =>
+            applier = new PostgresApplier(client, target.ConnectionString, "restaurants").MapTable<Restaurant>("restaurant_copy"));
+        await using var _ = applier;
+
+        await source.ExecuteAsync("INSERT INTO Restaurant (id, name) VALUES ('r-1', 'one')");
+        var error = await Assert.ThrowsAsync<DBSyncConfigurationException>(() => run.Run.WaitAsync(TimeSpan.FromSeconds(60)));
+
+        Assert.Contains(expected, error.Message, StringComparison.Ordinal);
+    }
+
+    /// <summary>The end hook runs in each target transaction after the generated statements were sent (it sees their
+    /// rows) and before the commit (its own rows commit with them), once per source transaction; the target connection
+    /// carries the applier's application name.</summary>
+    [Fact]
+    [Trait("Category", "Integration")]
+    public async Task TargetTransactionEndHook_SeesTheBatchedRows_CommitsWithThem_OncePerTransaction()
+    {
+        await using var source = await TestDatabase.CreateAsync(fixture.Server);
+        await using var target = await TestDatabase.CreateAsync(fixture.Server, seedSchema: false);
+        await target.ExecuteAsync(RestaurantCopy + "CREATE TABLE hook_log (seen bigint NOT NULL, application_name text NOT NULL);");
+        PostgresApplier? applier = null;
+        await using var run = await StreamRun.StartAsync(source.ConnectionString, (client, _) =>
+            applier = new PostgresApplier(client, target.ConnectionString, "restaurants").MapTable<Restaurant>("restaurant_copy")
+                .OnTargetTransactionEnd(async (context, cancellationToken) =>
+                {
+                    await using var log = context.CreateCommand(
+                        "INSERT INTO hook_log SELECT (SELECT count(*) FROM restaurant_copy), current_setting('application_name')");
+                    await log.ExecuteNonQueryAsync(cancellationToken);
+                }));
+        await using var _ = applier;
+
+        await source.ExecuteAsync("INSERT INTO Restaurant (id, name) SELECT 'r-' || i, 'n' FROM generate_series(1, 450) i");
+        await source.ExecuteAsync("INSERT INTO Restaurant (id, name) VALUES ('r-last', 'n')");
+        await run.WaitUntilAsync(r => r.Transactions.Count == 2, "two transactions", TimeSpan.FromSeconds(60));
+        for (var attempt = 0; await target.ScalarAsync<long>("SELECT count(*) FROM hook_log") < 2; attempt++)
+        {
+            Assert.True(attempt < 3000, "The hook's rows did not commit within 60 s.");
+            await Task.Delay(20);
+        }
+
+        Assert.Equal(["450|DBSync applier restaurants", "451|DBSync applier restaurants"],
+            await target.RowsAsync("SELECT seen || '|' || application_name FROM hook_log ORDER BY seen"));
+        await run.StopAsync();
+    }
+
+    /// <summary>Waits until every column of every row of type_round_trip has the same text in both databases (long values
+    /// compared by hash; array lower bounds left out, which DBSync does not keep: docs/types.md), or fails listing the
+    /// first differences.</summary>
+    private static async Task AssertTargetEqualsSourceAsync(TestDatabase source, TestDatabase target, StreamRun run, string after)
+    {
+        var names = Columns<TypeRow>().Select(c => c.Name).Prepend("doubled").ToList();
+        var query = "SELECT t.id || ' ' || c.name || ' = ' || coalesce(CASE WHEN length(c.value) > 200 THEN md5(c.value) ELSE c.value END, 'NULL') " +
+                    $"FROM type_round_trip t CROSS JOIN LATERAL (VALUES {string.Join(", ", names.Select(n => $"('{n}', regexp_replace(t.\"{n}\"::text, '^(\\[-?\\d+:-?\\d+\\])+=', ''))"))}) c(name, value) ORDER BY t.id, c.name";
+        var expected = await source.RowsAsync(query);
+        List<string> actual = [];
+        for (var attempt = 0; attempt < 600; attempt++)
+        {
+            actual = await target.RowsAsync(query);
+            if (expected.SequenceEqual(actual) || run.Run.IsCompleted)
+                break;
+            await Task.Delay(100);
+        }
+        if (run.Run.IsCompleted)
+            await run.Run; // the run's error says more than a difference
+        var missing = expected.Except(actual).Take(10).ToList();
+        var extra = actual.Except(expected).Take(10).ToList();
+        Assert.True(missing.Count == 0 && extra.Count == 0,
+            $"After {after}, the target differs from the source.\nSource only:\n{string.Join("\n", missing)}\nTarget only:\n{string.Join("\n", extra)}");
+    }
+
+    private static IEnumerable<SyncColumnInfo> Columns<T>() where T : ISyncTable<T> => T.TableInfo.Columns;
+}
