@@ -3,7 +3,7 @@
 # (two throwaway PostgreSQL clusters, initdb from /usr/lib/postgresql/*/bin or PG_BIN, run as the postgres user when
 # run as root) by DBSync and by PostgreSQL's own logical replication, in the same run, into two databases of the target:
 #   DBSync: a DBSyncClient with an initial snapshot of the four tables, applied by a PostgresApplier (the mapping is in
-#     benchmarks/DBSync.ApplyBench/HandWrittenMapping.cs);
+#     benchmarks/DBSync.ApplyBench/PgbenchMapping.cs: the generated MapTable<T>, batched, chunks through COPY);
 #   subscription: CREATE SUBSCRIPTION ... WITH (copy_data = true) on a publication of the four tables, defaults otherwise.
 # Both targets get the tables' schema from pg_dump --schema-only. pgbench_history has no key: the benchmark adds
 # "id bigserial PRIMARY KEY" on the source before either copier starts (DBSync needs a key; the targets get it too).

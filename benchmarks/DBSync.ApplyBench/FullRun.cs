@@ -22,7 +22,7 @@ internal static class FullRun
         await using var target = await PostgresServer.StartAsync(forceLocal: true);
         var version = await source.ScalarAsync<string>("SHOW server_version");
         Log($"PostgreSQL {version}: source cluster on port {source.Port}, target cluster on port {target.Port} (throwaway, fsync off); {Environment.ProcessorCount} cores; .NET {Environment.Version}");
-        Log($"DBSync's applier: {nameof(HandWrittenMapping)} (hand-written Map<T> statements, one per change)");
+        Log($"DBSync's applier: the generated MapTable<T> mappings (batched statements, snapshot chunks through COPY)");
 
         var rounds = new List<RoundResult>();
         for (var round = 1; round <= settings.Rounds; round++)
@@ -154,7 +154,7 @@ internal static class FullRun
         Log($"==== results: medians of {settings.Rounds} rounds in this run; pgbench scale {settings.Scale}; {Environment.ProcessorCount} cores ====");
         Log($"(a) initial copy of pgbench's tables ({rows:N0} rows), from its start until the target has every row:");
         Log($"    subscription (CREATE SUBSCRIPTION ... WITH (copy_data = true)):      {copySubscription,8:0.00} s {rows / copySubscription,10:N0} rows/s   (runs {Runs(rounds.Select(r => r.CopySubscription), "0.00")})");
-        Log($"    dbsync (initial snapshot through PostgresApplier, hand-written Map<T>): {copyDbSync,8:0.00} s {rows / copyDbSync,10:N0} rows/s   (runs {Runs(rounds.Select(r => r.CopyDbSync), "0.00")})");
+        Log($"    dbsync (initial snapshot through PostgresApplier, generated MapTable<T>): {copyDbSync,8:0.00} s {rows / copyDbSync,10:N0} rows/s   (runs {Runs(rounds.Select(r => r.CopyDbSync), "0.00")})");
         Log($"(b) pgbench -c {settings.Clients} -T {settings.PgbenchSeconds} on the source, unthrottled, both targets applying: {Median(rounds.Select(r => r.Tps)):0} tps (runs {Runs(rounds.Select(r => r.Tps), "0")})");
         Log($"    lag = the source's WAL insert position minus the end position of the target's last applied transaction, sampled every second during pgbench:");
         foreach (var (name, pick) in new (string, Func<RoundResult, LagSummary>)[] { ("subscription", r => r.LagSubscription), ("dbsync", r => r.LagDbSync) })

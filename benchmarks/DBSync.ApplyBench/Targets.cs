@@ -96,7 +96,7 @@ internal sealed class DbSyncTarget : CopyTarget
         };
         _client = new DBSyncClient(options);
         _applier = new PostgresApplier(_client, connectionString, name: slot);
-        HandWrittenMapping.MapPgbenchTables(_applier);
+        PgbenchMapping.MapPgbenchTables(_applier);
         _client.OnSnapshotProgress(progress =>
         {
             switch (progress)
