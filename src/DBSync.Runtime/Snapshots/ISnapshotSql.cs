@@ -31,6 +31,10 @@ internal interface ISnapshotSql : IAsyncDisposable
     Task<SnapshotChunk<T>> ReadChunkAsync<T>(SnapshotQuery query, long chunk, IReadOnlyList<string>? after, int size, PgTypeCatalog types,
         CancellationToken cancellationToken) where T : ISyncTable<T>;
 
+    /// <summary>The chunk keys (as text, in key order, none above the maximum key) of about <paramref name="pages"/> pages of
+    /// the table taken at random, to split its key range for parallel reads (<see cref="SegmentSplit"/>).</summary>
+    Task<IReadOnlyList<string[]>> SampleKeysAsync(SnapshotQuery query, int pages, CancellationToken cancellationToken);
+
     /// <summary>Sessions of other clients running statements or holding transactions open (<c>Busy</c>), and those whose
     /// state this role may not see (<c>Hidden</c>).</summary>
     Task<(long Busy, long Hidden)> OtherSessionsAsync(CancellationToken cancellationToken);
