@@ -93,6 +93,7 @@ internal sealed class TableSnapshotRunner(
                 var connection = own ?? await openSql(stop.Token).ConfigureAwait(false);
                 try
                 {
+                    TimeSpan? lastRead = null;
                     while (true)
                     {
                         int index;
@@ -101,12 +102,18 @@ internal sealed class TableSnapshotRunner(
                             if (!next.TryDequeue(out index))
                                 return true;
                         }
+                        if (lastRead is { } time)
+                        {
+                            // Each chunk but the reader's first is paced, across segments as within one.
+                            await throttle.PaceAsync(connection, target.Table.DisplayName, job.State.Chunks, time, stop.Token).ConfigureAwait(false);
+                        }
                         var segment = job.State.Segments![index];
                         var after = segment.LastKey ?? (index == 0 ? null : job.State.Segments[index - 1].Upper);
                         var chunks = new ChunkReadAhead(connection, channel, throttle, target, query.Through(segment.Upper), job.State.Chunks, after, options,
                             () => queue.Paused, (chunk, token) => RecordAsync(job, target, index, recording, chunk, token), logger);
                         if (!await chunks.RunAsync(stop.Token).ConfigureAwait(false))
                             return false;
+                        lastRead = chunks.LastReadTime;
                     }
                 }
                 finally
