@@ -27,6 +27,10 @@ var client = new DBSyncClient(new DBSyncOptions
     InitialSnapshot = true,
     SnapshotChunkSize = 10,
     SnapshotChunkDelay = TimeSpan.FromMilliseconds(50),
+    // Parallel snapshot reads as the suite runs them (its DBSYNC_TEST_SNAPSHOT_PARALLELISM, default 2).
+    SnapshotParallelism = Environment.GetEnvironmentVariable("DBSYNC_TEST_SNAPSHOT_PARALLELISM") is { Length: > 0 } parallelism
+        ? int.Parse(parallelism, System.Globalization.CultureInfo.InvariantCulture)
+        : 2,
     StatusInterval = TimeSpan.FromMilliseconds(200),
     // The transport the test suite runs on (its DBSYNC_TEST_TRANSPORT, inherited by this process).
     ReplicationTransport = Environment.GetEnvironmentVariable("DBSYNC_TEST_TRANSPORT") is { Length: > 0 } transport

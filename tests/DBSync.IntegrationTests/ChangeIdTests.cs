@@ -79,7 +79,7 @@ public sealed class ChangeIdTests(PostgresFixture fixture)
     {
         await using var db = await TestDatabase.CreateAsync(fixture.Server);
         await db.ExecuteAsync("INSERT INTO restaurant (id, name) SELECT 'r-' || g, 'R' || g FROM generate_series(1, 5) g");
-        await using var run = await StreamRun.StartAsync(db.ConnectionString, configure: o => o.SnapshotChunkSize = 2);
+        await using var run = await StreamRun.StartAsync(db.ConnectionString, configure: o => (o.SnapshotChunkSize, o.SnapshotParallelism) = (2, 1)); // chunks in key order
 
         await db.ExecuteAsync("BEGIN; UPDATE restaurant SET rating = 1 WHERE id = 'r-1'; INSERT INTO users (id, first_name, user_name, email) VALUES (1, 'f', 'u', 'e'); COMMIT");
         await run.Client.SnapshotAsync<Restaurant>();

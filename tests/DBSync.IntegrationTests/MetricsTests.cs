@@ -129,7 +129,7 @@ public sealed class MetricsTests(PostgresFixture fixture)
                 if (progress is SnapshotChunkCompleted)
                     Observe();
             });
-        }, slot: Slot, configure: o => o.SnapshotChunkSize = 2);
+        }, slot: Slot, configure: o => (o.SnapshotChunkSize, o.SnapshotParallelism) = (2, 1)); // two chunks, one after the other
         AfterChunkReadSql.Install(run.Client, (_, _, _) =>
         {
             Observe();

@@ -19,7 +19,7 @@ public sealed class SnapshotProgressTextTests(PostgresFixture fixture)
             INSERT INTO restaurant (id, name) VALUES ('r-1', 'one'), ('r-2', 'two'), ('it''s', 'quoted');
             INSERT INTO visit (user_id, restaurant_id, amount_spent) VALUES (1, 'r-1', 1), (1, 'r-2', 2), (2, 'r-1', 3), (3, 'it''s', 4);
             """);
-        await using var run = await StreamRun.StartAsync(db.ConnectionString, configure: o => o.SnapshotChunkSize = 2);
+        await using var run = await StreamRun.StartAsync(db.ConnectionString, configure: o => (o.SnapshotChunkSize, o.SnapshotParallelism) = (2, 1)); // chunks in key order
 
         await run.Client.SnapshotAsync([SnapshotTable.Of<DBSync.Sample.User>(), SnapshotTable.Of<DBSync.Sample.Visit>()]);
         await run.WaitUntilAsync(r => r.Progress.OfType<SnapshotsCompleted>().Any(), "the snapshots to complete");

@@ -53,7 +53,7 @@ public sealed class SnapshotToastTests(PostgresFixture fixture)
                     await db.ExecuteAsync("DELETE FROM docs WHERE id = 6");
                 }
             });
-        }, configure: o => o.SnapshotChunkSize = 20);
+        }, configure: o => (o.SnapshotChunkSize, o.SnapshotParallelism) = (20, 1)); // the first chunk is rows 1 to 20
         // The table's first change in this session brings its Relation message, which a window takes for a change of the
         // table's shape (the chunk is then read again): let it come before the snapshot.
         await db.ExecuteAsync("UPDATE docs SET title = 'doc 60' WHERE id = 60");

@@ -109,10 +109,37 @@ public sealed class CheckpointTests
         bytes = withDeletes.Serialize();
         reader = new MessagePackReader(bytes);
         reader.ReadArrayHeader();
-        Assert.Equal(Checkpoint.CurrentVersion, reader.ReadInt32());
-        Assert.Equal(2, Checkpoint.CurrentVersion);
+        Assert.Equal(2, reader.ReadInt32());
         var read = Checkpoint.Deserialize(bytes, "test");
         Assert.Equal([null, null, "public.reservation_2026_10"], read.Jobs.Select(j => j.DeletesFrom));
+    }
+
+    [Fact]
+    public void JobReadInSegments_MakesTheRecordVersion3_AndKeepsEachSegmentsProgress()
+    {
+        // An older DBSync would resume such a job from its LastKey and skip the rows of segments not done: it must refuse
+        // the record instead.
+        var sample = Sample();
+        var segmented = new Checkpoint
+        {
+            Slot = sample.Slot,
+            Jobs = [.. sample.Jobs, new JobState
+            {
+                Schema = "public", Name = "users", Started = true, MaxKey = ["900"], LastKey = ["450"], Chunks = 3,
+                Segments = [new SegmentState(["300"], ["300"], true), new SegmentState(["600"], ["450"], false), new SegmentState(["900"], null, false)],
+            }],
+        };
+        var bytes = segmented.Serialize();
+        var reader = new MessagePackReader(bytes);
+        reader.ReadArrayHeader();
+        Assert.Equal(3, reader.ReadInt32());
+        Assert.Equal(3, Checkpoint.CurrentVersion);
+
+        var read = Checkpoint.Deserialize(bytes, "test").Jobs[^1];
+        Assert.Null(read.DeletesFrom);
+        Assert.Equal([(["300"], ["300"], true), (["600"], ["450"], false), (["900"], (string[]?)null, false)],
+            read.Segments!.Select(s => (s.Upper.ToArray(), s.LastKey?.ToArray(), s.Done)));
+        Assert.All(Checkpoint.Deserialize(sample.Serialize(), "test").Jobs, j => Assert.Null(j.Segments));
     }
 
     [Fact]

@@ -120,17 +120,75 @@ public sealed class SnapshotWindowTests
         {
             await handedIn.WaitAsync();
             window.OnLow(chunk);
-            var first = xid;
             for (var i = 0; i < 10; i++)
                 window.Record(xid++, Update(5, "x", lacksAddress: false));
             var (_, _, outcome) = window.OnHigh(chunk);
             Assert.Equal(ChunkFollowUp.ReadAgain, outcome.FollowUp);
             // The first four changes were recorded (and the touches not seen by the chunk are kept for later windows, so
-            // from the second window on none is recorded); every other transaction is handed over.
-            var expected = Enumerable.Range(0, 10).Select(i => first + (uint)i).Where(x => chunk > 1 || x >= first + 4);
+            // from the second window on none is recorded); every other transaction is handed over, and so are those of
+            // earlier windows: this chunk's snapshot does not see them either.
+            var expected = Enumerable.Range(1_004, (int)(xid - 1_004)).Select(x => (uint)x);
             Assert.Equal(expected.Order(), outcome.WaitFor.Order());
         }
         await coordinator;
+    }
+
+    [Fact]
+    public void OverlappingWindows_EachChunkIsReconciled_AgainstTheChangesBetweenItsOwnWatermarks()
+    {
+        // Chunks 1 (rows 1, 2) and 2 (rows 3, 4) read in parallel: L1 L2 H1 H2 in the stream.
+        var window = new SnapshotWindow<User>(maxChanges: 100);
+        window.SetChunk(1, Users(1, 2), SeesBefore100);
+        window.SetChunk(2, Users(3, 4), SeesBefore100);
+        window.OnLow(1);
+        window.Record(50, Update(3, "old", lacksAddress: false)); // before chunk 2's window, seen by its snapshot: keeps row 3
+        window.Record(51, Update(2, "new", lacksAddress: false)); // inside chunk 1's window: drops row 2
+        window.OnLow(2);
+        window.Record(52, Update(4, "new", lacksAddress: false)); // inside both windows: drops row 4 of chunk 2
+        var (first, _, firstOutcome) = window.OnHigh(1);
+        window.Record(53, Update(1, "late", lacksAddress: false)); // after chunk 1's window: not chunk 1's business
+        var (second, _, secondOutcome) = window.OnHigh(2);
+
+        Assert.Equal((ChunkFollowUp.None, ChunkFollowUp.None), (firstOutcome.FollowUp, secondOutcome.FollowUp));
+        Assert.Equal(["1 before address-1"], first.Select(Describe));
+        Assert.Equal(["3 before address-3"], second.Select(Describe));
+    }
+
+    [Fact]
+    public void OverlappingWindows_AChangeOneChunkSaw_IsKeptForAnOpenChunkWhoseOlderSnapshotDidNot()
+    {
+        // Chunk 2's snapshot is older than chunk 1's (its reader was slower to start): transaction 150 committed before
+        // either low watermark, chunk 1 saw it and chunk 2 did not (the commit-visibility race). Closing chunk 1 must not
+        // forget it, or chunk 2 would emit its stale row 3 after the stream's newer one.
+        var window = new SnapshotWindow<User>(maxChanges: 100);
+        window.Record(150, Update(3, "newer", lacksAddress: false));
+        window.OnLow(1);
+        window.OnLow(2);
+        window.SetChunk(1, Users(1, 2), SnapshotVisibility.Parse("200:200:"));
+        var (first, _, _) = window.OnHigh(1);
+        window.SetChunk(2, Users(3, 4), SeesBefore100);
+        var (second, _, _) = window.OnHigh(2);
+
+        Assert.Equal(["1 before address-1", "2 before address-2"], first.Select(Describe));
+        Assert.Equal(["4 before address-4"], second.Select(Describe));
+    }
+
+    [Fact]
+    public void OverlappingWindows_ShapeChange_ReadsAgainEveryChunkOpenAtTheTime_Only()
+    {
+        var window = new SnapshotWindow<User>(maxChanges: 100);
+        window.SetChunk(1, Users(1), SeesBefore100);
+        window.SetChunk(2, Users(2), SeesBefore100);
+        window.SetChunk(3, Users(3), SeesBefore100);
+        window.OnLow(1);
+        window.OnLow(2);
+        window.OnShapeChanged();
+        window.OnLow(3); // read after the change: its rows have the new shape
+        Assert.Equal(ChunkFollowUp.ReadAgain, window.OnHigh(2).Outcome.FollowUp);
+        Assert.Equal(ChunkFollowUp.ReadAgain, window.OnHigh(1).Outcome.FollowUp);
+        var (rows, _, outcome) = window.OnHigh(3);
+        Assert.Equal(ChunkFollowUp.None, outcome.FollowUp);
+        Assert.Equal(["3 before address-3"], rows.Select(Describe));
     }
 
     private static SnapshotWindow<User> Window(List<User> rows)

@@ -12,8 +12,10 @@ internal sealed class Checkpoint
 {
     /// <summary>The record layout written by this version. Readers accept this and older ones; newer ones are refused
     /// rather than misread. Version 2 adds <see cref="JobState.DeletesFrom"/>, which an older reader would take for a
-    /// snapshot of the whole table: a record is written as version 2 only while such a job is queued.</summary>
-    public const int CurrentVersion = 2;
+    /// snapshot of the whole table: a record is written as version 2 only while such a job is queued. Version 3 adds
+    /// <see cref="JobState.Segments"/> (parallel reads), whose progress an older reader would take for the table's: a record
+    /// is written as version 3 only while such a job is queued.</summary>
+    public const int CurrentVersion = 3;
 
     public required string Slot { get; init; }
 
@@ -40,7 +42,7 @@ internal sealed class Checkpoint
         var buffer = new ArrayBufferWriter<byte>(256);
         var writer = new MessagePackWriter(buffer);
         writer.WriteArrayHeader(8);
-        writer.Write(Jobs.Any(j => j.DeletesFrom is not null) ? CurrentVersion : 1);
+        writer.Write(Jobs.Any(j => j.Segments is not null) ? 3 : Jobs.Any(j => j.DeletesFrom is not null) ? 2 : 1);
         writer.Write(Slot);
         writer.Write(ConfirmedLsn);
         writer.Write(SavedAt);
@@ -143,6 +145,10 @@ internal sealed record JobState
 
     public long RowsEmitted { get; init; }
 
+    /// <summary>The key range split for parallel reads (<see cref="DBSyncOptions.SnapshotParallelism"/>), in key order,
+    /// each with its own progress; null when the table is read as one range from <see cref="LastKey"/>.</summary>
+    public IReadOnlyList<SegmentState>? Segments { get; init; }
+
     public string DisplayName => $"{Schema}.{Name}";
 
     /// <summary>What the job is about, for logs: the table, or the rows of a table that left it.</summary>
@@ -150,7 +156,7 @@ internal sealed record JobState
 
     public void Write(ref MessagePackWriter writer)
     {
-        writer.WriteArrayHeader(DeletesFrom is null ? 11 : 12);
+        writer.WriteArrayHeader(Segments is not null ? 13 : DeletesFrom is null ? 11 : 12);
         writer.Write(Schema);
         writer.Write(Name);
         writer.Write(Filter);
@@ -162,8 +168,19 @@ internal sealed record JobState
         writer.Write(Chunks);
         writer.Write(RowsRead);
         writer.Write(RowsEmitted);
-        if (DeletesFrom is not null)
+        if (DeletesFrom is not null || Segments is not null)
             writer.Write(DeletesFrom);
+        if (Segments is not null)
+        {
+            writer.WriteArrayHeader(Segments.Count);
+            foreach (var segment in Segments)
+            {
+                writer.WriteArrayHeader(3);
+                WriteStrings(ref writer, segment.Upper);
+                WriteStrings(ref writer, segment.LastKey);
+                writer.Write(segment.Done);
+            }
+        }
     }
 
     public static JobState Read(ref MessagePackReader reader)
@@ -185,7 +202,19 @@ internal sealed record JobState
         };
         if (fields > 11)
             job = job with { DeletesFrom = reader.ReadString() };
-        for (var i = 12; i < fields; i++)
+        if (fields > 12)
+        {
+            var segments = new SegmentState[reader.ReadArrayHeader()];
+            for (var i = 0; i < segments.Length; i++)
+            {
+                var segmentFields = reader.ReadArrayHeader();
+                segments[i] = new SegmentState(ReadStrings(ref reader)!, ReadStrings(ref reader)!, reader.ReadBoolean());
+                for (var f = 3; f < segmentFields; f++)
+                    reader.Skip();
+            }
+            job = job with { Segments = segments };
+        }
+        for (var i = 13; i < fields; i++)
             reader.Skip();
         return job;
     }
@@ -212,3 +241,8 @@ internal sealed record JobState
         return values;
     }
 }
+
+/// <summary>One range of a table's key split for parallel reads: keys after the segment before's <paramref name="Upper"/> (from
+/// the start for the first) up to and including <paramref name="Upper"/>; the last key of its last delivered chunk (null
+/// before the first); whether every chunk of it is delivered.</summary>
+internal sealed record SegmentState(IReadOnlyList<string> Upper, IReadOnlyList<string>? LastKey, bool Done);

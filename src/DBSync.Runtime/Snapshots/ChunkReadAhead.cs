@@ -63,6 +63,9 @@ internal sealed class ChunkReadAhead
 
     public ReadAheadState State { get; private set; }
 
+    /// <summary>How long the last chunk read took (zero before the first): what the throttle paces by.</summary>
+    public TimeSpan LastReadTime { get; private set; }
+
     private string Table => _target.Table.DisplayName;
 
     /// <summary>Runs until every chunk is delivered (true) or snapshots are paused (false).</summary>
@@ -166,7 +169,8 @@ internal sealed class ChunkReadAhead
         var readTime = Stopwatch.StartNew();
         var window = await _channel.WriteLowAsync(_sql, cancellationToken).ConfigureAwait(false);
         var (count, last) = await _target.ReadChunkAsync(_sql, _query, chunk, after, _chunkSize, window, cancellationToken).ConfigureAwait(false);
-        return new OpenChunk(window, count, last, readTime.Elapsed);
+        LastReadTime = readTime.Elapsed;
+        return new OpenChunk(window, count, last, LastReadTime);
     }
 
     /// <summary>Gives up the chunk read ahead: its high watermark closes its window with nothing emitted. Returns the

@@ -31,6 +31,10 @@ internal interface ISnapshotSql : IAsyncDisposable
     Task<SnapshotChunk<T>> ReadChunkAsync<T>(SnapshotQuery query, long chunk, IReadOnlyList<string>? after, int size, PgTypeCatalog types,
         CancellationToken cancellationToken) where T : ISyncTable<T>;
 
+    /// <summary>The chunk keys (as text, in key order, none above the maximum key) of about <paramref name="pages"/> pages of
+    /// the table taken at random, to split its key range for parallel reads (<see cref="SegmentSplit"/>).</summary>
+    Task<IReadOnlyList<string[]>> SampleKeysAsync(SnapshotQuery query, int pages, CancellationToken cancellationToken);
+
     /// <summary>The workload of this database beside DBSync: its sessions and how many transactions it ended so far
     /// (<see cref="SnapshotThrottle"/> measures the snapshot's effect on it).</summary>
     Task<WorkloadSample> SampleWorkloadAsync(CancellationToken cancellationToken);

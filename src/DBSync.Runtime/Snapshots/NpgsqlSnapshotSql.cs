@@ -103,6 +103,24 @@ internal sealed class NpgsqlSnapshotSql : ISnapshotSql
         return new SnapshotChunk<T>(rows, last, visibility);
     }
 
+    public async Task<IReadOnlyList<string[]>> SampleKeysAsync(SnapshotQuery query, int pages, CancellationToken cancellationToken)
+    {
+        long tablePages;
+        await using (var size = new NpgsqlCommand(SnapshotQuery.PagesSql, _connection))
+        {
+            size.Parameters.Add(new NpgsqlParameter { Value = query.Table.QualifiedName });
+            tablePages = await size.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false) is long p ? p : 0;
+        }
+        var keys = new List<string[]>();
+        await using var command = new NpgsqlCommand(query.SampleKeysSql(), _connection);
+        command.Parameters.Add(new NpgsqlParameter { Value = tablePages <= pages ? 100.0 : 100.0 * pages / tablePages });
+        query.AddMaxKeyParameters(command);
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+        while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+            keys.Add(ReadKey(reader, 0, query.KeyColumns.Length));
+        return keys;
+    }
+
     private static string[] ReadKey(NpgsqlDataReader reader, int first, int count)
     {
         var key = new string[count];

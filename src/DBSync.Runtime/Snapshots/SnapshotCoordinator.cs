@@ -45,7 +45,8 @@ internal sealed class SnapshotCoordinator
         _checkpointer = new SnapshotCheckpointer(options, store, _queue, confirmedLsn, logger);
         _fence = new VisibilityFence(_channel);
         var notifier = new ProgressNotifier(progressHandlers, logger);
-        var runner = new TableSnapshotRunner(options, _queue, _checkpointer, _channel, _fence, new SnapshotThrottle(options, logger), notifier, logger);
+        var runner = new TableSnapshotRunner(options, _queue, _checkpointer, _channel, _fence, new SnapshotThrottle(options, logger), notifier,
+            cancellationToken => OpenSql(cancellationToken), logger);
         _loop = new SnapshotLoop(options, tables, _queue, _checkpointer, _channel, runner, notifier, cancellationToken => OpenSql(cancellationToken), logger);
     }
 

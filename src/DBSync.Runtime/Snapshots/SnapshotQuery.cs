@@ -122,6 +122,32 @@ internal sealed class SnapshotQuery
 
     private SnapshotQuery WithMaxKey(string[]? maxKey) => new(Table, From, EmitsDeletes, KeyColumns, KeyTypes, Filter, FilterParameters, maxKey);
 
+    /// <summary>The same query over the keys up to and including <paramref name="upper"/> (a segment's end).</summary>
+    public SnapshotQuery Through(IReadOnlyList<string> upper) => WithMaxKey([.. upper]);
+
+    /// <summary>How many pages the table has (its partitions' together), for <see cref="SampleKeysSql"/>. Parameter: the
+    /// table's name.</summary>
+    public const string PagesSql =
+        "SELECT coalesce(sum(pg_relation_size(relid)), 0) / current_setting('block_size')::bigint FROM pg_partition_tree($1::regclass)";
+
+    /// <summary>The chunk keys (as text, in key order, up to the maximum key) of a sample of the table's pages
+    /// (<c>TABLESAMPLE SYSTEM</c>: whole pages at random, no scan of the rest), to split the key range for parallel reads.
+    /// The filter is left out: the bounds only spread the work. Parameters: the sample's percentage, then the maximum key.</summary>
+    public string SampleKeysSql()
+    {
+        var parameter = 2;
+        var keyList = "(" + string.Join(", ", KeyColumns.Select(SyncTableInfo.QuoteIdentifier)) + ")";
+        return $"SELECT {KeyTexts()} FROM {Table.QualifiedName} TABLESAMPLE SYSTEM ($1::float8) WHERE {keyList} <= {KeyParameters(ref parameter)} " +
+               $"ORDER BY {string.Join(", ", KeyColumns.Select(SyncTableInfo.QuoteIdentifier))}";
+    }
+
+    /// <summary>Adds the maximum key as the parameters of <see cref="SampleKeysSql"/> after the percentage.</summary>
+    public void AddMaxKeyParameters(NpgsqlCommand command)
+    {
+        foreach (var value in MaxKey!)
+            command.Parameters.Add(new NpgsqlParameter { Value = value, NpgsqlDbType = NpgsqlDbType.Text });
+    }
+
     private static async Task<Dictionary<string, (string Type, bool NotNull)>> ReadColumnsAsync(NpgsqlConnection connection, string qualifiedName,
         string displayName, CancellationToken cancellationToken)
     {

@@ -15,8 +15,8 @@ internal sealed class WatermarkChannel
     private long _windowSequence;
     private SnapshotTarget? _active;
     private long _activeFirstWindow;
-    private long _waitingWindow = -1;
-    private TaskCompletionSource<ChunkOutcome>? _reached;
+    // The high watermarks written and not yet passed (several readers can each wait for one).
+    private readonly Dictionary<long, TaskCompletionSource<ChunkOutcome>> _waiting = [];
     private (long Window, ChunkOutcome Outcome)? _handledHigh;
 
     /// <summary>A run of the snapshot loop begins: watermarks written before it are stale.</summary>
@@ -41,7 +41,10 @@ internal sealed class WatermarkChannel
     public void Close()
     {
         lock (_lock)
+        {
             _active = null;
+            _waiting.Clear(); // their readers are gone
+        }
     }
 
     /// <summary>Writes the low watermark of a new window; returns its id.</summary>
@@ -58,10 +61,7 @@ internal sealed class WatermarkChannel
     {
         var reached = new TaskCompletionSource<ChunkOutcome>(TaskCreationOptions.RunContinuationsAsynchronously);
         lock (_lock)
-        {
-            _waitingWindow = window;
-            _reached = reached;
-        }
+            _waiting[window] = reached;
         await sql.EmitAsync(new Watermark(WatermarkKind.High, RunId, window), cancellationToken).ConfigureAwait(false);
         return reached.Task;
     }
@@ -116,8 +116,8 @@ internal sealed class WatermarkChannel
             if (_handledHigh is not var (window, outcome))
                 return;
             _handledHigh = null;
-            if (_waitingWindow == window)
-                _reached?.TrySetResult(outcome);
+            if (_waiting.Remove(window, out var reached))
+                reached.TrySetResult(outcome);
         }
     }
 }

@@ -131,6 +131,7 @@ public sealed partial class CliTests(PostgresFixture fixture)
         {
             o.SignalTable = "dbsync_signal";
             o.SnapshotChunkSize = 10;
+            o.SnapshotParallelism = 1; // the followed progress in key order
             o.SnapshotChunkDelay = TimeSpan.FromMilliseconds(150);
         });
 

@@ -34,6 +34,9 @@ internal sealed class AfterChunkReadSql(ISnapshotSql inner, Func<string, long, C
 
     public Task<long> EstimateRowsAsync(SyncTableInfo table, CancellationToken cancellationToken) => inner.EstimateRowsAsync(table, cancellationToken);
 
+    public Task<IReadOnlyList<string[]>> SampleKeysAsync(SnapshotQuery query, int pages, CancellationToken cancellationToken)
+        => inner.SampleKeysAsync(query, pages, cancellationToken);
+
     public Task<WorkloadSample> SampleWorkloadAsync(CancellationToken cancellationToken) => inner.SampleWorkloadAsync(cancellationToken);
 
     public Task<bool> TableExistsAsync(string schema, string name, CancellationToken cancellationToken) => inner.TableExistsAsync(schema, name, cancellationToken);

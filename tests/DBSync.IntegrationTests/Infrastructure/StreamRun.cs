@@ -78,6 +78,7 @@ public sealed class StreamRun : IAsyncDisposable
         var options = new DBSyncOptions
         {
             ConnectionString = connectionString, SlotName = slot, PublicationName = slot, InitialSnapshot = false, ReplicationTransport = TestTransport.Current,
+            SnapshotParallelism = TestSnapshotParallelism.Current,
         };
         configure?.Invoke(options);
         var client = new DBSyncClient(options);

@@ -127,6 +127,14 @@ internal sealed class FakeSnapshotSql(
         return Task.FromResult(new SnapshotChunk<T>((List<T>)(object)rows, last, ChunkSnapshot));
     }
 
+    /// <summary>Every key up to the maximum (a sample of the whole table).</summary>
+    public Task<IReadOnlyList<string[]>> SampleKeysAsync(SnapshotQuery query, int pages, CancellationToken cancellationToken)
+    {
+        Add("sample");
+        var max = int.Parse(query.MaxKey![0], CultureInfo.InvariantCulture);
+        return Task.FromResult<IReadOnlyList<string[]>>([.. _ids.Where(id => id <= max).Select(id => new[] { Text(id) })]);
+    }
+
     public Task<WorkloadSample> SampleWorkloadAsync(CancellationToken cancellationToken) => Task.FromResult(new WorkloadSample(0, 0, 0));
 
     public Task<bool> TableExistsAsync(string schema, string name, CancellationToken cancellationToken) => Task.FromResult(false);
