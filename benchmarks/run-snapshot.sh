@@ -18,8 +18,8 @@
 #   3. peak working set of a child process that snapshots 1M, then 5M users rows.
 # Prints the raw figures, then as its last five lines the ratios: snapshot dbsync/copy (idle), tps
 # snapshots-running/paused, snapshot speed loaded/idle, tps snapshot/none, peak memory 5M/1M.
-# DBSYNC_SNAPSHOT_PARALLELISM=N sets the chunks a snapshot reads at once in every DBSync client of the run (once the
-# SnapshotParallelism option exists: see the TODO in DBSync.SnapshotBench/Readers.cs). Options (all optional):
+# DBSYNC_SNAPSHOT_PARALLELISM=N sets SnapshotParallelism (the chunks a snapshot reads at once) in every DBSync client of
+# the run; unset, the option's default. Options (all optional):
 #   benchmarks/run-snapshot.sh [--rows N] [--big-rows N] [--rounds N] [--pgbench-seconds N] [--interleaved-seconds N] [--pgbench-scale N]
 #                              [--chunk-size N] [--busy-share X]
 #   benchmarks/run-snapshot.sh chunks [--rows N] [--rounds N]    snapshot time per chunk size, as a ratio to COPY

@@ -149,8 +149,7 @@ internal sealed class DbSyncRunner : IAsyncDisposable
             SnapshotChunkSize = chunkSize,
             SnapshotBusyShare = busyShare,
             InitialSnapshot = false,
-            // TODO(lead): SnapshotParallelism = BenchSettings.SnapshotParallelism ?? <the option's default>, once issue 18's
-            // SnapshotParallelism option is merged; until then DBSYNC_SNAPSHOT_PARALLELISM is read (and validated) but has no effect.
+            SnapshotParallelism = BenchSettings.SnapshotParallelism ?? new DBSyncOptions().SnapshotParallelism,
         });
         _client.On<User>(change =>
         {
