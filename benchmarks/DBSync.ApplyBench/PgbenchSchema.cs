@@ -44,7 +44,7 @@ internal static class PgbenchSchema
     /// <summary>Row counts of the four tables (the copy is complete when a target's equal the source's).</summary>
     public static async Task<long[]> CountsAsync(string connectionString)
     {
-        await using var connection = await OpenAsync(connectionString);
+        await using var connection = await Connections.OpenWithoutTimeoutAsync(connectionString);
         await using var command = new NpgsqlCommand(
             "SELECT " + string.Join(", ", Tables.Select(t => $"(SELECT count(*) FROM {t.Table})")), connection);
         await using var reader = await command.ExecuteReaderAsync();
@@ -70,7 +70,7 @@ internal static class PgbenchSchema
 
     private static async Task<(long Count, string Hash)> HashAsync(string connectionString, string table, string key)
     {
-        await using var connection = await OpenAsync(connectionString);
+        await using var connection = await Connections.OpenWithoutTimeoutAsync(connectionString);
         // md5 of each row's text, then of their concatenation in key order: a changed, missing or extra row changes it.
         await using var command = new NpgsqlCommand(
             $"SELECT count(*), coalesce(md5(string_agg(md5(t::text), '' ORDER BY t.{key})), '') FROM {table} t", connection);
@@ -81,35 +81,20 @@ internal static class PgbenchSchema
 
     public static async Task ExecuteAsync(string connectionString, string sql)
     {
-        await using var connection = await OpenAsync(connectionString);
+        await using var connection = await Connections.OpenWithoutTimeoutAsync(connectionString);
         await using var command = new NpgsqlCommand(sql, connection);
         await command.ExecuteNonQueryAsync();
     }
 
     public static async Task<T> ScalarAsync<T>(string connectionString, string sql, params object[] parameters)
     {
-        await using var connection = await OpenAsync(connectionString);
+        await using var connection = await Connections.OpenWithoutTimeoutAsync(connectionString);
         await using var command = new NpgsqlCommand(sql, connection);
         foreach (var parameter in parameters)
             command.Parameters.Add(new NpgsqlParameter { Value = parameter });
         return (T)(await command.ExecuteScalarAsync())!;
     }
 
-    /// <summary>A connection without a command timeout (a hash of 1M rows on a busy machine can take longer than 30 s).</summary>
-    public static async Task<NpgsqlConnection> OpenAsync(string connectionString)
-    {
-        var connection = new NpgsqlConnection(new NpgsqlConnectionStringBuilder(connectionString) { CommandTimeout = 0 }.ConnectionString);
-        try
-        {
-            await connection.OpenAsync();
-            return connection;
-        }
-        catch
-        {
-            await connection.DisposeAsync();
-            throw;
-        }
-    }
 
     private static string[] ConnectionArguments(string connectionString)
     {

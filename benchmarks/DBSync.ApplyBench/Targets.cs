@@ -131,7 +131,7 @@ internal sealed class DbSyncTarget : CopyTarget
     /// <summary>The end position the applier recorded with its last target transaction (its progress table).</summary>
     public override async Task<ulong?> AppliedLsnAsync()
     {
-        await using var connection = await PgbenchSchema.OpenAsync(ConnectionString);
+        await using var connection = await Connections.OpenWithoutTimeoutAsync(ConnectionString);
         await using var command = new NpgsqlCommand(
             "SELECT end_lsn FROM public.dbsync_applied WHERE name = $1", connection);
         command.Parameters.Add(new NpgsqlParameter { Value = _slot });

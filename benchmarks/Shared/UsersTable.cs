@@ -44,7 +44,7 @@ internal static class UsersTable
     /// <summary>Inserts the rows with ids <paramref name="from"/>..<paramref name="to"/> in one transaction.</summary>
     public static async Task InsertAsync(string connectionString, int from, int to)
     {
-        await using var connection = await OpenAsync(connectionString);
+        await using var connection = await Connections.OpenWithoutTimeoutAsync(connectionString);
         await using var insert = new NpgsqlCommand(InsertSql, connection);
         insert.Parameters.AddWithValue("from", from);
         insert.Parameters.AddWithValue("to", to);
@@ -62,32 +62,17 @@ internal static class UsersTable
 
     public static async Task ExecuteAsync(string connectionString, string sql)
     {
-        await using var connection = await OpenAsync(connectionString);
+        await using var connection = await Connections.OpenWithoutTimeoutAsync(connectionString);
         await using var command = new NpgsqlCommand(sql, connection);
         await command.ExecuteNonQueryAsync();
     }
 
     public static async Task<T> ScalarAsync<T>(string connectionString, string sql)
     {
-        await using var connection = await OpenAsync(connectionString);
+        await using var connection = await Connections.OpenWithoutTimeoutAsync(connectionString);
         await using var command = new NpgsqlCommand(sql, connection);
         return (T)(await command.ExecuteScalarAsync())!;
     }
 
     /// <summary>Opens a connection without a command timeout (loading 4M rows takes longer than Npgsql's default 30 s).</summary>
-    private static async Task<NpgsqlConnection> OpenAsync(string connectionString)
-    {
-        var builder = new NpgsqlConnectionStringBuilder(connectionString) { CommandTimeout = 0 };
-        var connection = new NpgsqlConnection(builder.ConnectionString);
-        try
-        {
-            await connection.OpenAsync();
-            return connection;
-        }
-        catch
-        {
-            await connection.DisposeAsync();
-            throw;
-        }
-    }
 }

@@ -132,7 +132,7 @@ public sealed class ApplierTests(PostgresFixture fixture, ITestOutputHelper outp
         {
             for (var attempt = 0; await target.ScalarAsync<long>("SELECT count(*) FROM restaurant_copy") < transactions; attempt++)
             {
-                Assert.True(attempt < 3000 && !run.Run.IsCompleted, "The transactions did not reach the target within 60 s.");
+                Assert.True(attempt < 6000 && !run.Run.IsCompleted, $"The transactions did not reach the target within 120 s (applied at {applier?.AppliedCommitLsn}, confirmed {await source.SlotConfirmedAsync()}).");
                 await Task.Delay(20);
             }
             await run.StopAsync();
@@ -148,6 +148,40 @@ public sealed class ApplierTests(PostgresFixture fixture, ITestOutputHelper outp
         Assert.Equal(applier.AppliedCommitLsn, applied);
         Assert.True(applied <= lastCommit && await source.SlotConfirmedAsync() > applied, $"applied {applied}, confirmed {await source.SlotConfirmedAsync()}, last write {lastCommit}");
         Assert.Equal(await source.RowsAsync("SELECT id FROM Restaurant WHERE id LIKE 'g-%' ORDER BY id"), await target.RowsAsync("SELECT id FROM restaurant_copy ORDER BY id"));
+    }
+
+    [Fact]
+    public async Task GeneratedMapping_BacklogThenQuiet_TheLastGroupCommitsWithoutAnotherFrame()
+    {
+        // The generated mapping batches its statements, so a transaction's handlers complete without I/O and the loop
+        // stays on the transport's reader thread: the held group must commit there too, before the read waits for a
+        // frame that a quiet source never sends (keepalives are not frames).
+        await using var source = await TestDatabase.CreateAsync(fixture.Server);
+        await using var target = await TestDatabase.CreateAsync(fixture.Server);
+        await using (var first = await StreamRun.StartAsync(source.ConnectionString, (client, _) => client.On<Restaurant>((_, _) => ValueTask.CompletedTask)))
+            await first.StopAsync();
+        await source.ExecuteAsync("DO $$ BEGIN FOR i IN 1..500 LOOP INSERT INTO Restaurant (id, name) VALUES ('q-' || i, 'backlog'); COMMIT; END LOOP; END $$");
+
+        PostgresApplier? applier = null;
+        await using var run = await StreamRun.StartAsync(source.ConnectionString, (client, _) =>
+            applier = new PostgresApplier(client, target.ConnectionString, "restaurants").MapTable<Restaurant>());
+        await WaitForRowsAsync(target, run, "id LIKE 'q-%'", 500);
+        await source.ExecuteAsync("INSERT INTO Restaurant (id, name) VALUES ('q-after', 'alone')");
+        await WaitForRowsAsync(target, run, "id = 'q-after'", 1);
+        Assert.True(applier!.TargetCommits < 500, $"500 source transactions took {applier.TargetCommits} target transactions.");
+        await run.StopAsync();
+        await applier.DisposeAsync();
+    }
+
+    private static async Task WaitForRowsAsync(TestDatabase target, StreamRun run, string where, long rows)
+    {
+        for (var attempt = 0; await target.ScalarAsync<long>($"SELECT count(*) FROM restaurant WHERE {where}") < rows; attempt++)
+        {
+            if (run.Run.IsCompleted)
+                await run.Run; // its error says more
+            Assert.True(attempt < 1500, $"The target did not get {rows} rows where {where} within 30 s.");
+            await Task.Delay(20);
+        }
     }
 
     [Fact]

@@ -257,37 +257,31 @@ internal sealed class ReplicationSession : ITransactionSink
         => _assembler.InTransaction && !handlerCancellation.IsCancellationRequested;
 
     /// <summary>
-    /// The next frame. While appliers hold a target transaction open for the source transactions to come (the stream
-    /// has more waiting), a read that does not complete at once means the target has caught up with what was received:
-    /// the held transaction commits then, while the read waits, and the loop is idle from there on.
+    /// The next frame. While appliers hold a target transaction open for the source transactions to come, a frame already
+    /// received is taken at once; when none is, the target has caught up with what was received: the held transaction
+    /// commits before the read waits, and the loop is idle from there on.
     /// </summary>
     private async ValueTask<bool> NextFrameAsync(IReplicationTransport transport, CancellationToken handlerCancellation)
     {
-        var read = transport.ReadFrameAsync(_readCancellation.Token);
-        if (read.IsCompleted || !_commits.HasUncommittedGroup)
-            return await ReadAsync(read).ConfigureAwait(false);
-        var waiting = read.AsTask();
+        if (!_commits.HasUncommittedGroup)
+            return await ReadAsync(transport.ReadFrameAsync(_readCancellation.Token)).ConfigureAwait(false);
+        bool received;
         try
         {
-            await _commits.CommitGroupAsync(handlerCancellation).ConfigureAwait(false);
+            received = transport.TryReadReceivedFrame(_readCancellation.Token);
         }
-        catch
+        catch (Exception e) when (StreamErrors.IsStreamLoss(e) && !_stopRequested)
         {
-            Abandon(waiting);
-            throw;
+            throw new StreamInterruptedException(e);
         }
+        if (received)
+            return true;
+        await _commits.CommitGroupAsync(handlerCancellation).ConfigureAwait(false);
         _idleConfirmation.Idle = true;
+        // A stop that came while the loop was busy committing did not end the stream: end here.
         if (_stopRequested)
-        {
-            // The stop came while the loop was busy committing, so it did not end the stream: end here.
-            Abandon(waiting);
             return false;
-        }
-        return await ReadAsync(new ValueTask<bool>(waiting)).ConfigureAwait(false);
-
-        // The session is ending: the read is cancelled with it; its error, if any, is observed and dropped.
-        static void Abandon(Task<bool> read)
-            => _ = read.ContinueWith(static t => _ = t.Exception, CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted | TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+        return await ReadAsync(transport.ReadFrameAsync(_readCancellation.Token)).ConfigureAwait(false);
     }
 
     /// <summary>A read from the replication connection: a lost connection becomes <see cref="StreamInterruptedException"/>.</summary>

@@ -203,6 +203,8 @@ internal sealed class DirectTransport : IReplicationTransport
         return _streamEnded ? new ValueTask<bool>(false) : ReadFrameOnThreadAsync(cancellationToken);
     }
 
+    public bool TryReadReceivedFrame(CancellationToken cancellationToken) => !_streamEnded && Read(mayRead: false, cancellationToken);
+
     /// <summary>Moves to the reader thread (a handler's continuation left the loop elsewhere) and reads there.</summary>
     private async ValueTask<bool> ReadFrameOnThreadAsync(CancellationToken cancellationToken)
     {

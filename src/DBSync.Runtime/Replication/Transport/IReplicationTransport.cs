@@ -40,6 +40,11 @@ internal interface IReplicationTransport : IAsyncDisposable
     /// <see cref="EndStreamAsync"/>).</param>
     ValueTask<bool> ReadFrameAsync(CancellationToken cancellationToken);
 
+    /// <summary>Takes the next frame only if it was received already, never waiting: true with a frame, as from
+    /// <see cref="ReadFrameAsync"/>; false when none is at hand (the next <see cref="ReadFrameAsync"/> waits for it, or says
+    /// that the stream ended). A lost connection throws.</summary>
+    bool TryReadReceivedFrame(CancellationToken cancellationToken);
+
     /// <summary>The position to report as confirmed from now on (sent with the next status update).</summary>
     void SetConfirmed(ulong lsn);
 

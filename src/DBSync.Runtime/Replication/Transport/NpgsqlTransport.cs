@@ -21,6 +21,7 @@ internal sealed class NpgsqlTransport : IReplicationTransport
     private CancellationToken _readToken;
     private CancellationTokenRegistration _readRegistration;
     private volatile bool _reading;
+    private Task<bool>? _started;
 
     private NpgsqlTransport(LogicalReplicationConnection connection) => _connection = connection;
 
@@ -69,7 +70,35 @@ internal sealed class NpgsqlTransport : IReplicationTransport
     /// enumeration's token is the transport's own): the read ends with <see cref="OperationCanceledException"/>. As in
     /// <see cref="DirectTransport"/>, the token's registration is made once and kept (none per frame), and it acts only
     /// while a read is under way, so a token cancelled after the stream's last read leaves the graceful end intact.</remarks>
-    public async ValueTask<bool> ReadFrameAsync(CancellationToken cancellationToken)
+    public ValueTask<bool> ReadFrameAsync(CancellationToken cancellationToken)
+    {
+        if (_started is not { } started)
+            return ReadNextAsync(cancellationToken);
+        _started = null; // the read TryReadReceivedFrame started
+        return new ValueTask<bool>(started);
+    }
+
+    /// <remarks>Npgsql's reader has no look at its buffer: the read starts, and if it does not complete at once it is
+    /// kept for the next <see cref="ReadFrameAsync"/>.</remarks>
+    public bool TryReadReceivedFrame(CancellationToken cancellationToken)
+    {
+        if (_started is not null)
+            return false;
+        var read = ReadNextAsync(cancellationToken);
+        if (read.IsCompletedSuccessfully)
+        {
+            if (read.Result)
+                return true;
+            _started = Task.FromResult(false); // the stream ended: the next read says so
+            return false;
+        }
+        if (read.IsFaulted)
+            read.GetAwaiter().GetResult(); // throws the read's error
+        _started = read.AsTask();
+        return false;
+    }
+
+    private async ValueTask<bool> ReadNextAsync(CancellationToken cancellationToken)
     {
         var frames = _frames ?? throw new InvalidOperationException("StartAsync comes first.");
         if (cancellationToken != _readToken)
