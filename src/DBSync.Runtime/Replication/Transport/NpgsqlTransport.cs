@@ -175,6 +175,13 @@ internal sealed class NpgsqlTransport : IReplicationTransport
         try
         {
             await _readCancellation.CancelAsync().ConfigureAwait(false);
+            // A read TryReadReceivedFrame started and nobody awaited (the session ended first) ends with the cancellation;
+            // Npgsql refuses to dispose its reader while a read is under way.
+            if (_started is { } started)
+            {
+                _started = null;
+                await ((Task)started).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+            }
             if (_frames is not null)
                 await _frames.DisposeAsync().ConfigureAwait(false);
         }
