@@ -70,6 +70,8 @@ public sealed class SnapshotErrorPathTests(PostgresFixture fixture)
         {
             await first.StopAsync(); // cancels RunAsync's token: the handler gives up
         }
+        // StopAsync returns once the run has ended; RunAsync's task completes just after, on another thread.
+        await first.Run.WaitAsync(TimeSpan.FromSeconds(30));
         Assert.True(first.Run.IsCompletedSuccessfully, "RunAsync did not return normally");
 
         // The task ended with RunAsync, saying where the snapshot goes on.
