@@ -89,8 +89,9 @@ public sealed class SnapshotControlTests(PostgresFixture fixture)
         var firstReads = ReadIds(first.Recorder);
         var firstChunks = first.Recorder.Progress.OfType<SnapshotChunkCompleted>().ToList();
         Assert.Equal(400, firstReads.Count);
-        // The key range was read in several segments side by side: the delivered rows are not one prefix of the keys.
-        Assert.NotEqual(Enumerable.Range(1, 400).Select(i => $"r-{i:0000}"), firstReads.Order(StringComparer.Ordinal));
+        // (Whether the rows delivered by then are a prefix of the keys depends on how the readers' chunks happened to
+        // reach the stream, so it is not asserted; the split itself is unit-tested in SegmentSplitTests and
+        // SnapshotCoordinatorTests.)
 
         // Second run, same slot: every segment continues after its last delivered chunk.
         await using var second = await StreamRun.StartAsync(db.ConnectionString, configure: Parallel);
