@@ -13,7 +13,12 @@ namespace DBSync.Replication.Transport;
 /// </summary>
 internal sealed class NpgsqlTransport : IReplicationTransport
 {
+    /// <summary>How long a read may go on after <see cref="EndStreamAsync"/> before the walsender is ended (as the direct
+    /// transport closes its socket after the same time).</summary>
+    private static readonly TimeSpan s_endStreamTimeout = TimeSpan.FromSeconds(5);
+
     private readonly LogicalReplicationConnection _connection;
+    private readonly string _connectionString;
     private readonly CancellationTokenSource _readCancellation = new();
     private IAsyncEnumerator<XLogDataMessage>? _frames;
     private byte[] _buffer = ArrayPool<byte>.Shared.Rent(64 * 1024);
@@ -22,12 +27,18 @@ internal sealed class NpgsqlTransport : IReplicationTransport
     private CancellationTokenRegistration _readRegistration;
     private volatile bool _reading;
     private Task<bool>? _started;
+    private volatile bool _walSenderEnded;
 
-    private NpgsqlTransport(LogicalReplicationConnection connection) => _connection = connection;
+    private NpgsqlTransport(LogicalReplicationConnection connection, string connectionString)
+    {
+        _connection = connection;
+        _connectionString = connectionString;
+        BackendPid = connection.ProcessID;
+    }
 
     public string Name => "npgsql";
 
-    public int BackendPid => _connection.ProcessID;
+    public int BackendPid { get; }
 
     public ulong LastReceivedLsn => (ulong)_connection.LastReceivedLsn;
 
@@ -45,7 +56,7 @@ internal sealed class NpgsqlTransport : IReplicationTransport
         try
         {
             await connection.Open(cancellationToken).ConfigureAwait(false);
-            return new NpgsqlTransport(connection);
+            return new NpgsqlTransport(connection, connectionString);
         }
         catch
         {
@@ -119,6 +130,10 @@ internal sealed class NpgsqlTransport : IReplicationTransport
             if (_readCancellation.IsCancellationRequested || !await frames.MoveNextAsync().ConfigureAwait(false))
                 return false;
         }
+        catch (Exception) when (_walSenderEnded)
+        {
+            return false; // the end EndStreamAsync asked for, by the server
+        }
         catch (OperationCanceledException e) when (cancellationToken.IsCancellationRequested && e.CancellationToken != cancellationToken)
         {
             throw new OperationCanceledException("The read of the replication stream was cancelled.", e, cancellationToken);
@@ -165,7 +180,35 @@ internal sealed class NpgsqlTransport : IReplicationTransport
         }
         catch (ObjectDisposedException)
         {
-            // The transport is already closed.
+            return; // the transport is already closed
+        }
+        _ = EndStalledReadAsync();
+    }
+
+    /// <summary>
+    /// Npgsql ends a read by a cancel request to the walsender. One that reaches the walsender before it started the
+    /// stream (START_REPLICATION sent with the first read, not yet answered) is dropped by the server, and the read then
+    /// goes on for ever, kept alive by keepalives. So a read still under way <see cref="s_endStreamTimeout"/> after the
+    /// end was asked for is ended by the server: the walsender is terminated over an ordinary connection, and the read
+    /// returns false.
+    /// </summary>
+    private async Task EndStalledReadAsync()
+    {
+        await Task.Delay(s_endStreamTimeout).ConfigureAwait(false);
+        if (!_reading)
+            return;
+        _walSenderEnded = true;
+        try
+        {
+            await using var connection = new NpgsqlConnection(_connectionString);
+            await connection.OpenAsync().ConfigureAwait(false);
+            await using var terminate = new NpgsqlCommand("SELECT pg_terminate_backend($1)", connection);
+            terminate.Parameters.Add(new NpgsqlParameter { Value = BackendPid });
+            await terminate.ExecuteNonQueryAsync().ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is NpgsqlException or IOException or TimeoutException)
+        {
+            // The server cannot be reached: the read ends when the connection does.
         }
     }
 
