@@ -21,8 +21,9 @@ internal interface IMappedTable
 /// <summary>
 /// The statements of generated mappings waiting to be sent: one <see cref="NpgsqlBatch"/> (one round trip, pipelined) sent
 /// when it reaches <see cref="MaxCommands"/>, before anything else runs on the target connection (a hand-written mapping, the
-/// end hook) and before the commit; and snapshot rows staged for one table, sent through COPY. Order is kept: statements
-/// are flushed before rows are staged, and staged rows before statements are added.
+/// end hook) and before the commit; and rows staged for one table (snapshot rows, and the changes of a long run of one
+/// table's changes), sent through COPY. Order is kept: statements are flushed before rows are staged, and staged rows
+/// before statements are added.
 /// </summary>
 internal sealed class ApplyBatch(string applier)
 {
@@ -34,6 +35,8 @@ internal sealed class ApplyBatch(string applier)
     private readonly List<PendingCommand> _pending = [];
     private NpgsqlBatch? _batch;
     private IMappedTable? _staged;
+    private IMappedTable? _runTable;
+    private int _runLength;
 
     /// <summary>The commit position of the source transaction being applied, for messages.</summary>
     public NpgsqlTypes.NpgsqlLogSequenceNumber Commit { get; set; }
@@ -66,6 +69,28 @@ internal sealed class ApplyBatch(string applier)
         _staged = table;
     }
 
+    /// <summary>Counts a change of <paramref name="table"/>: how many changes of it came one after the other in this target
+    /// transaction, this one included (a change of another table starts a new run).</summary>
+    public int CountChange(IMappedTable table)
+    {
+        if (!ReferenceEquals(_runTable, table))
+        {
+            _runTable = table;
+            _runLength = 0;
+        }
+        return ++_runLength;
+    }
+
+    /// <summary>The next change of the current run's table counts as the first of a run again.</summary>
+    public void RestartRun() => _runLength = 0;
+
+    /// <summary>The target transaction ended: the next change starts a new run.</summary>
+    public void EndTransaction()
+    {
+        _runTable = null;
+        _runLength = 0;
+    }
+
     /// <summary>Sends whatever waits, in order.</summary>
     public async ValueTask FlushAsync(ApplyContext context, CancellationToken cancellationToken)
     {
@@ -80,6 +105,7 @@ internal sealed class ApplyBatch(string applier)
     {
         _staged?.Reset();
         _staged = null;
+        EndTransaction();
         _pending.Clear();
         _batch?.Dispose();
         _batch = null;

@@ -150,6 +150,10 @@ public sealed class PostgresApplier : IAsyncDisposable
     /// <summary>Target transactions committed (each holds one or more source transactions).</summary>
     public long TargetCommits { get; private set; }
 
+    /// <summary>Rows applied through COPY and one statement per kind (snapshot rows, and the changes of long runs of one
+    /// table's changes), for tests and benchmarks.</summary>
+    internal long StagedRows { get; set; }
+
     /// <summary>Applies changes of the table mapped by <typeparamref name="T"/> with <paramref name="apply"/>, inside the
     /// target transaction of the source transaction they belong to.</summary>
     public PostgresApplier Map<T>(Func<Change<T>, ApplyContext, CancellationToken, ValueTask> apply) where T : ISyncTable<T>
@@ -357,6 +361,7 @@ public sealed class PostgresApplier : IAsyncDisposable
         await _transaction.DisposeAsync().ConfigureAwait(false);
         _transaction = null;
         _context = null;
+        Batch.EndTransaction();
         _applied = (ulong)commitLsn;
         _lossesSinceCommit = 0;
         _grouped = 0;

@@ -22,12 +22,18 @@ internal readonly struct ParameterWriter(NpgsqlParameterCollection parameters, T
     }
 }
 
-/// <summary>Writes a row's columns into a binary COPY of the staging table (whose columns have the wire types).</summary>
-internal readonly struct CopyWriter(NpgsqlBinaryImporter importer, TargetTable table) : IRowWriter
+/// <summary>Writes a row's columns into a binary COPY of the staging table (whose columns have the wire types); with
+/// <paramref name="keysOnly"/> (a staged delete) the other columns are null.</summary>
+internal readonly struct CopyWriter(NpgsqlBinaryImporter importer, TargetTable table, bool keysOnly) : IRowWriter
 {
     public void Write<T>(int column, T value)
     {
         var target = table.Columns[column];
+        if (keysOnly && !target.Source.IsKey)
+        {
+            importer.WriteNull();
+            return;
+        }
         // Synchronous: the importer only touches the network when its buffer is full, and a ref-struct-free writer
         // cannot await inside the generated method.
         if (value is null)

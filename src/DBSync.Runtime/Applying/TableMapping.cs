@@ -6,15 +6,30 @@ namespace DBSync.Applying;
 /// A generated mapping (<see cref="PostgresApplier.MapTable{T}"/>): the statements of each change of <typeparamref name="T"/>
 /// written from the entity's generated <see cref="ISyncTable{TSelf}.WriteRow"/> and the target table as found at first use.
 /// Insert and update are upserts; an update that left unchanged TOAST values out updates the other columns only; an update
-/// that moved the key deletes the old key first; delete by key; truncate. Snapshot rows are staged and copied.
+/// that moved the key deletes the old key first; delete by key; truncate. Snapshot rows are staged and copied, and so are
+/// the changes of a long run of this table's changes (a bulk load, a mass update or delete): past
+/// <see cref="StageAfterChanges"/> changes of the table one after the other in a target transaction, each insert, update
+/// (but those that leave unchanged TOAST values out) and delete is staged instead of becoming a statement.
 /// </summary>
+/// <remarks>Staged rows are applied together: the deletes, then the upserts. That is the changes' own effect, because a
+/// key is staged at most once (a change of a key already staged sends the staged rows first), so each key's last change
+/// is the one applied. Should the set fail where the changes one by one would not (a unique index other than the key,
+/// met in another order), or fail at all, it is rolled back to a savepoint and the same rows go again as statements, in
+/// their order: they succeed, or the failure names its change as a statement's does.</remarks>
 internal sealed class TableMapping<T>(PostgresApplier applier, string schema, string name) : IMappedTable where T : ISyncTable<T>
 {
-    /// <summary>Snapshot rows staged before a COPY is sent; beyond this the staged rows are sent early (memory).</summary>
+    /// <summary>Rows staged before a COPY is sent; beyond this the staged rows are sent early (memory).</summary>
     private const int MaxStagedRows = 50_000;
 
-    private readonly List<T> _staged = [];
+    /// <summary>Changes of the table in a row that go out as statements before the next ones are staged: one full batch
+    /// (below it a COPY, an upsert and a truncate cost more round trips than the statements).</summary>
+    public const int StageAfterChanges = ApplyBatch.MaxCommands;
+
+    private const string Savepoint = "dbsync_staged";
+
+    private readonly List<StagedRow> _staged = [];
     private readonly HashSet<T> _stagedKeys = new(KeyComparer<T>.Instance);
+    private int _stagedDeletes;
     private TargetTable? _target;
     private NpgsqlConnection? _stagingCreatedOn;
 
@@ -23,17 +38,28 @@ internal sealed class TableMapping<T>(PostgresApplier applier, string schema, st
     public string DescribeKey(object row) => KeyDescriber.Describe((T)row);
 
     /// <summary>Applies one change: adds its statements to the batch (sent when full, or at once when every change runs
-    /// behind a savepoint), or stages a snapshot row.</summary>
+    /// behind a savepoint), or stages it.</summary>
     public async ValueTask ApplyAsync(Change<T> change, ApplyContext context, CancellationToken cancellationToken)
     {
         var target = _target ??= await TargetTable.LoadAsync(context.Connection, T.TableInfo, schema, name, applier.Name, applier.TargetDescription, cancellationToken)
             .ConfigureAwait(false);
         var batch = applier.Batch;
+        if (!applier.FlushEachChange)
+        {
+            if (change.Kind == ChangeKind.Read)
+            {
+                await StageAsync(change.New!, ChangeKind.Read, delete: false, moved: false, old: default!, context, cancellationToken).ConfigureAwait(false);
+                return;
+            }
+            if (change.Kind is ChangeKind.Insert or ChangeKind.Update or ChangeKind.Delete && batch.CountChange(this) > StageAfterChanges
+                && (change.Kind != ChangeKind.Update || change.UnchangedToast.IsEmpty))
+            {
+                await StageChangeAsync(change, context, cancellationToken).ConfigureAwait(false);
+                return;
+            }
+        }
         switch (change.Kind)
         {
-            case ChangeKind.Read when !applier.FlushEachChange:
-                await StageAsync(change.New!, context, cancellationToken).ConfigureAwait(false);
-                return;
             case ChangeKind.Insert or ChangeKind.Read:
                 await AddAsync(context, target.UpsertSql, change.Kind, change.New!, keysOnly: false, ColumnSet.Empty, cancellationToken).ConfigureAwait(false);
                 break;
@@ -71,73 +97,157 @@ internal sealed class TableMapping<T>(PostgresApplier applier, string schema, st
         return command;
     }
 
-    private async ValueTask StageAsync(T row, ApplyContext context, CancellationToken cancellationToken)
+    /// <summary>Stages an insert or update (an upsert; when the update moved the key, a delete of the old key too) or a
+    /// delete.</summary>
+    private ValueTask StageChangeAsync(Change<T> change, ApplyContext context, CancellationToken cancellationToken)
     {
-        var batch = applier.Batch;
-        // One upsert must not meet a key twice ("cannot affect row a second time"): a repeated key goes in the next COPY.
-        if (_staged.Count >= MaxStagedRows || _stagedKeys.Contains(row))
-            await batch.FlushAsync(context, cancellationToken).ConfigureAwait(false);
-        await batch.BeforeStagingAsync(context, this, cancellationToken).ConfigureAwait(false);
-        _staged.Add(row);
-        _stagedKeys.Add(row);
+        return change.Kind switch
+        {
+            ChangeKind.Delete => StageAsync(change.Old ?? change.New!, change.Kind, delete: true, moved: false, old: default!, context, cancellationToken),
+            ChangeKind.Update when change.Old is { } old && !T.KeyEquals(old, change.New!) => StageAsync(change.New!, change.Kind, delete: false, moved: true, old, context, cancellationToken),
+            _ => StageAsync(change.New!, change.Kind, delete: false, moved: false, old: default!, context, cancellationToken),
+        };
     }
 
-    /// <summary>The staged rows through binary COPY into the session's staging table, then one upsert into the target
-    /// table, in the target transaction.</summary>
+    /// <summary>Stages <paramref name="row"/>: an upsert, or with <paramref name="delete"/> a delete of its key; when
+    /// <paramref name="moved"/>, the update moved the key, and <paramref name="old"/>'s key is deleted first.</summary>
+    private async ValueTask StageAsync(T row, ChangeKind kind, bool delete, bool moved, T old, ApplyContext context, CancellationToken cancellationToken)
+    {
+        var batch = applier.Batch;
+        // One upsert must not meet a key twice ("cannot affect row a second time"), and a key staged twice would lose the
+        // order of its changes: a repeated key goes in the next COPY.
+        var repeated = _stagedKeys.Contains(row) || (moved && _stagedKeys.Contains(old));
+        if (repeated || _staged.Count + 2 > MaxStagedRows)
+        {
+            // A run whose keys repeat soon (one row updated again and again) would send a COPY every few changes: it goes
+            // back to statements for another batch's worth of changes.
+            if (repeated && kind != ChangeKind.Read && _staged.Count < StageAfterChanges)
+                batch.RestartRun();
+            await batch.FlushAsync(context, cancellationToken).ConfigureAwait(false);
+        }
+        await batch.BeforeStagingAsync(context, this, cancellationToken).ConfigureAwait(false);
+        if (moved)
+            Add(new StagedRow(old, kind, Delete: true));
+        Add(new StagedRow(row, kind, delete));
+    }
+
+    private void Add(StagedRow staged)
+    {
+        _staged.Add(staged);
+        _stagedKeys.Add(staged.Row);
+        if (staged.Delete)
+            _stagedDeletes++;
+    }
+
+    /// <summary>The staged rows through binary COPY into the session's staging table, then one delete and one upsert of
+    /// the target table, in the target transaction, behind a savepoint: if that fails, the rows go as statements.</summary>
     public async ValueTask FlushStagedAsync(ApplyContext context, CancellationToken cancellationToken)
     {
         if (_staged.Count == 0)
             return;
         var target = _target!;
         var connection = context.Connection;
+        PostgresException? failure = null;
         try
         {
-            if (!ReferenceEquals(_stagingCreatedOn, connection))
+            await using (var prepare = new NpgsqlBatch(connection, context.Transaction))
             {
-                // Dropped first: a pooled session may keep one of an earlier shape of the target table.
-                await using var create = new NpgsqlBatch(connection, context.Transaction)
+                if (!ReferenceEquals(_stagingCreatedOn, connection))
                 {
-                    BatchCommands = { new($"DROP TABLE IF EXISTS {target.StagingTable}"), new(target.CreateStagingSql) },
-                };
-                await create.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+                    // Dropped first: a pooled session may keep one of an earlier shape of the target table.
+                    prepare.BatchCommands.Add(new($"DROP TABLE IF EXISTS {target.StagingTable}"));
+                    prepare.BatchCommands.Add(new(target.CreateStagingSql));
+                }
+                prepare.BatchCommands.Add(new($"SAVEPOINT {Savepoint}"));
+                await prepare.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
                 _stagingCreatedOn = connection;
             }
-            await using (var importer = await connection.BeginBinaryImportAsync(target.CopySql, cancellationToken).ConfigureAwait(false))
+            try
             {
-                foreach (var row in _staged)
+                await using (var importer = await connection.BeginBinaryImportAsync(target.CopySql, cancellationToken).ConfigureAwait(false))
                 {
-                    await importer.StartRowAsync(cancellationToken).ConfigureAwait(false);
-                    var writer = new CopyWriter(importer, target);
-                    T.WriteRow(row, ref writer);
+                    foreach (var staged in _staged)
+                    {
+                        await importer.StartRowAsync(cancellationToken).ConfigureAwait(false);
+                        var writer = new CopyWriter(importer, target, keysOnly: staged.Delete);
+                        T.WriteRow(staged.Row, ref writer);
+                        await importer.WriteAsync(staged.Delete, NpgsqlTypes.NpgsqlDbType.Boolean, cancellationToken).ConfigureAwait(false);
+                    }
+                    await importer.CompleteAsync(cancellationToken).ConfigureAwait(false);
                 }
-                await importer.CompleteAsync(cancellationToken).ConfigureAwait(false);
+                await using var apply = new NpgsqlBatch(connection, context.Transaction);
+                if (_stagedDeletes > 0)
+                    apply.BatchCommands.Add(new(target.DeleteStagedSql));
+                if (_stagedDeletes < _staged.Count)
+                    apply.BatchCommands.Add(new(target.UpsertStagedSql));
+                apply.BatchCommands.Add(new(target.ClearStagingSql));
+                apply.BatchCommands.Add(new($"RELEASE SAVEPOINT {Savepoint}"));
+                await apply.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
             }
-            await using var upsert = new NpgsqlBatch(connection, context.Transaction)
+            catch (PostgresException e)
             {
-                BatchCommands = { new(target.UpsertStagedSql), new(target.ClearStagingSql) },
-            };
-            await upsert.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+                failure = e;
+                await using var rollback = new NpgsqlBatch(connection, context.Transaction)
+                {
+                    BatchCommands = { new($"ROLLBACK TO SAVEPOINT {Savepoint}"), new($"RELEASE SAVEPOINT {Savepoint}") },
+                };
+                await rollback.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+            }
         }
         catch (PostgresException e)
         {
-            throw new DBSyncException(
-                $"Applier \"{applier.Name}\": copying {_staged.Count} snapshot rows of {T.TableInfo.DisplayName} (keys {KeyDescriber.Describe(_staged[0])} to {KeyDescriber.Describe(_staged[^1])}) " +
-                $"into the target table {TargetName} (source transaction committed at {applier.Batch.Commit}) failed: {e.SqlState}: {e.MessageText}. " +
-                "The target transaction is rolled back; fix the target and run again: the chunk is applied again, whole.", e);
+            // The staging table or the savepoint could not be made: no statement of the rows ran.
+            failure ??= e;
+            throw StagingFailed(failure);
         }
-        finally
+        if (failure is null)
         {
-            _staged.Clear();
-            _stagedKeys.Clear();
+            applier.StagedRows += _staged.Count;
+            ClearStaged();
+            return;
         }
+
+        // The set failed: the same rows, in their order, as statements, which name a change that fails.
+        var rows = _staged.ToArray();
+        ClearStaged();
+        var batch = applier.Batch;
+        foreach (var staged in rows)
+        {
+            await AddAsync(context, staged.Delete ? target.DeleteSql : target.UpsertSql, staged.Kind, staged.Row, keysOnly: staged.Delete, ColumnSet.Empty, cancellationToken)
+                .ConfigureAwait(false);
+            if (batch.IsFull)
+                await batch.FlushAsync(context, cancellationToken).ConfigureAwait(false);
+        }
+        await batch.FlushAsync(context, cancellationToken).ConfigureAwait(false);
     }
+
+    private DBSyncException StagingFailed(PostgresException e)
+    {
+        var changes = _staged.Exists(s => s.Kind != ChangeKind.Read);
+        var what = changes ? $"{_staged.Count} changes" : $"{_staged.Count} snapshot rows";
+        var error = new DBSyncException(
+            $"Applier \"{applier.Name}\": copying {what} of {T.TableInfo.DisplayName} (keys {KeyDescriber.Describe(_staged[0].Row)} to {KeyDescriber.Describe(_staged[^1].Row)}) " +
+            $"into the target table {TargetName} (source transaction committed at {applier.Batch.Commit}) failed: {e.SqlState}: {e.MessageText}. " +
+            $"The target transaction is rolled back; fix the target and run again: the {(changes ? "source transaction" : "chunk")} is applied again, whole.", e);
+        ClearStaged();
+        return error;
+    }
+
+    private void ClearStaged()
+    {
+        _staged.Clear();
+        _stagedKeys.Clear();
+        _stagedDeletes = 0;
+    }
+
+    /// <summary>A staged row: an upsert, or a delete of its key; <paramref name="Kind"/> is the change it came from.</summary>
+    private readonly record struct StagedRow(T Row, ChangeKind Kind, bool Delete);
 
     /// <summary>A new session or a failed transaction: the target is read again at the next change (it may have changed),
     /// the staging table made again on the next connection.</summary>
     public void Reset()
     {
-        _staged.Clear();
-        _stagedKeys.Clear();
+        ClearStaged();
         _target = null;
         _stagingCreatedOn = null;
     }

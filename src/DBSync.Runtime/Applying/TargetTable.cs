@@ -97,9 +97,11 @@ internal sealed class TargetTable
         DeleteSql = $"DELETE FROM {qualifiedName} WHERE {KeyMatch(1)}";
         TruncateSql = $"TRUNCATE {qualifiedName}";
         StagingTable = SyncTableInfo.QuoteIdentifier("dbsync_stage_" + source.Schema + "_" + source.Name);
-        CreateStagingSql = $"CREATE TEMPORARY TABLE IF NOT EXISTS {StagingTable} ({string.Join(", ", columns.Select(c => $"{c.QuotedName} {c.WireSqlType}"))})";
-        CopySql = $"COPY {StagingTable} ({names}) FROM STDIN (FORMAT BINARY)";
-        UpsertStagedSql = $"INSERT INTO {qualifiedName} ({names}) SELECT {string.Join(", ", columns.Select(c => $"{c.QuotedName}::{c.CastType}"))} FROM {StagingTable}{onConflict}";
+        CreateStagingSql = $"CREATE TEMPORARY TABLE IF NOT EXISTS {StagingTable} ({string.Join(", ", columns.Select(c => $"{c.QuotedName} {c.WireSqlType}"))}, {DeleteFlag} boolean NOT NULL)";
+        CopySql = $"COPY {StagingTable} ({names}, {DeleteFlag}) FROM STDIN (FORMAT BINARY)";
+        UpsertStagedSql = $"INSERT INTO {qualifiedName} ({names}) SELECT {string.Join(", ", columns.Select(c => $"{c.QuotedName}::{c.CastType}"))} FROM {StagingTable} WHERE NOT {DeleteFlag}{onConflict}";
+        DeleteStagedSql = $"DELETE FROM {qualifiedName} t USING {StagingTable} s WHERE s.{DeleteFlag} AND " +
+                          string.Join(" AND ", Keys.Select(k => $"t.{k.QuotedName} = s.{k.QuotedName}::{k.CastType}"));
         ClearStagingSql = $"TRUNCATE {StagingTable}";
     }
 
@@ -127,7 +129,8 @@ internal sealed class TargetTable
     /// <summary>Empties the table.</summary>
     public string TruncateSql { get; }
 
-    /// <summary>The session's temporary table that a snapshot chunk's rows are copied into.</summary>
+    /// <summary>The session's temporary table that staged rows (a snapshot chunk's, or a long run of changes) are copied
+    /// into.</summary>
     public string StagingTable { get; }
 
     /// <summary>Creates <see cref="StagingTable"/> (once per session).</summary>
@@ -136,10 +139,17 @@ internal sealed class TargetTable
     /// <summary>Binary COPY into <see cref="StagingTable"/>.</summary>
     public string CopySql { get; }
 
-    /// <summary>The staged rows as upserts into the target table.</summary>
+    /// <summary>The staging table's column that marks a staged delete (only its key columns count); the other rows are
+    /// upserts. A name no mapped column can plausibly have.</summary>
+    public const string DeleteFlag = "\"dbsync$delete\"";
+
+    /// <summary>The staged rows that are not deletes, as upserts into the target table.</summary>
     public string UpsertStagedSql { get; }
 
-    /// <summary>Empties <see cref="StagingTable"/> for the next chunk.</summary>
+    /// <summary>The staged deletes, by key, from the target table.</summary>
+    public string DeleteStagedSql { get; }
+
+    /// <summary>Empties <see cref="StagingTable"/> for the next rows.</summary>
     public string ClearStagingSql { get; }
 
     /// <summary>Whether a column is a parameter of a statement that takes the key columns only (<paramref name="keysOnly"/>)
