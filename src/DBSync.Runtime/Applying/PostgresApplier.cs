@@ -154,6 +154,9 @@ public sealed class PostgresApplier : IAsyncDisposable
     /// table's changes), for tests and benchmarks.</summary>
     internal long StagedRows { get; set; }
 
+    /// <summary>Of <see cref="StagedRows"/>, those copied straight into their target table (no staging table, no upsert).</summary>
+    internal long DirectlyCopiedRows { get; set; }
+
     /// <summary>Applies changes of the table mapped by <typeparamref name="T"/> with <paramref name="apply"/>, inside the
     /// target transaction of the source transaction they belong to.</summary>
     public PostgresApplier Map<T>(Func<Change<T>, ApplyContext, CancellationToken, ValueTask> apply) where T : ISyncTable<T>

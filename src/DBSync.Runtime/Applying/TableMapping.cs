@@ -30,6 +30,8 @@ internal sealed class TableMapping<T>(PostgresApplier applier, string schema, st
     private readonly List<StagedRow> _staged = [];
     private readonly HashSet<T> _stagedKeys = new(KeyComparer<T>.Instance);
     private int _stagedDeletes;
+    private int _directSkips;
+    private int _directPenalty = 1;
     private TargetTable? _target;
     private NpgsqlConnection? _stagingCreatedOn;
 
@@ -147,6 +149,13 @@ internal sealed class TableMapping<T>(PostgresApplier applier, string schema, st
             return;
         var target = _target!;
         var connection = context.Connection;
+        if (await TryCopyDirectlyAsync(context, target, cancellationToken).ConfigureAwait(false))
+        {
+            applier.StagedRows += _staged.Count;
+            applier.DirectlyCopiedRows += _staged.Count;
+            ClearStaged();
+            return;
+        }
         PostgresException? failure = null;
         try
         {
@@ -221,6 +230,56 @@ internal sealed class TableMapping<T>(PostgresApplier applier, string schema, st
         await batch.FlushAsync(context, cancellationToken).ConfigureAwait(false);
     }
 
+    /// <summary>
+    /// Rows that only insert (snapshot rows, inserts) into a table whose columns all take their values without a cast are
+    /// first copied straight into the target table, behind a savepoint: no staging table, no upsert. A key the target has
+    /// already (a row an earlier change or chunk wrote, a target that is not empty) fails the COPY with a unique violation,
+    /// which is rolled back, and the rows go the staged way; the next few sets of the table then go that way too (more
+    /// after each such failure), since a table that has the keys would fail every COPY.
+    /// </summary>
+    private async ValueTask<bool> TryCopyDirectlyAsync(ApplyContext context, TargetTable target, CancellationToken cancellationToken)
+    {
+        if (target.DirectCopySql is null || _stagedDeletes > 0 || _staged.Exists(s => s.Kind is not (ChangeKind.Read or ChangeKind.Insert)))
+            return false;
+        if (_directSkips > 0)
+        {
+            _directSkips--;
+            return false;
+        }
+        var connection = context.Connection;
+        await using (var savepoint = new NpgsqlCommand($"SAVEPOINT {Savepoint}", connection, context.Transaction))
+            await savepoint.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            await using (var importer = await connection.BeginBinaryImportAsync(target.DirectCopySql, cancellationToken).ConfigureAwait(false))
+            {
+                foreach (var staged in _staged)
+                {
+                    await importer.StartRowAsync(cancellationToken).ConfigureAwait(false);
+                    var writer = new CopyWriter(importer, target, keysOnly: false);
+                    T.WriteRow(staged.Row, ref writer);
+                }
+                await importer.CompleteAsync(cancellationToken).ConfigureAwait(false);
+            }
+            await using var release = new NpgsqlCommand($"RELEASE SAVEPOINT {Savepoint}", connection, context.Transaction);
+            await release.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+            _directPenalty = 1;
+            return true;
+        }
+        catch (PostgresException e)
+        {
+            await using var rollback = new NpgsqlBatch(connection, context.Transaction)
+            {
+                BatchCommands = { new($"ROLLBACK TO SAVEPOINT {Savepoint}"), new($"RELEASE SAVEPOINT {Savepoint}") },
+            };
+            await rollback.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+            // Any other failure is the staged way's to report (or to get past: a unique index met in another order).
+            _directSkips = e.SqlState == PostgresErrorCodes.UniqueViolation ? _directPenalty : int.MaxValue;
+            _directPenalty = Math.Min(_directPenalty * 2, 64);
+            return false;
+        }
+    }
+
     private DBSyncException StagingFailed(PostgresException e)
     {
         var changes = _staged.Exists(s => s.Kind != ChangeKind.Read);
@@ -248,6 +307,8 @@ internal sealed class TableMapping<T>(PostgresApplier applier, string schema, st
     public void Reset()
     {
         ClearStaged();
+        _directSkips = 0;
+        _directPenalty = 1;
         _target = null;
         _stagingCreatedOn = null;
     }

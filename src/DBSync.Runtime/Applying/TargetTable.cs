@@ -43,7 +43,22 @@ internal sealed class TargetColumn
         // An array whose elements travel as text travels as one array literal, a text value like a scalar's.
         WireType = source.ArrayRank > 0 && !AsText ? NpgsqlDbType.Array | wire : wire;
         WireSqlType = source.ArrayRank > 0 && !AsText ? sql + "[]" : sql;
+        // Binary COPY hands each value to the target column type's receive function: only a column whose type reads the
+        // wire type's binary form (the same type; varchar and char read text's, and check their length as the cast does)
+        // can take it without the cast. Others would fail, or worse, read the bytes as another type.
+        DirectCopy = !AsText && source.ArrayRank > 0 == targetType.EndsWith("[]", StringComparison.Ordinal) && (wire, baseTypeName) switch
+        {
+            (NpgsqlDbType.Text, "text" or "varchar" or "bpchar") => true,
+            (NpgsqlDbType.Boolean, "bool") or (NpgsqlDbType.Smallint, "int2") or (NpgsqlDbType.Integer, "int4") or (NpgsqlDbType.Bigint, "int8") => true,
+            (NpgsqlDbType.Real, "float4") or (NpgsqlDbType.Double, "float8") or (NpgsqlDbType.Numeric, "numeric") => true,
+            (NpgsqlDbType.Time, "time") or (NpgsqlDbType.Interval, "interval") or (NpgsqlDbType.Uuid, "uuid") or (NpgsqlDbType.Bytea, "bytea") => true,
+            (NpgsqlDbType.Inet, "inet") => true,
+            _ => false,
+        };
     }
+
+    /// <summary>Whether binary COPY can write this column's values straight into the target column (see the constructor).</summary>
+    public bool DirectCopy { get; }
 
     /// <summary>The mapped property's column.</summary>
     public SyncColumnInfo Source { get; }
@@ -103,6 +118,7 @@ internal sealed class TargetTable
         DeleteStagedSql = $"DELETE FROM {qualifiedName} t USING {StagingTable} s WHERE s.{DeleteFlag} AND " +
                           string.Join(" AND ", Keys.Select(k => $"t.{k.QuotedName} = s.{k.QuotedName}::{k.CastType}"));
         ClearStagingSql = $"TRUNCATE {StagingTable}";
+        DirectCopySql = columns.All(c => c.DirectCopy) ? $"COPY {qualifiedName} ({names}) FROM STDIN (FORMAT BINARY)" : null;
     }
 
     /// <summary>The mapped source table.</summary>
@@ -148,6 +164,10 @@ internal sealed class TargetTable
 
     /// <summary>The staged deletes, by key, from the target table.</summary>
     public string DeleteStagedSql { get; }
+
+    /// <summary>Binary COPY straight into the target table; null when a column's values need the cast
+    /// (<see cref="TargetColumn.DirectCopy"/>).</summary>
+    public string? DirectCopySql { get; }
 
     /// <summary>Empties <see cref="StagingTable"/> for the next rows.</summary>
     public string ClearStagingSql { get; }
