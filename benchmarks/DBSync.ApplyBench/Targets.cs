@@ -94,6 +94,11 @@ internal sealed class DbSyncTarget : CopyTarget
             PublicationName = slot,
             InitialSnapshot = true,
         };
+        // Knobs for comparing settings (run-apply.sh prints the ones set): the chunk size and the readers of a snapshot.
+        if (Environment.GetEnvironmentVariable("DBSYNC_SNAPSHOT_CHUNK_SIZE") is { Length: > 0 } chunk)
+            options.SnapshotChunkSize = int.Parse(chunk, System.Globalization.CultureInfo.InvariantCulture);
+        if (Environment.GetEnvironmentVariable("DBSYNC_SNAPSHOT_PARALLELISM") is { Length: > 0 } readers)
+            options.SnapshotParallelism = int.Parse(readers, System.Globalization.CultureInfo.InvariantCulture);
         _client = new DBSyncClient(options);
         _applier = new PostgresApplier(_client, connectionString, name: slot);
         PgbenchMapping.MapPgbenchTables(_applier);
