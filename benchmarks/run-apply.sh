@@ -21,6 +21,8 @@
 #   ratio initial copy dbsync/subscription = X.XX
 #   ratio catch-up dbsync/subscription = X.XX
 # Options (all optional): benchmarks/run-apply.sh [--rounds N (3)] [--scale N (10)] [--pgbench-seconds N (60)] [--clients N (4)]
+# Environment knobs for comparing DBSync's settings (each printed when set): DBSYNC_SNAPSHOT_CHUNK_SIZE (SnapshotChunkSize),
+# DBSYNC_SNAPSHOT_PARALLELISM (SnapshotParallelism), DBSYNC_MAX_GROUP_DELAY_MS (the applier's MaxGroupDelay).
 # At the default scale 10 a round takes from a few minutes to over half an hour, depending on the applier's speed;
 # --scale 1 runs a smaller copy while developing.
 set -euo pipefail

@@ -23,7 +23,7 @@ internal static class FullRun
         var version = await source.ScalarAsync<string>("SHOW server_version");
         Log($"PostgreSQL {version}: source cluster on port {source.Port}, target cluster on port {target.Port} (throwaway, fsync off); {Environment.ProcessorCount} cores; .NET {Environment.Version}");
         Log($"DBSync's applier: the generated MapTable<T> mappings (batched statements, snapshot chunks through COPY)");
-        foreach (var knob in new[] { "DBSYNC_SNAPSHOT_CHUNK_SIZE", "DBSYNC_SNAPSHOT_PARALLELISM" })
+        foreach (var knob in new[] { "DBSYNC_SNAPSHOT_CHUNK_SIZE", "DBSYNC_SNAPSHOT_PARALLELISM", "DBSYNC_MAX_GROUP_DELAY_MS" })
         {
             if (Environment.GetEnvironmentVariable(knob) is { Length: > 0 } value)
                 Log($"{knob}={value}");

@@ -101,6 +101,8 @@ internal sealed class DbSyncTarget : CopyTarget
             options.SnapshotParallelism = int.Parse(readers, System.Globalization.CultureInfo.InvariantCulture);
         _client = new DBSyncClient(options);
         _applier = new PostgresApplier(_client, connectionString, name: slot);
+        if (Environment.GetEnvironmentVariable("DBSYNC_MAX_GROUP_DELAY_MS") is { Length: > 0 } delay)
+            _applier.MaxGroupDelay = TimeSpan.FromMilliseconds(int.Parse(delay, System.Globalization.CultureInfo.InvariantCulture));
         PgbenchMapping.MapPgbenchTables(_applier);
         _client.OnSnapshotProgress(progress =>
         {

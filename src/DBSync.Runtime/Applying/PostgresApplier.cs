@@ -57,7 +57,7 @@ public sealed class PostgresApplier : IAsyncDisposable
     private long _groupStarted;
     private (NpgsqlLogSequenceNumber Commit, NpgsqlLogSequenceNumber End, uint Xid) _lastEnded;
     private int _maxGroupedTransactions = 1000;
-    private TimeSpan _maxGroupDelay = TimeSpan.FromSeconds(1);
+    private TimeSpan _maxGroupDelay = TimeSpan.FromMilliseconds(100);
 
     /// <summary>Creates an applier that applies the changes <paramref name="client"/> delivers.</summary>
     /// <param name="client">The client whose changes are applied; not yet running.</param>
@@ -136,7 +136,9 @@ public sealed class PostgresApplier : IAsyncDisposable
         }
     }
 
-    /// <summary>The longest a target transaction stays open for more source transactions (default one second).</summary>
+    /// <summary>The longest a target transaction stays open for more source transactions (default 100 ms: a target that
+    /// keeps pace with a steady workload is never further behind than that; run-apply measured a lower lag and catch-up
+    /// than with one second, and no lower throughput).</summary>
     public TimeSpan MaxGroupDelay
     {
         get => _maxGroupDelay;
