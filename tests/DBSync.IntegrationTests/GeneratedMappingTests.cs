@@ -85,13 +85,8 @@ public sealed class GeneratedMappingTests(PostgresFixture fixture)
     [Trait("Category", "Reliability")]
     public async Task StatementFailsInsideABatch_RunStopsNamingKindKeyAndTable_TargetTransactionRolledBack()
     {
-        await using var source = await TestDatabase.CreateAsync(fixture.Server);
-        await using var target = await TestDatabase.CreateAsync(fixture.Server, seedSchema: false);
-        await target.ExecuteAsync(RestaurantCopy);
-        PostgresApplier? applier = null;
-        await using var run = await StreamRun.StartAsync(source.ConnectionString, (client, _) =>
-            applier = new PostgresApplier(client, target.ConnectionString, "restaurants").MapTable<Restaurant>("public.restaurant_copy"));
-        await using var _ = applier;
+        await using var copy = await RestaurantCopyRun.StartAsync(fixture.Server);
+        var (source, target, run) = (copy.Source, copy.Target, copy.Run);
 
         await source.ExecuteAsync("INSERT INTO Restaurant (id, name, rating) SELECT 'r-' || i, 'n', CASE WHEN i = 257 THEN 500 ELSE i % 100 END FROM generate_series(1, 300) i");
         var error = await Assert.ThrowsAsync<DBSyncException>(() => run.Run.WaitAsync(TimeSpan.FromSeconds(60)));
@@ -178,13 +173,8 @@ public sealed class GeneratedMappingTests(PostgresFixture fixture)
     [Trait("Category", "Reliability")]
     public async Task LongRunsOfOneTablesChanges_GoThroughCopy_AndEndAsTheChangesOneByOne()
     {
-        await using var source = await TestDatabase.CreateAsync(fixture.Server);
-        await using var target = await TestDatabase.CreateAsync(fixture.Server, seedSchema: false);
-        await target.ExecuteAsync(RestaurantCopy);
-        PostgresApplier? applier = null;
-        await using var run = await StreamRun.StartAsync(source.ConnectionString, (client, _) =>
-            applier = new PostgresApplier(client, target.ConnectionString, "restaurants").MapTable<Restaurant>("public.restaurant_copy"));
-        await using var _ = applier;
+        await using var copy = await RestaurantCopyRun.StartAsync(fixture.Server);
+        var (source, target, run, applier) = (copy.Source, copy.Target, copy.Run, copy.Applier);
 
         await source.ExecuteAsync("""
             BEGIN;
@@ -205,7 +195,7 @@ public sealed class GeneratedMappingTests(PostgresFixture fixture)
             COMMIT;
             """);
         await AssertRestaurantsEqualAsync(source, target, run, "the first transaction");
-        var staged = applier!.StagedRows;
+        var staged = applier.StagedRows;
         Assert.True(staged > 2000, $"only {staged} rows went through COPY");
         // The inserts past the first batch went straight into the empty target table (the columns need no cast).
         Assert.True(applier.DirectlyCopiedRows >= 800, $"{applier.DirectlyCopiedRows} rows were copied straight into the target table");
@@ -225,43 +215,64 @@ public sealed class GeneratedMappingTests(PostgresFixture fixture)
     [Trait("Category", "Integration")]
     public async Task Snapshot_IntoATargetWithSomeOfTheKeys_CopiesTheNewOnesDirectly_UpsertsTheRest()
     {
-        await using var source = await TestDatabase.CreateAsync(fixture.Server);
-        await using var target = await TestDatabase.CreateAsync(fixture.Server, seedSchema: false);
-        await target.ExecuteAsync(RestaurantCopy);
-        await source.ExecuteAsync("INSERT INTO Restaurant (id, name, rating, tags) SELECT 'r-' || lpad(i::text, 5, '0'), 'n' || i, i % 100, ARRAY['t', i::text] FROM generate_series(1, 5000) i");
-        await target.ExecuteAsync("INSERT INTO restaurant_copy (id, name, rating) SELECT 'r-' || lpad(i::text, 5, '0'), 'stale', 1 FROM generate_series(2000, 2100) i");
-        PostgresApplier? applier = null;
-        await using var run = await StreamRun.StartAsync(source.ConnectionString, (client, _) =>
-            applier = new PostgresApplier(client, target.ConnectionString, "restaurants").MapTable<Restaurant>("public.restaurant_copy"),
-            configure: o =>
-            {
-                o.InitialSnapshot = true;
-                o.SnapshotChunkSize = 500;
-            });
-        await using var _ = applier;
+        await using var copy = await RestaurantCopyRun.StartAsync(fixture.Server, async (source, target) =>
+        {
+            await source.ExecuteAsync("INSERT INTO Restaurant (id, name, rating, tags) SELECT 'r-' || lpad(i::text, 5, '0'), 'n' || i, i % 100, ARRAY['t', i::text] FROM generate_series(1, 5000) i");
+            await target.ExecuteAsync("INSERT INTO restaurant_copy (id, name, rating) SELECT 'r-' || lpad(i::text, 5, '0'), 'stale', 1 FROM generate_series(2000, 2100) i");
+        }, o =>
+        {
+            o.InitialSnapshot = true;
+            o.SnapshotChunkSize = 500;
+        });
+        var (source, target, run, applier) = (copy.Source, copy.Target, copy.Run, copy.Applier);
 
         await AssertRestaurantsEqualAsync(source, target, run, "the initial snapshot");
-        Assert.Equal(5000, applier!.StagedRows);
+        Assert.Equal(5000, applier.StagedRows);
         Assert.InRange(applier.DirectlyCopiedRows, 2500, 4500);
         await run.StopAsync();
     }
 
-    private static async Task AssertRestaurantsEqualAsync(TestDatabase source, TestDatabase target, StreamRun run, string after)
+    /// <summary>A source database with the seed tables, a target database with restaurant_copy, and a run whose applier
+    /// maps Restaurant into it (generated mapping); <c>before</c> writes what is there before the run starts.</summary>
+    private sealed class RestaurantCopyRun : IAsyncDisposable
     {
-        var expected = await source.RowsAsync("SELECT concat_ws('|', id, name, rating, tags) FROM Restaurant ORDER BY id");
-        List<string> actual = [];
-        for (var attempt = 0; attempt < 600; attempt++)
+        private RestaurantCopyRun(TestDatabase source, TestDatabase target, StreamRun run, PostgresApplier applier)
+            => (Source, Target, Run, Applier) = (source, target, run, applier);
+
+        public TestDatabase Source { get; }
+
+        public TestDatabase Target { get; }
+
+        public StreamRun Run { get; }
+
+        public PostgresApplier Applier { get; }
+
+        public static async Task<RestaurantCopyRun> StartAsync(PostgresServer server, Func<TestDatabase, TestDatabase, Task>? before = null,
+            Action<DBSyncOptions>? configure = null)
         {
-            actual = await target.RowsAsync("SELECT concat_ws('|', id, name, rating, tags) FROM restaurant_copy ORDER BY id");
-            if (expected.SequenceEqual(actual) || run.Run.IsCompleted)
-                break;
-            await Task.Delay(100);
+            var source = await TestDatabase.CreateAsync(server);
+            var target = await TestDatabase.CreateAsync(server, seedSchema: false);
+            await target.ExecuteAsync(RestaurantCopy);
+            if (before is not null)
+                await before(source, target);
+            PostgresApplier? applier = null;
+            var run = await StreamRun.StartAsync(source.ConnectionString, (client, _) =>
+                applier = new PostgresApplier(client, target.ConnectionString, "restaurants").MapTable<Restaurant>("public.restaurant_copy"), configure: configure);
+            return new RestaurantCopyRun(source, target, run, applier!);
         }
-        if (run.Run.IsCompleted)
-            await run.Run;
-        Assert.True(expected.SequenceEqual(actual),
-            $"After {after}, the target differs from the source.\nSource only:\n{string.Join("\n", expected.Except(actual).Take(10))}\nTarget only:\n{string.Join("\n", actual.Except(expected).Take(10))}");
+
+        public async ValueTask DisposeAsync()
+        {
+            await Applier.DisposeAsync();
+            await Run.DisposeAsync();
+            await Target.DisposeAsync();
+            await Source.DisposeAsync();
+        }
     }
+
+    private static Task AssertRestaurantsEqualAsync(TestDatabase source, TestDatabase target, StreamRun run, string after)
+        => AssertSameRowsAsync(source, "SELECT concat_ws('|', id, name, rating, tags) FROM Restaurant ORDER BY id",
+            target, "SELECT concat_ws('|', id, name, rating, tags) FROM restaurant_copy ORDER BY id", run, after);
 
     /// <summary>Waits until every column of every row of type_round_trip has the same text in both databases (long values
     /// compared by hash; array lower bounds left out, which DBSync does not keep: docs/types.md), or fails listing the
@@ -271,11 +282,18 @@ public sealed class GeneratedMappingTests(PostgresFixture fixture)
         var names = Columns<TypeRow>().Select(c => c.Name).Prepend("doubled").ToList();
         var query = "SELECT t.id || ' ' || c.name || ' = ' || coalesce(CASE WHEN length(c.value) > 200 THEN md5(c.value) ELSE c.value END, 'NULL') " +
                     $"FROM type_round_trip t CROSS JOIN LATERAL (VALUES {string.Join(", ", names.Select(n => $"('{n}', regexp_replace(t.\"{n}\"::text, '^(\\[-?\\d+:-?\\d+\\])+=', ''))"))}) c(name, value) ORDER BY t.id, c.name";
-        var expected = await source.RowsAsync(query);
+        await AssertSameRowsAsync(source, query, target, query, run, after);
+    }
+
+    /// <summary>Waits until <paramref name="targetQuery"/> returns what <paramref name="sourceQuery"/> does, or fails listing
+    /// the first differences (or with the run's error, when it stopped).</summary>
+    private static async Task AssertSameRowsAsync(TestDatabase source, string sourceQuery, TestDatabase target, string targetQuery, StreamRun run, string after)
+    {
+        var expected = await source.RowsAsync(sourceQuery);
         List<string> actual = [];
         for (var attempt = 0; attempt < 600; attempt++)
         {
-            actual = await target.RowsAsync(query);
+            actual = await target.RowsAsync(targetQuery);
             if (expected.SequenceEqual(actual) || run.Run.IsCompleted)
                 break;
             await Task.Delay(100);
@@ -284,7 +302,7 @@ public sealed class GeneratedMappingTests(PostgresFixture fixture)
             await run.Run; // the run's error says more than a difference
         var missing = expected.Except(actual).Take(10).ToList();
         var extra = actual.Except(expected).Take(10).ToList();
-        Assert.True(missing.Count == 0 && extra.Count == 0,
+        Assert.True(expected.SequenceEqual(actual),
             $"After {after}, the target differs from the source.\nSource only:\n{string.Join("\n", missing)}\nTarget only:\n{string.Join("\n", extra)}");
     }
 
