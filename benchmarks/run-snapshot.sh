@@ -25,6 +25,9 @@
 #   benchmarks/run-snapshot.sh chunks [--rows N] [--rounds N]    snapshot time per chunk size, as a ratio to COPY
 #   benchmarks/run-snapshot.sh tps [--rows N] [--rounds N] [--interleaved-seconds N] [--busy-share X]   the interleaved
 #                                                                 tps measurement alone
+#   benchmarks/run-snapshot.sh readpath [--rows N] [--rounds N] [--chunk-size N]   a chunk's raw values through binary
+#                                                                 results (DBSync's path) or a binary COPY of the chunk
+#                                                                 query; last line "ratio chunk read copy/select = X.XX"
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -10,11 +10,13 @@ internal sealed class BenchSettings
     public const string MemoryMode = "memory";
     public const string ChunksMode = "chunks";
     public const string TpsMode = "tps";
+    public const string ReadPathMode = "readpath";
 
     public const string Usage =
         "usage: DBSync.SnapshotBench [all] [--rows N] [--big-rows N] [--rounds N] [--pgbench-seconds N] [--interleaved-seconds N] [--pgbench-scale N] [--chunk-size N] [--busy-share X]\n" +
         "       DBSync.SnapshotBench chunks [--rows N] [--rounds N]   (snapshot time per chunk size, as a ratio to COPY)\n" +
         "       DBSync.SnapshotBench tps [--rows N] [--rounds N] [--interleaved-seconds N] [--busy-share X]   (the interleaved tps measurement only)\n" +
+        "       DBSync.SnapshotBench readpath [--rows N] [--rounds N] [--chunk-size N]   (a chunk's raw values through binary results or a binary COPY of the chunk query)\n" +
         "       DBSync.SnapshotBench memory --rows N [--chunk-size N]   (child process; needs DBSYNC_BENCH_CONNECTION)";
 
     public string Mode { get; private set; } = AllMode;
@@ -70,7 +72,7 @@ internal sealed class BenchSettings
         {
             settings.Mode = args[0] switch
             {
-                AllMode or MemoryMode or ChunksMode or TpsMode => args[0],
+                AllMode or MemoryMode or ChunksMode or TpsMode or ReadPathMode => args[0],
                 _ => throw new ArgumentException($"Unknown mode '{args[0]}'."),
             };
             i = 1;

@@ -25,6 +25,8 @@ internal static class FullRun
             {
                 if (settings.Mode == BenchSettings.ChunksMode)
                     await ChunkSweepAsync(server.ConnectionStringFor(database), settings);
+                else if (settings.Mode == BenchSettings.ReadPathMode)
+                    await ReadPaths.CompareAsync(server.ConnectionStringFor(database), settings);
                 else if (settings.Mode == BenchSettings.TpsMode)
                     await InterleavedOnlyAsync(server, server.ConnectionStringFor(database), settings);
                 else
@@ -394,7 +396,7 @@ internal static class FullRun
         GC.Collect();
     }
 
-    private static void Log(FormattableString message)
+    internal static void Log(FormattableString message)
         => Console.WriteLine(message.ToString(CultureInfo.InvariantCulture));
 
     /// <summary>The raw figures of one run.</summary>
