@@ -106,6 +106,8 @@ public sealed class GeneratedMappingTests(PostgresFixture fixture)
         "the target table public.restaurant_copy has no column \"tags\" (mapped by Restaurant.Tags)")]
     [InlineData("CREATE TABLE restaurant_copy (id varchar(255), name text, description text, address text, rating int, tags text[]);",
         "has no primary key or unique index on exactly (\"id\")")]
+    [InlineData(RestaurantCopy + "CREATE TABLE rule_log (id text); CREATE RULE log_insert AS ON INSERT TO restaurant_copy DO ALSO INSERT INTO rule_log VALUES (NEW.id);",
+        "the target table public.restaurant_copy has INSERT or UPDATE rules (CREATE RULE)")]
     public async Task TargetTableCannotTakeTheRows_FirstChange_StopsNamingWhatIsMissing(string targetSchema, string expected)
     {
         await using var source = await TestDatabase.CreateAsync(fixture.Server);

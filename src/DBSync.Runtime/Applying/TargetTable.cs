@@ -215,6 +215,7 @@ internal sealed class TargetTable
         var display = $"{schema}.{name}";
         var found = new Dictionary<string, (string Type, string BaseType, bool Generated)>(StringComparer.Ordinal);
         var hasKeyIndex = false;
+        var hasWriteRules = false;
         await using (var command = new NpgsqlCommand(ColumnsQuery, connection))
         {
             command.Parameters.Add(new NpgsqlParameter<string> { TypedValue = qualified });
@@ -224,6 +225,7 @@ internal sealed class TargetTable
             {
                 found[reader.GetString(0)] = (reader.GetString(1), reader.GetString(2), reader.GetBoolean(3));
                 hasKeyIndex = reader.GetBoolean(4);
+                hasWriteRules = reader.GetBoolean(5);
             }
         }
         var fix = $"Create it in the target ({target}) with the columns of the source table {source.DisplayName}, or map the entity to another table with MapTable<{source.EntityType.Name}>(\"schema.table\").";
@@ -243,12 +245,19 @@ internal sealed class TargetTable
             var keys = string.Join(", ", source.KeyColumns.Select(k => SyncTableInfo.QuoteIdentifier(k.Name)));
             throw new DBSyncConfigurationException($"Applier \"{applier}\": the target table {display} has no primary key or unique index on exactly ({keys}), the key of {source.DisplayName}, which its upserts need. Add one: ALTER TABLE {qualified} ADD PRIMARY KEY ({keys});");
         }
+        if (hasWriteRules)
+        {
+            // PostgreSQL refuses INSERT ... ON CONFLICT on such a table, and COPY would pass the rules by.
+            throw new DBSyncConfigurationException($"Applier \"{applier}\": the target table {display} has INSERT or UPDATE rules (CREATE RULE), which the generated mapping's upserts (INSERT ... ON CONFLICT) cannot be used with. " +
+                $"Replace the rules with triggers, or apply {source.EntityType.Name} with a hand-written Map<{source.EntityType.Name}>.");
+        }
         return new TargetTable(source, qualified, display, columns);
     }
 
     /// <summary>The table's columns: name, type without modifiers (<c>bpchar</c> for <c>char(n)</c>: a bare <c>character</c>
     /// is <c>char(1)</c>), the scalar base type's name (through domains and arrays),
-    /// whether it is generated; and whether a unique index (no predicate, no expressions) has exactly the key columns ($2, sorted).</summary>
+    /// whether it is generated; whether a unique index (no predicate, no expressions) has exactly the key columns ($2, sorted);
+    /// and whether the table has INSERT or UPDATE rules.</summary>
     private const string ColumnsQuery = """
         SELECT a.attname::text,
                CASE a.atttypid WHEN 'bpchar'::regtype THEN 'bpchar' WHEN '_bpchar'::regtype THEN 'bpchar[]' ELSE format_type(a.atttypid, NULL) END,
@@ -256,7 +265,8 @@ internal sealed class TargetTable
                EXISTS (SELECT 1 FROM pg_index i
                        WHERE i.indrelid = a.attrelid AND i.indisunique AND i.indpred IS NULL AND i.indexprs IS NULL
                          AND (SELECT array_agg(ka.attname::text ORDER BY ka.attname::text COLLATE "C")
-                              FROM unnest(i.indkey) k JOIN pg_attribute ka ON ka.attrelid = i.indrelid AND ka.attnum = k) = $2)
+                              FROM unnest(i.indkey) k JOIN pg_attribute ka ON ka.attrelid = i.indrelid AND ka.attnum = k) = $2),
+               EXISTS (SELECT 1 FROM pg_rewrite r WHERE r.ev_class = a.attrelid AND r.ev_type IN ('2', '3'))
         FROM pg_attribute a
         JOIN pg_type t ON t.oid = a.atttypid
         JOIN pg_type b ON b.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END
