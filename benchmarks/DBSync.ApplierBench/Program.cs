@@ -12,6 +12,14 @@ var singles = args.Length > 1 ? int.Parse(args[1], CultureInfo.InvariantCulture)
 var bigRows = args.Length > 2 ? int.Parse(args[2], CultureInfo.InvariantCulture) : 1_000_000;
 var handBigRounds = args.Length > 3 ? int.Parse(args[3], CultureInfo.InvariantCulture) : 1;
 
+// DBSYNC_BATCH_SIZE: statements per round trip of the generated mapping (and the run length after which changes are
+// staged), to compare sizes; printed when set.
+if (Environment.GetEnvironmentVariable("DBSYNC_BATCH_SIZE") is { Length: > 0 } batchSize)
+{
+    DBSync.Applying.ApplyBatch.MaxCommands = int.Parse(batchSize, CultureInfo.InvariantCulture);
+    Console.WriteLine($"DBSYNC_BATCH_SIZE={batchSize}");
+}
+
 var fast = new Dictionary<string, string> { ["synchronous_commit"] = "off", ["max_wal_size"] = "4GB", ["max_replication_slots"] = "40", ["max_wal_senders"] = "20" };
 await using var sourceServer = await PostgresServer.StartAsync(fast, forceLocal: true);
 await using var targetServer = await PostgresServer.StartAsync(fast, forceLocal: true);

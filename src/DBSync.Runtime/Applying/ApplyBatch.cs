@@ -29,8 +29,9 @@ internal sealed class ApplyBatch(string applier)
 {
     /// <summary>Statements per round trip: enough that the round trip is a small part of a batch's time (a statement takes
     /// tens of microseconds in the target), few enough that a batch's parameters stay small. Not yet tuned against other
-    /// sizes (docs/applier.md).</summary>
-    public const int MaxCommands = 200;
+    /// sizes (docs/applier.md).
+    /// Settable for the applier benchmarks only (benchmarks/DBSync.ApplierBench, DBSYNC_BATCH_SIZE).</summary>
+    public static int MaxCommands { get; set; } = 200;
 
     private readonly List<PendingCommand> _pending = [];
     private NpgsqlBatch? _batch;

@@ -23,7 +23,7 @@ internal sealed class TableMapping<T>(PostgresApplier applier, string schema, st
 
     /// <summary>Changes of the table in a row that go out as statements before the next ones are staged: one full batch
     /// (below it a COPY, an upsert and a truncate cost more round trips than the statements).</summary>
-    public const int StageAfterChanges = ApplyBatch.MaxCommands;
+    public static int StageAfterChanges => ApplyBatch.MaxCommands;
 
     private const string Savepoint = "dbsync_staged";
 
