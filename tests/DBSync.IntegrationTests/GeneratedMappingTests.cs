@@ -105,7 +105,11 @@ public sealed class GeneratedMappingTests(PostgresFixture fixture)
     [InlineData("CREATE TABLE restaurant_copy (id varchar(255) PRIMARY KEY, name text, description text, address text, rating int);",
         "the target table public.restaurant_copy has no column \"tags\" (mapped by Restaurant.Tags)")]
     [InlineData("CREATE TABLE restaurant_copy (id varchar(255), name text, description text, address text, rating int, tags text[]);",
-        "has no primary key or unique index on exactly (\"id\")")]
+        "has no primary key or unique index (not deferrable) on exactly (\"id\")")]
+    [InlineData("CREATE TABLE restaurant_copy (id varchar(255) PRIMARY KEY DEFERRABLE, name text, description text, address text, rating int, tags text[]);",
+        "has no primary key or unique index (not deferrable) on exactly (\"id\")")]
+    [InlineData("CREATE TABLE restaurant_copy (id varchar(255) PRIMARY KEY, name text, description text, address text, rating int GENERATED ALWAYS AS IDENTITY, tags text[]);",
+        "the column \"rating\" of the target table public.restaurant_copy is GENERATED ALWAYS AS IDENTITY")]
     [InlineData(RestaurantCopy + "CREATE TABLE rule_log (id text); CREATE RULE log_insert AS ON INSERT TO restaurant_copy DO ALSO INSERT INTO rule_log VALUES (NEW.id);",
         "the target table public.restaurant_copy has INSERT or UPDATE rules (CREATE RULE)")]
     public async Task TargetTableCannotTakeTheRows_FirstChange_StopsNamingWhatIsMissing(string targetSchema, string expected)
@@ -165,11 +169,11 @@ public sealed class GeneratedMappingTests(PostgresFixture fixture)
     }
 
     /// <summary>
-    /// Long runs of one table's changes in one source transaction go through COPY (past one batch of statements) and end
-    /// as the changes one by one would: 1,000 inserts, an update of every row, key moves (one chain moving keys onto keys
-    /// moved away in the same transaction), deletes, deleted keys inserted again, rows updated then deleted, rows inserted
-    /// then deleted, and one row updated 300 times (its key repeats, so those go back to statements). A second transaction deletes most rows. The target equals the source
-    /// after each, and most rows went through COPY.
+    /// Long runs of one table's changes in a source transaction go through COPY (past one batch of statements) and end as
+    /// the changes one by one would: 1,000 inserts, updates of every row, key moves, rows updated then deleted, rows
+    /// inserted then deleted, a chain moving keys onto keys moved away in the same transaction, deletes, deleted keys
+    /// inserted again, and one row updated 300 times (small sets: those go back to statements). A last transaction deletes
+    /// most rows. The target equals the source after each, and most rows went through COPY.
     /// </summary>
     [Fact]
     [Trait("Category", "Reliability")]
@@ -178,27 +182,36 @@ public sealed class GeneratedMappingTests(PostgresFixture fixture)
         await using var copy = await RestaurantCopyRun.StartAsync(fixture.Server);
         var (source, target, run, applier) = (copy.Source, copy.Target, copy.Run, copy.Applier);
 
+        // Each transaction starts with more than a batch of changes of the table, so that what follows is staged.
         await source.ExecuteAsync("""
             BEGIN;
             INSERT INTO Restaurant (id, name, rating, tags) SELECT 'r-' || i, 'n' || i, i % 100, ARRAY['t' || i] FROM generate_series(1, 1000) i;
             UPDATE Restaurant SET rating = 7 WHERE id = 'r-1000';
             UPDATE Restaurant SET rating = (rating + 1) % 100, name = name || '-u';
             UPDATE Restaurant SET id = id || '-m' WHERE substr(id, 3)::int % 7 = 0;
+            COMMIT;
+            BEGIN;
+            UPDATE Restaurant SET rating = (rating + 2) % 100;
+            DELETE FROM Restaurant WHERE id LIKE 'r-%4';
+            COMMIT;
+            BEGIN;
+            UPDATE Restaurant SET name = name || '+';
+            INSERT INTO Restaurant (id, name) SELECT 'brief-' || i, 'brief' FROM generate_series(1, 300) i;
+            DELETE FROM Restaurant WHERE id LIKE 'brief-%';
+            COMMIT;
+            BEGIN;
+            UPDATE Restaurant SET rating = (rating + 3) % 100;
             UPDATE Restaurant SET id = 'tmp' WHERE id = 'r-2';
             UPDATE Restaurant SET id = 'r-2' WHERE id = 'r-3';
             UPDATE Restaurant SET id = 'r-3' WHERE id = 'tmp';
             DELETE FROM Restaurant WHERE id LIKE 'r-%5';
-            UPDATE Restaurant SET name = 'doomed' WHERE id LIKE 'r-%4';
-            DELETE FROM Restaurant WHERE id LIKE 'r-%4';
-            INSERT INTO Restaurant (id, name) SELECT 'brief-' || i, 'brief' FROM generate_series(1, 300) i;
-            DELETE FROM Restaurant WHERE id LIKE 'brief-%';
             INSERT INTO Restaurant (id, name, rating) SELECT 'r-' || i, 'again', 1 FROM generate_series(5, 500, 10) i;
             DO $$ BEGIN FOR i IN 1..300 LOOP UPDATE Restaurant SET rating = i % 100 WHERE id = 'r-1'; END LOOP; END $$;
             COMMIT;
             """);
-        await AssertRestaurantsEqualAsync(source, target, run, "the first transaction");
+        await AssertRestaurantsEqualAsync(source, target, run, "four transactions");
         var staged = applier.StagedRows;
-        Assert.True(staged > 2000, $"only {staged} rows went through COPY");
+        Assert.True(staged > 4000, $"only {staged} rows went through COPY");
         // The inserts past the first batch went straight into the empty target table (the columns need no cast).
         Assert.True(applier.DirectlyCopiedRows >= 800, $"{applier.DirectlyCopiedRows} rows were copied straight into the target table");
 
@@ -206,6 +219,34 @@ public sealed class GeneratedMappingTests(PostgresFixture fixture)
         await AssertRestaurantsEqualAsync(source, target, run, "a mass delete");
         Assert.True(applier.StagedRows > staged + 500, $"{applier.StagedRows - staged} deletes went through COPY");
         await run.StopAsync();
+    }
+
+    /// <summary>
+    /// One source transaction of many staged sets (40 updates of 400 rows each): the first <c>ApplyBatch.MaxSavepoints</c>
+    /// sets run behind savepoints, the rest without, and all apply; a failure in a set without a savepoint rolls the
+    /// target transaction back and names the set (its table, key range and error), not its change.
+    /// </summary>
+    [Fact]
+    [Trait("Category", "Reliability")]
+    public async Task ManyStagedSetsInOneTransaction_ApplyPastTheSavepointLimit_AFailureThereNamesTheSet()
+    {
+        await using var copy = await RestaurantCopyRun.StartAsync(fixture.Server);
+        var (source, target, run, applier) = (copy.Source, copy.Target, copy.Run, copy.Applier);
+        var passes = Applying.ApplyBatch.MaxSavepoints + 8;
+        await source.ExecuteAsync($"""
+            BEGIN;
+            INSERT INTO Restaurant (id, name, rating) SELECT 'r-' || i, 'n', 0 FROM generate_series(1, 400) i;
+            DO $$ BEGIN FOR p IN 1..{passes} LOOP UPDATE Restaurant SET rating = p; END LOOP; END $$;
+            COMMIT;
+            """);
+        await AssertRestaurantsEqualAsync(source, target, run, $"{passes} updates of every row");
+        Assert.True(applier.StagedRows > passes * 300, $"{applier.StagedRows} rows staged");
+
+        await source.ExecuteAsync($"DO $$ BEGIN FOR p IN 1..{passes} LOOP UPDATE Restaurant SET rating = CASE WHEN p = {passes} AND id = 'r-300' THEN 500 ELSE p END; END LOOP; END $$");
+        var error = await Assert.ThrowsAsync<DBSyncException>(() => run.Run.WaitAsync(TimeSpan.FromSeconds(60)));
+        Assert.Contains("changes of public.restaurant (keys (id='r-", error.Message, StringComparison.Ordinal);
+        Assert.Contains("23514", error.Message, StringComparison.Ordinal);
+        Assert.Equal(400, await target.ScalarAsync<long>("SELECT count(*) FROM restaurant_copy WHERE rating = " + passes));
     }
 
     /// <summary>

@@ -11,7 +11,7 @@ internal interface IMappedTable
     /// <summary>The target table, as <c>schema.table</c>.</summary>
     string TargetName { get; }
 
-    /// <summary>Copies the staged snapshot rows into the target table and forgets them.</summary>
+    /// <summary>Applies the staged rows (snapshot rows, or a run of changes) to the target table and forgets them.</summary>
     ValueTask FlushStagedAsync(ApplyContext context, CancellationToken cancellationToken);
 
     /// <summary>Forgets the staged rows and what it knew of the target connection (a new session, or a failure).</summary>
@@ -82,14 +82,44 @@ internal sealed class ApplyBatch(string applier)
         return ++_runLength;
     }
 
-    /// <summary>The next change of the current run's table counts as the first of a run again.</summary>
-    public void RestartRun() => _runLength = 0;
+    /// <summary>Savepoints a target transaction may take for staged sets: each is a subtransaction with an id of its own,
+    /// and past 64 of them PostgreSQL's per-backend cache of them overflows, which slows every other session's
+    /// snapshots while the transaction runs. Past this many, sets go without one (see <see cref="TakeSavepoint"/>).</summary>
+    public const int MaxSavepoints = 32;
 
-    /// <summary>The target transaction ended: the next change starts a new run.</summary>
-    public void EndTransaction()
+    private readonly HashSet<IMappedTable> _notStaging = [];
+    private int _savepoints;
+
+    /// <summary>Whether <paramref name="table"/> stages its runs of changes in this target transaction: not once a set
+    /// of its changes was sent small (staging did not pay for itself there).</summary>
+    public bool Stages(IMappedTable table) => !_notStaging.Contains(table);
+
+    /// <summary>A set of <paramref name="table"/>'s changes was sent with fewer rows than a batch: its changes go as
+    /// statements for the rest of the target transaction.</summary>
+    public void StopStaging(IMappedTable table) => _notStaging.Add(table);
+
+    /// <summary>Whether a staged set may run behind a savepoint of its own (counted), or must go without one.</summary>
+    public bool TakeSavepoint()
+    {
+        if (_savepoints >= MaxSavepoints)
+            return false;
+        _savepoints++;
+        return true;
+    }
+
+    /// <summary>A change that is not one of a generated mapping's (a hand-written mapping's) ends the run.</summary>
+    public void BreakRun()
     {
         _runTable = null;
         _runLength = 0;
+    }
+
+    /// <summary>The target transaction ended: the next change starts a new run, staging and savepoints start over.</summary>
+    public void EndTransaction()
+    {
+        BreakRun();
+        _notStaging.Clear();
+        _savepoints = 0;
     }
 
     /// <summary>Sends whatever waits, in order.</summary>

@@ -168,6 +168,7 @@ public sealed class PostgresApplier : IAsyncDisposable
         return Register<T>(async (change, context, cancellationToken) =>
         {
             await Batch.FlushAsync(context, cancellationToken).ConfigureAwait(false);
+            Batch.BreakRun();
             await apply(change, context, cancellationToken).ConfigureAwait(false);
         });
     }

@@ -54,7 +54,7 @@ internal sealed class TableMapping<T>(PostgresApplier applier, string schema, st
                 return;
             }
             if (change.Kind is ChangeKind.Insert or ChangeKind.Update or ChangeKind.Delete && batch.CountChange(this) > StageAfterChanges
-                && (change.Kind != ChangeKind.Update || change.UnchangedToast.IsEmpty))
+                && (change.Kind != ChangeKind.Update || change.UnchangedToast.IsEmpty) && batch.Stages(this))
             {
                 await StageChangeAsync(change, context, cancellationToken).ConfigureAwait(false);
                 return;
@@ -120,13 +120,7 @@ internal sealed class TableMapping<T>(PostgresApplier applier, string schema, st
         // order of its changes: a repeated key goes in the next COPY.
         var repeated = _stagedKeys.Contains(row) || (moved && _stagedKeys.Contains(old));
         if (repeated || _staged.Count + 2 > MaxStagedRows)
-        {
-            // A run whose keys repeat soon (one row updated again and again) would send a COPY every few changes: it goes
-            // back to statements for another batch's worth of changes.
-            if (repeated && kind != ChangeKind.Read && _staged.Count < StageAfterChanges)
-                batch.RestartRun();
             await batch.FlushAsync(context, cancellationToken).ConfigureAwait(false);
-        }
         await batch.BeforeStagingAsync(context, this, cancellationToken).ConfigureAwait(false);
         if (moved)
             Add(new StagedRow(old, kind, Delete: true));
@@ -149,6 +143,13 @@ internal sealed class TableMapping<T>(PostgresApplier applier, string schema, st
             return;
         var target = _target!;
         var connection = context.Connection;
+        var batch = applier.Batch;
+        // A set of changes sent before it held a batch's worth (a key repeated soon, as when one row is updated again and
+        // again; or a statement came between, as an update that left TOAST values out): staging does not pay for itself
+        // in this run, and each set costs a few round trips and a savepoint, so the table's changes go as statements for
+        // the rest of the target transaction. (At the commit, the last set is small as a rule; the commit starts over.)
+        if (_staged.Count < StageAfterChanges && _staged.Exists(s => s.Kind != ChangeKind.Read))
+            batch.StopStaging(this);
         if (await TryCopyDirectlyAsync(context, target, cancellationToken).ConfigureAwait(false))
         {
             applier.StagedRows += _staged.Count;
@@ -157,6 +158,9 @@ internal sealed class TableMapping<T>(PostgresApplier applier, string schema, st
             return;
         }
         PostgresException? failure = null;
+        // Past MaxSavepoints in this target transaction, a set goes without one: a failure then rolls the target
+        // transaction back naming the set, not its change.
+        var savepoint = batch.TakeSavepoint();
         try
         {
             await using (var prepare = new NpgsqlBatch(connection, context.Transaction))
@@ -167,8 +171,10 @@ internal sealed class TableMapping<T>(PostgresApplier applier, string schema, st
                     prepare.BatchCommands.Add(new($"DROP TABLE IF EXISTS {target.StagingTable}"));
                     prepare.BatchCommands.Add(new(target.CreateStagingSql));
                 }
-                prepare.BatchCommands.Add(new($"SAVEPOINT {Savepoint}"));
-                await prepare.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+                if (savepoint)
+                    prepare.BatchCommands.Add(new($"SAVEPOINT {Savepoint}"));
+                if (prepare.BatchCommands.Count > 0)
+                    await prepare.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
                 _stagingCreatedOn = connection;
             }
             try
@@ -190,10 +196,11 @@ internal sealed class TableMapping<T>(PostgresApplier applier, string schema, st
                 if (_stagedDeletes < _staged.Count)
                     apply.BatchCommands.Add(new(target.UpsertStagedSql));
                 apply.BatchCommands.Add(new(target.ClearStagingSql));
-                apply.BatchCommands.Add(new($"RELEASE SAVEPOINT {Savepoint}"));
+                if (savepoint)
+                    apply.BatchCommands.Add(new($"RELEASE SAVEPOINT {Savepoint}"));
                 await apply.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
             }
-            catch (PostgresException e)
+            catch (PostgresException e) when (savepoint)
             {
                 failure = e;
                 await using var rollback = new NpgsqlBatch(connection, context.Transaction)
@@ -205,7 +212,7 @@ internal sealed class TableMapping<T>(PostgresApplier applier, string schema, st
         }
         catch (PostgresException e)
         {
-            // The staging table or the savepoint could not be made: no statement of the rows ran.
+            // The staging table or the savepoint could not be made, or the set failed with no savepoint to go back to.
             failure ??= e;
             throw StagingFailed(failure);
         }
@@ -219,7 +226,6 @@ internal sealed class TableMapping<T>(PostgresApplier applier, string schema, st
         // The set failed: the same rows, in their order, as statements, which name a change that fails.
         var rows = _staged.ToArray();
         ClearStaged();
-        var batch = applier.Batch;
         foreach (var staged in rows)
         {
             await AddAsync(context, staged.Delete ? target.DeleteSql : target.UpsertSql, staged.Kind, staged.Row, keysOnly: staged.Delete, ColumnSet.Empty, cancellationToken)
@@ -246,6 +252,8 @@ internal sealed class TableMapping<T>(PostgresApplier applier, string schema, st
             _directSkips--;
             return false;
         }
+        if (!applier.Batch.TakeSavepoint())
+            return false; // a unique violation must be undone: without a savepoint it would fail the target transaction
         var connection = context.Connection;
         await using (var savepoint = new NpgsqlCommand($"SAVEPOINT {Savepoint}", connection, context.Transaction))
             await savepoint.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
@@ -286,7 +294,7 @@ internal sealed class TableMapping<T>(PostgresApplier applier, string schema, st
         var what = changes ? $"{_staged.Count} changes" : $"{_staged.Count} snapshot rows";
         var error = new DBSyncException(
             $"Applier \"{applier.Name}\": copying {what} of {T.TableInfo.DisplayName} (keys {KeyDescriber.Describe(_staged[0].Row)} to {KeyDescriber.Describe(_staged[^1].Row)}) " +
-            $"into the target table {TargetName} (source transaction committed at {applier.Batch.Commit}) failed: {e.SqlState}: {e.MessageText}. " +
+            $"into the target table {TargetName} (in the target transaction of the source transactions up to the one committed at {applier.Batch.Commit}) failed: {e.SqlState}: {e.MessageText}. " +
             $"The target transaction is rolled back; fix the target and run again: the {(changes ? "source transaction" : "chunk")} is applied again, whole.", e);
         ClearStaged();
         return error;

@@ -200,15 +200,19 @@ internal sealed class NpgsqlTransport : IReplicationTransport
         _walSenderEnded = true;
         try
         {
-            await using var connection = new NpgsqlConnection(_connectionString);
+            // A connection of its own, not pooled; only a walsender of this role with that pid (a connection string with
+            // several hosts could reach another server).
+            var builder = new NpgsqlConnectionStringBuilder(_connectionString) { Pooling = false };
+            await using var connection = new NpgsqlConnection(builder.ConnectionString);
             await connection.OpenAsync().ConfigureAwait(false);
-            await using var terminate = new NpgsqlCommand("SELECT pg_terminate_backend($1)", connection);
+            await using var terminate = new NpgsqlCommand(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid = $1 AND backend_type = 'walsender' AND usename = current_user", connection);
             terminate.Parameters.Add(new NpgsqlParameter { Value = BackendPid });
             await terminate.ExecuteNonQueryAsync().ConfigureAwait(false);
         }
-        catch (Exception e) when (e is NpgsqlException or IOException or TimeoutException)
+        catch (Exception)
         {
-            // The server cannot be reached: the read ends when the connection does.
+            // The server cannot be reached (or refuses): the read then ends only when the connection does.
         }
     }
 
