@@ -177,9 +177,12 @@ public sealed class PostgresApplier : IAsyncDisposable
     /// Applies changes of the table mapped by <typeparamref name="T"/> with statements generated from its mapping, into
     /// <paramref name="targetTable"/> of the target database (<c>schema.table</c>, or <c>table</c> in <c>public</c>; by
     /// default the source table's own name): inserts and updates as upserts on the key, deletes by key, truncates;
-    /// snapshot rows through binary <c>COPY</c> and one upsert per chunk. Statements are sent in pipelined batches within
-    /// the target transaction (one at a time under <see cref="HandlerFailurePolicy.Retry"/>). The target table must exist
-    /// with every mapped column and a primary key or unique index on the key columns; it is checked at the first change.
+    /// snapshot rows, and long runs of the table's changes (past 200 in a row), through binary <c>COPY</c> (straight into
+    /// the table when the rows only insert and no column needs a cast; else into a staging table, then one delete and one
+    /// upsert). Statements are sent in pipelined batches within the target transaction (one at a time, and nothing
+    /// staged, under <see cref="HandlerFailurePolicy.Retry"/>). The target table must exist with every mapped column and a
+    /// primary key or unique index (not deferrable) on the key columns, and no INSERT or UPDATE rules; it is checked at the
+    /// first change (docs/applier.md).
     /// </summary>
     /// <remarks>An update that left unchanged TOAST values out updates the other columns of the existing row; if the target
     /// has no row with that key, the update is an error (the row cannot be written whole), not a silent no-op.</remarks>
