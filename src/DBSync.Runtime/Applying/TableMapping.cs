@@ -179,17 +179,7 @@ internal sealed class TableMapping<T>(PostgresApplier applier, string schema, st
             }
             try
             {
-                await using (var importer = await connection.BeginBinaryImportAsync(target.CopySql, cancellationToken).ConfigureAwait(false))
-                {
-                    foreach (var staged in _staged)
-                    {
-                        await importer.StartRowAsync(cancellationToken).ConfigureAwait(false);
-                        var writer = new CopyWriter(importer, target, keysOnly: staged.Delete);
-                        T.WriteRow(staged.Row, ref writer);
-                        await importer.WriteAsync(staged.Delete, NpgsqlTypes.NpgsqlDbType.Boolean, cancellationToken).ConfigureAwait(false);
-                    }
-                    await importer.CompleteAsync(cancellationToken).ConfigureAwait(false);
-                }
+                await CopyStagedAsync(connection, target.CopySql, deleteFlag: true, cancellationToken).ConfigureAwait(false);
                 await using var apply = new NpgsqlBatch(connection, context.Transaction);
                 if (_stagedDeletes > 0)
                     apply.BatchCommands.Add(new(target.DeleteStagedSql));
@@ -203,11 +193,7 @@ internal sealed class TableMapping<T>(PostgresApplier applier, string schema, st
             catch (PostgresException e) when (savepoint)
             {
                 failure = e;
-                await using var rollback = new NpgsqlBatch(connection, context.Transaction)
-                {
-                    BatchCommands = { new($"ROLLBACK TO SAVEPOINT {Savepoint}"), new($"RELEASE SAVEPOINT {Savepoint}") },
-                };
-                await rollback.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+                await RollBackToSavepointAsync(context, cancellationToken).ConfigureAwait(false);
             }
         }
         catch (PostgresException e)
@@ -259,16 +245,7 @@ internal sealed class TableMapping<T>(PostgresApplier applier, string schema, st
             await savepoint.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
         try
         {
-            await using (var importer = await connection.BeginBinaryImportAsync(target.DirectCopySql, cancellationToken).ConfigureAwait(false))
-            {
-                foreach (var staged in _staged)
-                {
-                    await importer.StartRowAsync(cancellationToken).ConfigureAwait(false);
-                    var writer = new CopyWriter(importer, target, keysOnly: false);
-                    T.WriteRow(staged.Row, ref writer);
-                }
-                await importer.CompleteAsync(cancellationToken).ConfigureAwait(false);
-            }
+            await CopyStagedAsync(connection, target.DirectCopySql, deleteFlag: false, cancellationToken).ConfigureAwait(false);
             await using var release = new NpgsqlCommand($"RELEASE SAVEPOINT {Savepoint}", connection, context.Transaction);
             await release.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
             _directPenalty = 1;
@@ -276,16 +253,39 @@ internal sealed class TableMapping<T>(PostgresApplier applier, string schema, st
         }
         catch (PostgresException e)
         {
-            await using var rollback = new NpgsqlBatch(connection, context.Transaction)
-            {
-                BatchCommands = { new($"ROLLBACK TO SAVEPOINT {Savepoint}"), new($"RELEASE SAVEPOINT {Savepoint}") },
-            };
-            await rollback.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+            await RollBackToSavepointAsync(context, cancellationToken).ConfigureAwait(false);
             // Any other failure is the staged way's to report (or to get past: a unique index met in another order).
             _directSkips = e.SqlState == PostgresErrorCodes.UniqueViolation ? _directPenalty : int.MaxValue;
             _directPenalty = Math.Min(_directPenalty * 2, 64);
             return false;
         }
+    }
+
+    /// <summary>The staged rows through one binary COPY (<paramref name="copySql"/>): each row's columns (of a delete, its
+    /// key columns, the others null), and with <paramref name="deleteFlag"/> whether it is a delete.</summary>
+    private async ValueTask CopyStagedAsync(NpgsqlConnection connection, string copySql, bool deleteFlag, CancellationToken cancellationToken)
+    {
+        var target = _target!;
+        await using var importer = await connection.BeginBinaryImportAsync(copySql, cancellationToken).ConfigureAwait(false);
+        foreach (var staged in _staged)
+        {
+            await importer.StartRowAsync(cancellationToken).ConfigureAwait(false);
+            var writer = new CopyWriter(importer, target, keysOnly: staged.Delete);
+            T.WriteRow(staged.Row, ref writer);
+            if (deleteFlag)
+                await importer.WriteAsync(staged.Delete, NpgsqlTypes.NpgsqlDbType.Boolean, cancellationToken).ConfigureAwait(false);
+        }
+        await importer.CompleteAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Undoes what ran since the staged set's savepoint, and ends the savepoint.</summary>
+    private static async ValueTask RollBackToSavepointAsync(ApplyContext context, CancellationToken cancellationToken)
+    {
+        await using var rollback = new NpgsqlBatch(context.Connection, context.Transaction)
+        {
+            BatchCommands = { new($"ROLLBACK TO SAVEPOINT {Savepoint}"), new($"RELEASE SAVEPOINT {Savepoint}") },
+        };
+        await rollback.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
     }
 
     private DBSyncException StagingFailed(PostgresException e)

@@ -35,9 +35,7 @@ internal static class SlotRelease
             }
             if (!gone)
             {
-                await using var terminate = new NpgsqlCommand("SELECT pg_terminate_backend($1)", admin);
-                terminate.Parameters.Add(new NpgsqlParameter { Value = walSender });
-                await terminate.ExecuteNonQueryAsync(CancellationToken.None).ConfigureAwait(false);
+                await TerminateWalSenderAsync(admin, walSender).ConfigureAwait(false);
                 Log.WalSenderTerminated(logger, walSender, slot);
                 return;
             }
@@ -55,5 +53,16 @@ internal static class SlotRelease
             // run starts from the last position the server received (at least once).
             Log.WalSenderCheckFailed(logger, e, walSender);
         }
+    }
+
+    /// <summary>Ends walsender <paramref name="walSender"/> over <paramref name="admin"/>, an ordinary connection to the
+    /// same server: only a walsender of this role with that pid (a connection string with several hosts could have
+    /// reached another server, where the pid is another backend's).</summary>
+    public static async Task TerminateWalSenderAsync(NpgsqlConnection admin, int walSender)
+    {
+        await using var terminate = new NpgsqlCommand(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid = $1 AND backend_type = 'walsender' AND usename = current_user", admin);
+        terminate.Parameters.Add(new NpgsqlParameter { Value = walSender });
+        await terminate.ExecuteNonQueryAsync(CancellationToken.None).ConfigureAwait(false);
     }
 }

@@ -200,15 +200,11 @@ internal sealed class NpgsqlTransport : IReplicationTransport
         _walSenderEnded = true;
         try
         {
-            // A connection of its own, not pooled; only a walsender of this role with that pid (a connection string with
-            // several hosts could reach another server).
+            // A connection of its own, not pooled.
             var builder = new NpgsqlConnectionStringBuilder(_connectionString) { Pooling = false };
             await using var connection = new NpgsqlConnection(builder.ConnectionString);
             await connection.OpenAsync().ConfigureAwait(false);
-            await using var terminate = new NpgsqlCommand(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid = $1 AND backend_type = 'walsender' AND usename = current_user", connection);
-            terminate.Parameters.Add(new NpgsqlParameter { Value = BackendPid });
-            await terminate.ExecuteNonQueryAsync().ConfigureAwait(false);
+            await SlotRelease.TerminateWalSenderAsync(connection, BackendPid).ConfigureAwait(false);
         }
         catch (Exception)
         {
