@@ -266,6 +266,11 @@ internal sealed class TableMapping<T>(PostgresApplier applier, string schema, st
     private async ValueTask CopyStagedAsync(NpgsqlConnection connection, string copySql, bool deleteFlag, CancellationToken cancellationToken)
     {
         var target = _target!;
+        if (target.RawCopy)
+        {
+            await CopyStagedRawAsync(connection, copySql, deleteFlag, cancellationToken).ConfigureAwait(false);
+            return;
+        }
         await using var importer = await connection.BeginBinaryImportAsync(copySql, cancellationToken).ConfigureAwait(false);
         foreach (var staged in _staged)
         {
@@ -276,6 +281,45 @@ internal sealed class TableMapping<T>(PostgresApplier applier, string schema, st
                 await importer.WriteAsync(staged.Delete, NpgsqlTypes.NpgsqlDbType.Boolean, cancellationToken).ConfigureAwait(false);
         }
         await importer.CompleteAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary><see cref="CopyStagedAsync"/> for a table whose values <see cref="BinaryCopyBuffer"/> writes: the rows go out
+    /// in pieces between rows, and a failure while writing them ends the COPY with an error of its own (CopyFail).</summary>
+    private async ValueTask CopyStagedRawAsync(NpgsqlConnection connection, string copySql, bool deleteFlag, CancellationToken cancellationToken)
+    {
+        var target = _target!;
+        var fields = target.Columns.Length + (deleteFlag ? 1 : 0);
+        using var buffer = new BinaryCopyBuffer();
+        var copy = await connection.BeginRawBinaryCopyAsync(copySql, cancellationToken).ConfigureAwait(false);
+        try
+        {
+            foreach (var staged in _staged)
+            {
+                buffer.StartRow(fields);
+                var writer = new RawCopyWriter(buffer, target, keysOnly: staged.Delete);
+                T.WriteRow(staged.Row, ref writer);
+                if (deleteFlag)
+                    buffer.Boolean(staged.Delete);
+                if (buffer.Full)
+                    await buffer.SendAsync(copy, cancellationToken).ConfigureAwait(false);
+            }
+            buffer.Trailer();
+            await buffer.SendAsync(copy, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception)
+        {
+            try
+            {
+                await copy.CancelAsync().ConfigureAwait(false);
+            }
+            catch (Exception)
+            {
+                // The connection is gone as well; the error that stopped the rows says what happened first.
+            }
+            throw;
+        }
+        // Ends the COPY; the server's error for the rows (a unique violation) is thrown here.
+        await copy.DisposeAsync().ConfigureAwait(false);
     }
 
     /// <summary>Undoes what ran since the staged set's savepoint, and ends the savepoint.</summary>

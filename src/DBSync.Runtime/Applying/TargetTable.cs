@@ -63,6 +63,12 @@ internal sealed class TargetColumn
     /// <summary>Whether binary COPY can write this column's values straight into the target column (see the constructor).</summary>
     public bool DirectCopy { get; }
 
+    /// <summary>Whether the column's values are written into a COPY by <see cref="BinaryCopyBuffer"/> rather than Npgsql's
+    /// importer: scalars of the plain types whose send format is fixed (booleans, integers, floats, text, bytea, uuid).</summary>
+    public bool RawCopy => Source.ArrayRank == 0 && !AsText && Source.Type is SyncColumnType.Boolean or SyncColumnType.Int16 or SyncColumnType.Int32
+        or SyncColumnType.Int64 or SyncColumnType.Single or SyncColumnType.Double or SyncColumnType.String or SyncColumnType.Guid or SyncColumnType.Bytes
+        or SyncColumnType.ByteMemory;
+
     /// <summary>The mapped property's column.</summary>
     public SyncColumnInfo Source { get; }
 
@@ -122,7 +128,11 @@ internal sealed class TargetTable
                           string.Join(" AND ", Keys.Select(k => $"t.{k.QuotedName} = s.{k.QuotedName}::{k.CastType}"));
         ClearStagingSql = $"TRUNCATE {StagingTable}";
         DirectCopySql = columns.All(c => c.DirectCopy) ? $"COPY {qualifiedName} ({names}) FROM STDIN (FORMAT BINARY)" : null;
+        RawCopy = columns.All(c => c.RawCopy);
     }
+
+    /// <summary>Whether COPY rows are written by <see cref="BinaryCopyBuffer"/> (every column <see cref="TargetColumn.RawCopy"/>).</summary>
+    public bool RawCopy { get; }
 
     /// <summary>The mapped source table.</summary>
     public SyncTableInfo Source { get; }
