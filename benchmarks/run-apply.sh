@@ -7,6 +7,9 @@
 #   subscription: CREATE SUBSCRIPTION ... WITH (copy_data = true) on a publication of the four tables, defaults otherwise.
 # Both targets get the tables' schema from pg_dump --schema-only. pgbench_history has no key: the benchmark adds
 # "id bigserial PRIMARY KEY" on the source before either copier starts (DBSync needs a key; the targets get it too).
+# Before the rounds, not counted: each copier copies a scale-1 database once (DBSync's first copy in a process spends
+# seconds on JIT compilation). A subscription is created at least 6 s after the previous one was dropped: PostgreSQL's
+# launcher starts workers at most once per wal_retrieve_retry_interval (5 s), which would otherwise be timed as copying.
 # Per round (fresh databases each):
 #   (a) the initial copy (pgbench -i -s SCALE), one copier at a time, the order turning every round: from its start
 #       (RunAsync, or CREATE SUBSCRIPTION) until the copier reports it done and the target's row counts equal the source's;
@@ -24,7 +27,8 @@
 # Environment knobs for comparing DBSync's settings (each printed when set): DBSYNC_SNAPSHOT_CHUNK_SIZE (SnapshotChunkSize),
 # DBSYNC_SNAPSHOT_PARALLELISM (SnapshotParallelism), DBSYNC_MAX_GROUP_DELAY_MS (the applier's MaxGroupDelay).
 # At the default scale 10 a round takes from a few minutes to over half an hour, depending on the applier's speed;
-# --scale 1 runs a smaller copy while developing.
+# --scale 1 runs a smaller copy while developing. --dbsync-copies N runs only DBSync's initial copy, N times, each with
+# the process's CPU time (for profiling and settings; no subscription, no ratio).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

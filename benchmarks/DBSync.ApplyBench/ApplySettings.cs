@@ -9,7 +9,9 @@ internal sealed class ApplySettings
         "usage: DBSync.ApplyBench [--rounds N] [--scale N] [--pgbench-seconds N] [--clients N]\n" +
         "  --scale N            pgbench -i -s N on the source (default 10: 1M pgbench_accounts rows)\n" +
         "  --pgbench-seconds N  length of the unthrottled pgbench run of phase (b) (default 60)\n" +
-        "  --clients N          pgbench clients in phase (b) (default 4)";
+        "  --clients N          pgbench clients in phase (b) (default 4)\n" +
+        "  --dbsync-copies N    only DBSync's initial copy, N times into fresh target databases (no subscription, no ratio):\n" +
+        "                       for profiling and comparing DBSync's settings";
 
     public int Rounds { get; private set; } = 3;
 
@@ -18,6 +20,9 @@ internal sealed class ApplySettings
     public int PgbenchSeconds { get; private set; } = 60;
 
     public int Clients { get; private set; } = 4;
+
+    /// <summary>When set, only DBSync's initial copy runs, this many times (<see cref="CopyOnly"/>).</summary>
+    public int DbSyncCopies { get; private set; }
 
     public static ApplySettings Parse(IReadOnlyList<string> args)
     {
@@ -34,6 +39,7 @@ internal sealed class ApplySettings
                 case "--scale": settings.Scale = value; break;
                 case "--pgbench-seconds": settings.PgbenchSeconds = value; break;
                 case "--clients": settings.Clients = value; break;
+                case "--dbsync-copies": settings.DbSyncCopies = value; break;
                 default: throw new ArgumentException($"Unknown option '{args[i]}'.");
             }
         }
