@@ -5,8 +5,9 @@ namespace DBSync.Hosting;
 public sealed class DBSyncHostOptions
 {
     /// <summary>
-    /// Whether the host's start waits until the slot streams (the database checked, publication and slot created), so
-    /// hosted services registered after DBSync start only once it streams, and a configuration error (<c>wal_level</c>,
+    /// Whether the host's start waits until the slot streams (the database checked, publication and slot created), or
+    /// until this instance stands by because another holds the slot (<see cref="SlotInUse.Wait"/>, the default under the
+    /// host), so hosted services registered after DBSync start only once it got that far, and a configuration error (<c>wal_level</c>,
     /// privileges, a missing table) is known before the start returns: handled as <see cref="StopApplicationOnError"/>
     /// says (the services after DBSync then start once the error is reported, and the application stops as soon as the
     /// host has started), or, when that is false, failing the host's start with its message (they do not start). When

@@ -54,7 +54,12 @@ public static class DBSyncServiceCollectionExtensions
             registrations = new DBSyncRegistrations();
             services.AddSingleton(registrations);
             services.AddOptions<DBSyncOptions>()
-                .PostConfigure<IServiceProvider>(static (options, provider) => options.LoggerFactory ??= provider.GetService<ILoggerFactory>())
+                .PostConfigure<IServiceProvider>(static (options, provider) =>
+                {
+                    options.LoggerFactory ??= provider.GetService<ILoggerFactory>();
+                    // Services run as replicas: a second instance stands by instead of failing (and crash-looping).
+                    options.WhenSlotInUse ??= SlotInUse.Wait;
+                })
                 .ValidateOnStart();
             services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<DBSyncOptions>>(new DBSyncOptionsValidation(configurationPath)));
             services.TryAddSingleton<TransactionScopes>();

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using DBSync.Diagnostics;
 using DBSync.Internal;
 using DBSync.Replication;
@@ -35,9 +36,11 @@ public sealed class DBSyncClient
     private readonly ConnectionPool _connections;
     private readonly ConnectionPool _snapshotConnections;
     private TaskCompletionSource _streaming = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private TaskCompletionSource _started = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private ReplicationSession? _session;
     private RunControl? _control;
     private int _running;
+    private int _role;
 
     /// <summary>Creates a client. Nothing connects until <see cref="RunAsync"/>.</summary>
     /// <exception cref="ArgumentException">An option is invalid; the message names it.</exception>
@@ -88,9 +91,20 @@ public sealed class DBSyncClient
     /// </summary>
     public Task Streaming => _streaming.Task;
 
+    /// <summary>
+    /// Completes when the run of <see cref="RunAsync"/> streams (as <see cref="Streaming"/>) or stands by because another
+    /// consumer holds the slot (<see cref="SlotInUse.Wait"/>): it got past its setup. Faults as <see cref="Streaming"/>
+    /// does. What a host waits for before its other services start.
+    /// </summary>
+    public Task Started => _started.Task;
+
     /// <summary>The last position confirmed to the server (the end of the last fully handled transaction, or a later
     /// keepalive position while idle). A restart resumes after it.</summary>
     public NpgsqlLogSequenceNumber ConfirmedLsn => _session?.ConfirmedLsn ?? default;
+
+    /// <summary>What this instance does now: <see cref="DBSyncRole.Active"/> while it streams from the slot,
+    /// <see cref="DBSyncRole.Standby"/> while another consumer holds it (<see cref="DBSyncOptions.WhenSlotInUse"/>).</summary>
+    public DBSyncRole Role => (DBSyncRole)Volatile.Read(ref _role);
 
     /// <summary>Adds a handler for changes of the table mapped by <typeparamref name="T"/>.</summary>
     public DBSyncClient On<T>(Func<Change<T>, CancellationToken, ValueTask> handler) where T : ISyncTable<T>
@@ -226,12 +240,15 @@ public sealed class DBSyncClient
 
         if (_streaming.Task.IsCompleted)
             _streaming = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        if (_started.Task.IsCompleted)
+            _started = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         var control = new RunControl(cancellationToken);
         Volatile.Write(ref _control, control);
         var stopping = control.Stopping;
         Telemetry.Register(_telemetry);
         try
         {
+            SetRole(DBSyncRole.Starting);
             var tables = _tables.Values.Select(r => r.Table).ToArray();
             var connection = new NpgsqlConnectionStringBuilder(_options.ConnectionString);
             Log.Starting(_logger, _options.SlotName, _options.PublicationName, connection.Host, connection.Port, connection.Database, connection.Username,
@@ -258,6 +275,14 @@ public sealed class DBSyncClient
                 {
                     return; // stopping anyway; what was confirmed stays confirmed, the rest comes again next run
                 }
+                catch (SlotHeldException)
+                {
+                    // Another consumer streams from the slot: stand by until it is free, then try again at once.
+                    failures = 0;
+                    if (await StandByAsync(server, stopping).ConfigureAwait(false) is not { } free)
+                        return; // stopped while standing by
+                    server = free;
+                }
                 catch (StreamInterruptedException e)
                 {
                     failures = streamed && !e.Repeated ? 1 : failures + 1;
@@ -282,6 +307,7 @@ public sealed class DBSyncClient
         catch (Exception e)
         {
             _streaming.TrySetException(e);
+            _started.TrySetException(e);
             throw;
         }
         finally
@@ -294,7 +320,9 @@ public sealed class DBSyncClient
             await ResetParticipantsAsync().ConfigureAwait(false);
             Telemetry.Unregister(_telemetry);
             _telemetry.Session = null;
+            SetRole(DBSyncRole.Stopped);
             _streaming.TrySetCanceled(CancellationToken.None);
+            _started.TrySetCanceled(CancellationToken.None);
             Interlocked.CompareExchange(ref _control, null, control);
             control.Dispose();
             Volatile.Write(ref _running, 0);
@@ -346,10 +374,17 @@ public sealed class DBSyncClient
             await _session.RunAsync(server, reconnecting, () =>
             {
                 streamed();
+                if (Role == DBSyncRole.Standby)
+                {
+                    Log.TookOver(_logger, _options.SlotName, Stopwatch.GetElapsedTime(_standingBySince).TotalSeconds, server.SlotStart.ToString());
+                    reconnecting = false;
+                }
+                SetRole(DBSyncRole.Active);
                 if (reconnecting)
                     Log.StreamResumed(_logger, _options.SlotName);
                 snapshots = _snapshots.RunAsync(snapshotsStop.Token);
                 _streaming.TrySetResult();
+                _started.TrySetResult();
             }, control.Aborting, control.Stopping).ConfigureAwait(false);
         }
         finally
@@ -364,6 +399,91 @@ public sealed class DBSyncClient
             catch (OperationCanceledException)
             {
             }
+        }
+    }
+
+    private long _standingBySince;
+
+    private void SetRole(DBSyncRole role) => Volatile.Write(ref _role, (int)role);
+
+    /// <summary>
+    /// The slot streams to another consumer: logs once who holds it, then looks every <see cref="DBSyncOptions.StandbyPollInterval"/>
+    /// whether it is free (or gone: the next session then says so). Returns where to stream from (the position the other
+    /// consumer confirmed), with the snapshot checkpoint it left loaded; null when the run was stopped meanwhile.
+    /// </summary>
+    private async Task<ServerInfo?> StandByAsync(ServerInfo server, CancellationToken stopping)
+    {
+        if (Role != DBSyncRole.Standby)
+        {
+            _standingBySince = Stopwatch.GetTimestamp();
+            SetRole(DBSyncRole.Standby);
+            Log.StandingBy(_logger, _options.SlotName, await DescribeSlotHolderAsync(stopping).ConfigureAwait(false), (long)_options.StandbyPollInterval.TotalMilliseconds);
+            _started.TrySetResult();
+        }
+        try
+        {
+            while (true)
+            {
+                await Task.Delay(_options.StandbyPollInterval, stopping).ConfigureAwait(false);
+                NpgsqlLogSequenceNumber? free;
+                try
+                {
+                    free = await FreeSlotPositionAsync(stopping).ConfigureAwait(false);
+                }
+                catch (Exception e) when (ConnectionLoss.Is(e) && !stopping.IsCancellationRequested)
+                {
+                    _connections.Clear(); // the server went away meanwhile: keep looking
+                    continue;
+                }
+                if (free is not { } confirmed)
+                    continue;
+                if (confirmed > server.SlotStart)
+                    server = server with { SlotStart = confirmed };
+                await _snapshots.LoadAsync(stopping, takingOver: true).ConfigureAwait(false);
+                return server;
+            }
+        }
+        catch (OperationCanceledException) when (stopping.IsCancellationRequested)
+        {
+            return null;
+        }
+    }
+
+    /// <summary>The slot's confirmed position when no walsender streams from it (or it is gone); null while one does.</summary>
+    private async Task<NpgsqlLogSequenceNumber?> FreeSlotPositionAsync(CancellationToken cancellationToken)
+    {
+        await using var connection = await _connections.OpenAsync(cancellationToken).ConfigureAwait(false);
+        await using var command = new NpgsqlCommand("SELECT active, confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = $1", connection);
+        command.Parameters.Add(new NpgsqlParameter { Value = _options.SlotName });
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+        if (!await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+            return default(NpgsqlLogSequenceNumber); // gone: the next session reports it
+        if (reader.GetBoolean(0))
+            return null;
+        return reader.IsDBNull(1) ? default(NpgsqlLogSequenceNumber) : reader.GetFieldValue<NpgsqlLogSequenceNumber>(1);
+    }
+
+    /// <summary>Who streams from the slot, for the log: its server process, application name, client address and since when.</summary>
+    private async Task<string> DescribeSlotHolderAsync(CancellationToken cancellationToken)
+    {
+        try
+        {
+            await using var connection = await _connections.OpenAsync(cancellationToken).ConfigureAwait(false);
+            await using var command = new NpgsqlCommand(
+                "SELECT s.active_pid, a.application_name, a.client_addr::text, a.backend_start FROM pg_replication_slots s " +
+                "LEFT JOIN pg_stat_activity a ON a.pid = s.active_pid WHERE s.slot_name = $1", connection);
+            command.Parameters.Add(new NpgsqlParameter { Value = _options.SlotName });
+            await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+            if (!await reader.ReadAsync(cancellationToken).ConfigureAwait(false) || reader.IsDBNull(0))
+                return "a consumer that has just let go of it";
+            var application = reader.IsDBNull(1) || reader.GetString(1).Length == 0 ? "none" : $"'{reader.GetString(1)}'";
+            var client = reader.IsDBNull(2) ? "a local socket" : reader.GetString(2);
+            var since = reader.IsDBNull(3) ? "" : $", connected since {reader.GetDateTime(3):yyyy-MM-dd HH:mm:ss} UTC";
+            return $"server process {reader.GetInt32(0)}, application name {application}, client {client}{since}";
+        }
+        catch (Exception e) when (e is NpgsqlException && !cancellationToken.IsCancellationRequested)
+        {
+            return $"another consumer (not described: {e.Message})";
         }
     }
 
@@ -384,4 +504,20 @@ public sealed class DBSyncClient
         if (Volatile.Read(ref _running) == 1)
             throw new InvalidOperationException("Handlers must be registered before RunAsync starts.");
     }
+}
+
+/// <summary>What a <see cref="DBSyncClient"/> does now (<see cref="DBSyncClient.Role"/>).</summary>
+public enum DBSyncRole
+{
+    /// <summary><see cref="DBSyncClient.RunAsync"/> is not running.</summary>
+    Stopped,
+
+    /// <summary>The run prepares the database and connects.</summary>
+    Starting,
+
+    /// <summary>The run streams from the slot and delivers.</summary>
+    Active,
+
+    /// <summary>Another consumer streams from the slot; the run waits to take it over (<see cref="SlotInUse.Wait"/>).</summary>
+    Standby,
 }

@@ -121,6 +121,21 @@ public sealed partial class DBSyncOptions
     public TimeSpan MaxReconnectDelay { get; set; } = TimeSpan.FromSeconds(30);
 
     /// <summary>
+    /// What a run does when its slot is streaming to another consumer (another instance of the same pipeline, for
+    /// example): <see cref="SlotInUse.Fail"/> stops <see cref="DBSyncClient.RunAsync"/> with a
+    /// <see cref="DBSyncConfigurationException"/>; <see cref="SlotInUse.Wait"/> stands by, logs once who holds the slot,
+    /// looks every <see cref="StandbyPollInterval"/> whether it is free, and streams as soon as it gets it, continuing the
+    /// snapshots from their checkpoint. PostgreSQL lets one walsender at a time stream from a slot, so at most one
+    /// instance delivers. Default (null): <c>Fail</c> for a client you run yourself, <c>Wait</c> under the hosted service
+    /// (<c>AddDBSync</c>).
+    /// </summary>
+    public SlotInUse? WhenSlotInUse { get; set; }
+
+    /// <summary>How often an instance standing by (<see cref="SlotInUse.Wait"/>) looks whether the slot is free: one query
+    /// of <c>pg_replication_slots</c> on an ordinary connection. Default 250 ms.</summary>
+    public TimeSpan StandbyPollInterval { get; set; } = TimeSpan.FromMilliseconds(250);
+
+    /// <summary>
     /// How many bytes of large in-progress transactions the client keeps in memory. PostgreSQL 14 and later send a
     /// transaction that outgrows the server's <c>logical_decoding_work_mem</c> while it is still running (pgoutput
     /// <c>streaming</c>); DBSync keeps its changes until it commits, then delivers them whole, in commit order (an aborted
@@ -228,6 +243,10 @@ public sealed partial class DBSyncOptions
                 $"DBSyncOptions.SignalTable '{SignalTable}' is not valid: use [schema.]name with lower-case letters, digits and underscores (for example 'dbsync_signal').",
                 nameof(SignalTable));
         }
+        if (StandbyPollInterval <= TimeSpan.Zero)
+            throw new ArgumentException($"DBSyncOptions.StandbyPollInterval must be positive (was {StandbyPollInterval}).", nameof(StandbyPollInterval));
+        if (WhenSlotInUse is { } inUse && !Enum.IsDefined(inUse))
+            throw new ArgumentException($"DBSyncOptions.WhenSlotInUse must be SlotInUse.Fail or SlotInUse.Wait (was {(int)inUse}).", nameof(WhenSlotInUse));
         if (ReconnectDelay <= TimeSpan.Zero || MaxReconnectDelay < ReconnectDelay)
             throw new ArgumentException($"DBSyncOptions.ReconnectDelay must be positive and at most MaxReconnectDelay (were {ReconnectDelay} and {MaxReconnectDelay}).", nameof(ReconnectDelay));
         if (StreamingMemoryLimit < 0)
@@ -273,4 +292,14 @@ public sealed partial class DBSyncOptions
         => SignalTable is null ? null : SignalTable.Contains('.', StringComparison.Ordinal)
             ? (SignalTable[..SignalTable.IndexOf('.', StringComparison.Ordinal)], SignalTable[(SignalTable.IndexOf('.', StringComparison.Ordinal) + 1)..])
             : ("public", SignalTable);
+}
+
+/// <summary>What a run does when its replication slot is streaming to another consumer (<see cref="DBSyncOptions.WhenSlotInUse"/>).</summary>
+public enum SlotInUse
+{
+    /// <summary><see cref="DBSyncClient.RunAsync"/> fails with a <see cref="DBSyncConfigurationException"/>.</summary>
+    Fail,
+
+    /// <summary>The run stands by and streams once the slot is free.</summary>
+    Wait,
 }

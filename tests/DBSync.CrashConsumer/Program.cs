@@ -1,8 +1,9 @@
 // A change consumer for the crash test. Environment:
 //   DBSYNC_CRASH_SOURCE   connection string of the source database (seed schema)
 //   DBSYNC_CRASH_REPLICA  connection string of the replica database (seed tables, keys only)
-//   DBSYNC_CRASH_LOG      file to append "<run> <xid> <commit lsn>" to, one line per delivered transaction
+//   DBSYNC_CRASH_LOG      file to append "<run> <xid> <commit lsn> <UTC ticks>" to, one line per delivered transaction
 //   DBSYNC_CRASH_RUN      this run's number
+//   DBSYNC_CRASH_STANDBY  1: stand by while another run holds the slot (SlotInUse.Wait), else fail
 // Changes go through the effectively-once applier: each source transaction is applied in one replica transaction that
 // records its commit position, and transactions delivered again after a kill are skipped. Every applied change (not
 // snapshot rows) is also logged in applied_change, whose primary key is the change's WAL position: applying a change
@@ -17,7 +18,10 @@ var replica = Required("DBSYNC_CRASH_REPLICA");
 var logPath = Required("DBSYNC_CRASH_LOG");
 var run = Required("DBSYNC_CRASH_RUN");
 
-await using var log = new StreamWriter(new FileStream(logPath, FileMode.Append, FileAccess.Write, FileShare.ReadWrite)) { AutoFlush = true };
+// Several runs may have the file open at once (one delivering, others standing by): each line goes at the end as it is
+// then, not where the file ended when this run opened it.
+await using var logFile = new FileStream(logPath, FileMode.Append, FileAccess.Write, FileShare.ReadWrite);
+await using var log = new StreamWriter(logFile) { AutoFlush = true };
 
 var client = new DBSyncClient(new DBSyncOptions
 {
@@ -32,6 +36,8 @@ var client = new DBSyncClient(new DBSyncOptions
         ? int.Parse(parallelism, System.Globalization.CultureInfo.InvariantCulture)
         : 2,
     StatusInterval = TimeSpan.FromMilliseconds(200),
+    WhenSlotInUse = Environment.GetEnvironmentVariable("DBSYNC_CRASH_STANDBY") == "1" ? SlotInUse.Wait : SlotInUse.Fail,
+    StandbyPollInterval = TimeSpan.FromMilliseconds(100),
     // The transport the test suite runs on (its DBSYNC_TEST_TRANSPORT, inherited by this process).
     ReplicationTransport = Environment.GetEnvironmentVariable("DBSYNC_TEST_TRANSPORT") is { Length: > 0 } transport
         ? Enum.Parse<ReplicationTransport>(transport, ignoreCase: true)
@@ -57,7 +63,11 @@ applier.Map<Visit>((change, target, ct) => ApplyAsync(change, target, ct,
     "ON CONFLICT (user_id, restaurant_id) DO UPDATE SET amount_spent = $3, visit_rating = $4",
     v => [v.UserId, v.RestaurantId, v.AmountSpent, v.VisitRating],
     "TRUNCATE visit"));
-client.OnTransaction(async (tx, ct) => await log.WriteLineAsync($"{run} {tx.Xid} {tx.CommitLsn}".AsMemory(), ct));
+client.OnTransaction(async (tx, ct) =>
+{
+    logFile.Seek(0, SeekOrigin.End);
+    await log.WriteLineAsync($"{run} {tx.Xid} {tx.CommitLsn} {DateTime.UtcNow.Ticks}".AsMemory(), ct);
+});
 
 using var stop = new CancellationTokenSource();
 Console.CancelKeyPress += (_, e) =>

@@ -115,6 +115,84 @@ public sealed class CrashTests(PostgresFixture fixture)
         }
     }
 
+    /// <summary>
+    /// Instances standing by (<see cref="SlotInUse.Wait"/>, separate processes): while writers run and the initial snapshot
+    /// is in progress, the active one is killed with SIGKILL five times, each time with a new instance standing by, which
+    /// must deliver nothing before the kill and take over after it. At the end the replica equals the source, every
+    /// committed transaction was applied once, and the delivery log (appended by every instance as it delivers) never
+    /// shows an instance delivering after the next one began: no two delivered at the same time.
+    /// </summary>
+    [Fact]
+    [Trait("Category", "Standby")]
+    public async Task ActiveInstanceKilledFiveTimes_AStandbyTakesOverEachTime_ReplicaEqualsSource_NeverTwoDelivering()
+    {
+        await using var source = await TestDatabase.CreateAsync(fixture.Server);
+        await using var replica = await TestDatabase.CreateAsync(fixture.Server, seedSchema: false);
+        await replica.ExecuteAsync(ReplicaSchema);
+        await source.ExecuteAsync("INSERT INTO restaurant (id, name, rating, tags) SELECT 'r-' || i, 'n' || i, i % 5, ARRAY['t'] FROM generate_series(1, 300) i");
+        var log = Path.Combine(Path.GetTempPath(), $"dbsync-standby-{Guid.NewGuid():N}.log");
+        var committed = new ConcurrentBag<uint>();
+        var slotConsistent = new TaskCompletionSource();
+        using var stopWriters = new CancellationTokenSource();
+        var writers = Enumerable.Range(1, 2)
+            .Select(seed => Task.Run(() => WriteAsync(source.ConnectionString, seed, slotConsistent.Task, committed, stopWriters.Token)))
+            .Append(Task.Run(() => AwaitSlotConsistentAsync(source, slotConsistent, stopWriters.Token)))
+            .ToArray();
+        var active = Consumer.Start(source, replica, log, 0, standBy: true);
+        try
+        {
+            await WaitForFirstDeliveryAsync(log, 0, active);
+            for (var run = 1; run <= 5; run++)
+            {
+                var standby = Consumer.Start(source, replica, log, run, standBy: true);
+                await Task.Delay(2000);
+                standby.AssertRunning();
+                Assert.DoesNotContain(await ReadLogAsync(log), line => line.StartsWith($"{run} ", StringComparison.Ordinal));
+                await active.KillAsync();
+                active.Dispose();
+                active = standby;
+                await WaitForFirstDeliveryAsync(log, run, active);
+            }
+            await stopWriters.CancelAsync();
+            await Task.WhenAll(writers);
+            var deadline = DateTime.UtcNow.AddSeconds(120);
+            while (!await SameRowsAsync(source, replica))
+            {
+                active.AssertRunning();
+                Assert.True(DateTime.UtcNow < deadline, "The replica did not converge to the source within 120 s of the writers' end.");
+                await Task.Delay(250);
+            }
+
+            var applied = (await replica.RowsAsync("SELECT DISTINCT xid::text FROM applied_change")).Select(x => uint.Parse(x, CultureInfo.InvariantCulture)).ToHashSet();
+            var notApplied = committed.Where(x => !applied.Contains(x)).Order().ToList();
+            Assert.True(notApplied.Count == 0, $"{notApplied.Count} committed transaction(s) never applied, e.g. xid {string.Join(", ", notApplied.Take(5))}.");
+            // Each run's deliveries (by the clock both processes read) end before the next run's begin.
+            var deliveries = (await ReadLogAsync(log)).Select(line => line.Split(' '))
+                .Select(f => (Run: int.Parse(f[0], CultureInfo.InvariantCulture), Ticks: long.Parse(f[3], CultureInfo.InvariantCulture))).ToList();
+            var runs = deliveries.GroupBy(d => d.Run).OrderBy(g => g.Key).Select(g => (Run: g.Key, First: g.Min(d => d.Ticks), Last: g.Max(d => d.Ticks))).ToList();
+            Assert.Equal([0, 1, 2, 3, 4, 5], runs.Select(r => r.Run));
+            foreach (var (earlier, later) in runs.Zip(runs.Skip(1)))
+                Assert.True(earlier.Last < later.First, $"Run {later.Run} delivered at {new DateTime(later.First):HH:mm:ss.fff}, before run {earlier.Run}'s last delivery at {new DateTime(earlier.Last):HH:mm:ss.fff}: two instances delivered at once.");
+        }
+        finally
+        {
+            active.Dispose();
+            await stopWriters.CancelAsync();
+            await Task.WhenAll(writers);
+            File.Delete(log);
+            await source.ExecuteAsync("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = 'dbsync_crash' AND NOT active");
+        }
+    }
+
+    private static async Task<List<string>> ReadLogAsync(string log)
+    {
+        if (!File.Exists(log))
+            return [];
+        await using var file = new FileStream(log, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
+        using var reader = new StreamReader(file);
+        return [.. (await reader.ReadToEndAsync()).Split('\n', StringSplitOptions.RemoveEmptyEntries)];
+    }
+
     /// <summary>One run of tests/DBSync.CrashConsumer in its own process; its standard error is collected as it comes so
     /// that a full pipe never blocks it.</summary>
     private sealed class Consumer : IDisposable
@@ -129,7 +207,7 @@ public sealed class CrashTests(PostgresFixture fixture)
             _run = run;
         }
 
-        public static Consumer Start(TestDatabase source, TestDatabase replica, string log, int run)
+        public static Consumer Start(TestDatabase source, TestDatabase replica, string log, int run, bool standBy = false)
         {
             // tests/DBSync.IntegrationTests/bin/<configuration>/net10.0/ -> tests/DBSync.CrashConsumer/bin/<configuration>/net10.0/
             var dll = Path.Combine(AppContext.BaseDirectory.Replace("DBSync.IntegrationTests", "DBSync.CrashConsumer", StringComparison.Ordinal), "DBSync.CrashConsumer.dll");
@@ -140,6 +218,7 @@ public sealed class CrashTests(PostgresFixture fixture)
             start.Environment["DBSYNC_CRASH_REPLICA"] = replica.ConnectionString;
             start.Environment["DBSYNC_CRASH_LOG"] = log;
             start.Environment["DBSYNC_CRASH_RUN"] = run.ToString(CultureInfo.InvariantCulture);
+            start.Environment["DBSYNC_CRASH_STANDBY"] = standBy ? "1" : "0";
             var consumer = new Consumer(Process.Start(start) ?? throw new InvalidOperationException("Could not start the crash consumer."), run);
             consumer._process.ErrorDataReceived += (_, e) =>
             {
@@ -182,13 +261,8 @@ public sealed class CrashTests(PostgresFixture fixture)
         while (true)
         {
             consumer.AssertRunning();
-            if (File.Exists(log))
-            {
-                await using var file = new FileStream(log, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
-                using var reader = new StreamReader(file);
-                if ((await reader.ReadToEndAsync()).Split('\n').Any(line => line.StartsWith(prefix, StringComparison.Ordinal)))
-                    return;
-            }
+            if ((await ReadLogAsync(log)).Any(line => line.StartsWith(prefix, StringComparison.Ordinal)))
+                return;
             Assert.True(DateTime.UtcNow < deadline, $"Consumer run {run} delivered nothing within 60 s of its start.");
             await Task.Delay(100);
         }

@@ -399,6 +399,35 @@ public sealed class HostingTests(PostgresFixture fixture)
 
     /// <summary>A generic host with DBSync configured from a "DBSync" configuration section, handlers for restaurant and
     /// visit changes and for transactions, and a scoped <see cref="UnitOfWork"/> they share.</summary>
+    /// <summary>Two hosts of the same pipeline (replicas): the second one's start returns with it standing by (the
+    /// hosted service's default, <see cref="SlotInUse.Wait"/>), it delivers nothing while the first streams, and takes
+    /// over when the first host stops.</summary>
+    [Fact]
+    [Trait("Category", "Standby")]
+    public async Task SecondHostOfThePipeline_StartsStandingBy_TakesOverWhenTheFirstStops()
+    {
+        await using var db = await TestDatabase.CreateAsync(fixture.Server);
+        var (firstRecorder, secondRecorder) = (new ChangeRecorder(), new ChangeRecorder());
+        var fast = new Dictionary<string, string?> { ["DBSync:StandbyPollInterval"] = "00:00:00.05" };
+        using var first = BuildHost(db.ConnectionString, firstRecorder, settings: fast);
+        await first.StartAsync();
+        using var second = BuildHost(db.ConnectionString, secondRecorder, settings: fast);
+        await second.StartAsync().WaitAsync(TimeSpan.FromSeconds(30));
+        var standby = second.Services.GetRequiredService<DBSyncClient>();
+        Assert.Equal(SlotInUse.Wait, standby.Options.WhenSlotInUse);
+        Assert.Equal(DBSyncRole.Standby, standby.Role);
+
+        await db.ExecuteAsync("INSERT INTO Restaurant (id, name) VALUES ('r-1', 'a')");
+        await firstRecorder.WaitUntilAsync(r => r.All.OfType<ChangeHandled>().Any(h => h.Key == "r-1"), "the first host delivering r-1");
+        await first.StopAsync();
+        await db.ExecuteAsync("INSERT INTO Restaurant (id, name) VALUES ('r-2', 'b')");
+        await secondRecorder.WaitUntilAsync(r => r.All.OfType<ChangeHandled>().Any(h => h.Key == "r-2"), "the second host delivering r-2 after taking over",
+            timeout: TimeSpan.FromSeconds(30));
+        Assert.Equal(DBSyncRole.Active, standby.Role);
+        Assert.DoesNotContain(secondRecorder.All.OfType<ChangeHandled>(), h => h.Key == "r-1");
+        await second.StopAsync();
+    }
+
     private static IHost BuildHost(string connectionString, ChangeRecorder recorder, HandlerBehavior? behavior = null, LogCapture? logs = null,
         Dictionary<string, string?>? settings = null, Action<HostApplicationBuilder>? configure = null)
     {

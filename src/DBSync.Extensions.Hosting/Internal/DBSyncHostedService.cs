@@ -45,10 +45,11 @@ internal sealed class DBSyncHostedService(IServiceProvider services, IOptions<DB
             return;
         try
         {
-            await Task.WhenAny(client.Streaming, _run).WaitAsync(cancellationToken).ConfigureAwait(false);
-            // Streaming ends with the setup's error before RunAsync has recorded it: without streaming, the run's
-            // end (which never throws) is what says whether there is a failure to throw here.
-            if (!client.Streaming.IsCompletedSuccessfully)
+            // Streaming, or standing by while another instance holds the slot.
+            await Task.WhenAny(client.Started, _run).WaitAsync(cancellationToken).ConfigureAwait(false);
+            // Started ends with the setup's error before RunAsync has recorded it: without a start, the run's end
+            // (which never throws) is what says whether there is a failure to throw here.
+            if (!client.Started.IsCompletedSuccessfully)
                 await _run.WaitAsync(cancellationToken).ConfigureAwait(false);
         }
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
@@ -77,7 +78,7 @@ internal sealed class DBSyncHostedService(IServiceProvider services, IOptions<DB
         {
             // Stopped, or the host gave up starting, during setup: that surfaces as cancellation, not as an error.
         }
-        catch (Exception e) when (!_options.StopApplicationOnError && _options.WaitUntilStreaming && !client.Streaming.IsCompletedSuccessfully)
+        catch (Exception e) when (!_options.StopApplicationOnError && _options.WaitUntilStreaming && !client.Started.IsCompletedSuccessfully)
         {
             _setupFailure = e; // StartAsync throws it: the host does not start, and the application decides
         }

@@ -388,6 +388,10 @@ public sealed class PostgresApplier : IAsyncDisposable
             {
                 await create.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
             }
+            catch (PostgresException e) when (ConcurrentDdl.CreatedMeanwhile(e))
+            {
+                // another instance's applier created it at the same moment
+            }
             catch (PostgresException e) when (e.SqlState is "42501" or "3F000")
             {
                 throw new DBSyncConfigurationException(

@@ -213,6 +213,10 @@ public sealed partial class PostgresCheckpointStore : ICheckpointStore, IAsyncDi
                 await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
             await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
         }
+        catch (PostgresException e) when (ConcurrentDdl.CreatedMeanwhile(e))
+        {
+            // another instance created it at the same moment
+        }
         catch (PostgresException e) when (e.SqlState is InsufficientPrivilege or "3F000")
         {
             throw new DBSyncConfigurationException(

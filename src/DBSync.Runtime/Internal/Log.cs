@@ -94,6 +94,12 @@ internal static partial class Log
     [LoggerMessage(2008, LogLevel.Information, "Stream of slot \"{Slot}\" reconnected")]
     public static partial void StreamResumed(ILogger logger, string slot);
 
+    [LoggerMessage(2030, LogLevel.Information, "Slot \"{Slot}\" streams to another consumer ({Holder}): standing by, looking every {Interval} ms whether it is free")]
+    public static partial void StandingBy(ILogger logger, string slot, string holder, long interval);
+
+    [LoggerMessage(2031, LogLevel.Information, "Took over slot \"{Slot}\" after standing by for {Seconds:0.0} s: streaming from {Lsn}")]
+    public static partial void TookOver(ILogger logger, string slot, double seconds, string lsn);
+
     [LoggerMessage(3009, LogLevel.Warning, "Snapshot of {Table} lost its connection; it continues from its last completed chunk in {Delay} ms")]
     public static partial void SnapshotInterrupted(ILogger logger, Exception exception, string table, long delay);
 

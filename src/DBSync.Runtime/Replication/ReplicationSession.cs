@@ -220,7 +220,7 @@ internal sealed class ReplicationSession : ITransactionSink
         {
             throw; // the run reconnects; what was confirmed stays confirmed
         }
-        catch (PostgresException e) when (StreamErrors.Translate(e, _options.SlotName, _reconnecting, ConfirmedLsn) is { } translated)
+        catch (PostgresException e) when (StreamErrors.Translate(e, _options.SlotName, _reconnecting, ConfirmedLsn, _options.WhenSlotInUse == SlotInUse.Wait) is { } translated)
         {
             throw translated;
         }

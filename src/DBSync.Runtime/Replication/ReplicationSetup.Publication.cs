@@ -1,3 +1,4 @@
+using DBSync.Internal;
 using Microsoft.Extensions.Logging;
 using Npgsql;
 
@@ -201,9 +202,9 @@ internal static partial class ReplicationSetup
             await using var command = new NpgsqlCommand(sql, connection);
             await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
         }
-        catch (PostgresException e) when (e.SqlState == DuplicateObject)
+        catch (PostgresException e) when (ConcurrentDdl.CreatedMeanwhile(e))
         {
-            // Another instance created it at the same moment: the publication exists, which is all we need.
+            // Another instance created it (or added the table) at the same moment: it exists, which is all we need.
         }
         catch (PostgresException e) when (e.SqlState == InsufficientPrivilege)
         {

@@ -256,6 +256,10 @@ internal static partial class ReplicationSetup
             await create.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
             Log.SignalTableCreated(logger, $"{schema}.{name}");
         }
+        catch (PostgresException e) when (ConcurrentDdl.CreatedMeanwhile(e))
+        {
+            // another instance created it at the same moment
+        }
         catch (PostgresException e) when (e.SqlState is InsufficientPrivilege or "3F000")
         {
             throw new DBSyncConfigurationException(

@@ -21,8 +21,11 @@ internal static class StreamErrors
     /// <param name="slot">The slot streamed from.</param>
     /// <param name="reconnecting">Whether an earlier session of this run lost its connection.</param>
     /// <param name="confirmed">The position confirmed so far.</param>
-    public static Exception? Translate(PostgresException e, string slot, bool reconnecting, NpgsqlLogSequenceNumber confirmed)
+    /// <param name="standBy">Whether a slot held by another consumer is waited for (<see cref="SlotInUse.Wait"/>).</param>
+    public static Exception? Translate(PostgresException e, string slot, bool reconnecting, NpgsqlLogSequenceNumber confirmed, bool standBy)
     {
+        if (e.SqlState == ObjectInUse && standBy)
+            return new SlotHeldException(e); // the run stands by until the slot is free (the holder may be our own lost walsender)
         if (e.SqlState == ObjectInUse && reconnecting)
         {
             // The walsender of the lost connection may hold the slot until it notices (wal_sender_timeout).
@@ -42,7 +45,8 @@ internal static class StreamErrors
         {
             return new DBSyncConfigurationException(
                 $"Replication slot \"{slot}\" is in use by another connection ({e.MessageText}). " +
-                "A slot serves one consumer at a time: stop the other consumer, or give this one its own DBSyncOptions.SlotName.", e);
+                "A slot serves one consumer at a time: stop the other consumer, give this one its own DBSyncOptions.SlotName, " +
+                "or set DBSyncOptions.WhenSlotInUse = SlotInUse.Wait to stand by and take over when the other stops.", e);
         }
         return null;
     }
@@ -55,3 +59,7 @@ internal static class StreamErrors
            || e.MessageText.Contains("invalidated", StringComparison.Ordinal)
            || (e.Detail?.Contains("invalidated", StringComparison.Ordinal) ?? false);
 }
+
+/// <summary>START_REPLICATION found the slot active in another walsender, and the run stands by
+/// (<see cref="SlotInUse.Wait"/>) until it is free.</summary>
+internal sealed class SlotHeldException(PostgresException inner) : Exception(inner.MessageText, inner);

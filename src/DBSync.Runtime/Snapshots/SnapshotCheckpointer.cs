@@ -26,8 +26,9 @@ internal sealed class SnapshotCheckpointer(DBSyncOptions options, ICheckpointSto
             await SaveAsync(cancellationToken).ConfigureAwait(false);
     }
 
-    /// <summary>The slot exists: continue from its checkpoint (snapshots in progress first, then new requests).</summary>
-    public async Task LoadAsync(CancellationToken cancellationToken)
+    /// <summary>The slot exists: continue from its checkpoint (snapshots in progress first, then new requests). With
+    /// <paramref name="takingOver"/>, the slot was another instance's until now: its checkpoint replaces what this one loaded.</summary>
+    public async Task LoadAsync(CancellationToken cancellationToken, bool takingOver = false)
     {
         var bytes = await store.LoadAsync(options.SlotName, cancellationToken).ConfigureAwait(false);
         if (bytes is null)
@@ -38,7 +39,7 @@ internal sealed class SnapshotCheckpointer(DBSyncOptions options, ICheckpointSto
             throw new DBSyncConfigurationException(
                 $"The checkpoint store returned a checkpoint of slot \"{checkpoint.Slot}\" for slot \"{options.SlotName}\". Give each slot its own store or file.");
         }
-        queue.Restore(checkpoint);
+        queue.Restore(checkpoint, takingOver);
         Log.CheckpointLoaded(logger, options.SlotName, checkpoint.Jobs.Count, new NpgsqlTypes.NpgsqlLogSequenceNumber(checkpoint.ConfirmedLsn).ToString());
     }
 

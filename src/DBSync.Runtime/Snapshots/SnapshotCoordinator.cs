@@ -82,7 +82,7 @@ internal sealed class SnapshotCoordinator
     public Task PrepareNewSlotAsync(CancellationToken cancellationToken) => _checkpointer.PrepareNewSlotAsync(cancellationToken);
 
     /// <inheritdoc cref="SnapshotCheckpointer.LoadAsync"/>
-    public Task LoadAsync(CancellationToken cancellationToken) => _checkpointer.LoadAsync(cancellationToken);
+    public Task LoadAsync(CancellationToken cancellationToken, bool takingOver = false) => _checkpointer.LoadAsync(cancellationToken, takingOver);
 
     /// <summary>With <see cref="DBSyncOptions.SnapshotOnStart"/>: every registered table is snapshotted in this run, from its
     /// first chunk (a snapshot of it in progress from an earlier run starts over), and the queue is saved.</summary>

@@ -24,11 +24,13 @@ internal sealed partial class SnapshotQueue
 
     /// <summary>Continues from a saved checkpoint: its snapshots first (in progress ones resume), then those requested
     /// before it was loaded.</summary>
-    public void Restore(Checkpoint checkpoint)
+    public void Restore(Checkpoint checkpoint, bool takingOver = false)
     {
         lock (_lock)
         {
-            var requested = _jobs.ToList();
+            // Taking over from another instance, the queue this one loaded when it started is stale: only requests made
+            // here since (SnapshotAsync, awaited) are kept.
+            var requested = takingOver ? _jobs.Where(j => j.Waiters.Count > 0).ToList() : _jobs.ToList();
             _jobs.Clear();
             _jobs.AddRange(checkpoint.Jobs.Select(j => new SnapshotJob(j) { Resumed = j.Started }));
             foreach (var job in requested)
