@@ -4,6 +4,7 @@ using System.Globalization;
 using DBSync.IntegrationTests.Infrastructure;
 using Npgsql;
 using NpgsqlTypes;
+using Xunit.Abstractions;
 
 namespace DBSync.IntegrationTests;
 
@@ -15,7 +16,7 @@ namespace DBSync.IntegrationTests;
 /// </summary>
 [Collection(PostgresCollection.Name)]
 [Trait("Category", "Reliability")]
-public sealed class CrashTests(PostgresFixture fixture)
+public sealed class CrashTests(PostgresFixture fixture, ITestOutputHelper output)
 {
     private const string ReplicaSchema = """
         CREATE TABLE users (id int PRIMARY KEY, first_name varchar(255) NOT NULL, user_name varchar(255) NOT NULL,
@@ -139,6 +140,7 @@ public sealed class CrashTests(PostgresFixture fixture)
             .Append(Task.Run(() => AwaitSlotConsistentAsync(source, slotConsistent, stopWriters.Token)))
             .ToArray();
         var active = Consumer.Start(source, replica, log, 0, standBy: true);
+        var takeovers = new List<double>();
         try
         {
             await WaitForFirstDeliveryAsync(log, 0, active);
@@ -148,11 +150,16 @@ public sealed class CrashTests(PostgresFixture fixture)
                 await Task.Delay(2000);
                 standby.AssertRunning();
                 Assert.DoesNotContain(await ReadLogAsync(log), line => line.StartsWith($"{run} ", StringComparison.Ordinal));
+                var killed = Stopwatch.StartNew();
                 await active.KillAsync();
                 active.Dispose();
                 active = standby;
                 await WaitForFirstDeliveryAsync(log, run, active);
+                takeovers.Add(killed.Elapsed.TotalSeconds);
             }
+            // From the kill to the new instance's first delivered transaction (writers commit every 5-25 ms; the test
+            // looks at the delivery log every 100 ms).
+            output.WriteLine($"take-over seconds: {string.Join(", ", takeovers.Select(s => s.ToString("0.00", CultureInfo.InvariantCulture)))}");
             await stopWriters.CancelAsync();
             await Task.WhenAll(writers);
             var deadline = DateTime.UtcNow.AddSeconds(120);
