@@ -28,7 +28,8 @@
 # DBSYNC_SNAPSHOT_PARALLELISM (SnapshotParallelism), DBSYNC_MAX_GROUP_DELAY_MS (the applier's MaxGroupDelay).
 # At the default scale 10 a round takes from a few minutes to over half an hour, depending on the applier's speed;
 # --scale 1 runs a smaller copy while developing. --dbsync-copies N runs only DBSync's initial copy, N times, each with
-# the process's CPU time (for profiling and settings; no subscription, no ratio).
+# the process's CPU time (for profiling and settings; no subscription, no ratio); add --fresh-source 1 for a new pgbench
+# source database before each copy, as every round of the full run has.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

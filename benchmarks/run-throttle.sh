@@ -18,7 +18,7 @@ rows=$(sed -n 's/.*users: \([0-9,]*\) rows.*/\1/p' "$out" | tr -d ,)
 idle=$(sed -n 's/.*DBSync snapshot into User objects: *\([0-9.]*\) s.*/\1/p' "$out")
 loaded=$(sed -n 's/.*snapshot rows\/s under load \([0-9,]*\).*/\1/p' "$out" | tr -d ,)
 tps=$(sed -n 's/.*ratio per round: *\([0-9.]*\).*/\1/p' "$out")
-flat=$($bench tps --rounds "$rounds" --interleaved-seconds 40 --busy-share 1 | tee -a /dev/stderr | sed -n 's/.*ratio tps during\/without = \([0-9.]*\).*/\1/p')
+flat=$($bench tps --rounds "$rounds" --interleaved-seconds 40 --busy-share 1 | tee -a /dev/stderr | sed -n 's/.*ratio tps snapshots-running\/paused = \([0-9.]*\).*/\1/p')
 echo "idle snapshot $rows rows in $idle s ($(awk -v r="$rows" -v t="$idle" 'BEGIN { printf "%.0f", r / t }') rows/s); under load $loaded rows/s"
 echo "ratio tps snapshots-running/paused, throttle off = $flat"
 echo "ratio snapshot speed loaded/idle = $(awk -v l="$loaded" -v r="$rows" -v t="$idle" 'BEGIN { printf "%.2f", l / (r / t) }')"

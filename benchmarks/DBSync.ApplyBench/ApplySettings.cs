@@ -11,7 +11,9 @@ internal sealed class ApplySettings
         "  --pgbench-seconds N  length of the unthrottled pgbench run of phase (b) (default 60)\n" +
         "  --clients N          pgbench clients in phase (b) (default 4)\n" +
         "  --dbsync-copies N    only DBSync's initial copy, N times into fresh target databases (no subscription, no ratio):\n" +
-        "                       for profiling and comparing DBSync's settings";
+        "                       for profiling and comparing DBSync's settings\n" +
+        "  --fresh-source 1     with --dbsync-copies: a new pgbench source database before each copy, as each round of the\n" +
+        "                       full run has (the default copies one source again and again)";
 
     public int Rounds { get; private set; } = 3;
 
@@ -23,6 +25,9 @@ internal sealed class ApplySettings
 
     /// <summary>When set, only DBSync's initial copy runs, this many times (<see cref="CopyOnly"/>).</summary>
     public int DbSyncCopies { get; private set; }
+
+    /// <summary>With <see cref="DbSyncCopies"/>: a new source database before each copy.</summary>
+    public bool FreshSource { get; private set; }
 
     public static ApplySettings Parse(IReadOnlyList<string> args)
     {
@@ -40,6 +45,7 @@ internal sealed class ApplySettings
                 case "--pgbench-seconds": settings.PgbenchSeconds = value; break;
                 case "--clients": settings.Clients = value; break;
                 case "--dbsync-copies": settings.DbSyncCopies = value; break;
+                case "--fresh-source": settings.FreshSource = true; break;
                 default: throw new ArgumentException($"Unknown option '{args[i]}'.");
             }
         }

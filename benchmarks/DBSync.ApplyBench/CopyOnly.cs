@@ -6,8 +6,8 @@ using static DBSync.Bench.Stats;
 namespace DBSync.ApplyBench;
 
 /// <summary>
-/// DBSync's initial copy alone (<c>--dbsync-copies N</c>): one pgbench source database, then N copies, each into a fresh
-/// target database with a new slot, timed as phase (a) of the full run, with the process's CPU time for each. For
+/// DBSync's initial copy alone (<c>--dbsync-copies N</c>): one pgbench source database (a new one before each copy with
+/// <c>--fresh-source 1</c>), then N copies, each into a fresh target database with a new slot, timed as phase (a) of the full run, with the process's CPU time for each. For
 /// profiling (attach dotnet-trace) and for comparing DBSync's settings; no subscription, so no ratio.
 /// </summary>
 internal static class CopyOnly
@@ -25,6 +25,14 @@ internal static class CopyOnly
         var seconds = new List<double>();
         for (var copy = 1; copy <= settings.DbSyncCopies; copy++)
         {
+            if (copy > 1 && settings.FreshSource)
+            {
+                await sourceServer.DropDatabaseAsync(sourceDatabase);
+                sourceDatabase = await sourceServer.CreateDatabaseAsync("apply_source");
+                source = sourceServer.ConnectionStringFor(sourceDatabase);
+                pgbench = new DBSync.Bench.Pgbench(DBSync.Bench.Pgbench.Find(sourceServer.BinDirectory), source);
+                await PgbenchSchema.CreateSourceAsync(pgbench, source, settings.Scale);
+            }
             var database = await targetServer.CreateDatabaseAsync("apply_dbsync");
             var target = targetServer.ConnectionStringFor(database);
             await PgbenchSchema.CopySchemaAsync(sourceServer.BinDirectory, source, target);
