@@ -52,6 +52,7 @@ public sealed class DBSyncClient
         _logger = (options.LoggerFactory ?? NullLoggerFactory.Instance).CreateLogger("DBSync");
         _invoker = new HandlerInvoker(options, _logger);
         _telemetry = new PipelineTelemetry(options.SlotName);
+        _telemetry.Role = () => Role;
         if (options.SignalTableName is var (schema, name))
             _tables.Add((schema, name), new SignalRegistration(schema, name));
         _connections = new ConnectionPool(options.ConnectionString);
@@ -285,6 +286,7 @@ public sealed class DBSyncClient
                 }
                 catch (StreamInterruptedException e)
                 {
+                    SetRole(DBSyncRole.Starting); // reconnecting
                     failures = streamed && !e.Repeated ? 1 : failures + 1;
                     server = server with { SlotStart = _session!.ConfirmedLsn };
                     var delay = ReconnectDelay(failures);
@@ -470,7 +472,7 @@ public sealed class DBSyncClient
         {
             await using var connection = await _connections.OpenAsync(cancellationToken).ConfigureAwait(false);
             await using var command = new NpgsqlCommand(
-                "SELECT s.active_pid, a.application_name, a.client_addr::text, a.backend_start FROM pg_replication_slots s " +
+                "SELECT s.active_pid, a.application_name, host(a.client_addr) || coalesce(':' || a.client_port, ''), a.backend_start FROM pg_replication_slots s " +
                 "LEFT JOIN pg_stat_activity a ON a.pid = s.active_pid WHERE s.slot_name = $1", connection);
             command.Parameters.Add(new NpgsqlParameter { Value = _options.SlotName });
             await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
@@ -512,7 +514,7 @@ public enum DBSyncRole
     /// <summary><see cref="DBSyncClient.RunAsync"/> is not running.</summary>
     Stopped,
 
-    /// <summary>The run prepares the database and connects.</summary>
+    /// <summary>The run prepares the database and connects, or reconnects after a lost connection.</summary>
     Starting,
 
     /// <summary>The run streams from the slot and delivers.</summary>

@@ -53,6 +53,10 @@ public static class DBSyncDiagnostics
 
         /// <summary>UpDownCounter (<c>{table}</c>): tables queued for a snapshot or being snapshotted, by <see cref="Tags.Slot"/>.</summary>
         public const string SnapshotTables = "dbsync.snapshot.tables";
+
+        /// <summary>Gauge (<c>1</c>): 1 while this instance streams from the slot, 0 while it starts, reconnects or stands
+        /// by for a slot another instance holds (<see cref="SlotInUse.Wait"/>), by <see cref="Tags.Slot"/>.</summary>
+        public const string Active = "dbsync.instance.active";
     }
 
     /// <summary>The tags of the measurements.</summary>

@@ -4,6 +4,7 @@ using DBSync.IntegrationTests.Infrastructure;
 using DBSync.Sample;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
@@ -409,13 +410,25 @@ public sealed class HostingTests(PostgresFixture fixture)
         await using var db = await TestDatabase.CreateAsync(fixture.Server);
         var (firstRecorder, secondRecorder) = (new ChangeRecorder(), new ChangeRecorder());
         var fast = new Dictionary<string, string?> { ["DBSync:StandbyPollInterval"] = "00:00:00.05" };
-        using var first = BuildHost(db.ConnectionString, firstRecorder, settings: fast);
+        using var metrics = new MetricsCapture("dbsync_test");
+        static void WithHealthChecks(HostApplicationBuilder builder) => builder.Services.AddHealthChecks().AddDBSync();
+        using var first = BuildHost(db.ConnectionString, firstRecorder, settings: fast, configure: WithHealthChecks);
         await first.StartAsync();
-        using var second = BuildHost(db.ConnectionString, secondRecorder, settings: fast);
+        using var second = BuildHost(db.ConnectionString, secondRecorder, settings: fast, configure: WithHealthChecks);
         await second.StartAsync().WaitAsync(TimeSpan.FromSeconds(30));
         var standby = second.Services.GetRequiredService<DBSyncClient>();
         Assert.Equal(SlotInUse.Wait, standby.Options.WhenSlotInUse);
         Assert.Equal(DBSyncRole.Standby, standby.Role);
+        // Both healthy, each with its role; the gauge says which one streams.
+        foreach (var (host, role) in new[] { (first, "Active"), (second, "Standby") })
+        {
+            var report = await host.Services.GetRequiredService<HealthCheckService>().CheckHealthAsync();
+            Assert.Equal(HealthStatus.Healthy, report.Status);
+            Assert.Equal(role, report.Entries["dbsync"].Data["role"]);
+        }
+        metrics.Observe();
+        Assert.Equal(1, metrics.Sum(DBSyncDiagnostics.Metrics.Active));
+        Assert.Equal(2, metrics.Count(DBSyncDiagnostics.Metrics.Active));
 
         await db.ExecuteAsync("INSERT INTO Restaurant (id, name) VALUES ('r-1', 'a')");
         await firstRecorder.WaitUntilAsync(r => r.All.OfType<ChangeHandled>().Any(h => h.Key == "r-1"), "the first host delivering r-1");
@@ -424,6 +437,8 @@ public sealed class HostingTests(PostgresFixture fixture)
         await secondRecorder.WaitUntilAsync(r => r.All.OfType<ChangeHandled>().Any(h => h.Key == "r-2"), "the second host delivering r-2 after taking over",
             timeout: TimeSpan.FromSeconds(30));
         Assert.Equal(DBSyncRole.Active, standby.Role);
+        Assert.Equal("Active", (await second.Services.GetRequiredService<HealthCheckService>().CheckHealthAsync()).Entries["dbsync"].Data["role"]);
+        Assert.Equal(HealthStatus.Unhealthy, (await first.Services.GetRequiredService<HealthCheckService>().CheckHealthAsync()).Status); // stopped
         Assert.DoesNotContain(secondRecorder.All.OfType<ChangeHandled>(), h => h.Key == "r-1");
         await second.StopAsync();
     }

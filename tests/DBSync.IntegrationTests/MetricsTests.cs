@@ -20,12 +20,14 @@ public sealed class MetricsTests(PostgresFixture fixture)
     [Fact]
     public void Instruments_HaveTheDocumentedNamesUnitsAndDescriptions()
     {
+        // The instruments exist once DBSync's telemetry is first used; run alone, this test comes first.
+        System.Runtime.CompilerServices.RuntimeHelpers.RunClassConstructor(typeof(DBSync.Diagnostics.Telemetry).TypeHandle);
         var instruments = MetricsCapture.Published().ToDictionary(i => i.Name);
         var expected = new Dictionary<string, string>
         {
             [Changes] = "{change}", [Transactions] = "{transaction}", [ReceivedBytes] = "By", [ReplicationLag] = "By", [ReplicationDelay] = "s",
             [Reconnects] = "{reconnect}", [HandlerDuration] = "s", [SnapshotRows] = "{row}", [SnapshotChunks] = "{chunk}", [DBSyncDiagnostics.Metrics.SnapshotProgress] = "1",
-            [SnapshotTables] = "{table}",
+            [SnapshotTables] = "{table}", [Active] = "1",
         };
         Assert.Equal(expected.Keys.Order(), instruments.Keys.Order());
         Assert.All(expected, e => Assert.Equal(e.Value, instruments[e.Key].Unit));

@@ -10,7 +10,7 @@ internal static class StatusCommands
 {
     public static Command Slots(CommandContext context)
     {
-        var command = new Command("slots", "List the server's replication slots: plugin, database, whether a consumer holds them, confirmed position, lag and WAL status");
+        var command = new Command("slots", "List the server's replication slots: plugin, database, whether a consumer holds them and which, confirmed position, lag and WAL status");
         context.Handle(command, async (_, server, cancellationToken) =>
         {
             await using var connection = await server.OpenAsync(cancellationToken).ConfigureAwait(false);
@@ -20,11 +20,11 @@ internal static class StatusCommands
                 await context.Out.WriteLineAsync("No replication slots.").ConfigureAwait(false);
                 return ExitCodes.Success;
             }
-            var table = new TextTable("SLOT", "PLUGIN", "DATABASE", "ACTIVE", "PID", "CONFIRMED FLUSH", "LAG BYTES", "WAL STATUS");
+            var table = new TextTable("SLOT", "PLUGIN", "DATABASE", "ACTIVE", "PID", "CONFIRMED FLUSH", "LAG BYTES", "WAL STATUS", "HELD BY");
             foreach (var slot in slots)
             {
                 table.Add(slot.Name, slot.Plugin ?? $"({slot.Type})", slot.Database, Units.YesNo(slot.Active), Units.Number(slot.ActivePid),
-                    slot.ConfirmedFlushLsn, Units.Number(slot.LagBytes), slot.WalStatus);
+                    slot.ConfirmedFlushLsn, Units.Number(slot.LagBytes), slot.WalStatus, slot.HeldBy);
             }
             table.WriteTo(context.Out);
             return ExitCodes.Success;

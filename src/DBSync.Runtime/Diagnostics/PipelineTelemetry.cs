@@ -35,6 +35,11 @@ internal sealed class PipelineTelemetry
     /// <summary>The pipeline's snapshots.</summary>
     public SnapshotCoordinator? Snapshots { get; set; }
 
+    /// <summary>The client's role now.</summary>
+    public Func<DBSyncRole>? Role { get; set; }
+
+    public Measurement<long>? ObserveActive() => Role is { } role ? new Measurement<long>(role() == DBSyncRole.Active ? 1 : 0, SlotTags) : null;
+
     /// <summary>The tags of one table's changes and handlers.</summary>
     public TableTelemetry ForTable(string table) => new(_slot, new(DBSyncDiagnostics.Tags.Table, table));
 

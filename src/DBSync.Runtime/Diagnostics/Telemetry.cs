@@ -57,6 +57,10 @@ internal static class Telemetry
         static () => Observe(static p => p.ObserveSnapshotTables()), "{table}",
         "Tables queued for a snapshot or being snapshotted.");
 
+    public static readonly ObservableGauge<long> Active = Meter.CreateObservableGauge(DBSyncDiagnostics.Metrics.Active,
+        static () => Observe(static p => p.ObserveActive()), "1",
+        "1 while this instance streams from the slot; 0 while it starts, reconnects or stands by for a slot another instance holds.");
+
     /// <summary>A running pipeline's gauges are observed until <see cref="Unregister"/>.</summary>
     public static void Register(PipelineTelemetry pipeline)
     {
