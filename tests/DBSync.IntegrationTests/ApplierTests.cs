@@ -280,7 +280,7 @@ public sealed class ApplierTests(PostgresFixture fixture, ITestOutputHelper outp
         Assert.Equal(["r-a"], await target.RowsAsync("SELECT id FROM applied_log"));
         var reconnects = logs.Entries.Where(e => e.Id.Id == 2007).Select(e => System.Text.RegularExpressions.Regex.Match(e.Text, @"\(attempt (\d+)\)").Groups[1].Value);
         Assert.Equal(["1", "2", "3"], reconnects);
-        Assert.False(run.Run.IsCompleted, "RunAsync ended.");
+        Assert.False(run.Run.IsCompleted, $"RunAsync ended: {run.Run.Exception?.InnerException}");
         await run.StopAsync();
     }
 
@@ -352,12 +352,12 @@ public sealed class ApplierTests(PostgresFixture fixture, ITestOutputHelper outp
         await source.ExecuteAsync("INSERT INTO Restaurant (id, name) VALUES ('z-last', 'last')");
         for (var attempt = 0; await target.ScalarAsync<long>("SELECT count(*) FROM restaurant_copy WHERE id = 'z-last'") == 0; attempt++)
         {
-            Assert.False(run.Run.IsCompleted, "RunAsync ended.");
+            Assert.False(run.Run.IsCompleted, $"RunAsync ended: {run.Run.Exception?.InnerException}");
             Assert.True(attempt < 3000, "The last row did not reach the target within 60 s.");
             await Task.Delay(20);
         }
 
-        Assert.False(run.Run.IsCompleted, "RunAsync ended.");
+        Assert.False(run.Run.IsCompleted, $"RunAsync ended: {run.Run.Exception?.InnerException}");
         foreach (var (id, text) in logs.Entries.Where(e => e.Id.Id is 2007 or 2008 or 2009))
             output.WriteLine($"{id.Id}: {text.Split('\n')[0]} | {text.Split('\n').ElementAtOrDefault(1)}");
         var losses = logs.Entries.Count(e => e.Id.Id == 2007 && e.Text.Contains("Applier \"copy\" lost its connection to the target", StringComparison.Ordinal));

@@ -415,32 +415,40 @@ public sealed class HostingTests(PostgresFixture fixture)
         using var first = BuildHost(db.ConnectionString, firstRecorder, settings: fast, configure: WithHealthChecks);
         await first.StartAsync();
         using var second = BuildHost(db.ConnectionString, secondRecorder, settings: fast, configure: WithHealthChecks);
-        await second.StartAsync().WaitAsync(TimeSpan.FromSeconds(30));
-        var standby = second.Services.GetRequiredService<DBSyncClient>();
-        Assert.Equal(SlotInUse.Wait, standby.Options.WhenSlotInUse);
-        Assert.Equal(DBSyncRole.Standby, standby.Role);
-        // Both healthy, each with its role; the gauge says which one streams.
-        foreach (var (host, role) in new[] { (first, "Active"), (second, "Standby") })
+        try
         {
-            var report = await host.Services.GetRequiredService<HealthCheckService>().CheckHealthAsync();
-            Assert.Equal(HealthStatus.Healthy, report.Status);
-            Assert.Equal(role, report.Entries["dbsync"].Data["role"]);
-        }
-        metrics.Observe();
-        Assert.Equal(1, metrics.Sum(DBSyncDiagnostics.Metrics.Active));
-        Assert.Equal(2, metrics.Count(DBSyncDiagnostics.Metrics.Active));
+            await second.StartAsync().WaitAsync(TimeSpan.FromSeconds(30));
+            var standby = second.Services.GetRequiredService<DBSyncClient>();
+            Assert.Equal(SlotInUse.Wait, standby.Options.WhenSlotInUse);
+            Assert.Equal(DBSyncRole.Standby, standby.Role);
+            // Both healthy, each with its role; the gauge says which one streams.
+            foreach (var (host, role) in new[] { (first, "Active"), (second, "Standby") })
+            {
+                var report = await host.Services.GetRequiredService<HealthCheckService>().CheckHealthAsync();
+                Assert.Equal(HealthStatus.Healthy, report.Status);
+                Assert.Equal(role, report.Entries["dbsync"].Data["role"]);
+            }
+            metrics.Observe();
+            Assert.Equal(1, metrics.Sum(DBSyncDiagnostics.Metrics.Active));
+            Assert.Equal(2, metrics.Count(DBSyncDiagnostics.Metrics.Active));
 
-        await db.ExecuteAsync("INSERT INTO Restaurant (id, name) VALUES ('r-1', 'a')");
-        await firstRecorder.WaitUntilAsync(r => r.All.OfType<ChangeHandled>().Any(h => h.Key == "r-1"), "the first host delivering r-1");
-        await first.StopAsync();
-        await db.ExecuteAsync("INSERT INTO Restaurant (id, name) VALUES ('r-2', 'b')");
-        await secondRecorder.WaitUntilAsync(r => r.All.OfType<ChangeHandled>().Any(h => h.Key == "r-2"), "the second host delivering r-2 after taking over",
-            timeout: TimeSpan.FromSeconds(30));
-        Assert.Equal(DBSyncRole.Active, standby.Role);
-        Assert.Equal("Active", (await second.Services.GetRequiredService<HealthCheckService>().CheckHealthAsync()).Entries["dbsync"].Data["role"]);
-        Assert.Equal(HealthStatus.Unhealthy, (await first.Services.GetRequiredService<HealthCheckService>().CheckHealthAsync()).Status); // stopped
-        Assert.DoesNotContain(secondRecorder.All.OfType<ChangeHandled>(), h => h.Key == "r-1");
-        await second.StopAsync();
+            await db.ExecuteAsync("INSERT INTO Restaurant (id, name) VALUES ('r-1', 'a')");
+            await firstRecorder.WaitUntilAsync(r => r.All.OfType<ChangeHandled>().Any(h => h.Key == "r-1"), "the first host delivering r-1");
+            await first.StopAsync();
+            await db.ExecuteAsync("INSERT INTO Restaurant (id, name) VALUES ('r-2', 'b')");
+            await secondRecorder.WaitUntilAsync(r => r.All.OfType<ChangeHandled>().Any(h => h.Key == "r-2"), "the second host delivering r-2 after taking over",
+                timeout: TimeSpan.FromSeconds(30));
+            Assert.Equal(DBSyncRole.Active, standby.Role);
+            Assert.Equal("Active", (await second.Services.GetRequiredService<HealthCheckService>().CheckHealthAsync()).Entries["dbsync"].Data["role"]);
+            Assert.Equal(HealthStatus.Unhealthy, (await first.Services.GetRequiredService<HealthCheckService>().CheckHealthAsync()).Status); // stopped
+            Assert.DoesNotContain(secondRecorder.All.OfType<ChangeHandled>(), h => h.Key == "r-1");
+        }
+        finally
+        {
+            // Neither host may outlive the test standing by for the slot (slot names are the server's, shared by the tests).
+            await second.StopAsync();
+            await first.StopAsync();
+        }
     }
 
     private static IHost BuildHost(string connectionString, ChangeRecorder recorder, HandlerBehavior? behavior = null, LogCapture? logs = null,

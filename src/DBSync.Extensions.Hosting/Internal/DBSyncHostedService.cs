@@ -128,5 +128,11 @@ internal sealed class DBSyncHostedService(IServiceProvider services, IOptions<DB
         }
     }
 
-    public void Dispose() => _cancel.Dispose();
+    /// <summary>A host disposed without being stopped (a test that failed, an application that skips the stop) ends the
+    /// run too, as a cancelled one: otherwise it would go on streaming, or standing by for the slot, with nobody to stop it.</summary>
+    public void Dispose()
+    {
+        _cancel.Cancel();
+        _cancel.Dispose();
+    }
 }

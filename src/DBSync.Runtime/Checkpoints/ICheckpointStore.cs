@@ -19,3 +19,15 @@ public interface ICheckpointStore
     /// <summary>Replaces the record of <paramref name="slotName"/> with <paramref name="checkpoint"/>, atomically.</summary>
     Task SaveAsync(string slotName, ReadOnlyMemory<byte> checkpoint, CancellationToken cancellationToken);
 }
+
+/// <summary>
+/// A store whose saves can be fenced by the replication slot: the save writes only while the slot's active walsender is
+/// <c>walSenderPid</c>, in the same statement, so an instance deposed by another cannot overwrite the other's checkpoint.
+/// The default <see cref="PostgresCheckpointStore"/> is one (the checkpoint lives in the slot's database).
+/// </summary>
+internal interface IFencedCheckpointStore
+{
+    /// <summary>Saves as <see cref="ICheckpointStore.SaveAsync"/> does if <paramref name="walSenderPid"/> streams from
+    /// <paramref name="slotName"/> now; false, writing nothing, otherwise.</summary>
+    Task<bool> SaveWhileHoldingAsync(string slotName, ReadOnlyMemory<byte> checkpoint, int walSenderPid, CancellationToken cancellationToken);
+}

@@ -11,7 +11,7 @@ namespace DBSync;
 /// the role then needs <c>CREATE</c> on the schema (or create the table once as its owner and grant
 /// <c>SELECT, INSERT, UPDATE</c> on it).
 /// </summary>
-public sealed partial class PostgresCheckpointStore : ICheckpointStore, IAsyncDisposable
+public sealed partial class PostgresCheckpointStore : ICheckpointStore, IFencedCheckpointStore, IAsyncDisposable
 {
     private const string UndefinedTable = "42P01";
     private const string InsufficientPrivilege = "42501";
@@ -96,21 +96,27 @@ public sealed partial class PostgresCheckpointStore : ICheckpointStore, IAsyncDi
 
     /// <inheritdoc />
     /// <remarks>Saves come after every snapshot chunk, so they reuse one open connection and take one round trip.</remarks>
-    public async Task SaveAsync(string slotName, ReadOnlyMemory<byte> checkpoint, CancellationToken cancellationToken)
+    public Task SaveAsync(string slotName, ReadOnlyMemory<byte> checkpoint, CancellationToken cancellationToken)
+        => SaveAsync(slotName, checkpoint, walSenderPid: null, cancellationToken);
+
+    Task<bool> IFencedCheckpointStore.SaveWhileHoldingAsync(string slotName, ReadOnlyMemory<byte> checkpoint, int walSenderPid, CancellationToken cancellationToken)
+        => SaveAsync(slotName, checkpoint, walSenderPid, cancellationToken);
+
+    private async Task<bool> SaveAsync(string slotName, ReadOnlyMemory<byte> checkpoint, int? walSenderPid, CancellationToken cancellationToken)
     {
         await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
             try
             {
-                await SaveOnceAsync(slotName, checkpoint, cancellationToken).ConfigureAwait(false);
+                return await SaveOnceAsync(slotName, checkpoint, walSenderPid, cancellationToken).ConfigureAwait(false);
             }
             catch (InvalidOperationException) when (_saveConnection is { FullState: not ConnectionState.Open })
             {
                 // The kept connection died between saves (a server restart, a dropped network): once more on a new one.
                 // If the server is still away, opening it fails with the connection error.
                 await CloseAsync().ConfigureAwait(false);
-                await SaveOnceAsync(slotName, checkpoint, cancellationToken).ConfigureAwait(false);
+                return await SaveOnceAsync(slotName, checkpoint, walSenderPid, cancellationToken).ConfigureAwait(false);
             }
         }
         catch (PostgresException e) when (e.SqlState == InsufficientPrivilege)
@@ -131,7 +137,7 @@ public sealed partial class PostgresCheckpointStore : ICheckpointStore, IAsyncDi
         }
     }
 
-    private async Task SaveOnceAsync(string slotName, ReadOnlyMemory<byte> checkpoint, CancellationToken cancellationToken)
+    private async Task<bool> SaveOnceAsync(string slotName, ReadOnlyMemory<byte> checkpoint, int? walSenderPid, CancellationToken cancellationToken)
     {
         if (_saveConnection is { FullState: not ConnectionState.Open })
             await CloseAsync().ConfigureAwait(false);
@@ -141,12 +147,12 @@ public sealed partial class PostgresCheckpointStore : ICheckpointStore, IAsyncDi
         }
         try
         {
-            await UpsertAsync(_saveConnection, slotName, checkpoint, cancellationToken).ConfigureAwait(false);
+            return await UpsertAsync(_saveConnection, slotName, checkpoint, walSenderPid, cancellationToken).ConfigureAwait(false);
         }
         catch (PostgresException e) when (e.SqlState == UndefinedTable)
         {
             await CreateTableAsync(_saveConnection, cancellationToken).ConfigureAwait(false);
-            await UpsertAsync(_saveConnection, slotName, checkpoint, cancellationToken).ConfigureAwait(false);
+            return await UpsertAsync(_saveConnection, slotName, checkpoint, walSenderPid, cancellationToken).ConfigureAwait(false);
         }
     }
 
@@ -175,23 +181,29 @@ public sealed partial class PostgresCheckpointStore : ICheckpointStore, IAsyncDi
         }
     }
 
-    private async Task UpsertAsync(NpgsqlConnection connection, string slotName, ReadOnlyMemory<byte> checkpoint, CancellationToken cancellationToken)
+    /// <summary>Writes the checkpoint; with <paramref name="walSenderPid"/>, only if that walsender streams from the slot
+    /// now (checked in the same statement). Whether it was written.</summary>
+    private async Task<bool> UpsertAsync(NpgsqlConnection connection, string slotName, ReadOnlyMemory<byte> checkpoint, int? walSenderPid, CancellationToken cancellationToken)
     {
         // Durable on the source itself, without waiting for synchronous standbys: a snapshot must not stall while a
         // standby is away (the slot, too, lives only on this server). One batch: one round trip.
         await using var batch = new NpgsqlBatch(connection);
         batch.BatchCommands.Add(new NpgsqlBatchCommand("BEGIN"));
         batch.BatchCommands.Add(new NpgsqlBatchCommand("SET LOCAL synchronous_commit = local"));
+        var fence = walSenderPid is null ? "" : " WHERE EXISTS (SELECT FROM pg_replication_slots WHERE slot_name = $1 AND active_pid = $3)";
         var upsert = new NpgsqlBatchCommand(
-            $"INSERT INTO {_qualifiedTable} (slot_name, checkpoint, saved_at) VALUES ($1, $2, now()) " +
+            $"INSERT INTO {_qualifiedTable} (slot_name, checkpoint, saved_at) SELECT $1, $2, now(){fence} " +
             "ON CONFLICT (slot_name) DO UPDATE SET checkpoint = EXCLUDED.checkpoint, saved_at = EXCLUDED.saved_at");
         upsert.Parameters.Add(new NpgsqlParameter { Value = slotName });
         upsert.Parameters.Add(new NpgsqlParameter { Value = checkpoint.ToArray() });
+        if (walSenderPid is { } pid)
+            upsert.Parameters.Add(new NpgsqlParameter { Value = pid });
         batch.BatchCommands.Add(upsert);
         batch.BatchCommands.Add(new NpgsqlBatchCommand("COMMIT"));
         try
         {
             await batch.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+            return upsert.RecordsAffected > 0;
         }
         catch (PostgresException) when (connection.FullState == ConnectionState.Open)
         {

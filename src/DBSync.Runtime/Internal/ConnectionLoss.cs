@@ -19,9 +19,17 @@ internal static class ConnectionLoss
         IOException or SocketException or EndOfStreamException => true,
         // The direct replication connection's connect timeout, as Npgsql's (an NpgsqlException around a TimeoutException).
         ConnectTimeoutException => true,
+        // Another instance holds the slot now: this one's stream is gone, whether or not its socket says so yet.
+        SlotNotHeldException => true,
         _ => false,
     };
 }
+
+/// <summary>A fenced checkpoint save (<see cref="DBSync.IFencedCheckpointStore"/>) found that this session's walsender
+/// no longer streams from the slot: another instance took it over. Handled as a lost connection: the stream reconnects
+/// and, finding the slot held, stands by.</summary>
+internal sealed class SlotNotHeldException(string slot, int pid)
+    : Exception($"Slot \"{slot}\" no longer streams to this instance's walsender (server process {pid}): another instance took it over, so this one does not write the snapshot checkpoint.");
 
 /// <summary>The replication stream, or an applier's target, lost its connection; the run reconnects and resumes from the
 /// confirmed position.</summary>

@@ -35,6 +35,11 @@ internal sealed class ReplicationSession : ITransactionSink
     private readonly SideConnectionLoops _sideLoops;
     private readonly TransactionTracing _tracing;
     private IReplicationTransport? _transport;
+    private int _streamingPid;
+
+    /// <summary>The server process of the walsender that streams from the slot for this session; null before START_REPLICATION
+    /// succeeded and once the stream ended. What the snapshot checkpoint's saves are fenced by.</summary>
+    public int? StreamingPid => Volatile.Read(ref _streamingPid) is var pid and not 0 ? pid : null;
     private bool _reconnecting;
 
     // Shared with the stop callback and the metrics' observers.
@@ -167,8 +172,13 @@ internal sealed class ReplicationSession : ITransactionSink
         _tracing.CaptureParent();
         try
         {
+            // Npgsql's replication connection sends START_REPLICATION only with its first read, so a slot another instance
+            // holds would show only after the stream is reported started: standing by, the slot is looked at first.
+            if (_options.WhenSlotInUse == SlotInUse.Wait && !_stopRequested && await SlotActiveAsync(cancellationToken).ConfigureAwait(false))
+                throw new SlotHeldException(_options.SlotName);
             if (!_stopRequested)
                 await ReadAsync(transport.StartAsync(_options.SlotName, _confirmed.Value, PluginOptions(protocol), _readCancellation.Token)).ConfigureAwait(false);
+            Volatile.Write(ref _streamingPid, transport.BackendPid);
             // The partitions as they are now, before anything is reported as streaming: what changes later is seen.
             partitionWatch = await _partitions.StartAsync(() => _confirmed.Value, _readCancellation.Token).ConfigureAwait(false);
             Log.StreamStarted(_logger, _options.SlotName, protocol, protocol >= 2 && !_options.TextFormat ? "binary" : "text", ConfirmedLsn.ToString(), transport.Name);
@@ -220,6 +230,10 @@ internal sealed class ReplicationSession : ITransactionSink
         {
             throw; // the run reconnects; what was confirmed stays confirmed
         }
+        catch (SlotHeldException)
+        {
+            throw; // the run stands by: nothing was streamed in this session
+        }
         catch (PostgresException e) when (StreamErrors.Translate(e, _options.SlotName, _reconnecting, ConfirmedLsn, _options.WhenSlotInUse == SlotInUse.Wait) is { } translated)
         {
             throw translated;
@@ -237,6 +251,7 @@ internal sealed class ReplicationSession : ITransactionSink
             // No stop request may reach the cancellation source or transport once they are being torn down.
             await stopRegistration.DisposeAsync().ConfigureAwait(false);
             _idleConfirmation.Idle = false;
+            Volatile.Write(ref _streamingPid, 0);
             await _readCancellation.CancelAsync().ConfigureAwait(false);
             await idleConfirmation.ConfigureAwait(false);
             await heartbeats.ConfigureAwait(false);
@@ -282,6 +297,15 @@ internal sealed class ReplicationSession : ITransactionSink
         if (_stopRequested)
             return false;
         return await ReadAsync(transport.ReadFrameAsync(_readCancellation.Token)).ConfigureAwait(false);
+    }
+
+    /// <summary>Whether a walsender streams from the slot now.</summary>
+    private async Task<bool> SlotActiveAsync(CancellationToken cancellationToken)
+    {
+        await using var connection = await _connections.OpenAsync(cancellationToken).ConfigureAwait(false);
+        await using var command = new NpgsqlCommand("SELECT active FROM pg_replication_slots WHERE slot_name = $1", connection);
+        command.Parameters.Add(new NpgsqlParameter { Value = _options.SlotName });
+        return await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false) is true;
     }
 
     /// <summary>A read from the replication connection: a lost connection becomes <see cref="StreamInterruptedException"/>.</summary>

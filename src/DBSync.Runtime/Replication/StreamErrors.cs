@@ -62,4 +62,15 @@ internal static class StreamErrors
 
 /// <summary>START_REPLICATION found the slot active in another walsender, and the run stands by
 /// (<see cref="SlotInUse.Wait"/>) until it is free.</summary>
-internal sealed class SlotHeldException(PostgresException inner) : Exception(inner.MessageText, inner);
+internal sealed class SlotHeldException : Exception
+{
+    public SlotHeldException(PostgresException inner)
+        : base(inner.MessageText, inner)
+    {
+    }
+
+    public SlotHeldException(string slot)
+        : base($"Replication slot \"{slot}\" is active for another walsender.")
+    {
+    }
+}

@@ -9,7 +9,11 @@ namespace DBSync.Snapshots;
 /// after every chunk and every change of the queue, one save at a time, so a restart continues after the last completed
 /// chunk.
 /// </summary>
-internal sealed class SnapshotCheckpointer(DBSyncOptions options, ICheckpointStore store, SnapshotQueue queue, Func<ulong> confirmedLsn, ILogger logger)
+/// <remarks>While the stream runs, a save into the default store is fenced by the slot: it writes only while this
+/// session's walsender is the slot's active one (<see cref="IFencedCheckpointStore"/>), so an instance another one
+/// deposed (its walsender gone, though it has not noticed yet) cannot overwrite the checkpoint the new one writes.</remarks>
+internal sealed class SnapshotCheckpointer(DBSyncOptions options, ICheckpointStore store, SnapshotQueue queue, Func<ulong> confirmedLsn, ILogger logger,
+    Func<int?>? streamingPid = null)
 {
     private readonly SemaphoreSlim _saveGate = new(1, 1);
 
@@ -61,7 +65,15 @@ internal sealed class SnapshotCheckpointer(DBSyncOptions options, ICheckpointSto
                 return;
             try
             {
-                await store.SaveAsync(options.SlotName, checkpoint.Serialize(), cancellationToken).ConfigureAwait(false);
+                if (store is IFencedCheckpointStore fenced && streamingPid?.Invoke() is { } pid)
+                {
+                    if (!await fenced.SaveWhileHoldingAsync(options.SlotName, checkpoint.Serialize(), pid, cancellationToken).ConfigureAwait(false))
+                        throw new SlotNotHeldException(options.SlotName, pid);
+                }
+                else
+                {
+                    await store.SaveAsync(options.SlotName, checkpoint.Serialize(), cancellationToken).ConfigureAwait(false);
+                }
             }
             catch
             {

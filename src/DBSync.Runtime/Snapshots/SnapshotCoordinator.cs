@@ -36,13 +36,14 @@ internal sealed class SnapshotCoordinator
         Func<ulong> confirmedLsn,
         ConnectionPool connections,
         ICheckpointStore store,
-        ILogger logger)
+        ILogger logger,
+        Func<int?> streamingPid)
     {
         _slot = options.SlotName;
         Prefix = Watermark.PrefixFor(options.SlotName);
         OpenSql = cancellationToken => NpgsqlSnapshotSql.OpenAsync(connections, Prefix, options.TextFormat, cancellationToken);
         _queue = new SnapshotQueue(tables, logger);
-        _checkpointer = new SnapshotCheckpointer(options, store, _queue, confirmedLsn, logger);
+        _checkpointer = new SnapshotCheckpointer(options, store, _queue, confirmedLsn, logger, streamingPid);
         _fence = new VisibilityFence(_channel);
         var notifier = new ProgressNotifier(progressHandlers, logger);
         var runner = new TableSnapshotRunner(options, _queue, _checkpointer, _channel, _fence, new SnapshotThrottle(options, logger), notifier,
