@@ -76,6 +76,26 @@ public sealed class StandbyTests(PostgresFixture fixture)
         static int Reads(Instance instance) => instance.Recorder.Of<Restaurant>().Count(c => c.Kind == ChangeKind.Read);
     }
 
+    /// <summary>The default store's fenced save writes the checkpoint only for the walsender that streams from the slot
+    /// now, checked in the same statement: a deposed instance's save (its walsender gone, another's in its place) writes
+    /// nothing.</summary>
+    [Fact]
+    public async Task FencedCheckpointSave_WritesOnlyForTheSlotsActiveWalsender()
+    {
+        await using var db = await TestDatabase.CreateAsync(fixture.Server);
+        await using var run = await StreamRun.StartAsync(db.ConnectionString, slot: Slot);
+        var active = await db.ScalarAsync<int>($"SELECT active_pid FROM pg_replication_slots WHERE slot_name = '{Slot}'");
+        await using var store = new PostgresCheckpointStore(db.ConnectionString);
+        IFencedCheckpointStore fenced = store;
+
+        Assert.True(await fenced.SaveWhileHoldingAsync(Slot, new byte[] { 1, 2, 3 }, active, CancellationToken.None));
+        Assert.False(await fenced.SaveWhileHoldingAsync(Slot, new byte[] { 4, 5, 6 }, active + 1, CancellationToken.None));
+        Assert.Equal(new byte[] { 1, 2, 3 }, await store.LoadAsync(Slot, CancellationToken.None));
+        await run.StopAsync();
+        Assert.False(await fenced.SaveWhileHoldingAsync(Slot, new byte[] { 7, 8, 9 }, active, CancellationToken.None)); // no walsender holds it now
+        Assert.Equal(new byte[] { 1, 2, 3 }, await store.LoadAsync(Slot, CancellationToken.None));
+    }
+
     /// <summary>An instance of the pipeline with <see cref="SlotInUse.Wait"/>, looking at the slot every 50 ms, its log
     /// captured.</summary>
     private sealed class Instance : IAsyncDisposable
