@@ -45,12 +45,8 @@ public sealed class CrashTests(PostgresFixture fixture, ITestOutputHelper output
         // Transactions that begin once the slot is consistent must each be delivered; earlier ones reach the replica
         // through the initial snapshot only.
         var committed = new ConcurrentBag<uint>();
-        var slotConsistent = new TaskCompletionSource();
         using var stopWriters = new CancellationTokenSource();
-        var writers = Enumerable.Range(1, 2)
-            .Select(seed => Task.Run(() => WriteAsync(source.ConnectionString, seed, slotConsistent.Task, committed, stopWriters.Token)))
-            .Append(Task.Run(() => AwaitSlotConsistentAsync(source, slotConsistent, stopWriters.Token)))
-            .ToArray();
+        var writers = StartWriters(source, committed, stopWriters.Token);
         var random = new Random(20261124);
         var confirmedAtKill = new List<NpgsqlLogSequenceNumber?>();
         try
@@ -133,12 +129,8 @@ public sealed class CrashTests(PostgresFixture fixture, ITestOutputHelper output
         await source.ExecuteAsync("INSERT INTO restaurant (id, name, rating, tags) SELECT 'r-' || i, 'n' || i, i % 5, ARRAY['t'] FROM generate_series(1, 300) i");
         var log = Path.Combine(Path.GetTempPath(), $"dbsync-standby-{Guid.NewGuid():N}.log");
         var committed = new ConcurrentBag<uint>();
-        var slotConsistent = new TaskCompletionSource();
         using var stopWriters = new CancellationTokenSource();
-        var writers = Enumerable.Range(1, 2)
-            .Select(seed => Task.Run(() => WriteAsync(source.ConnectionString, seed, slotConsistent.Task, committed, stopWriters.Token)))
-            .Append(Task.Run(() => AwaitSlotConsistentAsync(source, slotConsistent, stopWriters.Token)))
-            .ToArray();
+        var writers = StartWriters(source, committed, stopWriters.Token);
         var active = Consumer.Start(source, replica, log, 0, standBy: true);
         var takeovers = new List<double>();
         try
@@ -301,6 +293,17 @@ public sealed class CrashTests(PostgresFixture fixture, ITestOutputHelper output
                 return false;
         }
         return true;
+    }
+
+    /// <summary>Two writers of random transactions and the watch that tells them when the slot is consistent: the xids
+    /// of the transactions committed after that, which must each be delivered, go into <paramref name="committed"/>.</summary>
+    private static Task[] StartWriters(TestDatabase source, ConcurrentBag<uint> committed, CancellationToken stop)
+    {
+        var slotConsistent = new TaskCompletionSource();
+        return Enumerable.Range(1, 2)
+            .Select(seed => Task.Run(() => WriteAsync(source.ConnectionString, seed, slotConsistent.Task, committed, stop)))
+            .Append(Task.Run(() => AwaitSlotConsistentAsync(source, slotConsistent, stop)))
+            .ToArray();
     }
 
     /// <summary>Completes once the consumer's slot has a confirmed position: its creation has found a consistent point,

@@ -69,7 +69,7 @@ internal sealed class ConnectionPool(string connectionString) : IAsyncDisposable
 
     /// <summary>Names DBSync's sessions <c>DBSync</c> in <c>pg_stat_activity</c> (as its replication connection) unless the
     /// connection string names them.</summary>
-    private static string Named(string connectionString)
+    internal static string Named(string connectionString)
     {
         var builder = new NpgsqlConnectionStringBuilder(connectionString);
         if (!string.IsNullOrEmpty(builder.ApplicationName))

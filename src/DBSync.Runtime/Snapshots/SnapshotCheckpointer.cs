@@ -11,7 +11,9 @@ namespace DBSync.Snapshots;
 /// </summary>
 /// <remarks>While the stream runs, a save into the default store is fenced by the slot: it writes only while this
 /// session's walsender is the slot's active one (<see cref="IFencedCheckpointStore"/>), so an instance another one
-/// deposed (its walsender gone, though it has not noticed yet) cannot overwrite the checkpoint the new one writes.</remarks>
+/// deposed (its walsender gone, though it has not noticed yet) cannot overwrite the checkpoint the new one writes. While
+/// no stream runs (starting, reconnecting, standing by) the queue's changes wait, unsaved, for the next stream: an
+/// instance that does not hold the slot writes nothing. Only the queue of a slot about to be created is saved before.</remarks>
 internal sealed class SnapshotCheckpointer(DBSyncOptions options, ICheckpointStore store, SnapshotQueue queue, Func<ulong> confirmedLsn, ILogger logger,
     Func<int?>? streamingPid = null)
 {
@@ -27,7 +29,10 @@ internal sealed class SnapshotCheckpointer(DBSyncOptions options, ICheckpointSto
             Log.CheckpointDiscarded(logger, options.SlotName);
         queue.ResetForNewSlot(options.InitialSnapshot);
         if (stale is not null || queue.Count > 0)
-            await SaveAsync(cancellationToken).ConfigureAwait(false);
+        {
+            queue.MarkUnsaved();
+            await SaveIfUnsavedAsync(cancellationToken, beforeSlot: true).ConfigureAwait(false);
+        }
     }
 
     /// <summary>The slot exists: continue from its checkpoint (snapshots in progress first, then new requests). With
@@ -55,12 +60,15 @@ internal sealed class SnapshotCheckpointer(DBSyncOptions options, ICheckpointSto
         await SaveIfUnsavedAsync(cancellationToken).ConfigureAwait(false);
     }
 
-    /// <summary>Saves the queue if it changed since the last save that got through; a failed save leaves it unsaved.</summary>
-    public async Task SaveIfUnsavedAsync(CancellationToken cancellationToken)
+    /// <summary>Saves the queue if it changed since the last save that got through; a failed save leaves it unsaved. Into
+    /// the default store, only while the stream runs (see the class's remarks), unless <paramref name="beforeSlot"/>.</summary>
+    public async Task SaveIfUnsavedAsync(CancellationToken cancellationToken, bool beforeSlot = false)
     {
         await _saveGate.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
+            if (!beforeSlot && store is IFencedCheckpointStore && streamingPid is not null && streamingPid() is null)
+                return; // saved by the next stream, fenced
             if (queue.TakeUnsaved(options.SlotName, confirmedLsn, out var saved) is not { } checkpoint)
                 return;
             try

@@ -1,4 +1,5 @@
 using System.Buffers;
+using DBSync.Internal;
 using Npgsql;
 using Npgsql.Replication;
 using Npgsql.Replication.Internal;
@@ -48,7 +49,8 @@ internal sealed class NpgsqlTransport : IReplicationTransport
 
     public static async Task<NpgsqlTransport> OpenAsync(string connectionString, StreamTimings timings, CancellationToken cancellationToken)
     {
-        var connection = new LogicalReplicationConnection(connectionString)
+        // Named DBSync in pg_stat_activity unless the connection string names it, as the direct connection is.
+        var connection = new LogicalReplicationConnection(ConnectionPool.Named(connectionString))
         {
             WalReceiverStatusInterval = timings.StatusInterval,
             WalReceiverTimeout = timings.ReceiveTimeout,
