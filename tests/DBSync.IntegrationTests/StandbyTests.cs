@@ -76,6 +76,34 @@ public sealed class StandbyTests(PostgresFixture fixture)
         static int Reads(Instance instance) => instance.Recorder.Of<Restaurant>().Count(c => c.Kind == ChangeKind.Read);
     }
 
+    /// <summary>The active instance stops while its initial snapshot is half done: the instance standing by takes over,
+    /// says in its progress that the table's snapshot resumes (after the last key the first one completed), reads only
+    /// the rest, and between them every row is read.</summary>
+    [Fact]
+    public async Task SnapshotInProgress_ContinuesOnTheInstanceThatTakesOver_FromTheCheckpoint()
+    {
+        await using var db = await TestDatabase.CreateAsync(fixture.Server);
+        await db.ExecuteAsync("INSERT INTO restaurant (id, name) SELECT 'r-' || lpad(i::text, 4, '0'), 'n' FROM generate_series(1, 400) i");
+        await using var first = Instance.Start(db.ConnectionString, initialSnapshot: true, chunkDelay: TimeSpan.FromMilliseconds(100));
+        await first.WaitForRoleAsync(DBSyncRole.Active);
+        await using var second = Instance.Start(db.ConnectionString, initialSnapshot: true);
+        await second.WaitForRoleAsync(DBSyncRole.Standby);
+        await first.Recorder.WaitUntilAsync(r => Reads(r).Count >= 100, "a quarter of the snapshot", first.Run);
+        await first.StopAsync();
+
+        await second.Recorder.WaitUntilAsync(r => r.Progress.OfType<SnapshotTableCompleted>().Any(c => c.Table == "public.restaurant"),
+            "restaurant's snapshot completed by the second instance", second.Run, TimeSpan.FromSeconds(60));
+        var resumed = Assert.Single(second.Recorder.Progress.OfType<SnapshotTableStarted>(), s => s.Table == "public.restaurant");
+        Assert.True(resumed.Resumed, "The second instance started the table's snapshot over instead of resuming it.");
+        Assert.NotNull(resumed.LastKey);
+        var (before, after) = (Reads(first.Recorder), Reads(second.Recorder));
+        Assert.InRange(after.Count, 1, 399);
+        Assert.Equal(400, before.Concat(after).Distinct().Count());
+        await second.StopAsync();
+
+        static List<string> Reads(ChangeRecorder recorder) => [.. recorder.Of<Restaurant>().Where(c => c.Kind == ChangeKind.Read).Select(c => c.New!.Id)];
+    }
+
     /// <summary>The default store's fenced save writes the checkpoint only for the walsender that streams from the slot
     /// now, checked in the same statement: a deposed instance's save (its walsender gone, another's in its place) writes
     /// nothing.</summary>
@@ -118,17 +146,18 @@ public sealed class StandbyTests(PostgresFixture fixture)
 
         public Task Run { get; }
 
-        public static Instance Start(string connectionString, bool initialSnapshot = false)
+        public static Instance Start(string connectionString, bool initialSnapshot = false, TimeSpan chunkDelay = default)
         {
             var log = new LogCapture();
             var client = new DBSyncClient(new DBSyncOptions
             {
                 ConnectionString = connectionString, SlotName = Slot, PublicationName = Slot, InitialSnapshot = initialSnapshot, SnapshotChunkSize = 50,
                 ReplicationTransport = TestTransport.Current, SnapshotParallelism = TestSnapshotParallelism.Current,
-                WhenSlotInUse = SlotInUse.Wait, StandbyPollInterval = TimeSpan.FromMilliseconds(50), LoggerFactory = log,
+                WhenSlotInUse = SlotInUse.Wait, StandbyPollInterval = TimeSpan.FromMilliseconds(50), LoggerFactory = log, SnapshotChunkDelay = chunkDelay,
             });
             var recorder = new ChangeRecorder();
             StreamRun.RegisterSeedTables(client, recorder);
+            client.OnSnapshotProgress(recorder.Add);
             return new Instance(client, recorder, log);
         }
 

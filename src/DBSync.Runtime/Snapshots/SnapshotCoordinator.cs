@@ -37,7 +37,7 @@ internal sealed class SnapshotCoordinator
         ConnectionPool connections,
         ICheckpointStore store,
         ILogger logger,
-        Func<int?> streamingPid)
+        Func<int?>? streamingPid = null)
     {
         _slot = options.SlotName;
         Prefix = Watermark.PrefixFor(options.SlotName);
