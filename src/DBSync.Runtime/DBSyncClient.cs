@@ -264,22 +264,28 @@ public sealed class DBSyncClient
 
             // One session per connection; a lost connection starts the next from the confirmed position.
             var failures = 0;
+            var startedBefore = false; // a session streamed, or the run stood by: the setup is behind it
             while (true)
             {
                 var streamed = false;
                 try
                 {
-                    await RunSessionAsync(server, reconnecting: failures > 0, () => streamed = true, control).ConfigureAwait(false);
+                    await RunSessionAsync(server, reconnecting: failures > 0, () => streamed = startedBefore = true, control).ConfigureAwait(false);
                     return;
                 }
                 catch (StreamInterruptedException) when (stopping.IsCancellationRequested)
                 {
                     return; // stopping anyway; what was confirmed stays confirmed, the rest comes again next run
                 }
+                catch (OperationCanceledException) when (stopping.IsCancellationRequested && startedBefore)
+                {
+                    return; // stopped while the next session connected (after a lost connection, or leaving a stand-by)
+                }
                 catch (SlotHeldException)
                 {
                     // Another consumer streams from the slot: stand by until it is free, then try again at once.
                     failures = 0;
+                    startedBefore = true;
                     if (await StandByAsync(server, stopping).ConfigureAwait(false) is not { } free)
                         return; // stopped while standing by
                     server = free;
