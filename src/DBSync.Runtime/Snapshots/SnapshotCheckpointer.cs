@@ -29,10 +29,7 @@ internal sealed class SnapshotCheckpointer(DBSyncOptions options, ICheckpointSto
             Log.CheckpointDiscarded(logger, options.SlotName);
         queue.ResetForNewSlot(options.InitialSnapshot);
         if (stale is not null || queue.Count > 0)
-        {
-            queue.MarkUnsaved();
-            await SaveIfUnsavedAsync(cancellationToken, beforeSlot: true).ConfigureAwait(false);
-        }
+            await SaveAsync(cancellationToken, beforeSlot: true).ConfigureAwait(false);
     }
 
     /// <summary>The slot exists: continue from its checkpoint (snapshots in progress first, then new requests). With
@@ -54,10 +51,10 @@ internal sealed class SnapshotCheckpointer(DBSyncOptions options, ICheckpointSto
 
     /// <summary>Saves the queue now (a signal's effect must be durable before its transaction is acknowledged, a chunk's
     /// progress before the next chunk).</summary>
-    public async Task SaveAsync(CancellationToken cancellationToken)
+    public async Task SaveAsync(CancellationToken cancellationToken, bool beforeSlot = false)
     {
         queue.MarkUnsaved();
-        await SaveIfUnsavedAsync(cancellationToken).ConfigureAwait(false);
+        await SaveIfUnsavedAsync(cancellationToken, beforeSlot).ConfigureAwait(false);
     }
 
     /// <summary>Saves the queue if it changed since the last save that got through; a failed save leaves it unsaved. Into
@@ -67,21 +64,19 @@ internal sealed class SnapshotCheckpointer(DBSyncOptions options, ICheckpointSto
         await _saveGate.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
-            if (!beforeSlot && store is IFencedCheckpointStore && streamingPid is not null && streamingPid() is null)
-                return; // saved by the next stream, fenced
+            // Fenced: the default store, once the slot exists. The walsender of the stream running now, if any.
+            var fenced = beforeSlot || streamingPid is null ? null : store as IFencedCheckpointStore;
+            var pid = fenced is null ? null : streamingPid!();
+            if (fenced is not null && pid is null)
+                return; // saved by the next stream
             if (queue.TakeUnsaved(options.SlotName, confirmedLsn, out var saved) is not { } checkpoint)
                 return;
             try
             {
-                if (store is IFencedCheckpointStore fenced && streamingPid?.Invoke() is { } pid)
-                {
-                    if (!await fenced.SaveWhileHoldingAsync(options.SlotName, checkpoint.Serialize(), pid, cancellationToken).ConfigureAwait(false))
-                        throw new SlotNotHeldException(options.SlotName, pid);
-                }
-                else
-                {
+                if (fenced is null)
                     await store.SaveAsync(options.SlotName, checkpoint.Serialize(), cancellationToken).ConfigureAwait(false);
-                }
+                else if (!await fenced.SaveWhileHoldingAsync(options.SlotName, checkpoint.Serialize(), pid!.Value, cancellationToken).ConfigureAwait(false))
+                    throw new SlotNotHeldException(options.SlotName, pid.Value);
             }
             catch
             {
