@@ -254,11 +254,7 @@ public sealed class DBSyncClient
             var connection = new NpgsqlConnectionStringBuilder(_options.ConnectionString);
             Log.Starting(_logger, _options.SlotName, _options.PublicationName, connection.Host, connection.Port, connection.Database, connection.Username,
                 string.Join(", ", tables.Select(t => t.DisplayName)));
-            var server = await ReplicationSetup.PrepareAsync(_options, _connections, tables, _logger, _snapshots.PrepareNewSlotAsync, stopping).ConfigureAwait(false);
-            foreach (var registration in _tables.Values)
-                registration.Types = server.Types;
-            if (!server.SlotCreated)
-                await _snapshots.LoadAsync(stopping).ConfigureAwait(false);
+            var server = await PrepareAsync(tables, stopping).ConfigureAwait(false);
             if (_options.SnapshotOnStart)
                 await _snapshots.QueueEveryTableFromTheStartAsync(stopping).ConfigureAwait(false);
 
@@ -280,6 +276,14 @@ public sealed class DBSyncClient
                 catch (OperationCanceledException) when (stopping.IsCancellationRequested && startedBefore)
                 {
                     return; // stopped while the next session connected (after a lost connection, or leaving a stand-by)
+                }
+                catch (SlotLostException) when (_options.WhenSlotLost == SlotLost.StartOver && !stopping.IsCancellationRequested)
+                {
+                    // The slot vanished or was invalidated while streaming: the setup again, which replaces it and queues a
+                    // full snapshot (SlotStartedOver to the progress handlers, log event 2032).
+                    ClearConnectionPools();
+                    server = await PrepareAsync(tables, stopping).ConfigureAwait(false);
+                    failures = 0;
                 }
                 catch (SlotHeldException)
                 {
@@ -367,6 +371,17 @@ public sealed class DBSyncClient
     /// <summary>Capped exponential backoff with jitter: ReconnectDelay, doubled per failure, at most MaxReconnectDelay.</summary>
     private TimeSpan ReconnectDelay(int failures) => Backoff.Delay(_options.ReconnectDelay, _options.MaxReconnectDelay, failures);
 
+    /// <summary>The publication and slot, checked or created; the snapshot checkpoint of a slot that existed, loaded.</summary>
+    private async Task<ServerInfo> PrepareAsync(IReadOnlyList<SyncTableInfo> tables, CancellationToken stopping)
+    {
+        var server = await ReplicationSetup.PrepareAsync(_options, _connections, tables, _logger, _snapshots.PrepareNewSlotAsync, stopping).ConfigureAwait(false);
+        foreach (var registration in _tables.Values)
+            registration.Types = server.Types;
+        if (!server.SlotCreated)
+            await _snapshots.LoadAsync(stopping).ConfigureAwait(false);
+        return server;
+    }
+
     /// <summary>One replication session, with the snapshot loop beside it for as long as it streams.</summary>
     private async Task RunSessionAsync(ServerInfo server, bool reconnecting, Action streamed, RunControl control)
     {
@@ -406,6 +421,11 @@ public sealed class DBSyncClient
             }
             catch (OperationCanceledException)
             {
+            }
+            catch (SlotNotHeldException)
+            {
+                // A save the fence refused as the stream ended (the walsender let go of the slot first): the queue stays
+                // unsaved, and the next stream saves it.
             }
         }
     }
@@ -461,33 +481,23 @@ public sealed class DBSyncClient
     private async Task<NpgsqlLogSequenceNumber?> FreeSlotPositionAsync(CancellationToken cancellationToken)
     {
         await using var connection = await _connections.OpenAsync(cancellationToken).ConfigureAwait(false);
-        await using var command = new NpgsqlCommand("SELECT active, confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = $1", connection);
-        command.Parameters.Add(new NpgsqlParameter { Value = _options.SlotName });
-        await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
-        if (!await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
-            return default(NpgsqlLogSequenceNumber); // gone: the next session reports it
-        if (reader.GetBoolean(0))
-            return null;
-        return reader.IsDBNull(1) ? default(NpgsqlLogSequenceNumber) : reader.GetFieldValue<NpgsqlLogSequenceNumber>(1);
+        return await ReplicationSlot.ReadAsync(connection, _options.SlotName, cancellationToken).ConfigureAwait(false) switch
+        {
+            null => default(NpgsqlLogSequenceNumber), // gone: the next session reports it
+            { Active: true } => null,
+            var slot => slot.ConfirmedFlush ?? default,
+        };
     }
 
-    /// <summary>Who streams from the slot, for the log: its server process, application name, client address and since when.</summary>
+    /// <summary>Who streams from the slot, for the log.</summary>
     private async Task<string> DescribeSlotHolderAsync(CancellationToken cancellationToken)
     {
         try
         {
             await using var connection = await _connections.OpenAsync(cancellationToken).ConfigureAwait(false);
-            await using var command = new NpgsqlCommand(
-                "SELECT s.active_pid, a.application_name, host(a.client_addr) || coalesce(':' || a.client_port, ''), a.backend_start FROM pg_replication_slots s " +
-                "LEFT JOIN pg_stat_activity a ON a.pid = s.active_pid WHERE s.slot_name = $1", connection);
-            command.Parameters.Add(new NpgsqlParameter { Value = _options.SlotName });
-            await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
-            if (!await reader.ReadAsync(cancellationToken).ConfigureAwait(false) || reader.IsDBNull(0))
-                return "a consumer that has just let go of it";
-            var application = reader.IsDBNull(1) || reader.GetString(1).Length == 0 ? "none" : $"'{reader.GetString(1)}'";
-            var client = reader.IsDBNull(2) ? "a local socket" : reader.GetString(2);
-            var since = reader.IsDBNull(3) ? "" : $", connected since {reader.GetDateTime(3):yyyy-MM-dd HH:mm:ss} UTC";
-            return $"server process {reader.GetInt32(0)}, application name {application}, client {client}{since}";
+            return await ReplicationSlot.ReadAsync(connection, _options.SlotName, cancellationToken).ConfigureAwait(false) is { } slot
+                ? slot.DescribeHolder()
+                : "a consumer that has just let go of it";
         }
         catch (Exception e) when (e is NpgsqlException && !cancellationToken.IsCancellationRequested)
         {

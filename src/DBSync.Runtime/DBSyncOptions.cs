@@ -136,6 +136,27 @@ public sealed partial class DBSyncOptions
     public TimeSpan StandbyPollInterval { get; set; } = TimeSpan.FromMilliseconds(250);
 
     /// <summary>
+    /// What a run does when its slot is gone but the pipeline's checkpoint shows it had streamed from it: the slot was
+    /// dropped, invalidated by the server (<c>wal_status = lost</c>), or the server failed over to a standby that had no
+    /// synchronized copy of it. A new slot starts at the current WAL position: rows changed in between come back with a
+    /// full snapshot, but rows deleted in between never arrive as deletes. <see cref="SlotLost.Fail"/> (the default) stops
+    /// <see cref="DBSyncClient.RunAsync"/> with a <see cref="SlotLostException"/> that says how to recover;
+    /// <see cref="SlotLost.StartOver"/> creates a new slot, snapshots every registered table, and tells the
+    /// <see cref="DBSyncClient.OnSnapshotProgress(Action{SnapshotProgress})"/> handlers with <see cref="SlotStartedOver"/>
+    /// that deletes may have been missed. Set it for the one run that recovers, not for good.
+    /// </summary>
+    public SlotLost WhenSlotLost { get; set; }
+
+    /// <summary>
+    /// Creates the slot with <c>failover = true</c> (PostgreSQL 17 and later), so that a physical standby with
+    /// <c>sync_replication_slots = on</c> keeps a synchronized copy of it and DBSync continues from that copy after the
+    /// standby is promoted. The server settings it needs are in the README ("Running several instances"). On an older
+    /// server the run stops with a <see cref="DBSyncConfigurationException"/>; a slot that already exists without
+    /// failover is refused with the command that turns it on. Default false.
+    /// </summary>
+    public bool FailoverSlot { get; set; }
+
+    /// <summary>
     /// How many bytes of large in-progress transactions the client keeps in memory. PostgreSQL 14 and later send a
     /// transaction that outgrows the server's <c>logical_decoding_work_mem</c> while it is still running (pgoutput
     /// <c>streaming</c>); DBSync keeps its changes until it commits, then delivers them whole, in commit order (an aborted
@@ -247,6 +268,8 @@ public sealed partial class DBSyncOptions
             throw new ArgumentException($"DBSyncOptions.StandbyPollInterval must be positive (was {StandbyPollInterval}).", nameof(StandbyPollInterval));
         if (WhenSlotInUse is { } inUse && !Enum.IsDefined(inUse))
             throw new ArgumentException($"DBSyncOptions.WhenSlotInUse must be SlotInUse.Fail or SlotInUse.Wait (was {(int)inUse}).", nameof(WhenSlotInUse));
+        if (!Enum.IsDefined(WhenSlotLost))
+            throw new ArgumentException($"DBSyncOptions.WhenSlotLost must be SlotLost.Fail or SlotLost.StartOver (was {(int)WhenSlotLost}).", nameof(WhenSlotLost));
         if (ReconnectDelay <= TimeSpan.Zero || MaxReconnectDelay < ReconnectDelay)
             throw new ArgumentException($"DBSyncOptions.ReconnectDelay must be positive and at most MaxReconnectDelay (were {ReconnectDelay} and {MaxReconnectDelay}).", nameof(ReconnectDelay));
         if (StreamingMemoryLimit < 0)
@@ -302,4 +325,14 @@ public enum SlotInUse
 
     /// <summary>The run stands by and streams once the slot is free.</summary>
     Wait,
+}
+
+/// <summary>What a run does when its slot is gone but the checkpoint shows it had streamed (<see cref="DBSyncOptions.WhenSlotLost"/>).</summary>
+public enum SlotLost
+{
+    /// <summary><see cref="DBSyncClient.RunAsync"/> fails with a <see cref="SlotLostException"/> that says how to recover.</summary>
+    Fail,
+
+    /// <summary>A new slot, a full snapshot of every registered table, and <see cref="SlotStartedOver"/> to the progress handlers.</summary>
+    StartOver,
 }

@@ -53,8 +53,10 @@ public sealed class ProtocolException(string message) : DBSyncException(message)
 /// <summary>
 /// The replication slot is gone: dropped, or invalidated by the server because it held back more WAL than
 /// <c>max_slot_wal_keep_size</c> allows (<c>wal_status = lost</c>). Changes after <see cref="ConfirmedLsn"/> may no longer
-/// exist anywhere, so DBSync stops instead of going on with a gap. To recover, start again with a new slot and a full
-/// snapshot (the default <see cref="DBSyncOptions.InitialSnapshot"/> does this when the slot is created).
+/// exist anywhere, so DBSync stops instead of going on with a gap. A later run that finds the slot gone while the
+/// pipeline's checkpoint shows it had streamed stops with this exception too (the slot was dropped while DBSync was down,
+/// or the server failed over to a standby with no synchronized copy of it). To recover, run once with
+/// <see cref="DBSyncOptions.WhenSlotLost"/> = <see cref="SlotLost.StartOver"/>: a new slot and a full snapshot.
 /// </summary>
 public sealed class SlotLostException(string slot, string confirmedLsn, string message, Exception? innerException = null)
     : DBSyncException(message, innerException)

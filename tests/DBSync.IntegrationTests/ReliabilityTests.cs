@@ -174,7 +174,7 @@ public sealed class ReliabilityTests(PostgresFixture fixture)
         var error = await Assert.ThrowsAsync<SlotLostException>(() => run.Run);
         Assert.Equal("dbsync_test", error.Slot);
         Assert.Contains("no longer exists", error.Message, StringComparison.Ordinal);
-        Assert.Contains("InitialSnapshot", error.Message, StringComparison.Ordinal);
+        Assert.Contains("WhenSlotLost = SlotLost.StartOver", error.Message, StringComparison.Ordinal);
         Assert.Equal(run.Client.ConfirmedLsn.ToString(), error.ConfirmedLsn);
 
         Assert.NotEmpty(logs.Entries);
@@ -216,13 +216,23 @@ public sealed class ReliabilityTests(PostgresFixture fixture)
         Assert.Equal("dbsync_test", error.Slot);
         Assert.Contains("invalidated", error.Message, StringComparison.Ordinal);
         Assert.Contains("max_slot_wal_keep_size", error.Message, StringComparison.Ordinal);
-        Assert.Contains("InitialSnapshot", error.Message, StringComparison.Ordinal);
+        Assert.Contains("WhenSlotLost = SlotLost.StartOver", error.Message, StringComparison.Ordinal);
 
         // Starting again on the lost slot is refused with the same advice, before anything streams.
         var client = new DBSyncClient(new DBSyncOptions { ConnectionString = db.ConnectionString, SlotName = "dbsync_test", PublicationName = "dbsync_test" });
         client.On<Restaurant>(_ => { });
-        var refused = await Assert.ThrowsAsync<DBSyncConfigurationException>(() => client.RunAsync());
+        var refused = await Assert.ThrowsAsync<SlotLostException>(() => client.RunAsync());
         Assert.Contains("wal_status = lost", refused.Message, StringComparison.Ordinal);
+        Assert.Contains("WhenSlotLost = SlotLost.StartOver", refused.Message, StringComparison.Ordinal);
+
+        // Started over on request: the invalidated slot is replaced by a new one and every table is snapshotted again.
+        await using var again = await StreamRun.StartAsync(db.ConnectionString, configure: o => o.WhenSlotLost = SlotLost.StartOver);
+        await again.WaitUntilAsync(r => r.Progress.OfType<SnapshotsCompleted>().Any(), "the full snapshot after starting over");
+        var startedOver = Assert.IsType<SlotStartedOver>(again.Recorder.Progress[0]);
+        Assert.Contains("wal_status = lost", startedOver.Reason, StringComparison.Ordinal);
+        Assert.NotEqual("lost", await db.ScalarAsync<string>("SELECT wal_status FROM pg_replication_slots WHERE slot_name = 'dbsync_test'"));
+        Assert.Contains(again.Recorder.Of<Restaurant>(), c => c.Kind == ChangeKind.Read && c.New!.Id == "stall");
+        await again.StopAsync();
     }
 
     [Fact]

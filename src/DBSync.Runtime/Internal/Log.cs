@@ -100,6 +100,12 @@ internal static partial class Log
     [LoggerMessage(2031, LogLevel.Information, "Took over slot \"{Slot}\" after standing by for {Seconds:0.0} s: streaming from {Lsn}")]
     public static partial void TookOver(ILogger logger, string slot, double seconds, string lsn);
 
+    [LoggerMessage(2032, LogLevel.Warning, "Slot \"{Slot}\" is started over (DBSyncOptions.WhenSlotLost = StartOver): {Reason}. Changes after {Lsn} are missed, deletes among them; every registered table is snapshotted again")]
+    public static partial void SlotStartedOver(ILogger logger, string slot, string reason, string lsn);
+
+    [LoggerMessage(2033, LogLevel.Warning, "Slot \"{Slot}\" is a failover slot, but the server's synchronized_standby_slots is empty: a change can reach DBSync before the standby has it, and a failover then loses a transaction DBSync delivered. Name the standby's physical slot in synchronized_standby_slots")]
+    public static partial void FailoverSlotUnprotected(ILogger logger, string slot);
+
     [LoggerMessage(3009, LogLevel.Warning, "Snapshot of {Table} lost its connection; it continues from its last completed chunk in {Delay} ms")]
     public static partial void SnapshotInterrupted(ILogger logger, Exception exception, string table, long delay);
 
@@ -147,6 +153,9 @@ internal static partial class Log
 
     [LoggerMessage(3016, LogLevel.Error, "A snapshot progress handler failed on {Notification}; the snapshots go on")]
     public static partial void ProgressHandlerFailed(ILogger logger, Exception exception, string notification);
+
+    [LoggerMessage(3020, LogLevel.Information, "The snapshot checkpoint of slot \"{Slot}\" was not saved: the slot no longer streams to this instance's walsender (the stream is ending, or another instance took over); trying again in {Delay} ms")]
+    public static partial void CheckpointFenced(ILogger logger, string slot, long delay);
 
     [LoggerMessage(3017, LogLevel.Warning, "Snapshot work failed outside any table (saving the checkpoint, or a lost connection); trying again in {Delay} ms")]
     public static partial void SnapshotLoopRetried(ILogger logger, Exception exception, long delay);

@@ -303,9 +303,7 @@ internal sealed class ReplicationSession : ITransactionSink
     private async Task<bool> SlotActiveAsync(CancellationToken cancellationToken)
     {
         await using var connection = await _connections.OpenAsync(cancellationToken).ConfigureAwait(false);
-        await using var command = new NpgsqlCommand("SELECT active FROM pg_replication_slots WHERE slot_name = $1", connection);
-        command.Parameters.Add(new NpgsqlParameter { Value = _options.SlotName });
-        return await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false) is true;
+        return await ReplicationSlot.ReadAsync(connection, _options.SlotName, cancellationToken).ConfigureAwait(false) is { Active: true };
     }
 
     /// <summary>A read from the replication connection: a lost connection becomes <see cref="StreamInterruptedException"/>.</summary>

@@ -25,14 +25,22 @@ internal static partial class ReplicationSetup
     /// <param name="connections">The pipeline's pool of ordinary connections.</param>
     /// <param name="tables">The mapped tables (and the signal table, if any).</param>
     /// <param name="logger">Where to log.</param>
-    /// <param name="beforeSlotCreated">Runs when the slot is missing, just before it is created.</param>
+    /// <param name="beforeSlotCreated">Runs when the slot is missing (or invalidated and about to be replaced, with why), just before it is created.</param>
     /// <param name="cancellationToken">Cancels the setup.</param>
     public static async Task<ServerInfo> PrepareAsync(DBSyncOptions options, ConnectionPool connections, IReadOnlyList<SyncTableInfo> tables, ILogger logger,
-        Func<CancellationToken, Task> beforeSlotCreated, CancellationToken cancellationToken)
+        Func<string?, CancellationToken, Task> beforeSlotCreated, CancellationToken cancellationToken)
     {
         await using var connection = await OpenAsync(connections, cancellationToken).ConfigureAwait(false);
 
-        var (walLevel, versionNum, database, user, canReplicate) = await ReadServerAsync(connection, cancellationToken).ConfigureAwait(false);
+        var (walLevel, versionNum, database, user, canReplicate, inRecovery) = await ReadServerAsync(connection, cancellationToken).ConfigureAwait(false);
+        if (inRecovery)
+        {
+            var host = new NpgsqlConnectionStringBuilder(connections.ConnectionString);
+            throw new DBSyncConfigurationException(
+                $"The server at {host.Host}:{host.Port} is a standby (in recovery): change data capture streams from the primary. Connect to the primary, " +
+                "or list every server of the cluster in the connection string's Host (Host=a,b) with Target Session Attributes=primary, so that DBSync " +
+                "finds the primary after a failover.");
+        }
         if (walLevel != "logical")
         {
             throw new DBSyncConfigurationException(
@@ -53,7 +61,9 @@ internal static partial class ReplicationSetup
         await CheckTablesAsync(connection, tables, database, user, cancellationToken).ConfigureAwait(false);
         var types = await ColumnTypeCheck.CheckAsync(connection, tables, cancellationToken).ConfigureAwait(false);
         await EnsurePublicationAsync(connection, options.PublicationName, tables, user, logger, cancellationToken).ConfigureAwait(false);
-        var (created, start) = await EnsureSlotAsync(connection, options.SlotName, database, logger, beforeSlotCreated, cancellationToken).ConfigureAwait(false);
+        var (created, start) = await EnsureSlotAsync(connection, options, versionNum, database, logger, beforeSlotCreated, cancellationToken).ConfigureAwait(false);
+        if (options.FailoverSlot)
+            await WarnWithoutSynchronizedStandbyAsync(connection, options.SlotName, logger, cancellationToken).ConfigureAwait(false);
         return new ServerInfo(versionNum, database, created, start, types);
     }
 
@@ -70,7 +80,7 @@ internal static partial class ReplicationSetup
         }
     }
 
-    private static async Task<(string WalLevel, int VersionNum, string Database, string User, bool CanReplicate)> ReadServerAsync(
+    private static async Task<(string WalLevel, int VersionNum, string Database, string User, bool CanReplicate, bool InRecovery)> ReadServerAsync(
         NpgsqlConnection connection, CancellationToken cancellationToken)
     {
         // Managed services grant replication through a role (rds_replication) instead of the attribute.
@@ -80,13 +90,14 @@ internal static partial class ReplicationSetup
                    current_database(),
                    current_user,
                    r.rolreplication OR r.rolsuper
-                     OR EXISTS (SELECT 1 FROM pg_roles g WHERE g.rolname = 'rds_replication' AND pg_has_role(current_user, g.oid, 'member'))
+                     OR EXISTS (SELECT 1 FROM pg_roles g WHERE g.rolname = 'rds_replication' AND pg_has_role(current_user, g.oid, 'member')),
+                   pg_is_in_recovery()
             FROM pg_roles r WHERE r.rolname = current_user
             """;
         await using var command = new NpgsqlCommand(sql, connection);
         await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
         await reader.ReadAsync(cancellationToken).ConfigureAwait(false);
-        return (reader.GetString(0), reader.GetInt32(1), reader.GetString(2), reader.GetString(3), reader.GetBoolean(4));
+        return (reader.GetString(0), reader.GetInt32(1), reader.GetString(2), reader.GetString(3), reader.GetBoolean(4), reader.GetBoolean(5));
     }
 
     private static async Task CheckTablesAsync(NpgsqlConnection connection, IReadOnlyList<SyncTableInfo> tables, string database, string user, CancellationToken cancellationToken)
@@ -267,46 +278,59 @@ internal static partial class ReplicationSetup
         }
     }
 
-    private static async Task<(bool Created, NpgsqlLogSequenceNumber Start)> EnsureSlotAsync(NpgsqlConnection connection, string slot, string database,
-        ILogger logger, Func<CancellationToken, Task> beforeSlotCreated, CancellationToken cancellationToken)
+    private static async Task<(bool Created, NpgsqlLogSequenceNumber Start)> EnsureSlotAsync(NpgsqlConnection connection, DBSyncOptions options,
+        int versionNum, string database, ILogger logger, Func<string?, CancellationToken, Task> beforeSlotCreated, CancellationToken cancellationToken)
     {
-        await using (var command = new NpgsqlCommand(
-            "SELECT plugin, slot_type, database, row_to_json(s)->>'wal_status', confirmed_flush_lsn::text FROM pg_replication_slots s WHERE slot_name = $1", connection))
+        var slot = options.SlotName;
+        if (options.FailoverSlot && versionNum < 170000)
         {
-            command.Parameters.Add(new NpgsqlParameter { Value = slot });
-            await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
-            if (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
-            {
-                var plugin = reader.IsDBNull(0) ? null : reader.GetString(0);
-                var type = reader.GetString(1);
-                var slotDatabase = reader.IsDBNull(2) ? null : reader.GetString(2);
-                var walStatus = reader.IsDBNull(3) ? null : reader.GetString(3);
-                if (type != "logical" || plugin != "pgoutput")
-                {
-                    throw new DBSyncConfigurationException(
-                        $"Replication slot \"{slot}\" exists but is a {type} slot with plugin '{plugin}'; DBSync needs a logical slot with pgoutput. " +
-                        "Choose another DBSyncOptions.SlotName, or drop the slot if nothing else uses it.");
-                }
-                if (slotDatabase != database)
-                {
-                    throw new DBSyncConfigurationException(
-                        $"Replication slot \"{slot}\" belongs to database \"{slotDatabase}\", not \"{database}\". Slot names are server-wide: choose another DBSyncOptions.SlotName.");
-                }
-                if (walStatus == "lost")
-                {
-                    throw new DBSyncConfigurationException(
-                        $"Replication slot \"{slot}\" is invalidated (wal_status = lost): PostgreSQL removed WAL it still needed (max_slot_wal_keep_size), " +
-                        "so changes were lost. Drop the slot (SELECT pg_drop_replication_slot('" + slot + "');), let DBSync create a new one, and take a new snapshot of the tables.");
-                }
-                var confirmed = reader.IsDBNull(4) ? default : NpgsqlLogSequenceNumber.Parse(reader.GetString(4));
-                return (false, confirmed);
-            }
+            throw new DBSyncConfigurationException(
+                $"DBSyncOptions.FailoverSlot needs PostgreSQL 17 or later (the server runs {versionNum / 10000}): only they keep a synchronized copy of a " +
+                "logical slot on a physical standby. Upgrade the server, or turn FailoverSlot off (after a failover, DBSync then refuses to go on without the slot).");
         }
 
-        await beforeSlotCreated(cancellationToken).ConfigureAwait(false);
+        string? lostReason = null;
+        if (await ReplicationSlot.ReadAsync(connection, slot, cancellationToken).ConfigureAwait(false) is { } existing)
+        {
+            if (existing.SlotType != "logical" || existing.Plugin != "pgoutput")
+            {
+                throw new DBSyncConfigurationException(
+                    $"Replication slot \"{slot}\" exists but is a {existing.SlotType} slot with plugin '{existing.Plugin}'; DBSync needs a logical slot with pgoutput. " +
+                    "Choose another DBSyncOptions.SlotName, or drop the slot if nothing else uses it.");
+            }
+            if (existing.Database != database)
+            {
+                throw new DBSyncConfigurationException(
+                    $"Replication slot \"{slot}\" belongs to database \"{existing.Database}\", not \"{database}\". Slot names are server-wide: choose another DBSyncOptions.SlotName.");
+            }
+            if (!existing.Invalidated)
+            {
+                if (options.FailoverSlot && existing.Failover == false)
+                {
+                    throw new DBSyncConfigurationException(
+                        $"Replication slot \"{slot}\" exists without failover, and DBSyncOptions.FailoverSlot asks for a slot a standby keeps a copy of. " +
+                        $"Turn failover on once, while no consumer streams from it: psql \"dbname={database} replication=database\" -c \"ALTER_REPLICATION_SLOT {slot} ( FAILOVER true )\" " +
+                        "(as a role with REPLICATION), or turn FailoverSlot off.");
+                }
+                return (false, existing.ConfirmedFlush ?? default);
+            }
+
+            // The server gave the slot up: changes after its position may be gone. Replaced only on request.
+            lostReason = existing.InvalidationDescription;
+            if (options.WhenSlotLost != SlotLost.StartOver)
+                throw SlotLoss.Refused(slot, (existing.ConfirmedFlush ?? default).ToString(), lostReason);
+            await using var drop = new NpgsqlCommand("SELECT pg_drop_replication_slot($1)", connection);
+            drop.Parameters.Add(new NpgsqlParameter { Value = slot });
+            await drop.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        }
+
+        await beforeSlotCreated(lostReason, cancellationToken).ConfigureAwait(false);
         try
         {
-            await using var create = new NpgsqlCommand("SELECT lsn::text FROM pg_create_logical_replication_slot($1, 'pgoutput')", connection);
+            // pg_create_logical_replication_slot(name, plugin, temporary, twophase, failover): the last from 17 on.
+            await using var create = new NpgsqlCommand(options.FailoverSlot
+                ? "SELECT lsn::text FROM pg_create_logical_replication_slot($1, 'pgoutput', false, false, true)"
+                : "SELECT lsn::text FROM pg_create_logical_replication_slot($1, 'pgoutput')", connection);
             create.Parameters.Add(new NpgsqlParameter { Value = slot });
             var lsn = NpgsqlLogSequenceNumber.Parse((string)(await create.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!);
             Log.SlotCreated(logger, slot, lsn.ToString());
@@ -321,6 +345,15 @@ internal static partial class ReplicationSetup
             throw new DBSyncConfigurationException(
                 $"Cannot create replication slot \"{slot}\": {e.MessageText}. Raise max_replication_slots (needs a restart) or drop unused slots.", e);
         }
+    }
+
+    /// <summary>A failover slot on a primary that does not wait for its standby: a change can reach DBSync before the standby
+    /// has it, and a failover then loses a transaction DBSync already delivered. Said once per run.</summary>
+    private static async Task WarnWithoutSynchronizedStandbyAsync(NpgsqlConnection connection, string slot, ILogger logger, CancellationToken cancellationToken)
+    {
+        await using var command = new NpgsqlCommand("SELECT coalesce(current_setting('synchronized_standby_slots', true), '')", connection);
+        if ((string)(await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))! is { Length: 0 })
+            Log.FailoverSlotUnprotected(logger, slot);
     }
 
     internal static string AppendServerOptions(string connectionString)

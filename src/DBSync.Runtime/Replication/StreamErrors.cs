@@ -36,10 +36,7 @@ internal static class StreamErrors
             var what = e.SqlState == UndefinedObject
                 ? $"Replication slot \"{slot}\" no longer exists: it was dropped while DBSync was using it"
                 : $"Replication slot \"{slot}\" was invalidated by the server ({e.MessageText}{(e.Detail is { } detail ? ": " + detail : "")}): it held back more WAL than max_slot_wal_keep_size allows, and the WAL it needed is gone";
-            return new SlotLostException(slot, confirmed.ToString(),
-                $"{what}. Every change up to {confirmed} was delivered; changes after it may be lost. To recover, start again with a new slot " +
-                $"and a full snapshot: drop the slot if it still exists (SELECT pg_drop_replication_slot('{slot}')), delete its checkpoint, " +
-                "and run with DBSyncOptions.InitialSnapshot = true (the default). To prevent it, raise max_slot_wal_keep_size or keep the consumer running.", e);
+            return SlotLoss.WhileStreaming(slot, confirmed.ToString(), what, e);
         }
         if (e.SqlState == ObjectInUse)
         {

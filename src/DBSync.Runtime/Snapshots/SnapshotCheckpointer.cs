@@ -1,5 +1,6 @@
 using DBSync.Checkpoints;
 using DBSync.Internal;
+using DBSync.Replication;
 using Microsoft.Extensions.Logging;
 
 namespace DBSync.Snapshots;
@@ -21,15 +22,50 @@ internal sealed class SnapshotCheckpointer(DBSyncOptions options, ICheckpointSto
 
     /// <summary>The slot is about to be created: any checkpoint belongs to an earlier slot and is replaced. With
     /// <see cref="DBSyncOptions.InitialSnapshot"/>, every registered table is queued, and the queue is saved before the
-    /// slot exists, so a crash in between cannot lose the initial snapshot.</summary>
-    public async Task PrepareNewSlotAsync(CancellationToken cancellationToken)
+    /// slot exists, so a crash in between cannot lose the initial snapshot. A checkpoint that shows the earlier slot had
+    /// streamed (a position saved while streaming), or an earlier slot <paramref name="lostReason"/> says was lost, means
+    /// changes were missed: refused with a <see cref="SlotLostException"/> unless <see cref="DBSyncOptions.WhenSlotLost"/>
+    /// is <see cref="SlotLost.StartOver"/>, which snapshots every table and tells the progress handlers.</summary>
+    /// <param name="lostReason">Why the slot that existed is being replaced (invalidated), or null when there is none.</param>
+    /// <param name="cancellationToken">Cancels the load and save.</param>
+    public async Task PrepareNewSlotAsync(string? lostReason, CancellationToken cancellationToken)
     {
         var stale = await store.LoadAsync(options.SlotName, cancellationToken).ConfigureAwait(false);
-        if (stale is not null)
-            Log.CheckpointDiscarded(logger, options.SlotName);
-        queue.ResetForNewSlot(options.InitialSnapshot);
+        var streamedUpTo = stale is null ? 0 : StreamedPosition(stale);
+        if (streamedUpTo != 0 || lostReason is not null)
+        {
+            var lsn = new NpgsqlTypes.NpgsqlLogSequenceNumber(streamedUpTo).ToString();
+            var reason = lostReason ?? "it no longer exists: it was dropped, or the server failed over to a standby that had no synchronized copy of it";
+            if (options.WhenSlotLost != SlotLost.StartOver)
+                throw SlotLoss.Refused(options.SlotName, lsn, reason);
+            Log.SlotStartedOver(logger, options.SlotName, reason, lsn);
+            queue.ResetForNewSlot(initialSnapshot: true, new SlotStartedOver(options.SlotName, lsn, reason));
+        }
+        else
+        {
+            if (stale is not null)
+                Log.CheckpointDiscarded(logger, options.SlotName);
+            queue.ResetForNewSlot(options.InitialSnapshot);
+        }
         if (stale is not null || queue.Count > 0)
             await SaveAsync(cancellationToken, beforeSlot: true).ConfigureAwait(false);
+        // The first save while streaming records the new slot's position: from then on, the checkpoint shows the slot
+        // streamed, and a later run that finds the slot gone knows changes were missed.
+        queue.MarkUnsaved();
+    }
+
+    /// <summary>The position a checkpoint was saved at while streaming; 0 for one saved before its slot existed, or one
+    /// this version cannot read (it is replaced as before).</summary>
+    private ulong StreamedPosition(byte[] bytes)
+    {
+        try
+        {
+            return Checkpoint.Deserialize(bytes, $"of slot \"{options.SlotName}\"").ConfirmedLsn;
+        }
+        catch (DBSyncException)
+        {
+            return 0;
+        }
     }
 
     /// <summary>The slot exists: continue from its checkpoint (snapshots in progress first, then new requests). With
@@ -38,7 +74,10 @@ internal sealed class SnapshotCheckpointer(DBSyncOptions options, ICheckpointSto
     {
         var bytes = await store.LoadAsync(options.SlotName, cancellationToken).ConfigureAwait(false);
         if (bytes is null)
+        {
+            queue.MarkUnsaved(); // a slot from before checkpoints recorded the position: record it on the first save
             return;
+        }
         var checkpoint = Checkpoint.Deserialize(bytes, $"of slot \"{options.SlotName}\"");
         if (checkpoint.Slot != options.SlotName)
         {
@@ -46,6 +85,8 @@ internal sealed class SnapshotCheckpointer(DBSyncOptions options, ICheckpointSto
                 $"The checkpoint store returned a checkpoint of slot \"{checkpoint.Slot}\" for slot \"{options.SlotName}\". Give each slot its own store or file.");
         }
         queue.Restore(checkpoint, takingOver);
+        if (checkpoint.ConfirmedLsn == 0)
+            queue.MarkUnsaved(); // saved before the slot existed: the first save while streaming records the position
         Log.CheckpointLoaded(logger, options.SlotName, checkpoint.Jobs.Count, new NpgsqlTypes.NpgsqlLogSequenceNumber(checkpoint.ConfirmedLsn).ToString());
     }
 
@@ -76,7 +117,12 @@ internal sealed class SnapshotCheckpointer(DBSyncOptions options, ICheckpointSto
                 if (fenced is null)
                     await store.SaveAsync(options.SlotName, checkpoint.Serialize(), cancellationToken).ConfigureAwait(false);
                 else if (!await fenced.SaveWhileHoldingAsync(options.SlotName, checkpoint.Serialize(), pid!.Value, cancellationToken).ConfigureAwait(false))
+                {
+                    queue.MarkUnsaved();
+                    if (streamingPid!() != pid)
+                        return; // the stream ended meanwhile: saved by the next one
                     throw new SlotNotHeldException(options.SlotName, pid.Value);
+                }
             }
             catch
             {

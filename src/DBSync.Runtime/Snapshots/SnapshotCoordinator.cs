@@ -80,7 +80,7 @@ internal sealed class SnapshotCoordinator
     public void RequestDeletesOfRowsThatLeft(SyncTableInfo table, string source) => _queue.RequestDeletesOfRowsThatLeft(table, source);
 
     /// <inheritdoc cref="SnapshotCheckpointer.PrepareNewSlotAsync"/>
-    public Task PrepareNewSlotAsync(CancellationToken cancellationToken) => _checkpointer.PrepareNewSlotAsync(cancellationToken);
+    public Task PrepareNewSlotAsync(string? lostReason, CancellationToken cancellationToken) => _checkpointer.PrepareNewSlotAsync(lostReason, cancellationToken);
 
     /// <inheritdoc cref="SnapshotCheckpointer.LoadAsync"/>
     public Task LoadAsync(CancellationToken cancellationToken, bool takingOver = false) => _checkpointer.LoadAsync(cancellationToken, takingOver);

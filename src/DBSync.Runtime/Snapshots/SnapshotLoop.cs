@@ -48,7 +48,10 @@ internal sealed class SnapshotLoop(
             {
                 failures++;
                 var delay = Backoff.Delay(options.ReconnectDelay, options.MaxReconnectDelay, failures);
-                Log.SnapshotLoopRetried(logger, e, (long)delay.TotalMilliseconds);
+                if (e is SlotNotHeldException)
+                    Log.CheckpointFenced(logger, options.SlotName, (long)delay.TotalMilliseconds); // the stream ends too: no trace
+                else
+                    Log.SnapshotLoopRetried(logger, e, (long)delay.TotalMilliseconds);
                 await Task.Delay(delay, cancellationToken).ConfigureAwait(false);
             }
         }
@@ -58,6 +61,8 @@ internal sealed class SnapshotLoop(
     /// resume, then snapshot the next table (or wait for work).</summary>
     private async Task RunTurnAsync(CancellationToken cancellationToken)
     {
+        if (queue.TakeStartedOver() is { } startedOver)
+            await notifier.NotifyQuietlyAsync(startedOver, cancellationToken).ConfigureAwait(false);
         var (settled, next, paused) = queue.TakeTurn();
         foreach (var job in settled)
             await SettleAsync(job, cancellationToken).ConfigureAwait(false);

@@ -72,6 +72,17 @@ public sealed record SnapshotsResumed() : SnapshotProgress((string?)null);
 /// <summary>The queue is empty: every requested table is done, skipped, failed or cancelled.</summary>
 public sealed record SnapshotsCompleted() : SnapshotProgress((string?)null);
 
+/// <summary>
+/// The slot was gone and a new one was created (<see cref="DBSyncOptions.WhenSlotLost"/> = <see cref="SlotLost.StartOver"/>):
+/// every registered table is snapshotted again, but changes between <paramref name="LastConfirmedLsn"/> and the new slot's
+/// start never arrive, deletes among them. Sent before the snapshot's first table. A consumer that keeps a copy removes
+/// the rows this full snapshot does not deliver (Read changes) once <see cref="SnapshotsCompleted"/> arrives.
+/// </summary>
+/// <param name="Slot">The slot.</param>
+/// <param name="LastConfirmedLsn">The last position the checkpoint recorded on the lost slot: everything up to it was delivered.</param>
+/// <param name="Reason">What happened to the slot.</param>
+public sealed record SlotStartedOver(string Slot, string LastConfirmedLsn, string Reason) : SnapshotProgress((string?)null);
+
 /// <summary>A snapshot key (its columns' values as text) written for people: progress notifications and the CLI.</summary>
 internal static class KeyText
 {

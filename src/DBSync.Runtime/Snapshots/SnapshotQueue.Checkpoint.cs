@@ -6,13 +6,15 @@ namespace DBSync.Snapshots;
 internal sealed partial class SnapshotQueue
 {
     /// <summary>A new slot: signals and outcomes of an earlier slot are forgotten; with <paramref name="initialSnapshot"/>,
-    /// every registered table is queued first, before anything requested while the slot did not exist.</summary>
-    public void ResetForNewSlot(bool initialSnapshot)
+    /// every registered table is queued first, before anything requested while the slot did not exist.
+    /// <paramref name="startedOver"/>, when the earlier slot was lost, goes to the progress handlers before the first table.</summary>
+    public void ResetForNewSlot(bool initialSnapshot, SlotStartedOver? startedOver = null)
     {
         lock (_lock)
         {
             _lastSignalLsn = 0;
             _finished.Clear();
+            _startedOver = startedOver;
             if (initialSnapshot)
             {
                 var jobs = Enqueue(EveryRegisteredTable(), withWaiters: false);
@@ -44,6 +46,17 @@ internal sealed partial class SnapshotQueue
             _lastSignalLsn = checkpoint.LastSignalLsn;
             _finished.Clear();
             _finished.AddRange(checkpoint.Finished);
+        }
+    }
+
+    /// <summary>The notification that the slot was started over, once; null when there is none (any more).</summary>
+    public SlotStartedOver? TakeStartedOver()
+    {
+        lock (_lock)
+        {
+            var startedOver = _startedOver;
+            _startedOver = null;
+            return startedOver;
         }
     }
 

@@ -21,6 +21,7 @@ internal sealed partial class SnapshotQueue(IReadOnlyDictionary<(string Schema, 
     private bool? _pauseRequestedBeforeLoad;
     private ulong _lastSignalLsn;
     private bool _unsaved;
+    private SlotStartedOver? _startedOver;
     private SnapshotJob? _running;
     private long _runningEstimate;
 
