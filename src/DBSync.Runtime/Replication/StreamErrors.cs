@@ -34,7 +34,7 @@ internal static class StreamErrors
         if (e.SqlState == UndefinedObject || (e.SqlState == ObjectNotInPrerequisiteState && IsSlotInvalidated(e)))
         {
             var what = e.SqlState == UndefinedObject
-                ? $"Replication slot \"{slot}\" no longer exists: it was dropped while DBSync was using it"
+                ? $"Replication slot \"{slot}\" no longer exists: it was dropped while DBSync was using it, or the server failed over to a standby that had no synchronized copy of it"
                 : $"Replication slot \"{slot}\" was invalidated by the server ({e.MessageText}{(e.Detail is { } detail ? ": " + detail : "")}): it held back more WAL than max_slot_wal_keep_size allows, and the WAL it needed is gone";
             return SlotLoss.WhileStreaming(slot, confirmed.ToString(), what, e);
         }

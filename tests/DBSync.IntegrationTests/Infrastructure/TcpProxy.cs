@@ -8,11 +8,12 @@ namespace DBSync.IntegrationTests.Infrastructure;
 /// turns the connections open at that moment into black holes (bytes are read and dropped both ways, the sockets stay
 /// open, nothing is closed or reset), as a network that silently loses packets does; later connections pass.
 /// <see cref="SilenceNextReplicationConnections"/> does the same to new replication connections from their startup on.
+/// <see cref="Retarget"/> sends new connections to another server.
 /// </summary>
 public sealed class TcpProxy : IAsyncDisposable
 {
     private readonly TcpListener _listener = new(IPAddress.Loopback, 0);
-    private readonly IPEndPoint _target;
+    private IPEndPoint _target;
     private readonly CancellationTokenSource _stop = new();
     private readonly List<Link> _links = [];
     private readonly Task _accepting;
@@ -39,6 +40,10 @@ public sealed class TcpProxy : IAsyncDisposable
         }
     }
 
+    /// <summary>New connections go to <paramref name="port"/> on the same host from now on (a virtual address that
+    /// follows the primary after a failover); the open ones stay where they are.</summary>
+    public void Retarget(int port) => Volatile.Write(ref _target, new IPEndPoint(_target.Address, port));
+
     /// <summary>The next <paramref name="count"/> replication connections (a startup message with replication=database)
     /// are silenced at their startup message, which never reaches the server: the client waits for an answer.</summary>
     public void SilenceNextReplicationConnections(int count) => Volatile.Write(ref _replicationConnectionsToSilence, count);
@@ -51,7 +56,17 @@ public sealed class TcpProxy : IAsyncDisposable
             {
                 var client = await _listener.AcceptTcpClientAsync(_stop.Token);
                 var server = new TcpClient();
-                await server.ConnectAsync(_target, _stop.Token);
+                try
+                {
+                    await server.ConnectAsync(Volatile.Read(ref _target), _stop.Token);
+                }
+                catch (SocketException)
+                {
+                    // The server is down: the client sees its connection closed, as with no proxy between.
+                    server.Dispose();
+                    client.Dispose();
+                    continue;
+                }
                 var link = new Link(client, server);
                 lock (_links)
                     _links.Add(link);
