@@ -5,10 +5,10 @@ using System.Net.Sockets;
 
 namespace DBSync.Testing;
 
-/// <summary>An initdb cluster in a temporary directory.</summary>
+/// <summary>An initdb cluster (or a physical standby copied from one) in a temporary directory.</summary>
 internal sealed class LocalCluster : IAsyncDisposable
 {
-    private static readonly bool s_isRoot = Environment.UserName == "root" || Environment.GetEnvironmentVariable("USER") == "root";
+    private static readonly TimeSpan s_exitWait = TimeSpan.FromSeconds(30);
 
     private LocalCluster(string binDirectory, string root, int port)
     {
@@ -27,25 +27,22 @@ internal sealed class LocalCluster : IAsyncDisposable
 
     private string LogFile => Path.Combine(Root, "server.log");
 
-    public static async Task<LocalCluster> CreateAsync(IReadOnlyDictionary<string, string>? settings, CancellationToken cancellationToken)
-    {
-        var bin = FindBinDirectory();
-        var root = Path.Combine(Path.GetTempPath(), "dbsync-pg-" + Guid.NewGuid().ToString("N")[..12]);
-        Directory.CreateDirectory(root);
-        if (s_isRoot)
-            await RunAsync("chown", ["postgres:postgres", root], asPostgres: false, cancellationToken).ConfigureAwait(false);
+    private string PgCtl => Path.Combine(BinDirectory, "pg_ctl");
 
-        var cluster = new LocalCluster(bin, root, FreePort());
+    public static async Task<LocalCluster> CreateAsync(IReadOnlyDictionary<string, string>? settings, int? majorVersion, CancellationToken cancellationToken)
+    {
+        var bin = await PostgresBinaries.FindAsync(majorVersion, cancellationToken).ConfigureAwait(false);
+        var cluster = await NewRootAsync(bin, cancellationToken).ConfigureAwait(false);
         try
         {
-            await RunAsync(Path.Combine(bin, "initdb"),
+            await ToolProcess.RunAsync(Path.Combine(bin, "initdb"),
                 ["-D", cluster.DataDirectory, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C", "--no-sync"],
-                asPostgres: s_isRoot, cancellationToken).ConfigureAwait(false);
+                asPostgres: ToolProcess.IsRoot, cancellationToken).ConfigureAwait(false);
 
             var conf = new Dictionary<string, string>
             {
                 ["listen_addresses"] = "'127.0.0.1'",
-                ["unix_socket_directories"] = $"'{root}'",
+                ["unix_socket_directories"] = $"'{cluster.Root}'",
                 ["wal_level"] = "logical",
                 ["max_replication_slots"] = "40",
                 ["max_wal_senders"] = "40",
@@ -61,14 +58,65 @@ internal sealed class LocalCluster : IAsyncDisposable
                     conf[key] = value;
             }
 
-            await File.AppendAllLinesAsync(Path.Combine(cluster.DataDirectory, "postgresql.auto.conf"),
-                conf.Select(kv => $"{kv.Key} = {kv.Value}"), cancellationToken).ConfigureAwait(false);
+            await cluster.AppendSettingsAsync(conf, cancellationToken).ConfigureAwait(false);
             await cluster.StartServerAsync(cancellationToken).ConfigureAwait(false);
             return cluster;
         }
         catch
         {
             await cluster.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// A physical standby of this cluster from a cold copy of its data directory: this cluster is stopped (fast) for the
+    /// copy and started again, the copy streams from it (through <paramref name="physicalSlot"/> when given, which must
+    /// exist here) with <paramref name="settings"/> added to its own.
+    /// </summary>
+    public async Task<LocalCluster> CreateStandbyAsync(string? physicalSlot, IReadOnlyDictionary<string, string>? settings, CancellationToken cancellationToken)
+    {
+        var standby = await NewRootAsync(BinDirectory, cancellationToken).ConfigureAwait(false);
+        try
+        {
+            await ToolProcess.RunAsync(PgCtl, ["-D", DataDirectory, "-m", "fast", "-w", "stop"], ToolProcess.IsRoot, cancellationToken).ConfigureAwait(false);
+            try
+            {
+                await ToolProcess.RunAsync("cp", ["-a", DataDirectory, standby.DataDirectory], ToolProcess.IsRoot, cancellationToken).ConfigureAwait(false);
+            }
+            finally
+            {
+                await StartServerAsync(cancellationToken).ConfigureAwait(false);
+            }
+
+            // As pg_basebackup leaves them out: the primary's slots (a standby's own would clash with synchronized
+            // ones of the same name) and its lock files.
+            foreach (var slot in Directory.GetDirectories(Path.Combine(standby.DataDirectory, "pg_replslot")))
+                Directory.Delete(slot, recursive: true);
+            foreach (var file in new[] { "postmaster.pid", "postmaster.opts" })
+                File.Delete(Path.Combine(standby.DataDirectory, file));
+
+            var conf = new Dictionary<string, string>
+            {
+                ["unix_socket_directories"] = $"'{standby.Root}'",
+                ["primary_conninfo"] = $"'host=127.0.0.1 port={Port} user=postgres dbname=postgres application_name=dbsync_standby'",
+            };
+            if (physicalSlot is not null)
+                conf["primary_slot_name"] = $"'{physicalSlot}'";
+            if (settings is not null)
+            {
+                foreach (var (key, value) in settings)
+                    conf[key] = value;
+            }
+            // Appended after the primary's lines: the last line of a setting wins.
+            await standby.AppendSettingsAsync(conf, cancellationToken).ConfigureAwait(false);
+            await standby.WriteServerFileAsync("standby.signal", "", cancellationToken).ConfigureAwait(false);
+            await standby.StartServerAsync(cancellationToken).ConfigureAwait(false);
+            return standby;
+        }
+        catch
+        {
+            await standby.DisposeAsync().ConfigureAwait(false);
             throw;
         }
     }
@@ -80,14 +128,35 @@ internal sealed class LocalCluster : IAsyncDisposable
         await File.WriteAllTextAsync(path, content, cancellationToken).ConfigureAwait(false);
         if (!OperatingSystem.IsWindows())
             File.SetUnixFileMode(path, UnixFileMode.UserRead | UnixFileMode.UserWrite);
-        if (s_isRoot)
-            await RunAsync("chown", ["postgres:postgres", path], asPostgres: false, cancellationToken).ConfigureAwait(false);
+        if (ToolProcess.IsRoot)
+            await ToolProcess.RunAsync("chown", ["postgres:postgres", path], asPostgres: false, cancellationToken).ConfigureAwait(false);
     }
 
+    /// <summary>Stops the server (fast) when it runs, and starts it.</summary>
     public async Task RestartAsync(CancellationToken cancellationToken)
     {
-        await RunAsync(Path.Combine(BinDirectory, "pg_ctl"), ["-D", DataDirectory, "-m", "fast", "-w", "stop"], s_isRoot, cancellationToken).ConfigureAwait(false);
+        if (PostmasterPid() is { } pid && IsRunning(pid))
+            await ToolProcess.RunAsync(PgCtl, ["-D", DataDirectory, "-m", "fast", "-w", "stop"], ToolProcess.IsRoot, cancellationToken).ConfigureAwait(false);
+        else
+            await WaitForExitAsync(ServerProcesses(), cancellationToken).ConfigureAwait(false);
         await StartServerAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Ends recovery on a standby (<c>pg_ctl promote</c>), waiting until it accepts writes.</summary>
+    public Task PromoteAsync(CancellationToken cancellationToken)
+        => ToolProcess.RunAsync(PgCtl, ["-D", DataDirectory, "-w", "-t", "60", "promote"], ToolProcess.IsRoot, cancellationToken);
+
+    /// <summary>
+    /// SIGKILL to the postmaster, as a crash of the machine would end it (no shutdown checkpoint, no goodbye to clients),
+    /// then waits until its children, which notice their postmaster's death, have exited.
+    /// </summary>
+    public async Task KillAsync(CancellationToken cancellationToken)
+    {
+        var pid = PostmasterPid() is { } p && IsRunning(p) ? p : throw new InvalidOperationException($"The server of {DataDirectory} is not running.");
+        var processes = ServerProcesses();
+        using (var postmaster = Process.GetProcessById(pid))
+            postmaster.Kill(); // SIGKILL on Unix
+        await WaitForExitAsync(processes, cancellationToken).ConfigureAwait(false);
     }
 
     private async Task StartServerAsync(CancellationToken cancellationToken)
@@ -97,9 +166,9 @@ internal sealed class LocalCluster : IAsyncDisposable
         {
             try
             {
-                await RunAsync(Path.Combine(BinDirectory, "pg_ctl"),
+                await ToolProcess.RunAsync(PgCtl,
                     ["-D", DataDirectory, "-l", LogFile, "-o", $"-p {Port}", "-w", "-t", "60", "start"],
-                    asPostgres: s_isRoot, cancellationToken).ConfigureAwait(false);
+                    asPostgres: ToolProcess.IsRoot, cancellationToken).ConfigureAwait(false);
                 return;
             }
             catch (InvalidOperationException) when (attempt < 3)
@@ -113,11 +182,19 @@ internal sealed class LocalCluster : IAsyncDisposable
     {
         try
         {
-            if (File.Exists(Path.Combine(DataDirectory, "postmaster.pid")))
+            if (PostmasterPid() is { } pid && IsRunning(pid))
             {
-                await RunAsync(Path.Combine(BinDirectory, "pg_ctl"), ["-D", DataDirectory, "-m", "immediate", "-w", "stop"],
-                    s_isRoot, CancellationToken.None).ConfigureAwait(false);
+                try
+                {
+                    await ToolProcess.RunAsync(PgCtl, ["-D", DataDirectory, "-m", "immediate", "-w", "stop"], ToolProcess.IsRoot, CancellationToken.None).ConfigureAwait(false);
+                }
+                catch (InvalidOperationException) when (!IsRunning(pid))
+                {
+                    // It ended between the look and pg_ctl's.
+                }
             }
+            // Children of a postmaster that was killed, should any outlive it: they would keep the directory in use.
+            await WaitForExitAsync(ServerProcesses(), CancellationToken.None).ConfigureAwait(false);
         }
         finally
         {
@@ -132,26 +209,95 @@ internal sealed class LocalCluster : IAsyncDisposable
         }
     }
 
-    private static string FindBinDirectory()
+    private static async Task<LocalCluster> NewRootAsync(string binDirectory, CancellationToken cancellationToken)
     {
-        var fromEnv = Environment.GetEnvironmentVariable("PG_BIN");
-        if (!string.IsNullOrEmpty(fromEnv) && File.Exists(Path.Combine(fromEnv, "initdb")))
-            return fromEnv;
-        const string debianRoot = "/usr/lib/postgresql";
-        if (Directory.Exists(debianRoot))
+        var root = Path.Combine(Path.GetTempPath(), "dbsync-pg-" + Guid.NewGuid().ToString("N")[..12]);
+        Directory.CreateDirectory(root);
+        if (ToolProcess.IsRoot)
+            await ToolProcess.RunAsync("chown", ["postgres:postgres", root], asPostgres: false, cancellationToken).ConfigureAwait(false);
+        return new LocalCluster(binDirectory, root, FreePort());
+    }
+
+    private async Task AppendSettingsAsync(IReadOnlyDictionary<string, string> settings, CancellationToken cancellationToken)
+        => await File.AppendAllLinesAsync(Path.Combine(DataDirectory, "postgresql.auto.conf"),
+            settings.Select(kv => $"{kv.Key} = {kv.Value}"), cancellationToken).ConfigureAwait(false);
+
+    /// <summary>The postmaster's process id from the first line of postmaster.pid, or null without the file.</summary>
+    private int? PostmasterPid()
+    {
+        try
         {
-            var best = Directory.GetDirectories(debianRoot)
-                .Select(d => (Dir: Path.Combine(d, "bin"), Version: int.TryParse(Path.GetFileName(d), NumberStyles.None, CultureInfo.InvariantCulture, out var v) ? v : 0))
-                .Where(x => File.Exists(Path.Combine(x.Dir, "initdb")))
-                .OrderByDescending(x => x.Version)
-                .FirstOrDefault();
-            if (best.Dir is not null)
-                return best.Dir;
+            using var reader = new StreamReader(Path.Combine(DataDirectory, "postmaster.pid"));
+            return int.TryParse(reader.ReadLine(), NumberStyles.None, CultureInfo.InvariantCulture, out var pid) ? pid : null;
         }
-        throw new InvalidOperationException(
-            "No PostgreSQL server binaries found (looked for initdb under PG_BIN and /usr/lib/postgresql/*/bin). " +
-            "Install them (Debian: apt-get install postgresql-15), set PG_BIN to the directory holding initdb and pg_ctl, " +
-            "or point POSTGRES_HOST/PORT/USER/PASSWORD/NAME at a server with wal_level=logical.");
+        catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
+        {
+            return null;
+        }
+    }
+
+    private bool IsRunning(int pid) => ServerProcesses().Contains(pid);
+
+    /// <summary>
+    /// The live processes of this cluster's server: the postmaster and every child chdir into the data directory, which
+    /// no other server shares. (A zombie has no working directory left, so it does not count.)
+    /// </summary>
+    private List<int> ServerProcesses()
+    {
+        var pids = new List<int>();
+        if (!OperatingSystem.IsLinux())
+            return pids;
+        foreach (var entry in Directory.EnumerateDirectories("/proc"))
+        {
+            if (!int.TryParse(Path.GetFileName(entry), NumberStyles.None, CultureInfo.InvariantCulture, out var pid))
+                continue;
+            try
+            {
+                if (new DirectoryInfo(Path.Combine(entry, "cwd")).LinkTarget == DataDirectory)
+                    pids.Add(pid);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                // Gone meanwhile, or not ours to look at.
+            }
+        }
+        return pids;
+    }
+
+    /// <summary>
+    /// Waits until none of <paramref name="pids"/> runs in this cluster; what still does after 30 s gets SIGKILL, and what
+    /// survives that for 10 s more is an error.
+    /// </summary>
+    private async Task WaitForExitAsync(List<int> pids, CancellationToken cancellationToken)
+    {
+        var deadline = DateTime.UtcNow + s_exitWait;
+        var killed = false;
+        while (true)
+        {
+            var left = ServerProcesses().Intersect(pids).ToList();
+            if (left.Count == 0)
+                return;
+            if (DateTime.UtcNow > deadline)
+            {
+                if (killed)
+                    throw new InvalidOperationException($"Server processes {string.Join(", ", left)} of {DataDirectory} did not exit, even after SIGKILL.");
+                foreach (var pid in left)
+                {
+                    try
+                    {
+                        using var process = Process.GetProcessById(pid);
+                        process.Kill();
+                    }
+                    catch (Exception e) when (e is ArgumentException or InvalidOperationException)
+                    {
+                        // Exited meanwhile.
+                    }
+                }
+                killed = true;
+                deadline = DateTime.UtcNow + TimeSpan.FromSeconds(10);
+            }
+            await Task.Delay(50, cancellationToken).ConfigureAwait(false);
+        }
     }
 
     private static int FreePort()
@@ -159,34 +305,5 @@ internal sealed class LocalCluster : IAsyncDisposable
         using var listener = new TcpListener(IPAddress.Loopback, 0);
         listener.Start();
         return ((IPEndPoint)listener.LocalEndpoint).Port;
-    }
-
-    private static async Task RunAsync(string fileName, IReadOnlyList<string> arguments, bool asPostgres, CancellationToken cancellationToken)
-    {
-        var start = new ProcessStartInfo
-        {
-            FileName = asPostgres ? "runuser" : fileName,
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            UseShellExecute = false,
-            WorkingDirectory = Path.GetTempPath(),
-        };
-        if (asPostgres)
-        {
-            foreach (var a in new[] { "-u", "postgres", "--", fileName })
-                start.ArgumentList.Add(a);
-        }
-        foreach (var a in arguments)
-            start.ArgumentList.Add(a);
-
-        using var process = Process.Start(start) ?? throw new InvalidOperationException($"Could not start {fileName}.");
-        var stdout = process.StandardOutput.ReadToEndAsync(cancellationToken);
-        var stderr = process.StandardError.ReadToEndAsync(cancellationToken);
-        await process.WaitForExitAsync(cancellationToken).ConfigureAwait(false);
-        if (process.ExitCode != 0)
-        {
-            throw new InvalidOperationException(
-                $"{Path.GetFileName(fileName)} {string.Join(' ', arguments)} failed with exit code {process.ExitCode}:\n{await stdout.ConfigureAwait(false)}\n{await stderr.ConfigureAwait(false)}");
-        }
     }
 }

