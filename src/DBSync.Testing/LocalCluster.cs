@@ -136,9 +136,16 @@ internal sealed class LocalCluster : IAsyncDisposable
     public async Task RestartAsync(CancellationToken cancellationToken)
     {
         if (PostmasterPid() is { } pid && IsRunning(pid))
+        {
             await ToolProcess.RunAsync(PgCtl, ["-D", DataDirectory, "-m", "fast", "-w", "stop"], ToolProcess.IsRoot, cancellationToken).ConfigureAwait(false);
+        }
         else
+        {
             await WaitForExitAsync(ServerProcesses(), cancellationToken).ConfigureAwait(false);
+            // Left by a killed postmaster. The server would refuse to start while that process id exists, even as a
+            // zombie its parent (here init, which reaps every few seconds) has not collected yet.
+            File.Delete(Path.Combine(DataDirectory, "postmaster.pid"));
+        }
         await StartServerAsync(cancellationToken).ConfigureAwait(false);
     }
 
@@ -174,6 +181,11 @@ internal sealed class LocalCluster : IAsyncDisposable
             catch (InvalidOperationException) when (attempt < 3)
             {
                 Port = FreePort();
+            }
+            catch (InvalidOperationException e)
+            {
+                var log = File.Exists(LogFile) ? string.Join('\n', (await File.ReadAllLinesAsync(LogFile, cancellationToken).ConfigureAwait(false)).TakeLast(20)) : "(none)";
+                throw new InvalidOperationException($"{e.Message}\nThe end of {LogFile}:\n{log}", e);
             }
         }
     }
