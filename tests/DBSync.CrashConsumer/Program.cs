@@ -12,6 +12,7 @@
 //   DBSYNC_CRASH_CHUNK_SIZE, DBSYNC_CRASH_CHUNK_DELAY_MS  the snapshot's chunk size (10) and delay between chunks (50 ms)
 //   DBSYNC_CRASH_STANDBY_POLL_MS  StandbyPollInterval (100 ms)
 //   DBSYNC_CRASH_RECEIVE_TIMEOUT_S  ReceiveTimeout (DBSync's default, 60 s)
+//   DBSYNC_CRASH_STDERR_LOG  1: DBSync's log (Information and above) on standard error, each line with its UTC ticks
 // Changes go through the effectively-once applier: each source transaction is applied in one replica transaction that
 // records its commit position, and transactions delivered again after a kill are skipped. Every applied change (not
 // snapshot rows) is also logged in applied_change, whose primary key is the change's WAL position: applying a change
@@ -53,6 +54,7 @@ var client = new DBSyncClient(new DBSyncOptions
     ReplicationTransport = Environment.GetEnvironmentVariable("DBSYNC_TEST_TRANSPORT") is { Length: > 0 } transport
         ? Enum.Parse<ReplicationTransport>(transport, ignoreCase: true)
         : ReplicationTransport.Auto,
+    LoggerFactory = Environment.GetEnvironmentVariable("DBSYNC_CRASH_STDERR_LOG") == "1" ? new StandardErrorLog() : null,
 });
 
 await using var applier = new PostgresApplier(client, replica, "crash_consumer");
@@ -164,3 +166,28 @@ static string Required(string name)
     => Environment.GetEnvironmentVariable(name) is { Length: > 0 } value
         ? value
         : throw new InvalidOperationException($"Set {name} (see the comment at the top of Program.cs).");
+
+/// <summary>DBSync's log on standard error, one line per entry: UTC ticks, level, event id, message, exception.</summary>
+internal sealed class StandardErrorLog : Microsoft.Extensions.Logging.ILoggerFactory, Microsoft.Extensions.Logging.ILogger
+{
+    public Microsoft.Extensions.Logging.ILogger CreateLogger(string categoryName) => this;
+
+    public void AddProvider(Microsoft.Extensions.Logging.ILoggerProvider provider)
+    {
+    }
+
+    public IDisposable? BeginScope<TState>(TState state) where TState : notnull => null;
+
+    public bool IsEnabled(Microsoft.Extensions.Logging.LogLevel logLevel) => logLevel >= Microsoft.Extensions.Logging.LogLevel.Information;
+
+    public void Log<TState>(Microsoft.Extensions.Logging.LogLevel logLevel, Microsoft.Extensions.Logging.EventId eventId, TState state, Exception? exception,
+        Func<TState, Exception?, string> formatter)
+    {
+        if (IsEnabled(logLevel))
+            Console.Error.WriteLine($"{DateTime.UtcNow.Ticks} {logLevel} {eventId.Id} {formatter(state, exception)}{(exception is null ? "" : " | " + exception.GetType().Name + ": " + exception.Message)}");
+    }
+
+    public void Dispose()
+    {
+    }
+}
