@@ -1,9 +1,18 @@
 // A change consumer for the crash test. Environment:
 //   DBSYNC_CRASH_SOURCE   connection string of the source database (seed schema)
 //   DBSYNC_CRASH_REPLICA  connection string of the replica database (seed tables, keys only)
-//   DBSYNC_CRASH_LOG      file to append "<run> <xid> <commit lsn> <UTC ticks>" to, one line per delivered transaction
+//   DBSYNC_CRASH_LOG      file to append "<run> <xid> <commit lsn> <UTC ticks> <process id>" to, one line per delivered
+//                         transaction
 //   DBSYNC_CRASH_RUN      this run's number
 //   DBSYNC_CRASH_STANDBY  1: stand by while another run holds the slot (SlotInUse.Wait), else fail
+// Optional:
+//   DBSYNC_CRASH_EVENTS   file to append "<run> <process id> <UTC ticks> role <role>" to at each change of the client's
+//                         Role (looked at every 10 ms), and "<run> <process id> <UTC ticks> snapshot <progress kind>
+//                         <table> <resumed>" at each snapshot progress report (resumed: of a table's start, else -)
+//   DBSYNC_CRASH_CHUNK_SIZE, DBSYNC_CRASH_CHUNK_DELAY_MS  the snapshot's chunk size (10) and delay between chunks (50 ms)
+//   DBSYNC_CRASH_STANDBY_POLL_MS  StandbyPollInterval (100 ms)
+//   DBSYNC_CRASH_RECEIVE_TIMEOUT_S  ReceiveTimeout (DBSync's default, 60 s)
+//   DBSYNC_CRASH_STDERR_LOG  1: DBSync's log (Information and above) on standard error, each line with its UTC ticks
 // Changes go through the effectively-once applier: each source transaction is applied in one replica transaction that
 // records its commit position, and transactions delivered again after a kill are skipped. Every applied change (not
 // snapshot rows) is also logged in applied_change, whose primary key is the change's WAL position: applying a change
@@ -17,6 +26,8 @@ var source = Required("DBSYNC_CRASH_SOURCE");
 var replica = Required("DBSYNC_CRASH_REPLICA");
 var logPath = Required("DBSYNC_CRASH_LOG");
 var run = Required("DBSYNC_CRASH_RUN");
+var processId = Environment.ProcessId;
+var eventsPath = Environment.GetEnvironmentVariable("DBSYNC_CRASH_EVENTS") is { Length: > 0 } events ? events : null;
 
 // Several runs may have the file open at once (one delivering, others standing by): each line goes at the end as it is
 // then, not where the file ended when this run opened it.
@@ -29,19 +40,21 @@ var client = new DBSyncClient(new DBSyncOptions
     SlotName = "dbsync_crash",
     PublicationName = "dbsync_crash",
     InitialSnapshot = true,
-    SnapshotChunkSize = 10,
-    SnapshotChunkDelay = TimeSpan.FromMilliseconds(50),
+    SnapshotChunkSize = Number("DBSYNC_CRASH_CHUNK_SIZE", 10),
+    SnapshotChunkDelay = TimeSpan.FromMilliseconds(Number("DBSYNC_CRASH_CHUNK_DELAY_MS", 50)),
     // Parallel snapshot reads as the suite runs them (its DBSYNC_TEST_SNAPSHOT_PARALLELISM, default 2).
     SnapshotParallelism = Environment.GetEnvironmentVariable("DBSYNC_TEST_SNAPSHOT_PARALLELISM") is { Length: > 0 } parallelism
         ? int.Parse(parallelism, System.Globalization.CultureInfo.InvariantCulture)
         : 2,
     StatusInterval = TimeSpan.FromMilliseconds(200),
     WhenSlotInUse = Environment.GetEnvironmentVariable("DBSYNC_CRASH_STANDBY") == "1" ? SlotInUse.Wait : SlotInUse.Fail,
-    StandbyPollInterval = TimeSpan.FromMilliseconds(100),
+    StandbyPollInterval = TimeSpan.FromMilliseconds(Number("DBSYNC_CRASH_STANDBY_POLL_MS", 100)),
+    ReceiveTimeout = TimeSpan.FromSeconds(Number("DBSYNC_CRASH_RECEIVE_TIMEOUT_S", 60)),
     // The transport the test suite runs on (its DBSYNC_TEST_TRANSPORT, inherited by this process).
     ReplicationTransport = Environment.GetEnvironmentVariable("DBSYNC_TEST_TRANSPORT") is { Length: > 0 } transport
         ? Enum.Parse<ReplicationTransport>(transport, ignoreCase: true)
         : ReplicationTransport.Auto,
+    LoggerFactory = Environment.GetEnvironmentVariable("DBSYNC_CRASH_STDERR_LOG") == "1" ? new StandardErrorLog() : null,
 });
 
 await using var applier = new PostgresApplier(client, replica, "crash_consumer");
@@ -66,8 +79,24 @@ applier.Map<Visit>((change, target, ct) => ApplyAsync(change, target, ct,
 client.OnTransaction(async (tx, ct) =>
 {
     logFile.Seek(0, SeekOrigin.End);
-    await log.WriteLineAsync($"{run} {tx.Xid} {tx.CommitLsn} {DateTime.UtcNow.Ticks}".AsMemory(), ct);
+    await log.WriteLineAsync($"{run} {tx.Xid} {tx.CommitLsn} {DateTime.UtcNow.Ticks} {processId}".AsMemory(), ct);
 });
+
+// The events file: role changes and snapshot progress, each line written whole at the end of the file.
+FileStream? eventsFile = eventsPath is null ? null : new FileStream(eventsPath, FileMode.Append, FileAccess.Write, FileShare.ReadWrite);
+void Event(string text)
+{
+    if (eventsFile is null)
+        return;
+    lock (eventsFile)
+    {
+        eventsFile.Seek(0, SeekOrigin.End);
+        eventsFile.Write(System.Text.Encoding.UTF8.GetBytes($"{run} {processId} {DateTime.UtcNow.Ticks} {text}\n"));
+        eventsFile.Flush();
+    }
+}
+client.OnSnapshotProgress(progress => Event(
+    $"snapshot {progress.GetType().Name} {progress.Table ?? "-"} {(progress is SnapshotTableStarted started ? started.Resumed.ToString() : "-")}"));
 
 using var stop = new CancellationTokenSource();
 Console.CancelKeyPress += (_, e) =>
@@ -75,7 +104,30 @@ Console.CancelKeyPress += (_, e) =>
     e.Cancel = true;
     stop.Cancel();
 };
-await client.RunAsync(stop.Token);
+var watchRole = eventsFile is null ? Task.CompletedTask : Task.Run(async () =>
+{
+    var role = (DBSyncRole)(-1);
+    while (!stop.IsCancellationRequested)
+    {
+        if (client.Role != role)
+        {
+            role = client.Role;
+            Event($"role {role}");
+        }
+        await Task.Delay(10, CancellationToken.None);
+    }
+});
+try
+{
+    await client.RunAsync(stop.Token);
+}
+finally
+{
+    await stop.CancelAsync();
+    await watchRole;
+    if (eventsFile is not null)
+        await eventsFile.DisposeAsync();
+}
 return 0;
 
 async ValueTask ApplyAsync<T>(Change<T> change, ApplyContext target, CancellationToken cancellationToken, string delete, Func<T, object?[]> key,
@@ -107,7 +159,35 @@ static async Task ExecuteAsync(ApplyContext target, string sql, object?[] parame
     await command.ExecuteNonQueryAsync(cancellationToken);
 }
 
+static int Number(string name, int otherwise)
+    => Environment.GetEnvironmentVariable(name) is { Length: > 0 } value ? int.Parse(value, System.Globalization.CultureInfo.InvariantCulture) : otherwise;
+
 static string Required(string name)
     => Environment.GetEnvironmentVariable(name) is { Length: > 0 } value
         ? value
         : throw new InvalidOperationException($"Set {name} (see the comment at the top of Program.cs).");
+
+/// <summary>DBSync's log on standard error, one line per entry: UTC ticks, level, event id, message, exception.</summary>
+internal sealed class StandardErrorLog : Microsoft.Extensions.Logging.ILoggerFactory, Microsoft.Extensions.Logging.ILogger
+{
+    public Microsoft.Extensions.Logging.ILogger CreateLogger(string categoryName) => this;
+
+    public void AddProvider(Microsoft.Extensions.Logging.ILoggerProvider provider)
+    {
+    }
+
+    public IDisposable? BeginScope<TState>(TState state) where TState : notnull => null;
+
+    public bool IsEnabled(Microsoft.Extensions.Logging.LogLevel logLevel) => logLevel >= Microsoft.Extensions.Logging.LogLevel.Information;
+
+    public void Log<TState>(Microsoft.Extensions.Logging.LogLevel logLevel, Microsoft.Extensions.Logging.EventId eventId, TState state, Exception? exception,
+        Func<TState, Exception?, string> formatter)
+    {
+        if (IsEnabled(logLevel))
+            Console.Error.WriteLine($"{DateTime.UtcNow.Ticks} {logLevel} {eventId.Id} {formatter(state, exception)}{(exception is null ? "" : " | " + exception.GetType().Name + ": " + exception.Message)}");
+    }
+
+    public void Dispose()
+    {
+    }
+}

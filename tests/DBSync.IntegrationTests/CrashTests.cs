@@ -113,73 +113,167 @@ public sealed class CrashTests(PostgresFixture fixture, ITestOutputHelper output
     }
 
     /// <summary>
-    /// Instances standing by (<see cref="SlotInUse.Wait"/>, separate processes): while writers run and the initial snapshot
-    /// is in progress, the active one is killed with SIGKILL five times, each time with a new instance standing by, which
-    /// must deliver nothing before the kill and take over after it. At the end the replica equals the source, every
-    /// committed transaction was applied once, and the delivery log (appended by every instance as it delivers) never
-    /// shows an instance delivering after the next one began: no two delivered at the same time.
+    /// Issue 19's acceptance: three instances standing by for one slot (<see cref="SlotInUse.Wait"/>, separate processes)
+    /// while writers run and the initial snapshot is in progress. Twenty times, the active one (the process that delivered
+    /// last) is killed with SIGKILL, another must take over, and a new process is started so that three are alive again.
+    /// At the end the replica equals the source; every committed transaction was applied, none twice (applied_change's key
+    /// is the change's WAL position); the snapshot went on across take-overs (resumed, never started over) and completed;
+    /// and the processes' delivery intervals, [first, last] by the clock they all read, never overlap: no two delivered
+    /// at the same time.
     /// </summary>
     [Fact]
     [Trait("Category", "Standby")]
-    public async Task ActiveInstanceKilledFiveTimes_AStandbyTakesOverEachTime_ReplicaEqualsSource_NeverTwoDelivering()
+    public async Task ThreeInstances_ActiveKilledTwentyTimes_DuringTheSnapshot_ReplicaEqualsSource_EachChangeAppliedOnce_NeverTwoDelivering()
     {
+        const int Kills = 20;
+        const int Restaurants = 2500; // with 10-row chunks 50 ms apart, the snapshot spans several kills
         await using var source = await TestDatabase.CreateAsync(fixture.Server);
         await using var replica = await TestDatabase.CreateAsync(fixture.Server, seedSchema: false);
         await replica.ExecuteAsync(ReplicaSchema);
-        await source.ExecuteAsync("INSERT INTO restaurant (id, name, rating, tags) SELECT 'r-' || i, 'n' || i, i % 5, ARRAY['t'] FROM generate_series(1, 300) i");
+        await source.ExecuteAsync($"INSERT INTO restaurant (id, name, rating, tags) SELECT 'r-' || i, 'n' || i, i % 5, ARRAY['t'] FROM generate_series(1, {Restaurants}) i");
         var log = Path.Combine(Path.GetTempPath(), $"dbsync-standby-{Guid.NewGuid():N}.log");
+        var events = Path.Combine(Path.GetTempPath(), $"dbsync-standby-{Guid.NewGuid():N}.events");
         var committed = new ConcurrentBag<uint>();
         using var stopWriters = new CancellationTokenSource();
         var writers = StartWriters(source, committed, stopWriters.Token);
-        var active = Consumer.Start(source, replica, log, 0, standBy: true);
+        var alive = new List<Consumer>();
+        var killed = new HashSet<int>();
         var takeovers = new List<double>();
+        var random = new Random(20261203);
+        var clock = Stopwatch.StartNew();
         try
         {
-            await WaitForFirstDeliveryAsync(log, 0, active);
-            for (var run = 1; run <= 5; run++)
+            for (var run = 0; run < 3; run++)
+                alive.Add(Consumer.Start(source, replica, log, run, standBy: true, events));
+            var nextRun = 3;
+            // The kills begin once one instance delivers and the snapshot has started.
+            await WaitUntilAsync(async () => (await ReadDeliveriesAsync(log)).Count > 0
+                && (await ReadEventsAsync(events)).Any(e => e.Text.StartsWith("snapshot SnapshotChunkCompleted", StringComparison.Ordinal)),
+                alive, "a delivery and a snapshot chunk", TimeSpan.FromSeconds(60));
+            var snapshotDoneAtKill = 0;
+            for (var kill = 1; kill <= Kills; kill++)
             {
-                var standby = Consumer.Start(source, replica, log, run, standBy: true);
-                await Task.Delay(2000);
-                standby.AssertRunning();
-                Assert.DoesNotContain(await ReadLogAsync(log), line => line.StartsWith($"{run} ", StringComparison.Ordinal));
-                var killed = Stopwatch.StartNew();
+                await Task.Delay(random.Next(200, 1200)); // the kills land at random points of the stream and the snapshot
+                alive.ForEach(c => c.AssertRunning());
+                Assert.Equal(3, alive.Count);
+                var deliveries = await ReadDeliveriesAsync(log);
+                var active = alive.SingleOrDefault(c => c.ProcessId == deliveries[^1].Pid);
+                Assert.True(active is not null, $"The last delivery came from process {deliveries[^1].Pid}, not one of the three alive.");
+                if (snapshotDoneAtKill == 0 && (await ReadEventsAsync(events)).Any(e => e.Text.StartsWith("snapshot SnapshotsCompleted", StringComparison.Ordinal)))
+                    snapshotDoneAtKill = kill;
+                var killedAt = DateTime.UtcNow.Ticks;
                 await active.KillAsync();
+                killed.Add(active.ProcessId);
+                alive.Remove(active);
                 active.Dispose();
-                active = standby;
-                await WaitForFirstDeliveryAsync(log, run, active);
-                takeovers.Add(killed.Elapsed.TotalSeconds);
+
+                // The next active one: the first delivery of a process not killed (only the active one delivers).
+                var next = default(Delivery);
+                await WaitUntilAsync(async () =>
+                {
+                    next = (await ReadDeliveriesAsync(log)).FirstOrDefault(d => !killed.Contains(d.Pid));
+                    return next is not null;
+                }, alive, $"a take-over after kill {kill}", TimeSpan.FromSeconds(30));
+                takeovers.Add((next!.Ticks - killedAt) / (double)TimeSpan.TicksPerSecond);
+                output.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"kill {kill,2} at {clock.Elapsed.TotalSeconds,6:F1} s: run {active.Run} (pid {active.ProcessId}) killed; run {alive.Single(c => c.ProcessId == next.Pid).Run} (pid {next.Pid}) delivered {takeovers[^1]:F2} s later"));
+
+                var replacement = Consumer.Start(source, replica, log, nextRun++, standBy: true, events);
+                alive.Add(replacement);
+                await WaitUntilAsync(async () => (await ReadEventsAsync(events)).Any(e => e.Pid == replacement.ProcessId && e.Text == "role Standby"),
+                    alive, $"run {replacement.Run} standing by", TimeSpan.FromSeconds(60));
             }
-            // From the kill to the new instance's first delivered transaction (writers commit every 5-25 ms; the test
-            // looks at the delivery log every 100 ms).
-            output.WriteLine($"take-over seconds: {string.Join(", ", takeovers.Select(s => s.ToString("0.00", CultureInfo.InvariantCulture)))}");
+            output.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"take-over seconds (kill to the next instance's first delivery): {string.Join(", ", takeovers.Select(s => s.ToString("0.00", CultureInfo.InvariantCulture)))}; median {takeovers.Order().ElementAt(takeovers.Count / 2):F2}, max {takeovers.Max():F2}"));
+
             await stopWriters.CancelAsync();
             await Task.WhenAll(writers);
             var deadline = DateTime.UtcNow.AddSeconds(120);
             while (!await SameRowsAsync(source, replica))
             {
-                active.AssertRunning();
+                alive.ForEach(c => c.AssertRunning());
                 Assert.True(DateTime.UtcNow < deadline, "The replica did not converge to the source within 120 s of the writers' end.");
                 await Task.Delay(250);
             }
+            alive.ForEach(c => c.AssertRunning());
+            output.WriteLine(string.Create(CultureInfo.InvariantCulture, $"converged at {clock.Elapsed.TotalSeconds:F1} s; {committed.Count} transactions committed after the slot was consistent"));
 
+            // Every committed transaction applied; none twice (a second insert into applied_change would have failed
+            // its consumer, which AssertRunning reports).
             var applied = (await replica.RowsAsync("SELECT DISTINCT xid::text FROM applied_change")).Select(x => uint.Parse(x, CultureInfo.InvariantCulture)).ToHashSet();
             var notApplied = committed.Where(x => !applied.Contains(x)).Order().ToList();
             Assert.True(notApplied.Count == 0, $"{notApplied.Count} committed transaction(s) never applied, e.g. xid {string.Join(", ", notApplied.Take(5))}.");
-            // Each run's deliveries (by the clock both processes read) end before the next run's begin.
-            var deliveries = (await ReadLogAsync(log)).Select(line => line.Split(' '))
-                .Select(f => (Run: int.Parse(f[0], CultureInfo.InvariantCulture), Ticks: long.Parse(f[3], CultureInfo.InvariantCulture))).ToList();
-            var runs = deliveries.GroupBy(d => d.Run).OrderBy(g => g.Key).Select(g => (Run: g.Key, First: g.Min(d => d.Ticks), Last: g.Max(d => d.Ticks))).ToList();
-            Assert.Equal([0, 1, 2, 3, 4, 5], runs.Select(r => r.Run));
-            foreach (var (earlier, later) in runs.Zip(runs.Skip(1)))
-                Assert.True(earlier.Last < later.First, $"Run {later.Run} delivered at {new DateTime(later.First):HH:mm:ss.fff}, before run {earlier.Run}'s last delivery at {new DateTime(earlier.Last):HH:mm:ss.fff}: two instances delivered at once.");
+            Assert.True(committed.Count > 200, $"The writers committed only {committed.Count} transactions after the slot was created.");
+            Assert.Equal(await replica.ScalarAsync<long>("SELECT count(*) FROM applied_change"), await replica.ScalarAsync<long>("SELECT count(DISTINCT lsn) FROM applied_change"));
+
+            // No overlap: ordered by their first delivery, each process's last delivery comes before the next one's first.
+            var all = await ReadDeliveriesAsync(log);
+            var intervals = all.GroupBy(d => d.Pid).Select(g => (Pid: g.Key, First: g.Min(d => d.Ticks), Last: g.Max(d => d.Ticks), Count: g.Count()))
+                .OrderBy(i => i.First).ToList();
+            Assert.Equal(Kills + 1, intervals.Count); // each killed process delivered, then the last one
+            foreach (var (earlier, later) in intervals.Zip(intervals.Skip(1)))
+                Assert.True(earlier.Last < later.First,
+                    $"Process {later.Pid} delivered at {new DateTime(later.First):HH:mm:ss.fffffff}, before process {earlier.Pid}'s last delivery at {new DateTime(earlier.Last):HH:mm:ss.fffffff}: two instances delivered at once.");
+
+            // The snapshot: started once per table, resumed by the instances that took over, completed.
+            var progress = (await ReadEventsAsync(events)).Where(e => e.Text.StartsWith("snapshot ", StringComparison.Ordinal)).ToList();
+            var fresh = progress.Where(e => e.Text.StartsWith("snapshot SnapshotTableStarted public.restaurant False", StringComparison.Ordinal)).ToList();
+            Assert.True(fresh.Count == 1, $"restaurant's snapshot started from its beginning {fresh.Count} times.");
+            var resumedBy = progress.Where(e => e.Text.StartsWith("snapshot SnapshotTableStarted public.restaurant True", StringComparison.Ordinal)).Select(e => e.Pid).Distinct().Count();
+            var chunkProcesses = progress.Where(e => e.Text.StartsWith("snapshot SnapshotChunkCompleted public.restaurant", StringComparison.Ordinal)).Select(e => e.Pid).Distinct().Count();
+            Assert.True(chunkProcesses >= 3, $"restaurant's snapshot chunks were read by {chunkProcesses} process(es): the snapshot did not span two take-overs.");
+            Assert.True(resumedBy >= chunkProcesses - 1, $"{chunkProcesses} processes read restaurant's chunks, but only {resumedBy} resumed its snapshot.");
+            Assert.Contains(progress, e => e.Text.StartsWith("snapshot SnapshotTableCompleted public.restaurant", StringComparison.Ordinal));
+            Assert.Contains(progress, e => e.Text.StartsWith("snapshot SnapshotsCompleted", StringComparison.Ordinal));
+            output.WriteLine($"restaurant's snapshot: chunks read by {chunkProcesses} processes, resumed by {resumedBy}; done before kill {(snapshotDoneAtKill == 0 ? "- (after the last)" : snapshotDoneAtKill)}");
+            Assert.True(snapshotDoneAtKill is 0 or > 3, $"The snapshot was done before kill {snapshotDoneAtKill}: it did not span several kills.");
         }
         finally
         {
-            active.Dispose();
+            alive.ForEach(c => c.Dispose());
             await stopWriters.CancelAsync();
             await Task.WhenAll(writers);
             File.Delete(log);
+            File.Delete(events);
             await source.ExecuteAsync("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = 'dbsync_crash' AND NOT active");
+        }
+    }
+
+    /// <summary>A delivered transaction, as a consumer logs it.</summary>
+    private sealed record Delivery(int Run, uint Xid, string Commit, long Ticks, int Pid);
+
+    /// <summary>A line of the consumers' events file (role changes, snapshot progress).</summary>
+    private sealed record ConsumerEvent(int Run, int Pid, long Ticks, string Text);
+
+    private static async Task<List<Delivery>> ReadDeliveriesAsync(string log)
+        => [.. (await ReadWholeLinesAsync(log)).Select(line => line.Split(' ')).Select(f => new Delivery(
+            int.Parse(f[0], CultureInfo.InvariantCulture), uint.Parse(f[1], CultureInfo.InvariantCulture), f[2],
+            long.Parse(f[3], CultureInfo.InvariantCulture), int.Parse(f[4], CultureInfo.InvariantCulture)))];
+
+    private static async Task<List<ConsumerEvent>> ReadEventsAsync(string events)
+        => [.. (await ReadWholeLinesAsync(events)).Select(line => line.Split(' ', 4)).Select(f => new ConsumerEvent(
+            int.Parse(f[0], CultureInfo.InvariantCulture), int.Parse(f[1], CultureInfo.InvariantCulture), long.Parse(f[2], CultureInfo.InvariantCulture), f[3]))];
+
+    /// <summary>The file's complete lines (a line being written, not yet ended, is left for the next read).</summary>
+    private static async Task<List<string>> ReadWholeLinesAsync(string path)
+    {
+        if (!File.Exists(path))
+            return [];
+        await using var file = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
+        using var reader = new StreamReader(file);
+        var text = await reader.ReadToEndAsync();
+        return [.. text[..(text.LastIndexOf('\n') + 1)].Split('\n', StringSplitOptions.RemoveEmptyEntries)];
+    }
+
+    /// <summary>Waits until <paramref name="condition"/> holds, every 20 ms, failing if a consumer exits meanwhile.</summary>
+    private static async Task WaitUntilAsync(Func<Task<bool>> condition, List<Consumer> consumers, string what, TimeSpan timeout)
+    {
+        var deadline = DateTime.UtcNow + timeout;
+        while (!await condition())
+        {
+            consumers.ForEach(c => c.AssertRunning());
+            Assert.True(DateTime.UtcNow < deadline, $"No {what} within {timeout.TotalSeconds:F0} s.");
+            await Task.Delay(20);
         }
     }
 
@@ -206,7 +300,11 @@ public sealed class CrashTests(PostgresFixture fixture, ITestOutputHelper output
             _run = run;
         }
 
-        public static Consumer Start(TestDatabase source, TestDatabase replica, string log, int run, bool standBy = false)
+        public int Run => _run;
+
+        public int ProcessId { get; private set; }
+
+        public static Consumer Start(TestDatabase source, TestDatabase replica, string log, int run, bool standBy = false, string? events = null)
         {
             // tests/DBSync.IntegrationTests/bin/<configuration>/net10.0/ -> tests/DBSync.CrashConsumer/bin/<configuration>/net10.0/
             var dll = Path.Combine(AppContext.BaseDirectory.Replace("DBSync.IntegrationTests", "DBSync.CrashConsumer", StringComparison.Ordinal), "DBSync.CrashConsumer.dll");
@@ -218,7 +316,10 @@ public sealed class CrashTests(PostgresFixture fixture, ITestOutputHelper output
             start.Environment["DBSYNC_CRASH_LOG"] = log;
             start.Environment["DBSYNC_CRASH_RUN"] = run.ToString(CultureInfo.InvariantCulture);
             start.Environment["DBSYNC_CRASH_STANDBY"] = standBy ? "1" : "0";
+            if (events is not null)
+                start.Environment["DBSYNC_CRASH_EVENTS"] = events;
             var consumer = new Consumer(Process.Start(start) ?? throw new InvalidOperationException("Could not start the crash consumer."), run);
+            consumer.ProcessId = consumer._process.Id;
             consumer._process.ErrorDataReceived += (_, e) =>
             {
                 lock (consumer._errors)
