@@ -105,7 +105,10 @@ public sealed class DBSyncClient
 
     /// <summary>What this instance does now: <see cref="DBSyncRole.Active"/> while it streams from the slot,
     /// <see cref="DBSyncRole.Standby"/> while another consumer holds it (<see cref="DBSyncOptions.WhenSlotInUse"/>).</summary>
-    public DBSyncRole Role => (DBSyncRole)Volatile.Read(ref _role);
+    /// <remarks>A stream that has ended (its connection lost: a silent network, a killed server) is no longer
+    /// <c>Active</c> while the run checks that its walsender let go of the slot and reconnects.</remarks>
+    public DBSyncRole Role
+        => (DBSyncRole)Volatile.Read(ref _role) is var role && role == DBSyncRole.Active && _session?.StreamingPid is null ? DBSyncRole.Starting : role;
 
     /// <summary>Adds a handler for changes of the table mapped by <typeparamref name="T"/>.</summary>
     public DBSyncClient On<T>(Func<Change<T>, CancellationToken, ValueTask> handler) where T : ISyncTable<T>
