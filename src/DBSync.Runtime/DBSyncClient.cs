@@ -380,6 +380,7 @@ public sealed class DBSyncClient
         var server = await ReplicationSetup.PrepareAsync(_options, _connections, tables, _logger, _snapshots.PrepareNewSlotAsync, stopping).ConfigureAwait(false);
         foreach (var registration in _tables.Values)
             registration.Types = server.Types;
+        _snapshots.ServerVersionNum = server.VersionNum;
         if (!server.SlotCreated)
             await _snapshots.LoadAsync(stopping).ConfigureAwait(false);
         return server;

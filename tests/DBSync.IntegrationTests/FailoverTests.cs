@@ -63,8 +63,10 @@ public sealed class FailoverTests(ITestOutputHelper output)
 
         var failover = Stopwatch.StartNew();
         await primary.KillAsync();
-        await standby.PromoteAsync();
+        // The address moves before the promotion (as a DNS name can): DBSync meets a standby still in recovery first.
         proxy.Retarget(standby.Port);
+        await Task.Delay(2000);
+        await standby.PromoteAsync();
         var deliveredAtKill = run.Recorder.Transactions.Count;
         await run.WaitUntilAsync(r => r.Transactions.Count > deliveredAtKill + 20, "changes from the writer on the promoted standby", TimeSpan.FromSeconds(90));
         output.WriteLine($"first 20 transactions on the promoted standby delivered {failover.Elapsed.TotalSeconds:0.0} s after the kill");
@@ -98,8 +100,8 @@ public sealed class FailoverTests(ITestOutputHelper output)
         await primary.ExecuteAsync("UPDATE restaurant SET name = 'changed' WHERE id = 'r-1'", database);
         await run.WaitUntilAsync(r => r.Transactions.Count == 1, "the update");
         // The checkpoint that shows the pipeline streamed reaches the standby with the rest of the WAL.
-        await WaitAsync(async () => await standby.ScalarAsync<long>(
-                "SELECT count(*) FROM pg_class WHERE relname = 'dbsync_checkpoint'", database) == 1
+        await WaitAsync(async () => await standby.ScalarAsync<bool>($"SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = '{database}')")
+            && await standby.ScalarAsync<long>("SELECT count(*) FROM pg_class WHERE relname = 'dbsync_checkpoint'", database) == 1
             && await standby.ScalarAsync<long>("SELECT count(*) FROM dbsync_checkpoint WHERE slot_name = 'dbsync_test'", database) == 1,
             "the checkpoint on the standby", TimeSpan.FromSeconds(60));
 

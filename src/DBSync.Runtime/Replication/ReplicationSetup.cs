@@ -56,6 +56,8 @@ internal static partial class ReplicationSetup
                 $"Run ALTER ROLE \"{user}\" WITH REPLICATION; as a superuser, or connect as a role that has it.");
         }
 
+        if (versionNum < 140000 && options.SnapshotOnStart)
+            throw new DBSyncConfigurationException(ServerSupport.SnapshotsNeed14(versionNum) + " SnapshotOnStart is set.");
         if (options.SignalTableName is var (signalSchema, signalName))
             await EnsureSignalTableAsync(connection, signalSchema, signalName, logger, cancellationToken).ConfigureAwait(false);
         await CheckTablesAsync(connection, tables, database, user, cancellationToken).ConfigureAwait(false);
@@ -324,6 +326,8 @@ internal static partial class ReplicationSetup
             await drop.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
         }
 
+        if (versionNum < 140000 && (options.InitialSnapshot || lostReason is not null))
+            throw new DBSyncConfigurationException(ServerSupport.SnapshotsNeed14(versionNum) + " The slot is about to be created with DBSyncOptions.InitialSnapshot (the default).");
         await beforeSlotCreated(lostReason, cancellationToken).ConfigureAwait(false);
         try
         {

@@ -31,6 +31,12 @@ internal static class StreamErrors
             // The walsender of the lost connection may hold the slot until it notices (wal_sender_timeout).
             return new StreamInterruptedException(e);
         }
+        if (e.SqlState == ObjectNotInPrerequisiteState && IsSynchronizedCopy(e))
+        {
+            // A standby's synchronized copy of a failover slot (PostgreSQL 17): the address reached a standby that is not
+            // promoted yet. Tried again, as a lost connection: after the promotion the copy streams.
+            return new StreamInterruptedException(e);
+        }
         if (e.SqlState == UndefinedObject || (e.SqlState == ObjectNotInPrerequisiteState && IsSlotInvalidated(e)))
         {
             var what = e.SqlState == UndefinedObject
@@ -47,6 +53,9 @@ internal static class StreamErrors
         }
         return null;
     }
+
+    private static bool IsSynchronizedCopy(PostgresException e)
+        => e.Detail?.Contains("being synchronized from the primary", StringComparison.Ordinal) ?? false;
 
     // PostgreSQL 13-15 say "cannot read from logical replication slot", 16 and later "can no longer get changes from
     // replication slot"; both explain the invalidation in the detail.

@@ -94,6 +94,12 @@ internal sealed class SnapshotCoordinator
         _queue.Wake();
     }
 
+    /// <inheritdoc cref="SnapshotLoop.ServerVersionNum"/>
+    public int ServerVersionNum
+    {
+        set => _loop.ServerVersionNum = value;
+    }
+
     /// <inheritdoc cref="SnapshotLoop.RunAsync"/>
     public Task RunAsync(CancellationToken cancellationToken) => _loop.RunAsync(cancellationToken);
 

@@ -123,6 +123,12 @@ internal sealed class SnapshotLoop(
             return; // settled on the next turn of the loop
         }
 
+        if (ServerVersionNum is > 0 and < 140000)
+        {
+            await FailAsync(job, new DBSyncConfigurationException(ServerSupport.SnapshotsNeed14(ServerVersionNum)), cancellationToken).ConfigureAwait(false);
+            return;
+        }
+
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, job.Cancel.Token);
         try
         {
@@ -185,6 +191,9 @@ internal sealed class SnapshotLoop(
 
     /// <summary>The snapshot of this table failed; the stream and the other tables go on. Recorded once; its waiters fault
     /// with the cause whatever happens to the notification and the save.</summary>
+    /// <summary>The source server's <c>server_version_num</c>, once the setup has read it (0 before).</summary>
+    public int ServerVersionNum { get; set; }
+
     private async Task FailAsync(SnapshotJob job, Exception e, CancellationToken cancellationToken)
     {
         Log.SnapshotFailed(logger, e, job.State.DisplayName);
