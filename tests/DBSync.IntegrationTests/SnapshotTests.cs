@@ -198,7 +198,7 @@ public sealed class SnapshotTests(PostgresFixture fixture)
     }
 
     /// <summary>Random inserts, updates, deletes and primary-key updates on all three tables until cancelled.</summary>
-    private static async Task<int> WriteRandomlyAsync(string connectionString, int seed, CancellationToken stop)
+    internal static async Task<int> WriteRandomlyAsync(string connectionString, int seed, CancellationToken stop)
     {
         var random = new Random(seed);
         await using var connection = new NpgsqlConnection(connectionString);

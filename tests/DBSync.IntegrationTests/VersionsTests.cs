@@ -1,0 +1,147 @@
+using DBSync.IntegrationTests.Infrastructure;
+using DBSync.Sample;
+
+namespace DBSync.IntegrationTests;
+
+/// <summary>
+/// The stream and the snapshots against the PostgreSQL versions other than the main suite's 15: 13 (pgoutput protocol 1,
+/// text tuples, no streaming of transactions in progress, no logical messages and so no snapshots) and 14, 16, 17, 18
+/// (protocol 2, binary tuples, large transactions streamed while they run). One server per version for the class, its binaries fetched on first use.
+/// </summary>
+[Trait("Category", "Versions")]
+public sealed class VersionsTests(ServerVersionsFixture fixture) : IClassFixture<ServerVersionsFixture>
+{
+    private const string Seed = """
+        INSERT INTO users (first_name, user_name, email, date_of_birth, address, interests)
+          SELECT 'u' || g, 'user' || g, 'u' || g || '@x', DATE '1980-02-29' + g, CASE WHEN g % 4 = 0 THEN NULL ELSE 'street ' || g END,
+                 CASE WHEN g % 5 = 0 THEN NULL ELSE ARRAY['i' || g, NULL, '', 'with "quotes", commas'] END
+          FROM generate_series(1, 80) g;
+        INSERT INTO restaurant (id, name, description, rating, tags)
+          SELECT 'r-' || lpad(g::text, 3, '0'), 'R ' || g || ' é𝄞', NULLIF('d' || g, 'd7'), NULLIF(g % 6, 0), ARRAY['t' || g] FROM generate_series(1, 40) g;
+        INSERT INTO visit SELECT u, 'r-' || lpad(((u * 7 + k) % 40 + 1)::text, 3, '0'), (u * k) % 1000 / 100.0 - 3, NULLIF(k % 3, 0)
+          FROM generate_series(1, 80) u, generate_series(1, 3) k ON CONFLICT DO NOTHING;
+        """;
+
+    /// <summary>
+    /// Every seed table and column type through the protocol the runtime picks for the server (protocol 1 with text
+    /// tuples before 14, protocol 2 with binary tuples from 14 on): the client starts on empty tables, then the seed rows
+    /// and two random writers' inserts, updates (of keys too) and deletes stream into a replica that must equal the source.
+    /// </summary>
+    [Theory]
+    [InlineData(13)]
+    [InlineData(14)]
+    [InlineData(16)]
+    [InlineData(17)]
+    [InlineData(18)]
+    public async Task SeedRowsAndWriters_Streamed_ReplicaEqualsSource_OverTheServersProtocol(int version)
+    {
+        var server = await fixture.ServerAsync(version);
+        Assert.Equal(version, server.MajorVersion);
+        await using var db = await TestDatabase.CreateAsync(server);
+        var replica = new Replica();
+        var log = new LogCapture();
+        await using var run = await StreamRun.StartAsync(db.ConnectionString, (client, _) => replica.Register(client), configure: o => o.LoggerFactory = log);
+
+        await db.ExecuteAsync(Seed);
+        using var stopWriters = new CancellationTokenSource(TimeSpan.FromSeconds(2));
+        var operations = (await Task.WhenAll(Enumerable.Range(0, 2).Select(w => SnapshotTests.WriteRandomlyAsync(db.ConnectionString, version * 10 + w, stopWriters.Token)))).Sum();
+        Assert.True(operations > 20, $"the writers ran only {operations} statements");
+
+        await SnapshotTests.WaitForStreamToCatchUpAsync(db, replica, run);
+        await replica.AssertEqualsSourceAsync(db.ConnectionString);
+        var (protocol, tuples) = version >= 14 ? (2, "binary") : (1, "text");
+        var started = Assert.Single(log.Entries, e => e.Id.Id == 2001).Text;
+        Assert.Contains($"(pgoutput protocol {protocol}, {tuples} tuples)", started, StringComparison.Ordinal);
+        await run.StopAsync();
+    }
+
+    /// <summary>
+    /// The initial snapshot (DBLog watermarks) of the seed tables while two writers change them; the replica must equal the
+    /// source. Not on 13: the watermarks are logical messages, which pgoutput sends from 14 on (docs/limits.md).
+    /// </summary>
+    [Theory]
+    [InlineData(14)]
+    [InlineData(16)]
+    [InlineData(17)]
+    [InlineData(18)]
+    public async Task InitialSnapshotWhileWritersChangeEveryTable_ReplicaEqualsSource(int version)
+    {
+        var server = await fixture.ServerAsync(version);
+        await using var db = await TestDatabase.CreateAsync(server);
+        await db.ExecuteAsync(Seed);
+
+        using var stopWriters = new CancellationTokenSource();
+        var writers = Enumerable.Range(0, 2).Select(w => SnapshotTests.WriteRandomlyAsync(db.ConnectionString, version * 10 + w, stopWriters.Token)).ToArray();
+        var replica = new Replica();
+        await using var run = await StreamRun.StartAsync(db.ConnectionString, (client, recorder) =>
+        {
+            replica.Register(client);
+            StreamRun.RegisterSeedTables(client, recorder);
+        }, configure: o =>
+        {
+            o.InitialSnapshot = true;
+            o.SnapshotChunkSize = 7;
+            o.SnapshotBusyShare = 1; // full speed: the writers count as a busy server
+        });
+        await run.WaitUntilAsync(r => r.Progress.OfType<SnapshotsCompleted>().Any(), "the initial snapshot", TimeSpan.FromSeconds(120));
+        await stopWriters.CancelAsync();
+        await Task.WhenAll(writers);
+        var beforeTheEnd = run.Recorder.All.TakeWhile(e => e is not SnapshotsCompleted).ToList();
+        Assert.Contains(beforeTheEnd, e => e is Change<User> { Kind: not ChangeKind.Read } or Change<Restaurant> { Kind: not ChangeKind.Read } or Change<Visit> { Kind: not ChangeKind.Read });
+        Assert.Contains(beforeTheEnd, e => e is Change<User> { Kind: ChangeKind.Read });
+
+        await SnapshotTests.WaitForStreamToCatchUpAsync(db, replica, run);
+        await replica.AssertEqualsSourceAsync(db.ConnectionString);
+        await run.StopAsync();
+    }
+
+    /// <summary>
+    /// A transaction far over logical_decoding_work_mem (64 kB, its minimum): from 14 on the server streams it while it
+    /// runs (pg_stat_replication_slots counts it before the commit), on 13 it spills it and sends it at its commit. Either
+    /// way it arrives whole after a small transaction that committed while it ran, and one rolled back never arrives.
+    /// </summary>
+    [Theory]
+    [InlineData(13)]
+    [InlineData(14)]
+    [InlineData(16)]
+    [InlineData(17)]
+    [InlineData(18)]
+    public async Task LargeTransaction_DeliveredWholeAtItsCommit_AfterASmallerOneThatCommittedFirst_StreamedWhileItRunsFrom14(int version)
+    {
+        var server = await fixture.ServerAsync(version);
+        await using var db = await TestDatabase.CreateAsync(server);
+        await using var run = await StreamRun.StartAsync(LargeTransactionTests.SmallDecodingMemory(db.ConnectionString), configure: o => o.StreamingMemoryLimit = 256 * 1024);
+        const string Insert = "INSERT INTO users (id, first_name, user_name, email) SELECT i, 'f', 'u' || i, 'e' || i FROM generate_series({0}, {1}) i";
+        var streams = version >= 14;
+
+        await using var big = await db.OpenAsync();
+        await using (var tx = await big.BeginTransactionAsync())
+        {
+            await using (var command = new Npgsql.NpgsqlCommand(string.Format(Insert, 1, 20000), big))
+                await command.ExecuteNonQueryAsync();
+            if (streams)
+                await LargeTransactionTests.WaitStreamedAsync(db, 1);
+
+            await db.ExecuteAsync("INSERT INTO users (id, first_name, user_name, email) VALUES (50000, 'small', 'small', 'small')");
+            await run.WaitUntilAsync(r => r.Of<User>().Any(c => c.New!.Id == 50000), "the small transaction");
+            Assert.Single(run.Recorder.Of<User>());
+            await tx.CommitAsync();
+        }
+        await run.WaitUntilAsync(r => r.Transactions.Count == 2, "the large transaction's commit", TimeSpan.FromSeconds(60));
+
+        await using (var tx = await big.BeginTransactionAsync())
+        {
+            await using (var command = new Npgsql.NpgsqlCommand(string.Format(Insert, 20001, 40000), big))
+                await command.ExecuteNonQueryAsync();
+            if (streams)
+                await LargeTransactionTests.WaitStreamedAsync(db, 2);
+            await tx.RollbackAsync();
+        }
+        await db.ExecuteAsync("INSERT INTO users (id, first_name, user_name, email) VALUES (60000, 'last', 'last', 'last')");
+        await run.WaitUntilAsync(r => r.Of<User>().Any(c => c.New!.Id == 60000), "the transaction after the rolled-back one");
+
+        Assert.Equal([50000, .. Enumerable.Range(1, 20000), 60000], run.Recorder.Of<User>().Select(c => c.New!.Id));
+        Assert.Equal([1, 20000, 1], run.Recorder.Transactions.Select(t => t.ChangeCount));
+        await run.StopAsync();
+    }
+}
