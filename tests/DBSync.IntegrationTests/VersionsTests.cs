@@ -55,6 +55,26 @@ public sealed class VersionsTests(ServerVersionsFixture fixture) : IClassFixture
         await run.StopAsync();
     }
 
+    /// <summary>On 13, where no watermark can reach the stream, a snapshot is refused with a clear error instead of waiting
+    /// forever: the initial snapshot before the slot is created, a requested one as the table's failure (the stream goes on).</summary>
+    [Fact]
+    public async Task Snapshots_On13_AreRefusedWithAClearError_TheStreamGoesOn()
+    {
+        var server = await fixture.ServerAsync(13);
+        await using var db = await TestDatabase.CreateAsync(server);
+        var initial = await Assert.ThrowsAsync<DBSyncConfigurationException>(() => StreamRun.StartAsync(db.ConnectionString, configure: o => o.InitialSnapshot = true));
+        Assert.Contains("Snapshots need PostgreSQL 14 or later (the server runs 13)", initial.Message, StringComparison.Ordinal);
+        Assert.Equal(0, await db.ScalarAsync<long>("SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'dbsync_test'"));
+
+        await using var run = await StreamRun.StartAsync(db.ConnectionString);
+        var requested = await Assert.ThrowsAsync<DBSyncConfigurationException>(() => run.Client.SnapshotAsync<Restaurant>().WaitAsync(TimeSpan.FromSeconds(30)));
+        Assert.Contains("Snapshots need PostgreSQL 14 or later", requested.Message, StringComparison.Ordinal);
+        Assert.Contains(run.Recorder.Progress, p => p is SnapshotTableFailed);
+        await db.ExecuteAsync("INSERT INTO restaurant (id, name) VALUES ('r-1', 'one')");
+        await run.WaitUntilAsync(r => r.Of<Restaurant>().Any(c => c.New?.Id == "r-1"), "the insert after the refused snapshot");
+        await run.StopAsync();
+    }
+
     /// <summary>
     /// The initial snapshot (DBLog watermarks) of the seed tables while two writers change them; the replica must equal the
     /// source. Not on 13: the watermarks are logical messages, which pgoutput sends from 14 on (docs/limits.md).
@@ -127,7 +147,8 @@ public sealed class VersionsTests(ServerVersionsFixture fixture) : IClassFixture
             Assert.Single(run.Recorder.Of<User>());
             await tx.CommitAsync();
         }
-        await run.WaitUntilAsync(r => r.Transactions.Count == 2, "the large transaction's commit", TimeSpan.FromSeconds(60));
+        // Before 15, pgoutput also sends the empty transactions of tables outside the publication (DBSync's checkpoint).
+        await run.WaitUntilAsync(r => r.Transactions.Count(t => t.ChangeCount > 0) == 2, "the large transaction's commit", TimeSpan.FromSeconds(60));
 
         await using (var tx = await big.BeginTransactionAsync())
         {
@@ -141,7 +162,7 @@ public sealed class VersionsTests(ServerVersionsFixture fixture) : IClassFixture
         await run.WaitUntilAsync(r => r.Of<User>().Any(c => c.New!.Id == 60000), "the transaction after the rolled-back one");
 
         Assert.Equal([50000, .. Enumerable.Range(1, 20000), 60000], run.Recorder.Of<User>().Select(c => c.New!.Id));
-        Assert.Equal([1, 20000, 1], run.Recorder.Transactions.Select(t => t.ChangeCount));
+        Assert.Equal([1, 20000, 1], run.Recorder.Transactions.Where(t => t.ChangeCount > 0).Select(t => t.ChangeCount));
         await run.StopAsync();
     }
 }
