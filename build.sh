@@ -48,6 +48,13 @@ case "${1:-}" in
     ensure_postgres
     dotnet run --project samples/DBSync.HostedSample -c Release
     ;;
+  hosted-sample-pair)
+    # Two replicas of the hosted sample on one slot: one streams, one stands by; the active one is killed with SIGKILL
+    # and the other takes over (samples/DBSync.HostedSample/InstancePair.cs).
+    ensure_dotnet
+    ensure_postgres
+    dotnet run --project samples/DBSync.HostedSample -c Release -- --pair
+    ;;
   test)
     ensure_dotnet
     ensure_postgres
