@@ -17,8 +17,8 @@ public sealed class StandbyTests(PostgresFixture fixture)
     private const string Slot = "dbsync_test";
 
     /// <summary>A second instance finds the slot streaming to the first: it stands by (one log line naming the holder,
-    /// though it looks every 50 ms), delivers nothing, and takes over when the first stops, from the position the first
-    /// confirmed.</summary>
+    /// and no other, though it looks every 50 ms and finds the slot held each time), delivers nothing, and takes over
+    /// when the first stops, from the position the first confirmed.</summary>
     [Fact]
     public async Task SecondInstance_StandsByQuietly_TakesOverWhenTheFirstStops()
     {
@@ -27,7 +27,17 @@ public sealed class StandbyTests(PostgresFixture fixture)
         await using var second = Instance.Start(db.ConnectionString);
 
         await second.WaitForRoleAsync(DBSyncRole.Standby);
-        await Task.Delay(TimeSpan.FromSeconds(2)); // some 40 looks at the slot
+        await second.Recorder.WaitUntilAsync(_ => second.Log.Has(2030), "the stand-by's log line", second.Run); // logged just after the role changes
+        // Some 40 looks at the slot, each finding it held: the stand-by stays healthy (Standby at every look of ours, its
+        // run going on) and quiet (not a single log line more, of any kind).
+        var linesWhenStandingBy = second.Log.Entries.Count;
+        for (var look = 0; look < 40; look++)
+        {
+            await Task.Delay(50);
+            Assert.Equal(DBSyncRole.Standby, second.Client.Role);
+            Assert.False(second.Run.IsCompleted, $"The stand-by's run ended: {second.Run.Exception?.InnerException}");
+        }
+        Assert.Equal(linesWhenStandingBy, second.Log.Entries.Count);
         var standingBy = Assert.Single(second.Log.Entries, e => e.Id.Id == 2030);
         Assert.Contains("server process ", standingBy.Text, StringComparison.Ordinal);
         Assert.Equal(DBSyncRole.Standby, second.Client.Role);
