@@ -65,6 +65,13 @@ case "${1:-}" in
     ensure_postgres
     dotnet run --project samples/DBSync.HostedSample -c Release
     ;;
+  hosted-sample-pair)
+    # Two replicas of the hosted sample on one slot: one streams, one stands by; the active one is killed with SIGKILL
+    # and the other takes over (samples/DBSync.HostedSample/InstancePair.cs).
+    ensure_dotnet
+    ensure_postgres
+    dotnet run --project samples/DBSync.HostedSample -c Release -- --pair
+    ;;
   test)
     ensure_dotnet
     ensure_postgres
@@ -84,7 +91,7 @@ case "${1:-}" in
     exit $status
     ;;
   *)
-    echo "usage: ./build.sh sample | hosted-sample | test" >&2
+    echo "usage: ./build.sh sample | hosted-sample | hosted-sample-pair | test" >&2
     exit 2
     ;;
 esac

@@ -59,7 +59,8 @@ public sealed class DBSyncClient
         // Text-format snapshot results (DBSyncOptions.TextFormat) need the stream connection's session settings.
         _snapshotConnections = options.TextFormat ? new ConnectionPool(ReplicationSetup.AppendServerOptions(options.ConnectionString)) : _connections;
         _snapshots = new SnapshotCoordinator(options, _tables, _progressHandlers, () => (ulong)ConfirmedLsn, _snapshotConnections,
-            options.CheckpointStore ?? new PostgresCheckpointStore(_connections), _logger, () => _session?.StreamingPid);
+            options.CheckpointStore ?? new PostgresCheckpointStore(_connections), _logger, () => _session?.StreamingPid,
+            (walSender, refused) => _session?.EndStreamOf(walSender, refused));
         _telemetry.Snapshots = _snapshots;
         _partitions = new PartitionWatcher(options, _connections, _tables, _snapshots.RequestAsync, _snapshots.RequestDeletesOfRowsThatLeft, _logger);
     }

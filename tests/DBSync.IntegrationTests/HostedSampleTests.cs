@@ -32,6 +32,39 @@ public sealed class HostedSampleTests(PostgresFixture fixture)
         Assert.Contains("Stopped; the slot's confirmed position is", output, StringComparison.Ordinal);
     }
 
+    /// <summary>The command behind <c>./build.sh hosted-sample-pair</c>: two replicas of the sample, each a process of its
+    /// own on one slot; one streams, the other stands by naming it as the holder; the active one is killed with SIGKILL,
+    /// the other takes over and delivers what is written after the kill, then stops on SIGTERM; the command ends by
+    /// itself with 0.</summary>
+    [Fact]
+    public async Task HostedSamplePair_OneStandsBy_AndTakesOverWhenTheActiveOneIsKilled()
+    {
+        var sample = ChildProcess.OutputOf(Path.Combine("samples", "DBSync.HostedSample"), "DBSync.HostedSample.dll");
+        var environment = ChildProcess.ServerEnvironment(fixture.Server);
+        environment["DBSync__ReplicationTransport"] = TestTransport.Current.ToString(); // the replicas inherit it
+
+        var (exitCode, output) = await ChildProcess.RunAsync("dotnet", [sample, "--pair"], TimeSpan.FromMinutes(2), environment);
+
+        Assert.True(exitCode == 0, $"The hosted sample pair failed ({exitCode}):\n{output}");
+        var lines = output.Split('\n');
+        int Line(string pattern) => Array.FindIndex(lines, l => Regex.IsMatch(l, pattern));
+        var aStreams = Line(@"^\[a\] .*Streaming slot ""dbsync_hosted_pair""");
+        var bStandsBy = Line(@"^\[b\] .*streams to another consumer \(server process \d+, application name 'hosted-sample-a'.*standing by");
+        var killed = Line(@"^== killing replica a \(process \d+\) with SIGKILL; \d+ rows written so far");
+        var tookOver = Line(@"^\[b\] .*Took over slot ""dbsync_hosted_pair"" after standing by");
+        Assert.True(aStreams >= 0 && bStandsBy > aStreams && killed > bStandsBy && tookOver > killed,
+            $"Not in order (a streams {aStreams}, b stands by {bStandsBy}, a killed {killed}, b took over {tookOver}):\n{output}");
+        // b stood by quietly (one line), and neither delivered anything before a streamed.
+        Assert.Single(lines, l => l.StartsWith("[b] ", StringComparison.Ordinal) && l.Contains("streams to another consumer", StringComparison.Ordinal));
+        Assert.DoesNotContain(lines[..killed], l => l.StartsWith("[b] ", StringComparison.Ordinal) && l.Contains("restaurant id=pair-", StringComparison.Ordinal));
+        // Delivery goes on in b: the first row written after the kill.
+        var written = int.Parse(Regex.Match(lines[killed], @"; (\d+) rows written").Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture);
+        Assert.Contains(lines[tookOver..], l => l.StartsWith("[b] ", StringComparison.Ordinal) && l.Contains($"Insert   restaurant id=pair-{written + 1} ", StringComparison.Ordinal));
+        Assert.DoesNotContain(lines[killed..], l => l.StartsWith("[a] ", StringComparison.Ordinal) && l.Contains("restaurant id=pair-", StringComparison.Ordinal));
+        Assert.Contains(lines, l => l.StartsWith("[b] ", StringComparison.Ordinal) && l.Contains("Stopped streaming slot \"dbsync_hosted_pair\"", StringComparison.Ordinal));
+        Assert.Contains("== replica b exited with 0", output, StringComparison.Ordinal);
+    }
+
     [Fact]
     public async Task HostedSample_AsARoleWithoutReplication_LogsTheSetupErrorOnce_AndExitsWithAPlainFailureCode()
     {

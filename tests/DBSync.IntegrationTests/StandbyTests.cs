@@ -1,5 +1,8 @@
+using DBSync.Checkpoints;
 using DBSync.IntegrationTests.Infrastructure;
 using DBSync.Sample;
+using DBSync.Testing;
+using Npgsql;
 
 namespace DBSync.IntegrationTests;
 
@@ -14,8 +17,8 @@ public sealed class StandbyTests(PostgresFixture fixture)
     private const string Slot = "dbsync_test";
 
     /// <summary>A second instance finds the slot streaming to the first: it stands by (one log line naming the holder,
-    /// though it looks every 50 ms), delivers nothing, and takes over when the first stops, from the position the first
-    /// confirmed.</summary>
+    /// and no other, though it looks every 50 ms and finds the slot held each time), delivers nothing, and takes over
+    /// when the first stops, from the position the first confirmed.</summary>
     [Fact]
     public async Task SecondInstance_StandsByQuietly_TakesOverWhenTheFirstStops()
     {
@@ -24,7 +27,17 @@ public sealed class StandbyTests(PostgresFixture fixture)
         await using var second = Instance.Start(db.ConnectionString);
 
         await second.WaitForRoleAsync(DBSyncRole.Standby);
-        await Task.Delay(TimeSpan.FromSeconds(2)); // some 40 looks at the slot
+        await second.Recorder.WaitUntilAsync(_ => second.Log.Has(2030), "the stand-by's log line", second.Run); // logged just after the role changes
+        // Some 40 looks at the slot, each finding it held: the stand-by stays healthy (Standby at every look of ours, its
+        // run going on) and quiet (not a single log line more, of any kind).
+        var linesWhenStandingBy = second.Log.Entries.Count;
+        for (var look = 0; look < 40; look++)
+        {
+            await Task.Delay(50);
+            Assert.Equal(DBSyncRole.Standby, second.Client.Role);
+            Assert.False(second.Run.IsCompleted, $"The stand-by's run ended: {second.Run.Exception?.InnerException}");
+        }
+        Assert.Equal(linesWhenStandingBy, second.Log.Entries.Count);
         var standingBy = Assert.Single(second.Log.Entries, e => e.Id.Id == 2030);
         Assert.Contains("server process ", standingBy.Text, StringComparison.Ordinal);
         Assert.Equal(DBSyncRole.Standby, second.Client.Role);
@@ -124,6 +137,120 @@ public sealed class StandbyTests(PostgresFixture fixture)
         Assert.Equal(new byte[] { 1, 2, 3 }, await store.LoadAsync(Slot, CancellationToken.None));
     }
 
+    /// <summary>
+    /// An instance deposed by a silent network: A streams through a proxy and is between two chunks of its snapshot (its
+    /// progress handler holds chunk 2's save back); its replication connection then goes silent (A's other connections
+    /// still pass), the server ends A's walsender after A's session's 3 s <c>wal_sender_timeout</c>, and B, standing by,
+    /// takes the slot over, finishes the snapshot and writes its checkpoint. Only then is A's save let go: A, which has
+    /// noticed nothing (its <c>ReceiveTimeout</c> is 5 minutes), still reaches the database with it, and the fence refuses
+    /// it: the checkpoint row stays exactly as B wrote it. The refusal ends A's stream at once, A stands by (and takes the
+    /// slot back when B stops), and A delivers no change after B took over: nothing reached it since its connection went
+    /// silent, and B delivers again what A had not confirmed.
+    /// </summary>
+    [Fact]
+    public async Task DeposedInstance_BehindASilentNetwork_CannotWriteTheCheckpointAfterAnotherTookOver()
+    {
+        // A cluster of its own: the proxy needs the server on loopback, whatever POSTGRES_HOST names.
+        await using var server = await PostgresServer.StartAsync(forceLocal: true);
+        await using var db = await TestDatabase.CreateAsync(server);
+        await db.ExecuteAsync("INSERT INTO restaurant (id, name) SELECT 'r-' || lpad(i::text, 4, '0'), 'n' FROM generate_series(1, 400) i");
+        await using var proxy = TcpProxy.Start("127.0.0.1", server.Port);
+        // A's sessions (its walsender's among them) give a client up after 3 s without a word from it.
+        var throughProxy = new NpgsqlConnectionStringBuilder(db.ConnectionString)
+        {
+            Host = "127.0.0.1", Port = proxy.Port, SslMode = SslMode.Disable, Options = "-c wal_sender_timeout=3000",
+        }.ConnectionString;
+
+        var chunk2Held = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var releaseChunk2 = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        await using var a = Instance.Start(throughProxy, initialSnapshot: true, configure: o =>
+        {
+            o.StatusInterval = TimeSpan.FromMilliseconds(300); // keeps the walsender while the network carries it
+            o.ReceiveTimeout = TimeSpan.FromMinutes(5); // A does not notice the silence by itself during the test
+        }, onProgress: async (progress, cancellationToken) =>
+        {
+            // Chunk 2 is delivered; its checkpoint save comes right after this notification.
+            if (progress is SnapshotChunkCompleted { Table: "public.restaurant", Chunk: 2 })
+            {
+                chunk2Held.TrySetResult();
+                await releaseChunk2.Task.WaitAsync(cancellationToken);
+            }
+        });
+        await a.WaitForRoleAsync(DBSyncRole.Active);
+        await using var b = Instance.Start(db.ConnectionString, initialSnapshot: true);
+        await b.WaitForRoleAsync(DBSyncRole.Standby);
+        await chunk2Held.Task.WaitAsync(TimeSpan.FromSeconds(60));
+        var aWalSender = await ActiveWalSenderAsync(db);
+
+        // A's replication connection goes silent; its ordinary connections (the checkpoint's among them) still pass.
+        Assert.Equal(1, proxy.SilenceExistingReplicationConnections());
+        await b.WaitForRoleAsync(DBSyncRole.Active, TimeSpan.FromSeconds(60));
+        var aChangesWhenBTookOver = Changes(a);
+        var bWalSender = await ActiveWalSenderAsync(db);
+        Assert.NotEqual(aWalSender, bWalSender);
+        Assert.Equal(DBSyncRole.Active, a.Client.Role); // A has not noticed
+        await db.ExecuteAsync("INSERT INTO restaurant (id, name) VALUES ('after-take-over', 'n')");
+        await b.Recorder.WaitUntilAsync(r => r.Progress.OfType<SnapshotsCompleted>().Any() && r.Of<Restaurant>().Any(c => c.New?.Id == "after-take-over"),
+            "B finishing the snapshot it took over, and delivering a change", b.Run, TimeSpan.FromSeconds(60));
+        var (bWrote, bSavedAt) = await CheckpointRowAsync(db);
+        var byB = Checkpoint.Deserialize(bWrote, "written by B");
+        Assert.Empty(byB.Jobs); // B finished the snapshot
+        Assert.Contains(byB.Finished, f => f.Table.EndsWith("restaurant", StringComparison.Ordinal));
+
+        // A's save goes out now, over a connection that reaches the server, for a walsender that is gone.
+        releaseChunk2.TrySetResult();
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        while (!RefusedSave(a) && (await CheckpointRowAsync(db)).SavedAt == bSavedAt)
+        {
+            Assert.True(DateTime.UtcNow < deadline, "A neither saved its checkpoint nor had its save refused within 30 s of being let go.");
+            await Task.Delay(50);
+        }
+        var (afterA, afterASavedAt) = await CheckpointRowAsync(db);
+        Assert.True(afterASavedAt == bSavedAt && afterA.SequenceEqual(bWrote),
+            $"A, deposed, overwrote the checkpoint B wrote: {Describe(Checkpoint.Deserialize(afterA, "after A's save"))} instead of {Describe(byB)}.");
+        Assert.Contains($"(server process {aWalSender})", a.Log.Entries.First(e => IsRefusal(e.Text)).Text, StringComparison.Ordinal);
+
+        // The refusal ended A's stream: it reconnects, finds the slot held by B, and stands by, well before its receive timeout.
+        await a.WaitForRoleAsync(DBSyncRole.Standby, TimeSpan.FromSeconds(30));
+        await a.Recorder.WaitUntilAsync(_ => a.Log.Has(2030), "A's log line saying who holds the slot", a.Run); // logged just after the role changes
+        Assert.True(a.Log.Entries.Any(e => e.Id.Id == 2030 && e.Text.Contains($"server process {bWalSender}", StringComparison.Ordinal)),
+            $"A's log does not say B's walsender ({bWalSender}) holds the slot:\n{string.Join("\n", a.Log.Entries.Select(e => $"{e.Id.Id} {e.Text}"))}");
+        Assert.Equal(aChangesWhenBTookOver, Changes(a));
+        Assert.DoesNotContain(a.Recorder.Of<Restaurant>(), c => c.New?.Id == "after-take-over");
+        var (stillB, _) = await CheckpointRowAsync(db);
+        Assert.Equal(bWrote, stillB);
+        // Between them every row was read: A up to its chunk 2, B from A's last saved chunk on (B's reads may include the
+        // row inserted while it finished).
+        Assert.Equal(400, Reads(a).Concat(Reads(b)).Where(id => id.StartsWith("r-", StringComparison.Ordinal)).Distinct().Count());
+        Assert.True(Assert.Single(b.Recorder.Progress.OfType<SnapshotTableStarted>(), s => s.Table == "public.restaurant").Resumed);
+
+        // A stood by in good health: it takes the slot back when B stops.
+        await b.StopAsync();
+        await a.WaitForRoleAsync(DBSyncRole.Active, TimeSpan.FromSeconds(30));
+        await db.ExecuteAsync("INSERT INTO restaurant (id, name) VALUES ('after-b-stopped', 'n')");
+        await a.Recorder.WaitUntilAsync(r => r.Of<Restaurant>().Any(c => c.New?.Id == "after-b-stopped"), "A delivering after B stopped", a.Run);
+        await a.StopAsync();
+
+        static int Changes(Instance instance) => instance.Recorder.All.Count(e => e is not SnapshotProgress);
+        static IEnumerable<string> Reads(Instance instance) => instance.Recorder.Of<Restaurant>().Where(c => c.Kind == ChangeKind.Read).Select(c => c.New!.Id);
+        static bool IsRefusal(string text) => text.Contains("no longer streams to this instance's walsender", StringComparison.Ordinal);
+        static bool RefusedSave(Instance instance) => instance.Log.Entries.Any(e => IsRefusal(e.Text));
+        static string Describe(Checkpoint c) => $"[saved {c.SavedAt:HH:mm:ss.fff}, jobs: {string.Join(", ", c.Jobs.Select(j => $"{j.Schema}.{j.Name} after {string.Join(",", j.LastKey ?? [])}"))}]";
+    }
+
+    private static async Task<int> ActiveWalSenderAsync(TestDatabase db)
+        => await db.ScalarAsync<int>($"SELECT active_pid FROM pg_replication_slots WHERE slot_name = '{Slot}' AND active");
+
+    /// <summary>The checkpoint row as the database has it: what was written last, and when.</summary>
+    private static async Task<(byte[] Checkpoint, DateTime SavedAt)> CheckpointRowAsync(TestDatabase db)
+    {
+        await using var connection = await db.OpenAsync();
+        await using var command = new NpgsqlCommand($"SELECT checkpoint, saved_at FROM dbsync_checkpoint WHERE slot_name = '{Slot}'", connection);
+        await using var reader = await command.ExecuteReaderAsync();
+        Assert.True(await reader.ReadAsync(), "No checkpoint row.");
+        return ((byte[])reader.GetValue(0), reader.GetDateTime(1));
+    }
+
     /// <summary>An instance of the pipeline with <see cref="SlotInUse.Wait"/>, looking at the slot every 50 ms, its log
     /// captured.</summary>
     private sealed class Instance : IAsyncDisposable
@@ -146,29 +273,35 @@ public sealed class StandbyTests(PostgresFixture fixture)
 
         public Task Run { get; }
 
-        public static Instance Start(string connectionString, bool initialSnapshot = false, TimeSpan chunkDelay = default)
+        public static Instance Start(string connectionString, bool initialSnapshot = false, TimeSpan chunkDelay = default, Action<DBSyncOptions>? configure = null,
+            Func<SnapshotProgress, CancellationToken, ValueTask>? onProgress = null)
         {
             var log = new LogCapture();
-            var client = new DBSyncClient(new DBSyncOptions
+            var options = new DBSyncOptions
             {
                 ConnectionString = connectionString, SlotName = Slot, PublicationName = Slot, InitialSnapshot = initialSnapshot, SnapshotChunkSize = 50,
                 ReplicationTransport = TestTransport.Current, SnapshotParallelism = TestSnapshotParallelism.Current,
                 WhenSlotInUse = SlotInUse.Wait, StandbyPollInterval = TimeSpan.FromMilliseconds(50), LoggerFactory = log, SnapshotChunkDelay = chunkDelay,
-            });
+            };
+            configure?.Invoke(options);
+            var client = new DBSyncClient(options);
             var recorder = new ChangeRecorder();
             StreamRun.RegisterSeedTables(client, recorder);
             client.OnSnapshotProgress(recorder.Add);
+            if (onProgress is not null)
+                client.OnSnapshotProgress(onProgress);
             return new Instance(client, recorder, log);
         }
 
-        public async Task WaitForRoleAsync(DBSyncRole role)
+        public async Task WaitForRoleAsync(DBSyncRole role, TimeSpan? timeout = null)
         {
-            var deadline = DateTime.UtcNow.AddSeconds(30);
+            var limit = timeout ?? TimeSpan.FromSeconds(30);
+            var deadline = DateTime.UtcNow + limit;
             while (Client.Role != role)
             {
                 if (Run.IsCompleted)
                     await Run;
-                Assert.True(DateTime.UtcNow < deadline, $"The instance is {Client.Role}, not {role}, after 30 s.");
+                Assert.True(DateTime.UtcNow < deadline, $"The instance is {Client.Role}, not {role}, after {limit.TotalSeconds} s.");
                 await Task.Delay(20);
             }
         }

@@ -41,6 +41,7 @@ internal sealed class ReplicationSession : ITransactionSink
     /// succeeded and once the stream ended. What the snapshot checkpoint's saves are fenced by.</summary>
     public int? StreamingPid => Volatile.Read(ref _streamingPid) is var pid and not 0 ? pid : null;
     private bool _reconnecting;
+    private Exception? _slotNotHeld; // set once by EndStreamOf: the stream ends as a lost connection
 
     // Shared with the stop callback and the metrics' observers.
     private volatile bool _stopRequested;
@@ -212,12 +213,18 @@ internal sealed class ReplicationSession : ITransactionSink
                 if (_stopRequested)
                     break;
             }
+            if (!_stopRequested && Volatile.Read(ref _slotNotHeld) is { } slotNotHeld)
+                throw new StreamInterruptedException(slotNotHeld);
             if (!_stopRequested && !_readCancellation.IsCancellationRequested)
                 throw new StreamInterruptedException(new EndOfStreamException("The server ended the replication stream."));
 
             // A stop between transactions: what the appliers hold commits, and is confirmed, before the stream ends.
             await _commits.CommitGroupAsync(handlerCancellation).ConfigureAwait(false);
             await FlushStatusAsync().ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (Volatile.Read(ref _slotNotHeld) is { } slotNotHeld && !_stopRequested)
+        {
+            throw new StreamInterruptedException(slotNotHeld); // the read was ended by EndStreamOf
         }
         catch (OperationCanceledException) when (_stopRequested || cancellationToken.IsCancellationRequested || handlerCancellation.IsCancellationRequested)
         {
@@ -264,6 +271,27 @@ internal sealed class ReplicationSession : ITransactionSink
         }
 
         Log.StreamStopped(_logger, _options.SlotName, ConfirmedLsn.ToString());
+    }
+
+    /// <summary>
+    /// A fenced checkpoint save found that <paramref name="walSender"/> no longer streams from the slot: another instance's
+    /// walsender does. If it is this session's, the stream is over whether or not its connection says so yet (a network
+    /// that went silent shows only after <see cref="DBSyncOptions.ReceiveTimeout"/>): the read ends now and the session
+    /// with a <see cref="StreamInterruptedException"/> around <paramref name="cause"/>, so the run reconnects and, finding
+    /// the slot held, stands by. A handler under way finishes; its transaction is not confirmed here.
+    /// </summary>
+    public void EndStreamOf(int walSender, Exception cause)
+    {
+        if (StreamingPid != walSender || Interlocked.CompareExchange(ref _slotNotHeld, cause, null) is not null)
+            return;
+        try
+        {
+            _ = _readCancellation.CancelAsync(); // the callbacks run elsewhere, not on the caller's (snapshot) thread
+        }
+        catch (ObjectDisposedException)
+        {
+            // the session ended meanwhile
+        }
     }
 
     /// <summary>Whether a stop waits for the transaction (or stream block) being received to end: only while the

@@ -14,9 +14,11 @@ namespace DBSync.Snapshots;
 /// session's walsender is the slot's active one (<see cref="IFencedCheckpointStore"/>), so an instance another one
 /// deposed (its walsender gone, though it has not noticed yet) cannot overwrite the checkpoint the new one writes. While
 /// no stream runs (starting, reconnecting, standing by) the queue's changes wait, unsaved, for the next stream: an
-/// instance that does not hold the slot writes nothing. Only the queue of a slot about to be created is saved before.</remarks>
+/// instance that does not hold the slot writes nothing. Only the queue of a slot about to be created is saved before.
+/// A save the fence refused tells <c>slotNotHeld</c> which walsender it was fenced by: the stream of that walsender is
+/// over, though a silent network may not show it for a while, and it ends now (the run then stands by).</remarks>
 internal sealed class SnapshotCheckpointer(DBSyncOptions options, ICheckpointStore store, SnapshotQueue queue, Func<ulong> confirmedLsn, ILogger logger,
-    Func<int?>? streamingPid = null)
+    Func<int?>? streamingPid = null, Action<int, Exception>? slotNotHeld = null)
 {
     private readonly SemaphoreSlim _saveGate = new(1, 1);
 
@@ -121,7 +123,9 @@ internal sealed class SnapshotCheckpointer(DBSyncOptions options, ICheckpointSto
                     queue.MarkUnsaved();
                     if (streamingPid!() != pid)
                         return; // the stream ended meanwhile: saved by the next one
-                    throw new SlotNotHeldException(options.SlotName, pid.Value);
+                    var refused = new SlotNotHeldException(options.SlotName, pid.Value);
+                    slotNotHeld?.Invoke(pid.Value, refused);
+                    throw refused;
                 }
             }
             catch

@@ -37,13 +37,14 @@ internal sealed class SnapshotCoordinator
         ConnectionPool connections,
         ICheckpointStore store,
         ILogger logger,
-        Func<int?>? streamingPid = null)
+        Func<int?>? streamingPid = null,
+        Action<int, Exception>? slotNotHeld = null)
     {
         _slot = options.SlotName;
         Prefix = Watermark.PrefixFor(options.SlotName);
         OpenSql = cancellationToken => NpgsqlSnapshotSql.OpenAsync(connections, Prefix, options.TextFormat, cancellationToken);
         _queue = new SnapshotQueue(tables, logger);
-        _checkpointer = new SnapshotCheckpointer(options, store, _queue, confirmedLsn, logger, streamingPid);
+        _checkpointer = new SnapshotCheckpointer(options, store, _queue, confirmedLsn, logger, streamingPid, slotNotHeld);
         _fence = new VisibilityFence(_channel);
         var notifier = new ProgressNotifier(progressHandlers, logger);
         var runner = new TableSnapshotRunner(options, _queue, _checkpointer, _channel, _fence, new SnapshotThrottle(options, logger), notifier,

@@ -7,7 +7,9 @@ namespace DBSync.IntegrationTests.Infrastructure;
 /// A loopback TCP proxy to a server, for network failures no server setting can make: <see cref="SilenceExisting"/>
 /// turns the connections open at that moment into black holes (bytes are read and dropped both ways, the sockets stay
 /// open, nothing is closed or reset), as a network that silently loses packets does; later connections pass.
-/// <see cref="SilenceNextReplicationConnections"/> does the same to new replication connections from their startup on.
+/// <see cref="SilenceNextReplicationConnections"/> does the same to new replication connections from their startup on;
+/// <see cref="SilenceExistingReplicationConnections"/> to the replication connections open now, while the client's other
+/// connections through the proxy still pass (a network path that lost one long-lived connection's state).
 /// <see cref="Retarget"/> sends new connections to another server.
 /// </summary>
 public sealed class TcpProxy : IAsyncDisposable
@@ -43,6 +45,22 @@ public sealed class TcpProxy : IAsyncDisposable
     /// <summary>New connections go to <paramref name="port"/> on the same host from now on (a virtual address that
     /// follows the primary after a failover); the open ones stay where they are.</summary>
     public void Retarget(int port) => Volatile.Write(ref _target, new IPEndPoint(_target.Address, port));
+
+    /// <summary>From now on, the replication connections open now (a startup message with replication=database) carry
+    /// nothing in either direction; the other connections open now still pass. How many were silenced.</summary>
+    public int SilenceExistingReplicationConnections()
+    {
+        lock (_links)
+        {
+            var silenced = 0;
+            foreach (var link in _links.Where(l => l.IsReplication))
+            {
+                link.Silenced = true;
+                silenced++;
+            }
+            return silenced;
+        }
+    }
 
     /// <summary>The next <paramref name="count"/> replication connections (a startup message with replication=database)
     /// are silenced at their startup message, which never reaches the server: the client waits for an answer.</summary>
@@ -90,10 +108,13 @@ public sealed class TcpProxy : IAsyncDisposable
                 var read = await from.ReadAsync(buffer, _stop.Token);
                 if (read == 0)
                     break;
-                if (fromClient && !link.Silenced && Volatile.Read(ref _replicationConnectionsToSilence) > 0
-                    && buffer.AsSpan(0, read).IndexOf("replication\0database\0"u8) >= 0 && Interlocked.Decrement(ref _replicationConnectionsToSilence) >= 0)
+                if (fromClient && !link.StartupSeen)
                 {
-                    link.Silenced = true;
+                    // The startup message comes first (after an SSLRequest's 8 bytes, when there is one).
+                    link.IsReplication = buffer.AsSpan(0, read).IndexOf("replication\0database\0"u8) >= 0;
+                    link.StartupSeen = read > 8;
+                    if (link.IsReplication && Volatile.Read(ref _replicationConnectionsToSilence) > 0 && Interlocked.Decrement(ref _replicationConnectionsToSilence) >= 0)
+                        link.Silenced = true;
                 }
                 if (!link.Silenced)
                     await to.WriteAsync(buffer.AsMemory(0, read), _stop.Token);
@@ -124,6 +145,10 @@ public sealed class TcpProxy : IAsyncDisposable
     private sealed class Link(TcpClient client, TcpClient server)
     {
         public volatile bool Silenced;
+
+        public volatile bool IsReplication;
+
+        public bool StartupSeen; // read and written by the client-to-server pump only
 
         public void Close()
         {
