@@ -89,7 +89,10 @@ internal sealed class SnapshotCheckpointer(DBSyncOptions options, ICheckpointSto
         queue.Restore(checkpoint, takingOver);
         if (checkpoint.ConfirmedLsn == 0)
             queue.MarkUnsaved(); // saved before the slot existed: the first save while streaming records the position
-        Log.CheckpointLoaded(logger, options.SlotName, checkpoint.Jobs.Count, new NpgsqlTypes.NpgsqlLogSequenceNumber(checkpoint.ConfirmedLsn).ToString());
+        // Taking over, the load is said by the take-over's own line (2031): a standby that loses the race for the slot
+        // again and again stays quiet.
+        if (!takingOver)
+            Log.CheckpointLoaded(logger, options.SlotName, checkpoint.Jobs.Count, new NpgsqlTypes.NpgsqlLogSequenceNumber(checkpoint.ConfirmedLsn).ToString());
     }
 
     /// <summary>Saves the queue now (a signal's effect must be durable before its transaction is acknowledged, a chunk's
