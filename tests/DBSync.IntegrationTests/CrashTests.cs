@@ -18,14 +18,8 @@ namespace DBSync.IntegrationTests;
 [Trait("Category", "Reliability")]
 public sealed class CrashTests(PostgresFixture fixture, ITestOutputHelper output)
 {
-    private const string ReplicaSchema = """
-        CREATE TABLE users (id int PRIMARY KEY, first_name varchar(255) NOT NULL, user_name varchar(255) NOT NULL,
-            email varchar(255) NOT NULL, avatar varchar(255), homepage varchar(255), date_of_birth date, address text, interests text[]);
-        CREATE TABLE restaurant (id varchar(255) PRIMARY KEY, name varchar(255) NOT NULL, description text, address text, rating int, tags text[]);
-        CREATE TABLE visit (user_id int, restaurant_id varchar(255), amount_spent numeric(10, 2) NOT NULL, visit_rating int,
-            PRIMARY KEY (user_id, restaurant_id));
-        CREATE TABLE applied_change (xid bigint NOT NULL, lsn pg_lsn PRIMARY KEY);
-        """;
+    /// <summary>The consumer's replica tables (tests/DBSync.CrashConsumer/replica-schema.sql).</summary>
+    private static string ReplicaSchema => File.ReadAllText(Path.Combine(AppContext.BaseDirectory, "replica-schema.sql"));
 
     [Fact]
     public async Task ConsumerKilledTenTimes_ReplicaEqualsSource_EveryTransactionDelivered_RepeatsOnlyAfterTheConfirmedPosition()
