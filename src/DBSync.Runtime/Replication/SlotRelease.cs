@@ -14,6 +14,8 @@ namespace DBSync.Replication;
 /// </summary>
 internal static class SlotRelease
 {
+    private static readonly TimeSpan s_checkTimeout = TimeSpan.FromSeconds(10);
+
     /// <param name="connections">Ordinary connections to the source.</param>
     /// <param name="slot">The slot.</param>
     /// <param name="walSender">The process id of the session's walsender.</param>
@@ -21,21 +23,25 @@ internal static class SlotRelease
     /// <param name="logger">Reports a terminated walsender, or a check that failed.</param>
     public static async Task ReleaseAsync(ConnectionPool connections, string slot, int walSender, string confirmed, ILogger logger)
     {
+        // The stream ended, perhaps with its network: idle pooled connections may be as dead as it was. The check opens a
+        // fresh one, and gives up after a while (the next session then finds the slot still held, and waits for it).
+        connections.Clear();
+        using var limit = new CancellationTokenSource(s_checkTimeout);
         try
         {
-            await using var admin = await connections.OpenAsync(CancellationToken.None).ConfigureAwait(false);
+            await using var admin = await connections.OpenAsync(limit.Token).ConfigureAwait(false);
             var gone = false;
             for (var attempt = 0; attempt < 20 && !gone; attempt++)
             {
                 await using var alive = new NpgsqlCommand("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", admin);
                 alive.Parameters.Add(new NpgsqlParameter { Value = walSender });
-                gone = (long)(await alive.ExecuteScalarAsync(CancellationToken.None).ConfigureAwait(false))! == 0;
+                gone = (long)(await alive.ExecuteScalarAsync(limit.Token).ConfigureAwait(false))! == 0;
                 if (!gone)
-                    await Task.Delay(50, CancellationToken.None).ConfigureAwait(false);
+                    await Task.Delay(50, limit.Token).ConfigureAwait(false);
             }
             if (!gone)
             {
-                await TerminateWalSenderAsync(admin, walSender).ConfigureAwait(false);
+                await TerminateWalSenderAsync(admin, walSender, limit.Token).ConfigureAwait(false);
                 Log.WalSenderTerminated(logger, walSender, slot);
                 return;
             }
@@ -45,9 +51,9 @@ internal static class SlotRelease
                 "SELECT pg_replication_slot_advance(slot_name, $2::pg_lsn) FROM pg_replication_slots WHERE slot_name = $1 AND NOT active AND confirmed_flush_lsn < $2::pg_lsn", admin);
             advance.Parameters.Add(new NpgsqlParameter { Value = slot });
             advance.Parameters.Add(new NpgsqlParameter { Value = confirmed });
-            await advance.ExecuteNonQueryAsync(CancellationToken.None).ConfigureAwait(false);
+            await advance.ExecuteNonQueryAsync(limit.Token).ConfigureAwait(false);
         }
-        catch (NpgsqlException e)
+        catch (Exception e) when (e is NpgsqlException || (e is OperationCanceledException && limit.IsCancellationRequested))
         {
             // The server is unreachable; its walsender ends with the connection or at wal_sender_timeout, and the next
             // run starts from the last position the server received (at least once).
@@ -58,11 +64,11 @@ internal static class SlotRelease
     /// <summary>Ends walsender <paramref name="walSender"/> over <paramref name="admin"/>, an ordinary connection to the
     /// same server: only a walsender of this role with that pid (a connection string with several hosts could have
     /// reached another server, where the pid is another backend's).</summary>
-    public static async Task TerminateWalSenderAsync(NpgsqlConnection admin, int walSender)
+    public static async Task TerminateWalSenderAsync(NpgsqlConnection admin, int walSender, CancellationToken cancellationToken = default)
     {
         await using var terminate = new NpgsqlCommand(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid = $1 AND backend_type = 'walsender' AND usename = current_user", admin);
         terminate.Parameters.Add(new NpgsqlParameter { Value = walSender });
-        await terminate.ExecuteNonQueryAsync(CancellationToken.None).ConfigureAwait(false);
+        await terminate.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
     }
 }
