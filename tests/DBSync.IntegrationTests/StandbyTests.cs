@@ -125,6 +125,13 @@ public sealed class StandbyTests(PostgresFixture fixture)
     {
         await using var db = await TestDatabase.CreateAsync(fixture.Server);
         await using var run = await StreamRun.StartAsync(db.ConnectionString, slot: Slot);
+        // The instance's own first save (the position it streams from) comes first: the writes below are the last.
+        for (var attempt = 0; !(await db.ScalarAsync<bool>("SELECT to_regclass('dbsync_checkpoint') IS NOT NULL")
+                                && await db.ScalarAsync<long>($"SELECT count(*) FROM dbsync_checkpoint WHERE slot_name = '{Slot}'") == 1); attempt++)
+        {
+            Assert.True(attempt < 300, "The instance did not save its checkpoint when it started streaming.");
+            await Task.Delay(100);
+        }
         var active = await db.ScalarAsync<int>($"SELECT active_pid FROM pg_replication_slots WHERE slot_name = '{Slot}'");
         await using var store = new PostgresCheckpointStore(db.ConnectionString);
         IFencedCheckpointStore fenced = store;
@@ -177,6 +184,13 @@ public sealed class StandbyTests(PostgresFixture fixture)
             }
         });
         await a.WaitForRoleAsync(DBSyncRole.Active);
+        // Npgsql's replication connection sends START_REPLICATION with its first read: B starts once the server shows A's
+        // walsender on the slot, or it could take the slot first.
+        for (var attempt = 0; !await db.ScalarAsync<bool>($"SELECT coalesce(bool_or(active), false) FROM pg_replication_slots WHERE slot_name = '{Slot}'"); attempt++)
+        {
+            Assert.True(attempt < 300, "A's walsender never held the slot.");
+            await Task.Delay(50);
+        }
         await using var b = Instance.Start(db.ConnectionString, initialSnapshot: true);
         await b.WaitForRoleAsync(DBSyncRole.Standby);
         await chunk2Held.Task.WaitAsync(TimeSpan.FromSeconds(60));
@@ -301,7 +315,8 @@ public sealed class StandbyTests(PostgresFixture fixture)
             {
                 if (Run.IsCompleted)
                     await Run;
-                Assert.True(DateTime.UtcNow < deadline, $"The instance is {Client.Role}, not {role}, after {limit.TotalSeconds} s.");
+                Assert.True(DateTime.UtcNow < deadline, $"The instance is {Client.Role}, not {role}, after {limit.TotalSeconds} s. Its log:\n" +
+                    string.Join("\n", Log.Entries.Select(e => $"{e.Id.Id} {e.Text}")));
                 await Task.Delay(20);
             }
         }

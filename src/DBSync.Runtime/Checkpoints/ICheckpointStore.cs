@@ -30,4 +30,7 @@ internal interface IFencedCheckpointStore
     /// <summary>Saves as <see cref="ICheckpointStore.SaveAsync"/> does if <paramref name="walSenderPid"/> streams from
     /// <paramref name="slotName"/> now; false, writing nothing, otherwise.</summary>
     Task<bool> SaveWhileHoldingAsync(string slotName, ReadOnlyMemory<byte> checkpoint, int walSenderPid, CancellationToken cancellationToken);
+
+    /// <summary>The walsender streaming from <paramref name="slotName"/> now, or null when none does.</summary>
+    Task<int?> SlotHolderAsync(string slotName, CancellationToken cancellationToken);
 }

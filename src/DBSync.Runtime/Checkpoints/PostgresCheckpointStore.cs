@@ -102,6 +102,14 @@ public sealed partial class PostgresCheckpointStore : ICheckpointStore, IFencedC
     Task<bool> IFencedCheckpointStore.SaveWhileHoldingAsync(string slotName, ReadOnlyMemory<byte> checkpoint, int walSenderPid, CancellationToken cancellationToken)
         => SaveAsync(slotName, checkpoint, walSenderPid, cancellationToken);
 
+    async Task<int?> IFencedCheckpointStore.SlotHolderAsync(string slotName, CancellationToken cancellationToken)
+    {
+        await using var connection = await _connections.OpenAsync(cancellationToken).ConfigureAwait(false);
+        await using var command = new NpgsqlCommand("SELECT active_pid FROM pg_replication_slots WHERE slot_name = $1", connection);
+        command.Parameters.Add(new NpgsqlParameter { Value = slotName });
+        return await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false) is int pid ? pid : null;
+    }
+
     private async Task<bool> SaveAsync(string slotName, ReadOnlyMemory<byte> checkpoint, int? walSenderPid, CancellationToken cancellationToken)
     {
         await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);

@@ -28,8 +28,14 @@ internal static class ConnectionLoss
 /// <summary>A fenced checkpoint save (<see cref="DBSync.IFencedCheckpointStore"/>) found that this session's walsender
 /// no longer streams from the slot: another instance took it over. Handled as a lost connection: the stream reconnects
 /// and, finding the slot held, stands by.</summary>
-internal sealed class SlotNotHeldException(string slot, int pid)
-    : Exception($"Slot \"{slot}\" no longer streams to this instance's walsender (server process {pid}): another instance took it over, so this one does not write the snapshot checkpoint.");
+internal sealed class SlotNotHeldException(string slot, int pid, bool takenOver = true)
+    : Exception(takenOver
+        ? $"Slot \"{slot}\" no longer streams to this instance's walsender (server process {pid}): another instance took it over, so this one does not write the snapshot checkpoint."
+        : $"Slot \"{slot}\" does not stream to this instance's walsender (server process {pid}) at the moment, nor to another: the stream is starting (Npgsql's replication connection starts it with its first read), or another instance is taking over.")
+{
+    /// <summary>Another walsender holds the slot: this instance was deposed.</summary>
+    public bool TakenOver { get; } = takenOver;
+}
 
 /// <summary>The replication stream, or an applier's target, lost its connection; the run reconnects and resumes from the
 /// confirmed position.</summary>

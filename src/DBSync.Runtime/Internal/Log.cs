@@ -154,8 +154,8 @@ internal static partial class Log
     [LoggerMessage(3016, LogLevel.Error, "A snapshot progress handler failed on {Notification}; the snapshots go on")]
     public static partial void ProgressHandlerFailed(ILogger logger, Exception exception, string notification);
 
-    [LoggerMessage(3020, LogLevel.Information, "The snapshot checkpoint of slot \"{Slot}\" was not saved: the slot no longer streams to this instance's walsender (the stream is ending, or another instance took over); trying again in {Delay} ms")]
-    public static partial void CheckpointFenced(ILogger logger, string slot, long delay);
+    [LoggerMessage(3020, LogLevel.Information, "The snapshot checkpoint was not saved: {Reason} Trying again in {Delay} ms")]
+    public static partial void CheckpointFenced(ILogger logger, string reason, long delay);
 
     [LoggerMessage(3017, LogLevel.Warning, "Snapshot work failed outside any table (saving the checkpoint, or a lost connection); trying again in {Delay} ms")]
     public static partial void SnapshotLoopRetried(ILogger logger, Exception exception, long delay);

@@ -54,8 +54,14 @@ internal static class StreamErrors
         return null;
     }
 
+    // PostgreSQL 17: "cannot use replication slot "s" for logical decoding", detail "This replication slot is being
+    // synchronized from the primary server." (Npgsql redacts details unless told otherwise: then the message alone, which
+    // for a logical pgoutput slot, checked at setup, has no other cause.)
     private static bool IsSynchronizedCopy(PostgresException e)
-        => e.Detail?.Contains("being synchronized from the primary", StringComparison.Ordinal) ?? false;
+        => e.Detail?.Contains("being synchronized from the primary", StringComparison.Ordinal) == true
+           || (e.MessageText.StartsWith("cannot use replication slot", StringComparison.Ordinal)
+               && e.MessageText.EndsWith("for logical decoding", StringComparison.Ordinal)
+               && e.Detail?.Contains("redacted", StringComparison.Ordinal) != false);
 
     // PostgreSQL 13-15 say "cannot read from logical replication slot", 16 and later "can no longer get changes from
     // replication slot"; both explain the invalidation in the detail.

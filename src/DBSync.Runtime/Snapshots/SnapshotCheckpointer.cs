@@ -126,6 +126,10 @@ internal sealed class SnapshotCheckpointer(DBSyncOptions options, ICheckpointSto
                     queue.MarkUnsaved();
                     if (streamingPid!() != pid)
                         return; // the stream ended meanwhile: saved by the next one
+                    // No walsender on the slot: this one has not taken it yet (Npgsql's connection starts the stream with
+                    // its first read), or another instance is taking over. Tried again; only another holder deposes.
+                    if (await fenced.SlotHolderAsync(options.SlotName, cancellationToken).ConfigureAwait(false) is null)
+                        throw new SlotNotHeldException(options.SlotName, pid.Value, takenOver: false);
                     var refused = new SlotNotHeldException(options.SlotName, pid.Value);
                     slotNotHeld?.Invoke(pid.Value, refused);
                     throw refused;

@@ -49,7 +49,7 @@ internal sealed class SnapshotLoop(
                 failures++;
                 var delay = Backoff.Delay(options.ReconnectDelay, options.MaxReconnectDelay, failures);
                 if (e is SlotNotHeldException)
-                    Log.CheckpointFenced(logger, options.SlotName, (long)delay.TotalMilliseconds); // the stream ends too: no trace
+                    Log.CheckpointFenced(logger, e.Message, (long)delay.TotalMilliseconds); // no trace: not a failure
                 else
                     Log.SnapshotLoopRetried(logger, e, (long)delay.TotalMilliseconds);
                 await Task.Delay(delay, cancellationToken).ConfigureAwait(false);
