@@ -83,18 +83,8 @@ client.OnTransaction(async (tx, ct) =>
 });
 
 // The events file: role changes and snapshot progress, each line written whole at the end of the file.
-FileStream? eventsFile = eventsPath is null ? null : new FileStream(eventsPath, FileMode.Append, FileAccess.Write, FileShare.ReadWrite);
-void Event(string text)
-{
-    if (eventsFile is null)
-        return;
-    lock (eventsFile)
-    {
-        eventsFile.Seek(0, SeekOrigin.End);
-        eventsFile.Write(System.Text.Encoding.UTF8.GetBytes($"{run} {processId} {DateTime.UtcNow.Ticks} {text}\n"));
-        eventsFile.Flush();
-    }
-}
+using var eventsFile = eventsPath is null ? null : new AppendOnlyFile(eventsPath);
+void Event(string text) => eventsFile?.AppendLine($"{run} {processId} {DateTime.UtcNow.Ticks} {text}");
 client.OnSnapshotProgress(progress => Event(
     $"snapshot {progress.GetType().Name} {progress.Table ?? "-"} {(progress is SnapshotTableStarted started ? started.Resumed.ToString() : "-")}"));
 
@@ -125,8 +115,7 @@ finally
 {
     await stop.CancelAsync();
     await watchRole;
-    if (eventsFile is not null)
-        await eventsFile.DisposeAsync();
+    eventsFile?.Dispose();
 }
 return 0;
 

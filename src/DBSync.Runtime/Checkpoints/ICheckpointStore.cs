@@ -31,6 +31,7 @@ internal interface IFencedCheckpointStore
     /// <paramref name="slotName"/> now; false, writing nothing, otherwise.</summary>
     Task<bool> SaveWhileHoldingAsync(string slotName, ReadOnlyMemory<byte> checkpoint, int walSenderPid, CancellationToken cancellationToken);
 
-    /// <summary>The walsender streaming from <paramref name="slotName"/> now, or null when none does.</summary>
-    Task<int?> SlotHolderAsync(string slotName, CancellationToken cancellationToken);
+    /// <summary>Whether <paramref name="walSenderPid"/> lost <paramref name="slotName"/> to another walsender: another one
+    /// streams from it now, and this one is gone (not a walsender that has yet to take the slot).</summary>
+    Task<bool> DeposedAsync(string slotName, int walSenderPid, CancellationToken cancellationToken);
 }

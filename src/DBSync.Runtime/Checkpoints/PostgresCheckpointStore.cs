@@ -102,12 +102,15 @@ public sealed partial class PostgresCheckpointStore : ICheckpointStore, IFencedC
     Task<bool> IFencedCheckpointStore.SaveWhileHoldingAsync(string slotName, ReadOnlyMemory<byte> checkpoint, int walSenderPid, CancellationToken cancellationToken)
         => SaveAsync(slotName, checkpoint, walSenderPid, cancellationToken);
 
-    async Task<int?> IFencedCheckpointStore.SlotHolderAsync(string slotName, CancellationToken cancellationToken)
+    async Task<bool> IFencedCheckpointStore.DeposedAsync(string slotName, int walSenderPid, CancellationToken cancellationToken)
     {
         await using var connection = await _connections.OpenAsync(cancellationToken).ConfigureAwait(false);
-        await using var command = new NpgsqlCommand("SELECT active_pid FROM pg_replication_slots WHERE slot_name = $1", connection);
+        await using var command = new NpgsqlCommand(
+            "SELECT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1 AND active_pid <> $2) " +
+            "AND NOT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = $2)", connection);
         command.Parameters.Add(new NpgsqlParameter { Value = slotName });
-        return await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false) is int pid ? pid : null;
+        command.Parameters.Add(new NpgsqlParameter { Value = walSenderPid });
+        return await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false) is true;
     }
 
     private async Task<bool> SaveAsync(string slotName, ReadOnlyMemory<byte> checkpoint, int? walSenderPid, CancellationToken cancellationToken)

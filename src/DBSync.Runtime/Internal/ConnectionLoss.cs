@@ -31,7 +31,7 @@ internal static class ConnectionLoss
 internal sealed class SlotNotHeldException(string slot, int pid, bool takenOver = true)
     : Exception(takenOver
         ? $"Slot \"{slot}\" no longer streams to this instance's walsender (server process {pid}): another instance took it over, so this one does not write the snapshot checkpoint."
-        : $"Slot \"{slot}\" does not stream to this instance's walsender (server process {pid}) at the moment, nor to another: the stream is starting (Npgsql's replication connection starts it with its first read), or another instance is taking over.")
+        : $"Slot \"{slot}\" does not stream to this instance's walsender (server process {pid}) yet: the stream is starting (Npgsql's replication connection starts it with its first read), or another instance is taking over.")
 {
     /// <summary>Another walsender holds the slot: this instance was deposed.</summary>
     public bool TakenOver { get; } = takenOver;

@@ -126,9 +126,10 @@ internal sealed class SnapshotCheckpointer(DBSyncOptions options, ICheckpointSto
                     queue.MarkUnsaved();
                     if (streamingPid!() != pid)
                         return; // the stream ended meanwhile: saved by the next one
-                    // No walsender on the slot: this one has not taken it yet (Npgsql's connection starts the stream with
-                    // its first read), or another instance is taking over. Tried again; only another holder deposes.
-                    if (await fenced.SlotHolderAsync(options.SlotName, cancellationToken).ConfigureAwait(false) is null)
+                    // Deposed only when another walsender holds the slot and this one is gone. Else this one has not taken
+                    // the slot yet (Npgsql's connection starts the stream with its first read, which then finds out who
+                    // holds it), or another instance is taking over: tried again.
+                    if (!await fenced.DeposedAsync(options.SlotName, pid.Value, cancellationToken).ConfigureAwait(false))
                         throw new SlotNotHeldException(options.SlotName, pid.Value, takenOver: false);
                     var refused = new SlotNotHeldException(options.SlotName, pid.Value);
                     slotNotHeld?.Invoke(pid.Value, refused);
