@@ -382,7 +382,9 @@ public sealed class DBSyncClient
         foreach (var registration in _tables.Values)
             registration.Types = server.Types;
         _snapshots.ServerVersionNum = server.VersionNum;
-        if (!server.SlotCreated)
+        if (server.SlotCreated)
+            await _snapshots.RecordSlotCreatedAsync((ulong)server.SlotStart, stopping).ConfigureAwait(false);
+        else
             await _snapshots.LoadAsync(stopping).ConfigureAwait(false);
         return server;
     }

@@ -98,8 +98,8 @@ public sealed partial class DBSyncOptions
 
     /// <summary>
     /// Where snapshot progress is kept between runs. Default (null): a <see cref="PostgresCheckpointStore"/> with the table
-    /// <c>public.dbsync_checkpoint</c> in the source database, created on the first save (when the pipeline first streams:
-    /// the checkpoint also records that the slot streamed, so a run that later finds the slot gone knows changes were missed).
+    /// <c>public.dbsync_checkpoint</c> in the source database, created on the first save (when DBSync creates the slot:
+    /// the checkpoint also records that the slot existed, so a run that later finds the slot gone knows changes were missed).
     /// </summary>
     public ICheckpointStore? CheckpointStore { get; set; }
 

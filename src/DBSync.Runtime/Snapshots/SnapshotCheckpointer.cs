@@ -25,7 +25,7 @@ internal sealed class SnapshotCheckpointer(DBSyncOptions options, ICheckpointSto
     /// <summary>The slot is about to be created: any checkpoint belongs to an earlier slot and is replaced. With
     /// <see cref="DBSyncOptions.InitialSnapshot"/>, every registered table is queued, and the queue is saved before the
     /// slot exists, so a crash in between cannot lose the initial snapshot. A checkpoint that shows the earlier slot had
-    /// streamed (a position saved while streaming), or an earlier slot <paramref name="lostReason"/> says was lost, means
+    /// existed (a position saved when it was created, or while it streamed), or an earlier slot <paramref name="lostReason"/> says was lost, means
     /// changes were missed: refused with a <see cref="SlotLostException"/> unless <see cref="DBSyncOptions.WhenSlotLost"/>
     /// is <see cref="SlotLost.StartOver"/>, which snapshots every table and tells the progress handlers.</summary>
     /// <param name="lostReason">Why the slot that existed is being replaced (invalidated), or null when there is none.</param>
@@ -51,13 +51,19 @@ internal sealed class SnapshotCheckpointer(DBSyncOptions options, ICheckpointSto
         }
         if (stale is not null || queue.Count > 0)
             await SaveAsync(cancellationToken, beforeSlot: true).ConfigureAwait(false);
-        // The first save while streaming records the new slot's position: from then on, the checkpoint shows the slot
-        // streamed, and a later run that finds the slot gone knows changes were missed.
-        queue.MarkUnsaved();
     }
 
-    /// <summary>The position a checkpoint was saved at while streaming; 0 for one saved before its slot existed, or one
-    /// this version cannot read (it is replaced as before).</summary>
+    /// <summary>The slot was created at <paramref name="position"/>: the checkpoint records it at once (no walsender holds
+    /// the slot yet, so the save is not fenced; only the instance that created the slot gets here). From then on the
+    /// checkpoint shows the slot existed and streamed, and a later run that finds it gone knows changes were missed.</summary>
+    public async Task RecordSlotCreatedAsync(ulong position, CancellationToken cancellationToken)
+    {
+        queue.MarkUnsaved();
+        await SaveIfUnsavedAsync(cancellationToken, beforeSlot: true, position).ConfigureAwait(false);
+    }
+
+    /// <summary>The position a checkpoint was saved at (the slot's start when it was created, or a confirmed position
+    /// since); 0 for one saved before its slot existed, or one this version cannot read (it is replaced as before).</summary>
     private ulong StreamedPosition(byte[] bytes)
     {
         try
@@ -76,10 +82,7 @@ internal sealed class SnapshotCheckpointer(DBSyncOptions options, ICheckpointSto
     {
         var bytes = await store.LoadAsync(options.SlotName, cancellationToken).ConfigureAwait(false);
         if (bytes is null)
-        {
-            queue.MarkUnsaved(); // a slot from before checkpoints recorded the position: record it on the first save
             return;
-        }
         var checkpoint = Checkpoint.Deserialize(bytes, $"of slot \"{options.SlotName}\"");
         if (checkpoint.Slot != options.SlotName)
         {
@@ -87,8 +90,6 @@ internal sealed class SnapshotCheckpointer(DBSyncOptions options, ICheckpointSto
                 $"The checkpoint store returned a checkpoint of slot \"{checkpoint.Slot}\" for slot \"{options.SlotName}\". Give each slot its own store or file.");
         }
         queue.Restore(checkpoint, takingOver);
-        if (checkpoint.ConfirmedLsn == 0)
-            queue.MarkUnsaved(); // saved before the slot existed: the first save while streaming records the position
         // Taking over, the load is said by the take-over's own line (2031): a standby that loses the race for the slot
         // again and again stays quiet.
         if (!takingOver)
@@ -105,7 +106,10 @@ internal sealed class SnapshotCheckpointer(DBSyncOptions options, ICheckpointSto
 
     /// <summary>Saves the queue if it changed since the last save that got through; a failed save leaves it unsaved. Into
     /// the default store, only while the stream runs (see the class's remarks), unless <paramref name="beforeSlot"/>.</summary>
-    public async Task SaveIfUnsavedAsync(CancellationToken cancellationToken, bool beforeSlot = false)
+    /// <param name="cancellationToken">Cancels the save.</param>
+    /// <param name="beforeSlot">Not fenced: the slot is being created.</param>
+    /// <param name="position">The position to record, instead of the confirmed one (the new slot's start).</param>
+    public async Task SaveIfUnsavedAsync(CancellationToken cancellationToken, bool beforeSlot = false, ulong? position = null)
     {
         await _saveGate.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
@@ -115,7 +119,7 @@ internal sealed class SnapshotCheckpointer(DBSyncOptions options, ICheckpointSto
             var pid = fenced is null ? null : streamingPid!();
             if (fenced is not null && pid is null)
                 return; // saved by the next stream
-            if (queue.TakeUnsaved(options.SlotName, confirmedLsn, out var saved) is not { } checkpoint)
+            if (queue.TakeUnsaved(options.SlotName, position is { } at ? () => at : confirmedLsn, out var saved) is not { } checkpoint)
                 return;
             try
             {

@@ -83,6 +83,9 @@ internal sealed class SnapshotCoordinator
     /// <inheritdoc cref="SnapshotCheckpointer.PrepareNewSlotAsync"/>
     public Task PrepareNewSlotAsync(string? lostReason, CancellationToken cancellationToken) => _checkpointer.PrepareNewSlotAsync(lostReason, cancellationToken);
 
+    /// <inheritdoc cref="SnapshotCheckpointer.RecordSlotCreatedAsync"/>
+    public Task RecordSlotCreatedAsync(ulong position, CancellationToken cancellationToken) => _checkpointer.RecordSlotCreatedAsync(position, cancellationToken);
+
     /// <inheritdoc cref="SnapshotCheckpointer.LoadAsync"/>
     public Task LoadAsync(CancellationToken cancellationToken, bool takingOver = false) => _checkpointer.LoadAsync(cancellationToken, takingOver);
 
