@@ -121,7 +121,31 @@ public sealed class SlotLossTests(PostgresFixture fixture)
         Assert.Equal(0, await db.ScalarAsync<long>("SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'dbsync_test'"));
     }
 
-    /// <summary>Waits until the pipeline's checkpoint records a position saved while streaming.</summary>
+    [Fact]
+    public async Task ARoleThatCannotCreateTheCheckpointTable_StillStreams_TheMissingRecordIsLogged()
+    {
+        var role = $"limited_{Guid.NewGuid():N}"[..20];
+        var db = await TestDatabase.CreateAsync(fixture.Server);
+        try
+        {
+            // LOGIN REPLICATION, SELECT on the tables, a publication made for it; no CREATE on schema public (15's default).
+            await db.ExecuteAsync($"CREATE ROLE {role} LOGIN REPLICATION; GRANT SELECT ON users, restaurant, visit TO {role}; " +
+                                  "CREATE PUBLICATION dbsync_test FOR TABLE users, restaurant, visit; REVOKE CREATE ON SCHEMA public FROM PUBLIC");
+            var logs = new LogCapture();
+            await using var run = await StreamRun.StartAsync(fixture.Server.ConnectionStringFor(db.Name, username: role), configure: o => o.LoggerFactory = logs);
+            Assert.True(logs.Has(4003), "The checkpoint the new slot could not record was not logged.");
+            await db.ExecuteAsync("INSERT INTO restaurant (id, name) VALUES ('r-1', 'one')");
+            await run.WaitUntilAsync(r => r.Of<Restaurant>().Any(c => c.New?.Id == "r-1"), "the insert");
+            await run.StopAsync();
+        }
+        finally
+        {
+            await db.DisposeAsync();
+            await fixture.Server.ExecuteAsync($"DROP ROLE IF EXISTS {role}");
+        }
+    }
+
+    /// <summary>Waits until the pipeline's checkpoint is saved (its slot's start, recorded when DBSync created it).</summary>
     private static async Task WaitForCheckpointAsync(TestDatabase db)
     {
         for (var attempt = 0; attempt < 300; attempt++)

@@ -56,10 +56,19 @@ internal sealed class SnapshotCheckpointer(DBSyncOptions options, ICheckpointSto
     /// <summary>The slot was created at <paramref name="position"/>: the checkpoint records it at once (no walsender holds
     /// the slot yet, so the save is not fenced; only the instance that created the slot gets here). From then on the
     /// checkpoint shows the slot existed and streamed, and a later run that finds it gone knows changes were missed.</summary>
+    /// <remarks>Best effort: a store that cannot be written (a role without CREATE for the default table, say) is logged
+    /// (event 4003) and the run goes on; without the record, a later run cannot tell a lost slot from a new pipeline.</remarks>
     public async Task RecordSlotCreatedAsync(ulong position, CancellationToken cancellationToken)
     {
         queue.MarkUnsaved();
-        await SaveIfUnsavedAsync(cancellationToken, beforeSlot: true, position).ConfigureAwait(false);
+        try
+        {
+            await SaveIfUnsavedAsync(cancellationToken, beforeSlot: true, position).ConfigureAwait(false);
+        }
+        catch (Exception e) when (!cancellationToken.IsCancellationRequested && e is not OperationCanceledException)
+        {
+            Log.CheckpointSaveFailed(logger, e, options.SlotName);
+        }
     }
 
     /// <summary>The position a checkpoint was saved at (the slot's start when it was created, or a confirmed position
