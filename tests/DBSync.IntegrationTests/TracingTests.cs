@@ -14,6 +14,9 @@ public sealed class TracingTests(PostgresFixture fixture)
 {
     private static readonly ActivitySource s_handlerSource = new("DBSync.Tests.Handlers");
 
+    /// <summary>A slot no other test uses: the listener hears every client in the process.</summary>
+    private const string TracedSlot = "dbsync_traced";
+
     [Fact]
     public async Task EachTransaction_HasOneActivity_WithItsPositions_AndHandlerActivitiesAreItsChildren()
     {
@@ -37,7 +40,7 @@ public sealed class TracingTests(PostgresFixture fixture)
                 handling?.SetTag("restaurant", change.New?.Id ?? change.Old!.Id);
                 await Task.Yield(); // a handler that continues elsewhere stays inside its transaction's activity
                 recorder.Add(change);
-            }));
+            }), slot: TracedSlot);
 
         await db.ExecuteAsync("INSERT INTO Restaurant (id, name) VALUES ('r-1', 'a'), ('r-2', 'b')");
         await db.ExecuteAsync("UPDATE Restaurant SET rating = 1 WHERE id = 'r-1'");
@@ -48,7 +51,8 @@ public sealed class TracingTests(PostgresFixture fixture)
         List<Activity> transactions, handlers;
         lock (stopped)
         {
-            transactions = stopped.Where(a => a.Source.Name == DBSyncDiagnostics.ActivitySourceName).ToList();
+            // The listener hears every client in the process (other test classes run at the same time): this test's slot only.
+            transactions = stopped.Where(a => a.Source.Name == DBSyncDiagnostics.ActivitySourceName && TracedSlot.Equals(a.GetTagItem(DBSyncDiagnostics.Tags.Slot))).ToList();
             handlers = stopped.Where(a => a.Source == s_handlerSource).ToList();
         }
         Assert.Equal(3, transactions.Count);
@@ -57,7 +61,7 @@ public sealed class TracingTests(PostgresFixture fixture)
             Assert.Equal(DBSyncDiagnostics.TransactionActivityName, activity.OperationName);
             Assert.Equal(ActivityKind.Consumer, activity.Kind);
             Assert.Null(activity.Parent); // never under the previous transaction's
-            Assert.Equal("dbsync_test", activity.GetTagItem(DBSyncDiagnostics.Tags.Slot));
+            Assert.Equal(TracedSlot, activity.GetTagItem(DBSyncDiagnostics.Tags.Slot));
             Assert.Equal((long)tx.Xid, activity.GetTagItem("dbsync.xid"));
             Assert.Equal(tx.CommitLsn.ToString(), activity.GetTagItem("dbsync.commit_lsn"));
             Assert.Equal(tx.EndLsn.ToString(), activity.GetTagItem("dbsync.end_lsn"));
