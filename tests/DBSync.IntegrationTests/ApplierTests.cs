@@ -285,6 +285,66 @@ public sealed class ApplierTests(PostgresFixture fixture, ITestOutputHelper outp
     }
 
     /// <summary>
+    /// A source transaction arrives in pieces (the network between passes about 1,000 bytes every 20 ms) right behind a small
+    /// one whose target transaction is held open for more (<see cref="PostgresApplier.MaxGroupDelay"/>). The stream
+    /// runs out of received frames in the middle of the second one, again and again: the open target transaction, which
+    /// holds its changes so far, must not commit there. Nothing of it is visible in the target before its last change
+    /// was applied, and each of its changes is logged once.
+    /// </summary>
+    [Fact]
+    public async Task GroupHeldOpen_NextTransactionArrivesInPieces_NotCommittedBeforeItsEnd()
+    {
+        await using var server = await PostgresServer.StartAsync(forceLocal: true); // the proxy needs it on loopback
+        await using var source = await TestDatabase.CreateAsync(server);
+        await using var target = await TestDatabase.CreateAsync(server, seedSchema: false);
+        await target.ExecuteAsync(TargetSchema);
+        await using var proxy = TcpProxy.Start("127.0.0.1", server.Port);
+        var throughProxy = new NpgsqlConnectionStringBuilder(source.ConnectionString) { Host = "127.0.0.1", Port = proxy.Port, SslMode = SslMode.Disable }.ConnectionString;
+        const int Rows = 100, Rounds = 3;
+        var visibleAtLastChange = new List<long>();
+        await using var run = await StreamRun.StartAsync(throughProxy, (client, _) =>
+            new PostgresApplier(client, target.ConnectionString, "pieces") { MaxGroupDelay = TimeSpan.FromMinutes(1) }.Map<Restaurant>(async (change, context, ct) =>
+            {
+                await ApplyRestaurantAsync(change, context, ct);
+                if (change.New?.Id.EndsWith($"-{Rows:D3}", StringComparison.Ordinal) == true)
+                {
+                    // What another session of the target sees of this source transaction before it ends.
+                    await using var other = await target.OpenAsync();
+                    await using var count = new NpgsqlCommand("SELECT count(*) FROM restaurant_copy WHERE id LIKE $1", other);
+                    count.Parameters.Add(new NpgsqlParameter { Value = change.New.Id[..^Rows.ToString("D3").Length] + "%" });
+                    visibleAtLastChange.Add((long)(await count.ExecuteScalarAsync(ct))!);
+                }
+            }));
+        for (var attempt = 0; !await source.ScalarAsync<bool>("SELECT coalesce(bool_or(active), false) FROM pg_replication_slots WHERE slot_name = 'dbsync_test'"); attempt++)
+        {
+            Assert.True(attempt < 300, "No walsender held the slot.");
+            await Task.Delay(50);
+        }
+
+        // Each round: the two transactions wait in the proxy, then arrive together, cut into pieces (where the cuts fall
+        // differs between rounds and transports: there are several).
+        for (var round = 1; round <= Rounds; round++)
+        {
+            proxy.HoldReplicationFromServer();
+            await source.ExecuteAsync($"INSERT INTO Restaurant (id, name) VALUES ('a{round}-1', 'first')");
+            await source.ExecuteAsync($"INSERT INTO Restaurant (id, name) SELECT 'c{round}-' || lpad(i::text, 3, '0'), 'second' FROM generate_series(1, {Rows}) i");
+            var end = await source.ScalarAsync<NpgsqlLogSequenceNumber>("SELECT pg_current_wal_lsn()");
+            for (var attempt = 0; await source.ScalarAsync<NpgsqlLogSequenceNumber>("SELECT coalesce(max(sent_lsn), '0/0') FROM pg_stat_replication") < end; attempt++)
+            {
+                Assert.True(attempt < 300, "The walsender did not send both transactions.");
+                await Task.Delay(50);
+            }
+            await proxy.ReleaseReplicationFromServerAsync(pieceSize: 700 + 150 * round, pause: TimeSpan.FromMilliseconds(20));
+            await run.WaitUntilAsync(r => r.Transactions.Count >= 2 * round, $"both transactions of round {round}");
+        }
+
+        Assert.Equal(Enumerable.Repeat(0L, Rounds), visibleAtLastChange);
+        Assert.Equal(Rounds * (Rows + 1), await target.ScalarAsync<long>("SELECT count(*) FROM applied_log"));
+        Assert.Equal(Rounds * (Rows + 1), await target.ScalarAsync<long>("SELECT count(*) FROM restaurant_copy"));
+        await run.StopAsync();
+    }
+
+    /// <summary>
     /// The target's server restarts (<c>pg_ctl restart -m fast</c>) twice while the applier holds a target transaction
     /// open: once in the middle of a snapshot chunk's rows, once in the middle of a streamed transaction, with writers on
     /// the source throughout. A lost target connection is not a handler failure under either policy: RunAsync goes on,

@@ -218,8 +218,11 @@ internal sealed class ReplicationSession : ITransactionSink
             if (!_stopRequested && !_readCancellation.IsCancellationRequested)
                 throw new StreamInterruptedException(new EndOfStreamException("The server ended the replication stream."));
 
-            // A stop between transactions: what the appliers hold commits, and is confirmed, before the stream ends.
-            await _commits.CommitGroupAsync(handlerCancellation).ConfigureAwait(false);
+            // A stop between transactions: what the appliers hold commits, and is confirmed, before the stream ends. A stop
+            // that cut a transaction off leaves the target transaction uncommitted: it holds part of that transaction,
+            // and everything in it is delivered again.
+            if (!_assembler.DeliveringTransaction)
+                await _commits.CommitGroupAsync(handlerCancellation).ConfigureAwait(false);
             await FlushStatusAsync().ConfigureAwait(false);
         }
         catch (OperationCanceledException) when (Volatile.Read(ref _slotNotHeld) is { } slotNotHeld && !_stopRequested)
@@ -302,11 +305,14 @@ internal sealed class ReplicationSession : ITransactionSink
     /// <summary>
     /// The next frame. While appliers hold a target transaction open for the source transactions to come, a frame already
     /// received is taken at once; when none is, the target has caught up with what was received: the held transaction
-    /// commits before the read waits, and the loop is idle from there on.
+    /// commits before the read waits, and the loop is idle from there on (between a streamed transaction's blocks too,
+    /// whose changes wait for its Stream Commit). Never in the middle of a source transaction being delivered: its
+    /// changes so far are in the target transaction too, and a commit would make part of it visible, recorded under
+    /// the previous transaction's position, so that after a loss its first changes would be applied a second time.
     /// </summary>
     private async ValueTask<bool> NextFrameAsync(IReplicationTransport transport, CancellationToken handlerCancellation)
     {
-        if (!_commits.HasUncommittedGroup)
+        if (!_commits.HasUncommittedGroup || _assembler.DeliveringTransaction)
             return await ReadAsync(transport.ReadFrameAsync(_readCancellation.Token)).ConfigureAwait(false);
         bool received;
         try

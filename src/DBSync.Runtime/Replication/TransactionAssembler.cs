@@ -29,6 +29,10 @@ internal sealed class TransactionAssembler(RelationMap relations, StreamedTransa
     /// <summary>Inside a transaction, or between the Stream Start and Stream Stop of a streamed one: more frames of it follow.</summary>
     public bool InTransaction => _inTransaction || _streamBlock is not null;
 
+    /// <summary>Between a transaction's Begin and Commit: its changes so far went to the handlers, the rest are to come.
+    /// (A stream block is not: its changes wait here for the Stream Commit.)</summary>
+    public bool DeliveringTransaction => _inTransaction;
+
     /// <summary>Whether the transaction being delivered (or the last one) carries one of the pipeline's own messages.</summary>
     public bool IsInternal => _internal;
 

@@ -10,7 +10,9 @@ namespace DBSync.IntegrationTests.Infrastructure;
 /// <see cref="SilenceNextReplicationConnections"/> does the same to new replication connections from their startup on;
 /// <see cref="SilenceExistingReplicationConnections"/> to the replication connections open now, while the client's other
 /// connections through the proxy still pass (a network path that lost one long-lived connection's state).
-/// <see cref="Retarget"/> sends new connections to another server.
+/// <see cref="Retarget"/> sends new connections to another server. <see cref="HoldReplicationFromServer"/> and
+/// <see cref="ReleaseReplicationFromServerAsync"/> keep back what the server sends on replication connections, then pass
+/// it on in small pieces with pauses between them (a slow network: frames arrive cut anywhere).
 /// </summary>
 public sealed class TcpProxy : IAsyncDisposable
 {
@@ -66,6 +68,56 @@ public sealed class TcpProxy : IAsyncDisposable
     /// are silenced at their startup message, which never reaches the server: the client waits for an answer.</summary>
     public void SilenceNextReplicationConnections(int count) => Volatile.Write(ref _replicationConnectionsToSilence, count);
 
+    /// <summary>From now on, what the server sends on the replication connections open now is kept here, not passed on.</summary>
+    public void HoldReplicationFromServer()
+    {
+        lock (_links)
+        {
+            foreach (var link in _links.Where(l => l.IsReplication))
+                link.Held = new MemoryStream();
+        }
+    }
+
+    /// <summary>Passes on what <see cref="HoldReplicationFromServer"/> kept, and everything after it, in pieces of
+    /// <paramref name="pieceSize"/> bytes with <paramref name="pause"/> after each.</summary>
+    public async Task ReleaseReplicationFromServerAsync(int pieceSize, TimeSpan pause)
+    {
+        Link[] held;
+        lock (_links)
+            held = _links.Where(l => l.Held is not null).ToArray();
+        foreach (var link in held)
+        {
+            await link.ToClient.WaitAsync(_stop.Token);
+            try
+            {
+                link.PieceSize = pieceSize;
+                link.PiecePause = pause;
+                var kept = link.Held!.ToArray();
+                link.Held = null;
+                await WriteToClientAsync(link, kept);
+            }
+            finally
+            {
+                link.ToClient.Release();
+            }
+        }
+    }
+
+    private async Task WriteToClientAsync(Link link, ReadOnlyMemory<byte> data)
+    {
+        var stream = link.ClientStream;
+        if (link.PieceSize == 0)
+        {
+            await stream.WriteAsync(data, _stop.Token);
+            return;
+        }
+        for (var offset = 0; offset < data.Length; offset += link.PieceSize)
+        {
+            await stream.WriteAsync(data.Slice(offset, Math.Min(link.PieceSize, data.Length - offset)), _stop.Token);
+            await Task.Delay(link.PiecePause, _stop.Token);
+        }
+    }
+
     private async Task AcceptAsync()
     {
         try
@@ -116,8 +168,25 @@ public sealed class TcpProxy : IAsyncDisposable
                     if (link.IsReplication && Volatile.Read(ref _replicationConnectionsToSilence) > 0 && Interlocked.Decrement(ref _replicationConnectionsToSilence) >= 0)
                         link.Silenced = true;
                 }
-                if (!link.Silenced)
+                if (link.Silenced)
+                    continue;
+                if (fromClient || !link.IsReplication)
+                {
                     await to.WriteAsync(buffer.AsMemory(0, read), _stop.Token);
+                    continue;
+                }
+                await link.ToClient.WaitAsync(_stop.Token);
+                try
+                {
+                    if (link.Held is { } held)
+                        held.Write(buffer, 0, read);
+                    else
+                        await WriteToClientAsync(link, buffer.AsMemory(0, read));
+                }
+                finally
+                {
+                    link.ToClient.Release();
+                }
             }
             if (!link.Silenced)
                 link.Close();
@@ -149,6 +218,18 @@ public sealed class TcpProxy : IAsyncDisposable
         public volatile bool IsReplication;
 
         public bool StartupSeen; // read and written by the client-to-server pump only
+
+        /// <summary>Serializes what goes to the client on a replication connection (the pump, a release).</summary>
+        public readonly SemaphoreSlim ToClient = new(1, 1);
+
+        /// <summary>What the server sent while held (under <see cref="ToClient"/>).</summary>
+        public MemoryStream? Held;
+
+        public int PieceSize;
+
+        public TimeSpan PiecePause;
+
+        public NetworkStream ClientStream => client.GetStream();
 
         public void Close()
         {
