@@ -79,7 +79,19 @@ public sealed class FailoverTests(ITestOutputHelper output)
         Assert.Contains(run.Recorder.Progress, p => p is SnapshotsCompleted);
         Assert.Equal(1, await standby.ScalarAsync<long>("SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'dbsync_test' AND active", database));
         output.WriteLine($"{written} writer transactions, {run.Recorder.Transactions.Count} delivered");
-        await run.StopAsync();
+        try
+        {
+            await run.StopAsync();
+        }
+        catch
+        {
+            // A stop that hung here once in about ten runs (Npgsql transport): what the run logged, and what the server
+            // still had open, for the next one to look at.
+            foreach (var (id, text) in logs.Entries)
+                output.WriteLine($"log {id.Id}: {text}");
+            output.WriteLine("pg_stat_activity on the new primary: " + await standby.ScalarAsync<string>("SELECT string_agg(pid || ' ' || coalesce(application_name,'') || ' ' || coalesce(backend_type,'') || ' ' || coalesce(state,'') || ' ' || coalesce(wait_event,'') || ' ' || left(coalesce(query,''), 120), E'\\n') FROM pg_stat_activity", database));
+            throw;
+        }
     }
 
     [Fact]

@@ -104,9 +104,11 @@ public sealed class SnapshotControlTests(PostgresFixture fixture)
         // per reader, the stalled one among them).
         var readAgain = firstReads.Intersect(secondReads).Count();
         Assert.InRange(readAgain, 1, 3 * chunkSize);
-        // Chunk numbers continue across the restart (the last chunk reported before the stop may not have been saved).
+        // Chunk numbers continue across the restart from the last chunk saved. A chunk delivered as the stream stopped is
+        // reported, but its checkpoint is not saved once the stream is gone (only a running stream's saves are fenced):
+        // at most one per reader, the chunks read again above.
         var secondChunks = second.Recorder.Progress.OfType<SnapshotChunkCompleted>().ToList();
-        Assert.InRange(secondChunks[0].Chunk, firstChunks.Count, firstChunks.Count + 1);
+        Assert.InRange(secondChunks[0].Chunk, firstChunks.Count - 2, firstChunks.Count + 1);
         Assert.Equal(secondChunks[^1].Chunk, Assert.Single(second.Recorder.Progress.OfType<SnapshotTableCompleted>()).Chunks);
     }
 

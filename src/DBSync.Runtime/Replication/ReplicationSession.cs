@@ -183,7 +183,7 @@ internal sealed class ReplicationSession : ITransactionSink
             // The partitions as they are now, before anything is reported as streaming: what changes later is seen.
             partitionWatch = await _partitions.StartAsync(() => _confirmed.Value, _readCancellation.Token).ConfigureAwait(false);
             Log.StreamStarted(_logger, _options.SlotName, protocol, protocol >= 2 && !_options.TextFormat ? "binary" : "text", ConfirmedLsn.ToString(), transport.Name);
-            _idleConfirmation.Idle = true;
+            MarkIdle(); // a stop requested from here on ends the stream, or the loop sees it first
             onStreaming();
             // A stop ends the loop between transactions; a graceful one (the handlers' token not cancelled) lets the
             // transaction being delivered finish first, its remaining frames being on their way. A stop requested before
@@ -209,8 +209,7 @@ internal sealed class ReplicationSession : ITransactionSink
                 // confirmation must not confirm past it. NextFrameAsync commits it when no frame is waiting.
                 if (_commits.HasUncommittedGroup)
                     continue;
-                _idleConfirmation.Idle = true;
-                if (_stopRequested)
+                if (MarkIdle())
                     break;
             }
             if (!_stopRequested && Volatile.Read(ref _slotNotHeld) is { } slotNotHeld)
@@ -326,9 +325,8 @@ internal sealed class ReplicationSession : ITransactionSink
         if (received)
             return true;
         await _commits.CommitGroupAsync(handlerCancellation).ConfigureAwait(false);
-        _idleConfirmation.Idle = true;
         // A stop that came while the loop was busy committing did not end the stream: end here.
-        if (_stopRequested)
+        if (MarkIdle())
             return false;
         return await ReadAsync(transport.ReadFrameAsync(_readCancellation.Token)).ConfigureAwait(false);
     }
@@ -368,8 +366,22 @@ internal sealed class ReplicationSession : ITransactionSink
     private void RequestStop()
     {
         _stopRequested = true;
+        Interlocked.MemoryBarrier(); // see MarkIdle
         if (_idleConfirmation.Idle)
             _ = _transport!.EndStreamAsync(flushStatus: _idleConfirmation.FramesReceived > 0);
+    }
+
+    /// <summary>
+    /// Marks the read loop idle, then returns whether a stop was requested. <see cref="RequestStop"/> does the reverse (sets
+    /// the request, then looks whether the loop is idle); with a full fence between the write and the read on both sides,
+    /// at least one of them sees the other's write, so a stop is never missed by both (the loop waiting for a frame that
+    /// does not come, the stop waiting for the loop).
+    /// </summary>
+    private bool MarkIdle()
+    {
+        _idleConfirmation.Idle = true;
+        Interlocked.MemoryBarrier();
+        return _stopRequested;
     }
 
     /// <summary>Sends the confirmed position now, while the connection is still streaming.</summary>
