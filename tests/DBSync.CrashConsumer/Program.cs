@@ -8,7 +8,8 @@
 // Optional:
 //   DBSYNC_CRASH_EVENTS   file to append "<run> <process id> <UTC ticks> role <role>" to at each change of the client's
 //                         Role (looked at every 10 ms), and "<run> <process id> <UTC ticks> snapshot <progress kind>
-//                         <table> <resumed>" at each snapshot progress report (resumed: of a table's start, else -)
+//                         <table> <detail>" at each snapshot progress report (detail: whether a table's start resumed,
+//                         a chunk's number, else -)
 //   DBSYNC_CRASH_CHUNK_SIZE, DBSYNC_CRASH_CHUNK_DELAY_MS  the snapshot's chunk size (10) and delay between chunks (50 ms)
 //   DBSYNC_CRASH_STANDBY_POLL_MS  StandbyPollInterval (100 ms)
 //   DBSYNC_CRASH_RECEIVE_TIMEOUT_S  ReceiveTimeout (DBSync's default, 60 s)
@@ -18,6 +19,7 @@
 // snapshot rows) is also logged in applied_change, whose primary key is the change's WAL position: applying a change
 // twice would violate it and end this process with an error. The delivery log, written by a transaction handler
 // before the transaction is confirmed, shows what the stream delivered (at least once).
+using System.Globalization;
 using DBSync;
 using DBSync.Sample;
 using Npgsql;
@@ -86,7 +88,12 @@ client.OnTransaction(async (tx, ct) =>
 using var eventsFile = eventsPath is null ? null : new AppendOnlyFile(eventsPath);
 void Event(string text) => eventsFile?.AppendLine($"{run} {processId} {DateTime.UtcNow.Ticks} {text}");
 client.OnSnapshotProgress(progress => Event(
-    $"snapshot {progress.GetType().Name} {progress.Table ?? "-"} {(progress is SnapshotTableStarted started ? started.Resumed.ToString() : "-")}"));
+    $"snapshot {progress.GetType().Name} {progress.Table ?? "-"} {progress switch
+    {
+        SnapshotTableStarted started => started.Resumed.ToString(),
+        SnapshotChunkCompleted chunk => chunk.Chunk.ToString(CultureInfo.InvariantCulture),
+        _ => "-",
+    }}"));
 
 using var stop = new CancellationTokenSource();
 Console.CancelKeyPress += (_, e) =>

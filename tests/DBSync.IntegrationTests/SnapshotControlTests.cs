@@ -64,6 +64,44 @@ public sealed class SnapshotControlTests(PostgresFixture fixture)
     }
 
     [Fact]
+    public async Task StoppedAfterTheStartWasSavedBeforeItWasReported_TheNextRunReportsAStartFromTheBeginning()
+    {
+        await using var db = await TestDatabase.CreateAsync(fixture.Server);
+        await db.ExecuteAsync(HundredRestaurants);
+
+        // First run: the table's start is saved in the checkpoint, then its report waits in a handler, and the run stops
+        // there, before any chunk is read (as a kill between the save and the report would leave it).
+        var reporting = new TaskCompletionSource();
+        var first = await StreamRun.StartAsync(db.ConnectionString, (client, recorder) =>
+        {
+            StreamRun.RegisterSeedTables(client, recorder);
+            client.OnSnapshotProgress(async (p, ct) =>
+            {
+                if (p is SnapshotTableStarted)
+                {
+                    reporting.TrySetResult();
+                    await Task.Delay(Timeout.Infinite, ct);
+                }
+            });
+        }, configure: Sequential(10));
+        _ = first.Client.SnapshotAsync<Restaurant>();
+        await reporting.Task.WaitAsync(TimeSpan.FromSeconds(60));
+        await first.StopAsync();
+        Assert.Empty(first.Recorder.Progress.OfType<SnapshotChunkCompleted>());
+        Assert.Empty(ReadIds(first.Recorder));
+
+        // Second run, same slot: nothing of the table was delivered, so its snapshot is reported as a start from its
+        // first key (a handler that resets its state on a fresh start must see one), and it reads every row.
+        await using var second = await StreamRun.StartAsync(db.ConnectionString, configure: Sequential(10));
+        await second.WaitUntilAsync(r => r.Progress.OfType<SnapshotTableCompleted>().Any(), "the snapshot to complete");
+        var started = Assert.Single(second.Recorder.Progress.OfType<SnapshotTableStarted>());
+        Assert.False(started.Resumed, "The table was reported resumed though none of its chunks had been delivered.");
+        Assert.Null(started.LastKey);
+        Assert.Equal(Enumerable.Range(1, 100).Select(i => $"r-{i:000}"), ReadIds(second.Recorder));
+        Assert.Equal(10, Assert.Single(second.Recorder.Progress.OfType<SnapshotTableCompleted>()).Chunks);
+    }
+
+    [Fact]
     public async Task ParallelReads_RestartInTheMiddle_EachSegmentContinuesFromItsLastChunk_ReadingAgainOnlyChunksInFlight()
     {
         await using var db = await TestDatabase.CreateAsync(fixture.Server);

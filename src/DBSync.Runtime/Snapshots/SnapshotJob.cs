@@ -14,9 +14,6 @@ internal sealed class SnapshotJob(JobState state)
 
     public string? SkipReason { get; set; }
 
-    /// <summary>Whether the table's snapshot had started before (in an earlier run, or before a pause).</summary>
-    public bool Resumed { get; set; }
-
     /// <summary>Lost connections in a row while the table ran (the backoff's attempt).</summary>
     public int Interruptions { get; set; }
 

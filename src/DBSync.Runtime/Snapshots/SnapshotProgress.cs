@@ -14,7 +14,9 @@ public abstract record SnapshotProgress(string? Table);
 /// <param name="Table">The table.</param>
 /// <param name="MaxKey">The largest chunk key when the snapshot started, as text; null for an empty table. Rows beyond it
 /// arrive through the stream.</param>
-/// <param name="Resumed">True when it continues from a checkpoint, after the chunk that <paramref name="LastKey"/> ends.</param>
+/// <param name="Resumed">True when chunks of it were delivered before (in an earlier run, or before a pause or a lost
+/// connection): it continues after the saved chunk that <paramref name="LastKey"/> ends. False when it reads the table from
+/// its first key, which is reported again when a run stops before its first chunk is saved.</param>
 /// <param name="LastKey">Where a resumed snapshot continues from; null for a fresh start.</param>
 public sealed record SnapshotTableStarted(string Table, IReadOnlyList<string>? MaxKey, bool Resumed, IReadOnlyList<string>? LastKey) : SnapshotProgress(Table)
 {

@@ -34,7 +34,7 @@ internal sealed partial class SnapshotQueue
             // here since (SnapshotAsync, awaited) are kept.
             var requested = takingOver ? _jobs.Where(j => j.Waiters.Count > 0).ToList() : _jobs.ToList();
             _jobs.Clear();
-            _jobs.AddRange(checkpoint.Jobs.Select(j => new SnapshotJob(j) { Resumed = j.Started }));
+            _jobs.AddRange(checkpoint.Jobs.Select(j => new SnapshotJob(j)));
             foreach (var job in requested)
             {
                 if (_jobs.FirstOrDefault(j => SameSettings(j.State, job.State)) is { } same)

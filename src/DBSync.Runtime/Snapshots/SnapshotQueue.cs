@@ -180,7 +180,6 @@ internal sealed partial class SnapshotQueue(IReadOnlyDictionary<(string Schema, 
                 if (job.State.Started && every.Any(t => SameSettings(job.State, NewState(t))))
                 {
                     job.State = NewState(new SnapshotTable(job.State.DisplayName));
-                    job.Resumed = false;
                 }
             }
             Enqueue(every, withWaiters: false);

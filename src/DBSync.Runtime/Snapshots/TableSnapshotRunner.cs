@@ -44,8 +44,11 @@ internal sealed class TableSnapshotRunner(
             await fence.PassAsync(sql, target, cancellationToken).ConfigureAwait(false);
             Log.SnapshotStarted(logger, job.State.Description, query.MaxKey is null ? "(empty)" : KeyText.Format(query.MaxKey),
                 job.State.LastKey is null ? "the start" : KeyText.Format(job.State.LastKey));
-            await notifier.NotifyAsync(new SnapshotTableStarted(job.State.DisplayName, query.MaxKey, job.Resumed, job.State.LastKey), cancellationToken).ConfigureAwait(false);
-            job.Resumed = true; // after a pause it continues, too
+            // Resumed when chunks of it were delivered before (in an earlier run, or before a pause or a lost
+            // connection). A run stopped after the start was saved but before its first chunk was recorded reads the
+            // table from its beginning again, and says so: the start is reported at least once, as chunks are.
+            var resumed = job.State.Chunks > 0;
+            await notifier.NotifyAsync(new SnapshotTableStarted(job.State.DisplayName, query.MaxKey, resumed, job.State.LastKey), cancellationToken).ConfigureAwait(false);
 
             using var recording = new SemaphoreSlim(1, 1);
             if (job.State.Segments is null)

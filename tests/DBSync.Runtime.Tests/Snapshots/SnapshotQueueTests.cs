@@ -119,7 +119,8 @@ public sealed class SnapshotQueueTests
         Assert.False(_queue.ApplySignals([Signal(1, "resume")], commitLsn: 100)); // replayed
         _queue.SetPaused(false);
         var users = _queue.TakeTurn().Next!;
-        Assert.Equal((3L, true), (users.State.Chunks, users.Resumed));
+        Assert.Equal((3L, true), (users.State.Chunks, users.State.Started));
+        Assert.Equal(["30"], users.State.LastKey!);
         Assert.Single(users.Waiters);
         Assert.Equal(2, _queue.Count);
 
