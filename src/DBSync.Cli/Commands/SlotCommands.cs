@@ -1,6 +1,7 @@
 using System.CommandLine;
 using DBSync.Cli.Database;
 using DBSync.Cli.Output;
+using DBSync.Replication;
 using Npgsql;
 
 namespace DBSync.Cli.Commands;
@@ -87,7 +88,9 @@ internal static class SlotCommands
 
     private static async Task<CliException> InUseAsync(NpgsqlConnection connection, string name, int pid, CancellationToken cancellationToken)
     {
-        var holder = await Slots.DescribeHolderAsync(connection, pid, cancellationToken).ConfigureAwait(false);
+        // Described as the runtime describes the holder of a slot it stands by for (event 2030).
+        var slot = await ReplicationSlot.ReadAsync(connection, name, cancellationToken).ConfigureAwait(false);
+        var holder = slot?.ActivePid == pid ? slot.DescribeHolder() : $"server process {pid}";
         return new CliException(ExitCodes.Refused,
             $"Slot \"{name}\" is in use by {holder}; refusing to drop it. Stop that consumer first (or end it with SELECT pg_terminate_backend({pid})), then drop the slot.");
     }

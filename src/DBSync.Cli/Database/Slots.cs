@@ -52,22 +52,6 @@ internal static class Slots
             : $"No replication slot \"{name}\". Slots on this server: {string.Join(", ", all.Select(s => s.Name))}.");
     }
 
-    /// <summary>Who holds an active slot: the walsender's process, application, user, client address and start time.</summary>
-    public static async Task<string> DescribeHolderAsync(NpgsqlConnection connection, int pid, CancellationToken cancellationToken)
-    {
-        await using var command = new NpgsqlCommand(
-            "SELECT application_name, usename::text, client_addr::text, backend_start FROM pg_stat_activity WHERE pid = $1", connection);
-        command.Parameters.Add(new NpgsqlParameter { Value = pid });
-        await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
-        if (!await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
-            return $"process {pid}";
-        var application = reader.IsDBNull(0) || reader.GetString(0).Length == 0 ? "no application name" : $"application '{reader.GetString(0)}'";
-        var user = reader.IsDBNull(1) ? "" : $", user {reader.GetString(1)}";
-        var client = reader.IsDBNull(2) ? ", over a Unix socket" : $", from {reader.GetString(2)}";
-        var since = reader.IsDBNull(3) ? "" : $", since {Units.Time(reader.GetFieldValue<DateTime>(3).ToUniversalTime())}";
-        return $"process {pid} ({application}{user}{client}{since})";
-    }
-
     /// <summary>Which consumer streams from the slot: its application name and where it connects from (instances of one
     /// pipeline on several machines differ by address, on one machine by port); null when none does.</summary>
     private static string? HeldBy(NpgsqlDataReader reader)

@@ -264,7 +264,7 @@ public sealed partial class CliTests(PostgresFixture fixture)
             await run.Client.SnapshotAsync<Restaurant>(); // leaves a checkpoint
             var pid = await db.ScalarAsync<int>($"SELECT active_pid FROM pg_replication_slots WHERE slot_name = '{Slot}'");
             var refused = await ExpectAsync(ExitCodes.Refused, cs, "slot", "drop", "--slot", Slot, "--yes");
-            Assert.Contains($"Slot \"{Slot}\" is in use by process {pid} (", refused.Error, StringComparison.Ordinal);
+            Assert.Contains($"Slot \"{Slot}\" is in use by server process {pid}, application name ", refused.Error, StringComparison.Ordinal);
             Assert.Contains("refusing to drop it. Stop that consumer first", refused.Error, StringComparison.Ordinal);
             await run.StopAsync();
         }
