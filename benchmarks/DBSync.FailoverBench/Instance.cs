@@ -1,19 +1,19 @@
 using System.Diagnostics;
 using System.Globalization;
-using System.Net;
 using System.Text;
+using DBSync.IntegrationTests.Infrastructure;
 using Npgsql;
 
 namespace DBSync.FailoverBench;
 
 /// <summary>One DBSync instance: a process of tests/DBSync.CrashConsumer standing by for the slot (SlotInUse.Wait),
-/// through a network of its own (<see cref="SilenceableProxy"/>) when the run silences networks.</summary>
+/// through a network of its own (<see cref="TcpProxy"/>) when the run silences networks.</summary>
 internal sealed class Instance : IAsyncDisposable
 {
     private readonly Process _process;
     private readonly StringBuilder _errors = new();
 
-    private Instance(Process process, int run, SilenceableProxy? network)
+    private Instance(Process process, int run, TcpProxy? network)
     {
         _process = process;
         Run = run;
@@ -25,17 +25,17 @@ internal sealed class Instance : IAsyncDisposable
 
     public int ProcessId { get; }
 
-    public SilenceableProxy? Network { get; }
+    public TcpProxy? Network { get; }
 
     public bool HasExited => _process.HasExited;
 
     public static Instance Start(Settings settings, string source, string replica, string log, string events, int run)
     {
-        SilenceableProxy? network = null;
+        TcpProxy? network = null;
         if (settings.Silent > 0)
         {
             var direct = new NpgsqlConnectionStringBuilder(source);
-            network = new SilenceableProxy(new IPEndPoint(IPAddress.Parse(direct.Host!), direct.Port));
+            network = TcpProxy.Start(direct.Host!, direct.Port);
             direct.Host = "127.0.0.1";
             direct.Port = network.Port;
             source = direct.ConnectionString;

@@ -12,7 +12,8 @@ namespace DBSync.IntegrationTests.Infrastructure;
 /// connections through the proxy still pass (a network path that lost one long-lived connection's state).
 /// <see cref="Retarget"/> sends new connections to another server. <see cref="HoldReplicationFromServer"/> and
 /// <see cref="ReleaseReplicationFromServerAsync"/> keep back what the server sends on replication connections, then pass
-/// it on in small pieces with pauses between them (a slow network: frames arrive cut anywhere).
+/// it on in small pieces with pauses between them (a slow network: frames arrive cut anywhere). <see cref="Silence"/>
+/// silences the open connections and every new one (accepted, never passed to the server), until <see cref="Restore"/>.
 /// </summary>
 public sealed class TcpProxy : IAsyncDisposable
 {
@@ -22,6 +23,7 @@ public sealed class TcpProxy : IAsyncDisposable
     private readonly List<Link> _links = [];
     private readonly Task _accepting;
     private int _replicationConnectionsToSilence;
+    private volatile bool _silent;
 
     private TcpProxy(IPEndPoint target)
     {
@@ -41,6 +43,33 @@ public sealed class TcpProxy : IAsyncDisposable
         {
             foreach (var link in _links)
                 link.Silenced = true;
+        }
+    }
+
+    /// <summary>The whole network goes silent: the connections open now and every new one carry nothing either way (a new
+    /// one is accepted, as the kernel completes a handshake, but never reaches the server), until <see cref="Restore"/>.</summary>
+    public void Silence()
+    {
+        lock (_links)
+        {
+            _silent = true;
+            foreach (var link in _links)
+                link.Silenced = true;
+        }
+    }
+
+    /// <summary>The network comes back: the silenced connections are closed (as a server that forgot them resets them),
+    /// and new connections pass again.</summary>
+    public void Restore()
+    {
+        lock (_links)
+        {
+            _silent = false;
+            foreach (var link in _links.Where(l => l.Silenced).ToList())
+            {
+                link.Close();
+                _links.Remove(link);
+            }
         }
     }
 
@@ -118,39 +147,70 @@ public sealed class TcpProxy : IAsyncDisposable
         }
     }
 
+    /// <summary>Accepts connections until the proxy is disposed. Like a server, it goes on after an error of one
+    /// connection (accept fails with ECONNABORTED when a client resets a connection still in the listen queue), and
+    /// connects each to the target on its own, so that a slow connect never holds up the next accept.</summary>
     private async Task AcceptAsync()
     {
-        try
+        while (!_stop.IsCancellationRequested)
         {
-            while (true)
+            TcpClient client;
+            try
             {
-                var client = await _listener.AcceptTcpClientAsync(_stop.Token);
-                var server = new TcpClient();
-                try
-                {
-                    await server.ConnectAsync(Volatile.Read(ref _target), _stop.Token);
-                }
-                catch (SocketException)
-                {
-                    // The server is down: the client sees its connection closed, as with no proxy between.
-                    server.Dispose();
-                    client.Dispose();
-                    continue;
-                }
-                var link = new Link(client, server);
-                lock (_links)
-                    _links.Add(link);
-                _ = PumpAsync(link, client.GetStream(), server.GetStream(), fromClient: true);
-                _ = PumpAsync(link, server.GetStream(), client.GetStream(), fromClient: false);
+                client = await _listener.AcceptTcpClientAsync(_stop.Token);
             }
-        }
-        catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException or SocketException)
-        {
-            // The proxy is disposed.
+            catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException or SocketException)
+            {
+                if (_stop.IsCancellationRequested)
+                    return; // the proxy is disposed
+                continue;
+            }
+            _ = ConnectAsync(client);
         }
     }
 
-    private async Task PumpAsync(Link link, NetworkStream from, NetworkStream to, bool fromClient)
+    private async Task ConnectAsync(TcpClient client)
+    {
+        var server = new TcpClient { NoDelay = true };
+        client.NoDelay = true;
+        Link link;
+        NetworkStream clientStream;
+        NetworkStream? serverStream = null;
+        try
+        {
+            if (!_silent)
+            {
+                await server.ConnectAsync(Volatile.Read(ref _target), _stop.Token);
+                serverStream = server.GetStream();
+            }
+            clientStream = client.GetStream();
+            link = new Link(client, server);
+            lock (_links)
+            {
+                _stop.Token.ThrowIfCancellationRequested(); // DisposeAsync closes the links it finds under this lock
+                if (serverStream is null && !_silent)
+                    throw new InvalidOperationException("Accepted while the network was silent, restored since: closed, as Restore closes the others.");
+                link.Silenced = _silent;
+                _links.Add(link);
+            }
+        }
+        catch (Exception e) when (e is SocketException or OperationCanceledException or ObjectDisposedException or InvalidOperationException)
+        {
+            // The server is down (or the client already gone, or the proxy disposed): the client sees its connection
+            // closed, as with no proxy between.
+            server.Dispose();
+            client.Dispose();
+            return;
+        }
+        _ = PumpAsync(link, clientStream, serverStream, fromClient: true);
+        if (serverStream is not null)
+            _ = PumpAsync(link, serverStream, clientStream, fromClient: false);
+    }
+
+    /// <summary>Copies <paramref name="from"/> to <paramref name="to"/> (none for a connection accepted while the network
+    /// was silent), reading and dropping what comes while the link is silenced; an end of stream closes the link unless
+    /// it is silenced (a silent network carries no FIN).</summary>
+    private async Task PumpAsync(Link link, NetworkStream from, NetworkStream? to, bool fromClient)
     {
         var buffer = new byte[64 * 1024];
         try
@@ -168,7 +228,7 @@ public sealed class TcpProxy : IAsyncDisposable
                     if (link.IsReplication && Volatile.Read(ref _replicationConnectionsToSilence) > 0 && Interlocked.Decrement(ref _replicationConnectionsToSilence) >= 0)
                         link.Silenced = true;
                 }
-                if (link.Silenced)
+                if (link.Silenced || to is null)
                     continue;
                 if (fromClient || !link.IsReplication)
                 {
