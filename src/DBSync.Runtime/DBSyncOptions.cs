@@ -1,5 +1,6 @@
 using System.Text.RegularExpressions;
 using Microsoft.Extensions.Logging;
+using Npgsql;
 
 namespace DBSync;
 
@@ -243,6 +244,7 @@ public sealed partial class DBSyncOptions
     {
         if (string.IsNullOrWhiteSpace(ConnectionString))
             throw new ArgumentException("DBSyncOptions.ConnectionString is empty. Set it to an Npgsql connection string for the source database.", nameof(ConnectionString));
+        ValidateHosts(ConnectionString);
         ValidateName(SlotName, nameof(SlotName));
         ValidateName(PublicationName, nameof(PublicationName));
         if (StatusInterval <= TimeSpan.Zero)
@@ -291,6 +293,30 @@ public sealed partial class DBSyncOptions
             throw new ArgumentException($"DBSyncOptions.MaxMessageSize must be between 1 MiB (1048576) and 1 GiB (1073741824) bytes (was {MaxMessageSize}).", nameof(MaxMessageSize));
         if (IdleConfirmInterval <= TimeSpan.Zero)
             throw new ArgumentException($"DBSyncOptions.IdleConfirmInterval must be positive (was {IdleConfirmInterval}).", nameof(IdleConfirmInterval));
+    }
+
+    /// <summary>Several hosts (a cluster's servers, Host=a,b) serve DBSync only when Npgsql picks the primary among them.</summary>
+    private static void ValidateHosts(string connectionString)
+    {
+        NpgsqlConnectionStringBuilder builder;
+        try
+        {
+            builder = new NpgsqlConnectionStringBuilder(connectionString);
+        }
+        catch (ArgumentException)
+        {
+            return; // reported when it is used, by Npgsql
+        }
+        if (!Replication.Transport.ReplicationHost.ListsSeveral(builder))
+            return;
+        var attributes = builder.TargetSessionAttributes ?? Environment.GetEnvironmentVariable("PGTARGETSESSIONATTRS");
+        if (string.Equals(attributes, "primary", StringComparison.OrdinalIgnoreCase) || string.Equals(attributes, "read-write", StringComparison.OrdinalIgnoreCase))
+            return;
+        throw new ArgumentException(
+            $"DBSyncOptions.ConnectionString lists several hosts ({builder.Host}) with Target Session Attributes={attributes ?? "any (the default)"}, " +
+            "so a connection could reach a standby: DBSync streams from the primary. Add Target Session Attributes=primary to the connection string, " +
+            "so that each connection goes to the server that is the primary at that moment (after a failover, the promoted standby).",
+            nameof(ConnectionString));
     }
 
     // Slot names may only hold [a-z0-9_]; publication names are passed unquoted to pgoutput, which folds them to lower

@@ -242,6 +242,25 @@ public sealed class BadInputTests(PostgresFixture fixture)
         Assert.Contains("lower-case letters, digits and underscores", error.Message, StringComparison.Ordinal);
     }
 
+    [Theory]
+    [InlineData("Host=db1,db2")]
+    [InlineData("Host=db1:5432,db2:5433;Target Session Attributes=any")]
+    [InlineData("Host=db1,db2;Target Session Attributes=prefer-primary")]
+    public void SeveralHosts_WithoutTargetSessionAttributesPrimary_AreRejectedBeforeConnecting(string connectionString)
+    {
+        var error = Assert.Throws<ArgumentException>(() => new DBSyncClient(new DBSyncOptions { ConnectionString = connectionString }));
+        Assert.Equal("ConnectionString", error.ParamName);
+        Assert.Contains("lists several hosts", error.Message, StringComparison.Ordinal);
+        Assert.Contains("Add Target Session Attributes=primary to the connection string", error.Message, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("Host=db1,db2;Target Session Attributes=primary")]
+    [InlineData("Host=db1:5432,db2:5433;Target Session Attributes=read-write")]
+    [InlineData("Host=db1;Target Session Attributes=any")] // one host: the attributes are Npgsql's business
+    public void SeveralHosts_WithTargetSessionAttributesPrimary_AreAccepted(string connectionString)
+        => _ = new DBSyncClient(new DBSyncOptions { ConnectionString = connectionString });
+
     /// <summary>The SQL statements a setup message suggests, in order.</summary>
     private static IEnumerable<string> Statements(string message)
         => Regex.Matches(message, "ALTER TABLE [^;]+;").Select(m => m.Value);

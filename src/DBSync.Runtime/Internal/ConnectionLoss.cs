@@ -15,7 +15,10 @@ internal static class ConnectionLoss
         PostgresException p => p.SqlState.StartsWith("08", StringComparison.Ordinal) || p.SqlState is "57P01" or "57P02" or "57P03" or "53300",
         NpgsqlException n => n.InnerException is IOException or SocketException or EndOfStreamException or TimeoutException
                              || (n.InnerException is { } inner && Is(inner))
-                             || n.IsTransient,
+                             || n.IsTransient
+                             || NoPrimaryNow(n),
+        // Several hosts listed, each failed: lost if every one of them was.
+        AggregateException a => a.InnerExceptions.Count > 0 && a.InnerExceptions.All(Is),
         IOException or SocketException or EndOfStreamException => true,
         // The direct replication connection's connect timeout, as Npgsql's (an NpgsqlException around a TimeoutException).
         ConnectTimeoutException => true,
@@ -23,6 +26,13 @@ internal static class ConnectionLoss
         SlotNotHeldException => true,
         _ => false,
     };
+
+    /// <summary>Several hosts listed (Host=a,b with Target Session Attributes=primary), and every one that answered is a
+    /// standby: a failover under way, whose promotion the reconnects wait for. Npgsql says so with this message alone (no
+    /// inner exception, no SQLSTATE).</summary>
+    private static bool NoPrimaryNow(NpgsqlException exception)
+        => exception.GetType() == typeof(NpgsqlException) && exception.InnerException is null
+           && exception.Message == "No suitable host was found.";
 }
 
 /// <summary>A fenced checkpoint save (<see cref="DBSync.IFencedCheckpointStore"/>) found that this session's walsender

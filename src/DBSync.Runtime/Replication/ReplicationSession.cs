@@ -123,7 +123,7 @@ internal sealed class ReplicationSession : ITransactionSink
         {
             try
             {
-                transport = await ReplicationTransports.OpenAsync(_options, _logger, cancellationToken).ConfigureAwait(false);
+                transport = await ReplicationTransports.OpenAsync(_options, _connections, _logger, cancellationToken).ConfigureAwait(false);
             }
             catch (Exception e) when (ConnectionLoss.Is(e) && !cancellationToken.IsCancellationRequested)
             {

@@ -1,3 +1,4 @@
+using DBSync.Internal;
 using Microsoft.Extensions.Logging;
 using Npgsql;
 
@@ -14,9 +15,21 @@ internal static class ReplicationTransports
     /// </remarks>
     public static async Task<IReplicationTransport> OpenAsync(DBSyncOptions options, ILogger logger, CancellationToken cancellationToken)
     {
+        await using var connections = new ConnectionPool(options.ConnectionString);
+        return await OpenAsync(options, connections, logger, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <param name="options">The connection string and the transport asked for.</param>
+    /// <param name="connections">Ordinary connections to the source: with several hosts listed, the server one of them
+    /// reaches is the one the stream connects to (<see cref="ReplicationHost"/>).</param>
+    /// <param name="logger">Says which transport serves the stream, when it is not the direct one.</param>
+    /// <param name="cancellationToken">Cancels the connection.</param>
+    public static async Task<IReplicationTransport> OpenAsync(DBSyncOptions options, ConnectionPool connections, ILogger logger, CancellationToken cancellationToken)
+    {
         var connectionString = ReplicationSetup.AppendServerOptions(options.ConnectionString);
         try
         {
+            connectionString = await ReplicationHost.PinAsync(connections, connectionString, cancellationToken).ConfigureAwait(false);
             if (options.ReplicationTransport != ReplicationTransport.Npgsql)
             {
                 var settings = DirectSettings.TryCreate(connectionString, out var unsupported);

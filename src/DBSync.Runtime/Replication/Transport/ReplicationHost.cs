@@ -1,0 +1,33 @@
+using DBSync.Internal;
+using Npgsql;
+
+namespace DBSync.Replication.Transport;
+
+/// <summary>
+/// A replication connection goes to one server, and neither transport picks among several hosts (Npgsql refuses a
+/// replication connection with several). With a connection string that lists the servers of a cluster
+/// (<c>Host=a,b;Target Session Attributes=primary</c>), the stream is pinned, each time it connects, to the server that
+/// DBSync's ordinary connections reach then: Npgsql chose it by its Target Session Attributes, so after a failover it is the
+/// promoted standby.
+/// </summary>
+internal static class ReplicationHost
+{
+    /// <summary>Whether <paramref name="builder"/> lists several hosts.</summary>
+    public static bool ListsSeveral(NpgsqlConnectionStringBuilder builder) => builder.Host?.Contains(',', StringComparison.Ordinal) == true;
+
+    /// <summary><paramref name="connectionString"/> itself when it names one server; else the same settings with the one
+    /// server an ordinary connection from <paramref name="connections"/> reaches now.</summary>
+    public static async Task<string> PinAsync(ConnectionPool connections, string connectionString, CancellationToken cancellationToken)
+    {
+        var builder = new NpgsqlConnectionStringBuilder(connectionString);
+        if (!ListsSeveral(builder))
+            return connectionString;
+        await using var connection = await connections.OpenAsync(cancellationToken).ConfigureAwait(false);
+        builder.Host = connection.Host;
+        builder.Port = connection.Port;
+        builder.Remove("Target Session Attributes");
+        builder.Remove("Load Balance Hosts");
+        builder.Remove("Host Recheck Seconds");
+        return builder.ConnectionString;
+    }
+}
