@@ -7,10 +7,11 @@ using Xunit.Abstractions;
 namespace DBSync.IntegrationTests;
 
 /// <summary>
-/// A PostgreSQL failover under a running DBSync: a PostgreSQL 17 primary with a physical standby, the primary killed
-/// (SIGKILL of its postmaster), the standby promoted, and DBSync finding it: the address it connects to moved to it (a TCP
-/// proxy, as a virtual address or a DNS name that follows the primary), or both servers listed in its connection string. With a failover slot the standby kept a synchronized copy,
-/// and DBSync goes on from it with nothing lost; without one, DBSync refuses to go on with a gap.
+/// A PostgreSQL failover under a running DBSync: a PostgreSQL 17 (or 18) primary with a physical standby, the primary
+/// killed (SIGKILL of its postmaster), the standby promoted, and DBSync finding it: the address it connects to moved to it
+/// (a TCP proxy, as a virtual address or a DNS name that follows the primary), or both servers listed in its connection
+/// string. With a failover slot the standby kept a synchronized copy, and DBSync goes on from it with nothing lost;
+/// without one, DBSync refuses to go on with a gap.
 /// </summary>
 [Collection(PostgresCollection.Name)]
 [Trait("Category", "Standby")]
@@ -19,11 +20,11 @@ public sealed class FailoverTests(ITestOutputHelper output)
     private const string PhysicalSlot = "dbsync_standby";
 
     [Theory]
-    [InlineData(false)] // the address DBSync connects to moves to the promoted standby
-    [InlineData(true)] // the connection string lists both servers (Host=a,b) with Target Session Attributes=primary
-    public async Task FailoverSlot_PrimaryKilled_StandbyPromoted_DBSyncContinuesFromTheSynchronizedSlot_ReplicaEqualsTheNewPrimary(bool bothServersListed)
+    [InlineData(false, 17)] // the address DBSync connects to moves to the promoted standby
+    [InlineData(true, 18)] // the connection string lists both servers (Host=a,b) with Target Session Attributes=primary
+    public async Task FailoverSlot_PrimaryKilled_StandbyPromoted_DBSyncContinuesFromTheSynchronizedSlot_ReplicaEqualsTheNewPrimary(bool bothServersListed, int version)
     {
-        await using var primary = await PostgresServer.StartAsync(forceLocal: true, version: 17);
+        await using var primary = await PostgresServer.StartAsync(forceLocal: true, version: version);
         await using var standby = await primary.StartStandbyAsync(PhysicalSlot, new Dictionary<string, string>
         {
             ["sync_replication_slots"] = "on",

@@ -1,9 +1,11 @@
+using System.Diagnostics;
 using System.Security.Authentication;
 using DBSync.IntegrationTests.Infrastructure;
 using DBSync.Replication.Transport;
 using DBSync.Sample;
 using DBSync.Testing;
 using Npgsql;
+using Xunit.Abstractions;
 
 namespace DBSync.IntegrationTests;
 
@@ -12,7 +14,7 @@ namespace DBSync.IntegrationTests;
 /// refuses and why, when Auto leaves the stream to Npgsql, and frames larger than its read buffer.
 /// </summary>
 [Trait("Category", "Transport")]
-public sealed class TransportTests(TlsServerFixture tls) : IClassFixture<TlsServerFixture>
+public sealed class TransportTests(TlsServerFixture tls, ITestOutputHelper output) : IClassFixture<TlsServerFixture>
 {
     private const int StreamStartedEvent = 2001;
     private const int DirectNotUsedEvent = 2013;
@@ -302,6 +304,38 @@ public sealed class TransportTests(TlsServerFixture tls) : IClassFixture<TlsServ
         Assert.InRange(givenUpAfter, TimeSpan.FromSeconds(2), TimeSpan.FromSeconds(15));
         Assert.Equal(["before", "during"], run.Recorder.Of<Restaurant>().Select(c => c.New!.Id));
         Assert.True(logs.Has(2008), "The stream did not report reconnecting.");
+    }
+
+    [Theory]
+    [InlineData(ReplicationTransport.Direct)]
+    [InlineData(ReplicationTransport.Npgsql)]
+    public async Task WholeNetworkSilent_StopEndsTheRunWellWithinTheHostsShutdownTimeout(ReplicationTransport transport)
+    {
+        await using var db = await TestDatabase.CreateAsync(tls.Server);
+        await using var proxy = TcpProxy.Start("127.0.0.1", tls.Server.Port);
+        var throughProxy = new NpgsqlConnectionStringBuilder(db.ConnectionString) { Host = "127.0.0.1", Port = proxy.Port, SslMode = SslMode.Disable }.ConnectionString;
+        var logs = new LogCapture();
+        await using var run = await StreamRun.StartAsync(throughProxy, configure: o =>
+        {
+            o.ReplicationTransport = transport;
+            o.LoggerFactory = logs;
+        });
+        await db.ExecuteAsync("INSERT INTO Restaurant (id, name) VALUES ('before', 'n')");
+        await run.WaitUntilAsync(r => r.Of<Restaurant>().Count == 1, "the change before the network went silent");
+
+        // Every connection open now, and every new one, gets no answer (no FIN, no RST): the pod's network is gone when
+        // it is told to stop. The stop must still end well within the 30 s a host gives its services (HostOptions'
+        // ShutdownTimeout): the stream's end waits 5 s (Npgsql's connection: its cancel request, up to the connection
+        // string's Timeout, 15 s by default), then the check that the walsender let go of the slot gives up after 5 s.
+        proxy.Silence();
+        var watch = Stopwatch.StartNew();
+        await run.Client.StopAsync().WaitAsync(TimeSpan.FromSeconds(60));
+        var stoppedAfter = watch.Elapsed;
+        await run.Run.WaitAsync(TimeSpan.FromSeconds(5));
+        output.WriteLine($"{transport}: stopped {stoppedAfter.TotalSeconds:0.0} s after the stop was asked for. The log:\n" +
+            string.Join("\n", logs.Entries.Select(e => $"{e.Id.Id} {e.Text}")));
+        var bound = TimeSpan.FromSeconds(transport == ReplicationTransport.Direct ? 15 : 25);
+        Assert.True(stoppedAfter < bound, $"The run stopped {stoppedAfter.TotalSeconds:0.0} s after the stop was asked for (at most {bound.TotalSeconds} s expected).");
     }
 
     [Fact]

@@ -14,7 +14,9 @@ namespace DBSync.Replication;
 /// </summary>
 internal static class SlotRelease
 {
-    private static readonly TimeSpan s_checkTimeout = TimeSpan.FromSeconds(10);
+    /// <summary>How long the check may take, its connection's open included: a stop when the network is gone waits this
+    /// long here, whatever the connection string's Timeout.</summary>
+    private static readonly TimeSpan s_checkTimeout = TimeSpan.FromSeconds(5);
 
     /// <param name="connections">Ordinary connections to the source.</param>
     /// <param name="slot">The slot.</param>
@@ -29,7 +31,7 @@ internal static class SlotRelease
         using var limit = new CancellationTokenSource(s_checkTimeout);
         try
         {
-            await using var admin = await connections.OpenAsync(limit.Token).ConfigureAwait(false);
+            await using var admin = await OpenWithinAsync(connections, limit.Token).ConfigureAwait(false);
             var gone = false;
             for (var attempt = 0; attempt < 20 && !gone; attempt++)
             {
@@ -58,6 +60,29 @@ internal static class SlotRelease
             // The server is unreachable; its walsender ends with the connection or at wal_sender_timeout, and the next
             // run starts from the last position the server received (at least once).
             Log.WalSenderCheckFailed(logger, e, walSender);
+        }
+    }
+
+    /// <summary>A connection, or <see cref="OperationCanceledException"/> as soon as <paramref name="limit"/> is cancelled:
+    /// Npgsql's open does not give up on its token while it waits for the server's first answer (a network that went
+    /// silent), only at the connection string's Timeout. A connection that opens after the limit is closed.</summary>
+    private static async Task<NpgsqlConnection> OpenWithinAsync(ConnectionPool connections, CancellationToken limit)
+    {
+        var opening = connections.OpenAsync(limit).AsTask();
+        try
+        {
+            return await opening.WaitAsync(limit).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (limit.IsCancellationRequested)
+        {
+            _ = opening.ContinueWith(static open =>
+            {
+                if (open.IsCompletedSuccessfully)
+                    open.Result.Dispose();
+                else
+                    _ = open.Exception; // observed: the check already gave up
+            }, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+            throw;
         }
     }
 
