@@ -57,6 +57,100 @@ public sealed class StandbyTests(PostgresFixture fixture)
         await second.StopAsync();
     }
 
+    /// <summary>The server restarts under an active instance and a stand-by: both lose their connections and race for the
+    /// slot. One streams after it, the other stands by, neither fails, and every transaction committed after the restart
+    /// is delivered.</summary>
+    [Fact]
+    public async Task ServerRestarted_UnderAnActiveInstanceAndAStandBy_OneStreamsAfterIt_TheOtherStandsBy()
+    {
+        // A server of its own: the restart must not disturb the other tests.
+        await using var server = await PostgresServer.StartAsync(forceLocal: true);
+        await using var db = await TestDatabase.CreateAsync(server);
+        void Quick(DBSyncOptions o) => (o.ReconnectDelay, o.MaxReconnectDelay) = (TimeSpan.FromMilliseconds(200), TimeSpan.FromSeconds(1));
+        await using var first = Instance.Start(db.ConnectionString, configure: Quick);
+        await first.WaitForRoleAsync(DBSyncRole.Active);
+        await using var second = Instance.Start(db.ConnectionString, configure: Quick);
+        await second.WaitForRoleAsync(DBSyncRole.Standby);
+        await db.ExecuteAsync("INSERT INTO restaurant (id, name) VALUES ('before', 'n')");
+        await first.Recorder.WaitUntilAsync(r => r.Of<Restaurant>().Any(c => c.New?.Id == "before"), "the insert before the restart", first.Run);
+
+        await server.RestartAsync();
+        NpgsqlConnection.ClearAllPools();
+        for (var i = 0; i < 20; i++)
+            await db.ExecuteAsync($"INSERT INTO restaurant (id, name) VALUES ('after-{i}', 'n')");
+
+        // Every transaction after the restart reaches one of them (at least once), and then one streams, one stands by.
+        var deadline = DateTime.UtcNow.AddSeconds(60);
+        var after = Enumerable.Range(0, 20).Select(i => $"after-{i}").ToHashSet();
+        while (true)
+        {
+            foreach (var instance in new[] { first, second })
+            {
+                if (instance.Run.IsCompleted)
+                    await instance.Run; // its error says more than the assertion below
+            }
+            var delivered = first.Recorder.Of<Restaurant>().Concat(second.Recorder.Of<Restaurant>()).Select(c => c.New?.Id ?? "").ToHashSet();
+            var roles = new[] { first.Client.Role, second.Client.Role }.Order().ToArray();
+            if (after.IsSubsetOf(delivered) && roles is [DBSyncRole.Active, DBSyncRole.Standby])
+                break;
+            Assert.True(DateTime.UtcNow < deadline, $"60 s after the restart: roles {first.Client.Role} and {second.Client.Role}, " +
+                $"{after.Count(delivered.Contains)} of 20 transactions delivered. Logs:\n" +
+                string.Join("\n", first.Log.Entries.Select(e => $"first {e.Id.Id} {e.Text}").Concat(second.Log.Entries.Select(e => $"second {e.Id.Id} {e.Text}"))));
+            await Task.Delay(50);
+        }
+        Assert.True(first.Log.Has(2007), "The active instance did not report its lost connection.");
+
+        // And it goes on: the next change reaches the active one.
+        var active = first.Client.Role == DBSyncRole.Active ? first : second;
+        await db.ExecuteAsync("INSERT INTO restaurant (id, name) VALUES ('later', 'n')");
+        await active.Recorder.WaitUntilAsync(r => r.Of<Restaurant>().Any(c => c.New?.Id == "later"), "a change after both settled", active.Run);
+        var standBy = active == first ? second : first;
+        Assert.DoesNotContain(standBy.Recorder.Of<Restaurant>(), c => c.New?.Id == "later");
+    }
+
+    /// <summary>Two instances starting together on a fresh database: this one found no slot, and before it loaded the
+    /// checkpoint the other created the slot and recorded it there (as it does right after creating it). The record shows
+    /// a slot that streamed, which must not be taken for a lost slot while the slot is there: this instance uses it.</summary>
+    [Fact]
+    public async Task SlotCreatedAndRecordedByAnotherInstance_BetweenThisOnesLookAndItsCheckpointLoad_IsUsed_NotTakenForLost()
+    {
+        await using var db = await TestDatabase.CreateAsync(fixture.Server);
+        var store = new RacingStore(new PostgresCheckpointStore(db.ConnectionString), async () =>
+        {
+            if (await db.ScalarAsync<long>($"SELECT count(*) FROM pg_replication_slots WHERE slot_name = '{Slot}'") > 0)
+                return false;
+            var lsn = await db.ScalarAsync<string>($"SELECT lsn::text FROM pg_create_logical_replication_slot('{Slot}', 'pgoutput')");
+            var record = new Checkpoint { Slot = Slot, ConfirmedLsn = (ulong)NpgsqlTypes.NpgsqlLogSequenceNumber.Parse(lsn), Jobs = [] };
+            await new PostgresCheckpointStore(db.ConnectionString).SaveAsync(Slot, record.Serialize(), CancellationToken.None);
+            return true;
+        });
+        await using var instance = Instance.Start(db.ConnectionString, configure: o => o.CheckpointStore = store);
+        await instance.WaitForRoleAsync(DBSyncRole.Active);
+        Assert.True(store.Raced, "The slot was not created between the instance's look for it and its load of the checkpoint.");
+
+        await db.ExecuteAsync("INSERT INTO restaurant (id, name) VALUES ('after', 'n')");
+        await instance.Recorder.WaitUntilAsync(r => r.Of<Restaurant>().Any(c => c.New?.Id == "after"), "the insert", instance.Run);
+    }
+
+    /// <summary>A store that, the first time a checkpoint is loaded, lets <paramref name="race"/> act first (true when
+    /// it did something).</summary>
+    private sealed class RacingStore(ICheckpointStore inner, Func<Task<bool>> race) : ICheckpointStore
+    {
+        private int _loads;
+
+        public bool Raced { get; private set; }
+
+        public async Task<byte[]?> LoadAsync(string slotName, CancellationToken cancellationToken)
+        {
+            if (Interlocked.Increment(ref _loads) == 1)
+                Raced = await race();
+            return await inner.LoadAsync(slotName, cancellationToken);
+        }
+
+        public Task SaveAsync(string slotName, ReadOnlyMemory<byte> checkpoint, CancellationToken cancellationToken)
+            => inner.SaveAsync(slotName, checkpoint, cancellationToken);
+    }
+
     /// <summary>Two instances started at the same moment on a database with no slot yet: one slot, one initial snapshot
     /// (every row delivered once, by the instance that streams), the other standing by, and no error.</summary>
     [Fact]

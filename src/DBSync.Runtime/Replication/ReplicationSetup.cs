@@ -328,7 +328,18 @@ internal static partial class ReplicationSetup
 
         if (versionNum < 140000 && (options.InitialSnapshot || lostReason is not null))
             throw new DBSyncConfigurationException(ServerSupport.SnapshotsNeed14(versionNum) + " The slot is about to be created with DBSyncOptions.InitialSnapshot (the default).");
-        await beforeSlotCreated(lostReason, cancellationToken).ConfigureAwait(false);
+        try
+        {
+            await beforeSlotCreated(lostReason, cancellationToken).ConfigureAwait(false);
+        }
+        catch (SlotLostException) when (lostReason is null)
+        {
+            // The checkpoint shows a slot that streamed, and there was none when this instance looked: unless another
+            // instance starting at the same time created it since (and recorded it, as it does right after), it is lost.
+            if (await ReplicationSlot.ReadAsync(connection, slot, cancellationToken).ConfigureAwait(false) is { Invalidated: false } created)
+                return (false, created.ConfirmedFlush ?? default);
+            throw;
+        }
         try
         {
             // pg_create_logical_replication_slot(name, plugin, temporary, twophase, failover): the last from 17 on.
