@@ -62,7 +62,8 @@ public sealed class DBSyncClient
             options.CheckpointStore ?? new PostgresCheckpointStore(_connections), _logger, () => _session?.StreamingPid,
             (walSender, refused) => _session?.EndStreamOf(walSender, refused));
         _telemetry.Snapshots = _snapshots;
-        _partitions = new PartitionWatcher(options, _connections, _tables, _snapshots.RequestAsync, _snapshots.RequestDeletesOfRowsThatLeft, _logger);
+        _partitions = new PartitionWatcher(options, _connections, _tables, _snapshots.RequestAsync, _snapshots.RequestDeletesOfRowsThatLeft,
+            _snapshots.TakeRestoredPartitions, _snapshots.RecordPartitions, _logger);
     }
 
     internal SnapshotCoordinator Snapshots => _snapshots;

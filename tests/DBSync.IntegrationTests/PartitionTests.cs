@@ -112,6 +112,53 @@ public sealed class PartitionTests(PostgresFixture fixture)
     }
 
     [Fact]
+    public async Task PartitionsAttachedAndDetachedWhileNoInstanceRan_AreSeenByTheNextRun_FromTheCheckpoint()
+    {
+        // The checkpoint keeps the partitions of the last reading: the next run (or the instance that takes over) compares
+        // its first reading with them, instead of taking it for the way things always were.
+        await using var db = await CreateDatabaseAsync();
+        var replica = new ReservationReplica();
+        await using (var first = await StartAsync(db, replica, new LogCapture()))
+        {
+            await first.Client.SnapshotAsync<Reservation>().WaitAsync(TimeSpan.FromSeconds(60));
+            await WaitForStreamToCatchUpAsync(db, replica, first);
+            await replica.AssertEqualsSourceAsync(db);
+            await first.StopAsync();
+        }
+
+        // While no DBSync runs: January comes in with 15 rows, October leaves with its rows.
+        await db.ExecuteAsync("""
+            CREATE TABLE january (LIKE reservation INCLUDING ALL);
+            INSERT INTO january SELECT g, DATE '2027-01-01' + g % 31, 'r-january', 3, NULL FROM generate_series(2001, 2015) g;
+            ALTER TABLE reservation ATTACH PARTITION january FOR VALUES FROM ('2027-01-01') TO ('2027-02-01');
+            ALTER TABLE reservation DETACH PARTITION reservation_2026_10;
+            """);
+        var octoberRows = await db.ScalarAsync<long>("SELECT count(*) FROM reservation_2026_10");
+        Assert.True(octoberRows > 0);
+
+        var logs = new LogCapture();
+        await using var second = await StartAsync(db, replica, logs);
+        var deadline = DateTime.UtcNow.AddSeconds(60);
+        while (true)
+        {
+            try
+            {
+                await WaitForStreamToCatchUpAsync(db, replica, second);
+                await replica.AssertEqualsSourceAsync(db);
+                break;
+            }
+            catch (Xunit.Sdk.XunitException) when (DateTime.UtcNow < deadline)
+            {
+                await Task.Delay(250);
+            }
+        }
+        Assert.Equal(15, second.Recorder.Of<Reservation>().Count(c => c.Kind == ChangeKind.Read && c.New!.Day >= new DateOnly(2027, 1, 1)));
+        Assert.Equal(octoberRows, second.Recorder.Of<Reservation>().Count(c => c.Kind == ChangeKind.Delete && c.Old!.Day < new DateOnly(2026, 11, 1)));
+        Assert.Contains(logs.Entries, e => e.Id.Id == 2021 && e.Text.Contains("public.january", StringComparison.Ordinal));
+        Assert.True(logs.Has(2028), "The detach of October was not seen.");
+    }
+
+    [Fact]
     public async Task PartitionDetachedWithRows_ItsRowsArriveAsDeletes_AndTheReplicaEqualsTheSource()
     {
         await using var db = await CreateDatabaseAsync();

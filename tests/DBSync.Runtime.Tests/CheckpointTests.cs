@@ -26,6 +26,11 @@ public sealed class CheckpointTests
             new FinishedSnapshot("public.users", SnapshotOutcome.Completed, 4, 30_000, 29_998, new DateTime(2026, 11, 24, 10, 0, 0, DateTimeKind.Utc), null),
             new FinishedSnapshot("public.nope", SnapshotOutcome.Skipped, 0, 0, 0, new DateTime(2026, 11, 24, 10, 1, 0, DateTimeKind.Utc), "it does not exist"),
         ],
+        Partitions =
+        [
+            new SavedPartition(16401, "public", "reservation", "reservation_2026_10", "public.reservation_2026_10", 'r', "FOR VALUES FROM ('2026-10-01') TO ('2026-11-01')", 16401),
+            new SavedPartition(4_000_000_000, "public", "reservation", "archive", "\"Old\".archive", 'f', null, 0),
+        ],
     };
 
     [Fact]
@@ -54,6 +59,26 @@ public sealed class CheckpointTests
         Assert.Null(orders.LastKey);
         Assert.False(orders.Started);
         Assert.Equal(original.Finished, copy.Finished);
+        Assert.Equal(original.Partitions, copy.Partitions!);
+    }
+
+    [Fact]
+    public void RecordWithoutPartitions_FromAnEarlierLayout_ReadsWithNone_AndNoneIsWrittenAsNil()
+    {
+        // The partitions are the ninth field; a record of an earlier DBSync has eight.
+        var bytes = Sample().Serialize();
+        var reader = new MessagePackReader(bytes);
+        reader.ReadArrayHeader();
+        for (var i = 0; i < 8; i++)
+            reader.Skip();
+        var earlier = bytes[..(int)reader.Consumed];
+        earlier[0] = 0x98;
+        var copy = Checkpoint.Deserialize(earlier, "test");
+        Assert.Equal(2, copy.Finished.Count);
+        Assert.Null(copy.Partitions);
+
+        var none = new Checkpoint { Slot = "s", Jobs = [] };
+        Assert.Null(Checkpoint.Deserialize(none.Serialize(), "test").Partitions);
     }
 
     [Fact]
@@ -95,7 +120,7 @@ public sealed class CheckpointTests
     {
         var bytes = Sample().Serialize();
         var reader = new MessagePackReader(bytes);
-        Assert.Equal(8, reader.ReadArrayHeader());
+        Assert.Equal(9, reader.ReadArrayHeader());
         Assert.Equal(1, reader.ReadInt32()); // what an older DBSync reads
         Assert.Equal("orders_sync", reader.ReadString());
 
@@ -156,10 +181,10 @@ public sealed class CheckpointTests
     public void LaterFieldsOfTheSameVersion_AreSkipped()
     {
         var bytes = Sample().Serialize();
-        // Append one field to the top-level array: fixarray 8 (0x98) becomes 9 (0x99), plus a trailing string.
-        Assert.Equal(0x98, bytes[0]);
+        // Append one field to the top-level array: fixarray 9 (0x99) becomes 10 (0x9a), plus a trailing string.
+        Assert.Equal(0x99, bytes[0]);
         var extended = bytes.Concat(new byte[] { 0xa3, (byte)'n', (byte)'e', (byte)'w' }).ToArray();
-        extended[0] = 0x99;
+        extended[0] = 0x9a;
         Assert.Equal("orders_sync", Checkpoint.Deserialize(extended, "test").Slot);
     }
 

@@ -37,11 +37,16 @@ internal sealed class Checkpoint
     /// <summary>How many outcomes <see cref="Finished"/> keeps.</summary>
     public const int MaxFinished = 32;
 
+    /// <summary>The leaf partitions of the mapped partitioned tables at the last reading (<see cref="Replication.PartitionWatcher"/>),
+    /// so that the next run, or the instance that takes over, sees what was attached or detached since; null when none
+    /// was read (a record of an older DBSync). Field 9, added without a new version: older readers skip it.</summary>
+    public IReadOnlyList<SavedPartition>? Partitions { get; init; }
+
     public byte[] Serialize()
     {
         var buffer = new ArrayBufferWriter<byte>(256);
         var writer = new MessagePackWriter(buffer);
-        writer.WriteArrayHeader(8);
+        writer.WriteArrayHeader(9);
         writer.Write(Jobs.Any(j => j.Segments is not null) ? 3 : Jobs.Any(j => j.DeletesFrom is not null) ? 2 : 1);
         writer.Write(Slot);
         writer.Write(ConfirmedLsn);
@@ -54,6 +59,16 @@ internal sealed class Checkpoint
         writer.WriteArrayHeader(Finished.Count);
         foreach (var finished in Finished)
             finished.Write(ref writer);
+        if (Partitions is null)
+        {
+            writer.WriteNil();
+        }
+        else
+        {
+            writer.WriteArrayHeader(Partitions.Count);
+            foreach (var partition in Partitions)
+                partition.Write(ref writer);
+        }
         writer.Flush();
         return buffer.WrittenSpan.ToArray();
     }
@@ -80,8 +95,9 @@ internal sealed class Checkpoint
                 LastSignalLsn = reader.ReadUInt64(),
                 Jobs = ReadJobs(ref reader),
                 Finished = fields > 7 ? ReadFinished(ref reader) : [],
+                Partitions = fields > 8 ? ReadPartitions(ref reader) : null,
             };
-            for (var i = 8; i < fields; i++)
+            for (var i = 9; i < fields; i++)
                 reader.Skip(); // fields of a later minor layout
             return checkpoint;
         }
@@ -103,12 +119,58 @@ internal sealed class Checkpoint
         return jobs;
     }
 
+    private static SavedPartition[]? ReadPartitions(ref MessagePackReader reader)
+    {
+        if (reader.TryReadNil())
+            return null;
+        var partitions = new SavedPartition[reader.ReadArrayHeader()];
+        for (var i = 0; i < partitions.Length; i++)
+            partitions[i] = SavedPartition.Read(ref reader);
+        return partitions;
+    }
+
     private static FinishedSnapshot[] ReadFinished(ref MessagePackReader reader)
     {
         var finished = new FinishedSnapshot[reader.ReadArrayHeader()];
         for (var i = 0; i < finished.Length; i++)
             finished[i] = FinishedSnapshot.Read(ref reader);
         return finished;
+    }
+}
+
+/// <summary>A leaf partition of a mapped partitioned table, as the checkpoint keeps it: enough to tell, at the next
+/// reading, a partition attached or detached since (by <paramref name="Oid"/>) and one whose storage was replaced.</summary>
+/// <param name="Oid">The partition's oid.</param>
+/// <param name="Schema">The mapped table's schema.</param>
+/// <param name="Table">The mapped table's name.</param>
+/// <param name="Name">The partition's name, as the log shows it.</param>
+/// <param name="Qualified">The partition's quoted, schema-qualified name.</param>
+/// <param name="Kind">Its <c>relkind</c>.</param>
+/// <param name="Bound">Its partition bound, as PostgreSQL prints it.</param>
+/// <param name="FileNode">Its <c>relfilenode</c>.</param>
+internal sealed record SavedPartition(uint Oid, string Schema, string Table, string Name, string Qualified, char Kind, string? Bound, uint FileNode)
+{
+    internal void Write(ref MessagePackWriter writer)
+    {
+        writer.WriteArrayHeader(8);
+        writer.Write(Oid);
+        writer.Write(Schema);
+        writer.Write(Table);
+        writer.Write(Name);
+        writer.Write(Qualified);
+        writer.Write((ushort)Kind);
+        writer.Write(Bound);
+        writer.Write(FileNode);
+    }
+
+    internal static SavedPartition Read(ref MessagePackReader reader)
+    {
+        var fields = reader.ReadArrayHeader();
+        var partition = new SavedPartition(reader.ReadUInt32(), reader.ReadString() ?? "", reader.ReadString() ?? "", reader.ReadString() ?? "",
+            reader.ReadString() ?? "", (char)reader.ReadUInt16(), reader.ReadString(), reader.ReadUInt32());
+        for (var i = 8; i < fields; i++)
+            reader.Skip();
+        return partition;
     }
 }
 

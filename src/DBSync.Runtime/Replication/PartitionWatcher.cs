@@ -1,3 +1,4 @@
+using DBSync.Checkpoints;
 using DBSync.Internal;
 using Microsoft.Extensions.Logging;
 using Npgsql;
@@ -15,8 +16,10 @@ namespace DBSync.Replication;
 /// It also answers the stream's question of which mapped table an unmapped relation belongs to.
 /// </summary>
 /// <remarks>
-/// The readings live as long as the client, so a partition attached while the stream reconnects is still noticed; what
-/// changed while no client ran is not (README, Limits). A partition's storage is replaced by a TRUNCATE of the table as
+/// The readings live as long as the client, so a partition attached while the stream reconnects is still noticed, and
+/// each is recorded in the checkpoint, so that what changed while no instance streamed is noticed by the next run's first
+/// reading, or the first of the instance that takes over (a checkpoint of an older DBSync has none: then it is not,
+/// docs/limits.md). A partition's storage is replaced by a TRUNCATE of the table as
 /// a whole too, which is published: such a replacement is judged only once the stream has passed the reading that saw it,
 /// and ignored when a truncate of the table (or of the partition, under a publication that sends partitions) was
 /// delivered in between.
@@ -28,6 +31,9 @@ internal sealed class PartitionWatcher : IPartitionTracker
     private readonly ConnectionPool _connections;
     private readonly Func<IEnumerable<SnapshotTable>, CancellationToken, Task> _requestSnapshot;
     private readonly Action<SyncTableInfo, string> _requestDeletes;
+    private readonly Func<IReadOnlyList<SavedPartition>?> _takeRestored;
+    private readonly Action<IReadOnlyList<SavedPartition>> _record;
+    private readonly IReadOnlyDictionary<(string Schema, string Name), TableRegistration> _tables;
     private readonly ILogger _logger;
     private readonly object _lock = new();
     private readonly Dictionary<string, List<ulong>> _truncates = [];
@@ -36,14 +42,27 @@ internal sealed class PartitionWatcher : IPartitionTracker
     private Dictionary<uint, Partition>? _known;
     private ulong _lastStart;
 
+    /// <param name="options">The reading interval (<see cref="DBSyncOptions.StatusInterval"/>).</param>
+    /// <param name="connections">Ordinary connections to the source.</param>
+    /// <param name="tables">The mapped tables.</param>
+    /// <param name="requestSnapshot">Queues the snapshot of a partition attached with rows.</param>
+    /// <param name="requestDeletes">Queues the deletes of the rows of a partition detached with them.</param>
+    /// <param name="takeRestored">The partitions the loaded checkpoint recorded, once after each load (null otherwise):
+    /// the next reading is compared with them, so what changed while no instance streamed is seen.</param>
+    /// <param name="record">Records each reading in the checkpoint.</param>
+    /// <param name="logger">Reports what changed.</param>
     public PartitionWatcher(DBSyncOptions options, ConnectionPool connections, IReadOnlyDictionary<(string Schema, string Name), TableRegistration> tables,
-        Func<IEnumerable<SnapshotTable>, CancellationToken, Task> requestSnapshot, Action<SyncTableInfo, string> requestDeletes, ILogger logger)
+        Func<IEnumerable<SnapshotTable>, CancellationToken, Task> requestSnapshot, Action<SyncTableInfo, string> requestDeletes,
+        Func<IReadOnlyList<SavedPartition>?> takeRestored, Action<IReadOnlyList<SavedPartition>> record, ILogger logger)
     {
         _options = options;
         _connections = connections;
+        _tables = tables;
         _catalog = new PartitionCatalog(tables);
         _requestSnapshot = requestSnapshot;
         _requestDeletes = requestDeletes;
+        _takeRestored = takeRestored;
+        _record = record;
         _logger = logger;
     }
 
@@ -155,8 +174,13 @@ internal sealed class PartitionWatcher : IPartitionTracker
 
         Dictionary<uint, Partition>? known;
         ulong previousStart;
+        var restored = _takeRestored();
         lock (_lock)
         {
+            // A checkpoint just loaded (the run's start, or a take-over) knows better than an earlier session of this
+            // client: what changed since it was saved, while no instance streamed, is seen now.
+            if (restored is not null)
+                _known = FromSaved(restored);
             known = _known;
             previousStart = _lastStart;
         }
@@ -189,7 +213,23 @@ internal sealed class PartitionWatcher : IPartitionTracker
             _known = current;
             _lastStart = start;
         }
+        // Recorded once what it found is queued (an attached partition's snapshot, a detached one's deletes), so that a
+        // checkpoint holding this reading holds those too.
+        _record([.. current.OrderBy(p => p.Key).Select(p => new SavedPartition(p.Key, p.Value.Table.Schema, p.Value.Table.Name, p.Value.Name,
+            p.Value.Qualified, p.Value.Kind, p.Value.Bound, p.Value.FileNode))]);
         JudgeReplacedStorage(handledLsn());
+    }
+
+    /// <summary>The partitions a checkpoint recorded, of the tables still mapped.</summary>
+    private Dictionary<uint, Partition> FromSaved(IReadOnlyList<SavedPartition> saved)
+    {
+        var known = new Dictionary<uint, Partition>();
+        foreach (var partition in saved)
+        {
+            if (_tables.TryGetValue((partition.Schema, partition.Table), out var registration) && registration is not SignalRegistration)
+                known[partition.Oid] = new Partition(registration.Table, partition.Qualified, partition.Name, partition.Kind, partition.Bound, null, partition.FileNode);
+        }
+        return known;
     }
 
     private async Task OnAttachedAsync(NpgsqlConnection connection, uint oid, Partition partition, ulong lsn, CancellationToken cancellationToken)

@@ -77,6 +77,12 @@ internal sealed class SnapshotCoordinator
     /// <inheritdoc cref="SnapshotQueue.Cancel"/>
     public void Cancel(IReadOnlyCollection<string> tables) => _queue.Cancel(tables);
 
+    /// <inheritdoc cref="SnapshotQueue.TakeRestoredPartitions"/>
+    public IReadOnlyList<SavedPartition>? TakeRestoredPartitions() => _queue.TakeRestoredPartitions();
+
+    /// <inheritdoc cref="SnapshotQueue.RecordPartitions"/>
+    public void RecordPartitions(IReadOnlyList<SavedPartition> partitions) => _queue.RecordPartitions(partitions);
+
     /// <inheritdoc cref="SnapshotQueue.RequestDeletesOfRowsThatLeft"/>
     public void RequestDeletesOfRowsThatLeft(SyncTableInfo table, string source) => _queue.RequestDeletesOfRowsThatLeft(table, source);
 

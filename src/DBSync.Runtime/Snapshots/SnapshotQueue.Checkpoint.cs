@@ -46,7 +46,34 @@ internal sealed partial class SnapshotQueue
             _lastSignalLsn = checkpoint.LastSignalLsn;
             _finished.Clear();
             _finished.AddRange(checkpoint.Finished);
+            _partitions = _restoredPartitions = checkpoint.Partitions;
         }
+    }
+
+    /// <summary>The partitions the loaded checkpoint recorded, once (what the partition watcher compares its next reading
+    /// with); null when none was loaded since the last call, or it recorded none.</summary>
+    public IReadOnlyList<SavedPartition>? TakeRestoredPartitions()
+    {
+        lock (_lock)
+        {
+            var restored = _restoredPartitions;
+            _restoredPartitions = null;
+            return restored;
+        }
+    }
+
+    /// <summary>Records the partitions of the watcher's last reading: saved with the checkpoint, at once when they changed
+    /// (the snapshot loop's next turn).</summary>
+    public void RecordPartitions(IReadOnlyList<SavedPartition> partitions)
+    {
+        lock (_lock)
+        {
+            if (_partitions is not null && _partitions.SequenceEqual(partitions))
+                return;
+            _partitions = partitions;
+            _unsaved = true;
+        }
+        Wake();
     }
 
     /// <summary>The notification that the slot was started over, once; null when there is none (any more).</summary>
@@ -87,6 +114,7 @@ internal sealed partial class SnapshotQueue
                 LastSignalLsn = _lastSignalLsn,
                 Jobs = saved.Select(j => j.State).ToList(),
                 Finished = [.. _finished],
+                Partitions = _partitions,
             };
         }
     }

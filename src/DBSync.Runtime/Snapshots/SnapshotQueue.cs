@@ -21,6 +21,8 @@ internal sealed partial class SnapshotQueue(IReadOnlyDictionary<(string Schema, 
     private bool? _pauseRequestedBeforeLoad;
     private ulong _lastSignalLsn;
     private bool _unsaved;
+    private IReadOnlyList<SavedPartition>? _partitions;
+    private IReadOnlyList<SavedPartition>? _restoredPartitions;
     private SlotStartedOver? _startedOver;
     private SnapshotJob? _running;
     private long _runningEstimate;
