@@ -267,6 +267,22 @@ public sealed class TransportTests(TlsServerFixture tls, ITestOutputHelper outpu
         Assert.Equal(cancellation.Token, error.CancellationToken);
     }
 
+    /// <summary>A run of <paramref name="transport"/> through <paramref name="proxy"/>, without TLS (so the proxy can tell
+    /// replication connections by their startup message), logging into <paramref name="logs"/>.</summary>
+    private static Task<StreamRun> StartThroughAsync(TcpProxy proxy, TestDatabase db, ReplicationTransport transport, LogCapture logs,
+        Action<DBSyncOptions>? configure = null, int? connectTimeout = null)
+    {
+        var builder = new NpgsqlConnectionStringBuilder(db.ConnectionString) { Host = "127.0.0.1", Port = proxy.Port, SslMode = SslMode.Disable };
+        if (connectTimeout is { } timeout)
+            builder.Timeout = timeout;
+        return StreamRun.StartAsync(builder.ConnectionString, configure: o =>
+        {
+            o.ReplicationTransport = transport;
+            o.LoggerFactory = logs;
+            configure?.Invoke(o);
+        });
+    }
+
     [Theory]
     [InlineData(ReplicationTransport.Direct)]
     [InlineData(ReplicationTransport.Npgsql)]
@@ -274,15 +290,12 @@ public sealed class TransportTests(TlsServerFixture tls, ITestOutputHelper outpu
     {
         await using var db = await TestDatabase.CreateAsync(tls.Server);
         await using var proxy = TcpProxy.Start("127.0.0.1", tls.Server.Port);
-        var throughProxy = new NpgsqlConnectionStringBuilder(db.ConnectionString) { Host = "127.0.0.1", Port = proxy.Port, SslMode = SslMode.Disable }.ConnectionString;
         var logs = new LogCapture();
-        await using var run = await StreamRun.StartAsync(throughProxy, configure: o =>
+        await using var run = await StartThroughAsync(proxy, db, transport, logs, o =>
         {
-            o.ReplicationTransport = transport;
             o.ReceiveTimeout = TimeSpan.FromSeconds(3);
             o.StatusInterval = TimeSpan.FromMilliseconds(500);
             o.ReconnectDelay = TimeSpan.FromMilliseconds(300);
-            o.LoggerFactory = logs;
         });
         await db.ExecuteAsync("INSERT INTO Restaurant (id, name) VALUES ('before', 'n')");
         await run.WaitUntilAsync(r => r.Of<Restaurant>().Count == 1, "the change before the network went silent");
@@ -313,13 +326,8 @@ public sealed class TransportTests(TlsServerFixture tls, ITestOutputHelper outpu
     {
         await using var db = await TestDatabase.CreateAsync(tls.Server);
         await using var proxy = TcpProxy.Start("127.0.0.1", tls.Server.Port);
-        var throughProxy = new NpgsqlConnectionStringBuilder(db.ConnectionString) { Host = "127.0.0.1", Port = proxy.Port, SslMode = SslMode.Disable }.ConnectionString;
         var logs = new LogCapture();
-        await using var run = await StreamRun.StartAsync(throughProxy, configure: o =>
-        {
-            o.ReplicationTransport = transport;
-            o.LoggerFactory = logs;
-        });
+        await using var run = await StartThroughAsync(proxy, db, transport, logs);
         await db.ExecuteAsync("INSERT INTO Restaurant (id, name) VALUES ('before', 'n')");
         await run.WaitUntilAsync(r => r.Of<Restaurant>().Count == 1, "the change before the network went silent");
 
@@ -347,14 +355,8 @@ public sealed class TransportTests(TlsServerFixture tls, ITestOutputHelper outpu
         const ReplicationTransport transport = ReplicationTransport.Direct;
         await using var db = await TestDatabase.CreateAsync(tls.Server);
         await using var proxy = TcpProxy.Start("127.0.0.1", tls.Server.Port);
-        var throughProxy = new NpgsqlConnectionStringBuilder(db.ConnectionString) { Host = "127.0.0.1", Port = proxy.Port, SslMode = SslMode.Disable, Timeout = 2 }.ConnectionString;
         var logs = new LogCapture();
-        await using var run = await StreamRun.StartAsync(throughProxy, configure: o =>
-        {
-            o.ReplicationTransport = transport;
-            o.ReconnectDelay = TimeSpan.FromMilliseconds(300);
-            o.LoggerFactory = logs;
-        });
+        await using var run = await StartThroughAsync(proxy, db, transport, logs, o => o.ReconnectDelay = TimeSpan.FromMilliseconds(300), connectTimeout: 2);
         await db.ExecuteAsync("INSERT INTO Restaurant (id, name) VALUES ('before', 'n')");
         await run.WaitUntilAsync(r => r.Of<Restaurant>().Count == 1, "the change before the walsender was terminated");
 
