@@ -33,6 +33,20 @@ public sealed class CheckpointTests
         ],
     };
 
+    /// <summary>The sample's record cut to its first <paramref name="fields"/> fields (fewer than 16), as an earlier layout
+    /// wrote it.</summary>
+    private static byte[] EarlierLayout(int fields)
+    {
+        var bytes = Sample().Serialize();
+        var reader = new MessagePackReader(bytes);
+        reader.ReadArrayHeader();
+        for (var i = 0; i < fields; i++)
+            reader.Skip();
+        var earlier = bytes[..(int)reader.Consumed];
+        earlier[0] = (byte)(0x90 | fields); // fixarray of that many
+        return earlier;
+    }
+
     [Fact]
     public void RoundTrip_KeepsEveryField()
     {
@@ -66,14 +80,7 @@ public sealed class CheckpointTests
     public void RecordWithoutPartitions_FromAnEarlierLayout_ReadsWithNone_AndNoneIsWrittenAsNil()
     {
         // The partitions are the ninth field; a record of an earlier DBSync has eight.
-        var bytes = Sample().Serialize();
-        var reader = new MessagePackReader(bytes);
-        reader.ReadArrayHeader();
-        for (var i = 0; i < 8; i++)
-            reader.Skip();
-        var earlier = bytes[..(int)reader.Consumed];
-        earlier[0] = 0x98;
-        var copy = Checkpoint.Deserialize(earlier, "test");
+        var copy = Checkpoint.Deserialize(EarlierLayout(8), "test");
         Assert.Equal(2, copy.Finished.Count);
         Assert.Null(copy.Partitions);
 
@@ -85,14 +92,7 @@ public sealed class CheckpointTests
     public void RecordWithoutOutcomes_FromTheFirstLayout_ReadsWithNone()
     {
         // The first layout had seven fields; the outcomes are the eighth.
-        var bytes = Sample().Serialize();
-        var reader = new MessagePackReader(bytes);
-        reader.ReadArrayHeader();
-        for (var i = 0; i < 7; i++)
-            reader.Skip();
-        var firstLayout = bytes[..(int)reader.Consumed];
-        firstLayout[0] = 0x97;
-        var copy = Checkpoint.Deserialize(firstLayout, "test");
+        var copy = Checkpoint.Deserialize(EarlierLayout(7), "test");
         Assert.Equal(2, copy.Jobs.Count);
         Assert.Empty(copy.Finished);
     }
