@@ -7,18 +7,19 @@ namespace DBSync.Replication.Transport;
 /// <summary>Opens the replication connection <see cref="DBSyncOptions.ReplicationTransport"/> asks for.</summary>
 internal static class ReplicationTransports
 {
-    /// <remarks>
-    /// With Auto, Npgsql's connection serves what DBSync's does not: a connection string it cannot serve (an information
-    /// log says why), or a server that asks for a method only Npgsql implements (a warning says why; nothing that reveals
-    /// the password was sent on the first attempt). Never a refused login, a certificate that fails its check, or a server
-    /// that breaks the authentication protocol: those are errors, so a wrong password is tried once.
-    /// </remarks>
+    /// <summary>As <see cref="OpenAsync(DBSyncOptions, ConnectionPool, ILogger, CancellationToken)"/>, with a pool of its own.</summary>
     public static async Task<IReplicationTransport> OpenAsync(DBSyncOptions options, ILogger logger, CancellationToken cancellationToken)
     {
         await using var connections = new ConnectionPool(options.ConnectionString);
         return await OpenAsync(options, connections, logger, cancellationToken).ConfigureAwait(false);
     }
 
+    /// <remarks>
+    /// With Auto, Npgsql's connection serves what DBSync's does not: a connection string it cannot serve (an information
+    /// log says why), or a server that asks for a method only Npgsql implements (a warning says why; nothing that reveals
+    /// the password was sent on the first attempt). Never a refused login, a certificate that fails its check, or a server
+    /// that breaks the authentication protocol: those are errors, so a wrong password is tried once.
+    /// </remarks>
     /// <param name="options">The connection string and the transport asked for.</param>
     /// <param name="connections">Ordinary connections to the source: with several hosts listed, the server one of them
     /// reaches is the one the stream connects to (<see cref="ReplicationHost"/>).</param>
