@@ -23,8 +23,15 @@ internal static class ReplicationHost
         if (!ListsSeveral(builder))
             return connectionString;
         await using var connection = await connections.OpenAsync(cancellationToken).ConfigureAwait(false);
-        builder.Host = connection.Host;
-        builder.Port = connection.Port;
+        return PinnedTo(builder, connection.Host!, connection.Port);
+    }
+
+    /// <summary><paramref name="builder"/>'s settings for the one server <paramref name="host"/>:<paramref name="port"/>,
+    /// without the settings that choose among several.</summary>
+    internal static string PinnedTo(NpgsqlConnectionStringBuilder builder, string host, int port)
+    {
+        builder.Host = host;
+        builder.Port = port;
         builder.Remove("Target Session Attributes");
         builder.Remove("Load Balance Hosts");
         builder.Remove("Host Recheck Seconds");
