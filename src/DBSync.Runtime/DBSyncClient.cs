@@ -26,8 +26,9 @@ public sealed class DBSyncClient
     private readonly List<Func<CommittedTransaction, CancellationToken, ValueTask>> _transactionHandlers = [];
     private readonly List<Func<LogicalMessage, CancellationToken, ValueTask>> _messageHandlers = [];
     private readonly List<Func<SnapshotProgress, CancellationToken, ValueTask>> _progressHandlers = [];
-    private readonly List<PostgresApplier> _appliers = [];
+    private readonly List<ICommitGroupSink> _appliers = [];
     private readonly List<ITransactionParticipant> _participants = [];
+    private readonly List<Action> _beforeRun = [];
     private readonly ILogger _logger;
     private readonly SnapshotCoordinator _snapshots;
     private readonly PartitionWatcher _partitions;
@@ -73,11 +74,28 @@ public sealed class DBSyncClient
 
     internal DBSyncOptions Options => _options;
 
-    /// <summary>An applier whose target transaction is committed at the end of each source transaction.</summary>
-    internal void AddApplier(PostgresApplier applier)
+    /// <summary>An applier (or another sink, such as the JetStream publisher) that may hold source transactions until a
+    /// commit of its own; they are confirmed only after it.</summary>
+    internal void AddApplier(ICommitGroupSink applier)
     {
         ThrowIfRunning();
         _appliers.Add(applier);
+    }
+
+    /// <summary>Runs <paramref name="action"/> at the start of every <see cref="RunAsync"/>, while handlers may still be
+    /// added: how a sink that takes every mapped table (the JetStream publisher) adds its handlers for the tables mapped
+    /// after it was created.</summary>
+    internal void BeforeRun(Action action)
+    {
+        ThrowIfRunning();
+        _beforeRun.Add(action);
+    }
+
+    /// <summary>Calls <paramref name="visitor"/> with the entity type of every mapped table.</summary>
+    internal void VisitTables(ITableVisitor visitor)
+    {
+        foreach (var registration in _tables.Values.ToArray())
+            registration.Accept(visitor);
     }
 
     /// <summary>State kept per transaction outside the stream (the hosting package's DI scope), ended after the
@@ -239,6 +257,11 @@ public sealed class DBSyncClient
     /// <exception cref="DecodeException">A value does not fit its property.</exception>
     public async Task RunAsync(CancellationToken cancellationToken = default)
     {
+        if (Volatile.Read(ref _running) == 0)
+        {
+            foreach (var action in _beforeRun)
+                action();
+        }
         if (!_tables.Values.Any(t => t is not SignalRegistration))
             throw new InvalidOperationException("No table is registered. Call On<T>(...) for at least one [SyncTable] type before RunAsync.");
         if (Interlocked.Exchange(ref _running, 1) == 1)

@@ -1,6 +1,7 @@
 using System.Data;
 using DBSync.Applying;
 using DBSync.Internal;
+using DBSync.Replication;
 using Npgsql;
 using NpgsqlTypes;
 
@@ -31,7 +32,7 @@ namespace DBSync;
 /// applied whole (or skipped, if its target commit went through). The applier keeps a connection pool of its own, which
 /// it clears after a loss. A target it could not reach even once in this process is an error, not a loss.</para>
 /// </remarks>
-public sealed class PostgresApplier : IAsyncDisposable
+public sealed class PostgresApplier : IAsyncDisposable, ICommitGroupSink
 {
     private const string Savepoint = "dbsync_change";
 
@@ -314,7 +315,7 @@ public sealed class PostgresApplier : IAsyncDisposable
     /// Otherwise what it applied is committed now, with its position. <paramref name="mayGroup"/> is false for DBSync's
     /// own transactions (snapshot chunks), which commit at once.
     /// </summary>
-    internal async ValueTask<bool> OnTransactionEndAsync(NpgsqlLogSequenceNumber commitLsn, NpgsqlLogSequenceNumber endLsn, uint xid, bool mayGroup,
+    async ValueTask<bool> ICommitGroupSink.OnTransactionEndAsync(NpgsqlLogSequenceNumber commitLsn, NpgsqlLogSequenceNumber endLsn, uint xid, bool mayGroup,
         CancellationToken cancellationToken)
     {
         if (_transaction is null)
@@ -335,7 +336,9 @@ public sealed class PostgresApplier : IAsyncDisposable
 
     /// <summary>Records the last source transaction of the open target transaction and commits it; nothing when none is
     /// open.</summary>
-    internal async ValueTask CommitGroupAsync(CancellationToken cancellationToken)
+    ValueTask ICommitGroupSink.CommitGroupAsync(CancellationToken cancellationToken) => CommitGroupAsync(cancellationToken);
+
+    private async ValueTask CommitGroupAsync(CancellationToken cancellationToken)
     {
         if (_transaction is null)
             return;
@@ -470,7 +473,7 @@ public sealed class PostgresApplier : IAsyncDisposable
     /// stream delivers again from its start. After the target was lost, the session starts only once the target answers,
     /// so that a target that stays down is waited for with the run's growing reconnect delay, without the stream reading
     /// the source transaction again for every attempt.</summary>
-    internal async ValueTask OnSessionStartAsync(CancellationToken cancellationToken)
+    async ValueTask ICommitGroupSink.OnSessionStartAsync(CancellationToken cancellationToken)
     {
         await ResetAsync().ConfigureAwait(false);
         _failedCommit = null;

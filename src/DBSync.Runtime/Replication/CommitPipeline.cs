@@ -20,7 +20,7 @@ namespace DBSync.Replication;
 /// before the target has it.
 /// </remarks>
 internal sealed class CommitPipeline(
-    IReadOnlyList<PostgresApplier> appliers,
+    IReadOnlyList<ICommitGroupSink> appliers,
     IReadOnlyList<Func<CommittedTransaction, CancellationToken, ValueTask>> transactionHandlers,
     IReadOnlyList<ITransactionParticipant> participants,
     HandlerInvoker invoker,

@@ -53,7 +53,7 @@ internal sealed class ReplicationSession : ITransactionSink
         IReadOnlyDictionary<(string Schema, string Name), TableRegistration> tables,
         IReadOnlyList<Func<CommittedTransaction, CancellationToken, ValueTask>> transactionHandlers,
         IReadOnlyList<Func<LogicalMessage, CancellationToken, ValueTask>> messageHandlers,
-        IReadOnlyList<PostgresApplier> appliers,
+        IReadOnlyList<ICommitGroupSink> appliers,
         IReadOnlyList<ITransactionParticipant> participants,
         HandlerInvoker invoker,
         SnapshotCoordinator snapshots,

@@ -35,6 +35,18 @@ internal abstract class TableRegistration
     public virtual void OnShapeChanged()
     {
     }
+
+    /// <summary>Calls the visitor with the table's entity type (nothing for the signal table, which has none).</summary>
+    public virtual void Accept(ITableVisitor visitor)
+    {
+    }
+}
+
+/// <summary>Code generic over the entity type of each mapped table (the JetStream publisher's handler per table), without
+/// reflection.</summary>
+internal interface ITableVisitor
+{
+    void Visit<T>() where T : ISyncTable<T>;
 }
 
 internal sealed class TableRegistration<T> : TableRegistration where T : ISyncTable<T>
@@ -56,6 +68,8 @@ internal sealed class TableRegistration<T> : TableRegistration where T : ISyncTa
     public override SnapshotTarget Snapshot => _snapshot;
 
     public void Add(Func<Change<T>, CancellationToken, ValueTask> handler) => _handlers.Add(handler);
+
+    public override void Accept(ITableVisitor visitor) => visitor.Visit<T>();
 
     public override ValueTask OnInsertAsync(ReadOnlySpan<byte> newTuple, ColumnBinding binding, in TransactionContext tx, ulong lsn, CancellationToken cancellationToken)
     {
