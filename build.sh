@@ -38,6 +38,18 @@ ensure_npm() {
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq npm >/dev/null
 }
 
+# The JetStream publisher's tests start real nats-server processes (Debian's package, 2.9 here).
+ensure_nats() {
+  if command -v nats-server >/dev/null 2>&1 || [ -x /usr/sbin/nats-server ]; then
+    return
+  fi
+  echo "nats-server (for the JetStream tests) not found; installing it with apt-get." >&2
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq nats-server >/dev/null
+}
+
 # Native AOT (the sample's publish test) links with clang and zlib.
 ensure_aot_toolchain() {
   if command -v clang >/dev/null 2>&1 && { [ -e /usr/lib/x86_64-linux-gnu/libz.so ] || [ -e /usr/lib/aarch64-linux-gnu/libz.so ] || [ -e /usr/lib/libz.so ]; }; then
@@ -76,14 +88,15 @@ case "${1:-}" in
     ensure_dotnet
     ensure_postgres
     ensure_npm
+    ensure_nats
     ensure_aot_toolchain
     log=$(mktemp)
     status=0
     dotnet test DBSync.sln -c Release 2>&1 | tee "$log" || status=$?
     # The integration suite once more on Npgsql's replication connection, the fallback for what DBSync's own does not
     # serve (the first pass streams over DBSync's own; the Transport tests choose their transports themselves, and the
-    # Types, Aot and Package tests do not depend on the connection; the Versions tests run in both, protocol 1 included).
-    DBSYNC_TEST_TRANSPORT=Npgsql dotnet test tests/DBSync.IntegrationTests -c Release --no-build --filter "Category!=Transport&Category!=Types&Category!=Aot&Category!=Package" 2>&1 | tee -a "$log" || status=$?
+    # Types, Aot, Package and Nats tests do not depend on the connection; the Versions tests run in both, protocol 1 included).
+    DBSYNC_TEST_TRANSPORT=Npgsql dotnet test tests/DBSync.IntegrationTests -c Release --no-build --filter "Category!=Transport&Category!=Types&Category!=Aot&Category!=Package&Category!=Nats" 2>&1 | tee -a "$log" || status=$?
     # One closing line for the whole run, summed over the test assemblies.
     awk '/(Passed|Failed)!/ { for (i = 1; i <= NF; i++) { gsub(",", "", $(i+1)); if ($i == "Failed:") f += $(i+1); if ($i == "Passed:") p += $(i+1); if ($i == "Skipped:") s += $(i+1) } }
          END { printf "%d passed, %d failed, %d skipped\n", p, f, s; if (p == 0) exit 1 }' "$log" || status=1

@@ -1,0 +1,456 @@
+using System.Buffers;
+using System.Diagnostics;
+using System.Globalization;
+using System.Text;
+using DBSync.Internal;
+using DBSync.Replication;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using NATS.Client.Core;
+using NATS.Client.JetStream;
+using NATS.Client.JetStream.Models;
+using NpgsqlTypes;
+
+namespace DBSync.Nats;
+
+/// <summary>
+/// Publishes every change of every table the client maps (snapshot <c>Read</c> rows included) to a NATS JetStream
+/// stream, exactly once and in commit order.
+/// </summary>
+/// <remarks>
+/// <para>Publishes are pipelined (up to <see cref="JetStreamPublisherOptions.MaxInFlight"/> awaiting their
+/// acknowledgement). A transaction is confirmed to PostgreSQL only once JetStream acknowledged every message of it and
+/// of every transaction before it.</para>
+/// <para>Exactly once: each message carries a <c>Nats-Msg-Id</c> made of the slot, the transaction's commit position and
+/// the change's index in it, so JetStream drops one published again within its duplicate window; and when a session
+/// starts, DBSync reads the last message of the stream and skips every change at or before it, so a restart after the
+/// window passed publishes nothing twice either. Each publish also states the stream sequence it must follow
+/// (<c>Nats-Expected-Last-Sequence</c>): when one fails (a timeout, a leader election, a full stream), the ones behind
+/// it are refused rather than stored after a gap; DBSync stops confirming, reconnects with the client's growing delay,
+/// and publishes again from the first message the stream does not have. A subject never gets a gap or a reordering.</para>
+/// <para>Snapshot rows are published again when a crash cuts their chunk short (the chunk is read again, in a new
+/// transaction).</para>
+/// </remarks>
+public sealed class JetStreamPublisher : IAsyncDisposable, ICommitGroupSink, ITableVisitor
+{
+    /// <summary>The headers of every message.</summary>
+    public static class Headers
+    {
+        /// <summary>The slot of the pipeline that published the message.</summary>
+        public const string Slot = "DBSync-Slot";
+
+        /// <summary>The table, <c>schema.name</c>.</summary>
+        public const string Table = "DBSync-Table";
+
+        /// <summary><c>insert</c>, <c>update</c>, <c>delete</c>, <c>truncate</c> or <c>read</c> (a snapshot row).</summary>
+        public const string Kind = "DBSync-Kind";
+
+        /// <summary>The commit position of the change's transaction, as PostgreSQL writes it (<c>0/16B3748</c>).</summary>
+        public const string CommitLsn = "DBSync-Commit-Lsn";
+
+        /// <summary>The transaction id.</summary>
+        public const string Xid = "DBSync-Xid";
+
+        /// <summary>The commit time, ISO 8601 in UTC.</summary>
+        public const string CommitTime = "DBSync-Commit-Time";
+
+        /// <summary>The change's position in its transaction (0, 1, ...).</summary>
+        public const string Index = "DBSync-Index";
+
+        /// <summary>On a change published to several partitions (a truncate goes to every one; an update that moves the key to
+        /// another partition goes to the old key's and the new key's): the partition of this copy.</summary>
+        public const string Part = "DBSync-Part";
+    }
+
+    private readonly DBSyncClient _client;
+    private readonly JetStreamPublisherOptions _options;
+    private readonly NatsJSContext _js;
+    private readonly ILogger _logger;
+    private readonly string _slot;
+    private readonly string _stream;
+    private readonly string _contentType;
+    private readonly HashSet<Type> _published = [];
+    private readonly Queue<Pending> _pending = new();
+    private Position _last;
+    private ulong _lastSequence;
+    private bool _streamReady;
+    private long _firstPendingAt;
+    private int _lossesSinceAck;
+
+    /// <summary>Creates a publisher of the changes <paramref name="client"/> delivers, for every table it maps when it runs.</summary>
+    /// <param name="client">The client; not yet running.</param>
+    /// <param name="connection">A connection to the NATS server or cluster (the caller's; not disposed here).</param>
+    /// <param name="options">Where and how to publish; the defaults when null.</param>
+    public JetStreamPublisher(DBSyncClient client, INatsConnection connection, JetStreamPublisherOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(client);
+        ArgumentNullException.ThrowIfNull(connection);
+        _options = options ?? new JetStreamPublisherOptions();
+        _options.Validate();
+        _client = client;
+        _slot = client.Options.SlotName;
+        _stream = _options.StreamFor(_slot);
+        _contentType = _options.Format == BodyFormat.Json ? "application/json" : "application/msgpack";
+        _js = new NatsJSContext(connection);
+        _logger = (client.Options.LoggerFactory ?? NullLoggerFactory.Instance).CreateLogger("DBSync.Nats");
+        client.AddApplier(this);
+        client.BeforeRun(() => client.VisitTables(this));
+    }
+
+    /// <summary>The stream published to.</summary>
+    public string StreamName => _stream;
+
+    /// <summary>Messages JetStream acknowledged since this publisher was created (duplicates it dropped not counted).</summary>
+    public long Published { get; private set; }
+
+    /// <summary>Changes skipped because the stream had them already (published before a restart).</summary>
+    public long Skipped { get; private set; }
+
+    void ITableVisitor.Visit<T>()
+    {
+        if (_published.Add(typeof(T)))
+            _client.On<T>(PublishAsync);
+    }
+
+    private async ValueTask PublishAsync<T>(Change<T> change, CancellationToken cancellationToken) where T : ISyncTable<T>
+    {
+        var commit = (ulong)change.CommitLsn;
+        var index = change.IndexInTransaction;
+        var partitions = _options.Partitions;
+        if (partitions == 0)
+        {
+            await PublishOneAsync(change, new Position(commit, index, 0), partition: -1, cancellationToken).ConfigureAwait(false);
+            return;
+        }
+        if (change.Kind == ChangeKind.Truncate)
+        {
+            // Every partition's consumers must see it, in order with the rows of theirs.
+            for (var part = 0; part < partitions; part++)
+                await PublishOneAsync(change, new Position(commit, index, part + 1), part, cancellationToken).ConfigureAwait(false);
+            return;
+        }
+        var partition = PartitionOf(change.Row!);
+        if (change is { Kind: ChangeKind.Update, Old: { } old, OldRowKind: not OldRowKind.None } && PartitionOf(old) is var before && before != partition)
+        {
+            // The key moved to another partition: the old key's consumers see the update too (its old key says which
+            // row left them), then the new key's.
+            foreach (var part in before < partition ? [before, partition] : new[] { partition, before })
+                await PublishOneAsync(change, new Position(commit, index, part + 1), part, cancellationToken).ConfigureAwait(false);
+            return;
+        }
+        await PublishOneAsync(change, new Position(commit, index, 0), partition, cancellationToken).ConfigureAwait(false);
+    }
+
+    private int PartitionOf<T>(T row) where T : ISyncTable<T>
+    {
+        var key = new ArrayBufferWriter<byte>(32);
+        ChangeMessages.WriteKey(key, row);
+        return ChangeMessages.Partition(key.WrittenSpan, _options.Partitions);
+    }
+
+    private async ValueTask PublishOneAsync<T>(Change<T> change, Position position, int partition, CancellationToken cancellationToken) where T : ISyncTable<T>
+    {
+        if (position.CompareTo(_last) <= 0)
+        {
+            Skipped++;
+            return;
+        }
+        var table = T.TableInfo;
+        var subject = $"{_options.SubjectPrefix}.{table.Schema}.{table.Name}";
+        if (partition >= 0)
+            subject += "." + partition.ToString(CultureInfo.InvariantCulture);
+        var body = new ArrayBufferWriter<byte>(256);
+        ChangeMessages.WriteBody(body, change, _options.Format);
+        var headers = new NatsHeaders
+        {
+            [Headers.Slot] = _slot,
+            [Headers.Table] = table.DisplayName,
+            [Headers.Kind] = ChangeMessages.KindName(change.Kind),
+            [Headers.CommitLsn] = change.CommitLsn.ToString(),
+            [Headers.Xid] = change.Xid.ToString(CultureInfo.InvariantCulture),
+            [Headers.CommitTime] = change.CommitTime.UtcDateTime.ToString("O", CultureInfo.InvariantCulture),
+            [Headers.Index] = position.Index.ToString(CultureInfo.InvariantCulture),
+            ["Content-Type"] = _contentType,
+        };
+        if (position.Part > 0)
+            headers[Headers.Part] = (position.Part - 1).ToString(CultureInfo.InvariantCulture);
+        var opts = new NatsJSPubOpts
+        {
+            MsgId = MessageId(position),
+            ExpectedLastSequence = _lastSequence,
+            // A failure is handled by publishing again from the first message the stream lacks, not by the client.
+            RetryAttempts = 0,
+        };
+        NatsJSPublishConcurrentFuture future;
+        try
+        {
+            future = await _js.PublishConcurrentAsync(subject, body.WrittenMemory, NatsRawSerializer<ReadOnlyMemory<byte>>.Default, opts, headers, cancellationToken)
+                .ConfigureAwait(false);
+        }
+        catch (NatsPayloadTooLargeException e)
+        {
+            throw new DBSyncException(
+                $"The {ChangeMessages.KindName(change.Kind)} of {table.DisplayName} (transaction committed at {change.CommitLsn}, change {position.Index}) makes a message of " +
+                $"{body.WrittenCount} bytes, more than the NATS server's max_payload allows. Raise max_payload in the server's configuration (up to 64 MB), or map fewer or smaller columns.", e);
+        }
+        catch (Exception e) when (IsLoss(e, cancellationToken))
+        {
+            throw await LostAsync(e, position).ConfigureAwait(false);
+        }
+        if (_pending.Count == 0)
+            _firstPendingAt = Stopwatch.GetTimestamp();
+        _lastSequence++;
+        _pending.Enqueue(new Pending(future, position, _lastSequence, table.DisplayName, change.CommitLsn));
+        if (_pending.Count >= _options.MaxInFlight)
+            await DrainAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    async ValueTask<bool> ICommitGroupSink.OnTransactionEndAsync(NpgsqlLogSequenceNumber commitLsn, NpgsqlLogSequenceNumber endLsn, uint xid, bool mayGroup,
+        CancellationToken cancellationToken)
+    {
+        if (_pending.Count == 0)
+            return false; // nothing of it awaits an acknowledgement
+        if (mayGroup && _pending.Count < _options.MaxInFlight && Stopwatch.GetElapsedTime(_firstPendingAt) < _options.MaxAckDelay)
+            return true;
+        await DrainAsync(cancellationToken).ConfigureAwait(false);
+        return false;
+    }
+
+    ValueTask ICommitGroupSink.CommitGroupAsync(CancellationToken cancellationToken) => DrainAsync(cancellationToken);
+
+    /// <summary>Awaits the acknowledgement of every message published, in order.</summary>
+    private async ValueTask DrainAsync(CancellationToken cancellationToken)
+    {
+        while (_pending.TryPeek(out var pending))
+        {
+            PubAckResponse ack;
+            try
+            {
+                ack = await pending.Future.GetResponseAsync(cancellationToken).ConfigureAwait(false);
+            }
+            catch (Exception e) when (IsLoss(e, cancellationToken))
+            {
+                throw await LostAsync(e, pending.Position).ConfigureAwait(false);
+            }
+            if (ack.Error is { } error)
+            {
+                if (error.ErrCode == 10054)
+                {
+                    await ResetAsync().ConfigureAwait(false);
+                    throw new DBSyncException(
+                        $"Stream {_stream} refused the message of {pending.Table} (transaction committed at {pending.CommitLsn}, change {pending.Position.Index}): " +
+                        $"{error.Description}. Raise the stream's max_msg_size, or map fewer or smaller columns.");
+                }
+                // A full stream (10077), a message behind one that was not stored (10071, wrong last sequence), a leader
+                // that went away: publish again from the first message the stream lacks, after the reconnect delay.
+                throw await LostAsync(new DBSyncException($"JetStream refused the message ({error.Code}/{error.ErrCode}: {error.Description})"), pending.Position)
+                    .ConfigureAwait(false);
+            }
+            if (ack.Seq != pending.Sequence)
+            {
+                throw await LostAsync(new DBSyncException(
+                    $"JetStream stored the message at sequence {ack.Seq} where DBSync expected {pending.Sequence}{(ack.Duplicate ? " (a duplicate)" : "")}: another publisher writes to stream {_stream}, which must be this pipeline's own"),
+                    pending.Position).ConfigureAwait(false);
+            }
+            _pending.Dequeue();
+            await pending.Future.DisposeAsync().ConfigureAwait(false);
+            _last = pending.Position;
+            _lossesSinceAck = 0;
+            Published++;
+        }
+    }
+
+    /// <summary>A new session: what awaited an acknowledgement belongs to transactions the stream delivers again. The
+    /// stream is created when missing, and the last message in it says where publishing stopped.</summary>
+    async ValueTask ICommitGroupSink.OnSessionStartAsync(CancellationToken cancellationToken)
+    {
+        await ResetAsync().ConfigureAwait(false);
+        try
+        {
+            var stream = await EnsureStreamAsync(cancellationToken).ConfigureAwait(false);
+            await ReadLastAsync(stream, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e) when (IsLoss(e, cancellationToken))
+        {
+            throw new StreamInterruptedException(new DBSyncException($"JetStream stream {_stream} cannot be reached yet ({e.Message}).", e))
+            {
+                Repeated = ++_lossesSinceAck > 1,
+            };
+        }
+    }
+
+    private async Task<INatsJSStream> EnsureStreamAsync(CancellationToken cancellationToken)
+    {
+        var subjects = _options.SubjectPrefix + ".>";
+        INatsJSStream stream;
+        try
+        {
+            stream = await _js.GetStreamAsync(_stream, cancellationToken: cancellationToken).ConfigureAwait(false);
+        }
+        catch (NatsJSApiException e) when (e.Error.ErrCode == 10059)
+        {
+            var config = new StreamConfig(_stream, [subjects])
+            {
+                NumReplicas = _options.Replicas,
+                Storage = _options.Storage == JetStreamStorage.Memory ? StreamConfigStorage.Memory : StreamConfigStorage.File,
+                DuplicateWindow = _options.DuplicateWindow,
+                MaxBytes = _options.MaxBytes,
+                Discard = StreamConfigDiscard.New,
+                Retention = StreamConfigRetention.Limits,
+                AllowDirect = true,
+            };
+            try
+            {
+                stream = await _js.CreateStreamAsync(config, cancellationToken).ConfigureAwait(false);
+                Log.StreamCreated(_logger, _stream, subjects, _options.Replicas);
+            }
+            catch (NatsJSApiException created) when (created.Error.ErrCode == 10058)
+            {
+                stream = await _js.GetStreamAsync(_stream, cancellationToken: cancellationToken).ConfigureAwait(false); // another instance created it
+            }
+            catch (NatsJSApiException created)
+            {
+                throw new DBSyncConfigurationException(
+                    $"JetStream refused to create stream {_stream} for subjects {subjects} ({created.Error.Code}/{created.Error.ErrCode}: {created.Error.Description}). " +
+                    "Check JetStreamPublisherOptions (Replicas above 1 needs a cluster; the subjects may not overlap another stream's).", created);
+            }
+        }
+        if (!_streamReady)
+            CheckStream(stream.Info.Config, subjects);
+        _streamReady = true;
+        return stream;
+    }
+
+    /// <summary>An existing stream must take the pipeline's subjects and keep what is published to it; DBSync leaves its
+    /// limits alone otherwise.</summary>
+    private void CheckStream(StreamConfig config, string subjects)
+    {
+        string? problem = null;
+        if (config.Subjects is null || !config.Subjects.Contains(subjects))
+            problem = $"its subjects are {string.Join(", ", config.Subjects ?? [])}, not {subjects} (JetStreamPublisherOptions.SubjectPrefix)";
+        else if (config.Retention != StreamConfigRetention.Limits)
+            problem = $"its retention is {config.Retention}: a stream whose messages go once consumed cannot tell DBSync where it stopped; use the limits retention";
+        else if (config.Discard != StreamConfigDiscard.New && (config.MaxBytes > 0 || config.MaxMsgs > 0 || config.MaxAge > TimeSpan.Zero))
+            problem = $"its discard policy is {config.Discard} with limits set: JetStream would drop published messages to make room; use the new discard policy";
+        else if (config.NumReplicas != _options.Replicas)
+            problem = $"it has {config.NumReplicas} replica(s) where JetStreamPublisherOptions.Replicas says {_options.Replicas}";
+        else if ((config.Storage == StreamConfigStorage.Memory) != (_options.Storage == JetStreamStorage.Memory))
+            problem = $"its storage is {config.Storage} where JetStreamPublisherOptions.Storage says {_options.Storage}";
+        else if (config.DuplicateWindow != _options.DuplicateWindow)
+            problem = $"its duplicate window is {config.DuplicateWindow} where JetStreamPublisherOptions.DuplicateWindow says {_options.DuplicateWindow}";
+        if (problem is not null)
+        {
+            throw new DBSyncConfigurationException(
+                $"JetStream stream {_stream} exists, but {problem}. Change the stream (nats stream edit {_stream}) or the option, or name another stream (JetStreamPublisherOptions.Stream).");
+        }
+    }
+
+    private async Task ReadLastAsync(INatsJSStream stream, CancellationToken cancellationToken)
+    {
+        await stream.RefreshAsync(cancellationToken).ConfigureAwait(false);
+        var lastSequence = stream.Info.State.LastSeq;
+        _lastSequence = lastSequence;
+        _last = default;
+        if (lastSequence == 0)
+            return;
+        StoredMessage message;
+        try
+        {
+            message = (await stream.GetAsync(new StreamMsgGetRequest { Seq = lastSequence }, cancellationToken).ConfigureAwait(false)).Message;
+        }
+        catch (NatsJSApiException e) when (e.Error.ErrCode == 10037)
+        {
+            throw new DBSyncConfigurationException(
+                $"The last message of JetStream stream {_stream} (sequence {lastSequence}) is gone (deleted, or past the stream's max age), so DBSync cannot tell " +
+                "where it stopped publishing. Keep the stream's last message (no max age shorter than DBSync's downtime), or publish to a new stream.", e);
+        }
+        var headers = ParseHeaders(message.Hdrs);
+        if (!headers.TryGetValue(Headers.Slot, out var slot) || slot != _slot
+            || !headers.TryGetValue(Headers.CommitLsn, out var lsnText) || !NpgsqlLogSequenceNumber.TryParse(lsnText.ToString(), out var lsn)
+            || !headers.TryGetValue(Headers.Index, out var indexText) || !int.TryParse(indexText, NumberStyles.None, CultureInfo.InvariantCulture, out var index))
+        {
+            throw new DBSyncConfigurationException(
+                $"The last message of JetStream stream {_stream} (sequence {lastSequence}, subject {message.Subject}) was not published by the DBSync pipeline of slot " +
+                $"\"{_slot}\" ({Headers.Slot}: {(slot.Count == 0 ? "none" : slot.ToString())}). Each pipeline needs a stream of its own (JetStreamPublisherOptions.Stream).");
+        }
+        var part = headers.TryGetValue(Headers.Part, out var partText) && int.TryParse(partText, NumberStyles.None, CultureInfo.InvariantCulture, out var p) ? p + 1 : 0;
+        _last = new Position((ulong)lsn, index, part);
+        Log.Resuming(_logger, _stream, lastSequence, lsn.ToString(), index);
+    }
+
+    private static NatsHeaders ParseHeaders(string? base64)
+    {
+        var headers = new NatsHeaders();
+        if (string.IsNullOrEmpty(base64))
+            return headers;
+        var bytes = Convert.FromBase64String(base64);
+        new NatsHeaderParser(Encoding.UTF8).ParseHeaders(new SequenceReader<byte>(new ReadOnlySequence<byte>(bytes)), headers);
+        return headers;
+    }
+
+    private string MessageId(Position position)
+        => position.Part == 0
+            ? $"{_slot}:{new NpgsqlLogSequenceNumber(position.Commit)}:{position.Index}"
+            : $"{_slot}:{new NpgsqlLogSequenceNumber(position.Commit)}:{position.Index}:{position.Part - 1}";
+
+    private static bool IsLoss(Exception e, CancellationToken cancellationToken)
+        => !cancellationToken.IsCancellationRequested && e is NatsException or TimeoutException or OperationCanceledException;
+
+    private async Task<Exception> LostAsync(Exception e, Position position)
+    {
+        await ResetAsync().ConfigureAwait(false);
+        Log.PublishFailed(_logger, _stream, new NpgsqlLogSequenceNumber(position.Commit).ToString(), position.Index, e.Message);
+        return new StreamInterruptedException(new DBSyncException(
+            $"Publishing to JetStream stream {_stream} failed at the change {position.Index} of the transaction committed at {new NpgsqlLogSequenceNumber(position.Commit)} " +
+            $"({e.Message}); nothing after the last acknowledged message is confirmed, and DBSync publishes again from the first message the stream lacks.", e))
+        {
+            Repeated = ++_lossesSinceAck > 1,
+        };
+    }
+
+    private async ValueTask ResetAsync()
+    {
+        while (_pending.TryDequeue(out var pending))
+        {
+            try
+            {
+                await pending.Future.DisposeAsync().ConfigureAwait(false);
+            }
+            catch (Exception)
+            {
+                // its subscription is gone with the connection
+            }
+        }
+    }
+
+    /// <summary>Drops what awaits an acknowledgement (nothing of it was confirmed).</summary>
+    public async ValueTask DisposeAsync() => await ResetAsync().ConfigureAwait(false);
+
+    private readonly record struct Pending(NatsJSPublishConcurrentFuture Future, Position Position, ulong Sequence, string Table, NpgsqlLogSequenceNumber CommitLsn);
+
+    /// <summary>Where a message stands in the stream of changes: the transaction's commit position, the change's index in
+    /// it, and (for a change sent to several partitions) the partition plus one.</summary>
+    private readonly record struct Position(ulong Commit, int Index, int Part) : IComparable<Position>
+    {
+        public int CompareTo(Position other)
+        {
+            var c = Commit.CompareTo(other.Commit);
+            if (c != 0)
+                return c;
+            c = Index.CompareTo(other.Index);
+            return c != 0 ? c : Part.CompareTo(other.Part);
+        }
+    }
+}
+
+internal static partial class Log
+{
+    [LoggerMessage(EventId = 6001, Level = LogLevel.Information, Message = "Created JetStream stream {Stream} for subjects {Subjects} with {Replicas} replica(s).")]
+    public static partial void StreamCreated(ILogger logger, string stream, string subjects, int replicas);
+
+    [LoggerMessage(EventId = 6002, Level = LogLevel.Information, Message = "JetStream stream {Stream} ends at sequence {Sequence}, the change {Index} of the transaction committed at {CommitLsn}: publishing resumes after it.")]
+    public static partial void Resuming(ILogger logger, string stream, ulong sequence, string commitLsn, int index);
+
+    [LoggerMessage(EventId = 6003, Level = LogLevel.Warning, Message = "Publishing to JetStream stream {Stream} failed at the change {Index} of the transaction committed at {CommitLsn}: {Reason}. Nothing after the last acknowledged message is confirmed; publishing resumes from the first message the stream lacks.")]
+    public static partial void PublishFailed(ILogger logger, string stream, string commitLsn, int index, string reason);
+}

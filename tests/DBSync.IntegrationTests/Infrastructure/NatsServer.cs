@@ -1,0 +1,109 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+using NATS.Client.Core;
+
+namespace DBSync.IntegrationTests.Infrastructure;
+
+/// <summary>
+/// A real <c>nats-server</c> process with JetStream on a loopback port and a throwaway store directory (file storage
+/// survives <see cref="Kill"/> and <see cref="StartAsync"/> on the same port). build.sh installs the Debian package when
+/// it is missing; a test run without it fails with the command to install it.
+/// </summary>
+public sealed class NatsServer : IAsyncDisposable
+{
+    private readonly string _store = Path.Combine(Path.GetTempPath(), "dbsync-nats-" + Guid.NewGuid().ToString("N"));
+    private Process? _process;
+
+    private NatsServer(int port) => Port = port;
+
+    public int Port { get; }
+
+    public string Url => $"nats://127.0.0.1:{Port}";
+
+    public static async Task<NatsServer> StartNewAsync()
+    {
+        var server = new NatsServer(FreePort());
+        await server.StartAsync();
+        return server;
+    }
+
+    /// <summary>Starts the server (again, after <see cref="Kill"/>) and waits until it accepts connections.</summary>
+    public async Task StartAsync()
+    {
+        var binary = Binary();
+        Directory.CreateDirectory(_store);
+        var start = new ProcessStartInfo(binary)
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        foreach (var argument in (string[])["-js", "-sd", _store, "-a", "127.0.0.1", "-p", Port.ToString(System.Globalization.CultureInfo.InvariantCulture)])
+            start.ArgumentList.Add(argument);
+        _process = Process.Start(start) ?? throw new InvalidOperationException($"{binary} did not start.");
+        _process.OutputDataReceived += (_, _) => { };
+        _process.ErrorDataReceived += (_, _) => { };
+        _process.BeginOutputReadLine();
+        _process.BeginErrorReadLine();
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(20);
+        while (true)
+        {
+            try
+            {
+                await using var probe = new NatsConnection(new NatsOpts { Url = Url, ConnectTimeout = TimeSpan.FromSeconds(2) });
+                await probe.ConnectAsync();
+                // JetStream answers once its store is recovered.
+                await new NATS.Client.JetStream.NatsJSContext(probe).GetAccountInfoAsync();
+                return;
+            }
+            catch (Exception) when (DateTime.UtcNow < deadline && !_process.HasExited)
+            {
+                await Task.Delay(100);
+            }
+        }
+    }
+
+    /// <summary>Kills the server with SIGKILL: no goodbye to its clients.</summary>
+    public void Kill()
+    {
+        if (_process is { HasExited: false } process)
+        {
+            process.Kill();
+            process.WaitForExit();
+        }
+        _process = null;
+    }
+
+    public NatsConnection Connect() => new(new NatsOpts { Url = Url, Name = "DBSync tests", MaxReconnectRetry = -1, ReconnectWaitMin = TimeSpan.FromMilliseconds(100), ReconnectWaitMax = TimeSpan.FromMilliseconds(500) });
+
+    public ValueTask DisposeAsync()
+    {
+        Kill();
+        try
+        {
+            Directory.Delete(_store, recursive: true);
+        }
+        catch (IOException)
+        {
+        }
+        return ValueTask.CompletedTask;
+    }
+
+    private static string Binary()
+    {
+        foreach (var candidate in (string[])["/usr/bin/nats-server", "/usr/local/bin/nats-server", "/usr/sbin/nats-server"])
+        {
+            if (File.Exists(candidate))
+                return candidate;
+        }
+        throw new InvalidOperationException("nats-server is not installed. Install it with: apt-get install -y nats-server (./build.sh test does it).");
+    }
+
+    private static int FreePort()
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        return ((IPEndPoint)listener.LocalEndpoint).Port;
+    }
+}

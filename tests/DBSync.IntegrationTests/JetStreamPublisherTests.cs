@@ -1,0 +1,290 @@
+using System.Buffers;
+using System.Text;
+using System.Text.Json;
+using DBSync.IntegrationTests.Infrastructure;
+using DBSync.Nats;
+using DBSync.Sample;
+using MessagePack;
+using NATS.Client.Core;
+using NATS.Client.JetStream;
+using NATS.Client.JetStream.Models;
+
+namespace DBSync.IntegrationTests;
+
+/// <summary>The JetStream publisher against a real nats-server process (issue 20).</summary>
+[Collection(PostgresCollection.Name)]
+[Trait("Category", "Nats")]
+public sealed class JetStreamPublisherTests(PostgresFixture fixture)
+{
+    private const string Slot = "dbsync_test";
+    private const string Stream = "DBSYNC_DBSYNC_TEST";
+
+    /// <summary>Snapshot rows, inserts, updates, deletes and a truncate: one message each, in commit order, with the
+    /// headers and a MessagePack body that a generic MessagePack reader reads (a map keyed by column name).</summary>
+    [Fact]
+    public async Task EveryChange_IsPublishedOnce_InCommitOrder_WithItsHeaders_AndABodyAGenericMessagePackReaderReads()
+    {
+        await using var db = await TestDatabase.CreateAsync(fixture.Server);
+        await using var nats = await NatsServer.StartNewAsync();
+        await using var connection = nats.Connect();
+        await db.ExecuteAsync("INSERT INTO restaurant (id, name, rating) VALUES ('s1', 'snap one', 4), ('s2', 'snap two', NULL)");
+        JetStreamPublisher? publisher = null;
+        await using var run = await StreamRun.StartAsync(db.ConnectionString, (client, recorder) =>
+        {
+            StreamRun.RegisterSeedTables(client, recorder);
+            publisher = new JetStreamPublisher(client, connection);
+        }, configure: o => o.InitialSnapshot = true);
+
+        await run.WaitUntilAsync(r => r.Progress.OfType<SnapshotsCompleted>().Any(), "the initial snapshot");
+        await db.ExecuteAsync("INSERT INTO restaurant (id, name, description) VALUES ('r1', 'one', 'd')");
+        await db.ExecuteAsync("UPDATE restaurant SET name = 'one!' WHERE id = 'r1'");
+        await db.ExecuteAsync("INSERT INTO users (id, first_name, user_name, email) VALUES (7, 'Ann', 'ann', 'a@x')");
+        await db.ExecuteAsync("INSERT INTO visit (user_id, restaurant_id, amount_spent) VALUES (7, 'r1', 12.50)");
+        await db.ExecuteAsync("DELETE FROM visit WHERE user_id = 7");
+        await db.ExecuteAsync("TRUNCATE visit");
+        await run.WaitUntilAsync(r => r.Transactions.Count >= 6, "the six transactions");
+        var messages = await WaitForMessagesAsync(connection, 8);
+
+        Assert.Equal(
+            ["read restaurant s1", "read restaurant s2", "insert restaurant r1", "update restaurant r1", "insert users 7", "insert visit 7", "delete visit 7", "truncate visit "],
+            messages.Select(m => $"{m.Header(JetStreamPublisher.Headers.Kind)} {m.Header(JetStreamPublisher.Headers.Table)[7..]} {KeyOf(m)}").ToArray());
+        Assert.Equal(messages.Count, messages.Select(m => m.Header("Nats-Msg-Id")).Distinct().Count());
+        Assert.All(messages, m => Assert.Equal(Slot, m.Header(JetStreamPublisher.Headers.Slot)));
+        Assert.All(messages, m => Assert.Equal("application/msgpack", m.Header("Content-Type")));
+        Assert.Equal("dbsync.public.restaurant", messages[2].Subject);
+
+        // The insert's transaction, as the handlers saw it.
+        var insert = run.Recorder.Of<Restaurant>().Single(c => c.Kind == ChangeKind.Insert);
+        Assert.Equal(insert.CommitLsn.ToString(), messages[2].Header(JetStreamPublisher.Headers.CommitLsn));
+        Assert.Equal(insert.Xid.ToString(), messages[2].Header(JetStreamPublisher.Headers.Xid));
+        Assert.Equal(insert.IndexInTransaction.ToString(), messages[2].Header(JetStreamPublisher.Headers.Index));
+        Assert.Equal(insert.CommitTime, DateTimeOffset.Parse(messages[2].Header(JetStreamPublisher.Headers.CommitTime)));
+
+        var row = Row(messages[2]);
+        Assert.Equal("r1", row["id"]);
+        Assert.Equal("one", row["name"]);
+        Assert.Equal("d", row["description"]);
+        Assert.Null(row["rating"]);
+        Assert.Equal((byte)4, Convert.ToByte(Row(messages[0])["rating"]));
+        var visit = Row(messages[5]);
+        Assert.Equal("12.50", visit["amount_spent"]); // numeric: PostgreSQL's exact text
+        var deleted = Body(messages[6]);
+        Assert.Null(deleted["row"]);
+        Assert.Equal("key", deleted["old_kind"]);
+        var oldKey = (Dictionary<object, object?>)deleted["old"]!;
+        Assert.Equal(["user_id", "restaurant_id"], oldKey.Keys.Cast<string>().ToArray());
+        Assert.Equal(publisher!.Published, messages.Count);
+        await run.StopAsync();
+    }
+
+    /// <summary>A handler fails after the publisher sent two of a transaction's three changes; the run stops unconfirmed.
+    /// The next run, started after the stream's duplicate window has passed (so JetStream's de-duplication cannot help),
+    /// gets the whole transaction again and publishes only the third: it starts after the stream's last message.</summary>
+    [Fact]
+    public async Task TransactionDeliveredAgain_AfterTheDuplicateWindow_IsPublishedOnlyFromWhereTheStreamEnds()
+    {
+        await using var db = await TestDatabase.CreateAsync(fixture.Server);
+        await using var nats = await NatsServer.StartNewAsync();
+        await using var connection = nats.Connect();
+        var options = new JetStreamPublisherOptions { DuplicateWindow = TimeSpan.FromMilliseconds(200) };
+        var fail = true;
+        await using (var first = await StreamRun.StartAsync(db.ConnectionString, (client, recorder) =>
+               {
+                   client.On<Restaurant>(c =>
+                   {
+                       if (fail && c.New?.Id == "boom")
+                           throw new InvalidOperationException("the handler fails");
+                   });
+                   _ = new JetStreamPublisher(client, connection, options);
+               }))
+        {
+            await db.ExecuteAsync("BEGIN; INSERT INTO restaurant (id, name) VALUES ('p1', 'n'), ('p2', 'n'), ('boom', 'n'); COMMIT;");
+            await Assert.ThrowsAnyAsync<Exception>(() => first.Run.WaitAsync(TimeSpan.FromSeconds(30)));
+        }
+        // What the failed run sent reached the stream (the case that needs the skip), and nothing was confirmed.
+        var before = await WaitForMessagesAsync(connection, 2);
+        Assert.Equal(["p1", "p2"], before.Select(KeyOf).ToArray());
+        await Task.Delay(options.DuplicateWindow * 2);
+
+        fail = false;
+        JetStreamPublisher? publisher = null;
+        await using var second = await StreamRun.StartAsync(db.ConnectionString, (client, recorder) =>
+        {
+            StreamRun.RegisterSeedTables(client, recorder);
+            publisher = new JetStreamPublisher(client, connection, options);
+        });
+        await second.WaitUntilAsync(r => r.Of<Restaurant>().Any(c => c.New?.Id == "boom"), "the transaction delivered again");
+        await db.ExecuteAsync("INSERT INTO restaurant (id, name) VALUES ('after', 'n')");
+        var messages = await WaitForMessagesAsync(connection, 4);
+        Assert.Equal(["p1", "p2", "boom", "after"], messages.Select(KeyOf).ToArray());
+        Assert.Equal(2, publisher!.Skipped);
+        await second.StopAsync();
+        Assert.Equal(4, (await ReadStreamAsync(connection)).Count);
+    }
+
+    /// <summary>The NATS server is killed with SIGKILL while a writer commits, and started again two seconds later: the
+    /// stream ends with every insert exactly once, in commit order (no gap, no duplicate, no reordering).</summary>
+    [Fact]
+    public async Task NatsServerKilledWhilePublishing_AndRestarted_EveryChangeEndsInTheStreamOnce_InOrder()
+    {
+        await using var db = await TestDatabase.CreateAsync(fixture.Server);
+        await using var nats = await NatsServer.StartNewAsync();
+        await using var connection = nats.Connect();
+        await using var run = await StreamRun.StartAsync(db.ConnectionString, (client, recorder) =>
+        {
+            StreamRun.RegisterSeedTables(client, recorder);
+            _ = new JetStreamPublisher(client, connection);
+        }, configure: o => (o.ReconnectDelay, o.MaxReconnectDelay) = (TimeSpan.FromMilliseconds(200), TimeSpan.FromSeconds(1)));
+
+        const int rows = 300;
+        var writer = Task.Run(async () =>
+        {
+            for (var i = 1; i <= rows; i++)
+            {
+                await db.ExecuteAsync($"INSERT INTO restaurant (id, name) VALUES ('{i:D4}', 'n')");
+                await Task.Delay(5);
+            }
+        });
+        await WaitForMessagesAsync(connection, 60);
+        nats.Kill();
+        await Task.Delay(TimeSpan.FromSeconds(2));
+        await nats.StartAsync();
+        await writer;
+        var messages = await WaitForMessagesAsync(connection, rows, TimeSpan.FromSeconds(60));
+        Assert.Equal(Enumerable.Range(1, rows).Select(i => i.ToString("D4")).ToArray(), messages.Select(KeyOf).ToArray());
+        Assert.Equal(rows, messages.Select(m => m.Header("Nats-Msg-Id")).Distinct().Count());
+        await run.StopAsync();
+    }
+
+    /// <summary>A stream that exists with other settings than the options say is refused, naming the setting.</summary>
+    [Fact]
+    public async Task ExistingStreamWithAnotherDuplicateWindow_IsRefused_NamingTheSetting()
+    {
+        await using var db = await TestDatabase.CreateAsync(fixture.Server);
+        await using var nats = await NatsServer.StartNewAsync();
+        await using var connection = nats.Connect();
+        await new NatsJSContext(connection).CreateStreamAsync(new StreamConfig(Stream, ["dbsync.>"]) { DuplicateWindow = TimeSpan.FromMinutes(5) });
+        var client = new DBSyncClient(new DBSyncOptions
+        {
+            ConnectionString = db.ConnectionString, SlotName = Slot, PublicationName = Slot, InitialSnapshot = false, ReplicationTransport = TestTransport.Current,
+        });
+        client.On<Restaurant>(_ => { });
+        _ = new JetStreamPublisher(client, connection);
+        var error = await Assert.ThrowsAsync<DBSyncConfigurationException>(() => client.RunAsync().WaitAsync(TimeSpan.FromSeconds(60)));
+        Assert.Contains("duplicate window", error.Message, StringComparison.Ordinal);
+        Assert.Contains("JetStreamPublisherOptions.DuplicateWindow", error.Message, StringComparison.Ordinal);
+        Assert.Contains(Stream, error.Message, StringComparison.Ordinal);
+    }
+
+    /// <summary>With partitions, each message goes to the partition of its key, which a consumer in any language computes
+    /// the same way (FNV-1a 64 of the key's MessagePack array, modulo the count); an update that moves a key to another
+    /// partition goes to both.</summary>
+    [Fact]
+    public async Task Partitions_SplitATableByKey_AndAKeyThatMovesIsSeenByBothPartitions()
+    {
+        await using var db = await TestDatabase.CreateAsync(fixture.Server);
+        await using var nats = await NatsServer.StartNewAsync();
+        await using var connection = nats.Connect();
+        const int partitions = 4;
+        await using var run = await StreamRun.StartAsync(db.ConnectionString, (client, recorder) =>
+        {
+            StreamRun.RegisterSeedTables(client, recorder);
+            _ = new JetStreamPublisher(client, connection, new JetStreamPublisherOptions { Partitions = partitions, Format = BodyFormat.Json });
+        });
+        var ids = Enumerable.Range(1, 40).Select(i => $"k{i}").ToList();
+        await db.ExecuteAsync("INSERT INTO restaurant (id, name) VALUES " + string.Join(", ", ids.Select(id => $"('{id}', 'n')")));
+        var from = ids.First(id => ExpectedPartition(id, partitions) != ExpectedPartition("moved", partitions));
+        await db.ExecuteAsync($"UPDATE restaurant SET id = 'moved' WHERE id = '{from}'");
+        var messages = await WaitForMessagesAsync(connection, 42);
+
+        Assert.Equal(ids.Count, messages.Count(m => m.Header(JetStreamPublisher.Headers.Kind) == "insert"));
+        foreach (var insert in messages.Where(m => m.Header(JetStreamPublisher.Headers.Kind) == "insert"))
+        {
+            using var json = JsonDocument.Parse(insert.Data);
+            var id = json.RootElement.GetProperty("row").GetProperty("id").GetString()!;
+            Assert.Equal($"dbsync.public.restaurant.{ExpectedPartition(id, partitions)}", insert.Subject);
+        }
+        Assert.Equal(partitions, messages.Select(m => m.Subject).Distinct().Count()); // 40 keys reach every partition
+        var moves = messages.Where(m => m.Header(JetStreamPublisher.Headers.Kind) == "update").ToList();
+        Assert.Equal(
+            new[] { ExpectedPartition(from, partitions), ExpectedPartition("moved", partitions) }.Order().Select(p => $"dbsync.public.restaurant.{p}"),
+            moves.Select(m => m.Subject));
+        Assert.Equal(moves.Select(m => m.Header(JetStreamPublisher.Headers.Part)), moves.Select(m => m.Subject[^1..]));
+        await run.StopAsync();
+    }
+
+    /// <summary>The partition a consumer computes on its own: FNV-1a 64 over the MessagePack array of the key.</summary>
+    private static int ExpectedPartition(string id, int partitions)
+    {
+        var buffer = new ArrayBufferWriter<byte>();
+        var writer = new MessagePackWriter(buffer);
+        writer.WriteArrayHeader(1);
+        writer.Write(id);
+        writer.Flush();
+        var hash = 14695981039346656037UL;
+        foreach (var b in buffer.WrittenSpan)
+            hash = (hash ^ b) * 1099511628211UL;
+        return (int)(hash % (ulong)partitions);
+    }
+
+    private static Dictionary<object, object?> Body(StreamMessage message)
+        => (Dictionary<object, object?>)MessagePackSerializer.Deserialize<object>(message.Data)!;
+
+    private static Dictionary<object, object?> Row(StreamMessage message) => (Dictionary<object, object?>)Body(message)["row"]!;
+
+    /// <summary>The first key column of the message's row (or old key), as text; empty for a truncate.</summary>
+    private static string KeyOf(StreamMessage message)
+    {
+        var body = Body(message);
+        var row = (body["row"] ?? (body.TryGetValue("old", out var old) ? old : null)) as Dictionary<object, object?>;
+        return row is null ? "" : Convert.ToString(row.Values.First(), System.Globalization.CultureInfo.InvariantCulture)!;
+    }
+
+    private static async Task<List<StreamMessage>> WaitForMessagesAsync(NatsConnection connection, int count, TimeSpan? timeout = null)
+    {
+        var deadline = DateTime.UtcNow + (timeout ?? TimeSpan.FromSeconds(30));
+        while (true)
+        {
+            var messages = await ReadStreamAsync(connection);
+            if (messages.Count >= count)
+                return messages;
+            if (DateTime.UtcNow > deadline)
+                Assert.Fail($"The stream holds {messages.Count} messages, not {count}: {string.Join("; ", messages.Select(m => m.Subject))}");
+            await Task.Delay(100);
+        }
+    }
+
+    /// <summary>Every message of the stream, by sequence.</summary>
+    private static async Task<List<StreamMessage>> ReadStreamAsync(NatsConnection connection)
+    {
+        var js = new NatsJSContext(connection);
+        INatsJSStream stream;
+        try
+        {
+            stream = await js.GetStreamAsync(Stream);
+        }
+        catch (NatsJSApiException e) when (e.Error.ErrCode == 10059)
+        {
+            return [];
+        }
+        catch (NatsException)
+        {
+            return []; // the server is restarting
+        }
+        var messages = new List<StreamMessage>();
+        for (var seq = stream.Info.State.FirstSeq; seq <= stream.Info.State.LastSeq && seq > 0; seq++)
+        {
+            var stored = (await stream.GetAsync(new StreamMsgGetRequest { Seq = seq })).Message;
+            var headers = new NatsHeaders();
+            if (stored.Hdrs is { } hdrs)
+                new NatsHeaderParser(Encoding.UTF8).ParseHeaders(new SequenceReader<byte>(new ReadOnlySequence<byte>(Convert.FromBase64String(hdrs))), headers);
+            messages.Add(new StreamMessage(stored.Subject, stored.Data.ToArray(), headers));
+        }
+        return messages;
+    }
+
+    private sealed record StreamMessage(string Subject, byte[] Data, NatsHeaders Headers)
+    {
+        public string Header(string name) => Headers.TryGetValue(name, out var value) ? value.ToString() : "";
+    }
+}
