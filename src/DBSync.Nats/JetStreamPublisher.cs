@@ -106,6 +106,10 @@ public sealed class JetStreamPublisher : IAsyncDisposable, ICommitGroupSink, ITa
     /// <summary>Changes skipped because the stream had them already (published before a restart).</summary>
     public long Skipped { get; private set; }
 
+    /// <summary>Times publishing was interrupted (JetStream unreachable, an acknowledgement missing or refused): each ended
+    /// the session unconfirmed, and publishing went on from where the stream ends.</summary>
+    public long Interruptions { get; private set; }
+
     void ITableVisitor.Visit<T>()
     {
         if (_published.Add(typeof(T)))
@@ -272,6 +276,7 @@ public sealed class JetStreamPublisher : IAsyncDisposable, ICommitGroupSink, ITa
         }
         catch (Exception e) when (IsLoss(e, cancellationToken))
         {
+            Interruptions++;
             throw new StreamInterruptedException(new DBSyncException($"JetStream stream {_stream} cannot be reached yet ({e.Message}).", e))
             {
                 Repeated = ++_lossesSinceAck > 1,
@@ -399,6 +404,7 @@ public sealed class JetStreamPublisher : IAsyncDisposable, ICommitGroupSink, ITa
     private async Task<Exception> LostAsync(Exception e, Position position)
     {
         await ResetAsync().ConfigureAwait(false);
+        Interruptions++;
         Log.PublishFailed(_logger, _stream, new NpgsqlLogSequenceNumber(position.Commit).ToString(), position.Index, e.Message);
         return new StreamInterruptedException(new DBSyncException(
             $"Publishing to JetStream stream {_stream} failed at the change {position.Index} of the transaction committed at {new NpgsqlLogSequenceNumber(position.Commit)} " +

@@ -130,10 +130,11 @@ public sealed class JetStreamPublisherTests(PostgresFixture fixture)
         await using var db = await TestDatabase.CreateAsync(fixture.Server);
         await using var nats = await NatsServer.StartNewAsync();
         await using var connection = nats.Connect();
+        JetStreamPublisher? publisher = null;
         await using var run = await StreamRun.StartAsync(db.ConnectionString, (client, recorder) =>
         {
             StreamRun.RegisterSeedTables(client, recorder);
-            _ = new JetStreamPublisher(client, connection);
+            publisher = new JetStreamPublisher(client, connection);
         }, configure: o => (o.ReconnectDelay, o.MaxReconnectDelay) = (TimeSpan.FromMilliseconds(200), TimeSpan.FromSeconds(1)));
 
         const int rows = 300;
@@ -153,6 +154,7 @@ public sealed class JetStreamPublisherTests(PostgresFixture fixture)
         var messages = await WaitForMessagesAsync(connection, rows, TimeSpan.FromSeconds(60));
         Assert.Equal(Enumerable.Range(1, rows).Select(i => i.ToString("D4")).ToArray(), messages.Select(KeyOf).ToArray());
         Assert.Equal(rows, messages.Select(m => m.Header("Nats-Msg-Id")).Distinct().Count());
+        Assert.True(publisher!.Interruptions >= 1, "The publisher never noticed the killed server.");
         await run.StopAsync();
     }
 
