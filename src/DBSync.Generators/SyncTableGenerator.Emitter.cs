@@ -43,6 +43,8 @@ public sealed partial class SyncTableGenerator
             w.Line();
             w.Line($"static {entity.FullTypeName} {contract}.ReadRow(ref global::DBSync.Protocol.SnapshotRowReader row) => {ReadMethod}(ref row);");
             w.Line();
+            w.Line($"static {entity.FullTypeName} {contract}.ReadValues<TReader>(ref TReader values) => {ReadMethod}(ref values);");
+            w.Line();
             WriteRead(w, entity);
             w.Line();
             WriteKeyEquals(w, entity, contract);

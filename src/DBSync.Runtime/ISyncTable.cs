@@ -19,6 +19,11 @@ public interface ISyncTable<TSelf> where TSelf : ISyncTable<TSelf>
     /// <summary>Builds an entity from a snapshot row whose columns are selected in <see cref="SyncTableInfo.Columns"/> order.</summary>
     static abstract TSelf ReadRow(ref SnapshotRowReader row);
 
+    /// <summary>Builds an entity from any source of column values (a message read back from a broker, for one): the same
+    /// generated decoding as <see cref="DecodeTuple"/> and <see cref="ReadRow"/>, specialized for
+    /// <typeparamref name="TReader"/>.</summary>
+    static abstract TSelf ReadValues<TReader>(ref TReader values) where TReader : IRowValues, allows ref struct;
+
     /// <summary>Whether two entities have the same primary key.</summary>
     static abstract bool KeyEquals(TSelf x, TSelf y);
 

@@ -18,6 +18,9 @@ internal static class GeneratorHarness
             // The hosting package and the Microsoft.Extensions assemblies it and a host use, for the README's hosting block.
             .Append(typeof(Hosting.DBSyncBuilder).Assembly.Location)
             .Concat(Directory.GetFiles(AppContext.BaseDirectory, "Microsoft.Extensions.*.dll"))
+            // The JetStream package and the NATS client, for docs/nats.md's blocks.
+            .Append(typeof(Nats.JetStreamPublisher).Assembly.Location)
+            .Concat(Directory.GetFiles(AppContext.BaseDirectory, "NATS.Client.*.dll"))
             .Distinct();
         return [.. paths.Select(p => MetadataReference.CreateFromFile(p))];
     });
