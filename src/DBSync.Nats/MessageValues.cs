@@ -8,7 +8,7 @@ namespace DBSync.Nats;
 /// One property's value in a message body. Values with a type of their own in MessagePack and JSON are written as such:
 /// booleans, integers, floats, text, bytes (MessagePack bin; base64 in JSON), arrays (nested for several dimensions),
 /// NULL. Every other value is written as the text PostgreSQL itself writes for it (ISO dates and timestamps, with
-/// <c>+00</c> for a <c>timestamptz</c>; numerics exactly; uuids; JSON as its text; an enum's label; intervals in ISO
+/// <c>+00</c> for a <c>timestamptz</c>, its infinities included (<c>infinity+00</c>); numerics exactly; uuids; JSON as its text; an enum's label; intervals in ISO
 /// 8601; addresses), so that any language reads it without DBSync.
 /// </summary>
 internal static class MessageValues
@@ -105,6 +105,9 @@ internal static class MessageValues
         DateTime time => time.ToString(TimestampFormat, CultureInfo.InvariantCulture).TrimEnd('.'),
         DateTimeOffset time => time.UtcDateTime.ToString(TimestampFormat, CultureInfo.InvariantCulture).TrimEnd('.') + "+00",
         TimeSpan span => new PgInterval(0, 0, span.Ticks / TimeSpan.TicksPerMicrosecond).ToString(),
+        // Every timestamptz value ends with +00, its infinities too (PostgreSQL writes those bare), so that a reader can
+        // tell the two kinds of timestamp apart by the value alone.
+        PgTimestamp { Kind: DateTimeKind.Utc } time when time.IsPositiveInfinity || time.IsNegativeInfinity => time + "+00",
         Guid guid => guid.ToString("D"),
         JsonDocument document => document.RootElement.GetRawText(),
         JsonElement element => element.GetRawText(),

@@ -142,6 +142,7 @@ public sealed class TypeRoundTripTests(PostgresFixture fixture)
             await db.ExecuteAsync($"INSERT INTO type_round_trip (id, {string.Join(", ", s_columns.Select(c => c.Name))}) VALUES ({k}, {string.Join(", ", s_columns.Select(c => c.Sql(k, rows)))})");
         await run.WaitUntilAsync(r => r.Of<TypeRow>().Count == rows, $"{rows} inserts", TimeSpan.FromSeconds(60));
         AssertRows(run.Recorder.Of<TypeRow>().Select(c => (c.Kind, c.New!)), ChangeKind.Insert, k => k, "inserted");
+        AssertMessagesReadBack(run.Recorder.Of<TypeRow>(), ChangeKind.Insert, k => k);
 
         // Updates: row k takes the values of row k + 1 (the NULL row those of row 0).
         for (var k = 0; k < rows; k++)
@@ -150,11 +151,29 @@ public sealed class TypeRoundTripTests(PostgresFixture fixture)
         var updates = run.Recorder.Of<TypeRow>().Skip(rows).ToList();
         Assert.All(updates, u => Assert.True(u.UnchangedToast.IsEmpty, "every column was set, so none is an unchanged TOAST value"));
         AssertRows(updates.Select(c => (c.Kind, c.New!)), ChangeKind.Update, k => (k + 1) % rows, "updated");
+        AssertMessagesReadBack(updates, ChangeKind.Update, k => (k + 1) % rows);
 
         // Snapshot: the rows as they are now, read by chunk queries.
         await run.Client.SnapshotAsync<TypeRow>().WaitAsync(TimeSpan.FromSeconds(60));
         var reads = run.Recorder.Of<TypeRow>().Where(c => c.Kind == ChangeKind.Read).ToList();
         AssertRows(reads.Select(c => (c.Kind, c.New!)), ChangeKind.Read, k => (k + 1) % rows, "snapshotted");
+        AssertMessagesReadBack(reads, ChangeKind.Read, k => (k + 1) % rows);
+    }
+
+    /// <summary>Each change written as a JetStream message body (MessagePack and JSON) and read back must hold the same
+    /// values (DBSync.Nats: the values without a MessagePack or JSON type of their own travel as PostgreSQL's text).</summary>
+    private static void AssertMessagesReadBack(IReadOnlyList<Change<TypeRow>> changes, ChangeKind kind, Func<int, int> specRow)
+    {
+        foreach (var format in (Nats.BodyFormat[])[Nats.BodyFormat.MessagePack, Nats.BodyFormat.Json])
+        {
+            var readBack = changes.Select(c =>
+            {
+                var body = new System.Buffers.ArrayBufferWriter<byte>();
+                Nats.ChangeMessages.WriteBody(body, c, format);
+                return Nats.ChangeMessageReader.Read<TypeRow>(body.WrittenMemory, format, c.Kind, c.CommitLsn, c.CommitTime, c.Xid, c.IndexInTransaction);
+            });
+            AssertRows(readBack.Select(c => (c.Kind, c.New!)), kind, specRow, $"read back from {format} messages");
+        }
     }
 
     /// <summary>Each row must hold, column by column, the values of spec row <paramref name="specRow"/>(id).</summary>
