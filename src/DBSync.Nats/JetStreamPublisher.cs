@@ -74,6 +74,8 @@ public sealed class JetStreamPublisher : IAsyncDisposable, ICommitGroupSink, ITa
     private Position _last;
     private ulong _lastSequence;
     private bool _streamReady;
+    private bool _resync;
+    private bool _disposed;
     private long _firstPendingAt;
     private int _lossesSinceAck;
 
@@ -100,7 +102,7 @@ public sealed class JetStreamPublisher : IAsyncDisposable, ICommitGroupSink, ITa
     /// <summary>The stream published to.</summary>
     public string StreamName => _stream;
 
-    /// <summary>Messages JetStream acknowledged since this publisher was created (duplicates it dropped not counted).</summary>
+    /// <summary>Messages JetStream stored since this publisher was created (duplicates it dropped not counted).</summary>
     public long Published { get; private set; }
 
     /// <summary>Changes skipped because the stream had them already (published before a restart).</summary>
@@ -112,8 +114,19 @@ public sealed class JetStreamPublisher : IAsyncDisposable, ICommitGroupSink, ITa
 
     void ITableVisitor.Visit<T>()
     {
-        if (_published.Add(typeof(T)))
-            _client.On<T>(PublishAsync);
+        if (!_published.Add(typeof(T)))
+            return;
+        var table = T.TableInfo;
+        foreach (var token in (string[])[table.Schema, table.Name])
+        {
+            if (token.Length == 0 || token.AsSpan().IndexOfAny(" \t\r\n.*>") >= 0 || token.Any(char.IsControl))
+            {
+                throw new DBSyncConfigurationException(
+                    $"Table {table.DisplayName} cannot be published to JetStream: its name \"{token}\" is no NATS subject token (a '.', '*', '>' or white space " +
+                    "would split or widen the subject <prefix>.<schema>.<table>). Rename it, or leave it unmapped by the client that publishes.");
+            }
+        }
+        _client.On<T>(PublishAsync);
     }
 
     private async ValueTask PublishAsync<T>(Change<T> change, CancellationToken cancellationToken) where T : ISyncTable<T>
@@ -137,7 +150,7 @@ public sealed class JetStreamPublisher : IAsyncDisposable, ICommitGroupSink, ITa
         if (change is { Kind: ChangeKind.Update, Old: { } old, OldRowKind: not OldRowKind.None } && PartitionOf(old) is var before && before != partition)
         {
             // The key moved to another partition: the old key's consumers see the update too (its old key says which
-            // row left them), then the new key's.
+            // row left them), and the new key's; the copies go in partition order.
             foreach (var part in before < partition ? [before, partition] : new[] { partition, before })
                 await PublishOneAsync(change, new Position(commit, index, part + 1), part, cancellationToken).ConfigureAwait(false);
             return;
@@ -154,6 +167,21 @@ public sealed class JetStreamPublisher : IAsyncDisposable, ICommitGroupSink, ITa
 
     private async ValueTask PublishOneAsync<T>(Change<T> change, Position position, int partition, CancellationToken cancellationToken) where T : ISyncTable<T>
     {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (_resync)
+        {
+            // A failure in this session dropped what awaited an acknowledgement (a handler retried after it): where the
+            // stream ends is read again before anything more is published.
+            try
+            {
+                await ReadLastAsync(await _js.GetStreamAsync(_stream, cancellationToken: cancellationToken).ConfigureAwait(false), cancellationToken).ConfigureAwait(false);
+            }
+            catch (Exception e) when (IsLoss(e, cancellationToken))
+            {
+                throw await LostAsync(e, position).ConfigureAwait(false);
+            }
+            _resync = false;
+        }
         if (position.CompareTo(_last) <= 0)
         {
             Skipped++;
@@ -193,7 +221,8 @@ public sealed class JetStreamPublisher : IAsyncDisposable, ICommitGroupSink, ITa
         }
         catch (NatsPayloadTooLargeException e)
         {
-            throw new DBSyncException(
+            await ResetAsync().ConfigureAwait(false);
+            throw new DBSyncConfigurationException(
                 $"The {ChangeMessages.KindName(change.Kind)} of {table.DisplayName} (transaction committed at {change.CommitLsn}, change {position.Index}) makes a message of " +
                 $"{body.WrittenCount} bytes, more than the NATS server's max_payload allows. Raise max_payload in the server's configuration (up to 64 MB), or map fewer or smaller columns.", e);
         }
@@ -222,8 +251,23 @@ public sealed class JetStreamPublisher : IAsyncDisposable, ICommitGroupSink, ITa
 
     ValueTask ICommitGroupSink.CommitGroupAsync(CancellationToken cancellationToken) => DrainAsync(cancellationToken);
 
-    /// <summary>Awaits the acknowledgement of every message published, in order.</summary>
+    /// <summary>Awaits the acknowledgement of every message published, in order. Whatever ends it early drops the rest
+    /// (none of it is confirmed) and has the stream's end read again before the next publish.</summary>
     private async ValueTask DrainAsync(CancellationToken cancellationToken)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        try
+        {
+            await DrainPendingAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception)
+        {
+            await ResetAsync().ConfigureAwait(false);
+            throw;
+        }
+    }
+
+    private async ValueTask DrainPendingAsync(CancellationToken cancellationToken)
     {
         while (_pending.TryPeek(out var pending))
         {
@@ -241,7 +285,7 @@ public sealed class JetStreamPublisher : IAsyncDisposable, ICommitGroupSink, ITa
                 if (error.ErrCode == 10054)
                 {
                     await ResetAsync().ConfigureAwait(false);
-                    throw new DBSyncException(
+                    throw new DBSyncConfigurationException(
                         $"Stream {_stream} refused the message of {pending.Table} (transaction committed at {pending.CommitLsn}, change {pending.Position.Index}): " +
                         $"{error.Description}. Raise the stream's max_msg_size, or map fewer or smaller columns.");
                 }
@@ -260,7 +304,8 @@ public sealed class JetStreamPublisher : IAsyncDisposable, ICommitGroupSink, ITa
             await pending.Future.DisposeAsync().ConfigureAwait(false);
             _last = pending.Position;
             _lossesSinceAck = 0;
-            Published++;
+            if (!ack.Duplicate)
+                Published++;
         }
     }
 
@@ -268,11 +313,13 @@ public sealed class JetStreamPublisher : IAsyncDisposable, ICommitGroupSink, ITa
     /// stream is created when missing, and the last message in it says where publishing stopped.</summary>
     async ValueTask ICommitGroupSink.OnSessionStartAsync(CancellationToken cancellationToken)
     {
+        ObjectDisposedException.ThrowIf(_disposed, this);
         await ResetAsync().ConfigureAwait(false);
         try
         {
             var stream = await EnsureStreamAsync(cancellationToken).ConfigureAwait(false);
             await ReadLastAsync(stream, cancellationToken).ConfigureAwait(false);
+            _resync = false;
         }
         catch (Exception e) when (IsLoss(e, cancellationToken))
         {
@@ -313,7 +360,7 @@ public sealed class JetStreamPublisher : IAsyncDisposable, ICommitGroupSink, ITa
             {
                 stream = await _js.GetStreamAsync(_stream, cancellationToken: cancellationToken).ConfigureAwait(false); // another instance created it
             }
-            catch (NatsJSApiException created)
+            catch (NatsJSApiException created) when (created.Error.ErrCode != 10008) // 10008: JetStream is electing a leader
             {
                 throw new DBSyncConfigurationException(
                     $"JetStream refused to create stream {_stream} for subjects {subjects} ({created.Error.Code}/{created.Error.ErrCode}: {created.Error.Description}). " +
@@ -335,7 +382,11 @@ public sealed class JetStreamPublisher : IAsyncDisposable, ICommitGroupSink, ITa
             problem = $"its subjects are {string.Join(", ", config.Subjects ?? [])}, not {subjects} (JetStreamPublisherOptions.SubjectPrefix)";
         else if (config.Retention != StreamConfigRetention.Limits)
             problem = $"its retention is {config.Retention}: a stream whose messages go once consumed cannot tell DBSync where it stopped; use the limits retention";
-        else if (config.Discard != StreamConfigDiscard.New && (config.MaxBytes > 0 || config.MaxMsgs > 0 || config.MaxAge > TimeSpan.Zero))
+        else if (config.MaxAge > TimeSpan.Zero)
+            problem = $"its messages expire after {config.MaxAge} (max age): after a quiet period longer than that, the stream's last message is gone and DBSync cannot tell where it stopped; remove the max age (limit the stream by size instead)";
+        else if (config.MaxMsgsPerSubject > 0)
+            problem = $"it keeps {config.MaxMsgsPerSubject} message(s) per subject: JetStream drops older ones whatever the discard policy; remove the per-subject limit";
+        else if (config.Discard != StreamConfigDiscard.New && (config.MaxBytes > 0 || config.MaxMsgs > 0))
             problem = $"its discard policy is {config.Discard} with limits set: JetStream would drop published messages to make room; use the new discard policy";
         else if (config.NumReplicas != _options.Replicas)
             problem = $"it has {config.NumReplicas} replica(s) where JetStreamPublisherOptions.Replicas says {_options.Replicas}";
@@ -416,6 +467,7 @@ public sealed class JetStreamPublisher : IAsyncDisposable, ICommitGroupSink, ITa
 
     private async ValueTask ResetAsync()
     {
+        _resync = true;
         while (_pending.TryDequeue(out var pending))
         {
             try
@@ -429,8 +481,13 @@ public sealed class JetStreamPublisher : IAsyncDisposable, ICommitGroupSink, ITa
         }
     }
 
-    /// <summary>Drops what awaits an acknowledgement (nothing of it was confirmed).</summary>
-    public async ValueTask DisposeAsync() => await ResetAsync().ConfigureAwait(false);
+    /// <summary>Drops what awaits an acknowledgement (nothing of it was confirmed). Dispose the publisher after the
+    /// client's run ended: a run still going fails its next transaction, unconfirmed.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        _disposed = true;
+        await ResetAsync().ConfigureAwait(false);
+    }
 
     private readonly record struct Pending(NatsJSPublishConcurrentFuture Future, Position Position, ulong Sequence, string Table, NpgsqlLogSequenceNumber CommitLsn);
 

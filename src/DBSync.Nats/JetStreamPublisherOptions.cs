@@ -17,10 +17,12 @@ public sealed class JetStreamPublisherOptions
     /// still see each key's changes in order. A truncate goes to every partition.</summary>
     public int Partitions { get; set; }
 
-    /// <summary>The stream's replicas when DBSync creates it (default 1; 3 on a three-node cluster).</summary>
+    /// <summary>The stream's replicas (default 1; 3 on a three-node cluster): DBSync creates the stream with them, and
+    /// refuses an existing stream that has others.</summary>
     public int Replicas { get; set; } = 1;
 
-    /// <summary>The stream's storage when DBSync creates it (default <see cref="JetStreamStorage.File"/>).</summary>
+    /// <summary>The stream's storage (default <see cref="JetStreamStorage.File"/>): DBSync creates the stream with it, and
+    /// refuses an existing stream that has the other.</summary>
     public JetStreamStorage Storage { get; set; } = JetStreamStorage.File;
 
     /// <summary>The stream's duplicate window (default 2 minutes): JetStream drops a message whose <c>Nats-Msg-Id</c> it

@@ -267,6 +267,7 @@ public sealed class DBSyncClient
         if (Interlocked.Exchange(ref _running, 1) == 1)
             throw new InvalidOperationException("RunAsync is already running on this client.");
 
+        _session = null; // the last run's, if any: its position is no start for this one
         if (_streaming.Task.IsCompleted)
             _streaming = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         if (_started.Task.IsCompleted)
@@ -326,7 +327,8 @@ public sealed class DBSyncClient
                 {
                     SetRole(DBSyncRole.Starting); // reconnecting
                     failures = streamed && !e.Repeated ? 1 : failures + 1;
-                    server = server with { SlotStart = _session!.ConfirmedLsn };
+                    // A sink (the JetStream publisher) can interrupt the first session before it streamed: no session yet.
+                    server = server with { SlotStart = _session?.ConfirmedLsn ?? server.SlotStart };
                     var delay = ReconnectDelay(failures);
                     Telemetry.Reconnects.Add(1, _telemetry.SlotTags);
                     Log.StreamInterrupted(_logger, e.InnerException ?? e, _options.SlotName, server.SlotStart.ToString(), (long)delay.TotalMilliseconds, failures);

@@ -80,7 +80,8 @@ internal sealed class HandlerInvoker(DBSyncOptions options, ILogger logger)
     }
 
     // A handler that gives up because the run is stopping is not a failure to retry, nor is a lost connection (an
-    // applier's target): the run reconnects and delivers the transaction again from its start.
+    // applier's target): the run reconnects and delivers the transaction again from its start. Nor is a configuration
+    // error (a message larger than the broker takes, say), which no retry mends.
     private static bool IsRetryable(Exception e, CancellationToken cancellationToken)
-        => !(e is OperationCanceledException && cancellationToken.IsCancellationRequested) && e is not StreamInterruptedException;
+        => !(e is OperationCanceledException && cancellationToken.IsCancellationRequested) && e is not StreamInterruptedException and not DBSyncConfigurationException;
 }

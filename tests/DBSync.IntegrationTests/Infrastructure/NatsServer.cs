@@ -28,6 +28,22 @@ public sealed class NatsServer : IAsyncDisposable
         return server;
     }
 
+    /// <summary>A server on a port of its own that is not started yet (<see cref="StartAsync"/> starts it).</summary>
+    public static NatsServer NotStarted() => new(FreePort());
+
+    /// <summary>Stops the process with SIGSTOP: connections stay open, nothing answers (a silent broker).</summary>
+    public void Pause() => Signal("STOP");
+
+    /// <summary>Lets a paused process go on (SIGCONT).</summary>
+    public void Resume() => Signal("CONT");
+
+    private void Signal(string signal)
+    {
+        var pid = _process?.Id ?? throw new InvalidOperationException("The server is not running.");
+        using var kill = Process.Start("kill", ["-" + signal, pid.ToString(System.Globalization.CultureInfo.InvariantCulture)]);
+        kill.WaitForExit();
+    }
+
     /// <summary>Starts the server (again, after <see cref="Kill"/>) and waits until it accepts connections.</summary>
     public async Task StartAsync()
     {
@@ -69,6 +85,7 @@ public sealed class NatsServer : IAsyncDisposable
     {
         if (_process is { HasExited: false } process)
         {
+            Signal("CONT"); // a paused process dies only once it runs
             process.Kill();
             process.WaitForExit();
         }

@@ -11,10 +11,10 @@ using NATS.Client.JetStream.Models;
 
 namespace DBSync.IntegrationTests;
 
-/// <summary>The JetStream publisher against a real nats-server process (issue 20).</summary>
+/// <summary>The JetStream publisher and consumer against real nats-server processes (issue 20).</summary>
 [Collection(PostgresCollection.Name)]
 [Trait("Category", "Nats")]
-public sealed class JetStreamPublisherTests(PostgresFixture fixture)
+public sealed class JetStreamTests(PostgresFixture fixture)
 {
     private const string Slot = "dbsync_test";
     private const string Stream = "DBSYNC_DBSYNC_TEST";
@@ -130,11 +130,10 @@ public sealed class JetStreamPublisherTests(PostgresFixture fixture)
         await using var db = await TestDatabase.CreateAsync(fixture.Server);
         await using var nats = await NatsServer.StartNewAsync();
         await using var connection = nats.Connect();
-        JetStreamPublisher? publisher = null;
         await using var run = await StreamRun.StartAsync(db.ConnectionString, (client, recorder) =>
         {
             StreamRun.RegisterSeedTables(client, recorder);
-            publisher = new JetStreamPublisher(client, connection);
+            _ = new JetStreamPublisher(client, connection);
         }, configure: o => (o.ReconnectDelay, o.MaxReconnectDelay) = (TimeSpan.FromMilliseconds(200), TimeSpan.FromSeconds(1)));
 
         const int rows = 300;
@@ -146,7 +145,7 @@ public sealed class JetStreamPublisherTests(PostgresFixture fixture)
                 await Task.Delay(5);
             }
         });
-        await WaitForMessagesAsync(connection, 60);
+        var atKill = (await WaitForMessagesAsync(connection, 60)).Count;
         nats.Kill();
         await Task.Delay(TimeSpan.FromSeconds(2));
         await nats.StartAsync();
@@ -154,7 +153,10 @@ public sealed class JetStreamPublisherTests(PostgresFixture fixture)
         var messages = await WaitForMessagesAsync(connection, rows, TimeSpan.FromSeconds(60));
         Assert.Equal(Enumerable.Range(1, rows).Select(i => i.ToString("D4")).ToArray(), messages.Select(KeyOf).ToArray());
         Assert.Equal(rows, messages.Select(m => m.Header("Nats-Msg-Id")).Distinct().Count());
-        Assert.True(publisher!.Interruptions >= 1, "The publisher never noticed the killed server.");
+        // The kill came while the writer still wrote. Whether the publisher had to start over (a publish lost with the
+        // server) or the NATS client's reconnect carried everything through depends on the moment: both must end so.
+        Assert.True(atKill < rows, "The server was killed after everything was published.");
+        Assert.False(run.Run.IsCompleted, "The run ended.");
         await run.StopAsync();
     }
 
@@ -212,6 +214,262 @@ public sealed class JetStreamPublisherTests(PostgresFixture fixture)
             new[] { ExpectedPartition(from, partitions), ExpectedPartition("moved", partitions) }.Order().Select(p => $"dbsync.public.restaurant.{p}"),
             moves.Select(m => m.Subject));
         Assert.Equal(moves.Select(m => m.Header(JetStreamPublisher.Headers.Part)), moves.Select(m => m.Subject[^1..]));
+        await run.StopAsync();
+    }
+
+    /// <summary>The NATS server is not up when the run starts: the run keeps trying (no error), streams once the server is
+    /// there, and publishes what was committed meanwhile.</summary>
+    [Fact]
+    public async Task NatsDownAtStart_TheRunWaitsForIt_AndPublishesOnceItIsUp()
+    {
+        await using var db = await TestDatabase.CreateAsync(fixture.Server);
+        await using var nats = NatsServer.NotStarted();
+        await using var connection = nats.Connect();
+        var client = new DBSyncClient(new DBSyncOptions
+        {
+            ConnectionString = db.ConnectionString, SlotName = Slot, PublicationName = Slot, InitialSnapshot = false, ReplicationTransport = TestTransport.Current,
+            ReconnectDelay = TimeSpan.FromMilliseconds(200), MaxReconnectDelay = TimeSpan.FromSeconds(1),
+        });
+        client.On<Restaurant>(_ => { });
+        var publisher = new JetStreamPublisher(client, connection);
+        using var stop = new CancellationTokenSource();
+        var run = client.RunAsync(stop.Token);
+        await Task.Delay(TimeSpan.FromSeconds(2));
+        Assert.False(run.IsCompleted, $"The run ended while NATS was down: {run.Exception?.InnerException}");
+        Assert.True(publisher.Interruptions >= 1, "The publisher never tried to reach NATS.");
+        await nats.StartAsync();
+        await client.Streaming.WaitAsync(TimeSpan.FromSeconds(30));
+        await db.ExecuteAsync("INSERT INTO restaurant (id, name) VALUES ('after', 'n')");
+        var messages = await WaitForMessagesAsync(connection, 1);
+        Assert.Equal(["after"], messages.Select(KeyOf).ToArray());
+        await stop.CancelAsync();
+        await run;
+    }
+
+    /// <summary>The broker goes silent (SIGSTOP) with a transaction's messages unacknowledged: the slot's confirmed
+    /// position stays before that transaction for as long as it is silent, and passes it once the broker answers
+    /// again and has the messages.</summary>
+    [Fact]
+    public async Task SilentBroker_NothingIsConfirmedBeforeJetStreamAcknowledgedIt()
+    {
+        await using var db = await TestDatabase.CreateAsync(fixture.Server);
+        await using var nats = await NatsServer.StartNewAsync();
+        await using var connection = nats.Connect();
+        await using var run = await StreamRun.StartAsync(db.ConnectionString, (client, recorder) =>
+        {
+            StreamRun.RegisterSeedTables(client, recorder);
+            _ = new JetStreamPublisher(client, connection);
+        }, configure: o => (o.ReconnectDelay, o.MaxReconnectDelay) = (TimeSpan.FromMilliseconds(200), TimeSpan.FromSeconds(1)));
+        await db.ExecuteAsync("INSERT INTO restaurant (id, name) VALUES ('before', 'n')");
+        await WaitForMessagesAsync(connection, 1);
+
+        nats.Pause();
+        await db.ExecuteAsync("INSERT INTO restaurant (id, name) VALUES ('while-silent', 'n')");
+        var written = await db.ScalarAsync<NpgsqlTypes.NpgsqlLogSequenceNumber>("SELECT pg_current_wal_lsn()");
+        await run.WaitUntilAsync(r => r.Of<Restaurant>().Any(c => c.New?.Id == "while-silent"), "the insert delivered to the handlers");
+        for (var look = 0; look < 30; look++)
+        {
+            Assert.True(await db.SlotConfirmedAsync(Slot) < written, "The slot confirmed a transaction JetStream had not acknowledged.");
+            await Task.Delay(200);
+        }
+        nats.Resume();
+        var messages = await WaitForMessagesAsync(connection, 2, TimeSpan.FromSeconds(60));
+        Assert.Equal(["before", "while-silent"], messages.Select(KeyOf).ToArray());
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        while (await db.SlotConfirmedAsync(Slot) < written && DateTime.UtcNow < deadline)
+            await Task.Delay(100);
+        Assert.True(await db.SlotConfirmedAsync(Slot) >= written, "The slot was not confirmed past the transaction once JetStream had it.");
+        await run.StopAsync();
+    }
+
+    /// <summary>A transaction of more changes than may await their acknowledgement at once: the publisher waits for them
+    /// in the middle of it, and the stream gets every change once, in order.</summary>
+    [Fact]
+    public async Task TransactionLargerThanMaxInFlight_IsPublishedWhole_InOrder()
+    {
+        await using var db = await TestDatabase.CreateAsync(fixture.Server);
+        await using var nats = await NatsServer.StartNewAsync();
+        await using var connection = nats.Connect();
+        await using var run = await StreamRun.StartAsync(db.ConnectionString, (client, recorder) =>
+        {
+            StreamRun.RegisterSeedTables(client, recorder);
+            _ = new JetStreamPublisher(client, connection, new JetStreamPublisherOptions { MaxInFlight = 4 });
+        });
+        await db.ExecuteAsync("INSERT INTO restaurant (id, name) SELECT lpad(i::text, 3, '0'), 'n' FROM generate_series(1, 50) i");
+        await run.WaitUntilAsync(r => r.Transactions.Count >= 1, "the transaction");
+        await Task.Delay(500); // anything published twice would arrive by now
+        var messages = await ReadStreamAsync(connection);
+        Assert.Equal(Enumerable.Range(1, 50).Select(i => i.ToString("D3")), messages.Select(KeyOf));
+        await run.StopAsync();
+    }
+
+    /// <summary>A table whose name is no subject token (a space here) is refused when the run starts, with what to do.</summary>
+    [Fact]
+    public async Task TableNameWithASpace_IsRefusedAtStart()
+    {
+        await using var db = await TestDatabase.CreateAsync(fixture.Server, seedSchema: false);
+        await db.ExecuteAsync("CREATE TABLE \"odd name\" (id int PRIMARY KEY)");
+        await using var nats = await NatsServer.StartNewAsync();
+        await using var connection = nats.Connect();
+        var client = new DBSyncClient(new DBSyncOptions { ConnectionString = db.ConnectionString, SlotName = Slot, PublicationName = Slot, InitialSnapshot = false });
+        client.On<OddName>(_ => { });
+        _ = new JetStreamPublisher(client, connection);
+        var error = await Assert.ThrowsAsync<DBSyncConfigurationException>(() => client.RunAsync());
+        Assert.Contains("odd name", error.Message, StringComparison.Ordinal);
+        Assert.Contains("no NATS subject token", error.Message, StringComparison.Ordinal);
+    }
+
+    /// <summary>Two consumer processes' worth of consumers share a table by partition: each gets only its partitions'
+    /// keys, typed as the stream delivered them, and together they rebuild the table as it is in the source.</summary>
+    [Fact]
+    public async Task TwoConsumers_ShareATableByPartition_AndTogetherRebuildIt()
+    {
+        await using var db = await TestDatabase.CreateAsync(fixture.Server);
+        await using var nats = await NatsServer.StartNewAsync();
+        await using var connection = nats.Connect();
+        await db.ExecuteAsync("INSERT INTO restaurant (id, name, rating) SELECT 'k' || i, 'before', i FROM generate_series(1, 20) i");
+        await using var run = await StreamRun.StartAsync(db.ConnectionString, (client, recorder) =>
+        {
+            StreamRun.RegisterSeedTables(client, recorder);
+            _ = new JetStreamPublisher(client, connection, new JetStreamPublisherOptions { Partitions = 4 });
+        }, configure: o => o.InitialSnapshot = true);
+        for (var round = 1; round <= 5; round++)
+            await db.ExecuteAsync($"UPDATE restaurant SET name = 'round {round}', rating = rating + 1 WHERE id IN ('k1', 'k2', 'k3', 'k{round + 5}')");
+        await db.ExecuteAsync("INSERT INTO restaurant (id, name) SELECT 'n' || i, 'new' FROM generate_series(1, 20) i");
+        await db.ExecuteAsync("DELETE FROM restaurant WHERE id IN ('k4', 'n4')");
+        await db.ExecuteAsync("UPDATE restaurant SET id = 'k1-moved' WHERE id = 'k1'");
+        await db.ExecuteAsync("INSERT INTO restaurant (id, name) VALUES ('last', 'n')");
+
+        using var stop = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        var states = new[] { new Dictionary<string, (string Name, int? Rating)>(), new Dictionary<string, (string Name, int? Rating)>() };
+        var consumers = new JetStreamConsumer[2];
+        var runs = new Task[2];
+        for (var c = 0; c < 2; c++)
+        {
+            var state = states[c];
+            consumers[c] = new JetStreamConsumer(connection, new JetStreamConsumerOptions { Stream = Stream, Name = "rebuild", Partitions = c == 0 ? [0, 1] : [2, 3] })
+                .On<Restaurant>(change =>
+                {
+                    lock (state)
+                    {
+                        if (change.Old is { } old && change.Kind is ChangeKind.Update or ChangeKind.Delete)
+                            state.Remove(old.Id);
+                        if (change.New is { } row)
+                            state[row.Id] = (row.Name, row.Rating);
+                    }
+                });
+            runs[c] = consumers[c].RunAsync(stop.Token);
+        }
+        var source = (await db.RowsAsync("SELECT id || ' ' || name || ' ' || coalesce(rating::text, '-') FROM restaurant ORDER BY id")).ToList();
+        string[] Rebuilt() => states.SelectMany(s => { lock (s) return s.Select(e => $"{e.Key} {e.Value.Name} {e.Value.Rating?.ToString() ?? "-"}").ToList(); })
+            .Order(StringComparer.Ordinal).ToArray();
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        while (!Rebuilt().SequenceEqual(source.Order(StringComparer.Ordinal)) && DateTime.UtcNow < deadline)
+            await Task.Delay(100);
+        Assert.Equal(source.Order(StringComparer.Ordinal), Rebuilt());
+        for (var c = 0; c < 2; c++)
+        {
+            lock (states[c])
+                Assert.All(states[c].Keys, id => Assert.Contains(ExpectedPartition(id, 4), c == 0 ? [0, 1] : new[] { 2, 3 }));
+        }
+        await stop.CancelAsync();
+        await Task.WhenAll(runs);
+        await run.StopAsync();
+    }
+
+    /// <summary>A handler fails on one message: it is delivered again after the retry delay, and nothing after it is
+    /// handled before it is; the durable consumer then goes on, each message handled once.</summary>
+    [Fact]
+    public async Task HandlerFailsOnAMessage_ItComesAgainBeforeAnythingAfterIt()
+    {
+        await using var db = await TestDatabase.CreateAsync(fixture.Server);
+        await using var nats = await NatsServer.StartNewAsync();
+        await using var connection = nats.Connect();
+        await using var run = await StreamRun.StartAsync(db.ConnectionString, (client, recorder) =>
+        {
+            StreamRun.RegisterSeedTables(client, recorder);
+            _ = new JetStreamPublisher(client, connection);
+        });
+        for (var i = 1; i <= 30; i++)
+            await db.ExecuteAsync($"INSERT INTO restaurant (id, name) VALUES ('{i:D2}', 'n')");
+        await WaitForMessagesAsync(connection, 30);
+
+        var handled = new List<string>();
+        var failed = false;
+        using var stop = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        var consumer = new JetStreamConsumer(connection, new JetStreamConsumerOptions { Stream = Stream, Name = "retry", RetryDelay = TimeSpan.FromMilliseconds(200), BatchSize = 8 })
+            .On<Restaurant>(change =>
+            {
+                if (change.New!.Id == "12" && !failed)
+                {
+                    failed = true;
+                    throw new InvalidOperationException("the handler fails once");
+                }
+                lock (handled)
+                    handled.Add(change.New.Id);
+            });
+        var consuming = consumer.RunAsync(stop.Token);
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        while (consumer.Acknowledged < 30 && DateTime.UtcNow < deadline && !consuming.IsCompleted)
+            await Task.Delay(50);
+        await stop.CancelAsync();
+        await consuming;
+        Assert.Equal(Enumerable.Range(1, 30).Select(i => i.ToString("D2")), handled);
+        Assert.Equal(1, consumer.Failures);
+        await run.StopAsync();
+    }
+
+    /// <summary>A consumer stops with messages received but not handled; the next one with the same durable name goes on
+    /// from the first unacknowledged message, in order: nothing lost, nothing out of order, nothing handled twice that
+    /// was acknowledged.</summary>
+    [Fact]
+    public async Task ConsumerStoppedWithMessagesInFlight_TheNextOneGoesOnInOrder()
+    {
+        await using var db = await TestDatabase.CreateAsync(fixture.Server);
+        await using var nats = await NatsServer.StartNewAsync();
+        await using var connection = nats.Connect();
+        await using var run = await StreamRun.StartAsync(db.ConnectionString, (client, recorder) =>
+        {
+            StreamRun.RegisterSeedTables(client, recorder);
+            _ = new JetStreamPublisher(client, connection);
+        });
+        await db.ExecuteAsync("INSERT INTO restaurant (id, name) SELECT lpad(i::text, 3, '0'), 'n' FROM generate_series(1, 200) i");
+        await WaitForMessagesAsync(connection, 200);
+
+        var first = new List<string>();
+        using (var stop = new CancellationTokenSource())
+        {
+            var consumer = new JetStreamConsumer(connection, new JetStreamConsumerOptions { Stream = Stream, Name = "resume", BatchSize = 64 })
+                .On<Restaurant>(async (change, cancellationToken) =>
+                {
+                    lock (first)
+                        first.Add(change.New!.Id);
+                    if (first.Count == 50)
+                        await stop.CancelAsync(); // stops with the rest of the batch received, not handled
+                });
+            await consumer.RunAsync(stop.Token);
+        }
+        var second = new List<string>();
+        using (var stop = new CancellationTokenSource(TimeSpan.FromSeconds(60)))
+        {
+            var consumer = new JetStreamConsumer(connection, new JetStreamConsumerOptions { Stream = Stream, Name = "resume", BatchSize = 64 })
+                .On<Restaurant>(change =>
+                {
+                    lock (second)
+                        second.Add(change.New!.Id);
+                });
+            var consuming = consumer.RunAsync(stop.Token);
+            var deadline = DateTime.UtcNow.AddSeconds(30);
+            while (second.LastOrDefault() != "200" && DateTime.UtcNow < deadline)
+                await Task.Delay(50);
+            await stop.CancelAsync();
+            await consuming;
+        }
+        // The first consumer acknowledged what it handled but, at most, the one it was handling when stopped.
+        var all = Enumerable.Range(1, 200).Select(i => i.ToString("D3")).ToList();
+        Assert.Equal(all.Take(first.Count), first);
+        Assert.InRange(second[0], all[first.Count - 2], all[first.Count]);
+        Assert.Equal(all.SkipWhile(id => id != second[0]), second);
         await run.StopAsync();
     }
 
@@ -289,4 +547,11 @@ public sealed class JetStreamPublisherTests(PostgresFixture fixture)
     {
         public string Header(string name) => Headers.TryGetValue(name, out var value) ? value.ToString() : "";
     }
+}
+
+[SyncTable("odd name")]
+public partial class OddName
+{
+    [PrimaryKey]
+    public int Id { get; set; }
 }
