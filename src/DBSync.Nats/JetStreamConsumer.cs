@@ -314,9 +314,11 @@ public sealed class JetStreamConsumer
             throw Unreadable(message, "its position headers (commit LSN, xid, index, commit time) do not parse");
         }
         var format = headers?.TryGetValue("Content-Type", out var type) == true && type.ToString() == "application/json" ? BodyFormat.Json : BodyFormat.MessagePack;
+        var chunk = headers?.TryGetValue(JetStreamPublisher.Headers.Chunk, out var chunkText) == true
+            && long.TryParse(chunkText, NumberStyles.None, CultureInfo.InvariantCulture, out var number) ? number : 0;
         try
         {
-            return ChangeMessageReader.Read<T>(message.Data, format, kind, commitLsn, commitTime, xid, index);
+            return ChangeMessageReader.Read<T>(message.Data, format, kind, commitLsn, commitTime, xid, index) with { SnapshotChunk = chunk };
         }
         catch (DecodeException e)
         {
@@ -336,6 +338,9 @@ internal static partial class Log
 
     [LoggerMessage(EventId = 6011, Level = LogLevel.Warning, Message = "A handler of JetStream consumer {Name} failed on message {Sequence} ({Subject}); it is delivered again, with everything after it, in {Seconds} s.")]
     public static partial void HandlerFailed(ILogger logger, string name, ulong sequence, string subject, double seconds, Exception exception);
+
+    [LoggerMessage(EventId = 6013, Level = LogLevel.Critical, Message = "JetStream consumer {Name} of stream {Stream} failed; the application stops.")]
+    public static partial void ConsumerFailed(ILogger logger, string name, string stream, Exception exception);
 
     [LoggerMessage(EventId = 6012, Level = LogLevel.Information, Message = "JetStream consumer {Name} of stream {Stream} set up again from message {Sequence}, so that nothing comes out of order.")]
     public static partial void ConsumerRewound(ILogger logger, string name, string stream, ulong sequence);

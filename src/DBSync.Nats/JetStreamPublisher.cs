@@ -57,6 +57,9 @@ public sealed class JetStreamPublisher : IAsyncDisposable, ICommitGroupSink, ITa
         /// <summary>The change's position in its transaction (0, 1, ...).</summary>
         public const string Index = "DBSync-Index";
 
+        /// <summary>On a snapshot row: the number of the chunk it was read in (<see cref="Change{T}.SnapshotChunk"/>).</summary>
+        public const string Chunk = "DBSync-Chunk";
+
         /// <summary>On a change published to several partitions (a truncate goes to every one; an update that moves the key to
         /// another partition goes to the old key's and the new key's): the partition of this copy.</summary>
         public const string Part = "DBSync-Part";
@@ -204,6 +207,8 @@ public sealed class JetStreamPublisher : IAsyncDisposable, ICommitGroupSink, ITa
             [Headers.Index] = position.Index.ToString(CultureInfo.InvariantCulture),
             ["Content-Type"] = _contentType,
         };
+        if (change.SnapshotChunk > 0)
+            headers[Headers.Chunk] = change.SnapshotChunk.ToString(CultureInfo.InvariantCulture);
         if (position.Part > 0)
             headers[Headers.Part] = (position.Part - 1).ToString(CultureInfo.InvariantCulture);
         var opts = new NatsJSPubOpts

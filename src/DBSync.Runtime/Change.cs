@@ -49,6 +49,11 @@ public readonly struct Change<T> where T : ISyncTable<T>
         IndexInTransaction = indexInTransaction;
     }
 
+    /// <summary>For a row a snapshot delivered (a <see cref="ChangeKind.Read"/> row, or the delete of a row that left the
+    /// table's partitions): the number of the chunk it was read in (1, 2, ... within the table's snapshot, as
+    /// <see cref="SnapshotChunkCompleted.Chunk"/> says); 0 for every other change.</summary>
+    public long SnapshotChunk { get; init; }
+
     /// <summary>What happened.</summary>
     public ChangeKind Kind { get; }
 

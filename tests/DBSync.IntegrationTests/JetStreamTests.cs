@@ -1,10 +1,13 @@
 using System.Buffers;
 using System.Text;
 using System.Text.Json;
+using DBSync.Hosting;
 using DBSync.IntegrationTests.Infrastructure;
 using DBSync.Nats;
 using DBSync.Sample;
 using MessagePack;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
 using NATS.Client.Core;
 using NATS.Client.JetStream;
 using NATS.Client.JetStream.Models;
@@ -52,6 +55,10 @@ public sealed class JetStreamTests(PostgresFixture fixture)
         Assert.All(messages, m => Assert.Equal(Slot, m.Header(JetStreamPublisher.Headers.Slot)));
         Assert.All(messages, m => Assert.Equal("application/msgpack", m.Header("Content-Type")));
         Assert.Equal("dbsync.public.restaurant", messages[2].Subject);
+        // Snapshot rows name their chunk, as the handlers' Change<T> does; other changes have none.
+        var snapshotRow = run.Recorder.Of<Restaurant>().First(c => c.Kind == ChangeKind.Read);
+        Assert.Equal(1, snapshotRow.SnapshotChunk);
+        Assert.Equal(["1", "1", "", "", "", "", "", ""], messages.Select(m => m.Header(JetStreamPublisher.Headers.Chunk)).ToArray());
 
         // The insert's transaction, as the handlers saw it.
         var insert = run.Recorder.Of<Restaurant>().Single(c => c.Kind == ChangeKind.Insert);
@@ -471,6 +478,50 @@ public sealed class JetStreamTests(PostgresFixture fixture)
         Assert.InRange(second[0], all[first.Count - 2], all[first.Count]);
         Assert.Equal(all.SkipWhile(id => id != second[0]), second);
         await run.StopAsync();
+    }
+
+    /// <summary>One generic host publishes (AddDBSync(...).AddTable&lt;T&gt;().PublishToJetStream()) and consumes
+    /// (AddJetStreamConsumer(...).AddChangeHandler&lt;T, THandler&gt;(), a scope per message) through the INatsConnection
+    /// in its container.</summary>
+    [Fact]
+    public async Task HostedPublisherAndConsumer_ThroughTheContainer()
+    {
+        await using var db = await TestDatabase.CreateAsync(fixture.Server);
+        await using var nats = await NatsServer.StartNewAsync();
+        await using var connection = nats.Connect();
+        var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
+        builder.Services.AddSingleton<INatsConnection>(connection);
+        var received = new ChangeRecorder();
+        builder.Services.AddSingleton(received);
+        builder.Services.AddDBSync(o =>
+            {
+                (o.ConnectionString, o.SlotName, o.PublicationName, o.InitialSnapshot, o.ReplicationTransport) = (db.ConnectionString, Slot, Slot, false, TestTransport.Current);
+            })
+            .AddTable<Restaurant>()
+            .PublishToJetStream(o => o.Partitions = 2);
+        builder.Services.AddJetStreamConsumer(o => (o.Stream, o.Name) = (Stream, "hosted"))
+            .AddChangeHandler<Restaurant, RecordingRestaurantHandler>();
+        using var host = builder.Build();
+        await host.StartAsync();
+
+        await db.ExecuteAsync("INSERT INTO restaurant (id, name, rating) VALUES ('h1', 'one', 5)");
+        await db.ExecuteAsync("UPDATE restaurant SET name = 'one!' WHERE id = 'h1'");
+        await received.WaitUntilAsync(r => r.Of<Restaurant>().Count == 2, "both changes through the hosted consumer");
+        await host.StopAsync();
+
+        var changes = received.Of<Restaurant>();
+        Assert.Equal([ChangeKind.Insert, ChangeKind.Update], changes.Select(c => c.Kind));
+        Assert.Equal(("h1", "one!", (int?)5), (changes[1].New!.Id, changes[1].New!.Name, changes[1].New!.Rating));
+        Assert.StartsWith("dbsync.public.restaurant.", (await ReadStreamAsync(connection))[0].Subject, StringComparison.Ordinal);
+    }
+
+    private sealed class RecordingRestaurantHandler(ChangeRecorder recorder) : DBSync.Hosting.IChangeHandler<Restaurant>
+    {
+        public ValueTask HandleAsync(Change<Restaurant> change, CancellationToken cancellationToken)
+        {
+            recorder.Add(change);
+            return ValueTask.CompletedTask;
+        }
     }
 
     /// <summary>The partition a consumer computes on its own: FNV-1a 64 over the MessagePack array of the key.</summary>

@@ -50,6 +50,9 @@ internal sealed class SnapshotTarget<T>(Func<PgTypeCatalog> types, TableTelemetr
 {
     private volatile SnapshotWindow<T>? _window;
 
+    /// <summary>Each window's chunk number within its table's snapshot (readers of several chunks at once add to it).</summary>
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<long, long> _chunkNumbers = new();
+
     public override SyncTableInfo Table => T.TableInfo;
 
     public override TableTelemetry MetricTags => metricTags;
@@ -62,7 +65,11 @@ internal sealed class SnapshotTarget<T>(Func<PgTypeCatalog> types, TableTelemetr
 
     public override void BeginSnapshot(int maxChanges, long firstWindow) => _window = new SnapshotWindow<T>(maxChanges, firstWindow);
 
-    public override void EndSnapshot() => _window = null;
+    public override void EndSnapshot()
+    {
+        _window = null;
+        _chunkNumbers.Clear();
+    }
 
     // A watermark can outlive its snapshot (cancelled, or the run ended while it was in flight): it is stale, ignored.
     public override void OnLowWatermark(long window) => _window?.OnLow(window);
@@ -73,7 +80,8 @@ internal sealed class SnapshotTarget<T>(Func<PgTypeCatalog> types, TableTelemetr
             return new(ChunkOutcome.Delivered(0));
         var (rows, asDeletes, outcome) = open.OnHigh(window);
         outcome = outcome with { Emitted = rows.Count };
-        return rows.Count == 0 ? new(outcome) : DeliverRowsAsync(rows, asDeletes, outcome, tx, lsn, cancellationToken);
+        _chunkNumbers.TryRemove(window, out var number);
+        return rows.Count == 0 ? new(outcome) : DeliverRowsAsync(rows, asDeletes, outcome, number, tx, lsn, cancellationToken);
     }
 
     public override void SetFence(long window, SnapshotVisibility visibility) => ActiveWindow(window).SetChunk(window, [], visibility);
@@ -85,6 +93,7 @@ internal sealed class SnapshotTarget<T>(Func<PgTypeCatalog> types, TableTelemetr
     {
         var read = await sql.ReadChunkAsync<T>(query, chunk, after, size, types(), cancellationToken).ConfigureAwait(false);
         var count = read.Rows.Count; // the window may drop rows from the list once it has it
+        _chunkNumbers[window] = chunk; // for the rows' Change<T>.SnapshotChunk
         ActiveWindow(window).SetChunk(window, read.Rows, read.Visibility, query.EmitsDeletes);
         return (count, read.LastKey);
     }
@@ -93,15 +102,16 @@ internal sealed class SnapshotTarget<T>(Func<PgTypeCatalog> types, TableTelemetr
         => _window ?? throw new DBSyncException($"Watermark of chunk {window} for {T.TableInfo.DisplayName}, whose snapshot is not running.");
 
     /// <summary>A chunk's rows: Read changes, or deletes of rows that left the table (the whole row as the old one).</summary>
-    private async ValueTask<ChunkOutcome> DeliverRowsAsync(List<T> rows, bool asDeletes, ChunkOutcome outcome, TransactionContext tx, ulong lsn, CancellationToken cancellationToken)
+    private async ValueTask<ChunkOutcome> DeliverRowsAsync(List<T> rows, bool asDeletes, ChunkOutcome outcome, long chunk, TransactionContext tx, ulong lsn,
+        CancellationToken cancellationToken)
     {
         foreach (var row in rows)
         {
             var change = asDeletes
                 ? new Change<T>(ChangeKind.Delete, default, row, OldRowKind.Full, ColumnSet.Empty,
-                    new NpgsqlLogSequenceNumber(lsn), tx.CommitLsn, tx.CommitTime, tx.Xid, tx.Changes.Next())
+                    new NpgsqlLogSequenceNumber(lsn), tx.CommitLsn, tx.CommitTime, tx.Xid, tx.Changes.Next()) { SnapshotChunk = chunk }
                 : new Change<T>(ChangeKind.Read, row, default, OldRowKind.None, ColumnSet.Empty,
-                    new NpgsqlLogSequenceNumber(lsn), tx.CommitLsn, tx.CommitTime, tx.Xid, tx.Changes.Next());
+                    new NpgsqlLogSequenceNumber(lsn), tx.CommitLsn, tx.CommitTime, tx.Xid, tx.Changes.Next()) { SnapshotChunk = chunk };
             await deliver(change, cancellationToken).ConfigureAwait(false);
         }
         return outcome;
