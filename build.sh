@@ -2,6 +2,7 @@
 # DBSync's entry points, the commands README.md names:
 #   ./build.sh sample   run the sample (a throwaway local PostgreSQL unless POSTGRES_HOST is set)
 #   ./build.sh hosted-sample   run the hosted-service sample (the same way; it stops by itself)
+#   ./build.sh jetstream-sample   publish to a throwaway nats-server and consume with two processes split by partition
 #   ./build.sh test     build and run every test against a real PostgreSQL
 # Each installs the PostgreSQL server binaries first when they are missing and no POSTGRES_HOST is given.
 set -euo pipefail
@@ -84,6 +85,14 @@ case "${1:-}" in
     ensure_postgres
     dotnet run --project samples/DBSync.HostedSample -c Release -- --pair
     ;;
+  jetstream-sample)
+    # A throwaway nats-server, the publisher, and two consumer processes sharing a table by partition
+    # (samples/DBSync.JetStreamSample).
+    ensure_dotnet
+    ensure_postgres
+    ensure_nats
+    dotnet run --project samples/DBSync.JetStreamSample -c Release
+    ;;
   test)
     ensure_dotnet
     ensure_postgres
@@ -104,7 +113,7 @@ case "${1:-}" in
     exit $status
     ;;
   *)
-    echo "usage: ./build.sh sample | hosted-sample | hosted-sample-pair | test" >&2
+    echo "usage: ./build.sh sample | hosted-sample | hosted-sample-pair | jetstream-sample | test" >&2
     exit 2
     ;;
 esac

@@ -524,6 +524,20 @@ public sealed class JetStreamTests(PostgresFixture fixture)
         }
     }
 
+    /// <summary>The command behind <c>./build.sh jetstream-sample</c>: a throwaway nats-server, the publisher with four
+    /// partitions, two consumer processes; every change reaches exactly one of them, and the command ends by itself with 0.</summary>
+    [Fact]
+    public async Task JetStreamSample_TwoConsumerProcessesSplitTheTable_AndItEndsByItself()
+    {
+        var sample = ChildProcess.OutputOf(Path.Combine("samples", "DBSync.JetStreamSample"), "DBSync.JetStreamSample.dll");
+        Assert.True(File.Exists(sample), $"{sample} is missing; build samples/DBSync.JetStreamSample.");
+        var (exitCode, output) = await ChildProcess.RunAsync("dotnet", [sample], TimeSpan.FromMinutes(2), ChildProcess.ServerEnvironment(fixture.Server));
+        Assert.True(exitCode == 0, $"The JetStream sample failed ({exitCode}):\n{output}");
+        Assert.Contains("== all 14 changes received, each key by one consumer", output, StringComparison.Ordinal);
+        Assert.Matches(@"\[0,1\] received Read +restaurant id=r\d+ name=Restaurant \d+ rating=\d", output);
+        Assert.Matches(@"\[2,3\] received (Insert|Update|Delete|Read)", output);
+    }
+
     /// <summary>The partition a consumer computes on its own: FNV-1a 64 over the MessagePack array of the key.</summary>
     private static int ExpectedPartition(string id, int partitions)
     {
