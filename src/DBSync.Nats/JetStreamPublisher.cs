@@ -68,6 +68,8 @@ public sealed class JetStreamPublisher : IAsyncDisposable, ICommitGroupSink, ITa
     private readonly DBSyncClient _client;
     private readonly JetStreamPublisherOptions _options;
     private readonly NatsJSContext _js;
+    private readonly INatsConnection _connection;
+    private bool _reachedOnce;
     private readonly ILogger _logger;
     private readonly string _slot;
     private readonly string _stream;
@@ -97,6 +99,7 @@ public sealed class JetStreamPublisher : IAsyncDisposable, ICommitGroupSink, ITa
         _stream = _options.StreamFor(_slot);
         _contentType = _options.Format == BodyFormat.Json ? "application/json" : "application/msgpack";
         _js = new NatsJSContext(connection);
+        _connection = connection;
         _logger = (client.Options.LoggerFactory ?? NullLoggerFactory.Instance).CreateLogger("DBSync.Nats");
         client.AddApplier(this);
         client.BeforeRun(() => client.VisitTables(this));
@@ -325,6 +328,15 @@ public sealed class JetStreamPublisher : IAsyncDisposable, ICommitGroupSink, ITa
             var stream = await EnsureStreamAsync(cancellationToken).ConfigureAwait(false);
             await ReadLastAsync(stream, cancellationToken).ConfigureAwait(false);
             _resync = false;
+            _reachedOnce = true;
+        }
+        catch (Exception e) when (IsLoss(e, cancellationToken) && !_reachedOnce)
+        {
+            // Never reached since this publisher was created: a wrong address, or a server without JetStream, is an error
+            // to fix, not an outage to wait out (once reached, the same failure is waited out).
+            throw new DBSyncConfigurationException(
+                $"Cannot reach JetStream at {_connection.Opts.Url} ({e.Message}). Check the NATS connection's address (NatsOpts.Url), that the server runs, " +
+                "and that it has JetStream enabled (nats-server -js, or a jetstream block in its configuration).", e);
         }
         catch (Exception e) when (IsLoss(e, cancellationToken))
         {

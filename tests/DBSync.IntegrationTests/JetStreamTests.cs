@@ -16,7 +16,7 @@ namespace DBSync.IntegrationTests;
 
 /// <summary>The JetStream publisher and consumer against real nats-server processes (issue 20).</summary>
 [Collection(PostgresCollection.Name)]
-[Trait("Category", "Nats")]
+[Trait("Category", "Broker")]
 public sealed class JetStreamTests(PostgresFixture fixture)
 {
     private const string Slot = "dbsync_test";
@@ -224,48 +224,71 @@ public sealed class JetStreamTests(PostgresFixture fixture)
         await run.StopAsync();
     }
 
-    /// <summary>The NATS server is not up when the run starts: the run keeps trying (no error), streams once the server is
-    /// there, and publishes what was committed meanwhile.</summary>
+    /// <summary>Bad input: a wrong NATS address (nothing listens there) fails the run at start with an error that names
+    /// the address and what to check, and nothing is confirmed.</summary>
     [Fact]
-    public async Task NatsDownAtStart_TheRunWaitsForIt_AndPublishesOnceItIsUp()
+    public async Task WrongNatsAddress_FailsTheRunAtStart_NamingTheAddress()
     {
         await using var db = await TestDatabase.CreateAsync(fixture.Server);
-        await using var nats = NatsServer.NotStarted();
-        await using var connection = nats.Connect();
+        await using var nowhere = NatsServer.NotStarted();
+        await using var connection = nowhere.Connect();
         var client = new DBSyncClient(new DBSyncOptions
         {
             ConnectionString = db.ConnectionString, SlotName = Slot, PublicationName = Slot, InitialSnapshot = false, ReplicationTransport = TestTransport.Current,
-            ReconnectDelay = TimeSpan.FromMilliseconds(200), MaxReconnectDelay = TimeSpan.FromSeconds(1),
         });
         client.On<Restaurant>(_ => { });
-        var publisher = new JetStreamPublisher(client, connection);
-        using var stop = new CancellationTokenSource();
-        var run = client.RunAsync(stop.Token);
-        await Task.Delay(TimeSpan.FromSeconds(2));
-        Assert.False(run.IsCompleted, $"The run ended while NATS was down: {run.Exception?.InnerException}");
-        Assert.True(publisher.Interruptions >= 1, "The publisher never tried to reach NATS.");
-        await nats.StartAsync();
-        await client.Streaming.WaitAsync(TimeSpan.FromSeconds(30));
-        await db.ExecuteAsync("INSERT INTO restaurant (id, name) VALUES ('after', 'n')");
-        var messages = await WaitForMessagesAsync(connection, 1);
-        Assert.Equal(["after"], messages.Select(KeyOf).ToArray());
-        await stop.CancelAsync();
-        await run;
+        _ = new JetStreamPublisher(client, connection);
+        var error = await Assert.ThrowsAsync<DBSyncConfigurationException>(() => client.RunAsync().WaitAsync(TimeSpan.FromSeconds(60)));
+        Assert.Contains(nowhere.Url, error.Message, StringComparison.Ordinal);
+        Assert.Contains("NatsOpts.Url", error.Message, StringComparison.Ordinal);
     }
 
-    /// <summary>The broker goes silent (SIGSTOP) with a transaction's messages unacknowledged: the slot's confirmed
-    /// position stays before that transaction for as long as it is silent, and passes it once the broker answers
-    /// again and has the messages.</summary>
+    /// <summary>Bad input: a change whose message is larger than the stream takes stops the run with an error that names
+    /// the table, the transaction and the setting to change; the slot is not confirmed past it.</summary>
+    [Fact]
+    public async Task MessageTooLargeForTheStream_StopsTheRun_NamingTheTableAndTheLimit_NothingConfirmedPastIt()
+    {
+        await using var db = await TestDatabase.CreateAsync(fixture.Server);
+        await using var nats = await NatsServer.StartNewAsync();
+        await using var connection = nats.Connect();
+        await new NatsJSContext(connection).CreateStreamAsync(new StreamConfig(Stream, ["dbsync.>"])
+        {
+            DuplicateWindow = TimeSpan.FromMinutes(2), MaxMsgSize = 1024, Discard = StreamConfigDiscard.New,
+        });
+        var client = new DBSyncClient(new DBSyncOptions
+        {
+            ConnectionString = db.ConnectionString, SlotName = Slot, PublicationName = Slot, InitialSnapshot = false, ReplicationTransport = TestTransport.Current,
+        });
+        client.On<Restaurant>(_ => { });
+        _ = new JetStreamPublisher(client, connection);
+        var run = client.RunAsync();
+        await client.Streaming.WaitAsync(TimeSpan.FromSeconds(60));
+        var before = await db.SlotConfirmedAsync(Slot);
+        await db.ExecuteAsync("INSERT INTO restaurant (id, name) VALUES ('small', 'n')");
+        await db.ExecuteAsync($"INSERT INTO restaurant (id, name, description) VALUES ('large', 'n', repeat('x', 5000))");
+        var error = await Assert.ThrowsAsync<DBSyncConfigurationException>(() => run.WaitAsync(TimeSpan.FromSeconds(60)));
+        Assert.Contains("public.restaurant", error.Message, StringComparison.Ordinal);
+        Assert.Contains("max_msg_size", error.Message, StringComparison.Ordinal);
+        var written = await db.ScalarAsync<NpgsqlTypes.NpgsqlLogSequenceNumber>("SELECT pg_current_wal_lsn()");
+        Assert.True(await db.SlotConfirmedAsync(Slot) < written, "The slot was confirmed past the change JetStream refused.");
+        Assert.Equal(["small"], (await ReadStreamAsync(connection)).Select(KeyOf).ToArray());
+        Assert.True(before < written);
+    }
+
+    /// <summary>The broker goes silent (SIGSTOP) for 30 s with a transaction's messages unacknowledged: the slot's
+    /// confirmed position stays before that transaction for as long as it is silent, and passes it once the broker
+    /// answers again and has the messages, with the publisher's interruptions counted.</summary>
     [Fact]
     public async Task SilentBroker_NothingIsConfirmedBeforeJetStreamAcknowledgedIt()
     {
         await using var db = await TestDatabase.CreateAsync(fixture.Server);
         await using var nats = await NatsServer.StartNewAsync();
         await using var connection = nats.Connect();
+        JetStreamPublisher? publisher = null;
         await using var run = await StreamRun.StartAsync(db.ConnectionString, (client, recorder) =>
         {
             StreamRun.RegisterSeedTables(client, recorder);
-            _ = new JetStreamPublisher(client, connection);
+            publisher = new JetStreamPublisher(client, connection);
         }, configure: o => (o.ReconnectDelay, o.MaxReconnectDelay) = (TimeSpan.FromMilliseconds(200), TimeSpan.FromSeconds(1)));
         await db.ExecuteAsync("INSERT INTO restaurant (id, name) VALUES ('before', 'n')");
         await WaitForMessagesAsync(connection, 1);
@@ -274,7 +297,8 @@ public sealed class JetStreamTests(PostgresFixture fixture)
         await db.ExecuteAsync("INSERT INTO restaurant (id, name) VALUES ('while-silent', 'n')");
         var written = await db.ScalarAsync<NpgsqlTypes.NpgsqlLogSequenceNumber>("SELECT pg_current_wal_lsn()");
         await run.WaitUntilAsync(r => r.Of<Restaurant>().Any(c => c.New?.Id == "while-silent"), "the insert delivered to the handlers");
-        for (var look = 0; look < 30; look++)
+        // Silent for 30 s: DBSync waits and retries (its acknowledgements time out), and confirms nothing past them.
+        for (var look = 0; look < 150; look++)
         {
             Assert.True(await db.SlotConfirmedAsync(Slot) < written, "The slot confirmed a transaction JetStream had not acknowledged.");
             await Task.Delay(200);
@@ -286,6 +310,7 @@ public sealed class JetStreamTests(PostgresFixture fixture)
         while (await db.SlotConfirmedAsync(Slot) < written && DateTime.UtcNow < deadline)
             await Task.Delay(100);
         Assert.True(await db.SlotConfirmedAsync(Slot) >= written, "The slot was not confirmed past the transaction once JetStream had it.");
+        Assert.True(publisher!.Interruptions >= 1, "The publisher never noticed the silent broker.");
         await run.StopAsync();
     }
 
