@@ -13,9 +13,13 @@ namespace DBSync.IntegrationTests.Infrastructure;
 public sealed class NatsServer : IAsyncDisposable
 {
     private readonly string _store = Path.Combine(Path.GetTempPath(), "dbsync-nats-" + Guid.NewGuid().ToString("N"));
+    private string? _config;
     private Process? _process;
 
     private NatsServer(int port) => Port = port;
+
+    /// <summary>The node's name in a cluster (n1, n2, ...), or null.</summary>
+    public string? Name { get; private set; }
 
     public int Port { get; }
 
@@ -27,6 +31,36 @@ public sealed class NatsServer : IAsyncDisposable
         await server.StartAsync();
         return server;
     }
+
+    /// <summary>A JetStream cluster of <paramref name="nodes"/> servers on loopback (routes between all of them), started,
+    /// with a metadata leader elected. Connect to all with <see cref="ClusterUrl"/>.</summary>
+    public static async Task<NatsServer[]> StartClusterAsync(int nodes = 3)
+    {
+        var servers = Enumerable.Range(1, nodes).Select(_ => new NatsServer(FreePort())).ToArray();
+        var routes = Enumerable.Range(0, nodes).Select(_ => FreePort()).ToArray();
+        for (var i = 0; i < nodes; i++)
+        {
+            var server = servers[i];
+            server.Name = $"n{i + 1}";
+            Directory.CreateDirectory(server._store);
+            server._config = Path.Combine(server._store, "nats.conf");
+            await File.WriteAllTextAsync(server._config, $$"""
+                server_name: {{server.Name}}
+                listen: 127.0.0.1:{{server.Port}}
+                jetstream { store_dir: "{{server._store}}" }
+                cluster {
+                  name: dbsync
+                  listen: 127.0.0.1:{{routes[i]}}
+                  routes: [{{string.Join(", ", routes.Select(r => $"nats-route://127.0.0.1:{r}"))}}]
+                }
+                """);
+        }
+        await Task.WhenAll(servers.Select(s => s.StartAsync()));
+        return servers;
+    }
+
+    /// <summary>Every node's URL, for a connection that fails over between them.</summary>
+    public static string ClusterUrl(IEnumerable<NatsServer> servers) => string.Join(",", servers.Select(s => s.Url));
 
     /// <summary>A server on a port of its own that is not started yet (<see cref="StartAsync"/> starts it).</summary>
     public static NatsServer NotStarted() => new(FreePort());
@@ -55,14 +89,15 @@ public sealed class NatsServer : IAsyncDisposable
             RedirectStandardError = true,
             UseShellExecute = false,
         };
-        foreach (var argument in (string[])["-js", "-sd", _store, "-a", "127.0.0.1", "-p", Port.ToString(System.Globalization.CultureInfo.InvariantCulture)])
+        string[] arguments = _config is null ? ["-js", "-sd", _store, "-a", "127.0.0.1", "-p", Port.ToString(System.Globalization.CultureInfo.InvariantCulture)] : ["-c", _config];
+        foreach (var argument in arguments)
             start.ArgumentList.Add(argument);
         _process = Process.Start(start) ?? throw new InvalidOperationException($"{binary} did not start.");
         _process.OutputDataReceived += (_, _) => { };
         _process.ErrorDataReceived += (_, _) => { };
         _process.BeginOutputReadLine();
         _process.BeginErrorReadLine();
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(20);
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(30);
         while (true)
         {
             try
