@@ -451,6 +451,24 @@ public sealed class JetStreamPublisher : IAsyncDisposable, ICommitGroupSink, ITa
         Log.Resuming(_logger, _stream, lastSequence, lsn.ToString(), index);
     }
 
+    /// <summary>Where a pipeline's stream ends: its last message's sequence and the change it carries; null for an empty
+    /// stream. What <c>dbsync lag --nats</c> shows.</summary>
+    /// <exception cref="NatsJSApiException">The stream does not exist (error code 10059), or another JetStream error.</exception>
+    public static async Task<JetStreamPosition?> ReadLastPositionAsync(INatsConnection connection, string stream, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(connection);
+        var info = await new NatsJSContext(connection).GetStreamAsync(stream, cancellationToken: cancellationToken).ConfigureAwait(false);
+        var last = info.Info.State.LastSeq;
+        if (last == 0)
+            return null;
+        var message = (await info.GetAsync(new StreamMsgGetRequest { Seq = last }, cancellationToken).ConfigureAwait(false)).Message;
+        var headers = ParseHeaders(message.Hdrs);
+        string? Header(string name) => headers.TryGetValue(name, out var value) ? value.ToString() : null;
+        return new JetStreamPosition(last, info.Info.State.Messages, Header(Headers.Slot),
+            NpgsqlLogSequenceNumber.TryParse(Header(Headers.CommitLsn) ?? "", out var lsn) ? lsn : null,
+            DateTimeOffset.TryParse(Header(Headers.CommitTime), CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal, out var time) ? time : null);
+    }
+
     private static NatsHeaders ParseHeaders(string? base64)
     {
         var headers = new NatsHeaders();
@@ -522,6 +540,14 @@ public sealed class JetStreamPublisher : IAsyncDisposable, ICommitGroupSink, ITa
         }
     }
 }
+
+/// <summary>Where a stream ends (<see cref="JetStreamPublisher.ReadLastPositionAsync"/>).</summary>
+/// <param name="Sequence">The last message's stream sequence.</param>
+/// <param name="Messages">How many messages the stream holds.</param>
+/// <param name="Slot">The slot of the pipeline that published it (null for a message DBSync did not publish).</param>
+/// <param name="CommitLsn">The commit position of its change's transaction.</param>
+/// <param name="CommitTime">Its transaction's commit time.</param>
+public sealed record JetStreamPosition(ulong Sequence, long Messages, string? Slot, NpgsqlLogSequenceNumber? CommitLsn, DateTimeOffset? CommitTime);
 
 internal static partial class Log
 {

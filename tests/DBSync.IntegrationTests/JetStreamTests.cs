@@ -764,6 +764,37 @@ public sealed class JetStreamTests(PostgresFixture fixture)
         }
     }
 
+    /// <summary><c>dbsync lag --nats</c>: per slot, its stream's last message (commit position and time) and how far the
+    /// server's WAL is past it; a NATS that cannot be reached exits with 3, naming the address.</summary>
+    [Fact]
+    public async Task CliLag_WithNats_ShowsHowFarTheStreamIsBehind()
+    {
+        await using var db = await TestDatabase.CreateAsync(fixture.Server);
+        await using var nats = await NatsServer.StartNewAsync();
+        await using var connection = nats.Connect();
+        await using (var run = await StartPublishingAsync(db, connection))
+        {
+            await db.ExecuteAsync("INSERT INTO restaurant (id, name) VALUES ('lag', 'n')");
+            await run.WaitUntilAsync(r => r.Of<Restaurant>().Any(c => c.New?.Id == "lag"), "the insert");
+            await WaitForMessagesAsync(connection, 1);
+            await run.StopAsync();
+        }
+        var commit = (await ReadStreamAsync(connection))[^1].Header(JetStreamPublisher.Headers.CommitLsn);
+        await db.ExecuteAsync("INSERT INTO restaurant (id, name) SELECT 'later' || i, 'n' FROM generate_series(1, 100) i");
+        var expected = await db.ScalarAsync<long>($"SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '{commit}')::bigint");
+
+        var lag = await Ecosystem.CliTests.ExpectAsync(DBSync.Cli.ExitCodes.Success, db.ConnectionString, "lag", "--slot", Slot, "--nats", nats.Url);
+        var row = System.Text.RegularExpressions.Regex.Match(lag.Out, $@"(?m)^{Slot}\s+{Stream}\s+1\s+(?<commit>[0-9A-F]+/[0-9A-F]+)\s+\d{{4}}-\d\d-\d\d \d\d:\d\d:\d\dZ\s+[0-9A-F]+/[0-9A-F]+\s+(?<bytes>[\d,]+)\s");
+        Assert.True(row.Success, lag.ToString());
+        Assert.Equal(commit, row.Groups["commit"].Value);
+        Assert.InRange(long.Parse(row.Groups["bytes"].Value.Replace(",", ""), System.Globalization.CultureInfo.InvariantCulture), expected, expected + 1024 * 1024);
+
+        await using var nowhere = NatsServer.NotStarted();
+        var unreachable = await Ecosystem.CliTests.ExpectAsync(DBSync.Cli.ExitCodes.Connection, db.ConnectionString, "lag", "--slot", Slot, "--nats", nowhere.Url);
+        Assert.Contains($"Cannot reach NATS at {nowhere.Url}", unreachable.Error, StringComparison.Ordinal);
+
+    }
+
     /// <summary>A client streaming the seed tables into a publisher on <paramref name="connection"/>, recording what it
     /// delivers.</summary>
     private static Task<StreamRun> StartPublishingAsync(TestDatabase db, INatsConnection connection, JetStreamPublisherOptions? options = null,

@@ -35,7 +35,9 @@ internal static class StatusCommands
     public static Command Lag(CommandContext context)
     {
         var slotOption = new Option<string?>("--slot", "-s") { Description = "Only this slot (default: every slot)" };
-        var command = new Command("lag", "Show how far each slot is behind the server's current WAL position, and how much WAL it keeps") { slotOption };
+        var natsOption = new Option<string?>("--nats") { Description = "Also show how far each slot's JetStream stream is behind (DBSync.Nats): the NATS server's URL(s), comma-separated" };
+        var streamOption = new Option<string?>("--stream") { Description = "The stream, with --nats and --slot (default: DBSYNC_ and the slot name in upper case)" };
+        var command = new Command("lag", "Show how far each slot is behind the server's current WAL position, and how much WAL it keeps") { slotOption, natsOption, streamOption };
         context.Handle(command, async (parse, server, cancellationToken) =>
         {
             var name = parse.GetValue(slotOption);
@@ -55,9 +57,56 @@ internal static class StatusCommands
                     Units.Number(slot.LagBytes), Units.Bytes(slot.LagBytes), Units.Bytes(slot.RetainedBytes));
             }
             table.WriteTo(context.Out);
+            if (parse.GetValue(natsOption) is { } nats)
+                return await StreamLagAsync(context, connection, slots, nats, name is null ? null : parse.GetValue(streamOption), cancellationToken).ConfigureAwait(false);
             return ExitCodes.Success;
         });
         return command;
+    }
+
+    /// <summary>Per slot, its JetStream stream: the last message's sequence and commit position, and how far that is behind
+    /// the server's WAL position (what the stream lacks, in bytes of WAL).</summary>
+    private static async Task<int> StreamLagAsync(CommandContext context, Npgsql.NpgsqlConnection connection, IReadOnlyList<Database.SlotRow> slots, string url,
+        string? stream, CancellationToken cancellationToken)
+    {
+        await using var nats = new NATS.Client.Core.NatsConnection(new NATS.Client.Core.NatsOpts { Url = url, Name = "dbsync cli", MaxReconnectRetry = 0 });
+        try
+        {
+            await nats.ConnectAsync().ConfigureAwait(false);
+        }
+        catch (NATS.Client.Core.NatsException e)
+        {
+            await context.Console.Error.WriteLineAsync($"Cannot reach NATS at {url} ({e.Message}). Check --nats.").ConfigureAwait(false);
+            return ExitCodes.Connection;
+        }
+        await using var position = new Npgsql.NpgsqlCommand("SELECT pg_current_wal_lsn()", connection);
+        var current = (NpgsqlTypes.NpgsqlLogSequenceNumber)(await position.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!;
+        await context.Out.WriteLineAsync().ConfigureAwait(false);
+        var table = new TextTable("SLOT", "STREAM", "MESSAGES", "LAST COMMIT", "COMMITTED AT", "SERVER WAL", "STREAM LAG BYTES", "STREAM LAG");
+        foreach (var slot in slots)
+        {
+            var name = stream ?? "DBSYNC_" + slot.Name.ToUpperInvariant();
+            Nats.JetStreamPosition? last;
+            try
+            {
+                last = await Nats.JetStreamPublisher.ReadLastPositionAsync(nats, name, cancellationToken).ConfigureAwait(false);
+            }
+            catch (NATS.Client.JetStream.NatsJSApiException e) when (e.Error.ErrCode == 10059)
+            {
+                table.Add(slot.Name, name, "no such stream", "", "", current.ToString(), "", "");
+                continue;
+            }
+            if (last?.CommitLsn is not { } commit)
+            {
+                table.Add(slot.Name, name, Units.Number(last?.Messages ?? 0), "-", "-", current.ToString(), "", "");
+                continue;
+            }
+            var behind = Math.Max(0, (long)((ulong)current - (ulong)commit));
+            table.Add(slot.Name, name, Units.Number(last.Messages), commit.ToString(), last.CommitTime?.UtcDateTime.ToString("yyyy-MM-dd HH:mm:ss'Z'", System.Globalization.CultureInfo.InvariantCulture) ?? "-",
+                current.ToString(), Units.Number(behind), Units.Bytes(behind));
+        }
+        table.WriteTo(context.Out);
+        return ExitCodes.Success;
     }
 
     public static Command Publications(CommandContext context)
