@@ -69,6 +69,7 @@ public sealed class JetStreamPublisher : IAsyncDisposable, ICommitGroupSink, ITa
     private readonly JetStreamPublisherOptions _options;
     private readonly NatsJSContext _js;
     private readonly INatsConnection _connection;
+    private readonly System.Diagnostics.TagList _tags;
     private bool _reachedOnce;
     private readonly ILogger _logger;
     private readonly string _slot;
@@ -101,6 +102,7 @@ public sealed class JetStreamPublisher : IAsyncDisposable, ICommitGroupSink, ITa
         _js = new NatsJSContext(connection);
         _connection = connection;
         _logger = (client.Options.LoggerFactory ?? NullLoggerFactory.Instance).CreateLogger("DBSync.Nats");
+        _tags = new System.Diagnostics.TagList { { DBSyncDiagnostics.Tags.Slot, _slot }, { DBSyncDiagnostics.Tags.Stream, _stream } };
         client.AddApplier(this);
         client.BeforeRun(() => client.VisitTables(this));
     }
@@ -241,7 +243,7 @@ public sealed class JetStreamPublisher : IAsyncDisposable, ICommitGroupSink, ITa
         if (_pending.Count == 0)
             _firstPendingAt = Stopwatch.GetTimestamp();
         _lastSequence++;
-        _pending.Enqueue(new Pending(future, position, _lastSequence, table.DisplayName, change.CommitLsn));
+        _pending.Enqueue(new Pending(future, position, _lastSequence, table.DisplayName, change.CommitLsn, change.CommitTime));
         if (_pending.Count >= _options.MaxInFlight)
             await DrainAsync(cancellationToken).ConfigureAwait(false);
     }
@@ -313,7 +315,13 @@ public sealed class JetStreamPublisher : IAsyncDisposable, ICommitGroupSink, ITa
             _last = pending.Position;
             _lossesSinceAck = 0;
             if (!ack.Duplicate)
+            {
                 Published++;
+                if (JetStreamMetrics.Published.Enabled)
+                    JetStreamMetrics.Published.Add(1, _tags);
+            }
+            if (JetStreamMetrics.CommitToAck.Enabled)
+                JetStreamMetrics.CommitToAck.Record((DateTimeOffset.UtcNow - pending.CommitTime).TotalSeconds, _tags);
         }
     }
 
@@ -341,6 +349,7 @@ public sealed class JetStreamPublisher : IAsyncDisposable, ICommitGroupSink, ITa
         catch (Exception e) when (IsLoss(e, cancellationToken))
         {
             Interruptions++;
+            JetStreamMetrics.Interruptions.Add(1, _tags);
             throw new StreamInterruptedException(new DBSyncException($"JetStream stream {_stream} cannot be reached yet ({e.Message}).", e))
             {
                 Repeated = ++_lossesSinceAck > 1,
@@ -491,6 +500,7 @@ public sealed class JetStreamPublisher : IAsyncDisposable, ICommitGroupSink, ITa
     {
         await ResetAsync().ConfigureAwait(false);
         Interruptions++;
+        JetStreamMetrics.Interruptions.Add(1, _tags);
         Log.PublishFailed(_logger, _stream, new NpgsqlLogSequenceNumber(position.Commit).ToString(), position.Index, e.Message);
         return new StreamInterruptedException(new DBSyncException(
             $"Publishing to JetStream stream {_stream} failed at the change {position.Index} of the transaction committed at {new NpgsqlLogSequenceNumber(position.Commit)} " +
@@ -524,7 +534,8 @@ public sealed class JetStreamPublisher : IAsyncDisposable, ICommitGroupSink, ITa
         await ResetAsync().ConfigureAwait(false);
     }
 
-    private readonly record struct Pending(NatsJSPublishConcurrentFuture Future, Position Position, ulong Sequence, string Table, NpgsqlLogSequenceNumber CommitLsn);
+    private readonly record struct Pending(NatsJSPublishConcurrentFuture Future, Position Position, ulong Sequence, string Table, NpgsqlLogSequenceNumber CommitLsn,
+        DateTimeOffset CommitTime);
 
     /// <summary>Where a message stands in the stream of changes: the transaction's commit position, the change's index in
     /// it, and (for a change sent to several partitions) the partition plus one.</summary>
@@ -539,6 +550,20 @@ public sealed class JetStreamPublisher : IAsyncDisposable, ICommitGroupSink, ITa
             return c != 0 ? c : Part.CompareTo(other.Part);
         }
     }
+}
+
+/// <summary>The publisher's instruments, on DBSync's meter (<see cref="DBSyncDiagnostics.MeterName"/>).</summary>
+internal static class JetStreamMetrics
+{
+    public static readonly System.Diagnostics.Metrics.Counter<long> Published = DBSync.Diagnostics.Telemetry.Meter.CreateCounter<long>(
+        DBSyncDiagnostics.Metrics.JetStreamPublished, "{message}", "Messages the JetStream publisher had stored by JetStream.");
+
+    public static readonly System.Diagnostics.Metrics.Histogram<double> CommitToAck = DBSync.Diagnostics.Telemetry.Meter.CreateHistogram(
+        DBSyncDiagnostics.Metrics.JetStreamCommitToAck, "s", "From a change's commit (the server's clock) to JetStream's acknowledgement of its message.", tags: null,
+        new System.Diagnostics.Metrics.InstrumentAdvice<double> { HistogramBucketBoundaries = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10] });
+
+    public static readonly System.Diagnostics.Metrics.Counter<long> Interruptions = DBSync.Diagnostics.Telemetry.Meter.CreateCounter<long>(
+        DBSyncDiagnostics.Metrics.JetStreamInterruptions, "{interruption}", "Times publishing was interrupted and went on from where the stream ends.");
 }
 
 /// <summary>Where a stream ends (<see cref="JetStreamPublisher.ReadLastPositionAsync"/>).</summary>

@@ -57,6 +57,19 @@ public static class DBSyncDiagnostics
         /// <summary>Gauge (<c>1</c>): 1 while this instance streams from the slot, 0 while it starts, reconnects or stands
         /// by for a slot another instance holds (<see cref="SlotInUse.Wait"/>), by <see cref="Tags.Slot"/>.</summary>
         public const string Active = "dbsync.instance.active";
+
+        /// <summary>Counter (<c>{message}</c>): messages the JetStream publisher (DBSync.Nats) had stored by JetStream, by
+        /// <see cref="Tags.Slot"/> and <see cref="Tags.Stream"/>.</summary>
+        public const string JetStreamPublished = "dbsync.jetstream.published";
+
+        /// <summary>Histogram (<c>s</c>): from a change's commit (the server's clock) to JetStream's acknowledgement of its
+        /// message, by <see cref="Tags.Slot"/> and <see cref="Tags.Stream"/>.</summary>
+        public const string JetStreamCommitToAck = "dbsync.jetstream.commit_to_ack";
+
+        /// <summary>Counter (<c>{interruption}</c>): times publishing was interrupted (JetStream unreachable, an
+        /// acknowledgement missing or refused) and went on from where the stream ends, by <see cref="Tags.Slot"/> and
+        /// <see cref="Tags.Stream"/>.</summary>
+        public const string JetStreamInterruptions = "dbsync.jetstream.interruptions";
     }
 
     /// <summary>The tags of the measurements.</summary>
@@ -73,5 +86,8 @@ public static class DBSyncDiagnostics
 
         /// <summary>Which handlers were timed, <c>change</c>, <c>transaction</c> or <c>message</c>: <c>dbsync.handler.type</c>.</summary>
         public const string HandlerType = "dbsync.handler.type";
+
+        /// <summary>The JetStream stream published to: <c>dbsync.stream</c>.</summary>
+        public const string Stream = "dbsync.stream";
     }
 }

@@ -31,6 +31,7 @@ public sealed class JetStreamTests(PostgresFixture fixture)
         await using var nats = await NatsServer.StartNewAsync();
         await using var connection = nats.Connect();
         await db.ExecuteAsync("INSERT INTO restaurant (id, name, rating) VALUES ('s1', 'snap one', 4), ('s2', 'snap two', NULL)");
+        using var metrics = new MetricsCapture(Slot);
         JetStreamPublisher? publisher = null;
         await using var run = await StartPublishingAsync(db, connection, configure: o => o.InitialSnapshot = true, created: p => publisher = p);
 
@@ -80,6 +81,16 @@ public sealed class JetStreamTests(PostgresFixture fixture)
         var oldKey = (Dictionary<object, object?>)deleted["old"]!;
         Assert.Equal(["user_id", "restaurant_id"], oldKey.Keys.Cast<string>().ToArray());
         Assert.Equal(publisher!.Published, messages.Count);
+        // The publisher's instruments: every stored message counted, and its commit-to-acknowledgement time recorded.
+        Assert.Equal(messages.Count, metrics.Sum(DBSyncDiagnostics.Metrics.JetStreamPublished, (DBSyncDiagnostics.Tags.Stream, Stream)));
+        Assert.Equal(messages.Count, metrics.Count(DBSyncDiagnostics.Metrics.JetStreamCommitToAck));
+        Assert.Equal(0, metrics.Sum(DBSyncDiagnostics.Metrics.JetStreamInterruptions));
+        var units = MetricsCapture.Published().Where(i => i.Name.StartsWith("dbsync.jetstream.", StringComparison.Ordinal)).ToDictionary(i => i.Name, i => i.Unit);
+        Assert.Equal(new Dictionary<string, string?>
+        {
+            [DBSyncDiagnostics.Metrics.JetStreamPublished] = "{message}", [DBSyncDiagnostics.Metrics.JetStreamCommitToAck] = "s",
+            [DBSyncDiagnostics.Metrics.JetStreamInterruptions] = "{interruption}",
+        }, units);
         await run.StopAsync();
     }
 
