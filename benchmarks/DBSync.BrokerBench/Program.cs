@@ -115,7 +115,7 @@ static async Task<double> DrainAsync(string connectionString, Backlog backlog, s
     await connection.ConnectAsync();
     var client = new DBSyncClient(new DBSyncOptions { ConnectionString = connectionString, SlotName = slot, PublicationName = Backlog.Publication, InitialSnapshot = false });
     client.On<User>(_ => { });
-    await using var publisher = new JetStreamPublisher(client, connection, new JetStreamPublisherOptions { Replicas = replicas, MaxBytes = -1 });
+    await using var publisher = new JetStreamPublisher(client, connection, new JetStreamPublisherOptions { Replicas = replicas, SubjectPrefix = slot });
     using var stop = new CancellationTokenSource();
     var watch = Stopwatch.StartNew();
     var run = client.RunAsync(stop.Token);
@@ -159,7 +159,7 @@ static async Task<(double P50, double P99, int Count, double Achieved)> LatencyA
     await using var connection = new NatsConnection(new NatsOpts { Url = url });
     var client = new DBSyncClient(new DBSyncOptions { ConnectionString = connectionString, SlotName = slot, PublicationName = Backlog.Publication, InitialSnapshot = false });
     client.On<User>(_ => { });
-    await using var publisher = new JetStreamPublisher(client, connection, new JetStreamPublisherOptions { Replicas = replicas });
+    await using var publisher = new JetStreamPublisher(client, connection, new JetStreamPublisherOptions { Replicas = replicas, SubjectPrefix = slot });
     using var stop = new CancellationTokenSource();
     var run = client.RunAsync(stop.Token);
     await Task.WhenAny(client.Streaming, run);
