@@ -27,36 +27,61 @@ public sealed class NatsServer : IAsyncDisposable
 
     public static async Task<NatsServer> StartNewAsync()
     {
-        var server = new NatsServer(FreePort());
-        await server.StartAsync();
-        return server;
+        for (var attempt = 1; ; attempt++)
+        {
+            var server = new NatsServer(FreePort());
+            try
+            {
+                await server.StartAsync();
+                return server;
+            }
+            catch (Exception) when (attempt < 3)
+            {
+                await server.DisposeAsync(); // its port was taken meanwhile: another
+            }
+        }
     }
 
     /// <summary>A JetStream cluster of <paramref name="nodes"/> servers on loopback (routes between all of them), started,
     /// with a metadata leader elected. Connect to all with <see cref="ClusterUrl"/>.</summary>
     public static async Task<NatsServer[]> StartClusterAsync(int nodes = 3)
     {
-        var servers = Enumerable.Range(1, nodes).Select(_ => new NatsServer(FreePort())).ToArray();
-        var routes = Enumerable.Range(0, nodes).Select(_ => FreePort()).ToArray();
-        for (var i = 0; i < nodes; i++)
+        // A port taken by another process between its choice and the server's bind makes a node exit: start afresh.
+        for (var attempt = 1; ; attempt++)
         {
-            var server = servers[i];
-            server.Name = $"n{i + 1}";
-            Directory.CreateDirectory(server._store);
-            server._config = Path.Combine(server._store, "nats.conf");
-            await File.WriteAllTextAsync(server._config, $$"""
-                server_name: {{server.Name}}
-                listen: 127.0.0.1:{{server.Port}}
-                jetstream { store_dir: "{{server._store}}" }
-                cluster {
-                  name: dbsync
-                  listen: 127.0.0.1:{{routes[i]}}
-                  routes: [{{string.Join(", ", routes.Select(r => $"nats-route://127.0.0.1:{r}"))}}]
-                }
-                """);
+            var ports = FreePorts(2 * nodes);
+            var servers = Enumerable.Range(0, nodes).Select(i => new NatsServer(ports[i])).ToArray();
+            var routes = ports[nodes..];
+            for (var i = 0; i < nodes; i++)
+            {
+                var server = servers[i];
+                server.Name = $"n{i + 1}";
+                Directory.CreateDirectory(server._store);
+                server._config = Path.Combine(server._store, "nats.conf");
+                await File.WriteAllTextAsync(server._config, $$"""
+                    server_name: {{server.Name}}
+                    listen: 127.0.0.1:{{server.Port}}
+                    jetstream { store_dir: "{{server._store}}" }
+                    cluster {
+                      name: dbsync
+                      listen: 127.0.0.1:{{routes[i]}}
+                      routes: [{{string.Join(", ", routes.Select(r => $"nats-route://127.0.0.1:{r}"))}}]
+                    }
+                    """);
+            }
+            try
+            {
+                await Task.WhenAll(servers.Select(s => s.StartAsync()));
+                return servers;
+            }
+            catch (Exception)
+            {
+                foreach (var server in servers)
+                    await server.DisposeAsync(); // no node of a cluster that did not start outlives the test
+                if (attempt >= 3)
+                    throw;
+            }
         }
-        await Task.WhenAll(servers.Select(s => s.StartAsync()));
-        return servers;
     }
 
     /// <summary>Every node's URL, for a connection that fails over between them.</summary>
@@ -93,8 +118,9 @@ public sealed class NatsServer : IAsyncDisposable
         foreach (var argument in arguments)
             start.ArgumentList.Add(argument);
         _process = Process.Start(start) ?? throw new InvalidOperationException($"{binary} did not start.");
-        _process.OutputDataReceived += (_, _) => { };
-        _process.ErrorDataReceived += (_, _) => { };
+        var output = new System.Collections.Concurrent.ConcurrentQueue<string>();
+        _process.OutputDataReceived += (_, e) => { if (e.Data is { } line && output.Count < 200) output.Enqueue(line); };
+        _process.ErrorDataReceived += (_, e) => { if (e.Data is { } line && output.Count < 200) output.Enqueue(line); };
         _process.BeginOutputReadLine();
         _process.BeginErrorReadLine();
         var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(30);
@@ -111,6 +137,11 @@ public sealed class NatsServer : IAsyncDisposable
             catch (Exception) when (DateTime.UtcNow < deadline && !_process.HasExited)
             {
                 await Task.Delay(100);
+            }
+            catch (Exception e)
+            {
+                throw new InvalidOperationException(
+                    $"nats-server {(_process.HasExited ? $"exited with {_process.ExitCode}" : "did not answer within 30 s")}: {e.Message}\n{string.Join("\n", output.TakeLast(20))}", e);
             }
         }
     }
@@ -150,6 +181,23 @@ public sealed class NatsServer : IAsyncDisposable
                 return candidate;
         }
         throw new InvalidOperationException("nats-server is not installed. Install it with: apt-get install -y nats-server (./build.sh test does it).");
+    }
+
+    /// <summary><paramref name="count"/> distinct free ports (all held open while chosen).</summary>
+    private static int[] FreePorts(int count)
+    {
+        var listeners = Enumerable.Range(0, count).Select(_ => new TcpListener(IPAddress.Loopback, 0)).ToList();
+        try
+        {
+            foreach (var listener in listeners)
+                listener.Start();
+            return [.. listeners.Select(l => ((IPEndPoint)l.LocalEndpoint).Port)];
+        }
+        finally
+        {
+            foreach (var listener in listeners)
+                listener.Stop();
+        }
     }
 
     private static int FreePort()
