@@ -858,8 +858,23 @@ public sealed class JetStreamTests(PostgresFixture fixture)
         }
     }
 
-    /// <summary>Every message of the stream, by sequence.</summary>
+    /// <summary>Every message of the stream, by sequence; none when it does not exist yet. A JetStream that does not
+    /// answer for a moment (a node restarting, a leader being elected) is asked again, for up to 30 s.</summary>
     private static async Task<List<StreamMessage>> ReadStreamAsync(NatsConnection connection, string name = Stream)
+    {
+        for (var deadline = DateTime.UtcNow.AddSeconds(30); ; await Task.Delay(200))
+        {
+            try
+            {
+                return await ReadStreamOnceAsync(connection, name);
+            }
+            catch (NatsException e) when (DateTime.UtcNow < deadline && !(e is NatsJSApiException { Error.ErrCode: 10059 }))
+            {
+            }
+        }
+    }
+
+    private static async Task<List<StreamMessage>> ReadStreamOnceAsync(NatsConnection connection, string name)
     {
         var js = new NatsJSContext(connection);
         INatsJSStream stream;
@@ -870,10 +885,6 @@ public sealed class JetStreamTests(PostgresFixture fixture)
         catch (NatsJSApiException e) when (e.Error.ErrCode == 10059)
         {
             return [];
-        }
-        catch (NatsException)
-        {
-            return []; // the server is restarting
         }
         var messages = new List<StreamMessage>();
         for (var seq = stream.Info.State.FirstSeq; seq <= stream.Info.State.LastSeq && seq > 0; seq++)
