@@ -107,6 +107,9 @@ internal static class ChangeMessages
         return (int)(hash % (ulong)partitions);
     }
 
+    /// <summary>The <c>DBSync-Kind</c> of the message that ends a transaction.</summary>
+    public const string CommitKind = "commit";
+
     /// <summary>The kind as the <c>DBSync-Kind</c> header says it.</summary>
     public static string KindName(ChangeKind kind) => kind switch
     {

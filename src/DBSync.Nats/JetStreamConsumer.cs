@@ -1,5 +1,6 @@
 using System.Globalization;
 using DBSync.Internal;
+using DBSync.Replication;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using NATS.Client.Core;
@@ -72,13 +73,14 @@ public sealed class JetStreamConsumerOptions
 /// ones (JetStream would put it behind those already in flight), the consumer is set up again from the first message
 /// not acknowledged, when a handler fails and when a process starts and finds messages that a previous one received
 /// but did not acknowledge.</remarks>
-public sealed class JetStreamConsumer
+public sealed class JetStreamConsumer : IChangeSource
 {
     private readonly INatsConnection _connection;
     private readonly JetStreamConsumerOptions _options;
     private readonly NatsJSContext _js;
     private readonly ILogger _logger;
     private readonly Dictionary<string, Func<INatsJSMsg<ReadOnlyMemory<byte>>, CancellationToken, ValueTask>> _tables = [];
+    private readonly List<ICommitGroupSink> _sinks = [];
     private int _running;
 
     /// <summary>Creates a consumer; nothing connects until <see cref="RunAsync"/>.</summary>
@@ -137,6 +139,42 @@ public sealed class JetStreamConsumer
         });
     }
 
+    /// <summary>
+    /// Creates a <see cref="PostgresApplier"/> that applies the changes this consumer reads into a target database, each
+    /// source transaction in one target transaction (or several in one, <see cref="PostgresApplier.MaxGroupedTransactions"/>),
+    /// effectively once, as it does on a slot: messages are acknowledged only after the target commit, and a transaction
+    /// the target recorded is skipped when it comes again. Map its tables, then run the consumer.
+    /// </summary>
+    /// <remarks>It needs the whole stream (<see cref="JetStreamConsumerOptions.Partitions"/> null), published with
+    /// <see cref="JetStreamPublisherOptions.TransactionEnds"/>: partitions applied apart would split source transactions, and
+    /// a truncate in one would remove rows that another had applied already.</remarks>
+    /// <param name="connectionString">An Npgsql connection string for the target database.</param>
+    /// <param name="name">The applier's row in the progress table (for example the consumer's name).</param>
+    /// <param name="progressTable">The progress table, <c>schema.name</c> or <c>name</c> (then in <c>public</c>).</param>
+    public PostgresApplier CreateApplier(string connectionString, string name, string progressTable = "public.dbsync_applied")
+        => new(this, connectionString, name, progressTable);
+
+    string IChangeSource.Description => $"JetStream consumer {_options.Name} of stream {_options.Stream}";
+
+    // A failing change is delivered again with its whole transaction (the consumer is set up again from the first message
+    // not acknowledged), so no savepoint per change.
+    bool IChangeSource.RetriesFailedChange => false;
+
+    void IChangeSource.AddHandler<T>(Func<Change<T>, CancellationToken, ValueTask> handler) => On(handler);
+
+    void IChangeSource.AddSink(ICommitGroupSink sink)
+    {
+        if (Volatile.Read(ref _running) != 0)
+            throw new InvalidOperationException("An applier cannot be added while the consumer runs.");
+        if (_options.Partitions is not null)
+        {
+            throw new InvalidOperationException(
+                "A PostgresApplier needs the whole stream: set JetStreamConsumerOptions.Partitions to null. Partitions applied apart would split a source " +
+                "transaction over several target transactions, and a truncate read in one partition would remove rows another had applied already.");
+        }
+        _sinks.Add(sink);
+    }
+
     /// <summary>Consumes until <paramref name="cancellationToken"/> is cancelled (then returns) or a message cannot be
     /// read as a change (then throws, having acknowledged nothing of it).</summary>
     public async Task RunAsync(CancellationToken cancellationToken = default)
@@ -171,40 +209,58 @@ public sealed class JetStreamConsumer
             try
             {
                 consumer = await SetUpAsync(name, subject, from, cancellationToken).ConfigureAwait(false);
+                // What a sink held from before is dropped; it comes again, from the first message not acknowledged.
+                foreach (var sink in _sinks)
+                    await sink.OnSessionStartAsync(cancellationToken).ConfigureAwait(false);
             }
-            catch (NatsException e) when (!cancellationToken.IsCancellationRequested)
+            catch (Exception e) when (!cancellationToken.IsCancellationRequested && e is NatsException or StreamInterruptedException)
             {
+                failuresInARow++;
                 Log.ConsumerUnavailable(_logger, name, _options.Stream, e.Message);
-                await Task.Delay(_options.RetryDelay, cancellationToken).ConfigureAwait(false);
+                await Task.Delay(Backoff.Delay(_options.RetryDelay, _options.MaxRetryDelay, failuresInARow), cancellationToken).ConfigureAwait(false);
                 continue;
             }
             from = null;
             var opts = new NatsJSConsumeOpts { MaxMsgs = _options.BatchSize };
+            var read = new ReadState();
             INatsJSMsg<ReadOnlyMemory<byte>>? lastAcknowledged = null;
             try
             {
                 await foreach (var message in consumer.ConsumeAsync(NatsRawSerializer<ReadOnlyMemory<byte>>.Default, opts, cancellationToken).ConfigureAwait(false))
                 {
+                    var sequence = message.Metadata?.Sequence.Stream ?? 0;
+                    if (sequence <= read.LastSequence)
+                        continue; // delivered again after the ack wait while a sink held it: it was handled
+                    read.LastSequence = sequence;
+                    if (read.FirstUnacknowledged == 0)
+                        read.FirstUnacknowledged = sequence;
+                    read.Unacknowledged++;
+                    bool acknowledge;
                     try
                     {
-                        await HandleAsync(message, cancellationToken).ConfigureAwait(false);
+                        acknowledge = await HandleAsync(message, read, cancellationToken).ConfigureAwait(false);
                     }
-                    catch (Exception e) when (!cancellationToken.IsCancellationRequested && e is not DecodeException)
+                    catch (Exception e) when (!cancellationToken.IsCancellationRequested && e is not DecodeException and not DBSyncConfigurationException)
                     {
-                        // Delivered again, from this message on, after a growing pause.
-                        var sequence = message.Metadata?.Sequence.Stream ?? 0;
+                        // Delivered again, from the first message not acknowledged on (this one, or the first of the
+                        // transactions a sink held), after a growing pause.
                         Interlocked.Increment(ref _failures);
                         failuresInARow++;
                         var delay = Backoff.Delay(_options.RetryDelay, _options.MaxRetryDelay, failuresInARow);
                         Log.HandlerFailed(_logger, name, sequence, message.Subject, delay.TotalSeconds, e);
                         await Task.Delay(delay, cancellationToken).ConfigureAwait(false);
-                        from = sequence;
+                        from = read.FirstUnacknowledged;
                         break;
                     }
-                    // Handled: acknowledged even while stopping, so that it does not come again.
+                    if (!acknowledge)
+                        continue; // a sink holds it, uncommitted
+                    // Handled (and committed by the sinks): acknowledged, with everything before it, even while stopping,
+                    // so that it does not come again.
                     await message.AckAsync(cancellationToken: CancellationToken.None).ConfigureAwait(false);
+                    Interlocked.Add(ref _acknowledged, read.Unacknowledged);
+                    read.FirstUnacknowledged = 0;
+                    read.Unacknowledged = 0;
                     lastAcknowledged = message;
-                    Interlocked.Increment(ref _acknowledged);
                     failuresInARow = 0;
                 }
             }
@@ -212,6 +268,7 @@ public sealed class JetStreamConsumer
             {
                 Log.ConsumerUnavailable(_logger, name, _options.Stream, e.Message);
                 await Task.Delay(_options.RetryDelay, cancellationToken).ConfigureAwait(false);
+                from = read.FirstUnacknowledged == 0 ? null : read.FirstUnacknowledged;
             }
             finally
             {
@@ -219,6 +276,32 @@ public sealed class JetStreamConsumer
                     await ConfirmAcknowledgementsAsync(lastAcknowledged).ConfigureAwait(false);
             }
         }
+    }
+
+    /// <summary>Where one setup of a durable consumer stands.</summary>
+    private sealed class ReadState
+    {
+        /// <summary>The last message received (stream sequence).</summary>
+        public ulong LastSequence;
+
+        /// <summary>The first message received and not acknowledged; 0 when all are.</summary>
+        public ulong FirstUnacknowledged;
+
+        /// <summary>Messages received and not acknowledged.</summary>
+        public long Unacknowledged;
+
+        /// <summary>Whether a sink holds the transactions ended since the last acknowledgement, uncommitted.</summary>
+        public bool Held;
+
+        /// <summary>The last copy handled of a change published to several partitions (a whole-stream consumer hands on the
+        /// first copy only).</summary>
+        public (NpgsqlLogSequenceNumber Commit, int Index) LastCopy;
+
+        /// <summary>The transaction whose changes are being handled (a sink's, until its commit message).</summary>
+        public NpgsqlLogSequenceNumber OpenCommit;
+
+        /// <summary>The last transaction a commit message ended.</summary>
+        public NpgsqlLogSequenceNumber EndedCommit;
     }
 
     /// <summary>Acknowledgements are sent without waiting for JetStream; on a stop, the last one is sent again and
@@ -237,15 +320,77 @@ public sealed class JetStreamConsumer
         }
     }
 
-    private async ValueTask HandleAsync(INatsJSMsg<ReadOnlyMemory<byte>> message, CancellationToken cancellationToken)
+    /// <summary>Hands the message to its table's handlers, or ends its transaction at the sinks; returns whether it may be
+    /// acknowledged (false while a sink holds it uncommitted).</summary>
+    private async ValueTask<bool> HandleAsync(INatsJSMsg<ReadOnlyMemory<byte>> message, ReadState read, CancellationToken cancellationToken)
     {
-        var table = message.Headers?.TryGetValue(JetStreamPublisher.Headers.Table, out var value) == true ? value.ToString() : null;
+        var headers = message.Headers;
+        if (headers?.TryGetValue(JetStreamPublisher.Headers.Kind, out var kind) == true && kind == ChangeMessages.CommitKind)
+            return await EndTransactionAsync(message, read, cancellationToken).ConfigureAwait(false);
+        var table = headers?.TryGetValue(JetStreamPublisher.Headers.Table, out var value) == true ? value.ToString() : null;
         if (table is null)
             throw Unreadable(message, $"it has no {JetStreamPublisher.Headers.Table} header");
-        if (!_tables.TryGetValue(table, out var handle))
-            return; // a table this consumer has no handler for
-        await handle(message, cancellationToken).ConfigureAwait(false);
+        if (_options.Partitions is null && headers!.ContainsKey(JetStreamPublisher.Headers.Part))
+        {
+            // A change published to several partitions (a truncate, an update that moved its key): a consumer of the whole
+            // stream gets its copies one after another and hands on the first.
+            var copy = (Position(message, JetStreamPublisher.Headers.CommitLsn), Index(message));
+            if (copy == read.LastCopy)
+                return _sinks.Count == 0;
+            read.LastCopy = copy;
+        }
+        if (_sinks.Count > 0)
+        {
+            var commit = Position(message, JetStreamPublisher.Headers.CommitLsn);
+            if (read.OpenCommit != default && commit != read.OpenCommit)
+            {
+                throw new DBSyncConfigurationException(
+                    $"Message {message.Metadata?.Sequence.Stream} of stream {_options.Stream} begins the transaction committed at {commit} where the one committed at " +
+                    $"{read.OpenCommit} had no commit message: the stream was published without them, and a PostgresApplier needs them to apply each source transaction " +
+                    "whole. Set JetStreamPublisherOptions.TransactionEnds to true on the publisher (the default) and publish to a new stream.");
+            }
+            read.OpenCommit = commit;
+        }
+        if (_tables.TryGetValue(table, out var handle))
+            await handle(message, cancellationToken).ConfigureAwait(false);
+        // Without a sink a handled message is acknowledged at once; with one, at the end of its transaction.
+        return _sinks.Count == 0;
     }
+
+    /// <summary>A transaction's commit message: the sinks end it (and commit it, or hold it open for the transactions
+    /// that follow while more are waiting in the stream).</summary>
+    private async ValueTask<bool> EndTransactionAsync(INatsJSMsg<ReadOnlyMemory<byte>> message, ReadState read, CancellationToken cancellationToken)
+    {
+        if (_sinks.Count == 0)
+            return true;
+        var commit = Position(message, JetStreamPublisher.Headers.CommitLsn);
+        if (commit == read.EndedCommit)
+            return !read.Held; // the same transaction's commit message in another partition; it was ended
+        var end = Position(message, JetStreamPublisher.Headers.EndLsn);
+        var headers = message.Headers!;
+        if (!headers.TryGetValue(JetStreamPublisher.Headers.Xid, out var xidText) || !uint.TryParse(xidText, NumberStyles.None, CultureInfo.InvariantCulture, out var xid))
+            throw Unreadable(message, $"its {JetStreamPublisher.Headers.Xid} header does not parse");
+        read.EndedCommit = commit;
+        read.OpenCommit = default;
+        // More messages waiting: the sinks may hold the transaction open for them (one target transaction for several).
+        var mayGroup = message.Metadata?.NumPending > 0;
+        var held = false;
+        foreach (var sink in _sinks)
+            held |= await sink.OnTransactionEndAsync(commit, end, xid, mayGroup, cancellationToken).ConfigureAwait(false);
+        read.Held = held;
+        return !held;
+    }
+
+    private static NpgsqlLogSequenceNumber Position(INatsJSMsg<ReadOnlyMemory<byte>> message, string header)
+        => message.Headers?.TryGetValue(header, out var text) == true && NpgsqlLogSequenceNumber.TryParse(text.ToString(), out var lsn)
+            ? lsn
+            : throw Unreadable(message, $"its {header} header does not parse");
+
+    private static int Index(INatsJSMsg<ReadOnlyMemory<byte>> message)
+        => message.Headers?.TryGetValue(JetStreamPublisher.Headers.Index, out var text) == true
+           && int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var index)
+            ? index
+            : throw Unreadable(message, $"its {JetStreamPublisher.Headers.Index} header does not parse");
 
     /// <summary>The durable consumer, created when missing; set up again from <paramref name="from"/> after a failure, or
     /// from the first message not acknowledged when a previous process left messages in flight.</summary>
@@ -262,8 +407,12 @@ public sealed class JetStreamConsumer
                         $"Durable consumer {name} of stream {_options.Stream} takes {existing.Info.Config.FilterSubject}, not {subject}. Give this consumer another name, " +
                         $"or delete that one (nats consumer rm {_options.Stream} {name}).");
                 }
-                if (existing.Info.NumAckPending == 0)
+                var config = existing.Info.Config;
+                if (existing.Info.NumAckPending == 0 && config.AckPolicy == ConsumerConfigAckPolicy.All && config.MaxAckPending == MaxAckPending
+                    && config.AckWait == _options.AckWait)
                     return existing;
+                // Messages a previous process received but did not acknowledge, or settings of another version or of a
+                // consumer without an applier: set up again from the first message not acknowledged.
                 from = existing.Info.AckFloor.StreamSeq + 1;
             }
             catch (NatsJSApiException e) when (e.Error.ErrCode == 10014)
@@ -286,12 +435,17 @@ public sealed class JetStreamConsumer
     {
         DurableName = name,
         FilterSubject = subject,
-        AckPolicy = ConsumerConfigAckPolicy.Explicit,
+        // An acknowledgement covers every message before it: one per message handled, or one per target commit.
+        AckPolicy = ConsumerConfigAckPolicy.All,
         AckWait = _options.AckWait,
         DeliverPolicy = from is null ? ConsumerConfigDeliverPolicy.All : ConsumerConfigDeliverPolicy.ByStartSequence,
         OptStartSeq = from ?? 0,
-        MaxAckPending = Math.Max(_options.BatchSize * 2, 1024),
+        MaxAckPending = MaxAckPending,
     };
+
+    /// <summary>With an applier, no limit: a source transaction's messages all stay unacknowledged until its target commit,
+    /// however many there are.</summary>
+    private int MaxAckPending => _sinks.Count > 0 ? -1 : Math.Max(_options.BatchSize * 2, 1024);
 
     private static Change<T> Decode<T>(INatsJSMsg<ReadOnlyMemory<byte>> message) where T : ISyncTable<T>
     {

@@ -42,7 +42,8 @@ public sealed class JetStreamPublisher : IAsyncDisposable, ICommitGroupSink, ITa
         /// <summary>The table, <c>schema.name</c>.</summary>
         public const string Table = "DBSync-Table";
 
-        /// <summary><c>insert</c>, <c>update</c>, <c>delete</c>, <c>truncate</c> or <c>read</c> (a snapshot row).</summary>
+        /// <summary><c>insert</c>, <c>update</c>, <c>delete</c>, <c>truncate</c> or <c>read</c> (a snapshot row); <c>commit</c> on the
+        /// message that ends a transaction (<see cref="JetStreamPublisherOptions.TransactionEnds"/>).</summary>
         public const string Kind = "DBSync-Kind";
 
         /// <summary>The commit position of the change's transaction, as PostgreSQL writes it (<c>0/16B3748</c>).</summary>
@@ -54,11 +55,16 @@ public sealed class JetStreamPublisher : IAsyncDisposable, ICommitGroupSink, ITa
         /// <summary>The commit time, ISO 8601 in UTC.</summary>
         public const string CommitTime = "DBSync-Commit-Time";
 
-        /// <summary>The change's position in its transaction (0, 1, ...).</summary>
+        /// <summary>The change's position in its transaction (0, 1, ...); on a <c>commit</c> message, the transaction's number
+        /// of changes.</summary>
         public const string Index = "DBSync-Index";
 
         /// <summary>On a snapshot row: the number of the chunk it was read in (<see cref="Change{T}.SnapshotChunk"/>).</summary>
         public const string Chunk = "DBSync-Chunk";
+
+        /// <summary>On a <c>commit</c> message: the end of the transaction's commit record, the position PostgreSQL is
+        /// confirmed up to once the transaction is handled.</summary>
+        public const string EndLsn = "DBSync-End-Lsn";
 
         /// <summary>On a change published to several partitions (a truncate goes to every one; an update that moves the key to
         /// another partition goes to the old key's and the new key's): the partition of this copy.</summary>
@@ -84,6 +90,7 @@ public sealed class JetStreamPublisher : IAsyncDisposable, ICommitGroupSink, ITa
     private bool _disposed;
     private long _firstPendingAt;
     private int _lossesSinceAck;
+    private Transaction _transaction;
 
     /// <summary>Creates a publisher of the changes <paramref name="client"/> delivers, for every table it maps when it runs.</summary>
     /// <param name="client">The client; not yet running.</param>
@@ -134,14 +141,22 @@ public sealed class JetStreamPublisher : IAsyncDisposable, ICommitGroupSink, ITa
                     "would split or widen the subject <prefix>.<schema>.<table>). Rename it, or leave it unmapped by the client that publishes.");
             }
         }
+        if (table.Schema == CommitToken && table.Name == "commit")
+            throw new DBSyncConfigurationException($"Table {table.DisplayName} cannot be published to JetStream: its subject is the one of DBSync's commit messages. Leave it unmapped by the client that publishes.");
         _client.On<T>(PublishAsync);
     }
+
+    /// <summary>The token after the prefix of the commit messages' subjects.</summary>
+    internal const string CommitToken = "_dbsync";
 
     private async ValueTask PublishAsync<T>(Change<T> change, CancellationToken cancellationToken) where T : ISyncTable<T>
     {
         var commit = (ulong)change.CommitLsn;
         var index = change.IndexInTransaction;
         var partitions = _options.Partitions;
+        if (_transaction.Commit != commit)
+            _transaction = new Transaction(commit, change.Xid, change.CommitTime, partitions);
+        _transaction.Changes = Math.Max(_transaction.Changes, index + 1);
         if (partitions == 0)
         {
             await PublishOneAsync(change, new Position(commit, index, 0), partition: -1, cancellationToken).ConfigureAwait(false);
@@ -176,25 +191,9 @@ public sealed class JetStreamPublisher : IAsyncDisposable, ICommitGroupSink, ITa
     private async ValueTask PublishOneAsync<T>(Change<T> change, Position position, int partition, CancellationToken cancellationToken) where T : ISyncTable<T>
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
-        if (_resync)
-        {
-            // A failure in this session dropped what awaited an acknowledgement (a handler retried after it): where the
-            // stream ends is read again before anything more is published.
-            try
-            {
-                await ReadLastAsync(await _js.GetStreamAsync(_stream, cancellationToken: cancellationToken).ConfigureAwait(false), cancellationToken).ConfigureAwait(false);
-            }
-            catch (Exception e) when (IsLoss(e, cancellationToken))
-            {
-                throw await LostAsync(e, position).ConfigureAwait(false);
-            }
-            _resync = false;
-        }
-        if (position.CompareTo(_last) <= 0)
-        {
-            Skipped++;
+        _transaction.Touch(partition);
+        if (!await ResyncAsync(position, cancellationToken).ConfigureAwait(false))
             return;
-        }
         var table = T.TableInfo;
         var subject = $"{_options.SubjectPrefix}.{table.Schema}.{table.Name}";
         if (partition >= 0)
@@ -216,6 +215,72 @@ public sealed class JetStreamPublisher : IAsyncDisposable, ICommitGroupSink, ITa
             headers[Headers.Chunk] = change.SnapshotChunk.ToString(CultureInfo.InvariantCulture);
         if (position.Part > 0)
             headers[Headers.Part] = (position.Part - 1).ToString(CultureInfo.InvariantCulture);
+        var what = $"The {ChangeMessages.KindName(change.Kind)} of {table.DisplayName}";
+        await PublishMessageAsync(subject, body, headers, position, what, change.CommitLsn, change.CommitTime, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>After the changes of a transaction, its <c>commit</c> message in each partition it touched.</summary>
+    private async ValueTask PublishTransactionEndAsync(NpgsqlLogSequenceNumber commitLsn, NpgsqlLogSequenceNumber endLsn, CancellationToken cancellationToken)
+    {
+        var transaction = _transaction;
+        _transaction = default;
+        if (!_options.TransactionEnds || transaction.Commit != (ulong)commitLsn || !transaction.Touched)
+            return;
+        var partitions = _options.Partitions;
+        for (var part = partitions == 0 ? -1 : 0; part < Math.Max(partitions, 0); part++)
+        {
+            if (part >= 0 && !transaction.Parts![part])
+                continue;
+            var position = new Position(transaction.Commit, transaction.Changes, part + 1);
+            if (!await ResyncAsync(position, cancellationToken).ConfigureAwait(false))
+                continue;
+            var subject = $"{_options.SubjectPrefix}.{CommitToken}.commit";
+            var headers = new NatsHeaders
+            {
+                [Headers.Slot] = _slot,
+                [Headers.Kind] = ChangeMessages.CommitKind,
+                [Headers.CommitLsn] = commitLsn.ToString(),
+                [Headers.EndLsn] = endLsn.ToString(),
+                [Headers.Xid] = transaction.Xid.ToString(CultureInfo.InvariantCulture),
+                [Headers.CommitTime] = transaction.CommitTime.UtcDateTime.ToString("O", CultureInfo.InvariantCulture),
+                [Headers.Index] = transaction.Changes.ToString(CultureInfo.InvariantCulture),
+            };
+            if (part >= 0)
+            {
+                subject += "." + part.ToString(CultureInfo.InvariantCulture);
+                headers[Headers.Part] = part.ToString(CultureInfo.InvariantCulture);
+            }
+            await PublishMessageAsync(subject, null, headers, position, "The commit message", commitLsn, transaction.CommitTime, cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>Whether the message at <paramref name="position"/> is to be published: not when the stream has it already.
+    /// After a failure in this session, where the stream ends is read again first.</summary>
+    private async ValueTask<bool> ResyncAsync(Position position, CancellationToken cancellationToken)
+    {
+        if (_resync)
+        {
+            // A failure in this session dropped what awaited an acknowledgement (a handler retried after it): where the
+            // stream ends is read again before anything more is published.
+            try
+            {
+                await ReadLastAsync(await _js.GetStreamAsync(_stream, cancellationToken: cancellationToken).ConfigureAwait(false), cancellationToken).ConfigureAwait(false);
+            }
+            catch (Exception e) when (IsLoss(e, cancellationToken))
+            {
+                throw await LostAsync(e, position).ConfigureAwait(false);
+            }
+            _resync = false;
+        }
+        if (position.CompareTo(_last) > 0)
+            return true;
+        Skipped++;
+        return false;
+    }
+
+    private async ValueTask PublishMessageAsync(string subject, ArrayBufferWriter<byte>? body, NatsHeaders headers, Position position, string what,
+        NpgsqlLogSequenceNumber commitLsn, DateTimeOffset commitTime, CancellationToken cancellationToken)
+    {
         var opts = new NatsJSPubOpts
         {
             MsgId = MessageId(position),
@@ -226,15 +291,15 @@ public sealed class JetStreamPublisher : IAsyncDisposable, ICommitGroupSink, ITa
         NatsJSPublishConcurrentFuture future;
         try
         {
-            future = await _js.PublishConcurrentAsync(subject, body.WrittenMemory, NatsRawSerializer<ReadOnlyMemory<byte>>.Default, opts, headers, cancellationToken)
+            future = await _js.PublishConcurrentAsync(subject, body?.WrittenMemory ?? default, NatsRawSerializer<ReadOnlyMemory<byte>>.Default, opts, headers, cancellationToken)
                 .ConfigureAwait(false);
         }
         catch (NatsPayloadTooLargeException e)
         {
             await ResetAsync().ConfigureAwait(false);
             throw new DBSyncConfigurationException(
-                $"The {ChangeMessages.KindName(change.Kind)} of {table.DisplayName} (transaction committed at {change.CommitLsn}, change {position.Index}) makes a message of " +
-                $"{body.WrittenCount} bytes, more than the NATS server's max_payload allows. Raise max_payload in the server's configuration (up to 64 MB), or map fewer or smaller columns.", e);
+                $"{what} (transaction committed at {commitLsn}, change {position.Index}) makes a message of " +
+                $"{body?.WrittenCount ?? 0} bytes, more than the NATS server's max_payload allows. Raise max_payload in the server's configuration (up to 64 MB), or map fewer or smaller columns.", e);
         }
         catch (Exception e) when (IsLoss(e, cancellationToken))
         {
@@ -243,7 +308,7 @@ public sealed class JetStreamPublisher : IAsyncDisposable, ICommitGroupSink, ITa
         if (_pending.Count == 0)
             _firstPendingAt = Stopwatch.GetTimestamp();
         _lastSequence++;
-        _pending.Enqueue(new Pending(future, position, _lastSequence, table.DisplayName, change.CommitLsn, change.CommitTime));
+        _pending.Enqueue(new Pending(future, position, _lastSequence, what, commitLsn, commitTime));
         if (_pending.Count >= _options.MaxInFlight)
             await DrainAsync(cancellationToken).ConfigureAwait(false);
     }
@@ -251,6 +316,8 @@ public sealed class JetStreamPublisher : IAsyncDisposable, ICommitGroupSink, ITa
     async ValueTask<bool> ICommitGroupSink.OnTransactionEndAsync(NpgsqlLogSequenceNumber commitLsn, NpgsqlLogSequenceNumber endLsn, uint xid, bool mayGroup,
         CancellationToken cancellationToken)
     {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        await PublishTransactionEndAsync(commitLsn, endLsn, cancellationToken).ConfigureAwait(false);
         if (_pending.Count == 0)
             return false; // nothing of it awaits an acknowledgement
         if (mayGroup && _pending.Count < _options.MaxInFlight && Stopwatch.GetElapsedTime(_firstPendingAt) < _options.MaxAckDelay)
@@ -296,7 +363,7 @@ public sealed class JetStreamPublisher : IAsyncDisposable, ICommitGroupSink, ITa
                 {
                     await ResetAsync().ConfigureAwait(false);
                     throw new DBSyncConfigurationException(
-                        $"Stream {_stream} refused the message of {pending.Table} (transaction committed at {pending.CommitLsn}, change {pending.Position.Index}): " +
+                        $"Stream {_stream} refused {pending.What} (transaction committed at {pending.CommitLsn}, change {pending.Position.Index}): " +
                         $"{error.Description}. Raise the stream's max_msg_size, or map fewer or smaller columns.");
                 }
                 // A full stream (10077), a message behind one that was not stored (10071, wrong last sequence), a leader
@@ -331,6 +398,7 @@ public sealed class JetStreamPublisher : IAsyncDisposable, ICommitGroupSink, ITa
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         await ResetAsync().ConfigureAwait(false);
+        _transaction = default;
         try
         {
             var stream = await EnsureStreamAsync(cancellationToken).ConfigureAwait(false);
@@ -534,8 +602,27 @@ public sealed class JetStreamPublisher : IAsyncDisposable, ICommitGroupSink, ITa
         await ResetAsync().ConfigureAwait(false);
     }
 
-    private readonly record struct Pending(NatsJSPublishConcurrentFuture Future, Position Position, ulong Sequence, string Table, NpgsqlLogSequenceNumber CommitLsn,
+    private readonly record struct Pending(NatsJSPublishConcurrentFuture Future, Position Position, ulong Sequence, string What, NpgsqlLogSequenceNumber CommitLsn,
         DateTimeOffset CommitTime);
+
+    /// <summary>The transaction whose changes are being published: what its commit messages say, and the partitions they
+    /// go to.</summary>
+    private struct Transaction(ulong commit, uint xid, DateTimeOffset commitTime, int partitions)
+    {
+        public readonly ulong Commit = commit;
+        public readonly uint Xid = xid;
+        public readonly DateTimeOffset CommitTime = commitTime;
+        public readonly bool[]? Parts = partitions > 0 ? new bool[partitions] : null;
+        public int Changes;
+        public bool Touched;
+
+        public void Touch(int partition)
+        {
+            Touched = true;
+            if (partition >= 0)
+                Parts![partition] = true;
+        }
+    }
 
     /// <summary>Where a message stands in the stream of changes: the transaction's commit position, the change's index in
     /// it, and (for a change sent to several partitions) the partition plus one.</summary>

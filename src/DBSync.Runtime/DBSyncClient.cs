@@ -19,7 +19,7 @@ namespace DBSync;
 /// to the server covers only transactions whose handlers (row handlers, then transaction handlers) all completed, so after
 /// a crash or a handler failure the unconfirmed transactions are delivered again, whole.
 /// </remarks>
-public sealed class DBSyncClient
+public sealed class DBSyncClient : IChangeSource
 {
     private readonly DBSyncOptions _options;
     private readonly Dictionary<(string Schema, string Name), TableRegistration> _tables = [];
@@ -81,6 +81,14 @@ public sealed class DBSyncClient
         ThrowIfRunning();
         _appliers.Add(applier);
     }
+
+    string IChangeSource.Description => $"slot \"{_options.SlotName}\"";
+
+    bool IChangeSource.RetriesFailedChange => _options.HandlerFailure == HandlerFailurePolicy.Retry;
+
+    void IChangeSource.AddHandler<T>(Func<Change<T>, CancellationToken, ValueTask> handler) => On(handler);
+
+    void IChangeSource.AddSink(ICommitGroupSink sink) => AddApplier(sink);
 
     /// <summary>Runs <paramref name="action"/> at the start of every <see cref="RunAsync"/>, while handlers may still be
     /// added: how a sink that takes every mapped table (the JetStream publisher) adds its handlers for the tables mapped

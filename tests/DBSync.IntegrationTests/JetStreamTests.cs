@@ -80,10 +80,36 @@ public sealed class JetStreamTests(PostgresFixture fixture)
         Assert.Equal("key", deleted["old_kind"]);
         var oldKey = (Dictionary<object, object?>)deleted["old"]!;
         Assert.Equal(["user_id", "restaurant_id"], oldKey.Keys.Cast<string>().ToArray());
-        Assert.Equal(publisher!.Published, messages.Count);
+
+        // Each transaction's changes are followed by its commit message: the end position PostgreSQL was confirmed to, and
+        // the number of changes; nothing else comes between.
+        var all = await ReadStreamAsync(connection, commits: true);
+        var commits = all.Where(m => m.IsCommit).ToList();
+        Assert.Equal(all.Count - messages.Count, commits.Count);
+        Assert.True(commits.Count >= 7, $"{commits.Count} commit messages"); // the snapshot's chunk(s) and the six transactions
+        Assert.True(all[^1].IsCommit, "The stream does not end with a commit message.");
+        for (var i = 0; i < all.Count; i++)
+        {
+            if (!all[i].IsCommit)
+                continue;
+            var commit = all[i].Header(JetStreamPublisher.Headers.CommitLsn);
+            var changes = all.Take(i).Reverse().TakeWhile(m => !m.IsCommit).ToList();
+            Assert.NotEmpty(changes);
+            Assert.All(changes, m => Assert.Equal(commit, m.Header(JetStreamPublisher.Headers.CommitLsn)));
+            Assert.Equal(changes.Count.ToString(), all[i].Header(JetStreamPublisher.Headers.Index));
+            Assert.Equal("dbsync._dbsync.commit", all[i].Subject);
+            Assert.Empty(all[i].Data);
+            Assert.True(NpgsqlTypes.NpgsqlLogSequenceNumber.Parse(all[i].Header(JetStreamPublisher.Headers.EndLsn)) > NpgsqlTypes.NpgsqlLogSequenceNumber.Parse(commit));
+            Assert.Equal(changes[0].Header(JetStreamPublisher.Headers.Xid), all[i].Header(JetStreamPublisher.Headers.Xid));
+        }
+        var insertTransaction = run.Recorder.Transactions.Single(t => t.CommitLsn == insert.CommitLsn);
+        Assert.Equal(insertTransaction.EndLsn.ToString(), commits.Single(m => m.Header(JetStreamPublisher.Headers.CommitLsn) == insert.CommitLsn.ToString())
+            .Header(JetStreamPublisher.Headers.EndLsn));
+
+        Assert.Equal(publisher!.Published, all.Count);
         // The publisher's instruments: every stored message counted, and its commit-to-acknowledgement time recorded.
-        Assert.Equal(messages.Count, metrics.Sum(DBSyncDiagnostics.Metrics.JetStreamPublished, (DBSyncDiagnostics.Tags.Stream, Stream)));
-        Assert.Equal(messages.Count, metrics.Count(DBSyncDiagnostics.Metrics.JetStreamCommitToAck));
+        Assert.Equal(all.Count, metrics.Sum(DBSyncDiagnostics.Metrics.JetStreamPublished, (DBSyncDiagnostics.Tags.Stream, Stream)));
+        Assert.Equal(all.Count, metrics.Count(DBSyncDiagnostics.Metrics.JetStreamCommitToAck));
         Assert.Equal(0, metrics.Sum(DBSyncDiagnostics.Metrics.JetStreamInterruptions));
         var units = MetricsCapture.Published().Where(i => i.Name.StartsWith("dbsync.jetstream.", StringComparison.Ordinal)).ToDictionary(i => i.Name, i => i.Unit);
         Assert.Equal(new Dictionary<string, string?>
@@ -618,6 +644,34 @@ public sealed class JetStreamTests(PostgresFixture fixture)
             .Select(g => (Xid: g.Key, Changes: g.Count())).ToList();
         Assert.True(truth.Count > 50, $"Only {truth.Count} transactions were written.");
         Assert.Equal(truth, published);
+        AssertEachTransactionEndsWithOneCommitMessage(await ReadStreamAsync(connection, stream, commits: true));
+    }
+
+    /// <summary>The messages of each transaction are one run, followed by exactly one commit message of the same transaction
+    /// (none in between, none twice), whose index is the number of changes published before it.</summary>
+    private static void AssertEachTransactionEndsWithOneCommitMessage(List<StreamMessage> all)
+    {
+        var ended = new HashSet<string>();
+        string? open = null;
+        var indexes = new HashSet<string>();
+        foreach (var message in all)
+        {
+            var commit = message.Header(JetStreamPublisher.Headers.CommitLsn);
+            if (message.IsCommit)
+            {
+                Assert.Equal(open, commit);
+                Assert.True(ended.Add(commit), $"Two commit messages for the transaction committed at {commit}.");
+                Assert.Equal(int.Parse(message.Header(JetStreamPublisher.Headers.Index)), indexes.Count);
+                open = null;
+                indexes.Clear();
+                continue;
+            }
+            Assert.True(open is null || open == commit, $"The transaction committed at {open} has no commit message before the one committed at {commit}.");
+            Assert.DoesNotContain(commit, ended);
+            open = commit;
+            indexes.Add(message.Header(JetStreamPublisher.Headers.Index));
+        }
+        Assert.Null(open);
     }
 
     /// <summary>The stream's leader node is killed (SIGKILL) while a writer commits and the publisher publishes, and started
@@ -656,6 +710,131 @@ public sealed class JetStreamTests(PostgresFixture fixture)
             foreach (var node in cluster)
                 await node.DisposeAsync();
         }
+    }
+
+    /// <summary>The PostgresApplier on a JetStreamConsumer of the whole stream, in a process killed with SIGKILL five times
+    /// while a writer commits and an initial snapshot is published: the target ends equal to the source; every change
+    /// message of the stream was applied exactly once (each recorded in applied_change in the same target transaction as
+    /// its statements); and each source transaction in one target transaction.</summary>
+    [Fact]
+    public async Task ApplierOnAConsumer_ProcessKilledFiveTimes_AppliesEveryChangeOnce_EachTransactionWhole()
+    {
+        await using var db = await TestDatabase.CreateAsync(fixture.Server);
+        await using var target = await TestDatabase.CreateAsync(fixture.Server);
+        await target.ExecuteAsync("CREATE TABLE applied_change (commit_lsn pg_lsn NOT NULL, idx int NOT NULL, kind text NOT NULL)");
+        await using var nats = await NatsServer.StartNewAsync();
+        await using var connection = nats.Connect();
+        await db.ExecuteAsync("INSERT INTO restaurant (id, name, rating) SELECT 'pre' || i, 'n', 1 FROM generate_series(1, 300) i");
+        await using var run = await StartPublishingAsync(db, connection, configure: o => (o.InitialSnapshot, o.SnapshotChunkSize) = (true, 25));
+        using var stopWriting = new CancellationTokenSource();
+        var writer = Task.Run(() => WriteAsync(db, stopWriting.Token));
+
+        var applier = CrashPublisher.StartApplying(target, nats.Url, Stream);
+        await applier.WaitStreamingAsync();
+        for (var kill = 1; kill <= 5; kill++)
+        {
+            // Each process applies something before it is killed.
+            var before = await target.ScalarAsync<long>("SELECT count(*) FROM applied_change");
+            var deadline = DateTime.UtcNow.AddSeconds(30);
+            while (await target.ScalarAsync<long>("SELECT count(*) FROM applied_change") < before + 20 && DateTime.UtcNow < deadline)
+                await Task.Delay(50);
+            await Task.Delay(Random.Shared.Next(0, 300));
+            applier.Kill();
+            applier = CrashPublisher.StartApplying(target, nats.Url, Stream);
+        }
+        await stopWriting.CancelAsync();
+        await writer;
+        await db.ExecuteAsync("INSERT INTO restaurant (id, name) VALUES ('final', 'n')");
+
+        const string rows = "SELECT id || ' ' || name || ' ' || coalesce(rating::text, '-') FROM restaurant ORDER BY id";
+        var source = await db.RowsAsync(rows);
+        var caughtUp = DateTime.UtcNow.AddSeconds(90);
+        while (!(await target.RowsAsync(rows)).SequenceEqual(source) && DateTime.UtcNow < caughtUp)
+            await Task.Delay(200);
+        applier.Kill();
+        Assert.Equal(source, await target.RowsAsync(rows));
+
+        var messages = (await ReadStreamAsync(connection)).Where(m => m.Header(JetStreamPublisher.Headers.Table) == "public.restaurant").ToList();
+        var applied = await target.RowsAsync("SELECT commit_lsn::text || ' ' || idx FROM applied_change ORDER BY commit_lsn, idx");
+        Assert.Equal(applied.Count, applied.Distinct().Count()); // nothing applied twice
+        Assert.Equal(
+            messages.Select(m => $"{m.Header(JetStreamPublisher.Headers.CommitLsn)} {m.Header(JetStreamPublisher.Headers.Index)}").Order(StringComparer.Ordinal),
+            applied.Order(StringComparer.Ordinal)); // and everything once
+        Assert.Contains(messages, m => m.Header(JetStreamPublisher.Headers.Kind) == "read");
+        // Each source transaction's changes were written by one target transaction.
+        Assert.Empty(await target.RowsAsync("SELECT commit_lsn::text FROM applied_change GROUP BY commit_lsn HAVING count(DISTINCT xmin::text) > 1"));
+        Assert.Equal(await target.ScalarAsync<string>("SELECT max(commit_lsn)::text FROM applied_change"),
+            await target.ScalarAsync<string>("SELECT commit_lsn::text FROM dbsync_applied WHERE name = 'crash_apply'"));
+        await run.StopAsync();
+    }
+
+    /// <summary>The applier on a consumer of a partitioned stream's whole stream: a change published to several partitions
+    /// (an update that moves its key, a truncate) is applied once, a truncate with inserts after it in its transaction
+    /// leaves those rows, and the target equals the source. A consumer of some partitions cannot have an applier, and a
+    /// stream published without commit messages is refused with what to change.</summary>
+    [Fact]
+    public async Task ApplierOnAConsumer_OfAPartitionedStream_AppliesCopiesOnce_AndRefusesWhatItCannotApplyWhole()
+    {
+        await using var db = await TestDatabase.CreateAsync(fixture.Server);
+        await using var target = await TestDatabase.CreateAsync(fixture.Server);
+        await target.ExecuteAsync("DROP TABLE visit; CREATE TABLE applied_change (commit_lsn pg_lsn NOT NULL, idx int NOT NULL, kind text NOT NULL)");
+        await using var nats = await NatsServer.StartNewAsync();
+        await using var connection = nats.Connect();
+        await using var run = await StartPublishingAsync(db, connection, options: new JetStreamPublisherOptions { Partitions = 4 });
+        await db.ExecuteAsync("INSERT INTO restaurant (id, name, rating) SELECT 'k' || i, 'n', i FROM generate_series(1, 40) i");
+        var from = Enumerable.Range(1, 40).Select(i => $"k{i}").First(id => ExpectedPartition(id, 4) != ExpectedPartition("moved", 4));
+        await db.ExecuteAsync($"BEGIN; UPDATE restaurant SET id = 'moved' WHERE id = '{from}'; UPDATE restaurant SET rating = 100 WHERE id = 'k7'; COMMIT;");
+        await db.ExecuteAsync("BEGIN; TRUNCATE restaurant CASCADE; INSERT INTO restaurant (id, name) SELECT 'after' || i, 'n' FROM generate_series(1, 10) i; COMMIT;");
+        await db.ExecuteAsync("INSERT INTO restaurant (id, name) VALUES ('last', 'n')");
+
+        var split = new JetStreamConsumer(connection, new JetStreamConsumerOptions { Stream = Stream, Name = "split", Partitions = [0, 1] });
+        var refused = Assert.Throws<InvalidOperationException>(() => split.CreateApplier(target.ConnectionString, "split"));
+        Assert.Contains("JetStreamConsumerOptions.Partitions", refused.Message, StringComparison.Ordinal);
+
+        using var stop = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        var logs = new LogCapture();
+        var consumer = new JetStreamConsumer(connection, new JetStreamConsumerOptions { Stream = Stream, Name = "whole", LoggerFactory = logs });
+        await using var applier = consumer.CreateApplier(target.ConnectionString, "whole")
+            .MapTable<Restaurant>()
+            .Map<Restaurant>(async (change, context, cancellationToken) =>
+            {
+                await using var record = context.CreateCommand("INSERT INTO applied_change (commit_lsn, idx, kind) VALUES ($1, $2, $3)");
+                record.Parameters.Add(new Npgsql.NpgsqlParameter { Value = change.CommitLsn, NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.PgLsn });
+                record.Parameters.Add(new Npgsql.NpgsqlParameter { Value = change.IndexInTransaction });
+                record.Parameters.Add(new Npgsql.NpgsqlParameter { Value = change.Kind.ToString() });
+                await record.ExecuteNonQueryAsync(cancellationToken);
+            });
+        var consuming = consumer.RunAsync(stop.Token);
+        const string rows = "SELECT id || ' ' || name || ' ' || coalesce(rating::text, '-') FROM restaurant ORDER BY id";
+        var source = await db.RowsAsync(rows);
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        while (!(await target.RowsAsync(rows)).SequenceEqual(source) && DateTime.UtcNow < deadline && !consuming.IsCompleted)
+            await Task.Delay(100);
+        Assert.True(source.SequenceEqual(await target.RowsAsync(rows)), "The target differs from the source. The consumer logged: " + string.Join("; ", logs.Entries.Select(e => e.Text)));
+        await stop.CancelAsync();
+        await consuming;
+        // The moved key and the truncate were published to several partitions, and applied once.
+        var published = await ReadStreamAsync(connection);
+        Assert.True(published.Count(m => m.Header(JetStreamPublisher.Headers.Kind) == "truncate" && m.Header(JetStreamPublisher.Headers.Table) == "public.restaurant") == 4, "The truncate was not published to every partition.");
+        Assert.Equal(
+            ["Insert 40", "Update 2", "Truncate 1", "Insert 10", "Insert 1"],
+            await target.RowsAsync("SELECT kind || ' ' || count(*) FROM applied_change GROUP BY commit_lsn, kind ORDER BY commit_lsn, min(idx)"));
+        Assert.Empty(await target.RowsAsync("SELECT commit_lsn::text || idx FROM applied_change GROUP BY commit_lsn, idx HAVING count(*) > 1"));
+        await run.StopAsync();
+
+        // A stream published without commit messages: the applier cannot tell where a transaction ends.
+        await using var other = await TestDatabase.CreateAsync(fixture.Server);
+        await using var otherRun = await StartPublishingAsync(other, connection, options: new JetStreamPublisherOptions { Stream = "NO_ENDS", SubjectPrefix = "noends", TransactionEnds = false },
+            configure: o => (o.SlotName, o.PublicationName) = ("dbsync_no_ends", "dbsync_no_ends"));
+        await other.ExecuteAsync("INSERT INTO restaurant (id, name) VALUES ('a', 'n')");
+        await other.ExecuteAsync("INSERT INTO restaurant (id, name) VALUES ('b', 'n')");
+        await WaitForMessagesAsync(connection, 2, name: "NO_ENDS");
+        var without = new JetStreamConsumer(connection, new JetStreamConsumerOptions { Stream = "NO_ENDS", Name = "whole", SubjectPrefix = "noends" });
+        await using var withoutApplier = without.CreateApplier(target.ConnectionString, "no_ends").MapTable<Restaurant>();
+        var error = await Assert.ThrowsAsync<DBSyncConfigurationException>(() => without.RunAsync().WaitAsync(TimeSpan.FromSeconds(30)));
+        Assert.Contains("JetStreamPublisherOptions.TransactionEnds", error.Message, StringComparison.Ordinal);
+        Assert.Equal(0, await target.ScalarAsync<long>("SELECT count(*) FROM dbsync_applied WHERE name = 'no_ends'"));
+        await otherRun.StopAsync();
     }
 
     /// <summary>Random single-row and multi-row transactions on restaurant until cancelled; returns how many committed.</summary>
@@ -739,15 +918,30 @@ public sealed class JetStreamTests(PostgresFixture fixture)
 
         private CrashPublisher(System.Diagnostics.Process process) => _process = process;
 
-        public static CrashPublisher Start(TestDatabase db, string natsUrl, int replicas)
+        public static CrashPublisher Start(TestDatabase db, string natsUrl, int replicas) => Start(natsUrl, new()
+        {
+            ["DBSYNC_PUBLISH_SOURCE"] = db.ConnectionString,
+            ["DBSYNC_PUBLISH_REPLICAS"] = replicas.ToString(System.Globalization.CultureInfo.InvariantCulture),
+        });
+
+        /// <summary>The process in its apply mode: a consumer of the whole stream and a PostgresApplier into
+        /// <paramref name="target"/>.</summary>
+        public static CrashPublisher StartApplying(TestDatabase target, string natsUrl, string stream) => Start(natsUrl, new()
+        {
+            ["DBSYNC_CRASH_MODE"] = "apply",
+            ["DBSYNC_APPLY_TARGET"] = target.ConnectionString,
+            ["DBSYNC_APPLY_STREAM"] = stream,
+        });
+
+        private static CrashPublisher Start(string natsUrl, Dictionary<string, string> environment)
         {
             var dll = Path.Combine(AppContext.BaseDirectory.Replace("DBSync.IntegrationTests", "DBSync.CrashPublisher", StringComparison.Ordinal), "DBSync.CrashPublisher.dll");
             Assert.True(File.Exists(dll), $"{dll} is missing; build tests/DBSync.CrashPublisher.");
             var start = new System.Diagnostics.ProcessStartInfo("dotnet") { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
             start.ArgumentList.Add(dll);
-            start.Environment["DBSYNC_PUBLISH_SOURCE"] = db.ConnectionString;
             start.Environment["DBSYNC_PUBLISH_NATS"] = natsUrl;
-            start.Environment["DBSYNC_PUBLISH_REPLICAS"] = replicas.ToString(System.Globalization.CultureInfo.InvariantCulture);
+            foreach (var (name, value) in environment)
+                start.Environment[name] = value;
             start.Environment["DBSYNC_TEST_TRANSPORT"] = TestTransport.Current.ToString();
             var process = System.Diagnostics.Process.Start(start)!;
             var publisher = new CrashPublisher(process);
@@ -795,7 +989,7 @@ public sealed class JetStreamTests(PostgresFixture fixture)
         var expected = await db.ScalarAsync<long>($"SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '{commit}')::bigint");
 
         var lag = await Ecosystem.CliTests.ExpectAsync(DBSync.Cli.ExitCodes.Success, db.ConnectionString, "lag", "--slot", Slot, "--nats", nats.Url);
-        var row = System.Text.RegularExpressions.Regex.Match(lag.Out, $@"(?m)^{Slot}\s+{Stream}\s+1\s+(?<commit>[0-9A-F]+/[0-9A-F]+)\s+\d{{4}}-\d\d-\d\d \d\d:\d\d:\d\dZ\s+[0-9A-F]+/[0-9A-F]+\s+(?<bytes>[\d,]+)\s");
+        var row = System.Text.RegularExpressions.Regex.Match(lag.Out, $@"(?m)^{Slot}\s+{Stream}\s+2\s+(?<commit>[0-9A-F]+/[0-9A-F]+)\s+\d{{4}}-\d\d-\d\d \d\d:\d\d:\d\dZ\s+[0-9A-F]+/[0-9A-F]+\s+(?<bytes>[\d,]+)\s");
         Assert.True(row.Success, lag.ToString());
         Assert.Equal(commit, row.Groups["commit"].Value);
         Assert.InRange(long.Parse(row.Groups["bytes"].Value.Replace(",", ""), System.Globalization.CultureInfo.InvariantCulture), expected, expected + 1024 * 1024);
@@ -844,12 +1038,12 @@ public sealed class JetStreamTests(PostgresFixture fixture)
         return row is null ? "" : Convert.ToString(row.Values.First(), System.Globalization.CultureInfo.InvariantCulture)!;
     }
 
-    private static async Task<List<StreamMessage>> WaitForMessagesAsync(NatsConnection connection, int count, TimeSpan? timeout = null)
+    private static async Task<List<StreamMessage>> WaitForMessagesAsync(NatsConnection connection, int count, TimeSpan? timeout = null, string name = Stream)
     {
         var deadline = DateTime.UtcNow + (timeout ?? TimeSpan.FromSeconds(30));
         while (true)
         {
-            var messages = await ReadStreamAsync(connection);
+            var messages = await ReadStreamAsync(connection, name);
             if (messages.Count >= count)
                 return messages;
             if (DateTime.UtcNow > deadline)
@@ -858,15 +1052,17 @@ public sealed class JetStreamTests(PostgresFixture fixture)
         }
     }
 
-    /// <summary>Every message of the stream, by sequence; none when it does not exist yet. A JetStream that does not
-    /// answer for a moment (a node restarting, a leader being elected) is asked again, for up to 30 s.</summary>
-    private static async Task<List<StreamMessage>> ReadStreamAsync(NatsConnection connection, string name = Stream)
+    /// <summary>Every change message of the stream (with <paramref name="commits"/>, its commit messages too), by sequence;
+    /// none when it does not exist yet. A JetStream that does not answer for a moment (a node restarting, a leader being
+    /// elected) is asked again, for up to 30 s.</summary>
+    private static async Task<List<StreamMessage>> ReadStreamAsync(NatsConnection connection, string name = Stream, bool commits = false)
     {
         for (var deadline = DateTime.UtcNow.AddSeconds(30); ; await Task.Delay(200))
         {
             try
             {
-                return await ReadStreamOnceAsync(connection, name);
+                var messages = await ReadStreamOnceAsync(connection, name);
+                return commits ? messages : messages.Where(m => !m.IsCommit).ToList();
             }
             catch (NatsException e) when (DateTime.UtcNow < deadline && !(e is NatsJSApiException { Error.ErrCode: 10059 }))
             {
@@ -901,6 +1097,8 @@ public sealed class JetStreamTests(PostgresFixture fixture)
     private sealed record StreamMessage(string Subject, byte[] Data, NatsHeaders Headers)
     {
         public string Header(string name) => Headers.TryGetValue(name, out var value) ? value.ToString() : "";
+
+        public bool IsCommit => Header(JetStreamPublisher.Headers.Kind) == "commit";
     }
 }
 

@@ -37,6 +37,7 @@ public sealed class PostgresApplier : IAsyncDisposable, ICommitGroupSink
     private const string Savepoint = "dbsync_change";
 
     private readonly NpgsqlDataSource _dataSource;
+    private readonly IChangeSource _source;
     private readonly string _target;
     private readonly string _name;
     private readonly string _progressTable;
@@ -66,8 +67,14 @@ public sealed class PostgresApplier : IAsyncDisposable, ICommitGroupSink
     /// <param name="name">This applier's row in the progress table (for example the slot name).</param>
     /// <param name="progressTable">The progress table, <c>schema.name</c> or <c>name</c> (then in <c>public</c>).</param>
     public PostgresApplier(DBSyncClient client, string connectionString, string name, string progressTable = "public.dbsync_applied")
+        : this((IChangeSource)(client ?? throw new ArgumentNullException(nameof(client))), connectionString, name, progressTable)
     {
-        ArgumentNullException.ThrowIfNull(client);
+    }
+
+    /// <summary>Creates an applier of the changes <paramref name="source"/> delivers (a client, or a consumer of a stream
+    /// the changes were published to).</summary>
+    internal PostgresApplier(IChangeSource source, string connectionString, string name, string progressTable)
+    {
         ArgumentException.ThrowIfNullOrWhiteSpace(connectionString);
         ArgumentException.ThrowIfNullOrWhiteSpace(name);
         ArgumentException.ThrowIfNullOrWhiteSpace(progressTable);
@@ -86,14 +93,14 @@ public sealed class PostgresApplier : IAsyncDisposable, ICommitGroupSink
             : $"{SyncTableInfo.QuoteIdentifier(progressTable[..dot])}.{SyncTableInfo.QuoteIdentifier(progressTable[(dot + 1)..])}";
         _progressSql = $"INSERT INTO {_progressTable} (name, commit_lsn, end_lsn, xid, applied_at) VALUES ($1, $2, $3, $4, now()) " +
                        "ON CONFLICT (name) DO UPDATE SET commit_lsn = excluded.commit_lsn, end_lsn = excluded.end_lsn, xid = excluded.xid, applied_at = excluded.applied_at";
-        _savepoints = client.Options.HandlerFailure == HandlerFailurePolicy.Retry;
+        _savepoints = source.RetriesFailedChange;
         Batch = new ApplyBatch(name);
-        Client = client;
-        client.AddApplier(this);
+        _source = source;
+        source.AddSink(this);
     }
 
-    /// <summary>The client whose changes this applier applies.</summary>
-    public DBSyncClient Client { get; }
+    /// <summary>The client whose changes this applier applies; null for an applier of a stream's consumer.</summary>
+    public DBSyncClient? Client => _source as DBSyncClient;
 
     /// <summary>The commit position of the last source transaction applied to the target (known once the applier has
     /// read its progress row, at the first change).</summary>
@@ -215,7 +222,7 @@ public sealed class PostgresApplier : IAsyncDisposable, ICommitGroupSink
 
     private PostgresApplier Register<T>(Func<Change<T>, ApplyContext, CancellationToken, ValueTask> apply) where T : ISyncTable<T>
     {
-        Client.On<T>(async (change, cancellationToken) =>
+        _source.AddHandler<T>(async (change, cancellationToken) =>
         {
             ApplyContext? context;
             try
