@@ -83,6 +83,11 @@ public sealed class JetStreamPublisher : IAsyncDisposable, ICommitGroupSink, ITa
     private readonly string _contentType;
     private readonly HashSet<Type> _published = [];
     private readonly Queue<Pending> _pending = new();
+    private readonly PublishAcks _acks;
+    private readonly NatsHeaders _headers = [];
+    private readonly ArrayBufferWriter<byte> _body = new(1024);
+    private readonly ArrayBufferWriter<byte> _key = new(64);
+    private readonly Dictionary<Type, string[]> _subjects = [];
     private Position _last;
     private ulong _lastSequence;
     private bool _streamReady;
@@ -108,6 +113,7 @@ public sealed class JetStreamPublisher : IAsyncDisposable, ICommitGroupSink, ITa
         _contentType = _options.Format == BodyFormat.Json ? "application/json" : "application/msgpack";
         _js = new NatsJSContext(connection);
         _connection = connection;
+        _acks = new PublishAcks(connection);
         _logger = (client.Options.LoggerFactory ?? NullLoggerFactory.Instance).CreateLogger("DBSync.Nats");
         _tags = new System.Diagnostics.TagList { { DBSyncDiagnostics.Tags.Slot, _slot }, { DBSyncDiagnostics.Tags.Stream, _stream } };
         client.AddApplier(this);
@@ -155,7 +161,7 @@ public sealed class JetStreamPublisher : IAsyncDisposable, ICommitGroupSink, ITa
         var index = change.IndexInTransaction;
         var partitions = _options.Partitions;
         if (_transaction.Commit != commit)
-            _transaction = new Transaction(commit, change.Xid, change.CommitTime, partitions);
+            _transaction = new Transaction(commit, change.CommitLsn.ToString(), change.Xid, change.CommitTime, partitions);
         _transaction.Changes = Math.Max(_transaction.Changes, index + 1);
         if (partitions == 0)
         {
@@ -183,9 +189,9 @@ public sealed class JetStreamPublisher : IAsyncDisposable, ICommitGroupSink, ITa
 
     private int PartitionOf<T>(T row) where T : ISyncTable<T>
     {
-        var key = new ArrayBufferWriter<byte>(32);
-        ChangeMessages.WriteKey(key, row);
-        return ChangeMessages.Partition(key.WrittenSpan, _options.Partitions);
+        _key.ResetWrittenCount();
+        ChangeMessages.WriteKey(_key, row);
+        return ChangeMessages.Partition(_key.WrittenSpan, _options.Partitions);
     }
 
     private async ValueTask PublishOneAsync<T>(Change<T> change, Position position, int partition, CancellationToken cancellationToken) where T : ISyncTable<T>
@@ -195,62 +201,79 @@ public sealed class JetStreamPublisher : IAsyncDisposable, ICommitGroupSink, ITa
         if (!await ResyncAsync(position, cancellationToken).ConfigureAwait(false))
             return;
         var table = T.TableInfo;
-        var subject = $"{_options.SubjectPrefix}.{table.Schema}.{table.Name}";
-        if (partition >= 0)
-            subject += "." + partition.ToString(CultureInfo.InvariantCulture);
-        var body = new ArrayBufferWriter<byte>(256);
-        ChangeMessages.WriteBody(body, change, _options.Format);
-        var headers = new NatsHeaders
+        if (!_subjects.TryGetValue(typeof(T), out var subjects))
         {
-            [Headers.Slot] = _slot,
-            [Headers.Table] = table.DisplayName,
-            [Headers.Kind] = ChangeMessages.KindName(change.Kind),
-            [Headers.CommitLsn] = change.CommitLsn.ToString(),
-            [Headers.Xid] = change.Xid.ToString(CultureInfo.InvariantCulture),
-            [Headers.CommitTime] = change.CommitTime.UtcDateTime.ToString("O", CultureInfo.InvariantCulture),
-            [Headers.Index] = position.Index.ToString(CultureInfo.InvariantCulture),
-            ["Content-Type"] = _contentType,
-        };
+            var subject = $"{_options.SubjectPrefix}.{table.Schema}.{table.Name}";
+            subjects = [subject, .. Enumerable.Range(0, _options.Partitions).Select(p => subject + "." + p.ToString(CultureInfo.InvariantCulture))];
+            _subjects.Add(typeof(T), subjects);
+        }
+        _body.ResetWrittenCount();
+        ChangeMessages.WriteBody(_body, change, _options.Format);
+        var headers = HeadersFor(position);
+        headers[Headers.Table] = table.DisplayName;
+        headers[Headers.Kind] = ChangeMessages.KindName(change.Kind);
+        headers["Content-Type"] = _contentType;
         if (change.SnapshotChunk > 0)
             headers[Headers.Chunk] = change.SnapshotChunk.ToString(CultureInfo.InvariantCulture);
+        else
+            headers.Remove(Headers.Chunk);
+        headers.Remove(Headers.EndLsn);
+        await PublishMessageAsync(subjects[partition + 1], _body, position, table, change.Kind, change.CommitTime, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>The reused headers, set for a message of the current transaction at <paramref name="position"/>: what
+    /// every message has.</summary>
+    private NatsHeaders HeadersFor(Position position)
+    {
+        var headers = _headers;
+        headers[Headers.Slot] = _slot;
+        headers[Headers.CommitLsn] = _transaction.CommitText;
+        headers[Headers.Xid] = _transaction.XidText;
+        headers[Headers.CommitTime] = _transaction.CommitTimeText;
+        headers[Headers.Index] = position.Index.ToString(CultureInfo.InvariantCulture);
         if (position.Part > 0)
             headers[Headers.Part] = (position.Part - 1).ToString(CultureInfo.InvariantCulture);
-        var what = $"The {ChangeMessages.KindName(change.Kind)} of {table.DisplayName}";
-        await PublishMessageAsync(subject, body, headers, position, what, change.CommitLsn, change.CommitTime, cancellationToken).ConfigureAwait(false);
+        else
+            headers.Remove(Headers.Part);
+        headers["Nats-Msg-Id"] = position.Part == 0
+            ? $"{_slot}:{_transaction.CommitText}:{position.Index}"
+            : $"{_slot}:{_transaction.CommitText}:{position.Index}:{position.Part - 1}";
+        headers["Nats-Expected-Last-Sequence"] = _lastSequence.ToString(CultureInfo.InvariantCulture);
+        return headers;
     }
 
     /// <summary>After the changes of a transaction, its <c>commit</c> message in each partition it touched.</summary>
     private async ValueTask PublishTransactionEndAsync(NpgsqlLogSequenceNumber commitLsn, NpgsqlLogSequenceNumber endLsn, CancellationToken cancellationToken)
     {
         var transaction = _transaction;
-        _transaction = default;
-        if (!_options.TransactionEnds || transaction.Commit != (ulong)commitLsn || !transaction.Touched)
-            return;
-        var partitions = _options.Partitions;
-        for (var part = partitions == 0 ? -1 : 0; part < Math.Max(partitions, 0); part++)
+        try
         {
-            if (part >= 0 && !transaction.Parts![part])
-                continue;
-            var position = new Position(transaction.Commit, transaction.Changes, part + 1);
-            if (!await ResyncAsync(position, cancellationToken).ConfigureAwait(false))
-                continue;
-            var subject = $"{_options.SubjectPrefix}.{CommitToken}.commit";
-            var headers = new NatsHeaders
+            if (!_options.TransactionEnds || transaction.Commit != (ulong)commitLsn || !transaction.Touched)
+                return;
+            var partitions = _options.Partitions;
+            var endText = endLsn.ToString();
+            for (var part = partitions == 0 ? -1 : 0; part < Math.Max(partitions, 0); part++)
             {
-                [Headers.Slot] = _slot,
-                [Headers.Kind] = ChangeMessages.CommitKind,
-                [Headers.CommitLsn] = commitLsn.ToString(),
-                [Headers.EndLsn] = endLsn.ToString(),
-                [Headers.Xid] = transaction.Xid.ToString(CultureInfo.InvariantCulture),
-                [Headers.CommitTime] = transaction.CommitTime.UtcDateTime.ToString("O", CultureInfo.InvariantCulture),
-                [Headers.Index] = transaction.Changes.ToString(CultureInfo.InvariantCulture),
-            };
-            if (part >= 0)
-            {
-                subject += "." + part.ToString(CultureInfo.InvariantCulture);
-                headers[Headers.Part] = part.ToString(CultureInfo.InvariantCulture);
+                if (part >= 0 && !transaction.Parts![part])
+                    continue;
+                var position = new Position(transaction.Commit, transaction.Changes, part + 1);
+                if (!await ResyncAsync(position, cancellationToken).ConfigureAwait(false))
+                    continue;
+                var subject = $"{_options.SubjectPrefix}.{CommitToken}.commit";
+                if (part >= 0)
+                    subject += "." + part.ToString(CultureInfo.InvariantCulture);
+                var headers = HeadersFor(position);
+                headers[Headers.Kind] = ChangeMessages.CommitKind;
+                headers[Headers.EndLsn] = endText;
+                headers.Remove(Headers.Table);
+                headers.Remove(Headers.Chunk);
+                headers.Remove("Content-Type");
+                await PublishMessageAsync(subject, null, position, null, null, transaction.CommitTime, cancellationToken).ConfigureAwait(false);
             }
-            await PublishMessageAsync(subject, null, headers, position, "The commit message", commitLsn, transaction.CommitTime, cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            _transaction = default;
         }
     }
 
@@ -278,27 +301,21 @@ public sealed class JetStreamPublisher : IAsyncDisposable, ICommitGroupSink, ITa
         return false;
     }
 
-    private async ValueTask PublishMessageAsync(string subject, ArrayBufferWriter<byte>? body, NatsHeaders headers, Position position, string what,
-        NpgsqlLogSequenceNumber commitLsn, DateTimeOffset commitTime, CancellationToken cancellationToken)
+    /// <summary>Publishes a message with the reused headers, its acknowledgement awaited later (<see cref="DrainAsync"/>).</summary>
+    private async ValueTask PublishMessageAsync(string subject, ArrayBufferWriter<byte>? body, Position position, SyncTableInfo? table, ChangeKind? kind,
+        DateTimeOffset commitTime, CancellationToken cancellationToken)
     {
-        var opts = new NatsJSPubOpts
-        {
-            MsgId = MessageId(position),
-            ExpectedLastSequence = _lastSequence,
-            // A failure is handled by publishing again from the first message the stream lacks, not by the client.
-            RetryAttempts = 0,
-        };
-        NatsJSPublishConcurrentFuture future;
+        var replyTo = _acks.Next(out var reply);
         try
         {
-            future = await _js.PublishConcurrentAsync(subject, body?.WrittenMemory ?? default, NatsRawSerializer<ReadOnlyMemory<byte>>.Default, opts, headers, cancellationToken)
-                .ConfigureAwait(false);
+            await _connection.PublishAsync(subject, body?.WrittenMemory ?? default, _headers, replyTo, NatsRawSerializer<ReadOnlyMemory<byte>>.Default,
+                cancellationToken: cancellationToken).ConfigureAwait(false);
         }
         catch (NatsPayloadTooLargeException e)
         {
             await ResetAsync().ConfigureAwait(false);
             throw new DBSyncConfigurationException(
-                $"{what} (transaction committed at {commitLsn}, change {position.Index}) makes a message of " +
+                $"Publishing {What(table, kind)} (transaction committed at {new NpgsqlLogSequenceNumber(position.Commit)}, change {position.Index}) makes a message of " +
                 $"{body?.WrittenCount ?? 0} bytes, more than the NATS server's max_payload allows. Raise max_payload in the server's configuration (up to 64 MB), or map fewer or smaller columns.", e);
         }
         catch (Exception e) when (IsLoss(e, cancellationToken))
@@ -308,10 +325,13 @@ public sealed class JetStreamPublisher : IAsyncDisposable, ICommitGroupSink, ITa
         if (_pending.Count == 0)
             _firstPendingAt = Stopwatch.GetTimestamp();
         _lastSequence++;
-        _pending.Enqueue(new Pending(future, position, _lastSequence, what, commitLsn, commitTime));
+        _pending.Enqueue(new Pending(reply, position, _lastSequence, table, kind, commitTime));
         if (_pending.Count >= _options.MaxInFlight)
             await DrainAsync(cancellationToken).ConfigureAwait(false);
     }
+
+    private static string What(SyncTableInfo? table, ChangeKind? kind)
+        => table is null ? "the commit message" : $"the {ChangeMessages.KindName(kind!.Value)} of {table.DisplayName}";
 
     async ValueTask<bool> ICommitGroupSink.OnTransactionEndAsync(NpgsqlLogSequenceNumber commitLsn, NpgsqlLogSequenceNumber endLsn, uint xid, bool mayGroup,
         CancellationToken cancellationToken)
@@ -348,37 +368,36 @@ public sealed class JetStreamPublisher : IAsyncDisposable, ICommitGroupSink, ITa
     {
         while (_pending.TryPeek(out var pending))
         {
-            PubAckResponse ack;
+            PublishAck ack;
             try
             {
-                ack = await pending.Future.GetResponseAsync(cancellationToken).ConfigureAwait(false);
+                ack = await _acks.WaitAsync(pending.Reply, _connection.Opts.RequestTimeout, cancellationToken).ConfigureAwait(false);
             }
             catch (Exception e) when (IsLoss(e, cancellationToken))
             {
                 throw await LostAsync(e, pending.Position).ConfigureAwait(false);
             }
+            var commitLsn = new NpgsqlLogSequenceNumber(pending.Position.Commit);
             if (ack.Error is { } error)
             {
-                if (error.ErrCode == 10054)
+                if (ack.ErrCode == 10054)
                 {
                     await ResetAsync().ConfigureAwait(false);
                     throw new DBSyncConfigurationException(
-                        $"Stream {_stream} refused {pending.What} (transaction committed at {pending.CommitLsn}, change {pending.Position.Index}): " +
-                        $"{error.Description}. Raise the stream's max_msg_size, or map fewer or smaller columns.");
+                        $"Stream {_stream} refused {What(pending.Table, pending.Kind)} (transaction committed at {commitLsn}, change {pending.Position.Index}): " +
+                        $"{error}. Raise the stream's max_msg_size, or map fewer or smaller columns.");
                 }
                 // A full stream (10077), a message behind one that was not stored (10071, wrong last sequence), a leader
                 // that went away: publish again from the first message the stream lacks, after the reconnect delay.
-                throw await LostAsync(new DBSyncException($"JetStream refused the message ({error.Code}/{error.ErrCode}: {error.Description})"), pending.Position)
-                    .ConfigureAwait(false);
+                throw await LostAsync(new DBSyncException($"JetStream refused the message ({error})"), pending.Position).ConfigureAwait(false);
             }
-            if (ack.Seq != pending.Sequence)
+            if (ack.Sequence != pending.Sequence)
             {
                 throw await LostAsync(new DBSyncException(
-                    $"JetStream stored the message at sequence {ack.Seq} where DBSync expected {pending.Sequence}{(ack.Duplicate ? " (a duplicate)" : "")}: another publisher writes to stream {_stream}, which must be this pipeline's own"),
+                    $"JetStream stored the message at sequence {ack.Sequence} where DBSync expected {pending.Sequence}{(ack.Duplicate ? " (a duplicate)" : "")}: another publisher writes to stream {_stream}, which must be this pipeline's own"),
                     pending.Position).ConfigureAwait(false);
             }
             _pending.Dequeue();
-            await pending.Future.DisposeAsync().ConfigureAwait(false);
             _last = pending.Position;
             _lossesSinceAck = 0;
             if (!ack.Duplicate)
@@ -403,6 +422,7 @@ public sealed class JetStreamPublisher : IAsyncDisposable, ICommitGroupSink, ITa
         {
             var stream = await EnsureStreamAsync(cancellationToken).ConfigureAwait(false);
             await ReadLastAsync(stream, cancellationToken).ConfigureAwait(false);
+            await _acks.StartAsync(_options.MaxInFlight * 2 + 1024, cancellationToken).ConfigureAwait(false);
             _resync = false;
             _reachedOnce = true;
         }
@@ -556,11 +576,6 @@ public sealed class JetStreamPublisher : IAsyncDisposable, ICommitGroupSink, ITa
         return headers;
     }
 
-    private string MessageId(Position position)
-        => position.Part == 0
-            ? $"{_slot}:{new NpgsqlLogSequenceNumber(position.Commit)}:{position.Index}"
-            : $"{_slot}:{new NpgsqlLogSequenceNumber(position.Commit)}:{position.Index}:{position.Part - 1}";
-
     private static bool IsLoss(Exception e, CancellationToken cancellationToken)
         => !cancellationToken.IsCancellationRequested && e is NatsException or TimeoutException or OperationCanceledException;
 
@@ -578,20 +593,12 @@ public sealed class JetStreamPublisher : IAsyncDisposable, ICommitGroupSink, ITa
         };
     }
 
-    private async ValueTask ResetAsync()
+    private ValueTask ResetAsync()
     {
+        // Their acknowledgements, should they come, are skipped: each is numbered.
         _resync = true;
-        while (_pending.TryDequeue(out var pending))
-        {
-            try
-            {
-                await pending.Future.DisposeAsync().ConfigureAwait(false);
-            }
-            catch (Exception)
-            {
-                // its subscription is gone with the connection
-            }
-        }
+        _pending.Clear();
+        return ValueTask.CompletedTask;
     }
 
     /// <summary>Drops what awaits an acknowledgement (nothing of it was confirmed). Dispose the publisher after the
@@ -600,18 +607,22 @@ public sealed class JetStreamPublisher : IAsyncDisposable, ICommitGroupSink, ITa
     {
         _disposed = true;
         await ResetAsync().ConfigureAwait(false);
+        await _acks.DisposeAsync().ConfigureAwait(false);
     }
 
-    private readonly record struct Pending(NatsJSPublishConcurrentFuture Future, Position Position, ulong Sequence, string What, NpgsqlLogSequenceNumber CommitLsn,
-        DateTimeOffset CommitTime);
+    /// <summary>A message awaiting its acknowledgement: its reply number, position and expected stream sequence; the
+    /// table and kind for messages (none on a commit message); the commit time for the commit-to-ack metric.</summary>
+    private readonly record struct Pending(long Reply, Position Position, ulong Sequence, SyncTableInfo? Table, ChangeKind? Kind, DateTimeOffset CommitTime);
 
     /// <summary>The transaction whose changes are being published: what its commit messages say, and the partitions they
     /// go to.</summary>
-    private struct Transaction(ulong commit, uint xid, DateTimeOffset commitTime, int partitions)
+    private struct Transaction(ulong commit, string commitText, uint xid, DateTimeOffset commitTime, int partitions)
     {
         public readonly ulong Commit = commit;
-        public readonly uint Xid = xid;
         public readonly DateTimeOffset CommitTime = commitTime;
+        public readonly string CommitText = commitText;
+        public readonly string XidText = xid.ToString(CultureInfo.InvariantCulture);
+        public readonly string CommitTimeText = commitTime.UtcDateTime.ToString("O", CultureInfo.InvariantCulture);
         public readonly bool[]? Parts = partitions > 0 ? new bool[partitions] : null;
         public int Changes;
         public bool Touched;
