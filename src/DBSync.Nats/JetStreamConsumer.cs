@@ -347,7 +347,7 @@ public sealed class JetStreamConsumer : IChangeSource
                 throw new DBSyncConfigurationException(
                     $"Message {message.Metadata?.Sequence.Stream} of stream {_options.Stream} begins the transaction committed at {commit} where the one committed at " +
                     $"{read.OpenCommit} had no commit message: the stream was published without them, and a PostgresApplier needs them to apply each source transaction " +
-                    "whole. Set JetStreamPublisherOptions.TransactionEnds to true on the publisher (the default) and publish to a new stream.");
+                    "whole. Set JetStreamPublisherOptions.TransactionEnds to true on the publisher and publish to a new stream.");
             }
             read.OpenCommit = commit;
         }

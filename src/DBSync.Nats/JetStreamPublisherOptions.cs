@@ -37,13 +37,13 @@ public sealed class JetStreamPublisherOptions
     /// <summary>The body's format (default <see cref="BodyFormat.MessagePack"/>).</summary>
     public BodyFormat Format { get; set; } = BodyFormat.MessagePack;
 
-    /// <summary>Whether each source transaction is followed by a <c>commit</c> message (default true): one per partition the
+    /// <summary>Whether each source transaction is followed by a <c>commit</c> message (default false): one per partition the
     /// transaction touched (one without <see cref="Partitions"/>), on <c>&lt;prefix&gt;._dbsync.commit</c> (and
     /// <c>.&lt;partition&gt;</c>), with an empty body, the transaction's commit and end positions and its number of changes.
     /// A consumer learns from it that it has every change of the transaction: the <see cref="PostgresApplier"/> on a
-    /// <see cref="JetStreamConsumer"/> needs it to apply each source transaction in one target transaction. False saves
-    /// one small message per transaction.</summary>
-    public bool TransactionEnds { get; set; } = true;
+    /// <see cref="JetStreamConsumer"/> needs it to apply each source transaction in one target transaction. Off by
+    /// default: it adds a message to every transaction (twice the messages for single-row transactions).</summary>
+    public bool TransactionEnds { get; set; }
 
     /// <summary>The most messages awaiting JetStream's acknowledgement (default 4096). Past it DBSync waits for them.</summary>
     public int MaxInFlight { get; set; } = 4096;

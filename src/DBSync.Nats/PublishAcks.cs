@@ -17,6 +17,7 @@ internal sealed class PublishAcks : IAsyncDisposable
     private INatsSub<ReadOnlyMemory<byte>>? _subscription;
     private CancellationTokenSource _timeout = new();
     private long _last;
+    private NatsMsg<ReadOnlyMemory<byte>>? _ahead;
 
     public PublishAcks(INatsConnection connection)
     {
@@ -39,6 +40,7 @@ internal sealed class PublishAcks : IAsyncDisposable
             _subscription = await _connection.SubscribeCoreAsync(_inbox + "*", serializer: NatsRawSerializer<ReadOnlyMemory<byte>>.Default, opts: opts,
                 cancellationToken: cancellationToken).ConfigureAwait(false);
         }
+        _ahead = null;
         while (_subscription.Msgs.TryRead(out _))
         {
         }
@@ -60,8 +62,20 @@ internal sealed class PublishAcks : IAsyncDisposable
         var messages = (_subscription ?? throw new InvalidOperationException("StartAsync was not called.")).Msgs;
         while (true)
         {
-            if (!messages.TryRead(out var message))
-                message = await ReadAsync(messages, number, timeout, cancellationToken).ConfigureAwait(false);
+            if (TryTake(number, out var ack))
+                return ack;
+            _ahead = await ReadAsync(messages, number, timeout, cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>The acknowledgement of the publish numbered <paramref name="number"/> if it has come, without waiting.</summary>
+    /// <exception cref="NatsException">The acknowledgement of a later publish came first.</exception>
+    public bool TryTake(long number, out PublishAck ack)
+    {
+        var messages = (_subscription ?? throw new InvalidOperationException("StartAsync was not called.")).Msgs;
+        while (_ahead is { } message || messages.TryRead(out message))
+        {
+            _ahead = null;
             var answered = message.Subject.Length > _inbox.Length
                            && long.TryParse(message.Subject.AsSpan(_inbox.Length), NumberStyles.None, CultureInfo.InvariantCulture, out var n)
                 ? n
@@ -70,8 +84,11 @@ internal sealed class PublishAcks : IAsyncDisposable
                 continue; // a publish dropped after a failure, or not ours
             if (answered > number)
                 throw new NatsException($"JetStream acknowledged publish {answered} before publish {number}, whose acknowledgement did not come");
-            return PublishAck.Parse(message);
+            ack = PublishAck.Parse(message);
+            return true;
         }
+        ack = default;
+        return false;
     }
 
     private async ValueTask<NatsMsg<ReadOnlyMemory<byte>>> ReadAsync(ChannelReader<NatsMsg<ReadOnlyMemory<byte>>> messages, long number, TimeSpan timeout,

@@ -2,7 +2,7 @@
 //   DBSYNC_PUBLISH_NATS      NATS URL(s), comma-separated
 //   DBSYNC_CRASH_MODE        "publish" (the default) or "apply"
 // publish: DBSYNC_PUBLISH_SOURCE (connection string of the source database, seed schema) and DBSYNC_PUBLISH_REPLICAS
-//   (the stream's replicas, 1). Publishes every change of the seed tables (an initial snapshot included: chunks of 10
+//   (the stream's replicas, 1). Publishes every change of the seed tables, each transaction ended by a commit message (an initial snapshot included: chunks of 10
 //   rows, 50 ms apart) to stream DBSYNC_DBSYNC_CRASH_PUBLISH until killed.
 // apply: DBSYNC_APPLY_TARGET (connection string of the target database, seed schema and a table
 //   applied_change (commit_lsn pg_lsn, idx int, kind text)) and DBSYNC_APPLY_STREAM. Reads the whole stream with the
@@ -65,7 +65,7 @@ var client = new DBSyncClient(new DBSyncOptions
 client.On<Restaurant>(_ => { });
 client.On<User>(_ => { });
 client.On<Visit>(_ => { });
-await using var publisher = new JetStreamPublisher(client, connection, new JetStreamPublisherOptions { Replicas = replicas });
+await using var publisher = new JetStreamPublisher(client, connection, new JetStreamPublisherOptions { Replicas = replicas, TransactionEnds = true });
 var run = client.RunAsync();
 await Task.WhenAny(client.Streaming, run);
 Console.WriteLine("streaming");

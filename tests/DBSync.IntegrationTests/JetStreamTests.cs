@@ -33,7 +33,8 @@ public sealed class JetStreamTests(PostgresFixture fixture)
         await db.ExecuteAsync("INSERT INTO restaurant (id, name, rating) VALUES ('s1', 'snap one', 4), ('s2', 'snap two', NULL)");
         using var metrics = new MetricsCapture(Slot);
         JetStreamPublisher? publisher = null;
-        await using var run = await StartPublishingAsync(db, connection, configure: o => o.InitialSnapshot = true, created: p => publisher = p);
+        await using var run = await StartPublishingAsync(db, connection, options: new JetStreamPublisherOptions { TransactionEnds = true },
+            configure: o => o.InitialSnapshot = true, created: p => publisher = p);
 
         await run.WaitUntilAsync(r => r.Progress.OfType<SnapshotsCompleted>().Any(), "the initial snapshot");
         await db.ExecuteAsync("INSERT INTO restaurant (id, name, description) VALUES ('r1', 'one', 'd')");
@@ -684,7 +685,7 @@ public sealed class JetStreamTests(PostgresFixture fixture)
         try
         {
             await using var connection = new NatsConnection(new NatsOpts { Url = NatsServer.ClusterUrl(cluster), MaxReconnectRetry = -1 });
-            await using var run = await StartPublishingAsync(db, connection, options: new JetStreamPublisherOptions { Replicas = 3 },
+            await using var run = await StartPublishingAsync(db, connection, options: new JetStreamPublisherOptions { Replicas = 3, TransactionEnds = true },
                 configure: o => (o.ReconnectDelay, o.MaxReconnectDelay) = (TimeSpan.FromMilliseconds(200), TimeSpan.FromSeconds(1)));
             await db.ExecuteAsync("SELECT pg_create_logical_replication_slot('truth', 'test_decoding')");
             using var stopWriting = new CancellationTokenSource();
@@ -725,7 +726,8 @@ public sealed class JetStreamTests(PostgresFixture fixture)
         await using var nats = await NatsServer.StartNewAsync();
         await using var connection = nats.Connect();
         await db.ExecuteAsync("INSERT INTO restaurant (id, name, rating) SELECT 'pre' || i, 'n', 1 FROM generate_series(1, 300) i");
-        await using var run = await StartPublishingAsync(db, connection, configure: o => (o.InitialSnapshot, o.SnapshotChunkSize) = (true, 25));
+        await using var run = await StartPublishingAsync(db, connection, options: new JetStreamPublisherOptions { TransactionEnds = true },
+            configure: o => (o.InitialSnapshot, o.SnapshotChunkSize) = (true, 25));
         using var stopWriting = new CancellationTokenSource();
         var writer = Task.Run(() => WriteAsync(db, stopWriting.Token));
 
@@ -780,7 +782,7 @@ public sealed class JetStreamTests(PostgresFixture fixture)
         await target.ExecuteAsync("DROP TABLE visit; CREATE TABLE applied_change (commit_lsn pg_lsn NOT NULL, idx int NOT NULL, kind text NOT NULL)");
         await using var nats = await NatsServer.StartNewAsync();
         await using var connection = nats.Connect();
-        await using var run = await StartPublishingAsync(db, connection, options: new JetStreamPublisherOptions { Partitions = 4 });
+        await using var run = await StartPublishingAsync(db, connection, options: new JetStreamPublisherOptions { Partitions = 4, TransactionEnds = true });
         await db.ExecuteAsync("INSERT INTO restaurant (id, name, rating) SELECT 'k' || i, 'n', i FROM generate_series(1, 40) i");
         var from = Enumerable.Range(1, 40).Select(i => $"k{i}").First(id => ExpectedPartition(id, 4) != ExpectedPartition("moved", 4));
         await db.ExecuteAsync($"BEGIN; UPDATE restaurant SET id = 'moved' WHERE id = '{from}'; UPDATE restaurant SET rating = 100 WHERE id = 'k7'; COMMIT;");
@@ -989,7 +991,7 @@ public sealed class JetStreamTests(PostgresFixture fixture)
         var expected = await db.ScalarAsync<long>($"SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '{commit}')::bigint");
 
         var lag = await Ecosystem.CliTests.ExpectAsync(DBSync.Cli.ExitCodes.Success, db.ConnectionString, "lag", "--slot", Slot, "--nats", nats.Url);
-        var row = System.Text.RegularExpressions.Regex.Match(lag.Out, $@"(?m)^{Slot}\s+{Stream}\s+2\s+(?<commit>[0-9A-F]+/[0-9A-F]+)\s+\d{{4}}-\d\d-\d\d \d\d:\d\d:\d\dZ\s+[0-9A-F]+/[0-9A-F]+\s+(?<bytes>[\d,]+)\s");
+        var row = System.Text.RegularExpressions.Regex.Match(lag.Out, $@"(?m)^{Slot}\s+{Stream}\s+1\s+(?<commit>[0-9A-F]+/[0-9A-F]+)\s+\d{{4}}-\d\d-\d\d \d\d:\d\d:\d\dZ\s+[0-9A-F]+/[0-9A-F]+\s+(?<bytes>[\d,]+)\s");
         Assert.True(row.Success, lag.ToString());
         Assert.Equal(commit, row.Groups["commit"].Value);
         Assert.InRange(long.Parse(row.Groups["bytes"].Value.Replace(",", ""), System.Globalization.CultureInfo.InvariantCulture), expected, expected + 1024 * 1024);
