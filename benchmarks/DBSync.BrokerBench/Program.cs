@@ -18,6 +18,7 @@ using DBSync.Sample;
 using DBSync.StreamBench;
 using DBSync.Testing;
 using NATS.Client.Core;
+using NATS.Client.JetStream;
 using Npgsql;
 
 int Option(string name, int fallback)
@@ -70,9 +71,12 @@ try
             Log($"commit-to-ack, single node, {singleRate:N0} tx/s achieved: p50 {singleP50:0.0} ms, p99 {singleP99:0.0} ms ({singleCount:N0} messages)");
             var (clusterP50, clusterP99, clusterCount, clusterRate) = await LatencyAsync(connectionString, pgbench, NatsServer.ClusterUrl(cluster), replicas: 3, "latency_cluster", rate, seconds);
             Log($"commit-to-ack, three-node cluster, {clusterRate:N0} tx/s achieved: p50 {clusterP50:0.0} ms, p99 {clusterP99:0.0} ms ({clusterCount:N0} messages)");
+            var (bareP50, bareP99, bareCount, bareRate) = await BareLatencyAsync(connectionString, pgbench, NatsServer.ClusterUrl(cluster), rate, seconds);
+            Log($"baseline, NATS.Net alone publishing {rate:N0} msg/s into the cluster (R3) while pgbench commits {bareRate:N0} tx/s: publish-to-ack p50 {bareP50:0.0} ms, p99 {bareP99:0.0} ms ({bareCount:N0} messages)");
 
             results.Add(string.Create(CultureInfo.InvariantCulture, $"ratio wall jetstream-cluster/pg_recvlogical = {clusterWall / recvlogical:0.00} (not the goal's line: the cluster)"));
             results.Add(string.Create(CultureInfo.InvariantCulture, $"p99 commit-to-ack ms, single node = {singleP99:0.0} (not the goal's line: the single node)"));
+            results.Add(string.Create(CultureInfo.InvariantCulture, $"p99 publish-to-ack ms, NATS.Net alone into the cluster = {bareP99:0.0} (not the goal's line: the broker's own floor here)"));
             results.Add(string.Create(CultureInfo.InvariantCulture, $"ratio wall jetstream/pg_recvlogical = {singleWall / recvlogical:0.00}"));
             results.Add(string.Create(CultureInfo.InvariantCulture, $"p99 commit-to-ack ms = {clusterP99:0.0}"));
         }
@@ -193,6 +197,56 @@ static async Task<(double P50, double P99, int Count, double Achieved)> LatencyA
     double[] sorted;
     lock (samples)
         sorted = [.. samples.Order()];
+    double Percentile(double p) => sorted[Math.Min(sorted.Length - 1, (int)Math.Ceiling(p * sorted.Length) - 1)];
+    return (Percentile(0.50), Percentile(0.99), sorted.Length, achieved);
+}
+
+// The broker's own floor on this machine: NATS.Net alone publishes a users-sized message at the same steady rate into a
+// three-replica stream on the same cluster (each publish awaiting its own acknowledgement, many in flight), while pgbench
+// commits the same inserts as in LatencyAsync (no slot, so nothing decodes them). Every message's publish-to-ack time.
+static async Task<(double P50, double P99, int Count, double Achieved)> BareLatencyAsync(string connectionString, Pgbench pgbench, string url, int rate, int seconds)
+{
+    await using var connection = new NatsConnection(new NatsOpts { Url = url });
+    var js = new NATS.Client.JetStream.NatsJSContext(connection);
+    await js.CreateStreamAsync(new NATS.Client.JetStream.Models.StreamConfig("BARE_LATENCY", ["bare.>"]) { NumReplicas = 3, Storage = NATS.Client.JetStream.Models.StreamConfigStorage.File });
+    var body = new byte[160];
+    Random.Shared.NextBytes(body);
+    var samples = new List<double>();
+    var script = Path.Combine(Path.GetTempPath(), $"dbsync-broker-bare-{Environment.ProcessId}.sql");
+    await File.WriteAllTextAsync(script, "INSERT INTO users (first_name, user_name, email) VALUES ('Latency', 'latency', 'bare' || txid_current() || '@example.com');\n");
+    double achieved;
+    try
+    {
+        var writes = pgbench.RunScriptAtRateAsync(script, clients: 4, threads: 2, rate, seconds);
+        var inFlight = new List<Task>();
+        var clock = Stopwatch.StartNew();
+        long sent = 0;
+        while (clock.Elapsed.TotalSeconds < seconds)
+        {
+            var due = (long)(clock.Elapsed.TotalSeconds * rate);
+            for (; sent < due; sent++)
+            {
+                var started = Stopwatch.GetTimestamp();
+                var publish = js.PublishAsync($"bare.users.{sent % 8}", body).AsTask();
+                inFlight.Add(publish.ContinueWith(t =>
+                {
+                    t.Result.EnsureSuccess();
+                    var ms = Stopwatch.GetElapsedTime(started).TotalMilliseconds;
+                    lock (samples)
+                        samples.Add(ms);
+                }, TaskScheduler.Default));
+            }
+            await Task.Delay(1);
+        }
+        await Task.WhenAll(inFlight);
+        achieved = await writes;
+    }
+    finally
+    {
+        File.Delete(script);
+        await js.DeleteStreamAsync("BARE_LATENCY");
+    }
+    double[] sorted = [.. samples.Order()];
     double Percentile(double p) => sorted[Math.Min(sorted.Length - 1, (int)Math.Ceiling(p * sorted.Length) - 1)];
     return (Percentile(0.50), Percentile(0.99), sorted.Length, achieved);
 }
