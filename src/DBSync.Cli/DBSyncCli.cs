@@ -31,6 +31,7 @@ internal static class DBSyncCli
             CheckpointCommands.Create(context),
             SnapshotCommands.Create(context),
             SlotCommands.Create(context),
+            DdlCommands.Create(context),
         };
 
         var parse = root.Parse(args);

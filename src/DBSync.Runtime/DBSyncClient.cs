@@ -25,6 +25,7 @@ public sealed class DBSyncClient : IChangeSource
     private readonly Dictionary<(string Schema, string Name), TableRegistration> _tables = [];
     private readonly List<Func<CommittedTransaction, CancellationToken, ValueTask>> _transactionHandlers = [];
     private readonly List<Func<LogicalMessage, CancellationToken, ValueTask>> _messageHandlers = [];
+    private readonly List<Func<SchemaChange, CancellationToken, ValueTask>> _schemaHandlers = [];
     private readonly List<Func<SnapshotProgress, CancellationToken, ValueTask>> _progressHandlers = [];
     private readonly List<ICommitGroupSink> _appliers = [];
     private readonly List<ITransactionParticipant> _participants = [];
@@ -189,6 +190,31 @@ public sealed class DBSyncClient : IChangeSource
         ThrowIfRunning();
         _messageHandlers.Add(handler);
         return this;
+    }
+
+    /// <summary>
+    /// Adds a handler for schema changes (DDL statements), at their place among the row changes, in commit order, under
+    /// the same at-least-once and confirmation rules. Needs <see cref="DBSyncOptions.CaptureSchemaChanges"/>.
+    /// </summary>
+    public DBSyncClient OnSchemaChange(Func<SchemaChange, CancellationToken, ValueTask> handler)
+    {
+        ArgumentNullException.ThrowIfNull(handler);
+        ThrowIfRunning();
+        if (!_options.CaptureSchemaChanges)
+            throw new InvalidOperationException("Schema change handlers need DBSyncOptions.CaptureSchemaChanges = true: without the DDL capture trigger the stream carries no DDL.");
+        _schemaHandlers.Add(handler);
+        return this;
+    }
+
+    /// <summary>Adds a synchronous handler for schema changes (see <see cref="OnSchemaChange(Func{SchemaChange, CancellationToken, ValueTask})"/>).</summary>
+    public DBSyncClient OnSchemaChange(Action<SchemaChange> handler)
+    {
+        ArgumentNullException.ThrowIfNull(handler);
+        return OnSchemaChange((change, _) =>
+        {
+            handler(change);
+            return ValueTask.CompletedTask;
+        });
     }
 
     /// <summary>Adds a handler for snapshot progress notifications (<see cref="SnapshotTableStarted"/>,
@@ -433,7 +459,9 @@ public sealed class DBSyncClient : IChangeSource
             foreach (var applier in _appliers)
                 await applier.OnSessionStartAsync(control.Stopping).ConfigureAwait(false);
             await ResetParticipantsAsync().ConfigureAwait(false);
-            _session = new ReplicationSession(_options, _connections, _tables, _transactionHandlers, _messageHandlers, _appliers, _participants, _invoker, _snapshots, _telemetry, _logger, _partitions);
+            var schema = _options.CaptureSchemaChanges ? new Schema.SchemaFollower(_options, _tables, _schemaHandlers, _invoker, _logger) : null;
+            _session = new ReplicationSession(_options, _connections, _tables, _transactionHandlers, _messageHandlers, _appliers, _participants, _invoker, _snapshots, _telemetry, _logger,
+                _partitions, schema);
             _telemetry.Session = _session;
             await _session.RunAsync(server, reconnecting, () =>
             {

@@ -150,6 +150,29 @@ public sealed partial class DBSyncOptions
     public SlotLost WhenSlotLost { get; set; }
 
     /// <summary>
+    /// Captures DDL: on start DBSync installs (or checks) an event trigger on the source database that writes every DDL
+    /// statement into the stream as a transactional logical message, at its exact place among the row changes. Each
+    /// reaches <see cref="DBSyncClient.OnSchemaChange(Func{SchemaChange, CancellationToken, ValueTask})"/> handlers as
+    /// typed <see cref="SchemaChange"/>s; a mapped table whose new shape its type cannot hold stops the stream at the
+    /// statement, with the statement in the error; an open snapshot chunk of a changed table is read again; a table whose
+    /// rows a statement rewrote is snapshotted again (<see cref="SnapshotAfterRewrite"/>). Installing an event trigger
+    /// needs a superuser (or a cloud provider's equivalent, such as <c>rds_superuser</c>): when DBSync's role may not,
+    /// the run stops with a <see cref="DBSyncConfigurationException"/> that gives the SQL for a DBA
+    /// (<c>dbsync ddl print</c> prints it, <c>dbsync ddl install</c> runs it). One trigger serves every pipeline of the
+    /// database. Default false: DDL is seen only through the next Relation message of a table, as the README's "Schema
+    /// changes" section says.
+    /// </summary>
+    public bool CaptureSchemaChanges { get; set; }
+
+    /// <summary>
+    /// With <see cref="CaptureSchemaChanges"/>: a mapped table whose rows a DDL statement rewrote (<c>ALTER COLUMN ...
+    /// TYPE ... USING</c>, <c>ADD COLUMN</c> with a volatile default), which changes values without any row change in the
+    /// stream, is snapshotted again once the statement's transaction commits, so that consumers receive the new values as
+    /// <see cref="ChangeKind.Read"/> rows. The snapshot is checkpointed before the transaction is confirmed. Default true.
+    /// </summary>
+    public bool SnapshotAfterRewrite { get; set; } = true;
+
+    /// <summary>
     /// Creates the slot with <c>failover = true</c> (PostgreSQL 17 and later), so that a physical standby with
     /// <c>sync_replication_slots = on</c> keeps a synchronized copy of it and DBSync continues from that copy after the
     /// standby is promoted. The server settings it needs are in the README ("Running several instances"). On an older

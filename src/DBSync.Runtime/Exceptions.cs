@@ -41,6 +41,13 @@ public sealed class SchemaMismatchException : DBSyncException
 
     /// <summary>The C# type of the property.</summary>
     public string ClrType { get; }
+
+    /// <summary>The DDL statement that made the change, when the DDL capture trigger reported it
+    /// (<see cref="DBSyncOptions.CaptureSchemaChanges"/>); null when the stream found the change in a Relation message.</summary>
+    public string? Statement { get; init; }
+
+    /// <summary>Where the statement's DDL message is in the stream (with <see cref="Statement"/>).</summary>
+    public NpgsqlTypes.NpgsqlLogSequenceNumber? StatementLsn { get; init; }
 }
 
 /// <summary>A value could not be decoded into its property: NULL for a non-nullable property, or a value outside the

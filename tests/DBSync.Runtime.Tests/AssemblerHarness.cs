@@ -106,6 +106,12 @@ internal sealed class AssemblerHarness : ITransactionSink, IPartitionTracker, ID
         return default;
     }
 
+    ValueTask ITransactionSink.OnSchemaMessageAsync(ReadOnlySpan<byte> content, in TransactionContext transaction, ulong lsn, CancellationToken cancellationToken)
+    {
+        Events.Add(new($"D {Encoding.UTF8.GetString(content)}", transaction.Xid, (ulong)transaction.CommitLsn, 0));
+        return default;
+    }
+
     ValueTask ITransactionSink.OnMessageAsync(in LogicalDecodingMessage message, uint xid, CancellationToken cancellationToken)
     {
         Events.Add(new($"M {Encoding.UTF8.GetString(message.Prefix)} {Encoding.UTF8.GetString(message.Content)}", xid, 0, 0));

@@ -198,4 +198,19 @@ internal static partial class Log
 
     [LoggerMessage(2029, LogLevel.Warning, "Slot \"{Slot}\" streams without channel binding: {Reason}")]
     public static partial void ChannelBindingUnavailable(ILogger logger, string slot, string reason);
+
+    [LoggerMessage(2034, LogLevel.Information, "Schema change at {Lsn}: {Kind} {Table}{Column} ({CommandTag})")]
+    private static partial void SchemaChangedCore(ILogger logger, string kind, string table, string column, string commandTag, string lsn);
+
+    public static void SchemaChanged(ILogger logger, string kind, string table, string? column, string commandTag, string lsn)
+    {
+        if (logger.IsEnabled(LogLevel.Information))
+            SchemaChangedCore(logger, kind, table, column is null ? "" : "." + column, commandTag, lsn);
+    }
+
+    [LoggerMessage(2035, LogLevel.Information, "The statement \"{Statement}\" at {Lsn} rewrote {Table} without row changes: a snapshot of {Table} is queued, once its transaction commits (DBSyncOptions.SnapshotAfterRewrite)")]
+    public static partial void RewriteSnapshotQueued(ILogger logger, string table, string statement, string lsn);
+
+    [LoggerMessage(1007, LogLevel.Information, "Installed the DDL capture trigger (version {Version}) in database {Database}: schema changes reach the stream")]
+    public static partial void DdlCaptureInstalled(ILogger logger, int version, string database);
 }

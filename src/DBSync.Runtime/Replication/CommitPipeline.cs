@@ -6,7 +6,7 @@ namespace DBSync.Replication;
 
 /// <summary>
 /// What happens when a transaction's changes were all handed to the row handlers, in this order: the snapshot signals it
-/// carried act (and are checkpointed); the appliers commit their target transactions; the transaction handlers run (never
+/// carried (signal-table rows, and snapshots its DDL statements call for) act (and are checkpointed); the appliers commit their target transactions; the transaction handlers run (never
 /// for the pipeline's own watermark and heartbeat transactions); the participants end what they kept for the
 /// transaction; then the transaction is acknowledged, and may be confirmed to the server. A failure on the way leaves it
 /// unacknowledged: it is delivered again.
@@ -26,6 +26,7 @@ internal sealed class CommitPipeline(
     HandlerInvoker invoker,
     SnapshotCoordinator snapshots,
     SignalRegistration? signals,
+    Schema.SchemaFollower? schema,
     PipelineTelemetry telemetry,
     Action<TransactionEnd> handled,
     Action<TransactionEnd> acknowledge)
@@ -37,12 +38,19 @@ internal sealed class CommitPipeline(
     public bool HasUncommittedGroup => _uncommitted.Count > 0;
 
     /// <summary>A transaction begins: signals left over belonged to one that never committed here.</summary>
-    public void OnBegin() => signals?.Reset();
+    public void OnBegin()
+    {
+        signals?.Reset();
+        schema?.OnBegin();
+    }
 
     public ValueTask CommitAsync(TransactionEnd end, CancellationToken cancellationToken)
     {
         snapshots.OnCommitted(end.Transaction.Xid);
-        if (signals?.TakePending() is { } pending)
+        var pending = signals?.TakePending();
+        if (schema?.TakePendingSnapshots() is { } snapshotsAfterDdl)
+            (pending ??= []).AddRange(snapshotsAfterDdl);
+        if (pending is not null)
             return CommitSignalsAsync(pending, end, cancellationToken);
         return DeliverAsync(end, cancellationToken);
     }

@@ -17,6 +17,10 @@ internal interface ITransactionSink
     /// <paramref name="transaction"/>, which then counts as the pipeline's own.</summary>
     ValueTask OnPipelineMessageAsync(ReadOnlySpan<byte> content, in TransactionContext transaction, ulong lsn, CancellationToken cancellationToken);
 
+    /// <summary>A DDL message of the capture trigger (<see cref="DBSyncOptions.CaptureSchemaChanges"/>), inside
+    /// <paramref name="transaction"/>.</summary>
+    ValueTask OnSchemaMessageAsync(ReadOnlySpan<byte> content, in TransactionContext transaction, ulong lsn, CancellationToken cancellationToken);
+
     /// <summary>Any other logical decoding message; <paramref name="xid"/> is its transaction's (0 for one outside a
     /// transaction on protocol 1).</summary>
     ValueTask OnMessageAsync(in LogicalDecodingMessage message, uint xid, CancellationToken cancellationToken);

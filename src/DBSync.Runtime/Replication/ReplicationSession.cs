@@ -22,6 +22,7 @@ internal sealed class ReplicationSession : ITransactionSink
     private readonly DBSyncOptions _options;
     private readonly ConnectionPool _connections;
     private readonly IReadOnlyList<Func<LogicalMessage, CancellationToken, ValueTask>> _messageHandlers;
+    private readonly Schema.SchemaFollower? _schema;
     private readonly ILogger _logger;
     private readonly HandlerInvoker _invoker;
     private readonly SnapshotCoordinator _snapshots;
@@ -59,7 +60,8 @@ internal sealed class ReplicationSession : ITransactionSink
         SnapshotCoordinator snapshots,
         PipelineTelemetry telemetry,
         ILogger logger,
-        PartitionWatcher partitions)
+        PartitionWatcher partitions,
+        Schema.SchemaFollower? schema)
     {
         _options = options;
         _connections = connections;
@@ -71,9 +73,11 @@ internal sealed class ReplicationSession : ITransactionSink
         _telemetry = telemetry;
         var relations = new RelationMap(tables, partitions, _confirmed, options.PublicationName, logger);
         var streams = new StreamedTransactions(options.StreamingMemoryLimit, options.StreamingSpillDirectory ?? Path.GetTempPath(), logger);
-        _assembler = new TransactionAssembler(relations, streams, Encoding.UTF8.GetBytes(snapshots.Prefix), this);
+        _schema = schema;
+        _assembler = new TransactionAssembler(relations, streams, Encoding.UTF8.GetBytes(snapshots.Prefix), this,
+            schema is null ? null : Encoding.UTF8.GetBytes(Schema.DdlCaptureSql.Prefix));
         _commits = new CommitPipeline(appliers, transactionHandlers, participants, invoker, snapshots,
-            tables.Values.OfType<SignalRegistration>().FirstOrDefault(), telemetry, Handled, Acknowledge);
+            tables.Values.OfType<SignalRegistration>().FirstOrDefault(), schema, telemetry, Handled, Acknowledge);
         _idleConfirmation = new IdleConfirmation(_confirmed);
         _sideLoops = new SideConnectionLoops(options, connections, _confirmed, snapshots.Prefix, logger);
         _tracing = new TransactionTracing(options.SlotName);
@@ -403,6 +407,9 @@ internal sealed class ReplicationSession : ITransactionSink
     ValueTask ITransactionSink.OnPipelineMessageAsync(ReadOnlySpan<byte> content, in TransactionContext transaction, ulong lsn, CancellationToken cancellationToken)
         // The snapshot coordinator ignores what is not a watermark of its run (heartbeats, an earlier run's watermarks).
         => _snapshots.OnWatermarkAsync(content, transaction, lsn, cancellationToken);
+
+    ValueTask ITransactionSink.OnSchemaMessageAsync(ReadOnlySpan<byte> content, in TransactionContext transaction, ulong lsn, CancellationToken cancellationToken)
+        => _schema!.OnMessageAsync(content, transaction, lsn, cancellationToken);
 
     ValueTask ITransactionSink.OnMessageAsync(in LogicalDecodingMessage message, uint xid, CancellationToken cancellationToken)
     {

@@ -60,6 +60,9 @@ internal static partial class ReplicationSetup
             throw new DBSyncConfigurationException(ServerSupport.SnapshotsNeed14(versionNum) + " SnapshotOnStart is set.");
         if (options.SignalTableName is var (signalSchema, signalName))
             await EnsureSignalTableAsync(connection, signalSchema, signalName, logger, cancellationToken).ConfigureAwait(false);
+        // Before the slot exists: every DDL after the slot's start is in the stream.
+        if (options.CaptureSchemaChanges)
+            await Schema.DdlCapture.EnsureInstalledAsync(connection, database, user, logger, cancellationToken).ConfigureAwait(false);
         await CheckTablesAsync(connection, tables, database, user, cancellationToken).ConfigureAwait(false);
         var types = await ColumnTypeCheck.CheckAsync(connection, tables, cancellationToken).ConfigureAwait(false);
         await EnsurePublicationAsync(connection, options.PublicationName, tables, user, logger, cancellationToken).ConfigureAwait(false);

@@ -14,9 +14,11 @@ namespace DBSync.Replication;
 /// <remarks>
 /// No I/O of its own (but asking the <see cref="IPartitionTracker"/> about a relation no type maps), no handlers: the
 /// session composes it with the transport and the commit pipeline, and tests drive it with recorded frames. Frames are
-/// decoded in the caller's buffer; the methods are not async, so a frame's span never crosses an await.
+/// decoded in the caller's buffer; the methods are not async, so a frame's span never crosses an await. With a
+/// <c>ddlPrefix</c> (schema changes followed), the DDL capture trigger's messages go to
+/// <see cref="ITransactionSink.OnSchemaMessageAsync"/>, not to the message handlers.
 /// </remarks>
-internal sealed class TransactionAssembler(RelationMap relations, StreamedTransactions streams, byte[] pipelinePrefix, ITransactionSink sink) : IDisposable
+internal sealed class TransactionAssembler(RelationMap relations, StreamedTransactions streams, byte[] pipelinePrefix, ITransactionSink sink, byte[]? ddlPrefix = null) : IDisposable
 {
     private readonly ChangeCounter _changes = new();
     private bool _inTransaction;
@@ -168,6 +170,12 @@ internal sealed class TransactionAssembler(RelationMap relations, StreamedTransa
                     RequireTransaction(kind, lsn);
                     _internal = true;
                     return sink.OnPipelineMessageAsync(message.Content, _transaction, lsn, cancellationToken);
+                }
+                if (ddlPrefix is not null && message.Transactional && message.Prefix.SequenceEqual(ddlPrefix))
+                {
+                    // A DDL statement, at its place among the transaction's row changes.
+                    RequireTransaction(kind, lsn);
+                    return sink.OnSchemaMessageAsync(message.Content, _transaction, lsn, cancellationToken);
                 }
                 var xid = message.Transactional && _inTransaction ? _transaction.Xid : message.Xid;
                 return sink.OnMessageAsync(message, xid, cancellationToken);

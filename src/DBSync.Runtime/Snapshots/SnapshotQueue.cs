@@ -13,6 +13,10 @@ namespace DBSync.Snapshots;
 /// </summary>
 internal sealed partial class SnapshotQueue(IReadOnlyDictionary<(string Schema, string Name), TableRegistration> tables, ILogger logger)
 {
+    /// <summary>The kind of the internal signal that a DDL statement that rewrote a mapped table's rows raises
+    /// (<see cref="DBSyncOptions.SnapshotAfterRewrite"/>); not a kind the signal table accepts.</summary>
+    internal const string SnapshotAfterRewriteKind = "snapshot after rewrite";
+
     private readonly object _lock = new();
     private readonly SemaphoreSlim _wake = new(0);
     private readonly List<SnapshotJob> _jobs = [];
@@ -138,9 +142,15 @@ internal sealed partial class SnapshotQueue(IReadOnlyDictionary<(string Schema, 
             _lastSignalLsn = commitLsn;
             foreach (var signal in signals)
             {
-                Log.SignalReceived(logger, signal.Id, signal.Kind);
+                if (signal.Kind != SnapshotAfterRewriteKind)
+                    Log.SignalReceived(logger, signal.Id, signal.Kind); // the follower logs its own (2035)
                 switch (signal.Kind)
                 {
+                    case SnapshotAfterRewriteKind:
+                        // The rows' values changed without row changes: a snapshot that already delivered some of them
+                        // (with the old values) does not do; one that has not started does.
+                        Enqueue(signal.Tables.Select(t => new SnapshotTable(t)), withWaiters: false, joinStarted: false);
+                        break;
                     case "snapshot":
                         if (signal.Tables.Count == 0)
                             Log.SignalIgnored(logger, signal.Id, "a snapshot signal needs at least one table in 'tables'");
@@ -298,7 +308,11 @@ internal sealed partial class SnapshotQueue(IReadOnlyDictionary<(string Schema, 
 
     /// <summary>Adds jobs for <paramref name="requested"/>: a table listed twice in one request, or queued already with the
     /// same settings, is snapshotted once.</summary>
-    private List<SnapshotJob> Enqueue(IEnumerable<SnapshotTable> requested, bool withWaiters)
+    /// <param name="requested">The tables.</param>
+    /// <param name="withWaiters">Whether the caller waits for them (each job gets a waiter).</param>
+    /// <param name="joinStarted">Whether a request joins a snapshot of the same table that has already delivered chunks
+    /// (else it is queued after it).</param>
+    private List<SnapshotJob> Enqueue(IEnumerable<SnapshotTable> requested, bool withWaiters, bool joinStarted = true)
     {
         var added = new List<SnapshotJob>();
         var seen = new HashSet<(string, string)>();
@@ -311,7 +325,7 @@ internal sealed partial class SnapshotQueue(IReadOnlyDictionary<(string Schema, 
             {
                 job.SkipReason = "listed more than once in one request; it is snapshotted once";
             }
-            else if (_jobs.FirstOrDefault(j => !j.Settled && SameSettings(j.State, state)) is { } queued)
+            else if (_jobs.FirstOrDefault(j => !j.Settled && (joinStarted || !j.State.Started) && SameSettings(j.State, state)) is { } queued)
             {
                 if (withWaiters)
                     queued.Waiters.Add(NewWaiter());

@@ -1,0 +1,171 @@
+using DBSync.Internal;
+using DBSync.Mapping;
+using DBSync.Replication;
+using DBSync.Snapshots;
+using Microsoft.Extensions.Logging;
+using NpgsqlTypes;
+
+namespace DBSync.Schema;
+
+/// <summary>
+/// Follows the DDL statements the capture trigger writes into the stream (<see cref="DBSyncOptions.CaptureSchemaChanges"/>),
+/// on the stream's thread, at each statement's place among the row changes: a mapped table whose new shape its type cannot
+/// hold stops the stream there (before anything of that shape is delivered or confirmed), with the statement in the error;
+/// a mapped table's open snapshot chunk is read again; a mapped table whose rows the statement rewrote (values changed
+/// without row events) is snapshotted again once the transaction commits (<see cref="DBSyncOptions.SnapshotAfterRewrite"/>);
+/// then the <see cref="SchemaChange"/>s go to the handlers.
+/// </summary>
+internal sealed class SchemaFollower(
+    DBSyncOptions options,
+    IReadOnlyDictionary<(string Schema, string Name), TableRegistration> tables,
+    IReadOnlyList<Func<SchemaChange, CancellationToken, ValueTask>> handlers,
+    HandlerInvoker invoker,
+    ILogger logger)
+{
+    private readonly List<Signal> _pendingSnapshots = [];
+
+    /// <summary>A transaction begins: snapshots queued by one that did not commit here are dropped.</summary>
+    public void OnBegin() => _pendingSnapshots.Clear();
+
+    /// <summary>The snapshots the committed transaction's statements call for, as signals (acted on, and checkpointed,
+    /// before the transaction is acknowledged; once per commit position, like the signal table's).</summary>
+    public List<Signal>? TakePendingSnapshots()
+    {
+        if (_pendingSnapshots.Count == 0)
+            return null;
+        var pending = _pendingSnapshots.ToList();
+        _pendingSnapshots.Clear();
+        return pending;
+    }
+
+    /// <summary>One DDL message of the capture trigger, inside <paramref name="transaction"/> at <paramref name="lsn"/>.</summary>
+    public ValueTask OnMessageAsync(ReadOnlySpan<byte> content, in TransactionContext transaction, ulong lsn, CancellationToken cancellationToken)
+    {
+        DdlMessage message;
+        try
+        {
+            message = DdlMessage.Parse(content);
+        }
+        catch (FormatException e)
+        {
+            throw new ProtocolException(
+                $"The DDL message at {new NpgsqlLogSequenceNumber(lsn)} (transaction {transaction.Xid}, prefix \"{DdlCaptureSql.Prefix}\") is not one DBSync can read: {e.Message}.");
+        }
+        var position = new SchemaChangeClassifier.Position(transaction.Xid, new NpgsqlLogSequenceNumber(lsn), transaction.CommitLsn, transaction.CommitTime);
+        foreach (var table in message.Tables)
+        {
+            if (Mapped(table) is { } registration)
+                Follow(registration, table, message, position);
+        }
+        var changes = SchemaChangeClassifier.Classify(message, position, EntityOf);
+        foreach (var change in changes)
+            Log.SchemaChanged(logger, change.Kind.ToString(), change.Table ?? change.Object ?? "?", change.Column, change.CommandTag, position.Lsn.ToString());
+        return handlers.Count == 0 ? default : DeliverAsync(changes, cancellationToken);
+    }
+
+    private async ValueTask DeliverAsync(List<SchemaChange> changes, CancellationToken cancellationToken)
+    {
+        foreach (var change in changes)
+            await invoker.InvokeAllAsync(handlers, change, cancellationToken).ConfigureAwait(false);
+    }
+
+    private Type? EntityOf(string qualified)
+        => Find(qualified) is { } registration and not SignalRegistration ? registration.Table.EntityType : null;
+
+    private TableRegistration? Find(string qualified)
+    {
+        var dot = qualified.IndexOf('.', StringComparison.Ordinal);
+        return dot > 0 && tables.TryGetValue((qualified[..dot], qualified[(dot + 1)..]), out var registration) ? registration : null;
+    }
+
+    /// <summary>The mapped table the statement concerned: by its name before the statement, or after it (a new table).</summary>
+    private TableRegistration? Mapped(DdlTable table)
+        => (table.Before is { } before ? Find(before.QualifiedName) : null) ?? (table.After is { } after ? Find(after.QualifiedName) : null);
+
+    private void Follow(TableRegistration registration, DdlTable table, DdlMessage message, in SchemaChangeClassifier.Position position)
+    {
+        var info = registration.Table;
+        if (registration is not SignalRegistration)
+            Check(registration, table, message, position);
+        // Whatever the statement did, a chunk of the table in its window may have been read with the old shape.
+        registration.OnShapeChanged();
+        if (table.Rewritten && table.After is not null && options.SnapshotAfterRewrite && registration.Snapshot is not null)
+        {
+            _pendingSnapshots.Add(new Signal(0, SnapshotQueue.SnapshotAfterRewriteKind, [info.DisplayName], null, [], null));
+            Log.RewriteSnapshotQueued(logger, info.DisplayName, Shorten(message.Statement), position.Lsn.ToString());
+        }
+    }
+
+    /// <summary>Stops the stream when the table's new shape is not one its type can be delivered in.</summary>
+    private static void Check(TableRegistration registration, DdlTable table, DdlMessage message, in SchemaChangeClassifier.Position position)
+    {
+        var info = registration.Table;
+        var entity = info.EntityType.FullName;
+        var where = $"by the statement \"{Shorten(message.Statement)}\" (transaction {position.Xid}, its DDL message at {position.Lsn}, committed at {position.CommitLsn})";
+        var stopped = $"The stream stopped there: nothing of the table after it is delivered or confirmed.";
+        if (table.After is not { } after)
+        {
+            throw Mismatch(info, "", null, "", message, position,
+                $"Table {info.DisplayName}, mapped by {entity}, was dropped {where}. {stopped} Create the table again, or remove its handlers " +
+                $"(On<{info.EntityType.Name}>) and the table from the publication, then restart.");
+        }
+        if (after.QualifiedName != info.DisplayName)
+        {
+            throw Mismatch(info, "", null, "", message, position,
+                $"Table {info.DisplayName}, mapped by {entity}, was renamed to {after.QualifiedName} {where}. {stopped} Map the new name " +
+                $"([SyncTable(\"{after.Name}\", Schema = \"{after.Schema}\")]) and add it to the publication, or rename it back, then restart.");
+        }
+        foreach (var column in info.Columns)
+        {
+            if (after.Column(column.Name) is { } now)
+            {
+                try
+                {
+                    ColumnBinding.Resolve(info, column, now.TypeOid, registration.Types);
+                }
+                catch (SchemaMismatchException e)
+                {
+                    var before = table.Before?.Column(column.Name)?.Type;
+                    throw Mismatch(info, column.Name, now.Type, column.ClrTypeName, message, position,
+                        $"Column \"{column.Name}\" of {info.DisplayName} changed type{(before is null ? "" : $" from {before}")} to {now.Type} {where}. {stopped} {e.Message}");
+                }
+                continue;
+            }
+            var renamed = table.Before?.Column(column.Name) is { } old && after.Columns.FirstOrDefault(c => c.Num == old.Num) is { } same ? same.Name : null;
+            throw Mismatch(info, column.Name, null, column.ClrTypeName, message, position,
+                $"Column \"{column.Name}\" of {info.DisplayName} (property {info.EntityType.Name}.{column.PropertyName}) was " +
+                (renamed is null ? "dropped" : $"renamed to \"{renamed}\"") + $" {where}. {stopped} " +
+                (renamed is null
+                    ? column.IsKey
+                        ? $"Restore the column (or key the entity on other columns), then restart; {ColumnTypeCheck.KeyCannotBeIgnored}."
+                        : "Mark the property [SyncIgnore] or restore the column, then restart."
+                    : $"Map the property to the new name ([Column(\"{renamed}\")]) or rename the column back, then restart."));
+        }
+        // Updates and deletes identify rows by the replica identity: it must still hold the entity's key.
+        var identity = after.ReplicaIdentity switch
+        {
+            'f' => null,
+            'i' => after.IdentityIndex ?? [],
+            'n' => [],
+            _ => after.PrimaryKey,
+        };
+        if (identity is not null && info.KeyColumns.FirstOrDefault(k => !identity.Contains(k.Name)) is { } missing)
+        {
+            throw Mismatch(info, missing.Name, null, missing.ClrTypeName, message, position,
+                $"Table {info.DisplayName}'s replica identity is now {after.DescribeIdentity()}{(after.ReplicaIdentity == 'd' ? $" (primary key: {(after.PrimaryKey.Length == 0 ? "none" : string.Join(", ", after.PrimaryKey))})" : "")} " +
+                $"{where}: updates and deletes no longer carry key column \"{missing.Name}\" of {entity}. {stopped} Give the table a primary key on " +
+                $"{string.Join(", ", info.KeyColumns.Select(k => k.Name))} again, or set REPLICA IDENTITY FULL, or key the entity on the new primary key, then restart.");
+        }
+    }
+
+    private static SchemaMismatchException Mismatch(SyncTableInfo table, string column, string? pgType, string clrType, DdlMessage message,
+        in SchemaChangeClassifier.Position position, string text)
+        => new(table, column, pgType, clrType, text) { Statement = message.Statement, StatementLsn = position.Lsn };
+
+    /// <summary>The statement for a message: its first 500 characters, on one line.</summary>
+    internal static string Shorten(string statement)
+    {
+        var flat = string.Join(' ', statement.Split((char[])['\r', '\n', '\t'], StringSplitOptions.RemoveEmptyEntries)).Trim();
+        return flat.Length <= 500 ? flat : flat[..500] + "...";
+    }
+}

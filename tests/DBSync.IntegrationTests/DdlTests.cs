@@ -1,0 +1,533 @@
+using System.Globalization;
+using DBSync.IntegrationTests.Infrastructure;
+using DBSync.Schema;
+using Npgsql;
+using NpgsqlTypes;
+
+namespace DBSync.IntegrationTests;
+
+/// <summary>A table of its own for the DDL matrix: every column type change the cases make has a property that holds it
+/// or one that cannot.</summary>
+[SyncTable("ddl_item")]
+public partial class DdlItem
+{
+    [PrimaryKey]
+    public long Id { get; set; }
+
+    public string Name { get; set; } = "";
+
+    public long? Amount { get; set; }
+
+    public string? Note { get; set; }
+
+    public string? Mood { get; set; }
+}
+
+/// <summary>
+/// Schema changes captured by the DDL trigger (<see cref="DBSyncOptions.CaptureSchemaChanges"/>): each case runs its DDL
+/// inside the window of a snapshot chunk of <c>ddl_item</c> (after the chunk was read, before its high watermark) while a
+/// writer inserts, updates, deletes and moves keys of the table; then the in-memory replica built from every delivered
+/// change must equal the source, or the stream must have stopped at the statement with the documented error and confirmed
+/// nothing past it.
+/// </summary>
+[Collection(PostgresCollection.Name)]
+[Trait("Category", "Ddl")]
+public sealed class DdlTests(PostgresFixture fixture)
+{
+    private const string Schema = """
+        CREATE TYPE mood AS ENUM ('sad', 'ok');
+        CREATE TABLE ddl_item (id bigint PRIMARY KEY, name varchar(10) NOT NULL, amount int, note text, mood mood, extra text);
+        INSERT INTO ddl_item SELECT i, 'n' || i, i, 'note ' || i, 'ok', 'x' FROM generate_series(1, 200) i;
+        """;
+
+    /// <summary>DDL that the stream follows: the replica converges, and the handlers get the expected changes.</summary>
+    public static TheoryData<string, string, string> Convergent => new()
+    {
+        { "add a nullable column", "ALTER TABLE ddl_item ADD COLUMN added text", "ColumnAdded ddl_item.added: - -> text" },
+        { "add a column with a constant default", "ALTER TABLE ddl_item ADD COLUMN added int DEFAULT 7", "ColumnAdded ddl_item.added: - -> integer" },
+        { "add a column with a volatile default", "ALTER TABLE ddl_item ADD COLUMN added float8 DEFAULT random()", "ColumnAdded ddl_item.added: - -> double precision (rewritten)" },
+        { "drop an unmapped column", "ALTER TABLE ddl_item DROP COLUMN extra", "ColumnDropped ddl_item.extra: text -> -" },
+        { "rename an unmapped column", "ALTER TABLE ddl_item RENAME COLUMN extra TO extra2", "ColumnRenamed ddl_item.extra2: extra -> extra2" },
+        { "widen int to bigint", "ALTER TABLE ddl_item ALTER COLUMN amount TYPE bigint", "ColumnTypeChanged ddl_item.amount: integer -> bigint (rewritten)" },
+        { "widen varchar(10) to text", "ALTER TABLE ddl_item ALTER COLUMN name TYPE text", "ColumnTypeChanged ddl_item.name: character varying(10) -> text" },
+        { "a type change with USING that rewrites values", "ALTER TABLE ddl_item ALTER COLUMN amount TYPE bigint USING amount * 1000", "ColumnTypeChanged ddl_item.amount: integer -> bigint (rewritten)" },
+        { "SET NOT NULL and DROP NOT NULL", "ALTER TABLE ddl_item ALTER COLUMN note SET NOT NULL; ALTER TABLE ddl_item ALTER COLUMN note DROP NOT NULL",
+            "ColumnNullabilityChanged ddl_item.note: NULL -> NOT NULL | ColumnNullabilityChanged ddl_item.note: NOT NULL -> NULL" },
+        { "SET DEFAULT", "ALTER TABLE ddl_item ALTER COLUMN note SET DEFAULT 'none'", "ColumnDefaultChanged ddl_item.note: - -> 'none'::text" },
+        { "a primary key that still holds the entity's key", "ALTER TABLE ddl_item DROP CONSTRAINT ddl_item_pkey, ADD PRIMARY KEY (id, name)",
+            "PrimaryKeyChanged ddl_item: id -> id, name" },
+        { "REPLICA IDENTITY FULL and back", "ALTER TABLE ddl_item REPLICA IDENTITY FULL; ALTER TABLE ddl_item REPLICA IDENTITY DEFAULT",
+            "ReplicaIdentityChanged ddl_item: default -> full | ReplicaIdentityChanged ddl_item: full -> default" },
+        { "TRUNCATE then DDL in one transaction",
+            "BEGIN; TRUNCATE ddl_item; ALTER TABLE ddl_item ADD COLUMN added int; INSERT INTO ddl_item (id, name, amount, note, mood) VALUES (5000, 'after', 1, 'n', 'ok'); COMMIT",
+            "ColumnAdded ddl_item.added: - -> integer" },
+        { "DDL in a transaction that rolls back", "BEGIN; ALTER TABLE ddl_item ADD COLUMN added int; ROLLBACK", "" },
+        { "an index (no change of shape)", "CREATE INDEX ddl_item_note ON ddl_item (note)", "Other ddl_item_note" },
+    };
+
+    [Theory]
+    [MemberData(nameof(Convergent))]
+    public async Task DdlInASnapshotWindow_WithWritersRunning_TheReplicaConverges(string name, string ddl, string expected)
+    {
+        await using var run = await DdlRun.StartAsync(fixture, ddl);
+        await run.FinishAsync();
+
+        Assert.Equal(expected, run.DescribeChanges(onlyTable: "public.ddl_item"));
+        await run.AssertReplicaEqualsSourceAsync();
+        _ = name;
+    }
+
+    [Fact]
+    public async Task RewritingDdl_QueuesASnapshotOfTheTable_WhichDeliversTheNewValues()
+    {
+        await using var run = await DdlRun.StartAsync(fixture, "ALTER TABLE ddl_item ALTER COLUMN amount TYPE bigint USING amount * 1000");
+        await run.FinishAsync();
+
+        // The first snapshot (requested), then the one the rewrite queued, which delivered every row with its new amount.
+        var completed = run.Run.Recorder.Progress.OfType<SnapshotTableCompleted>().Where(p => p.Table == "public.ddl_item").ToList();
+        Assert.Equal(2, completed.Count);
+        var reads = run.Run.Recorder.Of<DdlItem>().Where(c => c.Kind == ChangeKind.Read).ToList();
+        Assert.Contains(reads, c => c.New!.Id == 1 && c.New.Amount == 1000);
+        await run.AssertReplicaEqualsSourceAsync();
+    }
+
+    [Fact]
+    public async Task RewritingDdl_WithSnapshotAfterRewriteOff_IsDeliveredButNotSnapshotted()
+    {
+        await using var run = await DdlRun.StartAsync(fixture, "ALTER TABLE ddl_item ALTER COLUMN amount TYPE bigint USING amount * 1000",
+            configure: o => o.SnapshotAfterRewrite = false);
+        await run.FinishAsync(snapshots: 1);
+
+        Assert.Single(run.Run.Recorder.Progress.OfType<SnapshotTableCompleted>(), p => p.Table == "public.ddl_item");
+        Assert.Contains(run.Changes, c => c is { Kind: SchemaChangeKind.ColumnTypeChanged, Rewritten: true });
+        // The rows the stream never saw change keep their old values in the replica: what the option is for.
+        var source = await run.Db.ScalarAsync<long>("SELECT amount FROM ddl_item WHERE id = 1");
+        Assert.Equal(1000, source);
+        Assert.Equal(1, run.Replica.Read(r => r[1].Amount));
+    }
+
+    [Fact]
+    public async Task DdlWithoutRowChanges_InTheChunksWindow_HasTheChunkReadAgain()
+    {
+        await using var run = await DdlRun.StartAsync(fixture, "ALTER TABLE ddl_item ALTER COLUMN note SET DEFAULT 'none'", writers: false);
+        await run.FinishAsync();
+
+        var chunks = run.Run.Recorder.Progress.OfType<SnapshotChunkCompleted>().Where(c => c.Table == "public.ddl_item").ToList();
+        Assert.Contains(chunks, c => c.Attempts == 2);
+        await run.AssertReplicaEqualsSourceAsync();
+    }
+
+    /// <summary>DDL that the entity cannot follow: the stream stops at the statement.</summary>
+    public static TheoryData<string, string, string> Stopping => new()
+    {
+        { "drop a mapped column", "ALTER TABLE ddl_item DROP COLUMN note", "Column \"note\" of public.ddl_item (property DdlItem.Note) was dropped by the statement" },
+        { "rename a mapped column", "ALTER TABLE ddl_item RENAME COLUMN note TO remark", "Column \"note\" of public.ddl_item (property DdlItem.Note) was renamed to \"remark\"" },
+        { "a type change the property cannot hold", "ALTER TABLE ddl_item ALTER COLUMN name TYPE int USING length(name)",
+            "Column \"name\" of public.ddl_item changed type from character varying(10) to integer by the statement" },
+        { "a primary key without the entity's key", "ALTER TABLE ddl_item ADD COLUMN code bigint; UPDATE ddl_item SET code = id; ALTER TABLE ddl_item DROP CONSTRAINT ddl_item_pkey, ADD PRIMARY KEY (code)",
+            "updates and deletes no longer carry key column \"id\"" },
+        { "rename the table", "ALTER TABLE ddl_item RENAME TO ddl_thing", "Table public.ddl_item, mapped by DBSync.IntegrationTests.DdlItem, was renamed to public.ddl_thing by the statement" },
+        { "drop the table", "DROP TABLE ddl_item", "Table public.ddl_item, mapped by DBSync.IntegrationTests.DdlItem, was dropped by the statement" },
+    };
+
+    [Theory]
+    [MemberData(nameof(Stopping))]
+    public async Task DdlTheEntityCannotFollow_StopsTheStreamAtTheStatement_AndConfirmsNothingPastIt(string name, string ddl, string expected)
+    {
+        await using var run = await DdlRun.StartAsync(fixture, ddl);
+        await run.DdlDone.WaitAsync(TimeSpan.FromSeconds(60));
+
+        var error = await Assert.ThrowsAsync<SchemaMismatchException>(() => run.Run.Run.WaitAsync(TimeSpan.FromSeconds(60)));
+        Assert.Contains(expected, error.Message, StringComparison.Ordinal);
+        Assert.Contains("The stream stopped there", error.Message, StringComparison.Ordinal);
+        Assert.NotNull(error.Statement);
+        Assert.Contains(ddl.Split(';').Last(s => s.Trim().Length > 0).Trim(), error.Statement, StringComparison.Ordinal);
+        var at = Assert.IsType<NpgsqlLogSequenceNumber>(error.StatementLsn);
+        var confirmed = await run.Db.SlotConfirmedAsync();
+        Assert.True(confirmed < at, $"confirmed {confirmed} must stay before the statement's message at {at}");
+        _ = name;
+    }
+
+    [Fact]
+    public async Task DdlInATransactionWithRowChangesBeforeAndAfter_KeepsItsPlace()
+    {
+        await using var run = await DdlRun.StartAsync(fixture, null, writers: false, snapshot: false);
+        await run.Db.ExecuteAsync("""
+            BEGIN;
+            UPDATE ddl_item SET note = 'before' WHERE id = 1;
+            ALTER TABLE ddl_item ADD COLUMN added int DEFAULT 3;
+            UPDATE ddl_item SET note = 'after', added = 4 WHERE id = 2;
+            COMMIT;
+            """);
+        await run.Run.WaitUntilAsync(r => r.Of<DdlItem>().Count == 2, "the two updates");
+
+        var order = run.Run.Recorder.All.Select(e => e switch
+        {
+            Change<DdlItem> c => $"{c.Kind} {c.New!.Id} {c.New.Note}",
+            SchemaChange s => s.ToString(),
+            _ => null,
+        }).OfType<string>().ToList();
+        Assert.Equal(["Update 1 before", "ColumnAdded public.ddl_item.added: - -> integer", "Update 2 after"], order);
+        var change = run.Changes.Single();
+        var transaction = run.Run.Recorder.Transactions.Single(t => t.ChangeCount == 2);
+        Assert.Equal((transaction.Xid, transaction.CommitLsn), (change.Xid, change.CommitLsn));
+        Assert.True(change.Lsn < change.CommitLsn);
+        Assert.Equal(typeof(DdlItem), change.EntityType);
+        Assert.Equal("ALTER TABLE", change.CommandTag);
+        Assert.Contains("ADD COLUMN added int DEFAULT 3", change.Statement, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task DdlOnATableNoTypeMaps_IsAnEventAndNothingElse_TableCreatedRenamedDropped()
+    {
+        await using var run = await DdlRun.StartAsync(fixture, null, writers: false, snapshot: false);
+        await run.Db.ExecuteAsync("CREATE TABLE other (id int PRIMARY KEY, v text)");
+        await run.Db.ExecuteAsync("ALTER TABLE other RENAME TO other2");
+        await run.Db.ExecuteAsync("DROP TABLE other2");
+        await run.Db.ExecuteAsync("UPDATE ddl_item SET note = 'marker' WHERE id = 1");
+        await run.Run.WaitUntilAsync(r => r.Of<DdlItem>().Count == 1, "the marker update");
+
+        Assert.Equal(
+            "TableCreated public.other: - -> id integer, v text | TableRenamed public.other2: public.other -> public.other2 | TableDropped public.other2",
+            string.Join(" | ", run.Changes.Select(c => c.ToString())));
+        Assert.All(run.Changes, c => Assert.Null(c.EntityType));
+        Assert.Equal(["CREATE TABLE", "ALTER TABLE", "DROP TABLE"], run.Changes.Select(c => c.CommandTag));
+        Assert.False(run.Run.Run.IsCompleted);
+    }
+
+    [Fact]
+    public async Task PartitionAttachedAndDetached_AreEvents()
+    {
+        await using var run = await DdlRun.StartAsync(fixture, null, writers: false, snapshot: false);
+        await run.Db.ExecuteAsync("""
+            CREATE TABLE measure (id int, at date, PRIMARY KEY (id, at)) PARTITION BY RANGE (at);
+            CREATE TABLE measure_2026 (id int, at date, PRIMARY KEY (id, at));
+            """);
+        await run.Db.ExecuteAsync("ALTER TABLE measure ATTACH PARTITION measure_2026 FOR VALUES FROM ('2026-01-01') TO ('2027-01-01')");
+        await run.Db.ExecuteAsync("ALTER TABLE measure DETACH PARTITION measure_2026");
+        await run.Db.ExecuteAsync("UPDATE ddl_item SET note = 'marker' WHERE id = 1");
+        await run.Run.WaitUntilAsync(r => r.Of<DdlItem>().Count == 1, "the marker update");
+
+        var kinds = run.Changes.Where(c => c.Kind is SchemaChangeKind.PartitionAttached or SchemaChangeKind.PartitionDetached).Select(c => c.ToString()).ToList();
+        Assert.Equal(["PartitionAttached public.measure_2026: - -> public.measure", "PartitionDetached public.measure_2026: public.measure -> -"], kinds);
+    }
+
+    [Fact]
+    public async Task EnumValueAdded_IsAnEvent_AndTheNewValueIsDeliveredAtOnce()
+    {
+        await using var run = await DdlRun.StartAsync(fixture, null, writers: false, snapshot: false);
+        await run.Db.ExecuteAsync("ALTER TYPE mood ADD VALUE 'happy'");
+        await run.Db.ExecuteAsync("UPDATE ddl_item SET mood = 'happy' WHERE id = 1");
+        await run.Run.WaitUntilAsync(r => r.Of<DdlItem>().Count == 1, "the update");
+
+        var added = Assert.Single(run.Changes);
+        Assert.Equal((SchemaChangeKind.EnumValueAdded, "public.mood", "sad, ok, happy"), (added.Kind, added.Object, added.After));
+        Assert.Equal("sad, ok", added.Before);
+        Assert.Equal("happy", run.Run.Recorder.Of<DdlItem>().Single().New!.Mood);
+    }
+
+    [Fact]
+    public async Task ABurstOfAThousandDdlStatements_IsDeliveredInOrder_AndTheReplicaConverges()
+    {
+        await using var run = await DdlRun.StartAsync(fixture, null, writers: true, snapshot: true);
+        await using (var connection = await run.Db.OpenAsync())
+        {
+            var batch = connection.CreateBatch();
+            for (var i = 0; i < 1000; i++)
+                batch.BatchCommands.Add(new NpgsqlBatchCommand($"ALTER TABLE ddl_item ALTER COLUMN amount SET DEFAULT {i}"));
+            await batch.ExecuteNonQueryAsync();
+        }
+        await run.FinishAsync(snapshots: 1);
+
+        var defaults = run.Changes.Where(c => c.Kind == SchemaChangeKind.ColumnDefaultChanged).Select(c => c.After).ToList();
+        Assert.Equal(Enumerable.Range(0, 1000).Select(i => i.ToString(CultureInfo.InvariantCulture)), defaults);
+        await run.AssertReplicaEqualsSourceAsync();
+    }
+
+    [Fact]
+    public async Task ARestartAfterTheDdl_DeliversItAgain_AndQueuesTheRewriteSnapshotOnce()
+    {
+        await using var db = await TestDatabase.CreateAsync(fixture.Server);
+        await db.ExecuteAsync(Schema);
+        var first = new List<SchemaChange>();
+        await using (var run = await StreamRun.StartAsync(db.ConnectionString, (c, r) => c.On<DdlItem>(x => r.Add(x)).OnSchemaChange(x => AddUnlessCheckpointTable(first, x)),
+            configure: o => o.CaptureSchemaChanges = true))
+        {
+            await db.ExecuteAsync("ALTER TABLE ddl_item ALTER COLUMN amount TYPE bigint USING amount * 2; UPDATE ddl_item SET note = 'x' WHERE id = 3");
+            await run.WaitUntilAsync(r => r.Of<DdlItem>().Count(c => c.Kind == ChangeKind.Read) == 200, "the rewrite's snapshot");
+            await run.StopAsync();
+        }
+        Assert.Single(first);
+
+        // The slot confirmed the DDL's transaction: a restart does not see it again, and no second snapshot comes.
+        var second = new List<SchemaChange>();
+        await using (var run = await StreamRun.StartAsync(db.ConnectionString, (c, r) => c.On<DdlItem>(x => r.Add(x)).OnSchemaChange(x => AddUnlessCheckpointTable(second, x)),
+            configure: o => o.CaptureSchemaChanges = true))
+        {
+            await db.ExecuteAsync("UPDATE ddl_item SET note = 'y' WHERE id = 4");
+            await run.WaitUntilAsync(r => r.Of<DdlItem>().Count == 1, "the update after the restart");
+            await Task.Delay(500);
+            Assert.DoesNotContain(run.Recorder.Of<DdlItem>(), c => c.Kind == ChangeKind.Read);
+        }
+        Assert.Empty(second);
+    }
+
+    [Fact]
+    public async Task WithoutTheRightsToInstallTheTrigger_TheErrorNamesTheRoleAndWhatADbaRuns_AndTheCliInstallsIt()
+    {
+        var db = await TestDatabase.CreateAsync(fixture.Server);
+        var role = $"noddl_{db.Name}";
+        try
+        {
+            await db.ExecuteAsync(Schema);
+            await db.ExecuteAsync($"CREATE ROLE {role} LOGIN REPLICATION PASSWORD 'secret-pw-2'; GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}; " +
+                $"GRANT CREATE ON DATABASE \"{db.Name}\" TO {role}; ALTER TABLE ddl_item OWNER TO {role};");
+            var connectionString = fixture.Server.ConnectionStringFor(db.Name, role, "secret-pw-2");
+
+            var error = await Assert.ThrowsAsync<DBSyncConfigurationException>(() => StreamRun.StartAsync(connectionString, (c, _) => c.On<DdlItem>(_ => { }),
+                configure: o => o.CaptureSchemaChanges = true));
+            Assert.Contains($"role \"{role}\" may not install it", error.Message, StringComparison.Ordinal);
+            Assert.Contains("dbsync ddl install", error.Message, StringComparison.Ordinal);
+            Assert.Contains("dbsync ddl print", error.Message, StringComparison.Ordinal);
+            Assert.Equal(0L, await db.ScalarAsync<long>("SELECT count(*) FROM pg_replication_slots WHERE database = current_database()"));
+
+            var print = await Ecosystem.CliTests.ExpectAsync(Cli.ExitCodes.Success, null, "ddl", "print");
+            Assert.Contains("CREATE EVENT TRIGGER dbsync_ddl_command_end", print.Out, StringComparison.Ordinal);
+            await Ecosystem.CliTests.ExpectAsync(Cli.ExitCodes.NotFound, db.ConnectionString, "ddl", "status");
+            var install = await Ecosystem.CliTests.ExpectAsync(Cli.ExitCodes.Success, db.ConnectionString, "ddl", "install");
+            Assert.Contains($"Installed the DDL capture trigger (version {DdlCaptureSql.Version})", install.Out, StringComparison.Ordinal);
+
+            // Installed by a superuser, the trigger serves the role: its DDL reaches the stream.
+            var changes = new List<SchemaChange>();
+            await using (var run = await StreamRun.StartAsync(connectionString, (c, r) => c.On<DdlItem>(x => r.Add(x)).OnSchemaChange(x => AddUnlessCheckpointTable(changes, x)),
+                configure: o => o.CaptureSchemaChanges = true))
+            {
+                await using (var owner = new NpgsqlConnection(connectionString))
+                {
+                    await owner.OpenAsync();
+                    await using var command = new NpgsqlCommand("ALTER TABLE ddl_item ADD COLUMN added int; UPDATE ddl_item SET note = 'n' WHERE id = 1", owner);
+                    await command.ExecuteNonQueryAsync();
+                }
+                await run.WaitUntilAsync(r => r.Of<DdlItem>().Count == 1, "the update");
+                Assert.Equal("ColumnAdded public.ddl_item.added: - -> integer", Assert.Single(changes).ToString());
+            }
+
+            var uninstall = await Ecosystem.CliTests.ExpectAsync(Cli.ExitCodes.Success, db.ConnectionString, "ddl", "uninstall", "--yes");
+            Assert.Contains("Removed the DDL capture trigger", uninstall.Out, StringComparison.Ordinal);
+            await Ecosystem.CliTests.ExpectAsync(Cli.ExitCodes.NotFound, db.ConnectionString, "ddl", "status");
+            Assert.Equal(0L, await db.ScalarAsync<long>("SELECT count(*) FROM pg_event_trigger WHERE evtname LIKE 'dbsync%'"));
+        }
+        finally
+        {
+            await db.DisposeAsync();
+            await fixture.Server.ExecuteAsync($"DROP ROLE IF EXISTS {role}");
+        }
+    }
+
+    /// <summary>DBSync's own checkpoint table, created on the first save: a DDL like any other, which these tests leave out.</summary>
+    private static bool IsCheckpointTable(SchemaChange change) => change.Table == "public.dbsync_checkpoint";
+
+    private static void AddUnlessCheckpointTable(List<SchemaChange> changes, SchemaChange change)
+    {
+        if (!IsCheckpointTable(change))
+            changes.Add(change);
+    }
+
+    /// <summary>One case: the table, a client following it with the DDL capture on, a replica of what it delivered, a
+    /// writer, a snapshot whose third chunk's window gets the case's DDL.</summary>
+    private sealed class DdlRun : IAsyncDisposable
+    {
+        private readonly CancellationTokenSource _stopWriting = new();
+        private readonly List<SchemaChange> _changes = [];
+        private Task _writer = Task.CompletedTask;
+        private Task _snapshot = Task.CompletedTask;
+
+        private DdlRun(TestDatabase db) => Db = db;
+
+        public TestDatabase Db { get; }
+
+        public StreamRun Run { get; private set; } = null!;
+
+        public ItemReplica Replica { get; } = new();
+
+        /// <summary>The case's DDL ran (in the third chunk's window, or at once without a snapshot).</summary>
+        public Task DdlDone => _ddlDone.Task;
+
+        private readonly TaskCompletionSource _ddlDone = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public IReadOnlyList<SchemaChange> Changes
+        {
+            get
+            {
+                lock (_changes)
+                    return [.. _changes];
+            }
+        }
+
+        public static async Task<DdlRun> StartAsync(PostgresFixture fixture, string? ddl, bool writers = true, bool snapshot = true, Action<DBSyncOptions>? configure = null)
+        {
+            var run = new DdlRun(await TestDatabase.CreateAsync(fixture.Server));
+            await run.Db.ExecuteAsync(Schema);
+            var chunks = 0;
+            run.Run = await StreamRun.StartAsync(run.Db.ConnectionString, (client, recorder) =>
+            {
+                client.On<DdlItem>(c =>
+                {
+                    recorder.Add(c);
+                    run.Replica.Apply(c);
+                });
+                client.OnSchemaChange(c =>
+                {
+                    if (IsCheckpointTable(c))
+                        return;
+                    recorder.Add(c);
+                    lock (run._changes)
+                        run._changes.Add(c);
+                });
+                if (ddl is not null && snapshot)
+                {
+                    AfterChunkReadSql.Install(client, async (_, _, _) =>
+                    {
+                        if (Interlocked.Increment(ref chunks) != 3)
+                            return;
+                        try
+                        {
+                            await run.Db.ExecuteAsync(ddl);
+                            run._ddlDone.TrySetResult();
+                        }
+                        catch (Exception e)
+                        {
+                            run._ddlDone.TrySetException(e);
+                        }
+                    });
+                }
+            }, configure: o =>
+            {
+                o.CaptureSchemaChanges = true;
+                o.SnapshotChunkSize = 20;
+                configure?.Invoke(o);
+            });
+            if (writers)
+                run._writer = Task.Run(() => WriteAsync(run.Db.ConnectionString, run._stopWriting.Token));
+            if (snapshot)
+                run._snapshot = run.Run.Client.SnapshotAsync<DdlItem>();
+            if (ddl is null)
+                run._ddlDone.TrySetResult();
+            if (ddl is not null && !snapshot)
+            {
+                await run.Db.ExecuteAsync(ddl);
+                run._ddlDone.TrySetResult();
+            }
+            return run;
+        }
+
+        /// <summary>Waits for the DDL and the snapshots (the requested one, and one a rewrite queued), stops the writer and
+        /// waits until the stream has delivered everything written.</summary>
+        public async Task FinishAsync(int? snapshots = null)
+        {
+            if (_snapshot != Task.CompletedTask || snapshots is null)
+                await DdlDone.WaitAsync(TimeSpan.FromSeconds(60));
+            await _snapshot.WaitAsync(TimeSpan.FromSeconds(90));
+            await Task.Delay(300);
+            await _stopWriting.CancelAsync();
+            await _writer;
+            var expected = snapshots ?? (_snapshot == Task.CompletedTask ? 0 : 1) + (Changes.Any(c => c.Rewritten && c.EntityType == typeof(DdlItem)) ? 1 : 0);
+            await Run.WaitUntilAsync(r => r.Progress.OfType<SnapshotTableCompleted>().Count(p => p.Table == "public.ddl_item") >= expected,
+                $"{expected} snapshot(s) of ddl_item", TimeSpan.FromSeconds(90));
+            await Db.ExecuteAsync("INSERT INTO ddl_item (id, name, amount, note, mood) VALUES (-1, 'marker', 0, 'm', 'ok')");
+            await Run.WaitUntilAsync(_ => Replica.Read(r => r.ContainsKey(-1)), "the marker row");
+            await Db.ExecuteAsync("DELETE FROM ddl_item WHERE id = -1");
+            await Run.WaitUntilAsync(_ => Replica.Read(r => !r.ContainsKey(-1)), "the marker's delete");
+        }
+
+        /// <summary>The schema changes of one table, as <see cref="SchemaChange.ToString"/> writes them without the schema.</summary>
+        public string DescribeChanges(string onlyTable)
+            => string.Join(" | ", Changes.Where(c => c.Table == onlyTable || (c.Table is null && c.Object?.StartsWith(onlyTable, StringComparison.Ordinal) == true))
+                .Select(c => c.ToString().Replace("public.", "", StringComparison.Ordinal)));
+
+        public async Task AssertReplicaEqualsSourceAsync()
+        {
+            var source = await Db.RowsAsync("SELECT concat_ws('|', id, name, coalesce(amount::text, 'null'), coalesce(note, 'null'), coalesce(mood::text, 'null')) FROM ddl_item");
+            var replica = Replica.Read(r => r.Values.Select(i => string.Join('|', i.Id, i.Name, i.Amount?.ToString(CultureInfo.InvariantCulture) ?? "null",
+                i.Note ?? "null", i.Mood ?? "null")).ToList());
+            Assert.Equal(source.Order(StringComparer.Ordinal), replica.Order(StringComparer.Ordinal));
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            await _stopWriting.CancelAsync();
+            try
+            {
+                await _writer;
+            }
+            catch (OperationCanceledException)
+            {
+            }
+            await Run.DisposeAsync();
+            await Db.DisposeAsync();
+            _stopWriting.Dispose();
+        }
+
+        /// <summary>Inserts, updates, deletes and key moves on ddl_item until stopped; statements the table's new shape
+        /// refuses (after a DDL that stops the stream) are skipped.</summary>
+        private static async Task WriteAsync(string connectionString, CancellationToken stop)
+        {
+            await using var connection = new NpgsqlConnection(connectionString);
+            await connection.OpenAsync(CancellationToken.None);
+            var random = new Random(7);
+            for (var i = 1; !stop.IsCancellationRequested; i++)
+            {
+                var sql = random.Next(4) switch
+                {
+                    0 => $"INSERT INTO ddl_item (id, name, amount, note, mood) VALUES ({10_000 + i}, 'w{i % 1000}', {i % 50}, 'w', 'sad')",
+                    1 => $"UPDATE ddl_item SET note = 'u{i}', amount = amount + 1 WHERE id = (SELECT id FROM ddl_item WHERE id > 0 ORDER BY random() LIMIT 1)",
+                    2 => "DELETE FROM ddl_item WHERE id = (SELECT id FROM ddl_item WHERE id > 0 ORDER BY random() LIMIT 1)",
+                    _ => $"UPDATE ddl_item SET id = {1_000_000 + i} WHERE id = (SELECT id FROM ddl_item WHERE id > 0 AND id < 1000000 ORDER BY random() LIMIT 1)",
+                };
+                try
+                {
+                    await using var command = new NpgsqlCommand(sql, connection);
+                    await command.ExecuteNonQueryAsync(CancellationToken.None);
+                }
+                catch (PostgresException)
+                {
+                    // the table's shape refuses it (a dropped or renamed column, a dropped table): the case's own business
+                }
+                await Task.Delay(5, CancellationToken.None);
+            }
+        }
+    }
+
+    /// <summary>The rows of ddl_item, kept by applying every delivered change in order.</summary>
+    private sealed class ItemReplica
+    {
+        private readonly Dictionary<long, DdlItem> _rows = [];
+
+        public T Read<T>(Func<Dictionary<long, DdlItem>, T> read)
+        {
+            lock (_rows)
+                return read(_rows);
+        }
+
+        public void Apply(Change<DdlItem> change)
+        {
+            lock (_rows)
+            {
+                switch (change.Kind)
+                {
+                    case ChangeKind.Truncate:
+                        _rows.Clear();
+                        break;
+                    case ChangeKind.Delete:
+                        _rows.Remove(change.Old!.Id);
+                        break;
+                    default:
+                        if (change.Old is not null)
+                            _rows.Remove(change.Old.Id);
+                        _rows[change.New!.Id] = change.New;
+                        break;
+                }
+            }
+        }
+    }
+}
