@@ -23,6 +23,16 @@ public partial class DdlItem
     public string? Mood { get; set; }
 }
 
+/// <summary>A table that does not exist when the client starts.</summary>
+[SyncTable("ddl_late")]
+public partial class DdlLate
+{
+    [PrimaryKey]
+    public int Id { get; set; }
+
+    public string? Label { get; set; }
+}
+
 /// <summary>
 /// Schema changes captured by the DDL trigger (<see cref="DBSyncOptions.CaptureSchemaChanges"/>): each case runs its DDL
 /// inside the window of a snapshot chunk of <c>ddl_item</c> (after the chunk was read, before its high watermark) while a
@@ -54,8 +64,8 @@ public sealed class DdlTests(PostgresFixture fixture)
         { "SET NOT NULL and DROP NOT NULL", "ALTER TABLE ddl_item ALTER COLUMN note SET NOT NULL; ALTER TABLE ddl_item ALTER COLUMN note DROP NOT NULL",
             "ColumnNullabilityChanged ddl_item.note: NULL -> NOT NULL | ColumnNullabilityChanged ddl_item.note: NOT NULL -> NULL" },
         { "SET DEFAULT", "ALTER TABLE ddl_item ALTER COLUMN note SET DEFAULT 'none'", "ColumnDefaultChanged ddl_item.note: - -> 'none'::text" },
-        { "a primary key that still holds the entity's key", "ALTER TABLE ddl_item DROP CONSTRAINT ddl_item_pkey, ADD PRIMARY KEY (id, name)",
-            "PrimaryKeyChanged ddl_item: id -> id, name" },
+        { "a primary key change under REPLICA IDENTITY FULL", "ALTER TABLE ddl_item REPLICA IDENTITY FULL; ALTER TABLE ddl_item DROP CONSTRAINT ddl_item_pkey, ADD PRIMARY KEY (id, name)",
+            "ReplicaIdentityChanged ddl_item: default -> full | PrimaryKeyChanged ddl_item: id -> id, name" },
         { "REPLICA IDENTITY FULL and back", "ALTER TABLE ddl_item REPLICA IDENTITY FULL; ALTER TABLE ddl_item REPLICA IDENTITY DEFAULT",
             "ReplicaIdentityChanged ddl_item: default -> full | ReplicaIdentityChanged ddl_item: full -> default" },
         { "TRUNCATE then DDL in one transaction",
@@ -124,8 +134,10 @@ public sealed class DdlTests(PostgresFixture fixture)
         { "rename a mapped column", "ALTER TABLE ddl_item RENAME COLUMN note TO remark", "Column \"note\" of public.ddl_item (property DdlItem.Note) was renamed to \"remark\"" },
         { "a type change the property cannot hold", "ALTER TABLE ddl_item ALTER COLUMN name TYPE int USING length(name)",
             "Column \"name\" of public.ddl_item changed type from character varying(10) to integer by the statement" },
-        { "a primary key without the entity's key", "ALTER TABLE ddl_item ADD COLUMN code bigint; UPDATE ddl_item SET code = id; ALTER TABLE ddl_item DROP CONSTRAINT ddl_item_pkey, ADD PRIMARY KEY (code)",
-            "updates and deletes no longer carry key column \"id\"" },
+        { "a primary key on other columns", "ALTER TABLE ddl_item ADD COLUMN code bigint; UPDATE ddl_item SET code = id; ALTER TABLE ddl_item DROP CONSTRAINT ddl_item_pkey, ADD PRIMARY KEY (code)",
+            "Table public.ddl_item: its primary key is now (code) by the statement" },
+        { "a primary key with more columns", "ALTER TABLE ddl_item DROP CONSTRAINT ddl_item_pkey, ADD PRIMARY KEY (id, name)",
+            "Table public.ddl_item: its primary key is now (id, name) by the statement" },
         { "rename the table", "ALTER TABLE ddl_item RENAME TO ddl_thing", "Table public.ddl_item, mapped by DBSync.IntegrationTests.DdlItem, was renamed to public.ddl_thing by the statement" },
         { "drop the table", "DROP TABLE ddl_item", "Table public.ddl_item, mapped by DBSync.IntegrationTests.DdlItem, was dropped by the statement" },
     };
@@ -242,6 +254,45 @@ public sealed class DdlTests(PostgresFixture fixture)
         var defaults = run.Changes.Where(c => c.Kind == SchemaChangeKind.ColumnDefaultChanged).Select(c => c.After).ToList();
         Assert.Equal(Enumerable.Range(0, 1000).Select(i => i.ToString(CultureInfo.InvariantCulture)), defaults);
         await run.AssertReplicaEqualsSourceAsync();
+    }
+
+    [Fact]
+    public async Task AMappedTableCreatedAfterStart_IsAddedToThePublicationAndSnapshotted_RowsOfItsCreatingTransactionIncluded()
+    {
+        await using var db = await TestDatabase.CreateAsync(fixture.Server);
+        await db.ExecuteAsync(Schema);
+        var rows = new Dictionary<int, string?>();
+        var changes = new List<SchemaChange>();
+        await using var run = await StreamRun.StartAsync(db.ConnectionString, (c, r) =>
+        {
+            c.On<DdlItem>(x => r.Add(x));
+            c.On<DdlLate>(x =>
+            {
+                r.Add(x);
+                lock (rows)
+                {
+                    if (x.Kind == ChangeKind.Delete)
+                        rows.Remove(x.Old!.Id);
+                    else
+                        rows[x.New!.Id] = x.New.Label;
+                }
+            });
+            c.OnSchemaChange(x => AddUnlessCheckpointTable(changes, x));
+        }, configure: o => o.CaptureSchemaChanges = true);
+
+        // The rows written in the creating transaction (and any before the table joins the publication) are not in the
+        // stream: the snapshot queued at its CREATE TABLE delivers them.
+        await db.ExecuteAsync("BEGIN; CREATE TABLE ddl_late (id int PRIMARY KEY, label text); INSERT INTO ddl_late VALUES (1, 'created with it'), (3, 'gone'); COMMIT;");
+        await db.ExecuteAsync("INSERT INTO ddl_late VALUES (2, 'after')");
+        await run.WaitUntilAsync(r => r.Progress.OfType<SnapshotTableCompleted>().Any(p => p.Table == "public.ddl_late"), "the snapshot of ddl_late");
+        await db.ExecuteAsync("UPDATE ddl_late SET label = 'changed' WHERE id = 1; DELETE FROM ddl_late WHERE id = 3");
+        await run.WaitUntilAsync(_ => { lock (rows) return rows.Count == 2 && rows[1] == "changed"; }, "the update and delete after the snapshot");
+
+        lock (rows)
+            Assert.Equal([(1, "changed"), (2, "after")], rows.OrderBy(r => r.Key).Select(r => (r.Key, r.Value)));
+        var created = Assert.Single(changes, c => c.Kind == SchemaChangeKind.TableCreated);
+        Assert.Equal(("public.ddl_late", typeof(DdlLate)), (created.Table, created.EntityType));
+        Assert.Equal(1L, await db.ScalarAsync<long>("SELECT count(*) FROM pg_publication_tables WHERE pubname = 'dbsync_test' AND tablename = 'ddl_late'"));
     }
 
     [Fact]

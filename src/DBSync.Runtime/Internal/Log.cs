@@ -213,4 +213,10 @@ internal static partial class Log
 
     [LoggerMessage(1007, LogLevel.Information, "Installed the DDL capture trigger (version {Version}) in database {Database}: schema changes reach the stream")]
     public static partial void DdlCaptureInstalled(ILogger logger, int version, string database);
+
+    [LoggerMessage(1008, LogLevel.Warning, "Table {Table} (mapped by {EntityType}) does not exist yet: when it is created (CaptureSchemaChanges) it is added to publication \"{Publication}\" and snapshotted")]
+    public static partial void MappedTableAwaited(ILogger logger, string table, string entityType, string publication);
+
+    [LoggerMessage(2036, LogLevel.Information, "Table {Table} (mapped by {EntityType}) was created at {Lsn}: added to publication \"{Publication}\", and a snapshot of it is queued (its rows written before that are not in the stream)")]
+    public static partial void MappedTableCreated(ILogger logger, string table, string entityType, string lsn, string publication);
 }

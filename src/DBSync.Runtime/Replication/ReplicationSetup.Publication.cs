@@ -53,7 +53,8 @@ internal static partial class ReplicationSetup
             // Via the root on every server that has the option: a partitioned table's changes then carry its own relation,
             // whichever partition holds the row, and partitions created or attached later are covered with no change here.
             var with = versionNum >= PartitionedPublicationVersion ? " WITH (publish_via_partition_root = true)" : "";
-            var create = $"CREATE PUBLICATION \"{publication}\" FOR TABLE {tableList}{with}";
+            // No table yet (every mapped table is awaited, CaptureSchemaChanges): an empty publication, tables added as created.
+            var create = tables.Count == 0 ? $"CREATE PUBLICATION \"{publication}\"{with}" : $"CREATE PUBLICATION \"{publication}\" FOR TABLE {tableList}{with}";
             await RunDdlAsync(connection, create, user, publication, "the owner of the tables", cancellationToken).ConfigureAwait(false);
             Log.PublicationCreated(logger, publication, tableList);
             if (versionNum >= PartitionedPublicationVersion)

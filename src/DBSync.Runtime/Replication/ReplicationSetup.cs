@@ -62,7 +62,15 @@ internal static partial class ReplicationSetup
             await EnsureSignalTableAsync(connection, signalSchema, signalName, logger, cancellationToken).ConfigureAwait(false);
         // Before the slot exists: every DDL after the slot's start is in the stream.
         if (options.CaptureSchemaChanges)
+        {
             await Schema.DdlCapture.EnsureInstalledAsync(connection, database, user, logger, cancellationToken).ConfigureAwait(false);
+            // A mapped table that does not exist yet is awaited: its CREATE TABLE reaches the stream, which then adds it
+            // to the publication and snapshots it (Schema.SchemaFollower).
+            var absent = await AbsentTablesAsync(connection, tables, cancellationToken).ConfigureAwait(false);
+            foreach (var table in absent)
+                Log.MappedTableAwaited(logger, table.DisplayName, table.EntityType.FullName ?? table.EntityType.Name, options.PublicationName);
+            tables = [.. tables.Where(t => !absent.Contains(t))];
+        }
         await CheckTablesAsync(connection, tables, database, user, cancellationToken).ConfigureAwait(false);
         var types = await ColumnTypeCheck.CheckAsync(connection, tables, cancellationToken).ConfigureAwait(false);
         await EnsurePublicationAsync(connection, options.PublicationName, tables, user, logger, cancellationToken).ConfigureAwait(false);
@@ -70,6 +78,38 @@ internal static partial class ReplicationSetup
         if (options.FailoverSlot)
             await WarnWithoutSynchronizedStandbyAsync(connection, options.SlotName, logger, cancellationToken).ConfigureAwait(false);
         return new ServerInfo(versionNum, database, created, start, types);
+    }
+
+    /// <summary>The mapped tables that do not exist.</summary>
+    private static async Task<List<SyncTableInfo>> AbsentTablesAsync(NpgsqlConnection connection, IReadOnlyList<SyncTableInfo> tables, CancellationToken cancellationToken)
+    {
+        var absent = new List<SyncTableInfo>();
+        foreach (var table in tables)
+        {
+            await using var command = new NpgsqlCommand("SELECT to_regclass($1) IS NULL", connection);
+            command.Parameters.Add(new NpgsqlParameter { Value = table.QualifiedName });
+            if ((bool)(await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!)
+                absent.Add(table);
+        }
+        return absent;
+    }
+
+    /// <summary>Adds a mapped table created while DBSync runs to the publication (unless it is in it already: a
+    /// transaction delivered again).</summary>
+    /// <exception cref="DBSyncConfigurationException">The role may not; the message gives the statement to run.</exception>
+    internal static async Task AddToPublicationAsync(NpgsqlConnection connection, string publication, SyncTableInfo table, ILogger logger, CancellationToken cancellationToken)
+    {
+        await using (var command = new NpgsqlCommand("SELECT 1 FROM pg_publication_tables WHERE pubname = $1 AND schemaname = $2 AND tablename = $3", connection))
+        {
+            command.Parameters.Add(new NpgsqlParameter { Value = publication });
+            command.Parameters.Add(new NpgsqlParameter { Value = table.Schema });
+            command.Parameters.Add(new NpgsqlParameter { Value = table.Name });
+            if (await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false) is not null)
+                return;
+        }
+        var user = new NpgsqlConnectionStringBuilder(connection.ConnectionString).Username ?? "?";
+        await RunDdlAsync(connection, $"ALTER PUBLICATION \"{publication}\" ADD TABLE {table.QualifiedName}", user, publication, "the owner of the table", cancellationToken).ConfigureAwait(false);
+        Log.PublicationTablesAdded(logger, publication, table.QualifiedName);
     }
 
     /// <summary>Opens the setup connection; a refused login says which role, which server and what to check.</summary>
@@ -250,7 +290,7 @@ internal static partial class ReplicationSetup
     /// <summary>A unique index on exactly an entity's key columns; which of them may be NULL; whether it can become the primary key.</summary>
     private sealed record UniqueIndex(string Name, string[] NullableColumns, bool CanBePrimaryKey);
 
-    private static bool SameColumns(string[] a, string[] b) => a.Length == b.Length && a.Order(StringComparer.Ordinal).SequenceEqual(b.Order(StringComparer.Ordinal), StringComparer.Ordinal);
+    internal static bool SameColumns(string[] a, string[] b) => a.Length == b.Length && a.Order(StringComparer.Ordinal).SequenceEqual(b.Order(StringComparer.Ordinal), StringComparer.Ordinal);
 
     private static string KeyMismatch(SyncTableInfo table, string[] entityKey, string what, string[] actual)
         => $"{table.EntityType.FullName} marks [PrimaryKey] on ({string.Join(", ", entityKey)}) but the {what} of {table.DisplayName} is ({string.Join(", ", actual)}). " +

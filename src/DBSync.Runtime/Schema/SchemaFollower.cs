@@ -17,6 +17,7 @@ namespace DBSync.Schema;
 /// </summary>
 internal sealed class SchemaFollower(
     DBSyncOptions options,
+    ConnectionPool connections,
     IReadOnlyDictionary<(string Schema, string Name), TableRegistration> tables,
     IReadOnlyList<Func<SchemaChange, CancellationToken, ValueTask>> handlers,
     HandlerInvoker invoker,
@@ -52,21 +53,39 @@ internal sealed class SchemaFollower(
                 $"The DDL message at {new NpgsqlLogSequenceNumber(lsn)} (transaction {transaction.Xid}, prefix \"{DdlCaptureSql.Prefix}\") is not one DBSync can read: {e.Message}.");
         }
         var position = new SchemaChangeClassifier.Position(transaction.Xid, new NpgsqlLogSequenceNumber(lsn), transaction.CommitLsn, transaction.CommitTime);
+        return FollowAsync(message, position, cancellationToken);
+    }
+
+    private async ValueTask FollowAsync(DdlMessage message, SchemaChangeClassifier.Position position, CancellationToken cancellationToken)
+    {
         foreach (var table in message.Tables)
         {
-            if (Mapped(table) is { } registration)
-                Follow(registration, table, message, position);
+            if (Mapped(table) is not { } registration)
+                continue;
+            Follow(registration, table, message, position);
+            if (table is { Before: null, After: not null } && registration is not SignalRegistration)
+                await OnCreatedAsync(registration, position, cancellationToken).ConfigureAwait(false);
         }
         var changes = SchemaChangeClassifier.Classify(message, position, EntityOf);
         foreach (var change in changes)
+        {
             Log.SchemaChanged(logger, change.Kind.ToString(), change.Table ?? change.Object ?? "?", change.Column, change.CommandTag, position.Lsn.ToString());
-        return handlers.Count == 0 ? default : DeliverAsync(changes, cancellationToken);
+            if (handlers.Count > 0)
+                await invoker.InvokeAllAsync(handlers, change, cancellationToken).ConfigureAwait(false);
+        }
     }
 
-    private async ValueTask DeliverAsync(List<SchemaChange> changes, CancellationToken cancellationToken)
+    /// <summary>A mapped table that did not exist when the run started was created: it goes into the publication now
+    /// (its changes from then on are in the stream), and a snapshot delivers what was written before (once the
+    /// transaction commits, checkpointed before it is confirmed).</summary>
+    private async ValueTask OnCreatedAsync(TableRegistration registration, SchemaChangeClassifier.Position position, CancellationToken cancellationToken)
     {
-        foreach (var change in changes)
-            await invoker.InvokeAllAsync(handlers, change, cancellationToken).ConfigureAwait(false);
+        var info = registration.Table;
+        await using (var connection = await connections.OpenAsync(cancellationToken).ConfigureAwait(false))
+            await ReplicationSetup.AddToPublicationAsync(connection, options.PublicationName, info, logger, cancellationToken).ConfigureAwait(false);
+        if (registration.Snapshot is not null)
+            _pendingSnapshots.Add(new Signal(0, SnapshotQueue.SnapshotAfterRewriteKind, [info.DisplayName], null, [], null));
+        Log.MappedTableCreated(logger, info.DisplayName, info.EntityType.FullName ?? info.EntityType.Name, position.Lsn.ToString(), options.PublicationName);
     }
 
     private Type? EntityOf(string qualified)
@@ -117,6 +136,12 @@ internal sealed class SchemaFollower(
         }
         foreach (var column in info.Columns)
         {
+            if (after.Column(column.Name) is { Generated: not null } generated)
+            {
+                throw Mismatch(info, column.Name, generated.Type, column.ClrTypeName, message, position,
+                    $"Column \"{column.Name}\" of {info.DisplayName} (property {info.EntityType.Name}.{column.PropertyName}) is a generated column {where}: pgoutput " +
+                    $"never sends generated columns. {stopped} Mark the property [SyncIgnore] (it cannot be a key), then restart.");
+            }
             if (after.Column(column.Name) is { } now)
             {
                 try
@@ -141,20 +166,24 @@ internal sealed class SchemaFollower(
                         : "Mark the property [SyncIgnore] or restore the column, then restart."
                     : $"Map the property to the new name ([Column(\"{renamed}\")]) or rename the column back, then restart."));
         }
-        // Updates and deletes identify rows by the replica identity: it must still hold the entity's key.
-        var identity = after.ReplicaIdentity switch
+        // Updates and deletes identify rows by the replica identity: as at start (ReplicationSetup), it must be the entity's
+        // key exactly, or the whole row.
+        var entityKey = info.KeyColumns.Select(k => k.Name).ToArray();
+        var problem = after.ReplicaIdentity switch
         {
             'f' => null,
-            'i' => after.IdentityIndex ?? [],
-            'n' => [],
-            _ => after.PrimaryKey,
+            'n' => "its replica identity is now NOTHING: updates and deletes carry no key",
+            'i' when after.IdentityIndex is { } index && !ReplicationSetup.SameColumns(index, entityKey) => $"its replica identity index is now on ({string.Join(", ", index)})",
+            'd' when after.PrimaryKey.Length == 0 => "it has no primary key and no other replica identity: updates and deletes carry no key",
+            'd' when !ReplicationSetup.SameColumns(after.PrimaryKey, entityKey) => $"its primary key is now ({string.Join(", ", after.PrimaryKey)})",
+            _ => null,
         };
-        if (identity is not null && info.KeyColumns.FirstOrDefault(k => !identity.Contains(k.Name)) is { } missing)
+        if (problem is not null)
         {
-            throw Mismatch(info, missing.Name, null, missing.ClrTypeName, message, position,
-                $"Table {info.DisplayName}'s replica identity is now {after.DescribeIdentity()}{(after.ReplicaIdentity == 'd' ? $" (primary key: {(after.PrimaryKey.Length == 0 ? "none" : string.Join(", ", after.PrimaryKey))})" : "")} " +
-                $"{where}: updates and deletes no longer carry key column \"{missing.Name}\" of {entity}. {stopped} Give the table a primary key on " +
-                $"{string.Join(", ", info.KeyColumns.Select(k => k.Name))} again, or set REPLICA IDENTITY FULL, or key the entity on the new primary key, then restart.");
+            var key = info.KeyColumns[0];
+            throw Mismatch(info, key.Name, null, key.ClrTypeName, message, position,
+                $"Table {info.DisplayName}: {problem} {where}, where {entity} marks [PrimaryKey] on ({string.Join(", ", entityKey)}): deletes would carry a key " +
+                $"the entity cannot hold. {stopped} Put [PrimaryKey] on exactly the new key's columns, or restore the key, or set REPLICA IDENTITY FULL, then restart.");
         }
     }
 
