@@ -459,7 +459,7 @@ public sealed class DBSyncClient : IChangeSource
             foreach (var applier in _appliers)
                 await applier.OnSessionStartAsync(control.Stopping).ConfigureAwait(false);
             await ResetParticipantsAsync().ConfigureAwait(false);
-            var schema = _options.CaptureSchemaChanges ? new Schema.SchemaFollower(_options, _connections, _tables, _schemaHandlers, _invoker, _logger) : null;
+            var schema = _options.CaptureSchemaChanges ? new Schema.SchemaFollower(_options, _connections, _tables, _schemaHandlers, _invoker, _snapshots.Cancel, _logger) : null;
             _session = new ReplicationSession(_options, _connections, _tables, _transactionHandlers, _messageHandlers, _appliers, _participants, _invoker, _snapshots, _telemetry, _logger,
                 _partitions, schema);
             _telemetry.Session = _session;

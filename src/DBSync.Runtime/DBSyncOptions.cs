@@ -173,6 +173,16 @@ public sealed partial class DBSyncOptions
     public bool SnapshotAfterRewrite { get; set; } = true;
 
     /// <summary>
+    /// With <see cref="CaptureSchemaChanges"/>: what a DDL statement that leaves a mapped table in a shape its type cannot
+    /// hold (a mapped column dropped, renamed or retyped beyond the property, the table dropped or renamed, its key
+    /// changed) does. <see cref="SchemaIncompatible.Stop"/> (default): the stream stops at the statement with a
+    /// <see cref="SchemaMismatchException"/>, nothing after it confirmed. <see cref="SchemaIncompatible.SkipTable"/>: the
+    /// run carries on without that table (its later changes are not delivered, its snapshots are cancelled; log event
+    /// 2037 says why); the next start refuses the table until its type matches it again or is no longer registered.
+    /// </summary>
+    public SchemaIncompatible WhenSchemaIncompatible { get; set; }
+
+    /// <summary>
     /// Creates the slot with <c>failover = true</c> (PostgreSQL 17 and later), so that a physical standby with
     /// <c>sync_replication_slots = on</c> keeps a synchronized copy of it and DBSync continues from that copy after the
     /// standby is promoted. The server settings it needs are in the README ("Running several instances"). On an older
@@ -294,6 +304,8 @@ public sealed partial class DBSyncOptions
             throw new ArgumentException($"DBSyncOptions.StandbyPollInterval must be positive (was {StandbyPollInterval}).", nameof(StandbyPollInterval));
         if (WhenSlotInUse is { } inUse && !Enum.IsDefined(inUse))
             throw new ArgumentException($"DBSyncOptions.WhenSlotInUse must be SlotInUse.Fail or SlotInUse.Wait (was {(int)inUse}).", nameof(WhenSlotInUse));
+        if (!Enum.IsDefined(WhenSchemaIncompatible))
+            throw new ArgumentException($"DBSyncOptions.WhenSchemaIncompatible must be SchemaIncompatible.Stop or SchemaIncompatible.SkipTable (was {(int)WhenSchemaIncompatible}).", nameof(WhenSchemaIncompatible));
         if (!Enum.IsDefined(WhenSlotLost))
             throw new ArgumentException($"DBSyncOptions.WhenSlotLost must be SlotLost.Fail or SlotLost.StartOver (was {(int)WhenSlotLost}).", nameof(WhenSlotLost));
         if (ReconnectDelay <= TimeSpan.Zero || MaxReconnectDelay < ReconnectDelay)
@@ -385,4 +397,15 @@ public enum SlotLost
 
     /// <summary>A new slot, a full snapshot of every registered table, and <see cref="SlotStartedOver"/> to the progress handlers.</summary>
     StartOver,
+}
+
+/// <summary>What a DDL statement that leaves a mapped table in a shape its type cannot hold does
+/// (<see cref="DBSyncOptions.WhenSchemaIncompatible"/>).</summary>
+public enum SchemaIncompatible
+{
+    /// <summary>The stream stops at the statement with a <see cref="SchemaMismatchException"/>.</summary>
+    Stop,
+
+    /// <summary>The run carries on without the table.</summary>
+    SkipTable,
 }

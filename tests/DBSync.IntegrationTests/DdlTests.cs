@@ -161,6 +161,32 @@ public sealed class DdlTests(PostgresFixture fixture)
     }
 
     [Fact]
+    public async Task WithSkipTable_DdlTheEntityCannotFollow_DropsThatTableAndTheRunGoesOn()
+    {
+        await using var db = await TestDatabase.CreateAsync(fixture.Server);
+        await db.ExecuteAsync(Schema);
+        var changes = new List<SchemaChange>();
+        var logs = new LogCapture();
+        await using var run = await StreamRun.StartAsync(db.ConnectionString, (c, r) =>
+        {
+            c.On<DdlItem>(x => r.Add(x));
+            c.On<DBSync.Sample.Restaurant>(x => r.Add(x));
+            c.OnSchemaChange(x => AddUnlessCheckpointTable(changes, x));
+        }, configure: o => (o.CaptureSchemaChanges, o.WhenSchemaIncompatible, o.LoggerFactory) = (true, SchemaIncompatible.SkipTable, logs));
+
+        await db.ExecuteAsync("UPDATE ddl_item SET note = 'before' WHERE id = 1");
+        await db.ExecuteAsync("BEGIN; ALTER TABLE ddl_item DROP COLUMN note; UPDATE ddl_item SET name = 'after' WHERE id = 2; COMMIT;");
+        await db.ExecuteAsync("UPDATE ddl_item SET name = 'later' WHERE id = 3; INSERT INTO restaurant (id, name) VALUES ('r1', 'still here')");
+        await run.WaitUntilAsync(r => r.Of<DBSync.Sample.Restaurant>().Count == 1, "the restaurant insert");
+
+        Assert.Equal([1L], run.Recorder.Of<DdlItem>().Select(c => c.New!.Id));
+        Assert.Equal("ColumnDropped public.ddl_item.note: text -> -", Assert.Single(changes).ToString());
+        Assert.Contains(logs.Entries, e => e.Id.Id == 2037 && e.Text.Contains("public.ddl_item", StringComparison.Ordinal)
+            && e.Text.Contains("was dropped by the statement", StringComparison.Ordinal));
+        Assert.False(run.Run.IsCompleted);
+    }
+
+    [Fact]
     public async Task DdlInATransactionWithRowChangesBeforeAndAfter_KeepsItsPlace()
     {
         await using var run = await DdlRun.StartAsync(fixture, null, writers: false, snapshot: false);

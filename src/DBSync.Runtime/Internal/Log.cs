@@ -219,4 +219,7 @@ internal static partial class Log
 
     [LoggerMessage(2036, LogLevel.Information, "Table {Table} (mapped by {EntityType}) was created at {Lsn}: added to publication \"{Publication}\", and a snapshot of it is queued (its rows written before that are not in the stream)")]
     public static partial void MappedTableCreated(ILogger logger, string table, string entityType, string lsn, string publication);
+
+    [LoggerMessage(2037, LogLevel.Warning, "The run goes on without {Table} (DBSyncOptions.WhenSchemaIncompatible = SkipTable): its later changes are not delivered and its snapshots are cancelled. {Reason}")]
+    public static partial void TableSkipped(ILogger logger, string table, string reason);
 }

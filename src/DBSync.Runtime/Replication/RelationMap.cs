@@ -22,7 +22,9 @@ internal sealed class RelationMap(IReadOnlyDictionary<(string Schema, string Nam
     public void Bind(RelationMessage relation)
     {
         ColumnBinding? binding = null;
-        if (tables.TryGetValue((relation.Namespace, relation.Name), out var registration))
+        if (tables.TryGetValue((relation.Namespace, relation.Name), out var registration) && registration.SkippedBecause is not null)
+            registration = null; // skipped after a schema change it cannot follow: its changes are no longer delivered
+        if (registration is not null)
         {
             // Throws SchemaMismatchException when a mapped column vanished or changed to an incompatible type: the
             // stream stops before any change of the new shape is delivered or acknowledged.

@@ -23,6 +23,10 @@ internal abstract class TableRegistration
     /// <summary>The table's snapshot side; null for the signal table, which is not snapshotted.</summary>
     public abstract SnapshotTarget? Snapshot { get; }
 
+    /// <summary>Why the run goes on without the table (<see cref="SchemaIncompatible.SkipTable"/>): its relation is then
+    /// treated as unmapped. Set and read on the stream's thread.</summary>
+    public string? SkippedBecause { get; set; }
+
     public abstract ValueTask OnInsertAsync(ReadOnlySpan<byte> newTuple, ColumnBinding binding, in TransactionContext tx, ulong lsn, CancellationToken cancellationToken);
 
     public abstract ValueTask OnUpdateAsync(ReadOnlySpan<byte> newTuple, OldTupleKind oldKind, ReadOnlySpan<byte> oldTuple, ColumnBinding binding, in TransactionContext tx, ulong lsn, CancellationToken cancellationToken);

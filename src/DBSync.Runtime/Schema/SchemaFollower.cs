@@ -21,6 +21,7 @@ internal sealed class SchemaFollower(
     IReadOnlyDictionary<(string Schema, string Name), TableRegistration> tables,
     IReadOnlyList<Func<SchemaChange, CancellationToken, ValueTask>> handlers,
     HandlerInvoker invoker,
+    Action<IReadOnlyCollection<string>> cancelSnapshots,
     ILogger logger)
 {
     private readonly List<Signal> _pendingSnapshots = [];
@@ -63,7 +64,7 @@ internal sealed class SchemaFollower(
             if (Mapped(table) is not { } registration)
                 continue;
             Follow(registration, table, message, position);
-            if (table is { Before: null, After: not null } && registration is not SignalRegistration)
+            if (table is { Before: null, After: not null } && registration is not SignalRegistration && Followed(registration))
                 await OnCreatedAsync(registration, position, cancellationToken).ConfigureAwait(false);
         }
         var changes = SchemaChangeClassifier.Classify(message, position, EntityOf);
@@ -101,11 +102,28 @@ internal sealed class SchemaFollower(
     private TableRegistration? Mapped(DdlTable table)
         => (table.Before is { } before ? Find(before.QualifiedName) : null) ?? (table.After is { } after ? Find(after.QualifiedName) : null);
 
+    /// <summary>Whether a mapped table is followed (not skipped after a schema change it could not follow).</summary>
+    private bool Followed(TableRegistration registration) => registration.SkippedBecause is null;
+
     private void Follow(TableRegistration registration, DdlTable table, DdlMessage message, in SchemaChangeClassifier.Position position)
     {
         var info = registration.Table;
+        if (registration.SkippedBecause is not null)
+            return;
         if (registration is not SignalRegistration)
-            Check(registration, table, message, position);
+        {
+            try
+            {
+                Check(registration, table, message, position);
+            }
+            catch (SchemaMismatchException e) when (options.WhenSchemaIncompatible == SchemaIncompatible.SkipTable)
+            {
+                registration.SkippedBecause = e.Message;
+                cancelSnapshots([info.DisplayName]);
+                Log.TableSkipped(logger, info.DisplayName, e.Message);
+                return;
+            }
+        }
         // Whatever the statement did, a chunk of the table in its window may have been read with the old shape.
         registration.OnShapeChanged();
         if (table.Rewritten && table.After is not null && options.SnapshotAfterRewrite && registration.Snapshot is not null)
