@@ -78,6 +78,22 @@ public sealed partial class TransactionLog(TransactionBatch batch, ILogger<Trans
     private static partial void LogCommitted(ILogger logger, uint xid, int changes, string commitLsn, int scope, string batch);
 }
 
+/// <summary>Each schema change (a DDL statement, captured by the event trigger that CaptureSchemaChanges installs), at its
+/// place among the row changes, in the scope of its transaction.</summary>
+public sealed partial class SchemaLog(TransactionBatch batch, ILogger<SchemaLog> logger) : ISchemaChangeHandler
+{
+    public ValueTask HandleAsync(SchemaChange change, CancellationToken cancellationToken)
+    {
+        // ColumnAdded public.restaurant.opened_on: - -> date
+        LogSchemaChange(logger, change, change.Xid, batch.Scope);
+        batch.Changes.Add($"{change.Kind} {change.Table ?? change.Object}{(change.Column is null ? "" : "." + change.Column)}");
+        return ValueTask.CompletedTask;
+    }
+
+    [LoggerMessage(6, LogLevel.Information, "schema: {Change} (xid {Xid}, scope #{Scope})")]
+    private static partial void LogSchemaChange(ILogger logger, SchemaChange change, uint xid, int scope);
+}
+
 public sealed partial class SnapshotLog(SampleProgress progress, ILogger<SnapshotLog> logger) : ISnapshotProgressHandler
 {
     public ValueTask HandleAsync(SnapshotProgress notification, CancellationToken cancellationToken)

@@ -1,12 +1,15 @@
 // DBSync hosted sample: the seed schema (Users, Restaurant, Visit) streamed by DBSync's hosted service in a .NET generic
 // host. Options come from appsettings.json's "DBSync" section, handlers from dependency injection (one scope per
-// transaction), logs go to the console. A background service writes changes, waits for them, takes a snapshot and
-// stops the host, so the sample ends by itself; DBSync then finishes the transaction in flight and confirms it.
+// transaction), logs go to the console. A background service writes changes, applies a migration partway through
+// (a column added to restaurant, then its default set: each DDL statement reaches the schema change handler at its
+// place among the row changes, CaptureSchemaChanges), waits for them, takes a snapshot and stops the host, so the sample
+// ends by itself; DBSync then finishes the transaction in flight and confirms it.
 //
 //   dotnet run --project samples/DBSync.HostedSample        (or ./build.sh hosted-sample)
 //
 // With POSTGRES_HOST/PORT/USER/PASSWORD/NAME set it uses that server (wal_level must be logical; the role must be able
-// to create a database and use replication); otherwise it starts a throwaway local PostgreSQL and removes it at the end.
+// to create a database and use replication, and, for CaptureSchemaChanges' event trigger, be a superuser, or the trigger
+// installed by one with `dbsync ddl install`); otherwise it starts a throwaway local PostgreSQL and removes it at the end.
 //
 // The same program as a service you run several replicas of: with a connection string configured (for example the
 // environment variable DBSync__ConnectionString, on a database with the seed schema) it only streams, until stopped
@@ -34,6 +37,7 @@ builder.Services.AddDBSync(builder.Configuration.GetSection("DBSync"))
     .AddChangeHandler<Restaurant, RestaurantHandler>()
     .AddChangeHandler<Visit, VisitHandler>()
     .AddTransactionHandler<TransactionLog>()
+    .AddSchemaChangeHandler<SchemaLog>() // needs CaptureSchemaChanges (appsettings.json)
     .AddSnapshotProgressHandler<SnapshotLog>();
 
 if (!string.IsNullOrEmpty(builder.Configuration["DBSync:ConnectionString"]))

@@ -8,13 +8,24 @@ namespace DBSync.HostedSample;
 
 /// <summary>
 /// The sample's workload, so that it ends by itself: once DBSync streams (it is registered after AddDBSync, so it starts
-/// after DBSync's start returned) it writes the seed changes, waits until the handlers saw them all, takes a snapshot of
-/// the three tables through the DBSyncClient from the container, and stops the host, which stops DBSync gracefully.
+/// after DBSync's start returned) it writes the seed changes, with a migration between the inserts and the updates,
+/// waits until the handlers saw them all, takes a snapshot of the three tables through the DBSyncClient from the
+/// container, and stops the host, which stops DBSync gracefully.
 /// </summary>
 public sealed partial class SampleWriter(DBSyncClient client, IOptions<DBSyncOptions> options, SampleProgress progress,
     IHostApplicationLifetime lifetime, ILogger<SampleWriter> logger) : BackgroundService
 {
     private static readonly TimeSpan s_timeout = TimeSpan.FromSeconds(60);
+
+    /// <summary>Applied while DBSync streams, in one transaction, after this many seed statements: a column Restaurant does
+    /// not map (so the entity keeps working), then its default. Neither rewrites the table's rows.</summary>
+    private const int MigrationAfter = 3;
+
+    private static readonly string[] s_migration =
+    [
+        "ALTER TABLE restaurant ADD COLUMN opened_on date",
+        "ALTER TABLE restaurant ALTER COLUMN opened_on SET DEFAULT current_date",
+    ];
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
@@ -26,9 +37,11 @@ public sealed partial class SampleWriter(DBSyncClient client, IOptions<DBSyncOpt
             await using (var connection = new NpgsqlConnection(options.Value.ConnectionString))
             {
                 await connection.OpenAsync(stoppingToken);
-                foreach (var sql in SeedChanges.Statements)
+                for (var i = 0; i < SeedChanges.Statements.Length; i++)
                 {
-                    await using var command = new NpgsqlCommand(sql, connection);
+                    if (i == MigrationAfter)
+                        await MigrateAsync(connection, stoppingToken);
+                    await using var command = new NpgsqlCommand(SeedChanges.Statements[i], connection);
                     await command.ExecuteNonQueryAsync(stoppingToken);
                 }
             }
@@ -49,6 +62,19 @@ public sealed partial class SampleWriter(DBSyncClient client, IOptions<DBSyncOpt
         }
     }
 
+    /// <summary>The migration, as a migration tool runs one: its statements in one transaction.</summary>
+    private async Task MigrateAsync(NpgsqlConnection connection, CancellationToken cancellationToken)
+    {
+        LogMigrating(logger, string.Join("; ", s_migration));
+        await using var transaction = await connection.BeginTransactionAsync(cancellationToken);
+        foreach (var sql in s_migration)
+        {
+            await using var command = new NpgsqlCommand(sql, connection, transaction);
+            await command.ExecuteNonQueryAsync(cancellationToken);
+        }
+        await transaction.CommitAsync(cancellationToken);
+    }
+
     [LoggerMessage(11, LogLevel.Information, "Streaming; writing {Statements} transactions to the seed tables")]
     private static partial void LogWriting(ILogger logger, int statements);
 
@@ -57,4 +83,7 @@ public sealed partial class SampleWriter(DBSyncClient client, IOptions<DBSyncOpt
 
     [LoggerMessage(13, LogLevel.Error, "The sample did not complete")]
     private static partial void LogFailed(ILogger logger, Exception exception);
+
+    [LoggerMessage(14, LogLevel.Information, "Applying a migration while DBSync streams: {Migration}")]
+    private static partial void LogMigrating(ILogger logger, string migration);
 }

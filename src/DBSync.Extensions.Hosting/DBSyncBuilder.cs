@@ -58,6 +58,20 @@ public sealed class DBSyncBuilder
         return this;
     }
 
+    /// <summary>Calls <typeparamref name="THandler"/>, a scoped service, for each schema change (a DDL statement), at its
+    /// place among the transaction's row changes and in the same scope as the transaction's change handlers. Needs
+    /// <see cref="DBSyncOptions.CaptureSchemaChanges"/>: without it the host's start fails with an
+    /// <see cref="Microsoft.Extensions.Options.OptionsValidationException"/> that names the option.</summary>
+    public DBSyncBuilder AddSchemaChangeHandler<[DynamicallyAccessedMembers(DynamicallyAccessedMemberTypes.PublicConstructors)] THandler>()
+        where THandler : class, ISchemaChangeHandler
+    {
+        Services.TryAddEnumerable(ServiceDescriptor.Scoped<ISchemaChangeHandler, THandler>());
+        _registrations.AddSchemaChangeHandler(typeof(THandler));
+        _registrations.Once(typeof(ISchemaChangeHandler), static (client, services) =>
+            client.OnSchemaChange(new SchemaChangeDispatcher(services.GetRequiredService<TransactionScopes>()).HandleAsync));
+        return this;
+    }
+
     /// <summary>Configures the client when it is created, with the container at hand: handlers as delegates
     /// (<see cref="DBSyncClient.On{T}(Func{Change{T}, CancellationToken, ValueTask})"/>, <see cref="DBSyncClient.OnMessage"/>),
     /// a <see cref="PostgresApplier"/>. Runs after the handlers added before it, in call order.</summary>

@@ -61,7 +61,7 @@ public static class DBSyncServiceCollectionExtensions
                     options.WhenSlotInUse ??= SlotInUse.Wait;
                 })
                 .ValidateOnStart();
-            services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<DBSyncOptions>>(new DBSyncOptionsValidation(configurationPath)));
+            services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<DBSyncOptions>>(new DBSyncOptionsValidation(configurationPath, registrations)));
             services.TryAddSingleton<TransactionScopes>();
             services.TryAddSingleton(DBSyncRegistrations.CreateClient);
             services.AddHostedService<DBSyncHostedService>();

@@ -39,3 +39,17 @@ public interface ISnapshotProgressHandler
     /// <param name="cancellationToken">Cancelled when the stream stops.</param>
     ValueTask HandleAsync(SnapshotProgress progress, CancellationToken cancellationToken);
 }
+
+/// <summary>
+/// Handles schema changes (DDL statements, <see cref="DBSyncOptions.CaptureSchemaChanges"/>), one at a time, at their
+/// place among the row changes, in commit order, in the same dependency injection scope as the transaction's change
+/// handlers (and its <see cref="ITransactionHandler"/>). Registered with
+/// <see cref="DBSyncBuilder.AddSchemaChangeHandler{THandler}"/>.
+/// </summary>
+public interface ISchemaChangeHandler
+{
+    /// <summary>Handles one schema change.</summary>
+    /// <param name="change">The change.</param>
+    /// <param name="cancellationToken">Cancelled when the host's shutdown may no longer wait for the transaction.</param>
+    ValueTask HandleAsync(SchemaChange change, CancellationToken cancellationToken);
+}

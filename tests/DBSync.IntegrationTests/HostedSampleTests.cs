@@ -28,6 +28,15 @@ public sealed class HostedSampleTests(PostgresFixture fixture)
         Assert.Contains("-- commit xid=", output, StringComparison.Ordinal);
         Assert.Matches(@"Insert +visit +user_id=1 restaurant_id=r-tofu amount_spent=23\.50 \(xid \d+, scope #\d+\)", output);
         Assert.Matches(@"Read +restaurant id=r-tofu name=Tofu House rating=5 tags=\[korean, spicy, cozy\]", output);
+        // The migration the writer applies between the inserts and the updates (CaptureSchemaChanges, AddSchemaChangeHandler):
+        // its schema changes come between those row changes.
+        var lines = output.Split('\n');
+        var lastInsert = Array.FindIndex(lines, l => l.Contains("Insert   visit      user_id=1 restaurant_id=r-pizza", StringComparison.Ordinal));
+        var columnAdded = Array.FindIndex(lines, l => Regex.IsMatch(l, @"schema: ColumnAdded public\.restaurant\.opened_on: - -> date \(xid \d+, scope #\d+\)"));
+        var defaultSet = Array.FindIndex(lines, l => l.Contains("schema: ColumnDefaultChanged public.restaurant.opened_on: - -> CURRENT_DATE", StringComparison.Ordinal));
+        var firstUpdate = Array.FindIndex(lines, l => l.Contains("Update   users", StringComparison.Ordinal));
+        Assert.True(lastInsert >= 0 && columnAdded > lastInsert && defaultSet > columnAdded && firstUpdate > defaultSet,
+            $"The migration's schema changes are not between the inserts and the updates (last insert {lastInsert}, column added {columnAdded}, default set {defaultSet}, first update {firstUpdate}):\n{output}");
         Assert.Contains("Stopped streaming slot \"dbsync_hosted_sample\"", output, StringComparison.Ordinal);
         Assert.Contains("Stopped; the slot's confirmed position is", output, StringComparison.Ordinal);
     }

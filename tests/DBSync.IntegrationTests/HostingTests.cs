@@ -585,4 +585,60 @@ public sealed class HostingTests(PostgresFixture fixture)
 
         public void Dispose() => Environment.ExitCode = _saved;
     }
+
+    [Fact]
+    public async Task SchemaChangeHandlerFromDI_SeesTheDdl_BeforeTheRowChangesAfterIt_InItsTransactionsScope()
+    {
+        // Without CaptureSchemaChanges the host's start fails, naming the option and its configuration key.
+        static void WithSchemaLog(HostApplicationBuilder builder)
+            => builder.Services.AddDBSync(builder.Configuration.GetSection("DBSync")).AddSchemaChangeHandler<SchemaChangeRecorder>();
+        using (var without = BuildHost("Host=localhost;Database=app", new ChangeRecorder(), configure: WithSchemaLog))
+        {
+            var error = await Assert.ThrowsAsync<OptionsValidationException>(() => without.StartAsync());
+            var failure = Assert.Single(error.Failures);
+            Assert.StartsWith("DBSyncOptions.CaptureSchemaChanges is false, but schema change handlers are registered (AddSchemaChangeHandler<SchemaChangeRecorder>())", failure, StringComparison.Ordinal);
+            Assert.EndsWith("(configuration key 'DBSync:CaptureSchemaChanges')", failure, StringComparison.Ordinal);
+        }
+
+        await using var db = await TestDatabase.CreateAsync(fixture.Server);
+        var recorder = new ChangeRecorder();
+        using var host = BuildHost(db.ConnectionString, recorder, configure: WithSchemaLog,
+            settings: new() { ["DBSync:CaptureSchemaChanges"] = "true", ["DBSync:SnapshotAfterRewrite"] = "false" });
+        await host.StartAsync();
+        var options = host.Services.GetRequiredService<DBSyncClient>().Options;
+        Assert.True(options.CaptureSchemaChanges && !options.SnapshotAfterRewrite, "CaptureSchemaChanges and SnapshotAfterRewrite were not bound from configuration");
+
+        await db.ExecuteAsync("ALTER TABLE restaurant ADD COLUMN opened date");
+        await db.ExecuteAsync("INSERT INTO Restaurant (id, name, opened) VALUES ('r-opened', 'n', '2024-05-01')");
+        await recorder.WaitUntilAsync(r => r.All.OfType<ChangeHandled>().Any(h => h.Key == "r-opened"), "the insert after the DDL");
+        await host.StopAsync();
+
+        // DBSync's own first checkpoint save creates its table, which the trigger reports too.
+        var events = recorder.All
+            .Where(e => e is ChangeHandled or TransactionHandled || e is SchemaChangeHandled s && s.Change.Table != "public.dbsync_checkpoint")
+            .ToList();
+        var schema = Assert.Single(events.OfType<SchemaChangeHandled>());
+        var added = schema.Change;
+        Assert.Equal((SchemaChangeKind.ColumnAdded, "public.restaurant", "opened", null, "date", false), (added.Kind, added.Table, added.Column, added.Before, added.After, added.Rewritten));
+        Assert.Equal((typeof(Restaurant), "ALTER TABLE", "ALTER TABLE restaurant ADD COLUMN opened date"), (added.EntityType, added.CommandTag, added.Statement));
+        var insert = Assert.Single(events.OfType<ChangeHandled>());
+        Assert.Equal(("r-opened", ChangeKind.Insert), (insert.Key, insert.Kind));
+        Assert.True(events.IndexOf(schema) < events.IndexOf(insert), $"the insert was handled before the schema change: {string.Join(", ", events)}");
+        // The DDL's transaction is one of its own, with its own scope, shared with its transaction handler.
+        var ddlTransaction = Assert.Single(events.OfType<TransactionHandled>(), t => t.Transaction.Xid == added.Xid);
+        Assert.Equal((ddlTransaction.Transaction.CommitLsn, ddlTransaction.Scope), (added.CommitLsn, schema.Scope));
+        Assert.NotEqual(schema.Scope, insert.Scope);
+        Assert.InRange(events.IndexOf(ddlTransaction), events.IndexOf(schema) + 1, events.IndexOf(insert) - 1);
+    }
+
+    private sealed record SchemaChangeHandled(SchemaChange Change, int Scope);
+
+    private sealed class SchemaChangeRecorder(UnitOfWork work, ChangeRecorder recorder) : ISchemaChangeHandler
+    {
+        public ValueTask HandleAsync(SchemaChange change, CancellationToken cancellationToken)
+        {
+            recorder.Add(new SchemaChangeHandled(change, work.Id));
+            return ValueTask.CompletedTask;
+        }
+    }
 }

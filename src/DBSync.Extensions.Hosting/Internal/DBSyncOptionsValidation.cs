@@ -3,8 +3,9 @@ using Microsoft.Extensions.Options;
 namespace DBSync.Hosting.Internal;
 
 /// <summary>Validates <see cref="DBSyncOptions"/> at the host's start with the options' own rules
-/// (<see cref="DBSyncOptions.Validate"/>), naming the configuration key when the options came from configuration.</summary>
-internal sealed class DBSyncOptionsValidation(string? configurationPath) : IValidateOptions<DBSyncOptions>
+/// (<see cref="DBSyncOptions.Validate"/>), and against the builder's handlers (a schema change handler needs
+/// <see cref="DBSyncOptions.CaptureSchemaChanges"/>), naming the configuration key when the options came from configuration.</summary>
+internal sealed class DBSyncOptionsValidation(string? configurationPath, DBSyncRegistrations registrations) : IValidateOptions<DBSyncOptions>
 {
     public ValidateOptionsResult Validate(string? name, DBSyncOptions options)
     {
@@ -13,7 +14,6 @@ internal sealed class DBSyncOptionsValidation(string? configurationPath) : IVali
         try
         {
             options.Validate();
-            return ValidateOptionsResult.Success;
         }
         catch (ArgumentException e)
         {
@@ -25,5 +25,17 @@ internal sealed class DBSyncOptionsValidation(string? configurationPath) : IVali
                 ? message
                 : $"{message} (configuration key '{configurationPath}:{e.ParamName}')");
         }
+        // DBSyncClient.OnSchemaChange would refuse the handlers when the container creates the client; said here, the
+        // host's start fails as for any other option, with the configuration key.
+        if (!options.CaptureSchemaChanges && registrations.SchemaChangeHandlers.Count > 0)
+        {
+            var handlers = string.Join(", ", registrations.SchemaChangeHandlers.Select(h => $"AddSchemaChangeHandler<{h.Name}>()"));
+            var message = $"DBSyncOptions.CaptureSchemaChanges is false, but schema change handlers are registered ({handlers}): set it to true " +
+                "(without the DDL capture trigger the stream carries no DDL).";
+            return ValidateOptionsResult.Fail(configurationPath is null
+                ? message
+                : $"{message} (configuration key '{configurationPath}:{nameof(DBSyncOptions.CaptureSchemaChanges)}')");
+        }
+        return ValidateOptionsResult.Success;
     }
 }

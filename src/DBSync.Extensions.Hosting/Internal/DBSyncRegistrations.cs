@@ -8,8 +8,19 @@ internal sealed class DBSyncRegistrations
 {
     private readonly List<Action<DBSyncClient, IServiceProvider>> _configure = [];
     private readonly HashSet<Type> _registered = [];
+    private readonly List<Type> _schemaChangeHandlers = [];
 
     public void Add(Action<DBSyncClient, IServiceProvider> configure) => _configure.Add(configure);
+
+    /// <summary>The <see cref="ISchemaChangeHandler"/> types added, which need <see cref="DBSyncOptions.CaptureSchemaChanges"/>
+    /// (checked with the options, when the host starts).</summary>
+    public IReadOnlyList<Type> SchemaChangeHandlers => _schemaChangeHandlers;
+
+    public void AddSchemaChangeHandler(Type handler)
+    {
+        if (!_schemaChangeHandlers.Contains(handler))
+            _schemaChangeHandlers.Add(handler);
+    }
 
     /// <summary>Adds <paramref name="configure"/> the first time <paramref name="key"/> is seen (one dispatcher per
     /// handler interface, whatever number of implementations it resolves).</summary>

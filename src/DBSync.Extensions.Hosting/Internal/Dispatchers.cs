@@ -32,6 +32,18 @@ internal sealed class TransactionDispatcher(TransactionScopes scopes)
     }
 }
 
+/// <summary>Calls the <see cref="ISchemaChangeHandler"/> registrations of the change's transaction scope, in registration order.</summary>
+internal sealed class SchemaChangeDispatcher(TransactionScopes scopes)
+{
+    private readonly ScopedServices<ISchemaChangeHandler> _handlers = new(scopes);
+
+    public async ValueTask HandleAsync(SchemaChange change, CancellationToken cancellationToken)
+    {
+        foreach (var handler in _handlers.For(change.CommitLsn))
+            await handler.HandleAsync(change, cancellationToken).ConfigureAwait(false);
+    }
+}
+
 /// <summary>Calls the <see cref="ISnapshotProgressHandler"/> registrations, in a scope of their own per notification.</summary>
 internal sealed class SnapshotProgressDispatcher(IServiceScopeFactory scopeFactory)
 {
