@@ -165,4 +165,45 @@ public sealed class VersionsTests(ServerVersionsFixture fixture) : IClassFixture
         Assert.Equal([1, 20000, 1], run.Recorder.Transactions.Where(t => t.ChangeCount > 0).Select(t => t.ChangeCount));
         await run.StopAsync();
     }
+
+    /// <summary>The DDL capture trigger's SQL on every supported server: a column added and a rewriting type change reach
+    /// the handlers, and the rewrite's snapshot delivers the new values; on 13, whose pgoutput sends no logical messages,
+    /// the option is refused with a clear error.</summary>
+    [Theory]
+    [InlineData(13)]
+    [InlineData(14)]
+    [InlineData(16)]
+    [InlineData(17)]
+    [InlineData(18)]
+    public async Task CaptureSchemaChanges_DdlReachesTheHandlers_AndARewriteIsSnapshotted_RefusedOn13(int version)
+    {
+        var server = await fixture.ServerAsync(version);
+        await using var db = await TestDatabase.CreateAsync(server);
+        await db.ExecuteAsync("INSERT INTO restaurant (id, name, rating) SELECT 'r' || g, 'n', g FROM generate_series(1, 30) g");
+        var changes = new List<SchemaChange>();
+        if (version < 14)
+        {
+            var error = await Assert.ThrowsAsync<DBSyncConfigurationException>(() => StreamRun.StartAsync(db.ConnectionString, configure: o => o.CaptureSchemaChanges = true));
+            Assert.Contains("CaptureSchemaChanges needs PostgreSQL 14 or later (the server runs 13)", error.Message, StringComparison.Ordinal);
+            return;
+        }
+        await using var run = await StreamRun.StartAsync(db.ConnectionString, (client, recorder) =>
+        {
+            StreamRun.RegisterSeedTables(client, recorder);
+            client.OnSchemaChange(c =>
+            {
+                if (c.Table == "public.restaurant")
+                    changes.Add(c);
+            });
+        }, configure: o => o.CaptureSchemaChanges = true);
+
+        await db.ExecuteAsync("ALTER TABLE restaurant ADD COLUMN opened date");
+        await db.ExecuteAsync("ALTER TABLE restaurant ALTER COLUMN rating TYPE smallint USING rating + 100");
+        await run.WaitUntilAsync(r => r.Of<Restaurant>().Count(c => c.Kind == ChangeKind.Read) == 30, "the rewrite's snapshot");
+
+        Assert.Equal(["ColumnAdded public.restaurant.opened: - -> date", "ColumnTypeChanged public.restaurant.rating: integer -> smallint (rewritten)"],
+            changes.Select(c => c.ToString()));
+        Assert.All(run.Recorder.Of<Restaurant>().Where(c => c.Kind == ChangeKind.Read), c => Assert.InRange(c.New!.Rating!.Value, 101, 130));
+        await run.StopAsync();
+    }
 }

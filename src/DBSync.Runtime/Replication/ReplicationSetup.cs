@@ -63,6 +63,13 @@ internal static partial class ReplicationSetup
         // Before the slot exists: every DDL after the slot's start is in the stream.
         if (options.CaptureSchemaChanges)
         {
+            if (versionNum < 140000)
+            {
+                throw new DBSyncConfigurationException(
+                    $"DBSyncOptions.CaptureSchemaChanges needs PostgreSQL 14 or later (the server runs {versionNum / 10000}): the DDL capture trigger writes " +
+                    "logical decoding messages, which pgoutput sends from 14 on. Upgrade the server, or turn CaptureSchemaChanges off (schema changes are " +
+                    "then seen through the next Relation message of each table).");
+            }
             await Schema.DdlCapture.EnsureInstalledAsync(connection, database, user, logger, cancellationToken).ConfigureAwait(false);
             // A mapped table that does not exist yet is awaited: its CREATE TABLE reaches the stream, which then adds it
             // to the publication and snapshots it (Schema.SchemaFollower).
