@@ -59,7 +59,9 @@ public enum SchemaChangeKind
     PartitionDetached,
 
     /// <summary>An enum type got a value. <see cref="SchemaChange.Object"/>: the type; <see cref="SchemaChange.Before"/> and
-    /// <see cref="SchemaChange.After"/>: its labels, comma-separated, in order.</summary>
+    /// <see cref="SchemaChange.After"/>: its labels, comma-separated, in order. (A label renamed is <see cref="Other"/>, with
+    /// the labels the same way, and the tables with columns of the type are snapshotted again, as after a rewrite; a type
+    /// created is <see cref="Other"/> with its labels as <see cref="SchemaChange.After"/>.)</summary>
     EnumValueAdded,
 }
 
@@ -96,9 +98,10 @@ public sealed class SchemaChange
     /// <summary>What it is now, as <see cref="SchemaChangeKind"/> says for each kind.</summary>
     public string? After { get; }
 
-    /// <summary>Whether the statement rewrote the table's rows (<c>ALTER COLUMN ... TYPE</c>, <c>ADD COLUMN</c> with a
-    /// volatile default): their values may have changed without any row change in the stream. With
-    /// <see cref="DBSyncOptions.SnapshotAfterRewrite"/> a mapped table is then snapshotted again.</summary>
+    /// <summary>Whether the statement changed the table's values without row changes in the stream: it rewrote the rows
+    /// (<c>ALTER COLUMN ... TYPE</c>, <c>ADD COLUMN</c> with a volatile default), dropped a column and added it again under
+    /// its name, or renamed a label of an enum type the table uses. With <see cref="DBSyncOptions.SnapshotAfterRewrite"/>
+    /// a mapped table is then snapshotted again.</summary>
     public bool Rewritten { get; init; }
 
     /// <summary>The entity type that maps <see cref="Table"/> in this client, if any.</summary>
@@ -111,7 +114,7 @@ public sealed class SchemaChange
     public string CommandTag { get; init; } = "";
 
     /// <summary>The statement as the client sent it (the whole query string, which may hold several statements; cut at
-    /// 256 KiB).</summary>
+    /// 262,144 characters).</summary>
     public string Statement { get; init; } = "";
 
     /// <summary>The transaction's id.</summary>

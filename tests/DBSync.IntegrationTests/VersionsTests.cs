@@ -183,7 +183,8 @@ public sealed class VersionsTests(ServerVersionsFixture fixture) : IClassFixture
         var changes = new List<SchemaChange>();
         if (version < 14)
         {
-            var error = await Assert.ThrowsAsync<DBSyncConfigurationException>(() => StreamRun.StartAsync(db.ConnectionString, configure: o => o.CaptureSchemaChanges = true));
+            var error = await Assert.ThrowsAsync<DBSyncConfigurationException>(() => StreamRun.StartAsync(db.ConnectionString, slot: "dbsync_versions_ddl",
+                configure: o => o.CaptureSchemaChanges = true));
             Assert.Contains("CaptureSchemaChanges needs PostgreSQL 14 or later (the server runs 13)", error.Message, StringComparison.Ordinal);
             return;
         }
@@ -195,7 +196,7 @@ public sealed class VersionsTests(ServerVersionsFixture fixture) : IClassFixture
                 if (c.Table == "public.restaurant")
                     changes.Add(c);
             });
-        }, configure: o => o.CaptureSchemaChanges = true);
+        }, slot: "dbsync_versions_ddl", configure: o => o.CaptureSchemaChanges = true);
 
         await db.ExecuteAsync("ALTER TABLE restaurant ADD COLUMN opened date");
         await db.ExecuteAsync("ALTER TABLE restaurant ALTER COLUMN rating TYPE smallint USING rating + 100");

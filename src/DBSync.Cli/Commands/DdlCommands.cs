@@ -25,6 +25,12 @@ internal static class DdlCommands
         {
             await using var connection = await server.OpenAsync(cancellationToken).ConfigureAwait(false);
             var before = await DdlCapture.InstalledVersionAsync(connection, cancellationToken).ConfigureAwait(false);
+            if (before > DdlCaptureSql.Version)
+            {
+                throw new CliException(ExitCodes.Refused,
+                    $"Database {connection.Database} has version {before} of the DDL capture trigger, installed by a newer DBSync; this dbsync installs version " +
+                    $"{DdlCaptureSql.Version}, which the newer DBSync cannot read messages of. Use the newer dbsync.");
+            }
             await DdlCapture.InstallAsync(connection, cancellationToken).ConfigureAwait(false);
             await context.Out.WriteLineAsync(before switch
             {

@@ -213,7 +213,8 @@ internal static class DdlCaptureSql
                        'object_type', c.object_type,
                        'schema', c.schema_name,
                        'identity', c.object_identity,
-                       'in_extension', c.in_extension) ORDER BY c.ordinality),
+                       'in_extension', c.in_extension,
+                       'relid', t.relid::pg_catalog.int8) ORDER BY c.ordinality),
                    pg_catalog.array_agg(t.relid ORDER BY c.ordinality) FILTER (WHERE t.relid IS NOT NULL AND NOT t.system),
                    pg_catalog.array_agg(t.relid) FILTER (WHERE t.relid = c.objid AND c.classid = 'pg_catalog.pg_class'::pg_catalog.regclass),
                    pg_catalog.array_agg(c.objid ORDER BY c.ordinality) FILTER (WHERE c.classid = 'pg_catalog.pg_type'::pg_catalog.regclass),
@@ -253,6 +254,20 @@ internal static class DdlCaptureSql
                     SELECT r.oid FROM pg_catalog.pg_class r
                      WHERE r.relnamespace = ANY (v_schemas) AND r.relkind IN ('r', 'p') AND r.relpersistence <> 't'
                      ORDER BY r.oid);
+            END IF;
+
+            -- An enum whose labels were renamed (as many labels, other names) changed the values of every column of it
+            -- without a row change: the tables with such columns count as rewritten.
+            IF v_types IS NOT NULL THEN
+                v_rewritten := v_rewritten || ARRAY(
+                    SELECT DISTINCT a.attrelid
+                      FROM pg_catalog.pg_type ty
+                      JOIN dbsync.ddl_shape s ON s.relid = ty.oid
+                      JOIN pg_catalog.pg_attribute a ON a.atttypid IN (ty.oid, ty.typarray) AND a.attnum > 0 AND NOT a.attisdropped
+                     WHERE ty.oid = ANY (v_types) AND ty.typtype = 'e'
+                       AND pg_catalog.jsonb_array_length(s.shape OPERATOR(pg_catalog.->) 'labels')
+                           = pg_catalog.jsonb_array_length(dbsync.ddl_enum_shape(ty.oid) OPERATOR(pg_catalog.->) 'labels')
+                       AND (s.shape OPERATOR(pg_catalog.->) 'labels') IS DISTINCT FROM (dbsync.ddl_enum_shape(ty.oid) OPERATOR(pg_catalog.->) 'labels'));
             END IF;
 
             -- The tables concerned: those of the commands and the rewritten ones (each once, in that order); as each is
@@ -368,7 +383,8 @@ internal static class DdlCaptureSql
                        'object_type', d.object_type,
                        'schema', d.schema_name,
                        'identity', d.object_identity,
-                       'in_extension', false) ORDER BY d.ord),
+                       'in_extension', false,
+                       'relid', d.objid::pg_catalog.int8) ORDER BY d.ord),
                    pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
                        'oid', d.objid::pg_catalog.int8,
                        'before', d.shape,
@@ -432,6 +448,11 @@ internal static class DdlCaptureSql
         CREATE EVENT TRIGGER dbsync_ddl_table_rewrite ON table_rewrite EXECUTE FUNCTION dbsync.ddl_table_rewrite();
         CREATE EVENT TRIGGER dbsync_ddl_sql_drop ON sql_drop EXECUTE FUNCTION dbsync.ddl_sql_drop();
         CREATE EVENT TRIGGER dbsync_ddl_command_end ON ddl_command_end EXECUTE FUNCTION dbsync.ddl_command_end();
+        -- Fired in every session, those with session_replication_role = replica too (a replication tool's apply, a
+        -- restore): DDL there changes the tables all the same.
+        ALTER EVENT TRIGGER dbsync_ddl_table_rewrite ENABLE ALWAYS;
+        ALTER EVENT TRIGGER dbsync_ddl_sql_drop ENABLE ALWAYS;
+        ALTER EVENT TRIGGER dbsync_ddl_command_end ENABLE ALWAYS;
         """;
 
     /// <summary>
@@ -464,7 +485,7 @@ internal static class DdlCaptureSql
 
     /// <summary>
     /// One row with the installed version (an <c>int4</c>), or no row when the capture is not installed or only partly
-    /// (any of its three event triggers missing or disabled). Reads only the catalog: works without the schema and
+    /// (any of its three event triggers missing, or not enabled ALWAYS: an older install, or one an administrator changed). Reads only the catalog: works without the schema and
     /// without any right on it.
     /// </summary>
     public const string InstalledVersionQuery = """
@@ -474,7 +495,7 @@ internal static class DdlCaptureSql
          WHERE n.nspname = 'dbsync' AND p.proname = 'ddl_version' AND p.pronargs = 0
            AND (SELECT pg_catalog.count(*)
                   FROM pg_catalog.pg_event_trigger e
-                 WHERE e.evtenabled <> 'D'
+                 WHERE e.evtenabled = 'A'
                    AND (e.evtname, e.evtevent) IN (('dbsync_ddl_command_end', 'ddl_command_end'),
                                                    ('dbsync_ddl_sql_drop', 'sql_drop'),
                                                    ('dbsync_ddl_table_rewrite', 'table_rewrite'))) = 3

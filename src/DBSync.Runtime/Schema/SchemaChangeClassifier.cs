@@ -18,16 +18,19 @@ internal static class SchemaChangeClassifier
     public static List<SchemaChange> Classify(DdlMessage message, Position position, Func<string, Type?> entityOf)
     {
         var changes = new List<SchemaChange>();
-        var tag = message.Commands.Count > 0 ? message.Commands[0].Tag : "";
-        var identity = message.Commands.Count > 0 ? message.Commands[0].Identity : null;
+        var first = message.Commands.Count > 0 ? message.Commands[0] : null;
+        var command = first;
+        // Tables renamed by the statement, old name to new: their partitions still have them as parent.
+        var renamed = message.Tables.Where(t => t is { Before: not null, After: not null } && t.Before.QualifiedName != t.After.QualifiedName)
+            .ToDictionary(t => t.Before!.QualifiedName, t => t.After!.QualifiedName, StringComparer.Ordinal);
 
         void Add(SchemaChangeKind kind, string? table, string? column, string? before, string? after, bool rewritten = false, string? objectName = null)
             => changes.Add(new SchemaChange(kind, table, column, before, after)
             {
                 Rewritten = rewritten,
                 EntityType = table is null ? null : entityOf(table),
-                Object = objectName ?? identity,
-                CommandTag = tag,
+                Object = objectName ?? command?.Identity,
+                CommandTag = command?.Tag ?? "",
                 Statement = message.Statement,
                 Xid = position.Xid,
                 Lsn = position.Lsn,
@@ -37,32 +40,45 @@ internal static class SchemaChangeClassifier
 
         foreach (var table in message.Tables)
         {
+            // The command that concerns this table (a CREATE TABLE comes after the CREATE SEQUENCE of its serial column;
+            // DROP TABLE a, b has a command per table), else the one that names it, else the statement's first.
+            var name = (table.After ?? table.Before)?.QualifiedName;
+            command = message.Commands.FirstOrDefault(c => c.Relid == table.Oid)
+                      ?? message.Commands.FirstOrDefault(c => c.ObjectType == "table" && c.Identity == name)
+                      ?? first;
             var count = changes.Count;
-            ClassifyTable(table, message, Add);
+            ClassifyTable(table, message, renamed, Add);
             if (changes.Count == count)
                 Add(SchemaChangeKind.Other, (table.After ?? table.Before)?.QualifiedName, null, null, null, table.Rewritten);
         }
         foreach (var type in message.Enums)
         {
+            command = message.Commands.FirstOrDefault(c => c.Identity == type.Name) ?? first;
             var before = type.LabelsBefore is { } labels ? string.Join(", ", labels) : null;
             var after = string.Join(", ", type.Labels);
-            if (type.LabelsBefore is null || type.Labels.Length > type.LabelsBefore.Length)
+            if (type.LabelsBefore is null)
+                Add(SchemaChangeKind.Other, null, null, null, after, objectName: type.Name); // a new type (CREATE TYPE ... AS ENUM)
+            else if (type.Labels.Length > type.LabelsBefore.Length)
                 Add(SchemaChangeKind.EnumValueAdded, null, null, before, after, objectName: type.Name);
             else if (before != after)
-                Add(SchemaChangeKind.Other, null, null, before, after, objectName: type.Name);
+                Add(SchemaChangeKind.Other, null, null, before, after, objectName: type.Name); // a label renamed
         }
         if (changes.Count == 0)
         {
+            command = first;
             // Commands on nothing the trigger describes (a function, a sequence, a view): one each, as they are.
-            foreach (var command in message.Commands.DistinctBy(c => (c.Tag, c.Identity)))
-                Add(SchemaChangeKind.Other, null, null, null, null, objectName: command.Identity);
+            foreach (var each in message.Commands.DistinctBy(c => (c.Tag, c.Identity)))
+            {
+                command = each;
+                Add(SchemaChangeKind.Other, null, null, null, null, objectName: each.Identity);
+            }
         }
         return changes;
     }
 
     private delegate void Adder(SchemaChangeKind kind, string? table, string? column, string? before, string? after, bool rewritten = false, string? objectName = null);
 
-    private static void ClassifyTable(DdlTable table, DdlMessage message, Adder add)
+    private static void ClassifyTable(DdlTable table, DdlMessage message, Dictionary<string, string> renamed, Adder add)
     {
         var rewritten = table.Rewritten;
         switch (table.Before, table.After)
@@ -85,23 +101,28 @@ internal static class SchemaChangeClassifier
         var name = after.QualifiedName;
         if (before.QualifiedName != after.QualifiedName)
             add(SchemaChangeKind.TableRenamed, name, null, before.QualifiedName, after.QualifiedName, rewritten);
-        if (before.Parent != after.Parent)
+        // A partition of a table the statement renamed keeps its parent: only the parent's name changed.
+        var parentRenamed = before.Parent is { } oldParent && renamed.TryGetValue(oldParent, out var newParent) && newParent == after.Parent;
+        if (before.Parent != after.Parent && !parentRenamed)
         {
             if (before.Parent is { } from)
                 add(SchemaChangeKind.PartitionDetached, name, null, from, null, rewritten);
             if (after.Parent is { } to)
                 add(SchemaChangeKind.PartitionAttached, name, null, null, to, rewritten);
         }
+        // A column dropped and added again under its name (a new attnum) replaced every row's value of it, as a rewrite does.
+        bool Replaced(string column) => before.Column(column) is { } was && after.Column(column) is { } @is && was.Num != @is.Num;
         foreach (var old in before.Columns)
         {
             if (after.Columns.FirstOrDefault(c => c.Num == old.Num) is not { } now)
             {
-                add(SchemaChangeKind.ColumnDropped, name, old.Name, old.Type, null, rewritten);
+                add(SchemaChangeKind.ColumnDropped, name, old.Name, old.Type, null, rewritten || Replaced(old.Name));
                 continue;
             }
             if (now.Name != old.Name)
                 add(SchemaChangeKind.ColumnRenamed, name, now.Name, old.Name, now.Name, rewritten);
-            if (now.Type != old.Type || now.TypeOid != old.TypeOid)
+            // By oid and modifier: a renamed type (ALTER TYPE ... RENAME) writes another name for the same type.
+            if (now.TypeOid != old.TypeOid || now.Typmod != old.Typmod)
                 add(SchemaChangeKind.ColumnTypeChanged, name, now.Name, old.Type, now.Type, rewritten);
             if (now.Default != old.Default)
                 add(SchemaChangeKind.ColumnDefaultChanged, name, now.Name, old.Default, now.Default, rewritten);
@@ -109,7 +130,7 @@ internal static class SchemaChangeClassifier
                 add(SchemaChangeKind.ColumnNullabilityChanged, name, now.Name, Nullability(old), Nullability(now), rewritten);
         }
         foreach (var added in after.Columns.Where(c => before.Columns.All(o => o.Num != c.Num)))
-            add(SchemaChangeKind.ColumnAdded, name, added.Name, null, added.Type, rewritten);
+            add(SchemaChangeKind.ColumnAdded, name, added.Name, null, added.Type, rewritten || Replaced(added.Name));
         if (!before.PrimaryKey.AsSpan().SequenceEqual(after.PrimaryKey))
             add(SchemaChangeKind.PrimaryKeyChanged, name, null, KeyList(before.PrimaryKey), KeyList(after.PrimaryKey), rewritten);
         if (before.DescribeIdentity() != after.DescribeIdentity())

@@ -51,7 +51,7 @@ internal sealed class SchemaFollower(
         catch (FormatException e)
         {
             throw new ProtocolException(
-                $"The DDL message at {new NpgsqlLogSequenceNumber(lsn)} (transaction {transaction.Xid}, prefix \"{DdlCaptureSql.Prefix}\") is not one DBSync can read: {e.Message}.");
+                $"The DDL message at {new NpgsqlLogSequenceNumber(lsn)} (transaction {transaction.Xid}, prefix \"{DdlCaptureSql.Prefix}\") is not one DBSync can read: {e.Message.TrimEnd('.')}.");
         }
         var position = new SchemaChangeClassifier.Position(transaction.Xid, new NpgsqlLogSequenceNumber(lsn), transaction.CommitLsn, transaction.CommitTime);
         return FollowAsync(message, position, cancellationToken);
@@ -92,15 +92,22 @@ internal sealed class SchemaFollower(
     private Type? EntityOf(string qualified)
         => Find(qualified) is { } registration and not SignalRegistration ? registration.Table.EntityType : null;
 
+    /// <summary>The registration of a table named <c>schema.name</c> (a schema's name may hold dots: every split is tried).</summary>
     private TableRegistration? Find(string qualified)
     {
-        var dot = qualified.IndexOf('.', StringComparison.Ordinal);
-        return dot > 0 && tables.TryGetValue((qualified[..dot], qualified[(dot + 1)..]), out var registration) ? registration : null;
+        for (var dot = qualified.IndexOf('.', StringComparison.Ordinal); dot > 0; dot = qualified.IndexOf('.', dot + 1))
+        {
+            if (tables.TryGetValue((qualified[..dot], qualified[(dot + 1)..]), out var registration))
+                return registration;
+        }
+        return null;
     }
+
+    private TableRegistration? Find(TableShape shape) => tables.TryGetValue((shape.Schema, shape.Name), out var registration) ? registration : null;
 
     /// <summary>The mapped table the statement concerned: by its name before the statement, or after it (a new table).</summary>
     private TableRegistration? Mapped(DdlTable table)
-        => (table.Before is { } before ? Find(before.QualifiedName) : null) ?? (table.After is { } after ? Find(after.QualifiedName) : null);
+        => (table.Before is { } before ? Find(before) : null) ?? (table.After is { } after ? Find(after) : null);
 
     /// <summary>Whether a mapped table is followed (not skipped after a schema change it could not follow).</summary>
     private bool Followed(TableRegistration registration) => registration.SkippedBecause is null;
@@ -126,7 +133,11 @@ internal sealed class SchemaFollower(
         }
         // Whatever the statement did, a chunk of the table in its window may have been read with the old shape.
         registration.OnShapeChanged();
-        if (table.Rewritten && table.After is not null && options.SnapshotAfterRewrite && registration.Snapshot is not null)
+        // A mapped column dropped and added again under its name in one statement (a new attnum) changed every row's value
+        // without a row change or a rewrite, as a rewrite does.
+        var replaced = table is { Before: { } old, After: { } now }
+                       && info.Columns.Any(c => old.Column(c.Name) is { } was && now.Column(c.Name) is { } @is && was.Num != @is.Num);
+        if ((table.Rewritten || replaced) && table.After is not null && options.SnapshotAfterRewrite && registration.Snapshot is not null)
         {
             _pendingSnapshots.Add(new Signal(0, SnapshotQueue.SnapshotAfterRewriteKind, [info.DisplayName], null, [], null));
             Log.RewriteSnapshotQueued(logger, info.DisplayName, Shorten(message.Statement), position.Lsn.ToString());
