@@ -91,6 +91,20 @@ internal sealed class CommandContext(CliConsole console, Func<ParseResult, Serve
 
     public TextWriter Out => Console.Out;
 
+    /// <summary>Asks <paramref name="question"/> (with <c>[y/N]</c>) and reads the answer: anything but y or yes (or the end
+    /// of the input) refuses, with <paramref name="refused"/> and exit code <see cref="ExitCodes.Refused"/>.</summary>
+    public async Task ConfirmAsync(string question, string refused, CancellationToken cancellationToken)
+    {
+        await Out.WriteAsync($"{question} [y/N] ").ConfigureAwait(false);
+        await Out.FlushAsync(cancellationToken).ConfigureAwait(false);
+        var answer = (await Console.In.ReadLineAsync(cancellationToken).ConfigureAwait(false))?.Trim().ToLowerInvariant();
+        if (answer is "y" or "yes")
+            return;
+        if (answer is null)
+            await Out.WriteLineAsync().ConfigureAwait(false);
+        throw new CliException(ExitCodes.Refused, $"{refused}: not confirmed (answer y, or pass --yes).");
+    }
+
     /// <summary>Sets <paramref name="command"/>'s action: <paramref name="action"/> with the parse result and the server.</summary>
     public void Handle(Command command, Func<ParseResult, ServerConnection, CancellationToken, Task<int>> action)
         => command.SetAction((parse, cancellationToken) => action(parse, server(parse), cancellationToken));

@@ -68,16 +68,8 @@ internal static class DdlCommands
             }
             if (!parse.GetValue(yes))
             {
-                await context.Out.WriteAsync($"Remove the DDL capture trigger from database {connection.Database}? Pipelines running with CaptureSchemaChanges no longer see DDL. [y/N] ")
-                    .ConfigureAwait(false);
-                await context.Out.FlushAsync(cancellationToken).ConfigureAwait(false);
-                var answer = (await context.Console.In.ReadLineAsync(cancellationToken).ConfigureAwait(false))?.Trim().ToLowerInvariant();
-                if (answer is not ("y" or "yes"))
-                {
-                    if (answer is null)
-                        await context.Out.WriteLineAsync().ConfigureAwait(false);
-                    throw new CliException(ExitCodes.Refused, "The DDL capture trigger was not removed: not confirmed (answer y, or pass --yes).");
-                }
+                await context.ConfirmAsync($"Remove the DDL capture trigger from database {connection.Database}? Pipelines running with CaptureSchemaChanges no longer see DDL.",
+                    "The DDL capture trigger was not removed", cancellationToken).ConfigureAwait(false);
             }
             await DdlCapture.UninstallAsync(connection, cancellationToken).ConfigureAwait(false);
             await context.Out.WriteLineAsync($"Removed the DDL capture trigger from database {connection.Database}.").ConfigureAwait(false);

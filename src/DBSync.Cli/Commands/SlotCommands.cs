@@ -40,17 +40,9 @@ internal static class SlotCommands
             if (!parse.GetValue(yes))
             {
                 var behind = slot.LagBytes is { } lag ? $"{Units.Bytes(lag)} of WAL it has not confirmed" : "what it has not confirmed";
-                await context.Out.WriteAsync(
-                    $"Drop slot \"{name}\"{(slot.Database is null ? "" : $" of database {slot.Database}")}? Changes in {behind} can no longer be read through it. [y/N] ")
-                    .ConfigureAwait(false);
-                await context.Out.FlushAsync(cancellationToken).ConfigureAwait(false);
-                var answer = (await context.Console.In.ReadLineAsync(cancellationToken).ConfigureAwait(false))?.Trim().ToLowerInvariant();
-                if (answer is not ("y" or "yes"))
-                {
-                    if (answer is null)
-                        await context.Out.WriteLineAsync().ConfigureAwait(false);
-                    throw new CliException(ExitCodes.Refused, $"Slot \"{name}\" was not dropped: not confirmed (answer y, or pass --yes).");
-                }
+                await context.ConfirmAsync(
+                    $"Drop slot \"{name}\"{(slot.Database is null ? "" : $" of database {slot.Database}")}? Changes in {behind} can no longer be read through it.",
+                    $"Slot \"{name}\" was not dropped", cancellationToken).ConfigureAwait(false);
             }
 
             await using (var command = new NpgsqlCommand("SELECT pg_drop_replication_slot($1)", connection))
