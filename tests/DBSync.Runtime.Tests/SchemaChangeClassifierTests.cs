@@ -105,14 +105,15 @@ public sealed class SchemaChangeClassifierTests
     }
 
     [Fact]
-    public void ColumnDroppedAndAddedAgainUnderItsName_HasANewAttnum_SoItIsADropAndAnAdd_NotARetype()
+    public void ColumnDroppedAndAddedAgainUnderItsName_HasANewAttnum_SoItIsADropAndAnAdd_NotARetype_BothRewritten()
     {
-        // ALTER TABLE item DROP COLUMN note, ADD COLUMN note varchar(20): every row's note is now NULL, with no row event.
+        // ALTER TABLE item DROP COLUMN note, ADD COLUMN note varchar(20): every row's note is now NULL, with no row event,
+        // as after a rewrite.
         var before = Shape("public", "item", [Id(), Col(2, "note", "text", Text)], primaryKey: ["id"]);
         var after = Shape("public", "item", [Id(), Col(3, "note", "character varying(20)", Varchar)], primaryKey: ["id"]);
         var changes = Classify(Message([AlterTable("public.item")], [Table(16407, before, after)]));
 
-        Assert.Equal("ColumnDropped public.item.note: text -> - | ColumnAdded public.item.note: - -> character varying(20)", Describe(changes));
+        Assert.Equal("ColumnDropped public.item.note: text -> - (rewritten) | ColumnAdded public.item.note: - -> character varying(20) (rewritten)", Describe(changes));
     }
 
     [Fact]
