@@ -372,8 +372,12 @@ public sealed class DdlTests(PostgresFixture fixture)
             var print = await Ecosystem.CliTests.ExpectAsync(Cli.ExitCodes.Success, null, "ddl", "print");
             Assert.Contains("CREATE EVENT TRIGGER dbsync_ddl_command_end", print.Out, StringComparison.Ordinal);
             await Ecosystem.CliTests.ExpectAsync(Cli.ExitCodes.NotFound, db.ConnectionString, "ddl", "status");
+            // What a DBA runs: the printed script, as it is (psql -f would send the same statements).
+            await db.ExecuteAsync(print.Out);
+            var status = await Ecosystem.CliTests.ExpectAsync(Cli.ExitCodes.Success, db.ConnectionString, "ddl", "status");
+            Assert.Contains($"installed on database {db.Name}: version {DdlCaptureSql.Version}.", status.Out, StringComparison.Ordinal);
             var install = await Ecosystem.CliTests.ExpectAsync(Cli.ExitCodes.Success, db.ConnectionString, "ddl", "install");
-            Assert.Contains($"Installed the DDL capture trigger (version {DdlCaptureSql.Version})", install.Out, StringComparison.Ordinal);
+            Assert.Contains($"Installed the DDL capture trigger (version {DdlCaptureSql.Version}) again", install.Out, StringComparison.Ordinal);
 
             // Installed by a superuser, the trigger serves the role: its DDL reaches the stream.
             var changes = new List<SchemaChange>();
