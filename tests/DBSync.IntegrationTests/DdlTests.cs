@@ -234,6 +234,28 @@ public sealed class DdlTests(PostgresFixture fixture)
     }
 
     [Fact]
+    public async Task AQueryStringWithSeveralDdlCommands_IsWrittenIntoTheStreamOnce_AndEveryChangeCarriesIt()
+    {
+        await using var run = await DdlRun.StartAsync(fixture, null, writers: false, snapshot: false);
+        // One query string (a DO block here; a client on the simple query protocol sending "a; b; c" is the same): each of its
+        // DDL commands has it as current_query().
+        var script = "DO $$ BEGIN ALTER TABLE ddl_item ADD COLUMN a int; ALTER TABLE ddl_item ADD COLUMN b int; -- " + new string('x', 20_000) +
+                     "\nALTER TABLE ddl_item ADD COLUMN c int; END $$";
+        await run.Db.ExecuteAsync("SELECT pg_create_logical_replication_slot('ddl_peek', 'test_decoding')");
+        await run.Db.ExecuteAsync(script);
+        await run.Db.ExecuteAsync("UPDATE ddl_item SET note = 'marker' WHERE id = 1");
+        await run.Run.WaitUntilAsync(r => r.Of<DdlItem>().Count == 1, "the marker update");
+
+        Assert.Equal(["a", "b", "c"], run.Changes.Select(c => c.Column));
+        Assert.All(run.Changes, c => Assert.Equal(script, c.Statement));
+        // The script's text is in the first message only: the three messages together are far smaller than three copies.
+        var sizes = await run.Db.RowsAsync("SELECT length(data)::text FROM pg_logical_slot_get_changes('ddl_peek', NULL, NULL) WHERE data LIKE 'message: transactional: 1 prefix: dbsync.ddl%'");
+        Assert.Equal(3, sizes.Count);
+        Assert.InRange(sizes.Sum(int.Parse), script.Length, 2 * script.Length);
+        await run.Db.ExecuteAsync("SELECT pg_drop_replication_slot('ddl_peek')");
+    }
+
+    [Fact]
     public async Task DdlOnATableNoTypeMaps_IsAnEventAndNothingElse_TableCreatedRenamedDropped()
     {
         await using var run = await DdlRun.StartAsync(fixture, null, writers: false, snapshot: false);

@@ -85,6 +85,7 @@ internal static class DdlCaptureSql
         DROP FUNCTION IF EXISTS dbsync.ddl_table_shape(pg_catalog.oid);
         DROP FUNCTION IF EXISTS dbsync.ddl_enum_shape(pg_catalog.oid);
         DROP FUNCTION IF EXISTS dbsync.ddl_command_end();
+        DROP FUNCTION IF EXISTS dbsync.ddl_emit(pg_catalog.text, pg_catalog.jsonb, pg_catalog.jsonb, pg_catalog.jsonb);
         DROP FUNCTION IF EXISTS dbsync.ddl_sql_drop();
         DROP FUNCTION IF EXISTS dbsync.ddl_table_rewrite();
 
@@ -163,6 +164,33 @@ internal static class DdlCaptureSql
              WHERE e.enumtypid = p_typid
             $fn$;
 
+        -- Writes one statement's message. A query string that holds several statements (a DO block, or "a; b; c" sent on
+        -- the simple query protocol) is current_query() for each of them: its text goes into the first message of the transaction that carries it, the next ones say
+        -- "statement_same" (a transaction-local note of its hash; a subtransaction rolled back takes the note with its
+        -- message), so that a migration script of n statements does not write its text n times.
+        CREATE FUNCTION dbsync.ddl_emit(p_event pg_catalog.text, p_commands pg_catalog.jsonb, p_tables pg_catalog.jsonb, p_enums pg_catalog.jsonb)
+            RETURNS void
+            LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+            AS $fn$
+        DECLARE
+            v_statement pg_catalog.text := pg_catalog.current_query();
+            v_hash pg_catalog.text := pg_catalog.md5(COALESCE(v_statement, ''));
+            v_message pg_catalog.jsonb := pg_catalog.jsonb_build_object(
+                'v', 1, 'event', p_event, 'commands', p_commands, 'tables', p_tables, 'enums', p_enums);
+        BEGIN
+            IF v_statement IS NOT NULL AND pg_catalog.current_setting('dbsync.ddl_statement', true) IS NOT DISTINCT FROM v_hash THEN
+                v_message := v_message || pg_catalog.jsonb_build_object('statement', NULL::pg_catalog.text, 'statement_same', true);
+            ELSE
+                PERFORM pg_catalog.set_config('dbsync.ddl_statement', v_hash, true);
+                v_message := v_message || pg_catalog.jsonb_build_object('statement', pg_catalog.left(v_statement, 262144));
+                IF pg_catalog.length(v_statement) > 262144 THEN
+                    v_message := v_message || pg_catalog.jsonb_build_object('statement_truncated', true);
+                END IF;
+            END IF;
+            PERFORM pg_catalog.pg_logical_emit_message(true, 'dbsync.ddl', v_message::pg_catalog.text);
+        END
+        $fn$;
+
         -- table_rewrite: notes the table for the statement's ddl_command_end (transaction-local, so a rolled back
         -- statement or subtransaction takes its note with it).
         CREATE FUNCTION dbsync.ddl_table_rewrite() RETURNS pg_catalog.event_trigger
@@ -198,8 +226,6 @@ internal static class DdlCaptureSql
             v_after pg_catalog.jsonb;
             v_tables pg_catalog.jsonb := '[]';
             v_enums pg_catalog.jsonb;
-            v_statement pg_catalog.text := pg_catalog.current_query();
-            v_message pg_catalog.jsonb;
         BEGIN
             IF v_noted IS NOT NULL AND v_noted <> '' THEN
                 v_rewritten := pg_catalog.string_to_array(v_noted, ',')::pg_catalog.oid[];
@@ -351,17 +377,7 @@ internal static class DdlCaptureSql
                     ON CONFLICT (relid) DO UPDATE SET shape = EXCLUDED.shape;
             END IF;
 
-            v_message := pg_catalog.jsonb_build_object(
-                'v', 1,
-                'event', 'ddl_command_end',
-                'statement', pg_catalog.left(v_statement, 262144),
-                'commands', v_commands,
-                'tables', v_tables,
-                'enums', COALESCE(v_enums, '[]'::pg_catalog.jsonb));
-            IF pg_catalog.length(v_statement) > 262144 THEN
-                v_message := v_message || pg_catalog.jsonb_build_object('statement_truncated', true);
-            END IF;
-            PERFORM pg_catalog.pg_logical_emit_message(true, 'dbsync.ddl', v_message::pg_catalog.text);
+            PERFORM dbsync.ddl_emit('ddl_command_end', v_commands, v_tables, COALESCE(v_enums, '[]'::pg_catalog.jsonb));
         END
         $fn$;
 
@@ -374,8 +390,6 @@ internal static class DdlCaptureSql
             v_dropped pg_catalog.oid[];
             v_commands pg_catalog.jsonb;
             v_tables pg_catalog.jsonb;
-            v_statement pg_catalog.text := pg_catalog.current_query();
-            v_message pg_catalog.jsonb;
         BEGIN
             SELECT pg_catalog.array_agg(d.objid),
                    pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
@@ -406,23 +420,14 @@ internal static class DdlCaptureSql
             END IF;
             DELETE FROM dbsync.ddl_shape s WHERE s.relid = ANY (v_dropped);
 
-            v_message := pg_catalog.jsonb_build_object(
-                'v', 1,
-                'event', 'sql_drop',
-                'statement', pg_catalog.left(v_statement, 262144),
-                'commands', v_commands,
-                'tables', v_tables,
-                'enums', '[]'::pg_catalog.jsonb);
-            IF pg_catalog.length(v_statement) > 262144 THEN
-                v_message := v_message || pg_catalog.jsonb_build_object('statement_truncated', true);
-            END IF;
-            PERFORM pg_catalog.pg_logical_emit_message(true, 'dbsync.ddl', v_message::pg_catalog.text);
+            PERFORM dbsync.ddl_emit('sql_drop', v_commands, v_tables, '[]'::pg_catalog.jsonb);
         END
         $fn$;
 
         REVOKE ALL ON FUNCTION dbsync.ddl_version() FROM PUBLIC;
         REVOKE ALL ON FUNCTION dbsync.ddl_table_shape(pg_catalog.oid) FROM PUBLIC;
         REVOKE ALL ON FUNCTION dbsync.ddl_enum_shape(pg_catalog.oid) FROM PUBLIC;
+        REVOKE ALL ON FUNCTION dbsync.ddl_emit(pg_catalog.text, pg_catalog.jsonb, pg_catalog.jsonb, pg_catalog.jsonb) FROM PUBLIC;
         REVOKE ALL ON FUNCTION dbsync.ddl_table_rewrite() FROM PUBLIC;
         REVOKE ALL ON FUNCTION dbsync.ddl_command_end() FROM PUBLIC;
         REVOKE ALL ON FUNCTION dbsync.ddl_sql_drop() FROM PUBLIC;
@@ -468,6 +473,7 @@ internal static class DdlCaptureSql
         DROP FUNCTION IF EXISTS dbsync.ddl_table_rewrite();
         DROP FUNCTION IF EXISTS dbsync.ddl_table_shape(pg_catalog.oid);
         DROP FUNCTION IF EXISTS dbsync.ddl_enum_shape(pg_catalog.oid);
+        DROP FUNCTION IF EXISTS dbsync.ddl_emit(pg_catalog.text, pg_catalog.jsonb, pg_catalog.jsonb, pg_catalog.jsonb);
         DROP FUNCTION IF EXISTS dbsync.ddl_version();
         DROP TABLE IF EXISTS dbsync.ddl_shape;
         DO $drop$

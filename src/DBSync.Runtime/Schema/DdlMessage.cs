@@ -8,7 +8,15 @@ namespace DBSync.Schema;
 /// anything else under its prefix is a <see cref="FormatException"/> that names the field and where it is, never a
 /// default put in its place.
 /// </summary>
-internal sealed record DdlMessage(string Event, string Statement, IReadOnlyList<DdlCommand> Commands, IReadOnlyList<DdlTable> Tables, IReadOnlyList<DdlEnum> Enums)
+/// <param name="Event">The event trigger's event: <c>ddl_command_end</c> or <c>sql_drop</c>.</param>
+/// <param name="Statement">The query string (empty when <paramref name="StatementSame"/>).</param>
+/// <param name="Commands">The statement's commands.</param>
+/// <param name="Tables">The tables it concerned, before and after.</param>
+/// <param name="Enums">The enum types it changed.</param>
+/// <param name="StatementSame">The statement is the one of the transaction's previous DDL message (a query string with
+/// several statements): the reader takes that one.</param>
+internal sealed record DdlMessage(string Event, string Statement, IReadOnlyList<DdlCommand> Commands, IReadOnlyList<DdlTable> Tables, IReadOnlyList<DdlEnum> Enums,
+    bool StatementSame = false)
 {
     /// <exception cref="FormatException">The content is not a message of this version of the trigger; the message says
     /// what is wrong.</exception>
@@ -44,7 +52,8 @@ internal sealed record DdlMessage(string Event, string Statement, IReadOnlyList<
                 root.Required("statement").NullableString() ?? "", // current_query() is NULL in a background worker
                 [.. root.Required("commands").Items().Select(DdlCommand.Read)],
                 [.. root.Required("tables").Items().Select(DdlTable.Read)],
-                [.. root.Required("enums").Items().Select(DdlEnum.Read)]);
+                [.. root.Required("enums").Items().Select(DdlEnum.Read)],
+                root.Optional("statement_same") is { } same && same.Boolean());
         }
     }
 }

@@ -25,9 +25,14 @@ internal sealed class SchemaFollower(
     ILogger logger)
 {
     private readonly List<Signal> _pendingSnapshots = [];
+    private string? _lastStatement;
 
     /// <summary>A transaction begins: snapshots queued by one that did not commit here are dropped.</summary>
-    public void OnBegin() => _pendingSnapshots.Clear();
+    public void OnBegin()
+    {
+        _pendingSnapshots.Clear();
+        _lastStatement = null;
+    }
 
     /// <summary>The snapshots the committed transaction's statements call for, as signals (acted on, and checkpointed,
     /// before the transaction is acknowledged; once per commit position, like the signal table's).</summary>
@@ -53,6 +58,10 @@ internal sealed class SchemaFollower(
             throw new ProtocolException(
                 $"The DDL message at {new NpgsqlLogSequenceNumber(lsn)} (transaction {transaction.Xid}, prefix \"{DdlCaptureSql.Prefix}\") is not one DBSync can read: {e.Message.TrimEnd('.')}.");
         }
+        // A query string with several statements is written whole into its transaction's first message only.
+        if (message.StatementSame)
+            message = message with { Statement = _lastStatement ?? "" };
+        _lastStatement = message.Statement;
         var position = new SchemaChangeClassifier.Position(transaction.Xid, new NpgsqlLogSequenceNumber(lsn), transaction.CommitLsn, transaction.CommitTime);
         return FollowAsync(message, position, cancellationToken);
     }
