@@ -72,11 +72,7 @@ internal static partial class ReplicationSetup
             var missing = new List<SyncTableInfo>();
             foreach (var table in tables)
             {
-                await using var command = new NpgsqlCommand("SELECT 1 FROM pg_publication_tables WHERE pubname = $1 AND schemaname = $2 AND tablename = $3", connection);
-                command.Parameters.Add(new NpgsqlParameter { Value = publication });
-                command.Parameters.Add(new NpgsqlParameter { Value = table.Schema });
-                command.Parameters.Add(new NpgsqlParameter { Value = table.Name });
-                if (await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false) is null)
+                if (!await PublishesAsync(connection, publication, table, cancellationToken).ConfigureAwait(false))
                     missing.Add(table);
             }
 
@@ -90,6 +86,16 @@ internal static partial class ReplicationSetup
 
         if (versionNum >= PartitionedPublicationVersion)
             await CheckPartitionsPublishedOnceAsync(connection, publication, tables, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Whether <paramref name="publication"/> publishes <paramref name="table"/>.</summary>
+    private static async Task<bool> PublishesAsync(NpgsqlConnection connection, string publication, SyncTableInfo table, CancellationToken cancellationToken)
+    {
+        await using var command = new NpgsqlCommand("SELECT 1 FROM pg_publication_tables WHERE pubname = $1 AND schemaname = $2 AND tablename = $3", connection);
+        command.Parameters.Add(new NpgsqlParameter { Value = publication });
+        command.Parameters.Add(new NpgsqlParameter { Value = table.Schema });
+        command.Parameters.Add(new NpgsqlParameter { Value = table.Name });
+        return await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false) is not null;
     }
 
     /// <summary>The mapped tables that are partitioned (relkind 'p').</summary>

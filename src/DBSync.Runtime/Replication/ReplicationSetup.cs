@@ -106,16 +106,10 @@ internal static partial class ReplicationSetup
     /// <exception cref="DBSyncConfigurationException">The role may not; the message gives the statement to run.</exception>
     internal static async Task AddToPublicationAsync(NpgsqlConnection connection, string publication, SyncTableInfo table, ILogger logger, CancellationToken cancellationToken)
     {
-        await using (var command = new NpgsqlCommand("SELECT 1 FROM pg_publication_tables WHERE pubname = $1 AND schemaname = $2 AND tablename = $3", connection))
-        {
-            command.Parameters.Add(new NpgsqlParameter { Value = publication });
-            command.Parameters.Add(new NpgsqlParameter { Value = table.Schema });
-            command.Parameters.Add(new NpgsqlParameter { Value = table.Name });
-            if (await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false) is not null)
-                return;
-        }
-        var user = new NpgsqlConnectionStringBuilder(connection.ConnectionString).Username ?? "?";
-        await RunDdlAsync(connection, $"ALTER PUBLICATION \"{publication}\" ADD TABLE {table.QualifiedName}", user, publication, "the owner of the table", cancellationToken).ConfigureAwait(false);
+        if (await PublishesAsync(connection, publication, table, cancellationToken).ConfigureAwait(false))
+            return;
+        await RunDdlAsync(connection, $"ALTER PUBLICATION \"{publication}\" ADD TABLE {table.QualifiedName}", connection.UserName ?? "?", publication, "the owner of the table",
+            cancellationToken).ConfigureAwait(false);
         Log.PublicationTablesAdded(logger, publication, table.QualifiedName);
     }
 

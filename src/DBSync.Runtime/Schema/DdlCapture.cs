@@ -19,24 +19,21 @@ internal static class DdlCapture
         return value is null or DBNull ? null : Convert.ToInt32(value, System.Globalization.CultureInfo.InvariantCulture);
     }
 
-    /// <summary>Installs the trigger (again), in one transaction, serialized with other installers by an advisory lock.</summary>
-    public static async Task InstallAsync(NpgsqlConnection connection, CancellationToken cancellationToken)
-    {
-        await using var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
-        await using (var command = new NpgsqlCommand("SELECT pg_advisory_xact_lock(hashtext('dbsync.ddl_capture'))", connection, transaction))
-            await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
-        await using (var command = new NpgsqlCommand(DdlCaptureSql.Install, connection, transaction))
-            await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
-        await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
-    }
+    /// <summary>Installs the trigger (again).</summary>
+    public static Task InstallAsync(NpgsqlConnection connection, CancellationToken cancellationToken)
+        => RunLockedAsync(connection, DdlCaptureSql.Install, cancellationToken);
 
     /// <summary>Removes the trigger, its functions and its table.</summary>
-    public static async Task UninstallAsync(NpgsqlConnection connection, CancellationToken cancellationToken)
+    public static Task UninstallAsync(NpgsqlConnection connection, CancellationToken cancellationToken)
+        => RunLockedAsync(connection, DdlCaptureSql.Uninstall, cancellationToken);
+
+    /// <summary>Runs <paramref name="sql"/> in one transaction, serialized with other installers by an advisory lock.</summary>
+    private static async Task RunLockedAsync(NpgsqlConnection connection, string sql, CancellationToken cancellationToken)
     {
         await using var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
         await using (var command = new NpgsqlCommand("SELECT pg_advisory_xact_lock(hashtext('dbsync.ddl_capture'))", connection, transaction))
             await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
-        await using (var command = new NpgsqlCommand(DdlCaptureSql.Uninstall, connection, transaction))
+        await using (var command = new NpgsqlCommand(sql, connection, transaction))
             await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
         await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
     }

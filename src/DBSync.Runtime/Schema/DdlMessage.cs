@@ -159,6 +159,11 @@ internal sealed record DdlCommand(string Tag, string? ObjectType, string? Schema
 /// <summary>A table the statement concerned: its shape before (null: not known, a new table) and after (null: dropped).</summary>
 internal sealed record DdlTable(uint Oid, TableShape? Before, TableShape? After, bool Rewritten)
 {
+    /// <summary>Whether the statement dropped <paramref name="column"/> and added it again under its name (a new attnum):
+    /// every row's value of it was replaced, as a rewrite does, without a row change.</summary>
+    public bool Replaced(string column)
+        => Before?.Column(column) is { } was && After?.Column(column) is { } now && was.Num != now.Num;
+
     public static DdlTable Read(Field field) => new(
         field.Required("oid").Oid(),
         TableShape.Read(field.Required("before")),

@@ -110,13 +110,11 @@ internal static class SchemaChangeClassifier
             if (after.Parent is { } to)
                 add(SchemaChangeKind.PartitionAttached, name, null, null, to, rewritten);
         }
-        // A column dropped and added again under its name (a new attnum) replaced every row's value of it, as a rewrite does.
-        bool Replaced(string column) => before.Column(column) is { } was && after.Column(column) is { } @is && was.Num != @is.Num;
         foreach (var old in before.Columns)
         {
             if (after.Columns.FirstOrDefault(c => c.Num == old.Num) is not { } now)
             {
-                add(SchemaChangeKind.ColumnDropped, name, old.Name, old.Type, null, rewritten || Replaced(old.Name));
+                add(SchemaChangeKind.ColumnDropped, name, old.Name, old.Type, null, rewritten || table.Replaced(old.Name));
                 continue;
             }
             if (now.Name != old.Name)
@@ -130,7 +128,7 @@ internal static class SchemaChangeClassifier
                 add(SchemaChangeKind.ColumnNullabilityChanged, name, now.Name, Nullability(old), Nullability(now), rewritten);
         }
         foreach (var added in after.Columns.Where(c => before.Columns.All(o => o.Num != c.Num)))
-            add(SchemaChangeKind.ColumnAdded, name, added.Name, null, added.Type, rewritten || Replaced(added.Name));
+            add(SchemaChangeKind.ColumnAdded, name, added.Name, null, added.Type, rewritten || table.Replaced(added.Name));
         if (!before.PrimaryKey.AsSpan().SequenceEqual(after.PrimaryKey))
             add(SchemaChangeKind.PrimaryKeyChanged, name, null, KeyList(before.PrimaryKey), KeyList(after.PrimaryKey), rewritten);
         if (before.DescribeIdentity() != after.DescribeIdentity())

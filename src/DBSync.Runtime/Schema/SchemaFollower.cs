@@ -73,7 +73,7 @@ internal sealed class SchemaFollower(
             if (Mapped(table) is not { } registration)
                 continue;
             Follow(registration, table, message, position);
-            if (table is { Before: null, After: not null } && registration is not SignalRegistration && Followed(registration))
+            if (table is { Before: null, After: not null } && registration is not SignalRegistration && registration.SkippedBecause is null)
                 await OnCreatedAsync(registration, position, cancellationToken).ConfigureAwait(false);
         }
         var changes = SchemaChangeClassifier.Classify(message, position, EntityOf);
@@ -93,8 +93,7 @@ internal sealed class SchemaFollower(
         var info = registration.Table;
         await using (var connection = await connections.OpenAsync(cancellationToken).ConfigureAwait(false))
             await ReplicationSetup.AddToPublicationAsync(connection, options.PublicationName, info, logger, cancellationToken).ConfigureAwait(false);
-        if (registration.Snapshot is not null)
-            _pendingSnapshots.Add(new Signal(0, SnapshotQueue.SnapshotAfterRewriteKind, [info.DisplayName], null, [], null));
+        QueueSnapshot(registration);
         Log.MappedTableCreated(logger, info.DisplayName, info.EntityType.FullName ?? info.EntityType.Name, position.Lsn.ToString(), options.PublicationName);
     }
 
@@ -118,8 +117,12 @@ internal sealed class SchemaFollower(
     private TableRegistration? Mapped(DdlTable table)
         => (table.Before is { } before ? Find(before) : null) ?? (table.After is { } after ? Find(after) : null);
 
-    /// <summary>Whether a mapped table is followed (not skipped after a schema change it could not follow).</summary>
-    private bool Followed(TableRegistration registration) => registration.SkippedBecause is null;
+    /// <summary>A snapshot of the table once the transaction commits (none for the signal table).</summary>
+    private void QueueSnapshot(TableRegistration registration)
+    {
+        if (registration.Snapshot is not null)
+            _pendingSnapshots.Add(new Signal(0, SnapshotQueue.SnapshotAfterRewriteKind, [registration.Table.DisplayName], null, [], null));
+    }
 
     private void Follow(TableRegistration registration, DdlTable table, DdlMessage message, in SchemaChangeClassifier.Position position)
     {
@@ -142,13 +145,10 @@ internal sealed class SchemaFollower(
         }
         // Whatever the statement did, a chunk of the table in its window may have been read with the old shape.
         registration.OnShapeChanged();
-        // A mapped column dropped and added again under its name in one statement (a new attnum) changed every row's value
-        // without a row change or a rewrite, as a rewrite does.
-        var replaced = table is { Before: { } old, After: { } now }
-                       && info.Columns.Any(c => old.Column(c.Name) is { } was && now.Column(c.Name) is { } @is && was.Num != @is.Num);
-        if ((table.Rewritten || replaced) && table.After is not null && options.SnapshotAfterRewrite && registration.Snapshot is not null)
+        if ((table.Rewritten || info.Columns.Any(c => table.Replaced(c.Name))) && table.After is not null && options.SnapshotAfterRewrite
+            && registration.Snapshot is not null)
         {
-            _pendingSnapshots.Add(new Signal(0, SnapshotQueue.SnapshotAfterRewriteKind, [info.DisplayName], null, [], null));
+            QueueSnapshot(registration);
             Log.RewriteSnapshotQueued(logger, info.DisplayName, Shorten(message.Statement), position.Lsn.ToString());
         }
     }
@@ -174,13 +174,14 @@ internal sealed class SchemaFollower(
         }
         foreach (var column in info.Columns)
         {
-            if (after.Column(column.Name) is { Generated: not null } generated)
+            var now = after.Column(column.Name);
+            if (now is { Generated: not null })
             {
-                throw Mismatch(info, column.Name, generated.Type, column.ClrTypeName, message, position,
+                throw Mismatch(info, column.Name, now.Type, column.ClrTypeName, message, position,
                     $"Column \"{column.Name}\" of {info.DisplayName} (property {info.EntityType.Name}.{column.PropertyName}) is a generated column {where}: pgoutput " +
                     $"never sends generated columns. {stopped} Mark the property [SyncIgnore] (it cannot be a key), then restart.");
             }
-            if (after.Column(column.Name) is { } now)
+            if (now is not null)
             {
                 try
                 {
